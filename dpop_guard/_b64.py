@@ -1,0 +1,35 @@
+"""Unpadded base64url (RFC 7515 section 2), strict on input."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+# The alphabet of RFC 4648 section 5, with no padding. A segment of length 1 (mod 4) can
+# never be produced by an encoder, so it is refused here rather than by the decoder.
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def b64url_encode(data: bytes) -> str:
+    """Encode ``data`` as unpadded base64url text."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Decode one unpadded base64url segment.
+
+    :raises ValueError: on padding, characters outside the alphabet, an impossible length,
+        or non-zero trailing bits (a second spelling of the same bytes).
+    """
+    if not _SEGMENT.fullmatch(segment) or len(segment) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    try:
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error as exc:  # pragma: no cover - the regex above admits no bad input
+        raise ValueError("not unpadded base64url") from exc
+    # Canonical form only: "AB" and "AC" decode to the same byte; accepting both would
+    # make two spellings of one signature.
+    if b64url_encode(data) != segment:
+        raise ValueError("non-canonical base64url")
+    return data

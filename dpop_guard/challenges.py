@@ -1,0 +1,146 @@
+"""Errors to HTTP: status, ``WWW-Authenticate`` (RFC 9449 section 7.1, RFC 6750 section 3),
+``DPoP-Nonce``, ``Cache-Control: no-store`` and a small JSON body. The only place that
+maps an error to the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .errors import (
+    DPoPGuardError,
+    InsufficientScope,
+    ServiceUnavailable,
+    UseDPoPNonce,
+)
+
+DPOP_SCHEME = "DPoP"
+DPOP_NONCE_HEADER = "DPoP-Nonce"
+
+# Anything but printable ASCII is replaced, so an upstream description can never split a
+# header (CR/LF) or fail latin-1 encoding.
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+# Challenge parameters an upstream may contribute; anything else it sends is dropped.
+_UPSTREAM_PARAMS = ("error_uri", "scope", "resource_metadata")
+
+
+def _quote(value: str) -> str:
+    value = _UNSAFE.sub("?", value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def build_challenge(scheme: str, params: Iterable[tuple[str, str]] = ()) -> str:
+    """Format one challenge: ``Scheme k1="v1", k2="v2"``. Values are always quoted.
+
+    >>> build_challenge("DPoP", [("error", "invalid_token"), ("algs", "ES256")])
+    'DPoP error="invalid_token", algs="ES256"'
+    """
+    if not _TOKEN.fullmatch(scheme):
+        raise ValueError(f"invalid auth-scheme {scheme!r}")
+    rendered = []
+    for name, value in params:
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"invalid auth-param name {name!r}")
+        rendered.append(f"{name}={_quote(value)}")
+    return scheme if not rendered else f"{scheme} {', '.join(rendered)}"
+
+
+# auth-param = token BWS "=" BWS ( token / quoted-string ), RFC 9110 section 11.2.
+_PARAM = re.compile(
+    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*'
+    r'(?:"((?:[^"\\]|\\.)*)"|([!#$%&\'*+\-.^_`|~0-9A-Za-z]+))\s*(?:,|$)'
+)
+
+
+def parse_challenge(value: str) -> tuple[str, dict[str, str]]:
+    """Parse one challenge such as Authlete's ``responseContent``.
+
+    Returns the scheme and its parameters (names lower-cased, first occurrence wins).
+    Authlete joins parameters with ``,`` and no space; both spellings are accepted.
+
+    :raises ValueError: if ``value`` is not a single well-formed challenge.
+    """
+    value = value.strip()
+    scheme, _, rest = value.partition(" ")
+    if not _TOKEN.fullmatch(scheme):
+        raise ValueError("no auth-scheme")
+    params: dict[str, str] = {}
+    pos = 0
+    rest = rest.strip()
+    while pos < len(rest):
+        match = _PARAM.match(rest, pos)
+        if match is None or match.end() == pos:
+            raise ValueError("malformed auth-param")
+        name = match.group(1).lower()
+        raw = match.group(2)
+        text = re.sub(r"\\(.)", r"\1", raw) if raw is not None else match.group(3)
+        params.setdefault(name, text)
+        pos = match.end()
+    return scheme, params
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """A complete error answer: ASGI-ready status, headers and body."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+
+def challenge_for(
+    exc: DPoPGuardError,
+    *,
+    algs: Sequence[str],
+    realm: str | None = None,
+    extra_params: Mapping[str, str] | None = None,
+) -> ErrorResponse:
+    """Map ``exc`` to its response.
+
+    - 401/400/403: ``WWW-Authenticate: DPoP [realm], error, error_description, [error_uri],
+      [scope], algs`` (RFC 9449 section 7.1; ``algs`` lists the accepted algorithms).
+      With no credentials at all (:class:`AuthenticationRequired`) the challenge carries
+      no ``error`` (RFC 6750 section 3.1).
+    - :class:`UseDPoPNonce` adds ``DPoP-Nonce``.
+    - :class:`ServiceUnavailable`: 503, ``Retry-After``, and no challenge, since the client
+      did nothing wrong.
+
+    Every response carries ``Cache-Control: no-store``. The body is a small JSON object
+    with the same ``error`` and ``error_description``; it never holds a token or a claim.
+    """
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"cache-control", b"no-store"),
+        (b"pragma", b"no-cache"),
+    ]
+    body: dict[str, str] = {}
+    if isinstance(exc, ServiceUnavailable):
+        headers.append((b"retry-after", str(exc.retry_after).encode()))
+        body = {"error": "temporarily_unavailable", "error_description": exc.description}
+        return ErrorResponse(exc.status, tuple(headers), json.dumps(body).encode())
+
+    params: list[tuple[str, str]] = []
+    if realm is not None:
+        params.append(("realm", realm))
+    if exc.error is not None:
+        params.append(("error", exc.error))
+        params.append(("error_description", exc.description))
+        body = {"error": exc.error, "error_description": exc.description}
+    else:
+        body = {"error_description": exc.description}
+    upstream = dict(exc.challenge_params)
+    if isinstance(exc, InsufficientScope):
+        upstream["scope"] = exc.scope
+    if extra_params:
+        upstream.update(extra_params)
+    params.extend((name, upstream[name]) for name in _UPSTREAM_PARAMS if name in upstream)
+    params.append(("algs", " ".join(algs)))
+    headers.append((b"www-authenticate", build_challenge(DPOP_SCHEME, params).encode("latin-1")))
+    if isinstance(exc, UseDPoPNonce):
+        headers.append((DPOP_NONCE_HEADER.lower().encode(), exc.nonce.encode("ascii")))
+    return ErrorResponse(exc.status, tuple(headers), json.dumps(body).encode())

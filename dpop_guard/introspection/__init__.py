@@ -1,0 +1,56 @@
+"""Token introspection: the seam between the middleware and an authorization server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Introspector", "RequestFacts", "TokenInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What the introspector may need about the request besides the token.
+
+    ``proof`` is the raw ``DPoP`` header and ``jkt`` the thumbprint of its key, both from a
+    proof that already passed local verification; they are ``None`` on the ``Bearer``
+    scheme. ``scopes`` are the route's required scopes.
+    """
+
+    method: str
+    htu: str
+    proof: str | None
+    jkt: str | None
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """The facts about an active access token.
+
+    ``jkt`` is the thumbprint of the key the token is bound to, or ``None`` for a token
+    that is not sender-constrained. ``expires_at`` is epoch seconds, or ``None`` if the
+    server did not say.
+    """
+
+    subject: str | None
+    client_id: str | None
+    scopes: frozenset[str]
+    expires_at: int | None
+    jkt: str | None
+
+
+@runtime_checkable
+class Introspector(Protocol):
+    """Answers "is this access token active, and what is it bound to?".
+
+    Implementations raise :class:`~dpop_guard.errors.InvalidToken`,
+    :class:`~dpop_guard.errors.InsufficientScope`, :class:`~dpop_guard.errors.InvalidRequest`
+    or :class:`~dpop_guard.errors.InvalidDPoPProof` when the server rejects the token, and
+    :class:`~dpop_guard.errors.IntrospectionUnavailable` when it cannot answer. They never
+    return a :class:`TokenInfo` for a token they could not confirm.
+    """
+
+    async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+        """Introspect ``token`` for ``request``."""
+        ...

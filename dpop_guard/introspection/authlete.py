@@ -1,0 +1,229 @@
+"""Authlete's ``/auth/introspection`` API (V2 and V3) as an :class:`Introspector`.
+
+Authlete answers HTTP 200 with an ``action``; ``responseContent`` is a ready-made
+``WWW-Authenticate`` value. Its response carries no ``cnf.jkt``: Authlete checks a DPoP
+binding itself, and only when it is sent ``dpop``, ``htm`` and ``htu``. It also accepts an
+*unbound* token sent with a proof. So on every call with a proof, two requests go out in
+parallel:
+
+1. ``{token, scopes, dpop, htm, htu}``: Authlete validates the token, the scopes, and, if
+   the token is bound, that the proof's key is the bound key.
+2. ``{token}``, the binding probe: a DPoP-bound token introspected without a proof is
+   refused (``UNAUTHORIZED``, "Expected a DPoP header but none was provided"), while an
+   unbound token is ``OK``.
+
+Call 1 ``OK`` and probe ``UNAUTHORIZED``: the token is bound to the key of the proof
+Authlete just accepted, so ``TokenInfo.jkt`` is that proof's verified thumbprint. Probe
+``OK``: unbound, ``jkt=None``. Anything else from the probe: unavailable (fail closed).
+Both run concurrently, so a miss costs one round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import httpx
+
+from ..challenges import parse_challenge
+from ..errors import (
+    DPoPGuardError,
+    InsufficientScope,
+    IntrospectionUnavailable,
+    InvalidDPoPProof,
+    InvalidRequest,
+    InvalidToken,
+    UseDPoPNonce,
+)
+from ..settings import AuthleteSettings
+from . import RequestFacts, TokenInfo
+
+__all__ = ["AuthleteIntrospector"]
+
+logger = logging.getLogger("dpop_guard.introspection")
+
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+_ACTION_STATUS = {"BAD_REQUEST": 400, "UNAUTHORIZED": 401, "FORBIDDEN": 403}
+_DEFAULT_CLASS: dict[str, type[DPoPGuardError]] = {
+    "BAD_REQUEST": InvalidRequest,
+    "UNAUTHORIZED": InvalidToken,
+    "FORBIDDEN": InsufficientScope,
+}
+_ERROR_CLASS: dict[str, type[DPoPGuardError]] = {
+    "invalid_request": InvalidRequest,
+    "invalid_token": InvalidToken,
+    "insufficient_scope": InsufficientScope,
+    "invalid_dpop_proof": InvalidDPoPProof,
+    "use_dpop_nonce": UseDPoPNonce,
+}
+
+
+def _unavailable(reason: str, cause: BaseException | None = None) -> IntrospectionUnavailable:
+    # The reason is logged; never the request or response body (they hold the token).
+    logger.warning("authlete introspection unavailable: %s", reason,
+                   extra={"dpop_guard_reason": reason})
+    exc = IntrospectionUnavailable(reason)
+    exc.__cause__ = cause
+    return exc
+
+
+class AuthleteIntrospector:
+    """Introspect access tokens with Authlete.
+
+    :param client: a pooled ``httpx.AsyncClient``. Passing it in lets tests use
+        ``httpx.MockTransport`` and lets an app share one pool; the owner closes it.
+    :param settings: endpoint, API version and credentials.
+
+    Every call is bounded by ``settings.timeout`` in total, retries included; retries
+    happen only on a refused connection or a 429/502/503/504. Failures raise
+    :class:`IntrospectionUnavailable`, which the middleware answers with 503.
+
+    >>> async with httpx.AsyncClient() as client:
+    ...     introspector = AuthleteIntrospector(client, AuthleteSettings.from_env())
+    """
+
+    def __init__(self, client: httpx.AsyncClient, settings: AuthleteSettings) -> None:
+        self._client = client
+        self.settings = settings
+        self._url = settings.introspection_url
+        self._headers = {
+            "Authorization": settings.authorization,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+        """Introspect ``token``; see the module docstring for the two-call protocol."""
+        body: dict[str, Any] = {"token": token}
+        if request.scopes:
+            body["scopes"] = list(request.scopes)
+        try:
+            with anyio.fail_after(self.settings.timeout):
+                if request.proof is None:
+                    data = await self._post(body)
+                    return self._token_info(data, request, jkt=None)
+                body.update(dpop=request.proof, htm=request.method, htu=request.htu)
+                results: dict[str, dict[str, Any] | BaseException] = {}
+
+                async def run(name: str, payload: dict[str, Any]) -> None:
+                    try:
+                        results[name] = await self._post(payload)
+                    except IntrospectionUnavailable as exc:
+                        results[name] = exc
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run, "check", body)
+                    tg.start_soon(run, "probe", {"token": token})
+        except TimeoutError as exc:
+            raise _unavailable("authlete_timeout", exc) from exc
+
+        check, probe = results["check"], results["probe"]
+        if isinstance(check, BaseException):
+            raise check
+        if check.get("action") != "OK":
+            self._token_info(check, request, jkt=None)  # raises the mapped rejection
+        if isinstance(probe, BaseException):
+            raise probe
+        probe_action = probe.get("action")
+        if probe_action == "UNAUTHORIZED":
+            return self._token_info(check, request, jkt=request.jkt)
+        if probe_action == "OK":
+            return self._token_info(check, request, jkt=None)
+        raise _unavailable("authlete_probe_inconclusive")
+
+    async def _post(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        attempts = self.settings.retries + 1
+        for attempt in range(attempts):
+            last = attempt + 1 == attempts
+            try:
+                response = await self._client.post(self._url, json=body, headers=self._headers,
+                                                   timeout=self.settings.timeout)
+            except httpx.TimeoutException as exc:
+                raise _unavailable("authlete_timeout", exc) from exc
+            except httpx.ConnectError as exc:
+                if not last:
+                    await anyio.sleep(0.05 * (attempt + 1))
+                    continue
+                raise _unavailable("authlete_unreachable", exc) from exc
+            except httpx.HTTPError as exc:
+                raise _unavailable("authlete_transport_error", exc) from exc
+            if response.status_code in _RETRY_STATUSES and not last:
+                await anyio.sleep(0.05 * (attempt + 1))
+                continue
+            if response.status_code != 200:
+                raise _unavailable(f"authlete_http_{response.status_code}")
+            try:
+                data = response.json()
+            except ValueError as exc:
+                raise _unavailable("authlete_bad_response", exc) from exc
+            if not isinstance(data, dict):
+                raise _unavailable("authlete_bad_response")
+            return data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _token_info(self, data: dict[str, Any], request: RequestFacts, *,
+                    jkt: str | None) -> TokenInfo:
+        action = data.get("action")
+        if action == "OK":
+            return _parse_ok(data, jkt)
+        if action == "INTERNAL_SERVER_ERROR":
+            raise _unavailable("authlete_internal_error")
+        if action not in _ACTION_STATUS:
+            raise _unavailable("authlete_unknown_action")
+        raise _rejection(action, data, request)
+
+
+def _parse_ok(data: dict[str, Any], jkt: str | None) -> TokenInfo:
+    subject = data.get("subject")
+    client_id = data.get("clientId")
+    scopes = data.get("scopes") or []
+    expires_at = data.get("expiresAt")
+    if (
+        (subject is not None and not isinstance(subject, str))
+        or (client_id is not None and not isinstance(client_id, (int, str)))
+        or not isinstance(scopes, list)
+        or not all(isinstance(s, str) for s in scopes)
+        or (expires_at is not None and (not isinstance(expires_at, int)
+                                        or isinstance(expires_at, bool)))
+    ):
+        raise _unavailable("authlete_bad_response")
+    return TokenInfo(
+        subject=subject,
+        client_id=None if client_id is None else str(client_id),
+        scopes=frozenset(scopes),
+        # Authlete's expiresAt is in milliseconds.
+        expires_at=None if expires_at is None else expires_at // 1000,
+        jkt=jkt,
+    )
+
+
+def _rejection(action: str, data: dict[str, Any], request: RequestFacts) -> DPoPGuardError:
+    """Turn a BAD_REQUEST/UNAUTHORIZED/FORBIDDEN answer into our typed error, keeping
+    Authlete's error code, description and ``error_uri``. The scheme is always DPoP."""
+    params: dict[str, str] = {}
+    content = data.get("responseContent")
+    if isinstance(content, str):
+        try:
+            _, params = parse_challenge(content)
+        except ValueError:
+            params = {}
+    code = params.get("error", "")
+    cls = _ERROR_CLASS.get(code, _DEFAULT_CLASS[action])
+    description = params.get("error_description")
+    status = _ACTION_STATUS[action]
+    reason = f"authlete_{action.lower()}"
+    extra = {k: v for k, v in params.items() if k == "error_uri"}
+    logger.info("authlete rejected the token: %s %s", action, data.get("resultCode"),
+                extra={"dpop_guard_reason": reason})
+    if cls is InsufficientScope:
+        scope = params.get("scope") or " ".join(request.scopes)
+        return InsufficientScope(reason, description, scope=scope, status=status,
+                                 challenge_params=extra)
+    nonce = data.get("dpopNonce")
+    if cls is UseDPoPNonce:
+        if isinstance(nonce, str) and nonce:
+            return UseDPoPNonce(reason, description, nonce=nonce)
+        cls = InvalidDPoPProof
+    return cls(reason, description, status=status, challenge_params=extra)

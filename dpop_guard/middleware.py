@@ -1,0 +1,211 @@
+"""The ASGI middleware: a thin shell around the pure verifier and the I/O seams.
+
+Per protected request, in order (after node-oidc-provider's ``access_token.js``):
+``Authorization`` -> exactly one ``DPoP`` header -> local proof verification ->
+introspection (cached) -> binding (proof key == token key) -> expiry and scopes ->
+atomic ``jti`` record. The first failure becomes one response through
+:func:`~dpop_guard.challenges.challenge_for`. The body is never read, so streaming stays
+intact; lifespan and websocket scopes pass straight through.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .authorization import parse_authorization
+from .challenges import challenge_for
+from .errors import (
+    DPoPGuardError,
+    InsufficientScope,
+    InvalidDPoPProof,
+    InvalidRequest,
+    InvalidToken,
+    ReplayStoreUnavailable,
+    ServiceUnavailable,
+)
+from .introspection import Introspector, RequestFacts, TokenInfo
+from .proof import ProofVerifier, VerifiedProof, select_proof
+from .replay import MemoryReplayStore, ReplayStore
+from .settings import GuardSettings
+
+__all__ = ["DPoPCredentials", "DPoPGuardMiddleware"]
+
+logger = logging.getLogger("dpop_guard")
+
+
+@dataclass(frozen=True, slots=True)
+class DPoPCredentials:
+    """What a request proved, set as ``scope["auth"]`` (``request.auth`` in Starlette and
+    FastAPI). ``scopes`` makes Starlette's ``@requires`` work unchanged."""
+
+    subject: str | None
+    client_id: str | None
+    scopes: frozenset[str]
+    jkt: str | None
+    """The proof key's thumbprint; ``None`` only for an allowed unbound Bearer token."""
+    expires_at: int | None
+    scheme: str
+
+
+class DPoPGuardMiddleware:
+    """Protect an ASGI app with DPoP-bound access tokens.
+
+    :param app: the ASGI app to protect.
+    :param settings: routes, proof policy, public URL, realm.
+    :param introspector: where tokens are checked; wrap it in
+        :class:`~dpop_guard.introspection.cached.CachingIntrospector` to cache.
+    :param replay_store: where used proofs are recorded; defaults to a
+        :class:`~dpop_guard.replay.MemoryReplayStore` of ``settings.replay_maxsize``,
+        which is only safe for a single process.
+    :param clock: wall-clock seconds, read once per request.
+
+    >>> app = DPoPGuardMiddleware(app, settings=GuardSettings(routes=(
+    ...     Route("/health", public=True), Route("/accounts", scopes=("read:accounts",)))),
+    ...     introspector=CachingIntrospector(AuthleteIntrospector(client, authlete)))
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        introspector: Introspector,
+        settings: GuardSettings | None = None,
+        replay_store: ReplayStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.settings = settings = settings or GuardSettings()
+        self.introspector = introspector
+        self.replay_store: ReplayStore = replay_store or MemoryReplayStore(settings.replay_maxsize)
+        self.verifier = ProofVerifier(settings.policy)
+        self._clock = clock
+        self._algs = settings.policy.algorithms
+        self._max_token = settings.max_token_bytes
+        self._public_url = settings.public_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        path = _route_path(scope)
+        route = self.settings.route_for(path, method)
+        if route is not None and route.public:
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope["auth"] = await self._authenticate(scope, method, path,
+                                                     route.scopes if route else ())
+        except DPoPGuardError as exc:
+            await self._reject(exc, send)
+            return
+        except Exception:
+            # A bug or an unexpected dependency failure: fail closed, keep the trace in
+            # the log (it holds no token: none of our messages carry one).
+            logger.exception("dpop_guard: unexpected error; answering 503")
+            await self._reject(ServiceUnavailable("internal_error"), send)
+            return
+        await self.app(scope, receive, send)
+
+    def _htu(self, scope: Scope, path: str, host: str | None) -> str:
+        raw = scope.get("raw_path")
+        raw_path = raw.decode("latin-1").partition("?")[0] if raw else quote(scope["path"])
+        if self._public_url is not None:
+            root = quote(scope.get("root_path", ""))
+            if root and raw_path.startswith(root):
+                raw_path = raw_path[len(root):]
+            return self._public_url + raw_path
+        if host is None:
+            server = scope.get("server")
+            host = f"{server[0]}:{server[1]}" if server else "localhost"
+        return f"{scope.get('scheme', 'http')}://{host}{raw_path}"
+
+    async def _authenticate(self, scope: Scope, method: str, path: str,
+                            required: tuple[str, ...]) -> DPoPCredentials:
+        authorization: list[str] = []
+        dpop: list[str] = []
+        host: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization.append(value.decode("latin-1"))
+            elif name == b"dpop":
+                dpop.append(value.decode("latin-1"))
+            elif name == b"host":
+                host = value.decode("latin-1")
+        header = parse_authorization(authorization, max_token_bytes=self._max_token)
+        htu = self._htu(scope, path, host)
+        now = int(self._clock())
+        proof: VerifiedProof | None = None
+        if header.scheme == "Bearer":
+            if dpop:
+                raise InvalidRequest("bearer_with_dpop_proof",
+                                     "A DPoP proof requires the DPoP authorization scheme.")
+            if not self.settings.allow_unbound_tokens:
+                raise InvalidToken("bearer_scheme_refused",
+                                   "A DPoP-bound access token is required.")
+            info = await self.introspector.introspect(
+                header.token, request=RequestFacts(method, htu, None, None, required))
+            if info.jkt is not None:
+                raise InvalidToken("bound_token_as_bearer",
+                                   "A DPoP-bound access token requires the DPoP scheme.")
+        else:
+            raw = select_proof(dpop)
+            proof = self.verifier.verify(raw, method=method, url=htu,
+                                         access_token=header.token, now=now)
+            # Send the proof's own htu: it already matched the request URL locally, and
+            # it spares the server a second, possibly different, normalisation.
+            info = await self.introspector.introspect(
+                header.token, request=RequestFacts(method, proof.htu, raw, proof.jkt, required))
+            if info.jkt is None:
+                if not self.settings.allow_unbound_tokens:
+                    raise InvalidToken("token_not_bound", "The access token is not DPoP-bound.")
+            elif not hmac.compare_digest(info.jkt, proof.jkt):
+                raise InvalidDPoPProof("jkt_mismatch",
+                                       "The DPoP proof key does not match the access token.")
+        self._check_token(info, now, required)
+        if proof is not None:
+            try:
+                first = await self.replay_store.add_if_absent(proof.replay_key,
+                                                              ttl=proof.replay_ttl)
+            except Exception as exc:
+                logger.warning("dpop_guard: replay store failed: %s", type(exc).__name__,
+                               extra={"dpop_guard_reason": "replay_store_error"})
+                raise ReplayStoreUnavailable("replay_store_error") from exc
+            if not first:
+                raise InvalidDPoPProof("jti_replayed", "The DPoP proof has been used before.")
+        return DPoPCredentials(subject=info.subject, client_id=info.client_id,
+                               scopes=info.scopes, jkt=proof.jkt if proof else None,
+                               expires_at=info.expires_at, scheme=header.scheme)
+
+    @staticmethod
+    def _check_token(info: TokenInfo, now: int, required: tuple[str, ...]) -> None:
+        # Checked here as well as by the server, because a cached answer is older than the
+        # request, and a cached answer for one route says nothing of another's scopes.
+        if info.expires_at is not None and info.expires_at <= now:
+            raise InvalidToken("token_expired", "The access token has expired.")
+        if required and not info.scopes.issuperset(required):
+            raise InsufficientScope("scope_missing", scope=" ".join(required))
+
+    async def _reject(self, exc: DPoPGuardError, send: Send) -> None:
+        response = challenge_for(exc, algs=self._algs, realm=self.settings.realm)
+        logger.info("dpop_guard rejected a request: %s (%d)", exc.reason, response.status,
+                    extra={"dpop_guard_reason": exc.reason, "dpop_guard_status": response.status})
+        headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def _route_path(scope: Scope) -> str:
+    """The path relative to the app's mount point, as Starlette routes it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root):] or "/"
+    return path

@@ -1,0 +1,31 @@
+"""Replay detection: remember each proof's ``(jkt, jti)`` for as long as it could be
+accepted, and refuse a second use (RFC 9449 section 11.1)."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from .memory import MemoryReplayStore, ReplayStoreFull
+
+__all__ = ["MemoryReplayStore", "ReplayStore", "ReplayStoreFull"]
+
+
+@runtime_checkable
+class ReplayStore(Protocol):
+    """Where used proofs are recorded.
+
+    Implementations must make the check-and-set atomic: of any number of concurrent calls
+    with one ``key``, across every process that shares the store, exactly one returns
+    ``True``. They must fail closed: an outage, a timeout or a full store raises (the
+    middleware answers 503); it never returns ``True`` without recording.
+    """
+
+    async def add_if_absent(self, key: str, *, ttl: int) -> bool:
+        """Record ``key`` for ``ttl`` seconds.
+
+        :param key: an opaque, fixed-length string (the proof's ``replay_key``).
+        :param ttl: seconds to remember it; at least the proof acceptance window.
+        :returns: ``True`` if ``key`` was not recorded yet (first use), ``False`` if it was.
+        :raises Exception: any failure; the caller treats it as unavailability.
+        """
+        ...

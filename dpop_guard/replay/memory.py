@@ -1,0 +1,80 @@
+"""An in-process replay store: atomic within one event loop, bounded, and fail-closed
+when full. Safe for a single process only; a fleet needs a shared store."""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+
+__all__ = ["MemoryReplayStore", "ReplayStoreFull"]
+
+# Expired records removed per insertion. More than one, so the heap drains faster than it
+# fills; a small constant, so no single request pays for a mass expiry (a TTL cache that
+# sweeps everything at once stalls the event loop for tens of milliseconds).
+_PURGE_PER_ADD = 4
+
+
+class ReplayStoreFull(RuntimeError):
+    """Every slot holds a live record. Evicting one would silently reopen a replay."""
+
+
+class MemoryReplayStore:
+    """A dict of live keys plus a min-heap of expiry times.
+
+    ``add_if_absent`` contains no ``await``, so under asyncio or trio it runs to completion
+    without interleaving: the check and the set are atomic for every task of the process.
+
+    Full means fail closed: when ``maxsize`` live records exist, :class:`ReplayStoreFull`
+    is raised (the middleware answers 503) rather than evicting a record that may still be
+    needed. Size it as ``peak requests/s x replay TTL`` with headroom. Each record costs
+    roughly 250 bytes (a 64-character key, a dict slot, a heap tuple and a float).
+
+    :param maxsize: live records at most.
+    :param clock: a monotonic clock in seconds (tests pass their own).
+    """
+
+    def __init__(self, maxsize: int = 1_000_000, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if maxsize <= 0:
+            raise ValueError("maxsize must be positive")
+        self.maxsize = maxsize
+        self._clock = clock
+        self._expiry: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def _purge(self, now: float, limit: int | None) -> None:
+        heap, expiry = self._heap, self._expiry
+        removed = 0
+        while heap and heap[0][0] <= now and (limit is None or removed < limit):
+            deadline, key = heapq.heappop(heap)
+            # A key re-added after expiry has a newer deadline; leave that record alone.
+            if expiry.get(key) == deadline:
+                del expiry[key]
+            removed += 1
+
+    async def add_if_absent(self, key: str, *, ttl: int) -> bool:
+        """Record ``key`` for ``ttl`` seconds; ``True`` on first use.
+
+        :raises ReplayStoreFull: if no slot is free even after dropping expired records.
+        """
+        return self.add_if_absent_sync(key, ttl=ttl)
+
+    def add_if_absent_sync(self, key: str, *, ttl: int) -> bool:
+        """The same, for synchronous callers."""
+        now = self._clock()
+        self._purge(now, _PURGE_PER_ADD)
+        deadline = self._expiry.get(key)
+        if deadline is not None and deadline > now:
+            return False
+        if deadline is None and len(self._expiry) >= self.maxsize:
+            self._purge(now, None)
+            if len(self._expiry) >= self.maxsize:
+                raise ReplayStoreFull("replay store is full")
+        deadline = now + ttl
+        self._expiry[key] = deadline
+        heapq.heappush(self._heap, (deadline, key))
+        return True

@@ -1,0 +1,137 @@
+"""A FAPI 2.0-style accounts API protected by dpop_guard.
+
+Run from the repository root::
+
+    uvicorn examples.accounts:app
+
+Configuration comes from the environment: Authlete's own names (``AUTHLETE_BASE_URL``,
+``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``, ``AUTHLETE_SERVICE_APISECRET``,
+``AUTHLETE_SERVICE_ACCESSTOKEN``) and ours (``DPOP_GUARD_PUBLIC_URL``,
+``DPOP_GUARD_CACHE_TTL``, ...). Without ``AUTHLETE_BASE_URL`` the app runs against the
+embedded Authlete simulator, mounted at ``/__authlete`` so a client can mint test tokens;
+that mode is for development only and says so in the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount
+from starlette.routing import Route as HTTPRoute
+
+from dpop_guard import (
+    AuthleteIntrospector,
+    AuthleteSettings,
+    CachingIntrospector,
+    DPoPCredentials,
+    DPoPGuardMiddleware,
+    GuardSettings,
+    Route,
+)
+from dpop_guard.introspection.simulator import (
+    DEFAULT_API_SECRET,
+    DEFAULT_SERVICE_ID,
+    SimulatorState,
+    create_simulator_app,
+)
+
+logger = logging.getLogger("examples.accounts")
+
+EMBEDDED_BASE_URL = "http://authlete-simulator.invalid"
+
+# The seed scenario: two customers and their accounts, keyed by the token's subject.
+ACCOUNTS: dict[str, list[dict[str, str]]] = {
+    "alice": [
+        {"account_id": "acc-1001", "currency": "EUR", "nickname": "Current", "balance": "1520.40"},
+        {"account_id": "acc-1002", "currency": "EUR", "nickname": "Savings", "balance": "9800.00"},
+    ],
+    "bob": [
+        {"account_id": "acc-2001", "currency": "GBP", "nickname": "Main", "balance": "310.12"},
+    ],
+}
+TRANSACTIONS: dict[str, list[dict[str, str]]] = {
+    "acc-1001": [
+        {"transaction_id": "tx-1", "amount": "-42.10", "description": "Groceries"},
+        {"transaction_id": "tx-2", "amount": "2300.00", "description": "Salary"},
+    ],
+    "acc-1002": [{"transaction_id": "tx-3", "amount": "500.00", "description": "Transfer in"}],
+    "acc-2001": [{"transaction_id": "tx-4", "amount": "-9.99", "description": "Streaming"}],
+}
+
+ROUTES = (
+    Route("/health", public=True),
+    Route("/__authlete/*", public=True),  # exists only with the embedded simulator
+    Route("/accounts", scopes=("read:accounts",), methods=("GET",)),
+    Route("/accounts/{account_id}/transactions", scopes=("read:transactions",), methods=("GET",)),
+)
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def accounts(request: Request) -> JSONResponse:
+    auth: DPoPCredentials = request.auth
+    return JSONResponse({"subject": auth.subject, "accounts": ACCOUNTS.get(auth.subject or "", [])})
+
+
+async def transactions(request: Request) -> JSONResponse:
+    auth: DPoPCredentials = request.auth
+    account_id = request.path_params["account_id"]
+    owned = {a["account_id"] for a in ACCOUNTS.get(auth.subject or "", [])}
+    if account_id not in owned:
+        return JSONResponse({"error": "not_found"}, status_code=404)
+    return JSONResponse({"account_id": account_id, "transactions": TRANSACTIONS[account_id]})
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
+    """Build the protected app from ``environ`` (default: ``os.environ``)."""
+    env = dict(os.environ if environ is None else environ)
+    routes: list[Any] = [
+        HTTPRoute("/health", health),
+        HTTPRoute("/accounts", accounts),
+        HTTPRoute("/accounts/{account_id}/transactions", transactions),
+    ]
+    simulator: SimulatorState | None = None
+    if not env.get("AUTHLETE_BASE_URL"):
+        logger.warning("AUTHLETE_BASE_URL is not set: using the embedded Authlete simulator "
+                       "(development only)")
+        simulator = SimulatorState()
+        sim_app = create_simulator_app(simulator)
+        routes.append(Mount("/__authlete", app=sim_app))
+        env.update(AUTHLETE_BASE_URL=EMBEDDED_BASE_URL, AUTHLETE_API_VERSION="V2",
+                   AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
+                   AUTHLETE_SERVICE_APISECRET=DEFAULT_API_SECRET)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim_app))
+    else:
+        client = httpx.AsyncClient(limits=httpx.Limits(max_connections=100,
+                                                       max_keepalive_connections=20))
+
+    settings = GuardSettings.from_env(env, routes=ROUTES)
+    authlete = AuthleteSettings.from_env(env)
+    introspector: Any = AuthleteIntrospector(client, authlete)
+    if settings.cache_ttl > 0:
+        introspector = CachingIntrospector(introspector, ttl=settings.cache_ttl,
+                                           maxsize=settings.cache_maxsize)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(DPoPGuardMiddleware, settings=settings, introspector=introspector)
+    app.state.introspector = introspector
+    app.state.simulator = simulator
+    return app
+
+
+app = create_app()
