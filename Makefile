@@ -1,0 +1,38 @@
+# Two commands matter (see README): `make demo` and `make test`. Each creates .venv with
+# everything it needs on first use; only python3 (3.11+) and make are assumed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck check bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[server]" --group dev
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m dpop_guard.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check dpop_guard tests examples benchmarks
+	$(BIN)/ruff format --check dpop_guard tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis

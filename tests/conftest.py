@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from dpop_guard.client import ProofSigner
+from dpop_guard.introspection.simulator import SimulatorState, create_simulator_app
+
+from ._servers import ServerThread
+
+
+class Clock:
+    """An injectable wall clock."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="session", name="signers")
+def _signers() -> dict[str, ProofSigner]:
+    """One key per algorithm, generated once (RSA generation is slow)."""
+    return {alg: ProofSigner.generate(alg) for alg in ("ES256", "PS256", "EdDSA")}
+
+
+@pytest.fixture(name="signer")
+def _signer() -> ProofSigner:
+    return ProofSigner.generate("ES256")
+
+
+@pytest.fixture(scope="session", name="simulator_server")
+def _simulator_server() -> Iterator[tuple[ServerThread, SimulatorState]]:
+    state = SimulatorState()
+    with ServerThread(create_simulator_app(state)) as server:
+        yield server, state
+
+
+@pytest.fixture(name="simulator")
+def _simulator(simulator_server: tuple[ServerThread, SimulatorState]) -> Iterator[SimulatorState]:
+    """The shared simulator, with faults, latency and counters reset around each test."""
+    _, state = simulator_server
+    state.set_fault(None, latency=0.0)
+    state.accept_unbound_with_proof = True
+    state.reset_counters()
+    yield state
+    state.set_fault(None, latency=0.0)
+
+
+@pytest.fixture(name="simulator_url")
+def _simulator_url(simulator_server: tuple[ServerThread, SimulatorState]) -> str:
+    return simulator_server[0].url
+
+
+@pytest.fixture(name="reasons")
+def _reasons(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
+    """The internal rejection reasons logged by the middleware, in order."""
+    caplog.set_level(logging.INFO, logger="dpop_guard")
+    found: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            reason = getattr(record, "dpop_guard_reason", None)
+            if reason is not None and record.name == "dpop_guard":
+                found.append(reason)
+
+    handler = _Collect()
+    logging.getLogger("dpop_guard").addHandler(handler)
+    yield found
+    logging.getLogger("dpop_guard").removeHandler(handler)

@@ -1,0 +1,310 @@
+"""The Authlete client: wire format and the action mapping, over httpx.MockTransport."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from dpop_guard.errors import (
+    DPoPGuardError,
+    InsufficientScope,
+    IntrospectionUnavailable,
+    InvalidDPoPProof,
+    InvalidRequest,
+    InvalidToken,
+    UseDPoPNonce,
+)
+from dpop_guard.introspection import Introspector, RequestFacts, TokenInfo
+from dpop_guard.introspection.authlete import AuthleteIntrospector
+from dpop_guard.settings import AuthleteSettings
+
+V2 = AuthleteSettings(base_url="https://authlete.test", api_version="V2", api_key="1234",
+                      api_secret="s3cret-v2", timeout=0.5)
+V3 = AuthleteSettings(base_url="https://authlete.test/", api_version="V3", api_key="987",
+                      access_token="svc-t0ken", timeout=0.5)
+FACTS = RequestFacts(method="GET", htu="https://rs/accounts", proof="h.p.s", jkt="JKT",
+                     scopes=("read:accounts",))
+BEARER_FACTS = RequestFacts(method="GET", htu="https://rs/accounts", proof=None, jkt=None)
+
+OK = {"action": "OK", "resultCode": "A056001", "subject": "alice", "clientId": 42,
+      "scopes": ["read:accounts", "openid"], "expiresAt": 1_900_000_000_123,
+      "responseContent": 'Bearer error="invalid_request"'}
+NEEDS_PROOF = {"action": "UNAUTHORIZED", "resultCode": "A065308",
+               "responseContent": 'DPoP error="invalid_token",error_description="[A065308] '
+                                  'Expected a DPoP header but none was provided."'}
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def json_response(body: Any, status: int = 200) -> httpx.Response:
+    return httpx.Response(status, json=body)
+
+
+def split_handler(check: Any, probe: Any = NEEDS_PROOF) -> tuple[Handler, list[dict[str, Any]]]:
+    """Answer calls with a proof with ``check`` and calls without one with ``probe``."""
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body | {"_url": str(request.url), "_auth": request.headers["authorization"]})
+        answer = check if "dpop" in body else probe
+        return answer(request) if callable(answer) else json_response(answer)
+
+    return handler, seen
+
+
+def introspector(handler: Handler, settings: AuthleteSettings = V3) -> AuthleteIntrospector:
+    return AuthleteIntrospector(httpx.AsyncClient(transport=httpx.MockTransport(handler)), settings)
+
+
+class TestWire:
+    def test_is_an_introspector(self) -> None:
+        """It satisfies the protocol."""
+        assert isinstance(introspector(split_handler(OK)[0]), Introspector)
+
+    async def test_v3_request(self) -> None:
+        """V3: /api/{serviceId}/auth/introspection, Bearer, token+scopes+dpop+htm+htu, and
+        a parallel probe with the token alone."""
+        handler, seen = split_handler(OK)
+        await introspector(handler, V3).introspect("tok", request=FACTS)
+        check = next(b for b in seen if "dpop" in b)
+        probe = next(b for b in seen if "dpop" not in b)
+        assert check["_url"] == "https://authlete.test/api/987/auth/introspection"
+        assert check["_auth"] == "Bearer svc-t0ken"
+        assert {k: v for k, v in check.items() if not k.startswith("_")} == {
+            "token": "tok", "scopes": ["read:accounts"], "dpop": "h.p.s", "htm": "GET",
+            "htu": "https://rs/accounts"}
+        assert {k: v for k, v in probe.items() if not k.startswith("_")} == {"token": "tok"}
+
+    async def test_v2_request(self) -> None:
+        """V2: /api/auth/introspection with Basic apikey:apisecret."""
+        handler, seen = split_handler(OK)
+        await introspector(handler, V2).introspect("tok", request=FACTS)
+        assert seen[0]["_url"] == "https://authlete.test/api/auth/introspection"
+        expected = "Basic " + base64.b64encode(b"1234:s3cret-v2").decode()
+        assert {b["_auth"] for b in seen} == {expected}
+
+    async def test_bearer_scheme_single_call(self) -> None:
+        """Without a proof there is one call, and an OK token is unbound."""
+        handler, seen = split_handler(OK, probe=OK)
+        info = await introspector(handler).introspect("tok", request=BEARER_FACTS)
+        assert len(seen) == 1 and info.jkt is None
+
+
+class TestMapping:
+    async def test_bound_token(self) -> None:
+        """Check OK + probe UNAUTHORIZED: bound to the proof's key; facts parsed."""
+        info = await introspector(split_handler(OK)[0]).introspect("tok", request=FACTS)
+        assert info == TokenInfo(subject="alice", client_id="42",
+                                 scopes=frozenset({"read:accounts", "openid"}),
+                                 expires_at=1_900_000_000, jkt="JKT")
+
+    async def test_unbound_token(self) -> None:
+        """Check OK + probe OK: an unbound token, jkt None."""
+        info = await introspector(split_handler(OK, OK)[0]).introspect("tok", request=FACTS)
+        assert info.jkt is None
+
+    async def test_probe_inconclusive(self) -> None:
+        """A probe answer that is neither OK nor UNAUTHORIZED fails closed."""
+        handler, _ = split_handler(OK, {"action": "FORBIDDEN"})
+        with pytest.raises(IntrospectionUnavailable) as info:
+            await introspector(handler).introspect("tok", request=FACTS)
+        assert info.value.reason == "authlete_probe_inconclusive"
+
+    async def test_probe_outage(self) -> None:
+        """A failed probe is an outage even if the check passed."""
+        handler, _ = split_handler(OK, lambda r: httpx.Response(500))
+        with pytest.raises(IntrospectionUnavailable):
+            await introspector(handler).introspect("tok", request=FACTS)
+
+    @pytest.mark.parametrize(("answer", "cls", "status", "error"), [
+        ({"action": "BAD_REQUEST", "responseContent":
+          'Bearer error="invalid_request",error_description="[A1] no token"'},
+         InvalidRequest, 400, "invalid_request"),
+        ({"action": "UNAUTHORIZED", "responseContent":
+          'Bearer error="invalid_token",error_description="[A2] gone",error_uri="https://docs/#A2"'},
+         InvalidToken, 401, "invalid_token"),
+        ({"action": "UNAUTHORIZED", "responseContent":
+          'DPoP error="invalid_dpop_proof",error_description="[A3] Thumbprint mismatch"'},
+         InvalidDPoPProof, 401, "invalid_dpop_proof"),
+        ({"action": "FORBIDDEN", "responseContent":
+          'Bearer error="insufficient_scope",error_description="[A064302] x",scope="read:accounts"'},
+         InsufficientScope, 403, "insufficient_scope"),
+        ({"action": "FORBIDDEN", "responseContent":
+          'Bearer error="invalid_request",error_description="subject mismatch"'},
+         InvalidRequest, 403, "invalid_request"),
+        ({"action": "UNAUTHORIZED"}, InvalidToken, 401, "invalid_token"),
+        ({"action": "UNAUTHORIZED", "responseContent": "garbage ="}, InvalidToken, 401,
+         "invalid_token"),
+        ({"action": "UNAUTHORIZED", "responseContent": 'DPoP error="use_dpop_nonce"'},
+         InvalidDPoPProof, 401, "invalid_dpop_proof"),
+    ])
+    async def test_rejections(self, answer: dict[str, Any], cls: type[DPoPGuardError],
+                              status: int, error: str) -> None:
+        """Each action becomes our typed error with Authlete's code and status."""
+        with pytest.raises(cls) as info:
+            await introspector(split_handler(answer)[0]).introspect("tok", request=FACTS)
+        assert info.value.status == status
+        assert info.value.error == error
+        assert info.value.reason.startswith("authlete_")
+
+    async def test_rejection_keeps_description_and_uri(self) -> None:
+        """Authlete's error_description and error_uri are kept for the challenge."""
+        answer = {"action": "UNAUTHORIZED", "responseContent":
+                  'Bearer error="invalid_token",error_description="[A2] gone",'
+                  'error_uri="https://docs/#A2"'}
+        with pytest.raises(InvalidToken) as info:
+            await introspector(split_handler(answer)[0]).introspect("tok", request=FACTS)
+        assert info.value.description == "[A2] gone"
+        assert dict(info.value.challenge_params) == {"error_uri": "https://docs/#A2"}
+
+    async def test_insufficient_scope_defaults_to_route_scopes(self) -> None:
+        """Without a scope attribute, the route's scopes are named."""
+        answer = {"action": "FORBIDDEN", "responseContent": 'Bearer error="insufficient_scope"'}
+        with pytest.raises(InsufficientScope) as info:
+            await introspector(split_handler(answer)[0]).introspect("tok", request=FACTS)
+        assert info.value.scope == "read:accounts"
+
+    async def test_use_dpop_nonce_with_nonce(self) -> None:
+        """Authlete's dpopNonce is carried on use_dpop_nonce."""
+        answer = {"action": "UNAUTHORIZED", "dpopNonce": "n-1",
+                  "responseContent": 'DPoP error="use_dpop_nonce"'}
+        with pytest.raises(UseDPoPNonce) as info:
+            await introspector(split_handler(answer)[0]).introspect("tok", request=FACTS)
+        assert info.value.nonce == "n-1"
+
+
+class TestFaults:
+    @pytest.mark.parametrize(("handler", "reason"), [
+        (lambda r: json_response({"action": "INTERNAL_SERVER_ERROR"}), "authlete_internal_error"),
+        (lambda r: json_response({"action": "WHATEVER"}), "authlete_unknown_action"),
+        (lambda r: json_response({}), "authlete_unknown_action"),
+        (lambda r: httpx.Response(500, json={"resultCode": "A001101"}), "authlete_http_500"),
+        (lambda r: httpx.Response(401, json={"resultCode": "A001202"}), "authlete_http_401"),
+        (lambda r: httpx.Response(429), "authlete_http_429"),
+        (lambda r: httpx.Response(200, text="<html>"), "authlete_bad_response"),
+        (lambda r: httpx.Response(200, text='{"action":"OK",'), "authlete_bad_response"),
+        (lambda r: json_response([1, 2]), "authlete_bad_response"),
+        (lambda r: json_response(OK | {"scopes": "not-a-list"}), "authlete_bad_response"),
+        (lambda r: json_response(OK | {"expiresAt": "soon"}), "authlete_bad_response"),
+        (lambda r: json_response(OK | {"subject": 5}), "authlete_bad_response"),
+    ])
+    async def test_unavailable(self, handler: Handler, reason: str) -> None:
+        """Server errors and unusable answers are IntrospectionUnavailable (503)."""
+        with pytest.raises(IntrospectionUnavailable) as info:
+            await introspector(handler).introspect("tok", request=BEARER_FACTS)
+        assert info.value.reason == reason
+        assert info.value.status == 503
+
+    async def test_connection_refused_then_recovers(self) -> None:
+        """A refused connection is retried once within the budget."""
+        calls = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append(1)
+            if len(calls) == 1:
+                raise httpx.ConnectError("refused", request=request)
+            return json_response(OK)
+
+        info = await introspector(handler).introspect("tok", request=BEARER_FACTS)
+        assert info.subject == "alice" and len(calls) == 2
+
+    async def test_connection_refused_twice(self) -> None:
+        """After the retries, unreachable."""
+        def handler(request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("refused", request=request)
+
+        with pytest.raises(IntrospectionUnavailable) as info:
+            await introspector(handler).introspect("tok", request=BEARER_FACTS)
+        assert info.value.reason == "authlete_unreachable"
+
+    async def test_503_retried(self) -> None:
+        """A 503 is retried once; the second answer counts."""
+        answers = [httpx.Response(503), json_response(OK)]
+        info = await introspector(lambda r: answers.pop(0)).introspect("tok", request=BEARER_FACTS)
+        assert info.subject == "alice"
+
+    @pytest.mark.parametrize("exc", [httpx.ReadTimeout, httpx.ReadError,
+                                     httpx.RemoteProtocolError])
+    async def test_transport_errors(self, exc: type[httpx.TransportError]) -> None:
+        """Timeouts and broken connections are outages."""
+        def handler(request: httpx.Request) -> httpx.Response:
+            raise exc("boom", request=request)
+
+        with pytest.raises(IntrospectionUnavailable) as info:
+            await introspector(handler).introspect("tok", request=FACTS)
+        assert info.value.reason in ("authlete_timeout", "authlete_transport_error")
+
+    async def test_total_timeout(self) -> None:
+        """A server that never answers is cut off at the total timeout."""
+        class Hang(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                await anyio.sleep(30)
+                raise AssertionError("not reached")
+
+        client = AuthleteIntrospector(httpx.AsyncClient(transport=Hang()), V3)
+        with anyio.fail_after(5):
+            with pytest.raises(IntrospectionUnavailable) as info:
+                await client.introspect("tok", request=FACTS)
+        assert info.value.reason == "authlete_timeout"
+
+    async def test_no_secret_or_token_in_logs(self, caplog: pytest.LogCaptureFixture) -> None:
+        """Failures log a reason, never the token, the proof or a credential."""
+        caplog.set_level(logging.DEBUG)
+        for handler in (lambda r: httpx.Response(500, text="svc-t0ken tok-secret"),
+                        lambda r: json_response({"action": "UNAUTHORIZED"})):
+            with pytest.raises(DPoPGuardError):
+                await introspector(handler).introspect("tok-secret", request=FACTS)
+        text = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+        for secret in ("tok-secret", "svc-t0ken", "s3cret", "h.p.s"):
+            assert secret not in text
+
+
+class TestSettings:
+    def test_repr_hides_secrets(self) -> None:
+        """Secrets never appear in repr."""
+        assert "s3cret" not in repr(V2) and "svc-t0ken" not in repr(V3)
+
+    def test_from_env_v3(self) -> None:
+        """Authlete's own variable names configure V3."""
+        s = AuthleteSettings.from_env({
+            "AUTHLETE_BASE_URL": "https://jp.authlete.com", "AUTHLETE_API_VERSION": "v3",
+            "AUTHLETE_SERVICE_APIKEY": "715948317", "AUTHLETE_SERVICE_ACCESSTOKEN": "at",
+            "DPOP_GUARD_AUTHLETE_TIMEOUT": "2.5"})
+        assert s.introspection_url == "https://jp.authlete.com/api/715948317/auth/introspection"
+        assert s.authorization == "Bearer at" and s.timeout == 2.5
+
+    def test_from_env_v2(self) -> None:
+        """V2 uses Basic key:secret."""
+        s = AuthleteSettings.from_env({
+            "AUTHLETE_BASE_URL": "https://api.authlete.com", "AUTHLETE_API_VERSION": "V2",
+            "AUTHLETE_SERVICE_APIKEY": "k", "AUTHLETE_SERVICE_APISECRET": "s"})
+        assert s.introspection_url == "https://api.authlete.com/api/auth/introspection"
+        assert s.authorization == "Basic " + base64.b64encode(b"k:s").decode()
+
+    @pytest.mark.parametrize(("env", "message"), [
+        ({}, "AUTHLETE_BASE_URL"),
+        ({"AUTHLETE_BASE_URL": "https://a"}, "AUTHLETE_SERVICE_APIKEY"),
+        ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "1"}, "access_token"),
+        ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "1",
+          "AUTHLETE_API_VERSION": "V2"}, "api_secret"),
+        ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "abc",
+          "AUTHLETE_SERVICE_ACCESSTOKEN": "t"}, "numeric service id"),
+        ({"AUTHLETE_BASE_URL": "ftp://a", "AUTHLETE_SERVICE_APIKEY": "1",
+          "AUTHLETE_SERVICE_ACCESSTOKEN": "t"}, "base_url"),
+        ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "1",
+          "AUTHLETE_SERVICE_ACCESSTOKEN": "t", "AUTHLETE_API_VERSION": "V9"}, "api_version"),
+        ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "1",
+          "AUTHLETE_SERVICE_ACCESSTOKEN": "t", "DPOP_GUARD_AUTHLETE_TIMEOUT": "x"}, "TIMEOUT"),
+    ])
+    def test_from_env_errors(self, env: dict[str, str], message: str) -> None:
+        """Misconfiguration names the problem, never a secret."""
+        with pytest.raises(ValueError, match=message):
+            AuthleteSettings.from_env(env)

@@ -1,0 +1,88 @@
+"""The in-memory replay store."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from dpop_guard.replay import MemoryReplayStore, ReplayStore, ReplayStoreFull
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(name="clock")
+def _clock() -> FakeMonotonic:
+    return FakeMonotonic()
+
+
+class TestMemoryReplayStore:
+    def test_is_a_replay_store(self) -> None:
+        """It satisfies the protocol."""
+        assert isinstance(MemoryReplayStore(), ReplayStore)
+
+    async def test_first_use_then_replay(self, clock: FakeMonotonic) -> None:
+        """First use True, any later use within the TTL False."""
+        store = MemoryReplayStore(clock=clock)
+        assert await store.add_if_absent("k", ttl=10) is True
+        assert await store.add_if_absent("k", ttl=10) is False
+        clock.now += 9.9
+        assert await store.add_if_absent("k", ttl=10) is False
+
+    async def test_expiry(self, clock: FakeMonotonic) -> None:
+        """After the TTL the key is free again and the old record is gone."""
+        store = MemoryReplayStore(clock=clock)
+        await store.add_if_absent("k", ttl=10)
+        clock.now += 10
+        assert await store.add_if_absent("k", ttl=10) is True
+        clock.now += 5
+        assert await store.add_if_absent("k", ttl=10) is False  # the new record lives on
+        assert len(store) == 1
+
+    async def test_full_fails_closed(self, clock: FakeMonotonic) -> None:
+        """When every slot is live, a new key raises instead of evicting; replays of
+        recorded keys are still refused."""
+        store = MemoryReplayStore(maxsize=3, clock=clock)
+        for key in "abc":
+            assert await store.add_if_absent(key, ttl=10) is True
+        with pytest.raises(ReplayStoreFull):
+            await store.add_if_absent("d", ttl=10)
+        assert await store.add_if_absent("a", ttl=10) is False
+        clock.now += 10
+        assert await store.add_if_absent("d", ttl=10) is True  # expired slots are reclaimed
+
+    async def test_expired_records_are_purged_gradually(self, clock: FakeMonotonic) -> None:
+        """Mass expiry is drained a few records per insertion, never all at once."""
+        store = MemoryReplayStore(clock=clock)
+        for i in range(1000):
+            await store.add_if_absent(f"old{i}", ttl=10)
+        clock.now += 11
+        await store.add_if_absent("new", ttl=10)
+        assert 990 <= len(store) < 1001  # only a handful were dropped by one call
+        for i in range(400):
+            await store.add_if_absent(f"new{i}", ttl=10)
+        assert len(store) == 401  # all 1000 expired records are gone after 400 inserts
+
+    async def test_concurrent_same_key(self) -> None:
+        """Of many concurrent tasks with one key, exactly one wins."""
+        store = MemoryReplayStore()
+        wins: list[bool] = []
+
+        async def attempt() -> None:
+            await anyio.sleep(0)
+            wins.append(await store.add_if_absent("same", ttl=60))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(200):
+                tg.start_soon(attempt)
+        assert wins.count(True) == 1 and len(wins) == 200
+
+    def test_invalid_size(self) -> None:
+        """maxsize must be positive."""
+        with pytest.raises(ValueError):
+            MemoryReplayStore(maxsize=0)

@@ -1,0 +1,450 @@
+"""The pure verifier: one test per rejection rule, RFC vectors, and properties."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dpop_guard._b64 import b64url_encode
+from dpop_guard.client import ProofSigner
+from dpop_guard.errors import InvalidDPoPProof, InvalidRequest
+from dpop_guard.proof import ProofVerifier, compute_ath, select_proof, verify_proof
+from dpop_guard.settings import ProofPolicy
+from dpop_guard.testing import DELETE, make_proof
+
+NOW = 1_800_000_000
+URL = "https://rs.example.com/accounts"
+TOKEN = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"
+POLICY = ProofPolicy()
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "rfc9449.json").read_text())
+
+
+def verify(proof: str, *, method: str = "GET", url: str = URL, token: str | None = TOKEN,
+           now: int = NOW, policy: ProofPolicy = POLICY) -> Any:
+    return verify_proof(proof, method=method, url=url, access_token=token, now=now, policy=policy)
+
+
+def proof_for(signer: ProofSigner, **kwargs: Any) -> str:
+    kwargs.setdefault("htu", URL)
+    kwargs.setdefault("access_token", TOKEN)
+    kwargs.setdefault("iat", NOW)
+    return make_proof(signer, **kwargs)
+
+
+def reject(proof: str, reason: str, **kwargs: Any) -> None:
+    with pytest.raises(InvalidDPoPProof) as info:
+        verify(proof, **kwargs)
+    assert info.value.reason == reason
+    assert info.value.error == "invalid_dpop_proof"
+    assert info.value.status == 401
+
+
+class TestVectors:
+    @pytest.mark.parametrize("case", VECTORS["ath"], ids=lambda c: c["ath"][:8])
+    def test_ath(self, case: dict[str, str]) -> None:
+        """compute_ath reproduces RFC 9449's example."""
+        assert compute_ath(case["access_token"]) == case["ath"]
+
+    @pytest.mark.parametrize("case", VECTORS["headers"], ids=lambda c: c["name"])
+    def test_rfc_header_segment(self, case: dict[str, str]) -> None:
+        """The RFC's own proof header passes every header check and yields its jkt."""
+        key = ProofVerifier(POLICY)._parse_header(case["segment"])
+        assert key.jkt == case["jkt"]
+        assert key.alg == "ES256"
+
+
+class TestAccepts:
+    @pytest.mark.parametrize("alg", ["ES256", "PS256", "EdDSA"])
+    def test_each_default_algorithm(self, signers: dict[str, ProofSigner], alg: str) -> None:
+        """A fresh proof verifies and reports the signer's thumbprint."""
+        signer = signers[alg]
+        result = verify(proof_for(signer))
+        assert result.jkt == signer.jkt
+        assert result.htm == "GET" and result.htu == URL and result.iat == NOW
+        assert len(result.replay_key) == 64
+        assert result.replay_ttl == POLICY.iat_window + 2 * POLICY.iat_leeway
+
+    def test_fully_specified_ed25519(self) -> None:
+        """RFC 9864's Ed25519 is accepted wherever EdDSA is."""
+        signer = ProofSigner.generate("Ed25519")
+        assert verify(proof_for(signer)).jkt == signer.jkt
+
+    @pytest.mark.parametrize("alg", ["ES384", "ES512", "RS256"])
+    def test_opt_in_algorithms(self, alg: str) -> None:
+        """Algorithms outside the FAPI default verify once listed."""
+        signer = ProofSigner.generate(alg)
+        policy = ProofPolicy(algorithms=(alg,))
+        assert verify(proof_for(signer), policy=policy).jkt == signer.jkt
+        reject(proof_for(signer), "alg_not_allowed")
+
+    @pytest.mark.parametrize("typ", ["dpop+jwt", "DPoP+JWT", "application/dpop+jwt"])
+    def test_typ_media_type_rules(self, signer: ProofSigner, typ: str) -> None:
+        """typ compares as a media type: case-insensitive, 'application/' optional."""
+        verify(proof_for(signer, header={"typ": typ}))
+
+    @pytest.mark.parametrize("htu", [
+        URL + "?page=2", URL + "#frag", "HTTPS://RS.EXAMPLE.COM/accounts",
+        "https://rs.example.com:443/accounts",
+    ])
+    def test_htu_normalisation(self, signer: ProofSigner, htu: str) -> None:
+        """Query and fragment are ignored; scheme, host and default port normalise."""
+        verify(proof_for(signer, htu=htu))
+
+    def test_request_url_with_query(self, signer: ProofSigner) -> None:
+        """The request side is normalised too."""
+        verify(proof_for(signer), url=URL + "?x=1")
+
+    def test_iat_window_edges(self, signer: ProofSigner) -> None:
+        """iat exactly at either edge of window plus leeway is accepted."""
+        oldest = NOW - POLICY.iat_window - POLICY.iat_leeway
+        verify(proof_for(signer, iat=oldest))
+        verify(proof_for(signer, iat=NOW + POLICY.iat_leeway))
+
+    def test_no_token_no_ath_needed(self, signer: ProofSigner) -> None:
+        """Without an access token, ath is not required."""
+        verify(proof_for(signer, access_token=None), token=None)
+
+    def test_key_cache_reuses_header(self, signer: ProofSigner) -> None:
+        """A verifier parses each header once; a bad signature is never cached."""
+        verifier = ProofVerifier(POLICY)
+        other = ProofSigner.generate("ES256")
+        forged = proof_for(other).split(".")
+        bad = ".".join([proof_for(signer).split(".")[0], forged[1], forged[2]])
+        with pytest.raises(InvalidDPoPProof):
+            verifier.verify(bad, method="GET", url=URL, access_token=TOKEN, now=NOW)
+        assert len(verifier._cache or {}) == 0
+        for _ in range(3):
+            verifier.verify(proof_for(signer), method="GET", url=URL, access_token=TOKEN, now=NOW)
+        assert len(verifier._cache or {}) == 1
+
+
+class TestSelectProof:
+    def test_missing(self) -> None:
+        """No DPoP header: invalid_dpop_proof."""
+        with pytest.raises(InvalidDPoPProof) as info:
+            select_proof([])
+        assert info.value.reason == "dpop_header_missing"
+
+    def test_multiple(self) -> None:
+        """Two DPoP headers: 400 invalid_request."""
+        with pytest.raises(InvalidRequest) as info:
+            select_proof(["a.b.c", "a.b.c"])
+        assert info.value.reason == "dpop_header_multiple"
+        assert info.value.status == 400
+
+
+class TestStructure:
+    def test_too_large(self, signer: ProofSigner) -> None:
+        """The size cap applies before any parsing."""
+        reject("a" * (POLICY.max_proof_bytes + 1), "proof_too_large")
+
+    @pytest.mark.parametrize("proof", [
+        "", "abc", "a.b", "a.b.c.d", "a.b.c.d.e", "é.b.c", "a.b.c d", "a.b.c=",
+    ])
+    def test_malformed(self, proof: str) -> None:
+        """Not three base64url segments of ASCII."""
+        with pytest.raises(InvalidDPoPProof) as info:
+            verify(proof)
+        assert info.value.reason in ("proof_malformed", "header_invalid")
+
+    def test_two_proofs_joined_by_comma(self, signer: ProofSigner) -> None:
+        """Two proofs folded into one header value are refused."""
+        with pytest.raises(InvalidDPoPProof) as info:
+            verify(proof_for(signer) + ", " + proof_for(signer))
+        assert info.value.reason in ("proof_malformed", "signature_invalid")
+
+    @pytest.mark.parametrize("raw", [
+        b"not json", b"[1,2]", b'"str"', b'{"typ":"dpop+jwt","typ":"dpop+jwt"}',
+        b'{"a":' * 20 + b"1" + b"}" * 20, b"\xff\xfe", b'{"n": NaN}',
+    ])
+    def test_header_not_acceptable_json(self, signer: ProofSigner, raw: bytes) -> None:
+        """The header must be a shallow JSON object with unique members."""
+        rest = proof_for(signer).split(".", 1)[1]
+        reject(b64url_encode(raw) + "." + rest, "header_invalid")
+
+    def test_non_canonical_base64(self, signer: ProofSigner) -> None:
+        """A second spelling of the same signature bytes is refused."""
+        header, payload, sig = proof_for(signer).split(".")
+        # ES256 signatures are 64 bytes: 86 characters, the last carrying 4 spare bits.
+        last = sig[-1]
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        twin = alphabet[alphabet.index(last) ^ 1]
+        reject(f"{header}.{payload}.{sig[:-1]}{twin}", "proof_malformed")
+
+
+class TestHeader:
+    @pytest.mark.parametrize("typ", [DELETE, "JWT", "at+jwt", "secevent+jwt", 1, None, ["dpop+jwt"]])
+    def test_typ(self, signer: ProofSigner, typ: Any) -> None:
+        """typ must be dpop+jwt."""
+        reject(proof_for(signer, header={"typ": typ}), "typ_invalid")
+
+    @pytest.mark.parametrize("alg", [DELETE, "none", "HS256", "RS256", "unsupported", 1, True, None])
+    def test_alg(self, signer: ProofSigner, alg: Any) -> None:
+        """alg must be on the allow-list: never none or HMAC."""
+        reject(proof_for(signer, header={"alg": alg}), "alg_not_allowed")
+
+    def test_unsigned_none(self, signer: ProofSigner) -> None:
+        """An unsigned proof (alg none, empty signature) is refused."""
+        header = b64url_encode(json.dumps({"typ": "dpop+jwt", "alg": "none",
+                                           "jwk": dict(signer.public_jwk)}).encode())
+        payload = proof_for(signer).split(".")[1]
+        with pytest.raises(InvalidDPoPProof):
+            verify(f"{header}.{payload}.")
+
+    @pytest.mark.parametrize("crit", [["exp"], ["b64"], [], "b64"])
+    def test_crit(self, signer: ProofSigner, crit: Any) -> None:
+        """Any crit is refused: we understand no extensions."""
+        reject(proof_for(signer, header={"crit": crit}), "crit_unsupported")
+
+    def test_jwk_missing(self, signer: ProofSigner) -> None:
+        """The header must carry the public key."""
+        reject(proof_for(signer, header={"jwk": DELETE}), "jwk_missing")
+
+    @pytest.mark.parametrize("jwk", ["", 1, True, None, "foo", [], ["a"]])
+    def test_jwk_not_object(self, signer: ProofSigner, jwk: Any) -> None:
+        """jwk must be a JSON object."""
+        reject(proof_for(signer, header={"jwk": jwk}), "jwk_not_object")
+
+    def test_jwk_private(self, signer: ProofSigner) -> None:
+        """A private key in the header is refused."""
+        private = dict(signer.public_jwk) | {"d": "AAAA"}
+        reject(proof_for(signer, header={"jwk": private}), "jwk_private")
+
+    def test_jwk_symmetric(self, signer: ProofSigner) -> None:
+        """An oct key is refused."""
+        reject(proof_for(signer, header={"jwk": {"kty": "oct", "k": "c2VjcmV0"}}), "jwk_symmetric")
+
+    @pytest.mark.parametrize("kty", ["XYZ", 1, DELETE])
+    def test_jwk_kty(self, signer: ProofSigner, kty: Any) -> None:
+        """kty must be EC, RSA or OKP."""
+        jwk = dict(signer.public_jwk)
+        if kty is DELETE:
+            del jwk["kty"]
+        else:
+            jwk["kty"] = kty
+        reject(proof_for(signer, header={"jwk": jwk}), "jwk_kty_unsupported")
+
+    def test_jwk_kty_does_not_fit_alg(self, signer: ProofSigner) -> None:
+        """An EC key under PS256 is refused."""
+        reject(proof_for(signer, header={"alg": "PS256"}), "jwk_alg_mismatch")
+
+    def test_jwk_alg_member_mismatch(self, signer: ProofSigner) -> None:
+        """The JWK's own alg, if present, must equal the header alg."""
+        jwk = dict(signer.public_jwk) | {"alg": "ES384"}
+        reject(proof_for(signer, header={"jwk": jwk}), "jwk_alg_mismatch")
+
+    def test_jwk_curve_tied_to_alg(self) -> None:
+        """A P-384 key cannot sign ES256."""
+        signer = ProofSigner.generate("ES384")
+        reject(proof_for(signer, header={"alg": "ES256"}), "jwk_curve_mismatch")
+
+    def test_jwk_use_enc(self, signer: ProofSigner) -> None:
+        """use, if present, must be sig."""
+        jwk = dict(signer.public_jwk) | {"use": "enc"}
+        reject(proof_for(signer, header={"jwk": jwk}), "jwk_use_not_sig")
+
+    def test_jwk_key_ops(self, signer: ProofSigner) -> None:
+        """key_ops, if present, must allow verify."""
+        jwk = dict(signer.public_jwk) | {"key_ops": ["encrypt"]}
+        reject(proof_for(signer, header={"jwk": jwk}), "jwk_key_ops")
+
+    @pytest.mark.parametrize("change", [
+        {"x": "AAAA"},                       # wrong length
+        {"y": b64url_encode(b"\x01" * 32)},  # not on the curve
+        {"x": 5},                            # wrong JSON type
+        {"x": "AA=A"},                       # not base64url
+    ])
+    def test_jwk_invalid_ec(self, signer: ProofSigner, change: dict[str, Any]) -> None:
+        """EC coordinates must be exact-length base64url and on the curve."""
+        jwk = dict(signer.public_jwk) | change
+        reject(proof_for(signer, header={"jwk": jwk}), "jwk_invalid")
+
+    def test_rsa_modulus_bounds(self, signers: dict[str, ProofSigner]) -> None:
+        """RSA moduli outside 2048..4096 bits are refused before any RSA work."""
+        signer = signers["PS256"]
+        huge = (1 << 8191) | 1
+        jwk = {"kty": "RSA", "e": "AQAB",
+               "n": b64url_encode(huge.to_bytes(1024, "big"))}
+        reject(proof_for(signer, header={"jwk": jwk}), "jwk_rsa_size")
+        small = (1 << 1023) | 1
+        jwk["n"] = b64url_encode(small.to_bytes(128, "big"))
+        reject(proof_for(signer, header={"jwk": jwk}), "jwk_rsa_size")
+
+    def test_rsa_leading_zero(self, signers: dict[str, ProofSigner]) -> None:
+        """A non-minimal modulus encoding (a second thumbprint) is refused."""
+        signer = signers["PS256"]
+        jwk = dict(signer.public_jwk)
+        from dpop_guard._b64 import b64url_decode
+        jwk["n"] = b64url_encode(b"\x00" + b64url_decode(jwk["n"]))
+        reject(proof_for(signer, header={"jwk": jwk}), "jwk_invalid")
+
+    def test_okp_wrong_curve(self, signers: dict[str, ProofSigner]) -> None:
+        """An X25519 key cannot sign."""
+        signer = signers["EdDSA"]
+        jwk = dict(signer.public_jwk) | {"crv": "X25519"}
+        reject(proof_for(signer, header={"jwk": jwk}), "jwk_curve_mismatch")
+
+
+class TestSignature:
+    def test_other_key(self, signer: ProofSigner) -> None:
+        """A header naming one key with a signature from another is refused."""
+        other = ProofSigner.generate("ES256")
+        reject(proof_for(other, header={"jwk": dict(signer.public_jwk)}), "signature_invalid")
+
+    def test_tampered_payload(self, signer: ProofSigner) -> None:
+        """Changing a claim after signing breaks the signature."""
+        header, _, sig = proof_for(signer).split(".")
+        payload = b64url_encode(json.dumps({"jti": "x", "htm": "GET", "htu": URL,
+                                            "iat": NOW}).encode())
+        reject(f"{header}.{payload}.{sig}", "signature_invalid")
+
+    def test_der_encoded_ecdsa(self, signer: ProofSigner) -> None:
+        """ECDSA signatures must be raw R||S, not DER."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        header, payload, _ = proof_for(signer).split(".")
+        assert isinstance(signer.key, ec.EllipticCurvePrivateKey)
+        der = signer.key.sign(f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
+        reject(f"{header}.{payload}.{b64url_encode(der)}", "signature_invalid")
+
+    def test_corrupted(self, signer: ProofSigner) -> None:
+        """A signature with one byte changed is refused."""
+        header, payload, sig = proof_for(signer).split(".")
+        from dpop_guard._b64 import b64url_decode
+        raw = bytearray(b64url_decode(sig))
+        raw[5] ^= 0x01
+        reject(f"{header}.{payload}.{b64url_encode(bytes(raw))}", "signature_invalid")
+
+
+class TestClaims:
+    def test_payload_not_json(self, signer: ProofSigner) -> None:
+        """The payload must be a JSON object."""
+        proof = signer.sign_raw(None, {"x": 1}).split(".")
+        bad = b64url_encode(b"[1]")
+        signing_input = f"{proof[0]}.{bad}"
+        sig = b64url_encode(signer._signature(signing_input.encode()))
+        reject(f"{signing_input}.{sig}", "payload_invalid")
+
+    @pytest.mark.parametrize("jti", [DELETE, "", 1, None, ["a"]])
+    def test_jti(self, signer: ProofSigner, jti: Any) -> None:
+        """jti must be a non-empty string."""
+        reject(proof_for(signer, claims={"jti": jti}), "jti_missing")
+
+    def test_jti_too_long(self, signer: ProofSigner) -> None:
+        """jti is bounded."""
+        reject(proof_for(signer, claims={"jti": "j" * 257}), "jti_too_long")
+
+    @pytest.mark.parametrize("iat", [DELETE, "1800000000", True, None, [NOW]])
+    def test_iat_type(self, signer: ProofSigner, iat: Any) -> None:
+        """iat must be a number."""
+        reject(proof_for(signer, claims={"iat": iat}), "iat_missing")
+
+    @pytest.mark.parametrize("htm", [DELETE, 1, None])
+    def test_htm_missing(self, signer: ProofSigner, htm: Any) -> None:
+        """htm must be a string."""
+        reject(proof_for(signer, claims={"htm": htm}), "htm_missing")
+
+    @pytest.mark.parametrize("htm", ["POST", "get", "GET "])
+    def test_htm_mismatch(self, signer: ProofSigner, htm: str) -> None:
+        """htm must equal the method exactly."""
+        reject(proof_for(signer, htm=htm), "htm_mismatch")
+
+    @pytest.mark.parametrize("htu", [DELETE, 1, None, [URL]])
+    def test_htu_missing(self, signer: ProofSigner, htu: Any) -> None:
+        """htu must be a string."""
+        reject(proof_for(signer, claims={"htu": htu}), "htu_missing")
+
+    @pytest.mark.parametrize("htu", [
+        "https://other.example.com/accounts", URL + "/", URL + "x", "https://rs.example.com/",
+        "http://rs.example.com/accounts", "https://rs.example.com:8443/accounts",
+        "https://rs.example.com/Accounts", ":::*;", "/accounts", "",
+        "https://user@rs.example.com/accounts", "https://rs.example.com/accounts\\",
+    ])
+    def test_htu_mismatch(self, signer: ProofSigner, htu: str) -> None:
+        """htu must name this resource: origin, path and trailing slash all count."""
+        reject(proof_for(signer, htu=htu), "htu_mismatch")
+
+    def test_iat_too_old(self, signer: ProofSigner) -> None:
+        """One second past window plus leeway is too old."""
+        iat = NOW - POLICY.iat_window - POLICY.iat_leeway - 1
+        reject(proof_for(signer, iat=iat), "iat_too_old")
+
+    def test_iat_in_future(self, signer: ProofSigner) -> None:
+        """One second past the leeway is in the future."""
+        reject(proof_for(signer, iat=NOW + POLICY.iat_leeway + 1), "iat_in_future")
+
+    def test_ath_missing(self, signer: ProofSigner) -> None:
+        """With a token, ath is required."""
+        reject(proof_for(signer, access_token=None), "ath_missing")
+
+    def test_ath_of_other_token(self, signer: ProofSigner) -> None:
+        """ath must hash this very token."""
+        reject(proof_for(signer, access_token="another-token"), "ath_mismatch")
+
+    def test_ath_padded(self, signer: ProofSigner) -> None:
+        """A padded ath is not the same string."""
+        reject(proof_for(signer, claims={"ath": compute_ath(TOKEN) + "="}), "ath_mismatch")
+
+    def test_ath_wrong_type(self, signer: ProofSigner) -> None:
+        """ath must be a string."""
+        reject(proof_for(signer, claims={"ath": 5}), "ath_missing")
+
+    def test_nonce_wrong_type(self, signer: ProofSigner) -> None:
+        """nonce, if present, must be a string."""
+        reject(proof_for(signer, claims={"nonce": 5}), "nonce_invalid")
+
+
+_VALID_SIGNER = ProofSigner.generate("ES256")
+_VALID_PROOF = proof_for(_VALID_SIGNER)
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+class TestProperties:
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(max_size=600))
+    def test_any_text_is_refused_cleanly(self, text: str) -> None:
+        """No input raises anything but InvalidDPoPProof."""
+        with pytest.raises(InvalidDPoPProof):
+            verify(text)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(min_value=0, max_value=len(_VALID_PROOF) - 1),
+           st.sampled_from(_ALPHABET + "."))
+    def test_one_character_changed_is_never_accepted(self, pos: int, char: str) -> None:
+        """Every single-character mutation of a valid proof is refused."""
+        if _VALID_PROOF[pos] == char:
+            return
+        mutated = _VALID_PROOF[:pos] + char + _VALID_PROOF[pos + 1:]
+        with pytest.raises(InvalidDPoPProof):
+            verify(mutated)
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.permutations([0, 1, 2]))
+    def test_segment_swaps_are_refused(self, order: list[int]) -> None:
+        """Reordered segments never verify."""
+        if order == [0, 1, 2]:
+            return
+        parts = _VALID_PROOF.split(".")
+        with pytest.raises(InvalidDPoPProof):
+            verify(".".join(parts[i] for i in order))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.dictionaries(st.sampled_from(["jti", "htm", "htu", "iat", "ath", "nonce", "x"]),
+                           st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+                                     st.text(max_size=20), st.lists(st.integers(), max_size=2))))
+    def test_claim_mutations(self, claims: dict[str, Any]) -> None:
+        """Arbitrary claim values either verify (only if every check passes) or raise
+        InvalidDPoPProof; never anything else."""
+        proof = proof_for(_VALID_SIGNER, claims=claims)
+        try:
+            result = verify(proof)
+        except InvalidDPoPProof:
+            return
+        assert result.htm == "GET"
+        assert isinstance(result.jti, str) and result.jti
