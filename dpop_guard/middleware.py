@@ -83,7 +83,10 @@ class DPoPGuardMiddleware:
         self.app = app
         self.settings = settings = settings or GuardSettings()
         self.introspector = introspector
-        self.replay_store: ReplayStore = replay_store or MemoryReplayStore(settings.replay_maxsize)
+        # "is None", not "or": an empty store has len() 0 and is falsy.
+        self.replay_store: ReplayStore = (
+            MemoryReplayStore(settings.replay_maxsize) if replay_store is None else replay_store
+        )
         self.verifier = ProofVerifier(settings.policy)
         self._clock = clock
         self._algs = settings.policy.algorithms

@@ -36,6 +36,7 @@ class ServerThread:
 
     def stop(self) -> None:
         self.server.should_exit = True
+        self.server.force_exit = True  # do not wait for requests the simulator left hanging
         self.thread.join(timeout=10)
         self.sock.close()
 

@@ -22,6 +22,7 @@ import hmac
 import json
 import secrets
 import time
+import warnings
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -29,11 +30,14 @@ from typing import Any, Final
 import anyio
 from joserfc import jwk as jose_jwk
 from joserfc import jws
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+# Authlete still lists "EdDSA"; joserfc warns on every use of the RFC 9864-deprecated name.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
 
 __all__ = ["SimToken", "SimulatorState", "create_simulator_app"]
 
@@ -295,7 +299,7 @@ class _Simulator:
 
     def _check_proof(self, proof: str, body: dict[str, Any], token: str, jkt: str) -> None:
         try:
-            compact = jws.extract_compact(proof.encode())
+            compact = jws.extract_compact(proof.encode(), registry=self.registry)
             header = compact.protected
             if header.get("typ") != "dpop+jwt":
                 raise _ProofError("The DPoP proof has an invalid typ.")
