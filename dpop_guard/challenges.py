@@ -52,7 +52,7 @@ def build_challenge(scheme: str, params: Iterable[tuple[str, str]] = ()) -> str:
 
 # auth-param = token BWS "=" BWS ( token / quoted-string ), RFC 9110 section 11.2.
 _PARAM = re.compile(
-    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*'
+    r"\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*"
     r'(?:"((?:[^"\\]|\\.)*)"|([!#$%&\'*+\-.^_`|~0-9A-Za-z]+))\s*(?:,|$)'
 )
 

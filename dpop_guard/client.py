@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any, Final
 
 import httpx
@@ -30,9 +30,21 @@ __all__ = ["DPoPAuth", "ProofSigner"]
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
-_EC_ALGS: Final = {"P-256": ("ES256", hashes.SHA256, 32), "P-384": ("ES384", hashes.SHA384, 48),
-                   "P-521": ("ES512", hashes.SHA512, 66)}
-_RSA_HASHES: Final = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+_EC_ALGS: Final[dict[str, tuple[str, Callable[[], hashes.HashAlgorithm], int]]] = {
+    "P-256": ("ES256", hashes.SHA256, 32),
+    "P-384": ("ES384", hashes.SHA384, 48),
+    "P-521": ("ES512", hashes.SHA512, 66),
+}
+_RSA_HASHES: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
+_CURVES: Final[dict[str, Callable[[], ec.EllipticCurve]]] = {
+    "ES256": ec.SECP256R1,
+    "ES384": ec.SECP384R1,
+    "ES512": ec.SECP521R1,
+}
 
 
 def _uint_b64(value: int) -> str:
@@ -44,8 +56,12 @@ def _public_jwk(key: PrivateKey) -> dict[str, str]:
         numbers = key.public_key().public_numbers()
         crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[key.curve.name]
         size = _EC_ALGS[crv][2]
-        return {"kty": "EC", "crv": crv, "x": b64url_encode(numbers.x.to_bytes(size, "big")),
-                "y": b64url_encode(numbers.y.to_bytes(size, "big"))}
+        return {
+            "kty": "EC",
+            "crv": crv,
+            "x": b64url_encode(numbers.x.to_bytes(size, "big")),
+            "y": b64url_encode(numbers.y.to_bytes(size, "big")),
+        }
     if isinstance(key, rsa.RSAPrivateKey):
         pub = key.public_key().public_numbers()
         return {"kty": "RSA", "n": _uint_b64(pub.n), "e": _uint_b64(pub.e)}
@@ -75,17 +91,17 @@ class ProofSigner:
             default_alg, self._hash = "EdDSA", None
         self.alg = alg or default_alg
         self.jkt = jwk_thumbprint(self.public_jwk)
-        self._header_b64 = self._encode({"typ": DPOP_TYP, "alg": self.alg,
-                                         "jwk": dict(self.public_jwk)})
+        self._header_b64 = self._encode(
+            {"typ": DPOP_TYP, "alg": self.alg, "jwk": dict(self.public_jwk)}
+        )
 
     @classmethod
     def generate(cls, alg: str = "ES256") -> ProofSigner:
         """A signer with a fresh key for ``alg`` (ES256/384/512, PS*/RS*, EdDSA/Ed25519)."""
         key: PrivateKey
-        if alg.startswith("ES"):
-            curve = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}[alg]
-            key = ec.generate_private_key(curve())
-        elif alg[:2] in ("PS", "RS"):
+        if alg in _CURVES:
+            key = ec.generate_private_key(_CURVES[alg]())
+        elif alg[:2] in ("PS", "RS") and alg[2:] in _RSA_HASHES:
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         elif alg in ("EdDSA", "Ed25519"):
             key = ed25519.Ed25519PrivateKey.generate()
@@ -96,10 +112,11 @@ class ProofSigner:
     @classmethod
     def from_jwk(cls, private_jwk: Mapping[str, Any], *, alg: str | None = None) -> ProofSigner:
         """A signer from a private JWK (``d`` and friends present)."""
-        imported = jose_jwk.import_key(dict(private_jwk))  # type: ignore[arg-type]
+        imported = jose_jwk.import_key(dict(private_jwk))
         key = imported.private_key
-        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey,
-                                ed25519.Ed25519PrivateKey)):
+        if not isinstance(
+            key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
+        ):
             raise ValueError("the JWK is not an EC, RSA or Ed25519 private key")
         return cls(key, alg=alg or private_jwk.get("alg"))
 
@@ -117,7 +134,8 @@ class ProofSigner:
             assert self._hash is not None
             pad: padding.AsymmetricPadding = (
                 padding.PSS(mgf=padding.MGF1(self._hash), salt_length=self._hash.digest_size)
-                if self.alg.startswith("PS") else padding.PKCS1v15()
+                if self.alg.startswith("PS")
+                else padding.PKCS1v15()
             )
             return key.sign(signing_input, pad, self._hash)
         return key.sign(signing_input)
@@ -129,8 +147,16 @@ class ProofSigner:
         signing_input = f"{header_b64}.{self._encode(claims)}"
         return f"{signing_input}.{b64url_encode(self._signature(signing_input.encode()))}"
 
-    def sign(self, *, htm: str, htu: str, access_token: str | None = None,
-             nonce: str | None = None, iat: float | None = None, jti: str | None = None) -> str:
+    def sign(
+        self,
+        *,
+        htm: str,
+        htu: str,
+        access_token: str | None = None,
+        nonce: str | None = None,
+        iat: float | None = None,
+        jti: str | None = None,
+    ) -> str:
         """A fresh proof for ``htm htu``, with ``ath`` when ``access_token`` is given."""
         claims: dict[str, Any] = {
             "jti": jti or secrets.token_urlsafe(16),
@@ -160,7 +186,9 @@ class DPoPAuth(httpx.Auth):
         if self.access_token is not None:
             request.headers["Authorization"] = f"DPoP {self.access_token}"
         request.headers["DPoP"] = self.signer.sign(
-            htm=request.method, htu=htu, access_token=self.access_token,
+            htm=request.method,
+            htu=htu,
+            access_token=self.access_token,
             nonce=self._nonces.get(origin),
         )
 

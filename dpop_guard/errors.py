@@ -3,7 +3,7 @@
 ::
 
     DPoPGuardError                    base, never raised itself
-      AuthenticationRequired   --     401  no credentials at all (RFC 6750 section 3.1: no error code)
+      AuthenticationRequired   --     401  no credentials at all (RFC 6750 3.1: no code)
       InvalidRequest   "invalid_request"     400
       InvalidToken     "invalid_token"       401
       InsufficientScope "insufficient_scope" 403  .scope = the required scopes
@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import ClassVar
 
 INVALID_REQUEST = "invalid_request"
-INVALID_TOKEN = "invalid_token"
+INVALID_TOKEN = "invalid_token"  # noqa: S105 - an error code, not a secret
 INSUFFICIENT_SCOPE = "insufficient_scope"
 INVALID_DPOP_PROOF = "invalid_dpop_proof"
 USE_DPOP_NONCE = "use_dpop_nonce"
@@ -54,7 +54,9 @@ class DPoPGuardError(Exception):
         self.description = description or self.default_description
         if status is not None:
             self.status = status
-        self.challenge_params = MappingProxyType(dict(challenge_params)) if challenge_params else _EMPTY
+        self.challenge_params = (
+            MappingProxyType(dict(challenge_params)) if challenge_params else _EMPTY
+        )
         super().__init__(f"{reason}: {self.description}")
 
 

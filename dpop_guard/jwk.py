@@ -132,8 +132,9 @@ def _uint(data: bytes) -> int:
     return int.from_bytes(data, "big")
 
 
-def _ec_verifier(key: ec.EllipticCurvePublicKey, size: int, hash_cls: type[hashes.HashAlgorithm]
-                 ) -> Callable[[bytes, bytes], bool]:
+def _ec_verifier(
+    key: ec.EllipticCurvePublicKey, size: int, hash_cls: type[hashes.HashAlgorithm]
+) -> Callable[[bytes, bytes], bool]:
     algorithm = ec.ECDSA(hash_cls())
 
     def verify(signature: bytes, message: bytes) -> bool:
@@ -174,8 +175,9 @@ def _rsa_verifier(key: rsa.RSAPublicKey, spec: _Alg) -> Callable[[bytes, bytes],
     return verify
 
 
-def _okp_verifier(key: ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
-                  ) -> Callable[[bytes, bytes], bool]:
+def _okp_verifier(
+    key: ed25519.Ed25519PublicKey | ed448.Ed448PublicKey,
+) -> Callable[[bytes, bytes], bool]:
     def verify(signature: bytes, message: bytes) -> bool:
         try:
             key.verify(signature, message)

@@ -104,8 +104,9 @@ class DPoPGuardMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            scope["auth"] = await self._authenticate(scope, method, path,
-                                                     route.scopes if route else ())
+            scope["auth"] = await self._authenticate(
+                scope, method, path, route.scopes if route else ()
+            )
         except DPoPGuardError as exc:
             await self._reject(exc, send)
             return
@@ -123,15 +124,16 @@ class DPoPGuardMiddleware:
         if self._public_url is not None:
             root = quote(scope.get("root_path", ""))
             if root and raw_path.startswith(root):
-                raw_path = raw_path[len(root):]
+                raw_path = raw_path[len(root) :]
             return self._public_url + raw_path
         if host is None:
             server = scope.get("server")
             host = f"{server[0]}:{server[1]}" if server else "localhost"
         return f"{scope.get('scheme', 'http')}://{host}{raw_path}"
 
-    async def _authenticate(self, scope: Scope, method: str, path: str,
-                            required: tuple[str, ...]) -> DPoPCredentials:
+    async def _authenticate(
+        self, scope: Scope, method: str, path: str, required: tuple[str, ...]
+    ) -> DPoPCredentials:
         authorization: list[str] = []
         dpop: list[str] = []
         host: str | None = None
@@ -148,44 +150,60 @@ class DPoPGuardMiddleware:
         proof: VerifiedProof | None = None
         if header.scheme == "Bearer":
             if dpop:
-                raise InvalidRequest("bearer_with_dpop_proof",
-                                     "A DPoP proof requires the DPoP authorization scheme.")
+                raise InvalidRequest(
+                    "bearer_with_dpop_proof", "A DPoP proof requires the DPoP authorization scheme."
+                )
             if not self.settings.allow_unbound_tokens:
-                raise InvalidToken("bearer_scheme_refused",
-                                   "A DPoP-bound access token is required.")
+                raise InvalidToken(
+                    "bearer_scheme_refused", "A DPoP-bound access token is required."
+                )
             info = await self.introspector.introspect(
-                header.token, request=RequestFacts(method, htu, None, None, required))
+                header.token, request=RequestFacts(method, htu, None, None, required)
+            )
             if info.jkt is not None:
-                raise InvalidToken("bound_token_as_bearer",
-                                   "A DPoP-bound access token requires the DPoP scheme.")
+                raise InvalidToken(
+                    "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
+                )
         else:
             raw = select_proof(dpop)
-            proof = self.verifier.verify(raw, method=method, url=htu,
-                                         access_token=header.token, now=now)
+            proof = self.verifier.verify(
+                raw, method=method, url=htu, access_token=header.token, now=now
+            )
             # Send the proof's own htu: it already matched the request URL locally, and
             # it spares the server a second, possibly different, normalisation.
             info = await self.introspector.introspect(
-                header.token, request=RequestFacts(method, proof.htu, raw, proof.jkt, required))
+                header.token, request=RequestFacts(method, proof.htu, raw, proof.jkt, required)
+            )
             if info.jkt is None:
                 if not self.settings.allow_unbound_tokens:
                     raise InvalidToken("token_not_bound", "The access token is not DPoP-bound.")
             elif not hmac.compare_digest(info.jkt, proof.jkt):
-                raise InvalidDPoPProof("jkt_mismatch",
-                                       "The DPoP proof key does not match the access token.")
+                raise InvalidDPoPProof(
+                    "jkt_mismatch", "The DPoP proof key does not match the access token."
+                )
         self._check_token(info, now, required)
         if proof is not None:
             try:
-                first = await self.replay_store.add_if_absent(proof.replay_key,
-                                                              ttl=proof.replay_ttl)
+                first = await self.replay_store.add_if_absent(
+                    proof.replay_key, ttl=proof.replay_ttl
+                )
             except Exception as exc:
-                logger.warning("dpop_guard: replay store failed: %s", type(exc).__name__,
-                               extra={"dpop_guard_reason": "replay_store_error"})
+                logger.warning(
+                    "dpop_guard: replay store failed: %s",
+                    type(exc).__name__,
+                    extra={"dpop_guard_reason": "replay_store_error"},
+                )
                 raise ReplayStoreUnavailable("replay_store_error") from exc
             if not first:
                 raise InvalidDPoPProof("jti_replayed", "The DPoP proof has been used before.")
-        return DPoPCredentials(subject=info.subject, client_id=info.client_id,
-                               scopes=info.scopes, jkt=proof.jkt if proof else None,
-                               expires_at=info.expires_at, scheme=header.scheme)
+        return DPoPCredentials(
+            subject=info.subject,
+            client_id=info.client_id,
+            scopes=info.scopes,
+            jkt=proof.jkt if proof else None,
+            expires_at=info.expires_at,
+            scheme=header.scheme,
+        )
 
     @staticmethod
     def _check_token(info: TokenInfo, now: int, required: tuple[str, ...]) -> None:
@@ -198,8 +216,12 @@ class DPoPGuardMiddleware:
 
     async def _reject(self, exc: DPoPGuardError, send: Send) -> None:
         response = challenge_for(exc, algs=self._algs, realm=self.settings.realm)
-        logger.info("dpop_guard rejected a request: %s (%d)", exc.reason, response.status,
-                    extra={"dpop_guard_reason": exc.reason, "dpop_guard_status": response.status})
+        logger.info(
+            "dpop_guard rejected a request: %s (%d)",
+            exc.reason,
+            response.status,
+            extra={"dpop_guard_reason": exc.reason, "dpop_guard_status": response.status},
+        )
         headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
@@ -210,5 +232,5 @@ def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):
-        return path[len(root):] or "/"
+        return path[len(root) :] or "/"
     return path

@@ -30,7 +30,14 @@ from .errors import InvalidDPoPProof, InvalidRequest
 from .jwk import JWKError, PublicKey, import_public_jwk
 from .settings import ProofPolicy
 
-__all__ = ["DPOP_TYP", "ProofVerifier", "VerifiedProof", "compute_ath", "select_proof", "verify_proof"]
+__all__ = [
+    "DPOP_TYP",
+    "ProofVerifier",
+    "VerifiedProof",
+    "compute_ath",
+    "select_proof",
+    "verify_proof",
+]
 
 DPOP_TYP: Final = "dpop+jwt"
 DEFAULT_KEY_CACHE_SIZE: Final = 4096
@@ -93,8 +100,9 @@ class ProofVerifier:
     >>> proof.jkt
     """
 
-    def __init__(self, policy: ProofPolicy | None = None, *,
-                 key_cache_size: int = DEFAULT_KEY_CACHE_SIZE) -> None:
+    def __init__(
+        self, policy: ProofPolicy | None = None, *, key_cache_size: int = DEFAULT_KEY_CACHE_SIZE
+    ) -> None:
         self.policy = policy or ProofPolicy()
         self._algorithms = self.policy.accepted_algorithms
         self._cache: LRUCache[str, PublicKey] | None = (
@@ -178,11 +186,20 @@ class ProofVerifier:
             claims = parse_object(b64url_decode(payload_b64))
         except (ValueError, JSONError) as exc:
             raise _fail("payload_invalid") from exc
-        return self._check_claims(claims, key, method=method, url=url,
-                                  access_token=access_token, now=now)
+        return self._check_claims(
+            claims, key, method=method, url=url, access_token=access_token, now=now
+        )
 
-    def _check_claims(self, claims: dict[str, Any], key: PublicKey, *, method: str, url: str,
-                      access_token: str | None, now: int) -> VerifiedProof:
+    def _check_claims(
+        self,
+        claims: dict[str, Any],
+        key: PublicKey,
+        *,
+        method: str,
+        url: str,
+        access_token: str | None,
+        now: int,
+    ) -> VerifiedProof:
         policy = self.policy
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:

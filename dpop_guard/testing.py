@@ -40,10 +40,15 @@ def make_proof(
 
     >>> make_proof(signer, htu="https://rs/accounts", header={"typ": "JWT"})
     """
-    base_header = _merge({"typ": DPOP_TYP, "alg": signer.alg, "jwk": dict(signer.public_jwk)},
-                         header)
-    body: dict[str, Any] = {"jti": secrets.token_urlsafe(16), "htm": htm, "htu": htu,
-                            "iat": int(time.time() if iat is None else iat)}
+    base_header = _merge(
+        {"typ": DPOP_TYP, "alg": signer.alg, "jwk": dict(signer.public_jwk)}, header
+    )
+    body: dict[str, Any] = {
+        "jti": secrets.token_urlsafe(16),
+        "htm": htm,
+        "htu": htu,
+        "iat": int(time.time() if iat is None else iat),
+    }
     if access_token is not None:
         body["ath"] = compute_ath(access_token)
     return signer.sign_raw(base_header, _merge(body, claims))

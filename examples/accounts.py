@@ -102,25 +102,31 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
     ]
     simulator: SimulatorState | None = None
     if not env.get("AUTHLETE_BASE_URL"):
-        logger.warning("AUTHLETE_BASE_URL is not set: using the embedded Authlete simulator "
-                       "(development only)")
+        logger.warning(
+            "AUTHLETE_BASE_URL is not set: using the embedded Authlete simulator (development only)"
+        )
         simulator = SimulatorState()
         sim_app = create_simulator_app(simulator)
         routes.append(Mount("/__authlete", app=sim_app))
-        env.update(AUTHLETE_BASE_URL=EMBEDDED_BASE_URL, AUTHLETE_API_VERSION="V2",
-                   AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
-                   AUTHLETE_SERVICE_APISECRET=DEFAULT_API_SECRET)
+        env.update(
+            AUTHLETE_BASE_URL=EMBEDDED_BASE_URL,
+            AUTHLETE_API_VERSION="V2",
+            AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
+            AUTHLETE_SERVICE_APISECRET=DEFAULT_API_SECRET,
+        )
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim_app))
     else:
-        client = httpx.AsyncClient(limits=httpx.Limits(max_connections=100,
-                                                       max_keepalive_connections=20))
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        )
 
     settings = GuardSettings.from_env(env, routes=ROUTES)
     authlete = AuthleteSettings.from_env(env)
     introspector: Any = AuthleteIntrospector(client, authlete)
     if settings.cache_ttl > 0:
-        introspector = CachingIntrospector(introspector, ttl=settings.cache_ttl,
-                                           maxsize=settings.cache_maxsize)
+        introspector = CachingIntrospector(
+            introspector, ttl=settings.cache_ttl, maxsize=settings.cache_maxsize
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

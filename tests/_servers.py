@@ -22,8 +22,9 @@ class ServerThread:
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
 
     def start(self) -> ServerThread:
         self.thread.start()
@@ -36,13 +37,20 @@ class ServerThread:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.server.force_exit = True  # do not wait for requests the simulator left hanging
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=2)
+        if self.thread.is_alive():
+            # A request the simulator left hanging would hold a graceful shutdown open.
+            self.server.force_exit = True
+            self.thread.join(timeout=10)
         self.sock.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

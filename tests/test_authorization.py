@@ -25,7 +25,9 @@ class TestAccepts:
         """Bearer is recognised (and refused later unless unbound tokens are allowed)."""
         assert parse("Bearer abc") == ("Bearer", "abc")
 
-    @pytest.mark.parametrize("token", ["a-b.c_d~e+f/g==", "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"])
+    @pytest.mark.parametrize(
+        "token", ["a-b.c_d~e+f/g==", "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"]
+    )
     def test_token68(self, token: str) -> None:
         """Every token68 character is accepted."""
         assert parse(f"DPoP {token}")[1] == token
@@ -59,8 +61,18 @@ class TestRejects:
             parse(value)
         assert info.value.reason == "token_missing"
 
-    @pytest.mark.parametrize("value", ["DPoP a b", "DPoP a,b", "DPoP =abc", "DPoP a=b",
-                                       "DPoP tök", "DPoP a\tb", "DPoP abc m a l f o r m e d"])
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "DPoP a b",
+            "DPoP a,b",
+            "DPoP =abc",
+            "DPoP a=b",
+            "DPoP tök",
+            "DPoP a\tb",
+            "DPoP abc m a l f o r m e d",
+        ],
+    )
     def test_not_token68(self, value: str) -> None:
         """Anything but one token68 is malformed."""
         with pytest.raises(InvalidToken) as info:

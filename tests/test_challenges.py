@@ -31,13 +31,16 @@ def headers_of(exc: DPoPGuardError, **kwargs: str) -> tuple[int, dict[str, str],
 
 
 class TestChallengeFor:
-    @pytest.mark.parametrize(("exc", "status", "error"), [
-        (InvalidRequest("r"), 400, "invalid_request"),
-        (InvalidToken("r"), 401, "invalid_token"),
-        (InvalidDPoPProof("r"), 401, "invalid_dpop_proof"),
-        (InsufficientScope("r", scope="a b"), 403, "insufficient_scope"),
-        (UseDPoPNonce("r", nonce="n1"), 401, "use_dpop_nonce"),
-    ])
+    @pytest.mark.parametrize(
+        ("exc", "status", "error"),
+        [
+            (InvalidRequest("r"), 400, "invalid_request"),
+            (InvalidToken("r"), 401, "invalid_token"),
+            (InvalidDPoPProof("r"), 401, "invalid_dpop_proof"),
+            (InsufficientScope("r", scope="a b"), 403, "insufficient_scope"),
+            (UseDPoPNonce("r", nonce="n1"), 401, "use_dpop_nonce"),
+        ],
+    )
     def test_error_codes(self, exc: DPoPGuardError, status: int, error: str) -> None:
         """Each error maps to its status and a DPoP challenge with its code and algs."""
         got_status, headers, body = headers_of(exc)
@@ -63,7 +66,7 @@ class TestChallengeFor:
         """Without credentials the challenge has no error (RFC 6750 section 3.1)."""
         status, headers, body = headers_of(AuthenticationRequired("r"), realm="bank")
         assert status == 401
-        scheme, params = parse_challenge(headers["www-authenticate"])
+        _, params = parse_challenge(headers["www-authenticate"])
         assert params == {"realm": "bank", "algs": "ES256 PS256 EdDSA"}
         assert "error" not in body
 
@@ -74,13 +77,18 @@ class TestChallengeFor:
         assert status == 503
         assert "www-authenticate" not in headers
         assert headers["retry-after"] == "1"
-        assert body == {"error": "temporarily_unavailable",
-                        "error_description": "The service is temporarily unavailable."}
+        assert body == {
+            "error": "temporarily_unavailable",
+            "error_description": "The service is temporarily unavailable.",
+        }
 
     def test_upstream_params_filtered_and_sanitised(self) -> None:
         """Only known upstream params pass, and control characters never reach a header."""
-        exc = InvalidToken("r", 'bad "desc"\r\nX-Injected: 1',
-                           challenge_params={"error_uri": "https://e/x", "foo": "bar"})
+        exc = InvalidToken(
+            "r",
+            'bad "desc"\r\nX-Injected: 1',
+            challenge_params={"error_uri": "https://e/x", "foo": "bar"},
+        )
         _, headers, _ = headers_of(exc)
         value = headers["www-authenticate"]
         assert "\r" not in value and "\n" not in value
@@ -93,13 +101,17 @@ class TestChallengeFor:
 class TestBuildParse:
     def test_example(self) -> None:
         """The documented format."""
-        assert (build_challenge("DPoP", [("error", "invalid_token"), ("algs", "ES256")])
-                == 'DPoP error="invalid_token", algs="ES256"')
+        assert (
+            build_challenge("DPoP", [("error", "invalid_token"), ("algs", "ES256")])
+            == 'DPoP error="invalid_token", algs="ES256"'
+        )
 
     def test_authlete_format(self) -> None:
         """Authlete joins parameters with a bare comma and may use tokens unquoted."""
-        value = ('Bearer error="insufficient_scope",error_description="[A064302] The access '
-                 'token does not cover the required scope \'unknown\'.",scope="saying unknown"')
+        value = (
+            'Bearer error="insufficient_scope",error_description="[A064302] The access '
+            'token does not cover the required scope \'unknown\'.",scope="saying unknown"'
+        )
         scheme, params = parse_challenge(value)
         assert scheme == "Bearer"
         assert params["error"] == "insufficient_scope"
@@ -118,9 +130,13 @@ class TestBuildParse:
         with pytest.raises(ValueError):
             build_challenge(scheme, [(name, "v")])
 
-    @given(st.dictionaries(st.from_regex(r"[a-z_]{1,10}", fullmatch=True),
-                           st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e),
-                                   max_size=30), max_size=5))
+    @given(
+        st.dictionaries(
+            st.from_regex(r"[a-z_]{1,10}", fullmatch=True),
+            st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
+            max_size=5,
+        )
+    )
     def test_round_trip(self, params: dict[str, str]) -> None:
         """Whatever build_challenge writes, parse_challenge reads back."""
         value = build_challenge("DPoP", params.items())

@@ -40,8 +40,9 @@ class TestBase64url:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=10,
 )
 
@@ -63,16 +64,19 @@ class TestStrictJSON:
         except JSONError:
             pass
 
-    @pytest.mark.parametrize(("raw", "reason"), [
-        (b'{"a":1,"a":2}', "duplicate_member"),
-        (b'{"a":{"b":1,"b":1}}', "duplicate_member"),
-        (b"[]", "not_object"),
-        (b"1", "not_object"),
-        (b'{"a": Infinity}', "non_standard_number"),
-        (b"[" * 100_000, "not_json"),
-        (b'{"a":' * 9 + b"1" + b"}" * 9, "too_deep"),
-        (b"\xc3\x28", "not_json"),
-    ])
+    @pytest.mark.parametrize(
+        ("raw", "reason"),
+        [
+            (b'{"a":1,"a":2}', "duplicate_member"),
+            (b'{"a":{"b":1,"b":1}}', "duplicate_member"),
+            (b"[]", "not_object"),
+            (b"1", "not_object"),
+            (b'{"a": Infinity}', "non_standard_number"),
+            (b"[" * 100_000, "not_json"),
+            (b'{"a":' * 9 + b"1" + b"}" * 9, "too_deep"),
+            (b"\xc3\x28", "not_json"),
+        ],
+    )
     def test_rejects(self, raw: bytes, reason: str) -> None:
         """Each refusal has its reason."""
         with pytest.raises(JSONError) as info:

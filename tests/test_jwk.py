@@ -31,11 +31,18 @@ class TestThumbprint:
     def test_matches_joserfc(self, alg: str) -> None:
         """Our thumbprint agrees with joserfc's independent implementation."""
         signer = ProofSigner.generate(alg)
-        theirs = jose_jwk.import_key(dict(signer.public_jwk)).thumbprint()  # type: ignore[arg-type]
+        theirs = jose_jwk.import_key(dict(signer.public_jwk)).thumbprint()
         assert jwk_thumbprint(signer.public_jwk) == theirs == signer.jkt
 
-    @pytest.mark.parametrize("jwk", [{"kty": "oct", "k": "x"}, {"kty": "EC", "crv": "P-256"},
-                                     {"kty": "EC", "crv": "P-256", "x": 1, "y": "a"}, {}])
+    @pytest.mark.parametrize(
+        "jwk",
+        [
+            {"kty": "oct", "k": "x"},
+            {"kty": "EC", "crv": "P-256"},
+            {"kty": "EC", "crv": "P-256", "x": 1, "y": "a"},
+            {},
+        ],
+    )
     def test_unusable(self, jwk: dict[str, Any]) -> None:
         """Unknown kty or missing members raise JWKError."""
         with pytest.raises(JWKError):

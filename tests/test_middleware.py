@@ -32,7 +32,11 @@ from dpop_guard import (
 )
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.introspection import RequestFacts
-from dpop_guard.introspection.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
+from dpop_guard.introspection.simulator import (
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_TOKEN,
+    SimulatorState,
+)
 from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.testing import make_proof
 
@@ -46,9 +50,16 @@ ROUTES = (
 
 async def echo(request: Request) -> JSONResponse:
     auth: DPoPCredentials = request.auth
-    return JSONResponse({"subject": auth.subject, "client_id": auth.client_id,
-                         "scopes": sorted(auth.scopes), "jkt": auth.jkt, "scheme": auth.scheme,
-                         "expires_at": auth.expires_at})
+    return JSONResponse(
+        {
+            "subject": auth.subject,
+            "client_id": auth.client_id,
+            "scopes": sorted(auth.scopes),
+            "jkt": auth.jkt,
+            "scheme": auth.scheme,
+            "expires_at": auth.expires_at,
+        }
+    )
 
 
 async def health(request: Request) -> JSONResponse:
@@ -62,16 +73,25 @@ async def ws_endpoint(websocket: WebSocket) -> None:
 
 
 def inner_app() -> Starlette:
-    return Starlette(routes=[
-        HTTPRoute("/health", health), HTTPRoute("/accounts", echo),
-        HTTPRoute("/accounts/{account_id}/transactions", echo), HTTPRoute("/other", echo),
-        WebSocketRoute("/ws", ws_endpoint),
-    ])
+    return Starlette(
+        routes=[
+            HTTPRoute("/health", health),
+            HTTPRoute("/accounts", echo),
+            HTTPRoute("/accounts/{account_id}/transactions", echo),
+            HTTPRoute("/other", echo),
+            WebSocketRoute("/ws", ws_endpoint),
+        ]
+    )
 
 
 def authlete_settings(base_url: str, timeout: float = 2.0) -> AuthleteSettings:
-    return AuthleteSettings(base_url=base_url, api_version="V3", api_key=DEFAULT_SERVICE_ID,
-                            access_token=DEFAULT_SERVICE_TOKEN, timeout=timeout)
+    return AuthleteSettings(
+        base_url=base_url,
+        api_version="V3",
+        api_key=DEFAULT_SERVICE_ID,
+        access_token=DEFAULT_SERVICE_TOKEN,
+        timeout=timeout,
+    )
 
 
 class Harness:
@@ -86,29 +106,47 @@ class Harness:
         if options.pop("cache", True):
             introspector = CachingIntrospector(introspector, ttl=60)
         self.introspector = options.pop("introspector", introspector)
-        settings = GuardSettings(routes=ROUTES, public_url=ORIGIN,
-                                 **{k: options.pop(k) for k in list(options)
-                                    if k in ("allow_unbound_tokens", "realm")})
-        self.app = DPoPGuardMiddleware(inner_app(), settings=settings,
-                                       introspector=self.introspector, **options)
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
-                                        base_url=ORIGIN)
+        settings = GuardSettings(
+            routes=ROUTES,
+            public_url=ORIGIN,
+            **{k: options.pop(k) for k in list(options) if k in ("allow_unbound_tokens", "realm")},
+        )
+        self.app = DPoPGuardMiddleware(
+            inner_app(), settings=settings, introspector=self.introspector, **options
+        )
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url=ORIGIN
+        )
 
-    def token(self, signer: ProofSigner | None, scopes: tuple[str, ...] = ("read:accounts",),
-              **kwargs: Any) -> str:
-        return self.simulator.create_token(subject="alice", scopes=scopes,
-                                           jkt=signer.jkt if signer else None, **kwargs)
+    def token(
+        self,
+        signer: ProofSigner | None,
+        scopes: tuple[str, ...] = ("read:accounts",),
+        **kwargs: Any,
+    ) -> str:
+        return self.simulator.create_token(
+            subject="alice", scopes=scopes, jkt=signer.jkt if signer else None, **kwargs
+        )
 
-    async def call(self, token: str | None, signer: ProofSigner | None = None, *,
-                   path: str = "/accounts", method: str = "GET", proof: str | None = None,
-                   scheme: str = "DPoP", headers: list[tuple[str, str]] | None = None,
-                   **proof_kwargs: Any) -> httpx.Response:
+    async def call(
+        self,
+        token: str | None,
+        signer: ProofSigner | None = None,
+        *,
+        path: str = "/accounts",
+        method: str = "GET",
+        proof: str | None = None,
+        scheme: str = "DPoP",
+        headers: list[tuple[str, str]] | None = None,
+        **proof_kwargs: Any,
+    ) -> httpx.Response:
         sent: list[tuple[str, str]] = list(headers or [])
         if token is not None:
             sent.append(("Authorization", f"{scheme} {token}"))
         if proof is None and signer is not None:
-            proof = make_proof(signer, htm=method, htu=ORIGIN + path, access_token=token,
-                               **proof_kwargs)
+            proof = make_proof(
+                signer, htm=method, htu=ORIGIN + path, access_token=token, **proof_kwargs
+            )
         if proof is not None:
             sent.append(("DPoP", proof))
         return await self.client.request(method, path, headers=sent)
@@ -119,8 +157,9 @@ class Harness:
 
 
 @pytest.fixture(name="make_harness")
-async def _make_harness(simulator: SimulatorState, simulator_url: str
-                        ) -> AsyncIterator[Callable[..., Harness]]:
+async def _make_harness(
+    simulator: SimulatorState, simulator_url: str
+) -> AsyncIterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
     def make(**options: Any) -> Harness:
@@ -138,8 +177,9 @@ def _h(make_harness: Callable[..., Harness]) -> Harness:
     return make_harness()
 
 
-def assert_rejected(response: httpx.Response, status: int, error: str | None, reason: str,
-                    reasons: list[str]) -> dict[str, str]:
+def assert_rejected(
+    response: httpx.Response, status: int, error: str | None, reason: str, reasons: list[str]
+) -> dict[str, str]:
     assert response.status_code == status, response.text
     assert response.headers["cache-control"] == "no-store"
     assert reasons[-1] == reason
@@ -168,8 +208,9 @@ class TestSuccess:
         assert body["client_id"] == "1727421520" and body["expires_at"] > 0
 
     @pytest.mark.parametrize("alg", ["ES256", "PS256", "EdDSA"])
-    async def test_each_algorithm(self, h: Harness, signers: dict[str, ProofSigner],
-                                  alg: str) -> None:
+    async def test_each_algorithm(
+        self, h: Harness, signers: dict[str, ProofSigner], alg: str
+    ) -> None:
         """Every FAPI algorithm works end to end, Authlete's check included."""
         token = h.token(signers[alg])
         assert (await h.call(token, signers[alg])).status_code == 200
@@ -185,8 +226,9 @@ class TestSuccess:
         assert sent[0]["htm"] == "GET" and sent[0]["htu"] == ORIGIN + "/accounts"
         assert sent[0]["scopes"] == ["read:accounts"]
 
-    async def test_without_cache_every_request_asks(self, make_harness: Callable[..., Harness],
-                                                    signer: ProofSigner) -> None:
+    async def test_without_cache_every_request_asks(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
         """With no cache wrapper, each request introspects."""
         h = make_harness(cache=False)
         token = h.token(signer)
@@ -199,11 +241,13 @@ class TestSuccess:
         response = await h.call(None, path="/health")
         assert response.json() == {"status": "ok", "auth": False}
 
-    async def test_unlisted_path_is_protected(self, h: Harness, signer: ProofSigner,
-                                              reasons: list[str]) -> None:
+    async def test_unlisted_path_is_protected(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A path no rule names still requires a valid token (fail closed)."""
-        assert_rejected(await h.call(None, path="/other"), 401, None, "authorization_missing",
-                        reasons)
+        assert_rejected(
+            await h.call(None, path="/other"), 401, None, "authorization_missing", reasons
+        )
         token = h.token(signer, scopes=())
         assert (await h.call(token, signer, path="/other")).status_code == 200
 
@@ -211,8 +255,9 @@ class TestSuccess:
         """The proof's htu has no query; the request may."""
         token = h.token(signer)
         proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
-        response = await h.client.get("/accounts?page=2", headers={
-            "Authorization": f"DPoP {token}", "DPoP": proof})
+        response = await h.client.get(
+            "/accounts?page=2", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+        )
         assert response.status_code == 200
 
     @pytest.mark.parametrize("scope_type", ["lifespan", "websocket"])
@@ -238,13 +283,15 @@ class TestHeaders:
         """No Authorization: 401 with a bare DPoP challenge."""
         assert_rejected(await h.call(None), 401, None, "authorization_missing", reasons)
 
-    async def test_proof_without_token(self, h: Harness, signer: ProofSigner,
-                                       reasons: list[str]) -> None:
+    async def test_proof_without_token(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A DPoP header alone is not credentials."""
         assert_rejected(await h.call(None, signer), 401, None, "authorization_missing", reasons)
 
-    async def test_two_authorization_headers(self, h: Harness, signer: ProofSigner,
-                                             reasons: list[str]) -> None:
+    async def test_two_authorization_headers(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """Two Authorization headers: 400."""
         token = h.token(signer)
         response = await h.call(token, signer, headers=[("Authorization", f"Bearer {token}")])
@@ -255,40 +302,46 @@ class TestHeaders:
         response = await h.call(None, headers=[("Authorization", "Basic dXNlcjpwYXNz")])
         assert_rejected(response, 401, None, "authorization_scheme_unsupported", reasons)
 
-    async def test_malformed_token(self, h: Harness, signer: ProofSigner,
-                                   reasons: list[str]) -> None:
+    async def test_malformed_token(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A token that is not token68."""
         response = await h.call("abc m a l f o r m e d", signer)
         assert_rejected(response, 401, "invalid_token", "token_malformed", reasons)
 
-    async def test_token_too_long(self, h: Harness, signer: ProofSigner,
-                                  reasons: list[str]) -> None:
+    async def test_token_too_long(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """Tokens over the limit are refused before anything else."""
         response = await h.call("a" * 9000, signer)
         assert_rejected(response, 401, "invalid_token", "token_too_long", reasons)
 
-    async def test_dpop_scheme_without_proof(self, h: Harness, signer: ProofSigner,
-                                             reasons: list[str]) -> None:
+    async def test_dpop_scheme_without_proof(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """DPoP scheme, no DPoP header."""
         response = await h.call(h.token(signer))
         assert_rejected(response, 401, "invalid_dpop_proof", "dpop_header_missing", reasons)
 
-    async def test_two_dpop_headers(self, h: Harness, signer: ProofSigner,
-                                    reasons: list[str]) -> None:
+    async def test_two_dpop_headers(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """Two DPoP headers: 400."""
         token = h.token(signer)
         extra = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
         response = await h.call(token, signer, headers=[("DPoP", extra)])
         assert_rejected(response, 400, "invalid_request", "dpop_header_multiple", reasons)
 
-    async def test_bearer_with_proof(self, h: Harness, signer: ProofSigner,
-                                     reasons: list[str]) -> None:
+    async def test_bearer_with_proof(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """Bearer scheme while a DPoP header is present: 400."""
         response = await h.call(h.token(signer), signer, scheme="Bearer")
         assert_rejected(response, 400, "invalid_request", "bearer_with_dpop_proof", reasons)
 
-    async def test_bearer_refused_by_default(self, h: Harness, signer: ProofSigner,
-                                             reasons: list[str]) -> None:
+    async def test_bearer_refused_by_default(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """FAPI 2.0: the Bearer scheme is refused outright (no downgrade)."""
         response = await h.call(h.token(signer), scheme="Bearer")
         assert_rejected(response, 401, "invalid_token", "bearer_scheme_refused", reasons)
@@ -301,40 +354,39 @@ class TestHeaders:
 
 
 class TestProof:
-    async def test_bad_proof_never_reaches_authlete(self, h: Harness, signer: ProofSigner,
-                                                    reasons: list[str]) -> None:
+    async def test_bad_proof_never_reaches_authlete(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A proof failing a local check costs no introspection."""
         token = h.token(signer)
         response = await h.call(token, signer, header={"typ": "JWT"})
         assert_rejected(response, 401, "invalid_dpop_proof", "typ_invalid", reasons)
         assert h.simulator.calls["auth/introspection"] == 0
 
-    async def test_htm_mismatch(self, h: Harness, signer: ProofSigner,
-                                reasons: list[str]) -> None:
+    async def test_htm_mismatch(self, h: Harness, signer: ProofSigner, reasons: list[str]) -> None:
         """A GET proof on a POST."""
         token = h.token(signer)
         proof = make_proof(signer, htm="GET", htu=ORIGIN + "/accounts", access_token=token)
         response = await h.call(token, method="POST", proof=proof)
         assert_rejected(response, 401, "invalid_dpop_proof", "htm_mismatch", reasons)
 
-    async def test_htu_other_origin(self, h: Harness, signer: ProofSigner,
-                                    reasons: list[str]) -> None:
+    async def test_htu_other_origin(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A proof for another origin, even with a matching Host header."""
         token = h.token(signer)
         proof = make_proof(signer, htu="https://evil.test/accounts", access_token=token)
         response = await h.call(token, proof=proof, headers=[("Host", "evil.test")])
         assert_rejected(response, 401, "invalid_dpop_proof", "htu_mismatch", reasons)
 
-    async def test_ath_mismatch(self, h: Harness, signer: ProofSigner,
-                                reasons: list[str]) -> None:
+    async def test_ath_mismatch(self, h: Harness, signer: ProofSigner, reasons: list[str]) -> None:
         """A proof made for another token."""
         token = h.token(signer)
         proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token="other")
         response = await h.call(token, proof=proof)
         assert_rejected(response, 401, "invalid_dpop_proof", "ath_mismatch", reasons)
 
-    async def test_iat_too_old(self, h: Harness, signer: ProofSigner,
-                               reasons: list[str]) -> None:
+    async def test_iat_too_old(self, h: Harness, signer: ProofSigner, reasons: list[str]) -> None:
         """A stale proof."""
         import time
 
@@ -365,19 +417,22 @@ class TestProof:
 
 
 class TestBinding:
-    async def test_other_key_on_miss(self, h: Harness, signer: ProofSigner,
-                                     reasons: list[str]) -> None:
+    async def test_other_key_on_miss(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A valid proof from another key, cold cache: Authlete refuses the binding."""
         token = h.token(signer)
         thief = ProofSigner.generate("ES256")
         response = await h.call(token, thief)
-        params = assert_rejected(response, 401, "invalid_dpop_proof", "authlete_unauthorized",
-                                 reasons)
+        params = assert_rejected(
+            response, 401, "invalid_dpop_proof", "authlete_unauthorized", reasons
+        )
         assert "Thumbprint" in params["error_description"]
         assert params["error_uri"].startswith("https://docs.authlete.com/#")
 
-    async def test_other_key_on_hit(self, h: Harness, signer: ProofSigner,
-                                    reasons: list[str]) -> None:
+    async def test_other_key_on_hit(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """The same, warm cache: refused locally against the cached thumbprint."""
         token = h.token(signer)
         assert (await h.call(token, signer)).status_code == 200
@@ -386,8 +441,9 @@ class TestBinding:
         assert_rejected(response, 401, "invalid_dpop_proof", "jkt_mismatch", reasons)
         assert h.simulator.calls["auth/introspection"] == calls
 
-    async def test_replay_after_failed_binding(self, h: Harness, signer: ProofSigner,
-                                               reasons: list[str]) -> None:
+    async def test_replay_after_failed_binding(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A proof refused for its key is refused again, never accepted later."""
         token = h.token(signer)
         thief = ProofSigner.generate("ES256")
@@ -397,8 +453,9 @@ class TestBinding:
         response = await h.call(token, proof=proof)
         assert_rejected(response, 401, "invalid_dpop_proof", "jkt_mismatch", reasons)
 
-    async def test_unbound_token_refused(self, h: Harness, signer: ProofSigner,
-                                         reasons: list[str]) -> None:
+    async def test_unbound_token_refused(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """An unbound token with a valid proof: not sender-constrained, refused."""
         token = h.token(None)
         response = await h.call(token, signer)
@@ -407,8 +464,9 @@ class TestBinding:
         assert_rejected(response, 401, "invalid_token", "token_not_bound", reasons)
         assert h.simulator.calls["auth/introspection"] == 2
 
-    async def test_unbound_allowed(self, make_harness: Callable[..., Harness],
-                                   signer: ProofSigner) -> None:
+    async def test_unbound_allowed(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
         """With allow_unbound_tokens, an unbound token passes on DPoP and on Bearer."""
         h = make_harness(allow_unbound_tokens=True)
         token = h.token(None)
@@ -416,15 +474,17 @@ class TestBinding:
         response = await h.call(token, scheme="Bearer")
         assert response.status_code == 200 and response.json()["jkt"] is None
 
-    async def test_bound_token_as_bearer_on_miss(self, make_harness: Callable[..., Harness],
-                                                 signer: ProofSigner, reasons: list[str]) -> None:
+    async def test_bound_token_as_bearer_on_miss(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """Downgrade with unbound tokens allowed, cold cache: Authlete demands the proof."""
         h = make_harness(allow_unbound_tokens=True)
         response = await h.call(h.token(signer), scheme="Bearer")
         assert_rejected(response, 401, "invalid_token", "authlete_unauthorized", reasons)
 
-    async def test_bound_token_as_bearer_on_hit(self, make_harness: Callable[..., Harness],
-                                                signer: ProofSigner, reasons: list[str]) -> None:
+    async def test_bound_token_as_bearer_on_hit(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """The same with a warm cache: refused locally."""
         h = make_harness(allow_unbound_tokens=True)
         token = h.token(signer)
@@ -434,42 +494,48 @@ class TestBinding:
 
 
 class TestToken:
-    async def test_unknown_token(self, h: Harness, signer: ProofSigner,
-                                 reasons: list[str]) -> None:
+    async def test_unknown_token(self, h: Harness, signer: ProofSigner, reasons: list[str]) -> None:
         """A token Authlete does not know."""
         response = await h.call("no-such-token", signer)
         assert_rejected(response, 401, "invalid_token", "authlete_unauthorized", reasons)
 
-    async def test_expired_token(self, h: Harness, signer: ProofSigner,
-                                 reasons: list[str]) -> None:
+    async def test_expired_token(self, h: Harness, signer: ProofSigner, reasons: list[str]) -> None:
         """An expired token."""
         token = h.token(signer, lifetime=-1)
         response = await h.call(token, signer)
         assert_rejected(response, 401, "invalid_token", "authlete_unauthorized", reasons)
 
-    async def test_expired_in_cache(self, make_harness: Callable[..., Harness],
-                                    signer: ProofSigner, reasons: list[str]) -> None:
+    async def test_expired_in_cache(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """Expiry is checked locally too (facts may be older than the request)."""
+
         class Expired:
             async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
-                return TokenInfo(subject="a", client_id="c", scopes=frozenset({"read:accounts"}),
-                                 expires_at=1, jkt=signer.jkt)
+                return TokenInfo(
+                    subject="a",
+                    client_id="c",
+                    scopes=frozenset({"read:accounts"}),
+                    expires_at=1,
+                    jkt=signer.jkt,
+                )
 
         h = make_harness(introspector=Expired())
         response = await h.call("tok", signer)
         assert_rejected(response, 401, "invalid_token", "token_expired", reasons)
 
-    async def test_missing_scope_on_miss(self, h: Harness, signer: ProofSigner,
-                                         reasons: list[str]) -> None:
+    async def test_missing_scope_on_miss(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """Authlete's FORBIDDEN becomes 403 insufficient_scope naming the scope."""
         token = h.token(signer)
         response = await h.call(token, signer, path="/accounts/acc-1/transactions")
-        params = assert_rejected(response, 403, "insufficient_scope", "authlete_forbidden",
-                                 reasons)
+        params = assert_rejected(response, 403, "insufficient_scope", "authlete_forbidden", reasons)
         assert params["scope"] == "read:transactions"
 
-    async def test_missing_scope_on_hit(self, h: Harness, signer: ProofSigner,
-                                        reasons: list[str]) -> None:
+    async def test_missing_scope_on_hit(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """Per-route scopes are checked from cached facts too."""
         token = h.token(signer)
         assert (await h.call(token, signer)).status_code == 200
@@ -487,16 +553,19 @@ def _closed_port() -> int:
 
 
 class TestOutages:
-    @pytest.mark.parametrize(("fault", "reason"), [
-        ("http_500", "authlete_http_500"),
-        ("http_429", "authlete_http_429"),
-        ("garbage", "authlete_bad_response"),
-        ("truncated", "authlete_bad_response"),
-        ("internal_error", "authlete_internal_error"),
-    ])
-    async def test_authlete_fault_then_recovery(self, h: Harness, signer: ProofSigner,
-                                                reasons: list[str], fault: str,
-                                                reason: str) -> None:
+    @pytest.mark.parametrize(
+        ("fault", "reason"),
+        [
+            ("http_500", "authlete_http_500"),
+            ("http_429", "authlete_http_429"),
+            ("garbage", "authlete_bad_response"),
+            ("truncated", "authlete_bad_response"),
+            ("internal_error", "authlete_internal_error"),
+        ],
+    )
+    async def test_authlete_fault_then_recovery(
+        self, h: Harness, signer: ProofSigner, reasons: list[str], fault: str, reason: str
+    ) -> None:
         """Each Authlete fault is a 503 with no challenge; the next request recovers."""
         token = h.token(signer)
         h.simulator.set_fault(fault)
@@ -504,8 +573,9 @@ class TestOutages:
         h.simulator.set_fault(None)
         assert (await h.call(token, signer)).status_code == 200
 
-    async def test_authlete_hangs(self, make_harness: Callable[..., Harness],
-                                  signer: ProofSigner, reasons: list[str]) -> None:
+    async def test_authlete_hangs(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A hanging Authlete is cut at the timeout: 503."""
         h = make_harness(timeout=0.3)
         token = h.token(signer)
@@ -514,16 +584,19 @@ class TestOutages:
             response = await h.call(token, signer)
         assert_rejected(response, 503, None, "authlete_timeout", reasons)
 
-    async def test_authlete_refuses_connections(self, make_harness: Callable[..., Harness],
-                                                signer: ProofSigner, reasons: list[str]) -> None:
+    async def test_authlete_refuses_connections(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """Nothing listening: 503."""
         h = make_harness(authlete_url=f"http://127.0.0.1:{_closed_port()}")
         response = await h.call(h.token(signer), signer)
         assert_rejected(response, 503, None, "authlete_unreachable", reasons)
 
-    async def test_replay_store_failure(self, make_harness: Callable[..., Harness],
-                                        signer: ProofSigner, reasons: list[str]) -> None:
+    async def test_replay_store_failure(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A failing replay store: 503, never a pass."""
+
         class Broken:
             async def add_if_absent(self, key: str, *, ttl: int) -> bool:
                 raise ConnectionError("store down")
@@ -532,8 +605,9 @@ class TestOutages:
         response = await h.call(h.token(signer), signer)
         assert_rejected(response, 503, None, "replay_store_error", reasons)
 
-    async def test_replay_store_full(self, make_harness: Callable[..., Harness],
-                                     signer: ProofSigner, reasons: list[str]) -> None:
+    async def test_replay_store_full(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A full memory store fails closed."""
         h = make_harness(replay_store=MemoryReplayStore(maxsize=1))
         token = h.token(signer)
@@ -541,9 +615,11 @@ class TestOutages:
         response = await h.call(token, signer)
         assert_rejected(response, 503, None, "replay_store_error", reasons)
 
-    async def test_unexpected_error(self, make_harness: Callable[..., Harness],
-                                    signer: ProofSigner, reasons: list[str]) -> None:
+    async def test_unexpected_error(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A bug in a dependency is a 503, not a traceback to the client."""
+
         class Buggy:
             async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
                 raise KeyError("bug")
@@ -555,42 +631,51 @@ class TestOutages:
 
 
 class TestDeployment:
-    async def test_root_path_and_public_url(self, simulator: SimulatorState,
-                                            simulator_url: str, signer: ProofSigner) -> None:
+    async def test_root_path_and_public_url(
+        self, simulator: SimulatorState, simulator_url: str, signer: ProofSigner
+    ) -> None:
         """Behind a proxy that strips /bank: htu is the public URL with the prefix."""
         http = httpx.AsyncClient()
         introspector = AuthleteIntrospector(http, authlete_settings(simulator_url))
         settings = GuardSettings(routes=ROUTES, public_url="https://public.example/bank")
         app = DPoPGuardMiddleware(inner_app(), settings=settings, introspector=introspector)
         token = simulator.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path="/bank"),
-                                     base_url="http://internal:8000") as client:
-            proof = make_proof(signer, htu="https://public.example/bank/accounts",
-                               access_token=token)
-            response = await client.get("/bank/accounts", headers={
-                "Authorization": f"DPoP {token}", "DPoP": proof})
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, root_path="/bank"),
+            base_url="http://internal:8000",
+        ) as client:
+            proof = make_proof(
+                signer, htu="https://public.example/bank/accounts", access_token=token
+            )
+            response = await client.get(
+                "/bank/accounts", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+            )
             assert response.status_code == 200, response.text
-            wrong = make_proof(signer, htu="http://internal:8000/bank/accounts",
-                               access_token=token)
-            response = await client.get("/bank/accounts", headers={
-                "Authorization": f"DPoP {token}", "DPoP": wrong})
+            wrong = make_proof(signer, htu="http://internal:8000/bank/accounts", access_token=token)
+            response = await client.get(
+                "/bank/accounts", headers={"Authorization": f"DPoP {token}", "DPoP": wrong}
+            )
             assert response.status_code == 401
         await http.aclose()
 
-    async def test_host_header_used_without_public_url(self, simulator: SimulatorState,
-                                                       simulator_url: str,
-                                                       signer: ProofSigner) -> None:
+    async def test_host_header_used_without_public_url(
+        self, simulator: SimulatorState, simulator_url: str, signer: ProofSigner
+    ) -> None:
         """Without a public URL, htu is built from the scheme and Host header."""
         http = httpx.AsyncClient()
-        app = DPoPGuardMiddleware(inner_app(), settings=GuardSettings(routes=ROUTES),
-                                  introspector=AuthleteIntrospector(
-                                      http, authlete_settings(simulator_url)))
+        app = DPoPGuardMiddleware(
+            inner_app(),
+            settings=GuardSettings(routes=ROUTES),
+            introspector=AuthleteIntrospector(http, authlete_settings(simulator_url)),
+        )
         token = simulator.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://rs.local:8080") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://rs.local:8080"
+        ) as client:
             proof = make_proof(signer, htu="http://rs.local:8080/accounts", access_token=token)
-            response = await client.get("/accounts", headers={
-                "Authorization": f"DPoP {token}", "DPoP": proof})
+            response = await client.get(
+                "/accounts", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+            )
             assert response.status_code == 200, response.text
         await http.aclose()
 
@@ -602,16 +687,19 @@ class TestDeployment:
 
 
 class TestNoLeaks:
-    async def test_tokens_and_proofs_never_logged(self, h: Harness, signer: ProofSigner,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+    async def test_tokens_and_proofs_never_logged(
+        self, h: Harness, signer: ProofSigner, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """Across successes, rejections and outages, no token or proof reaches the log or
         a response body."""
         caplog.set_level(logging.DEBUG)
         token = h.token(signer)
         proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
-        bodies = [(await h.call(token, proof=proof)).text,
-                  (await h.call(token, proof=proof)).text,
-                  (await h.call(token, ProofSigner.generate("ES256"))).text]
+        bodies = [
+            (await h.call(token, proof=proof)).text,
+            (await h.call(token, proof=proof)).text,
+            (await h.call(token, ProofSigner.generate("ES256"))).text,
+        ]
         h.simulator.set_fault("http_500")
         bodies.append((await h.call(h.token(signer), signer)).text)
         logged = caplog.text + json.dumps([str(r.__dict__) for r in caplog.records])

@@ -24,8 +24,15 @@ POLICY = ProofPolicy()
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "rfc9449.json").read_text())
 
 
-def verify(proof: str, *, method: str = "GET", url: str = URL, token: str | None = TOKEN,
-           now: int = NOW, policy: ProofPolicy = POLICY) -> Any:
+def verify(
+    proof: str,
+    *,
+    method: str = "GET",
+    url: str = URL,
+    token: str | None = TOKEN,
+    now: int = NOW,
+    policy: ProofPolicy = POLICY,
+) -> Any:
     return verify_proof(proof, method=method, url=url, access_token=token, now=now, policy=policy)
 
 
@@ -87,10 +94,15 @@ class TestAccepts:
         """typ compares as a media type: case-insensitive, 'application/' optional."""
         verify(proof_for(signer, header={"typ": typ}))
 
-    @pytest.mark.parametrize("htu", [
-        URL + "?page=2", URL + "#frag", "HTTPS://RS.EXAMPLE.COM/accounts",
-        "https://rs.example.com:443/accounts",
-    ])
+    @pytest.mark.parametrize(
+        "htu",
+        [
+            URL + "?page=2",
+            URL + "#frag",
+            "HTTPS://RS.EXAMPLE.COM/accounts",
+            "https://rs.example.com:443/accounts",
+        ],
+    )
     def test_htu_normalisation(self, signer: ProofSigner, htu: str) -> None:
         """Query and fragment are ignored; scheme, host and default port normalise."""
         verify(proof_for(signer, htu=htu))
@@ -143,9 +155,19 @@ class TestStructure:
         """The size cap applies before any parsing."""
         reject("a" * (POLICY.max_proof_bytes + 1), "proof_too_large")
 
-    @pytest.mark.parametrize("proof", [
-        "", "abc", "a.b", "a.b.c.d", "a.b.c.d.e", "é.b.c", "a.b.c d", "a.b.c=",
-    ])
+    @pytest.mark.parametrize(
+        "proof",
+        [
+            "",
+            "abc",
+            "a.b",
+            "a.b.c.d",
+            "a.b.c.d.e",
+            "é.b.c",
+            "a.b.c d",
+            "a.b.c=",
+        ],
+    )
     def test_malformed(self, proof: str) -> None:
         """Not three base64url segments of ASCII."""
         with pytest.raises(InvalidDPoPProof) as info:
@@ -158,10 +180,18 @@ class TestStructure:
             verify(proof_for(signer) + ", " + proof_for(signer))
         assert info.value.reason in ("proof_malformed", "signature_invalid")
 
-    @pytest.mark.parametrize("raw", [
-        b"not json", b"[1,2]", b'"str"', b'{"typ":"dpop+jwt","typ":"dpop+jwt"}',
-        b'{"a":' * 20 + b"1" + b"}" * 20, b"\xff\xfe", b'{"n": NaN}',
-    ])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"not json",
+            b"[1,2]",
+            b'"str"',
+            b'{"typ":"dpop+jwt","typ":"dpop+jwt"}',
+            b'{"a":' * 20 + b"1" + b"}" * 20,
+            b"\xff\xfe",
+            b'{"n": NaN}',
+        ],
+    )
     def test_header_not_acceptable_json(self, signer: ProofSigner, raw: bytes) -> None:
         """The header must be a shallow JSON object with unique members."""
         rest = proof_for(signer).split(".", 1)[1]
@@ -178,20 +208,25 @@ class TestStructure:
 
 
 class TestHeader:
-    @pytest.mark.parametrize("typ", [DELETE, "JWT", "at+jwt", "secevent+jwt", 1, None, ["dpop+jwt"]])
+    @pytest.mark.parametrize(
+        "typ", [DELETE, "JWT", "at+jwt", "secevent+jwt", 1, None, ["dpop+jwt"]]
+    )
     def test_typ(self, signer: ProofSigner, typ: Any) -> None:
         """typ must be dpop+jwt."""
         reject(proof_for(signer, header={"typ": typ}), "typ_invalid")
 
-    @pytest.mark.parametrize("alg", [DELETE, "none", "HS256", "RS256", "unsupported", 1, True, None])
+    @pytest.mark.parametrize(
+        "alg", [DELETE, "none", "HS256", "RS256", "unsupported", 1, True, None]
+    )
     def test_alg(self, signer: ProofSigner, alg: Any) -> None:
         """alg must be on the allow-list: never none or HMAC."""
         reject(proof_for(signer, header={"alg": alg}), "alg_not_allowed")
 
     def test_unsigned_none(self, signer: ProofSigner) -> None:
         """An unsigned proof (alg none, empty signature) is refused."""
-        header = b64url_encode(json.dumps({"typ": "dpop+jwt", "alg": "none",
-                                           "jwk": dict(signer.public_jwk)}).encode())
+        header = b64url_encode(
+            json.dumps({"typ": "dpop+jwt", "alg": "none", "jwk": dict(signer.public_jwk)}).encode()
+        )
         payload = proof_for(signer).split(".")[1]
         with pytest.raises(InvalidDPoPProof):
             verify(f"{header}.{payload}.")
@@ -253,12 +288,15 @@ class TestHeader:
         jwk = dict(signer.public_jwk) | {"key_ops": ["encrypt"]}
         reject(proof_for(signer, header={"jwk": jwk}), "jwk_key_ops")
 
-    @pytest.mark.parametrize("change", [
-        {"x": "AAAA"},                       # wrong length
-        {"y": b64url_encode(b"\x01" * 32)},  # not on the curve
-        {"x": 5},                            # wrong JSON type
-        {"x": "AA=A"},                       # not base64url
-    ])
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"x": "AAAA"},  # wrong length
+            {"y": b64url_encode(b"\x01" * 32)},  # not on the curve
+            {"x": 5},  # wrong JSON type
+            {"x": "AA=A"},  # not base64url
+        ],
+    )
     def test_jwk_invalid_ec(self, signer: ProofSigner, change: dict[str, Any]) -> None:
         """EC coordinates must be exact-length base64url and on the curve."""
         jwk = dict(signer.public_jwk) | change
@@ -268,8 +306,7 @@ class TestHeader:
         """RSA moduli outside 2048..4096 bits are refused before any RSA work."""
         signer = signers["PS256"]
         huge = (1 << 8191) | 1
-        jwk = {"kty": "RSA", "e": "AQAB",
-               "n": b64url_encode(huge.to_bytes(1024, "big"))}
+        jwk = {"kty": "RSA", "e": "AQAB", "n": b64url_encode(huge.to_bytes(1024, "big"))}
         reject(proof_for(signer, header={"jwk": jwk}), "jwk_rsa_size")
         small = (1 << 1023) | 1
         jwk["n"] = b64url_encode(small.to_bytes(128, "big"))
@@ -280,6 +317,7 @@ class TestHeader:
         signer = signers["PS256"]
         jwk = dict(signer.public_jwk)
         from dpop_guard._b64 import b64url_decode
+
         jwk["n"] = b64url_encode(b"\x00" + b64url_decode(jwk["n"]))
         reject(proof_for(signer, header={"jwk": jwk}), "jwk_invalid")
 
@@ -299,8 +337,9 @@ class TestSignature:
     def test_tampered_payload(self, signer: ProofSigner) -> None:
         """Changing a claim after signing breaks the signature."""
         header, _, sig = proof_for(signer).split(".")
-        payload = b64url_encode(json.dumps({"jti": "x", "htm": "GET", "htu": URL,
-                                            "iat": NOW}).encode())
+        payload = b64url_encode(
+            json.dumps({"jti": "x", "htm": "GET", "htu": URL, "iat": NOW}).encode()
+        )
         reject(f"{header}.{payload}.{sig}", "signature_invalid")
 
     def test_der_encoded_ecdsa(self, signer: ProofSigner) -> None:
@@ -317,6 +356,7 @@ class TestSignature:
         """A signature with one byte changed is refused."""
         header, payload, sig = proof_for(signer).split(".")
         from dpop_guard._b64 import b64url_decode
+
         raw = bytearray(b64url_decode(sig))
         raw[5] ^= 0x01
         reject(f"{header}.{payload}.{b64url_encode(bytes(raw))}", "signature_invalid")
@@ -360,12 +400,23 @@ class TestClaims:
         """htu must be a string."""
         reject(proof_for(signer, claims={"htu": htu}), "htu_missing")
 
-    @pytest.mark.parametrize("htu", [
-        "https://other.example.com/accounts", URL + "/", URL + "x", "https://rs.example.com/",
-        "http://rs.example.com/accounts", "https://rs.example.com:8443/accounts",
-        "https://rs.example.com/Accounts", ":::*;", "/accounts", "",
-        "https://user@rs.example.com/accounts", "https://rs.example.com/accounts\\",
-    ])
+    @pytest.mark.parametrize(
+        "htu",
+        [
+            "https://other.example.com/accounts",
+            URL + "/",
+            URL + "x",
+            "https://rs.example.com/",
+            "http://rs.example.com/accounts",
+            "https://rs.example.com:8443/accounts",
+            "https://rs.example.com/Accounts",
+            ":::*;",
+            "/accounts",
+            "",
+            "https://user@rs.example.com/accounts",
+            "https://rs.example.com/accounts\\",
+        ],
+    )
     def test_htu_mismatch(self, signer: ProofSigner, htu: str) -> None:
         """htu must name this resource: origin, path and trailing slash all count."""
         reject(proof_for(signer, htu=htu), "htu_mismatch")
@@ -414,13 +465,14 @@ class TestProperties:
             verify(text)
 
     @settings(max_examples=300, deadline=None)
-    @given(st.integers(min_value=0, max_value=len(_VALID_PROOF) - 1),
-           st.sampled_from(_ALPHABET + "."))
+    @given(
+        st.integers(min_value=0, max_value=len(_VALID_PROOF) - 1), st.sampled_from(_ALPHABET + ".")
+    )
     def test_one_character_changed_is_never_accepted(self, pos: int, char: str) -> None:
         """Every single-character mutation of a valid proof is refused."""
         if _VALID_PROOF[pos] == char:
             return
-        mutated = _VALID_PROOF[:pos] + char + _VALID_PROOF[pos + 1:]
+        mutated = _VALID_PROOF[:pos] + char + _VALID_PROOF[pos + 1 :]
         with pytest.raises(InvalidDPoPProof):
             verify(mutated)
 
@@ -435,9 +487,19 @@ class TestProperties:
             verify(".".join(parts[i] for i in order))
 
     @settings(max_examples=200, deadline=None)
-    @given(st.dictionaries(st.sampled_from(["jti", "htm", "htu", "iat", "ath", "nonce", "x"]),
-                           st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
-                                     st.text(max_size=20), st.lists(st.integers(), max_size=2))))
+    @given(
+        st.dictionaries(
+            st.sampled_from(["jti", "htm", "htu", "iat", "ath", "nonce", "x"]),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(),
+                st.floats(),
+                st.text(max_size=20),
+                st.lists(st.integers(), max_size=2),
+            ),
+        )
+    )
     def test_claim_mutations(self, claims: dict[str, Any]) -> None:
         """Arbitrary claim values either verify (only if every check passes) or raise
         InvalidDPoPProof; never anything else."""

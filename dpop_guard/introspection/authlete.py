@@ -62,8 +62,9 @@ _ERROR_CLASS: dict[str, type[DPoPGuardError]] = {
 
 def _unavailable(reason: str, cause: BaseException | None = None) -> IntrospectionUnavailable:
     # The reason is logged; never the request or response body (they hold the token).
-    logger.warning("authlete introspection unavailable: %s", reason,
-                   extra={"dpop_guard_reason": reason})
+    logger.warning(
+        "authlete introspection unavailable: %s", reason, extra={"dpop_guard_reason": reason}
+    )
     exc = IntrospectionUnavailable(reason)
     exc.__cause__ = cause
     return exc
@@ -138,8 +139,9 @@ class AuthleteIntrospector:
         for attempt in range(attempts):
             last = attempt + 1 == attempts
             try:
-                response = await self._client.post(self._url, json=body, headers=self._headers,
-                                                   timeout=self.settings.timeout)
+                response = await self._client.post(
+                    self._url, json=body, headers=self._headers, timeout=self.settings.timeout
+                )
             except httpx.TimeoutException as exc:
                 raise _unavailable("authlete_timeout", exc) from exc
             except httpx.ConnectError as exc:
@@ -163,8 +165,9 @@ class AuthleteIntrospector:
             return data
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _token_info(self, data: dict[str, Any], request: RequestFacts, *,
-                    jkt: str | None) -> TokenInfo:
+    def _token_info(
+        self, data: dict[str, Any], request: RequestFacts, *, jkt: str | None
+    ) -> TokenInfo:
         action = data.get("action")
         if action == "OK":
             return _parse_ok(data, jkt)
@@ -185,8 +188,10 @@ def _parse_ok(data: dict[str, Any], jkt: str | None) -> TokenInfo:
         or (client_id is not None and not isinstance(client_id, (int, str)))
         or not isinstance(scopes, list)
         or not all(isinstance(s, str) for s in scopes)
-        or (expires_at is not None and (not isinstance(expires_at, int)
-                                        or isinstance(expires_at, bool)))
+        or (
+            expires_at is not None
+            and (not isinstance(expires_at, int) or isinstance(expires_at, bool))
+        )
     ):
         raise _unavailable("authlete_bad_response")
     return TokenInfo(
@@ -215,12 +220,17 @@ def _rejection(action: str, data: dict[str, Any], request: RequestFacts) -> DPoP
     status = _ACTION_STATUS[action]
     reason = f"authlete_{action.lower()}"
     extra = {k: v for k, v in params.items() if k == "error_uri"}
-    logger.info("authlete rejected the token: %s %s", action, data.get("resultCode"),
-                extra={"dpop_guard_reason": reason})
+    logger.info(
+        "authlete rejected the token: %s %s",
+        action,
+        data.get("resultCode"),
+        extra={"dpop_guard_reason": reason},
+    )
     if cls is InsufficientScope:
         scope = params.get("scope") or " ".join(request.scopes)
-        return InsufficientScope(reason, description, scope=scope, status=status,
-                                 challenge_params=extra)
+        return InsufficientScope(
+            reason, description, scope=scope, status=status, challenge_params=extra
+        )
     nonce = data.get("dpopNonce")
     if cls is UseDPoPNonce:
         if isinstance(nonce, str) and nonce:

@@ -26,6 +26,7 @@ import warnings
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 import anyio
 from joserfc import jwk as jose_jwk
@@ -45,8 +46,19 @@ DEFAULT_SERVICE_ID: Final = "715948317"
 DEFAULT_API_SECRET: Final = "sim-api-secret-not-for-production"  # noqa: S105
 DEFAULT_SERVICE_TOKEN: Final = "sim-service-token-not-for-production"  # noqa: S105
 DEFAULT_CLIENT_ID: Final = 1_727_421_520
-_ALGS: Final = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-                "ES256", "ES384", "ES512", "EdDSA", "Ed25519")
+_ALGS: Final = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "Ed25519",
+)
 _ALGS_PARAM: Final = " ".join(_ALGS)
 _ERROR_URI: Final = "https://docs.authlete.com/#"
 FAULTS: Final = ("http_500", "http_429", "garbage", "truncated", "internal_error", "hang")
@@ -83,18 +95,31 @@ class SimulatorState:
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
     _seen_jti: dict[str, float] = field(default_factory=dict, repr=False)
 
-    def create_token(self, *, subject: str | None, scopes: tuple[str, ...] | list[str],
-                     lifetime: float = 3600.0, jkt: str | None = None,
-                     client_id: int = DEFAULT_CLIENT_ID, refreshable: bool = False) -> str:
+    def create_token(
+        self,
+        *,
+        subject: str | None,
+        scopes: tuple[str, ...] | list[str],
+        lifetime: float = 3600.0,
+        jkt: str | None = None,
+        client_id: int = DEFAULT_CLIENT_ID,
+        refreshable: bool = False,
+    ) -> str:
         """Issue a token (what Authlete's ``/auth/token/create`` does)."""
         token = secrets.token_urlsafe(32)
-        self.tokens[token] = SimToken(subject=subject, scopes=tuple(scopes),
-                                      expires_at=time.time() + lifetime, client_id=client_id,
-                                      jkt=jkt, refreshable=refreshable)
+        self.tokens[token] = SimToken(
+            subject=subject,
+            scopes=tuple(scopes),
+            expires_at=time.time() + lifetime,
+            client_id=client_id,
+            jkt=jkt,
+            refreshable=refreshable,
+        )
         return token
 
-    def set_fault(self, fault: str | None, *, count: int | None = None,
-                  latency: float | None = None) -> None:
+    def set_fault(
+        self, fault: str | None, *, count: int | None = None, latency: float | None = None
+    ) -> None:
         """Inject ``fault`` (one of :data:`FAULTS`) for the next ``count`` calls, or
         until cleared; ``latency`` delays every answer."""
         if fault is not None and fault not in FAULTS:
@@ -120,15 +145,23 @@ class SimulatorState:
 
 def _challenge(scheme: str, error: str, code: str, message: str, **extra: str) -> str:
     # Authlete's format: attributes joined by "," with no space.
-    parts = [f'error="{error}"', f'error_description="[{code}] {message}"',
-             f'error_uri="{_ERROR_URI}{code}"']
+    parts = [
+        f'error="{error}"',
+        f'error_description="[{code}] {message}"',
+        f'error_uri="{_ERROR_URI}{code}"',
+    ]
     parts += [f'{k}="{v}"' for k, v in extra.items()]
     return f"{scheme} " + ",".join(parts)
 
 
 def _result(action: str, code: str, message: str, content: str, **fields: Any) -> dict[str, Any]:
-    return {"resultCode": code, "resultMessage": f"[{code}] {message}", "action": action,
-            "responseContent": content, **fields}
+    return {
+        "resultCode": code,
+        "resultMessage": f"[{code}] {message}",
+        "action": action,
+        "responseContent": content,
+        **fields,
+    }
 
 
 def _b64(data: bytes) -> str:
@@ -155,8 +188,10 @@ class _Simulator:
         auth = request.headers.get("authorization", "")
         state = self.state
         if service_id is None:  # V2: Basic apiKey:apiSecret
-            expected = "Basic " + base64.b64encode(
-                f"{state.service_id}:{state.api_secret}".encode()).decode()
+            expected = (
+                "Basic "
+                + base64.b64encode(f"{state.service_id}:{state.api_secret}".encode()).decode()
+            )
         else:  # V3: Bearer service access token, and the path's service id
             if service_id != state.service_id:
                 return False
@@ -167,8 +202,11 @@ class _Simulator:
         ctype = request.headers.get("content-type", "")
         raw = await request.body()
         if ctype.startswith("application/x-www-form-urlencoded"):
-            form = await request.form()
-            data: dict[str, Any] = {k: str(v) for k, v in form.items()}
+            try:
+                pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+            except UnicodeDecodeError:
+                return None
+            data: dict[str, Any] = dict(pairs)
             if "scopes" in data:
                 data["scopes"] = data["scopes"].split()
             return data
@@ -183,9 +221,13 @@ class _Simulator:
         service_id = request.path_params.get("service_id")
         if not self._authorized(request, service_id):
             code = "A001202"
-            return JSONResponse({"resultCode": code, "resultMessage":
-                                 f"[{code}] /{api}, Authorization header is missing or invalid."},
-                                status_code=401)
+            return JSONResponse(
+                {
+                    "resultCode": code,
+                    "resultMessage": f"[{code}] /{api}, Authorization header is missing.",
+                },
+                status_code=401,
+            )
         state.calls[api] += 1
         if state.latency:
             await anyio.sleep(state.latency)
@@ -193,27 +235,43 @@ class _Simulator:
         if fault == "hang":
             await anyio.sleep(3600)
         if fault == "http_500":
-            return JSONResponse({"resultCode": "A001101",
-                                 "resultMessage": f"[A001101] /{api}, Authlete Server error."},
-                                status_code=500)
+            return JSONResponse(
+                {
+                    "resultCode": "A001101",
+                    "resultMessage": f"[A001101] /{api}, Authlete Server error.",
+                },
+                status_code=500,
+            )
         if fault == "http_429":
-            return JSONResponse({"resultCode": "A001103",
-                                 "resultMessage": "[A001103] Too many requests."}, status_code=429)
+            return JSONResponse(
+                {"resultCode": "A001103", "resultMessage": "[A001103] Too many requests."},
+                status_code=429,
+            )
         if fault == "garbage":
-            return Response(b"<html><body>502 Bad Gateway</body></html>", 200,
-                            media_type="text/html")
+            return Response(
+                b"<html><body>502 Bad Gateway</body></html>", 200, media_type="text/html"
+            )
         if fault == "truncated":
             return Response(b'{"action":"OK","subject":"al', 200, media_type="application/json")
         body = await self._body(request)
         if body is None:
-            return JSONResponse({"resultCode": "A001201",
-                                 "resultMessage": f"[A001201] /{api}, the request body is malformed."},
-                                status_code=400)
+            return JSONResponse(
+                {
+                    "resultCode": "A001201",
+                    "resultMessage": f"[A001201] /{api}, the request body is malformed.",
+                },
+                status_code=400,
+            )
         if fault == "internal_error":
             code = "A001101"
-            return JSONResponse(_result("INTERNAL_SERVER_ERROR", code, "Authlete Server error.",
-                                        _challenge("Bearer", "server_error", code,
-                                                   "Authlete Server error.")))
+            return JSONResponse(
+                _result(
+                    "INTERNAL_SERVER_ERROR",
+                    code,
+                    "Authlete Server error.",
+                    _challenge("Bearer", "server_error", code, "Authlete Server error."),
+                )
+            )
         return body
 
     # -- /auth/introspection ---------------------------------------------------------
@@ -226,7 +284,8 @@ class _Simulator:
         for secret_field in ("token", "dpop"):
             if gated.get(secret_field):
                 entry[f"{secret_field}_sha256"] = hashlib.sha256(
-                    str(gated[secret_field]).encode()).hexdigest()
+                    str(gated[secret_field]).encode()
+                ).hexdigest()
         self.state.log.append(entry)
         return JSONResponse(self._introspect(gated))
 
@@ -235,12 +294,22 @@ class _Simulator:
         token = body.get("token")
         if not isinstance(token, str) or not token:
             code, msg = "A056201", "The request does not contain a valid access token."  # [U]
-            return _result("BAD_REQUEST", code, msg, _challenge("Bearer", "invalid_request", code, msg))
+            return _result(
+                "BAD_REQUEST", code, msg, _challenge("Bearer", "invalid_request", code, msg)
+            )
         record = state.tokens.get(token)
         if record is None:
             code, msg = "A056202", "The access token does not exist."  # [U]
-            return _result("UNAUTHORIZED", code, msg, _challenge("Bearer", "invalid_token", code, msg),
-                           existent=False, usable=False, sufficient=False, refreshable=False)
+            return _result(
+                "UNAUTHORIZED",
+                code,
+                msg,
+                _challenge("Bearer", "invalid_token", code, msg),
+                existent=False,
+                usable=False,
+                sufficient=False,
+                refreshable=False,
+            )
         scheme = "DPoP" if record.jkt else "Bearer"
         extra = {"algs": _ALGS_PARAM} if record.jkt else {}
         if record.expires_at <= time.time():
@@ -249,14 +318,22 @@ class _Simulator:
             del state.tokens[token]
             if record.refreshable:
                 code = "A065301"
-                msg = ("The access token has expired but it can be refreshed using the "
-                       "corresponding refresh token.")
+                msg = (
+                    "The access token has expired but it can be refreshed using the "
+                    "corresponding refresh token."
+                )
             else:
                 code, msg = "A065302", "The access token has expired."  # [U]
-            return _result("UNAUTHORIZED", code, msg,
-                           _challenge(scheme, "invalid_token", code, msg, **extra),
-                           existent=True, usable=False, sufficient=False,
-                           refreshable=record.refreshable)
+            return _result(
+                "UNAUTHORIZED",
+                code,
+                msg,
+                _challenge(scheme, "invalid_token", code, msg, **extra),
+                existent=True,
+                usable=False,
+                sufficient=False,
+                refreshable=record.refreshable,
+            )
         required = body.get("scopes") or []
         if isinstance(required, str):
             required = required.split()
@@ -264,37 +341,66 @@ class _Simulator:
         if missing:
             code = "A064302"
             msg = f"The access token does not cover the required scope '{missing[0]}'."
-            return _result("FORBIDDEN", code, msg,
-                           _challenge(scheme, "insufficient_scope", code, msg,
-                                      scope=" ".join(required)),
-                           existent=True, usable=True, sufficient=False,
-                           scopes=list(record.scopes), subject=record.subject,
-                           clientId=record.client_id)
+            return _result(
+                "FORBIDDEN",
+                code,
+                msg,
+                _challenge(scheme, "insufficient_scope", code, msg, scope=" ".join(required)),
+                existent=True,
+                usable=True,
+                sufficient=False,
+                scopes=list(record.scopes),
+                subject=record.subject,
+                clientId=record.client_id,
+            )
         dpop = body.get("dpop")
         if record.jkt is not None:
             if not dpop:
                 code, msg = "A065308", "Expected a DPoP header but none was provided."
-                return _result("UNAUTHORIZED", code, msg,
-                               _challenge("DPoP", "invalid_token", code, msg, **extra),
-                               existent=True, usable=True, sufficient=True)
+                return _result(
+                    "UNAUTHORIZED",
+                    code,
+                    msg,
+                    _challenge("DPoP", "invalid_token", code, msg, **extra),
+                    existent=True,
+                    usable=True,
+                    sufficient=True,
+                )
             try:
                 self._check_proof(dpop, body, token, record.jkt)
             except _ProofError as exc:
                 code, msg = "A065311", str(exc)  # [U]
-                return _result("UNAUTHORIZED", code, msg,
-                               _challenge("DPoP", "invalid_dpop_proof", code, msg, **extra),
-                               existent=True, usable=True, sufficient=True)
+                return _result(
+                    "UNAUTHORIZED",
+                    code,
+                    msg,
+                    _challenge("DPoP", "invalid_dpop_proof", code, msg, **extra),
+                    existent=True,
+                    usable=True,
+                    sufficient=True,
+                )
         elif dpop and not state.accept_unbound_with_proof:
             code, msg = "A065312", "The access token is not bound to a DPoP key."  # [U]
-            return _result("UNAUTHORIZED", code, msg,
-                           _challenge("Bearer", "invalid_token", code, msg))
+            return _result(
+                "UNAUTHORIZED", code, msg, _challenge("Bearer", "invalid_token", code, msg)
+            )
         code = "A056001"
         return _result(
-            "OK", code, "The access token is valid.", 'Bearer error="invalid_request"',
-            clientId=record.client_id, subject=record.subject, scopes=list(record.scopes),
-            existent=True, usable=True, sufficient=True, refreshable=record.refreshable,
-            expiresAt=int(record.expires_at * 1000), grantType=record.grant_type,
-            clientIdAliasUsed=False, properties=[],
+            "OK",
+            code,
+            "The access token is valid.",
+            'Bearer error="invalid_request"',
+            clientId=record.client_id,
+            subject=record.subject,
+            scopes=list(record.scopes),
+            existent=True,
+            usable=True,
+            sufficient=True,
+            refreshable=record.refreshable,
+            expiresAt=int(record.expires_at * 1000),
+            grantType=record.grant_type,
+            clientIdAliasUsed=False,
+            properties=[],
         )
 
     def _check_proof(self, proof: str, body: dict[str, Any], token: str, jkt: str) -> None:
@@ -306,7 +412,7 @@ class _Simulator:
             raw_jwk = header.get("jwk")
             if not isinstance(raw_jwk, dict) or "d" in raw_jwk:
                 raise _ProofError("The DPoP header did not include a public key in JWK format.")
-            key = jose_jwk.import_key(raw_jwk)  # type: ignore[arg-type]
+            key = jose_jwk.import_key(raw_jwk)
             verified = jws.deserialize_compact(proof, key, registry=self.registry)
             claims = json.loads(verified.payload)
         except JoseError as exc:
@@ -318,19 +424,26 @@ class _Simulator:
         if claims.get("htm") != body.get("htm"):
             raise _ProofError("The htm claim does not match.")
         htu, expected = claims.get("htu"), body.get("htu")
-        if not isinstance(htu, str) or not isinstance(expected, str) or \
-                _strip_query(htu) != _strip_query(expected):
+        if (
+            not isinstance(htu, str)
+            or not isinstance(expected, str)
+            or _strip_query(htu) != _strip_query(expected)
+        ):
             raise _ProofError("The htu claim does not match.")
         iat = claims.get("iat")
         now = time.time()
         if not isinstance(iat, (int, float)) or abs(now - iat) > self.state.iat_skew:
             raise _ProofError("The iat claim is out of range.")
         if claims.get("ath") != _b64(hashlib.sha256(token.encode()).digest()):
-            raise _ProofError("JWT missing required claims: [ath]" if "ath" not in claims
-                              else "The ath claim does not match.")
+            raise _ProofError(
+                "JWT missing required claims: [ath]"
+                if "ath" not in claims
+                else "The ath claim does not match."
+            )
         if key.thumbprint() != jkt:
-            raise _ProofError("Thumbprint of the provided DPoP key does not match the "
-                              "expected DPoP thumbprint.")
+            raise _ProofError(
+                "Thumbprint of the provided DPoP key does not match the expected DPoP thumbprint."
+            )
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise _ProofError("JWT missing required claims: [jti]")
@@ -354,33 +467,48 @@ class _Simulator:
         lifetime = float(gated.get("accessTokenDuration") or 3600)
         jkt = gated.get("dpopKeyThumbprint") or None
         token = self.state.create_token(
-            subject=gated.get("subject"), scopes=scopes, lifetime=lifetime, jkt=jkt,
+            subject=gated.get("subject"),
+            scopes=scopes,
+            lifetime=lifetime,
+            jkt=jkt,
             client_id=int(gated.get("clientId") or DEFAULT_CLIENT_ID),
         )
         record = self.state.tokens[token]
         code = "A109001"
-        return JSONResponse(_result(
-            "OK", code, "An access token was created successfully.", "",
-            accessToken=token, tokenType="DPoP" if jkt else "Bearer",
-            expiresAt=int(record.expires_at * 1000), expiresIn=int(lifetime),
-            subject=record.subject, scopes=list(record.scopes), clientId=record.client_id,
-        ))
+        return JSONResponse(
+            _result(
+                "OK",
+                code,
+                "An access token was created successfully.",
+                "",
+                accessToken=token,
+                tokenType="DPoP" if jkt else "Bearer",
+                expiresAt=int(record.expires_at * 1000),
+                expiresIn=int(lifetime),
+                subject=record.subject,
+                scopes=list(record.scopes),
+                clientId=record.client_id,
+            )
+        )
 
     # -- test hooks ----------------------------------------------------------------
     async def sim_stats(self, request: Request) -> Response:
         if not self._authorized(request, None) and not self._authorized(
-                request, self.state.service_id):
+            request, self.state.service_id
+        ):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         return JSONResponse({"calls": dict(self.state.calls), "tokens": len(self.state.tokens)})
 
     async def sim_faults(self, request: Request) -> Response:
         if not self._authorized(request, None) and not self._authorized(
-                request, self.state.service_id):
+            request, self.state.service_id
+        ):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         body = await request.json()
         try:
-            self.state.set_fault(body.get("fault"), count=body.get("count"),
-                                 latency=body.get("latency"))
+            self.state.set_fault(
+                body.get("fault"), count=body.get("count"), latency=body.get("latency")
+            )
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if body.get("reset_counters"):
@@ -391,14 +519,16 @@ class _Simulator:
 def create_simulator_app(state: SimulatorState | None = None) -> Starlette:
     """The simulator as an ASGI app; ``app.state.simulator`` is its :class:`SimulatorState`."""
     sim = _Simulator(state or SimulatorState())
-    app = Starlette(routes=[
-        Route("/api/auth/introspection", sim.introspection, methods=["POST"]),
-        Route("/api/{service_id}/auth/introspection", sim.introspection, methods=["POST"]),
-        Route("/api/auth/token/create", sim.token_create, methods=["POST"]),
-        Route("/api/{service_id}/auth/token/create", sim.token_create, methods=["POST"]),
-        Route("/sim/stats", sim.sim_stats, methods=["GET"]),
-        Route("/sim/faults", sim.sim_faults, methods=["POST"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/api/auth/introspection", sim.introspection, methods=["POST"]),
+            Route("/api/{service_id}/auth/introspection", sim.introspection, methods=["POST"]),
+            Route("/api/auth/token/create", sim.token_create, methods=["POST"]),
+            Route("/api/{service_id}/auth/token/create", sim.token_create, methods=["POST"]),
+            Route("/sim/stats", sim.sim_stats, methods=["GET"]),
+            Route("/sim/faults", sim.sim_faults, methods=["POST"]),
+        ]
+    )
     app.state.simulator = sim.state
     return app
 

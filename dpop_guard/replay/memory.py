@@ -34,8 +34,9 @@ class MemoryReplayStore:
     :param clock: a monotonic clock in seconds (tests pass their own).
     """
 
-    def __init__(self, maxsize: int = 1_000_000, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, maxsize: int = 1_000_000, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if maxsize <= 0:
             raise ValueError("maxsize must be positive")
         self.maxsize = maxsize

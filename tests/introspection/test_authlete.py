@@ -25,20 +25,40 @@ from dpop_guard.introspection import Introspector, RequestFacts, TokenInfo
 from dpop_guard.introspection.authlete import AuthleteIntrospector
 from dpop_guard.settings import AuthleteSettings
 
-V2 = AuthleteSettings(base_url="https://authlete.test", api_version="V2", api_key="1234",
-                      api_secret="s3cret-v2", timeout=0.5)
-V3 = AuthleteSettings(base_url="https://authlete.test/", api_version="V3", api_key="987",
-                      access_token="svc-t0ken", timeout=0.5)
-FACTS = RequestFacts(method="GET", htu="https://rs/accounts", proof="h.p.s", jkt="JKT",
-                     scopes=("read:accounts",))
+V2 = AuthleteSettings(
+    base_url="https://authlete.test",
+    api_version="V2",
+    api_key="1234",
+    api_secret="s3cret-v2",
+    timeout=0.5,
+)
+V3 = AuthleteSettings(
+    base_url="https://authlete.test/",
+    api_version="V3",
+    api_key="987",
+    access_token="svc-t0ken",
+    timeout=0.5,
+)
+FACTS = RequestFacts(
+    method="GET", htu="https://rs/accounts", proof="h.p.s", jkt="JKT", scopes=("read:accounts",)
+)
 BEARER_FACTS = RequestFacts(method="GET", htu="https://rs/accounts", proof=None, jkt=None)
 
-OK = {"action": "OK", "resultCode": "A056001", "subject": "alice", "clientId": 42,
-      "scopes": ["read:accounts", "openid"], "expiresAt": 1_900_000_000_123,
-      "responseContent": 'Bearer error="invalid_request"'}
-NEEDS_PROOF = {"action": "UNAUTHORIZED", "resultCode": "A065308",
-               "responseContent": 'DPoP error="invalid_token",error_description="[A065308] '
-                                  'Expected a DPoP header but none was provided."'}
+OK = {
+    "action": "OK",
+    "resultCode": "A056001",
+    "subject": "alice",
+    "clientId": 42,
+    "scopes": ["read:accounts", "openid"],
+    "expiresAt": 1_900_000_000_123,
+    "responseContent": 'Bearer error="invalid_request"',
+}
+NEEDS_PROOF = {
+    "action": "UNAUTHORIZED",
+    "resultCode": "A065308",
+    "responseContent": 'DPoP error="invalid_token",error_description="[A065308] '
+    'Expected a DPoP header but none was provided."',
+}
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -79,8 +99,12 @@ class TestWire:
         assert check["_url"] == "https://authlete.test/api/987/auth/introspection"
         assert check["_auth"] == "Bearer svc-t0ken"
         assert {k: v for k, v in check.items() if not k.startswith("_")} == {
-            "token": "tok", "scopes": ["read:accounts"], "dpop": "h.p.s", "htm": "GET",
-            "htu": "https://rs/accounts"}
+            "token": "tok",
+            "scopes": ["read:accounts"],
+            "dpop": "h.p.s",
+            "htm": "GET",
+            "htu": "https://rs/accounts",
+        }
         assert {k: v for k, v in probe.items() if not k.startswith("_")} == {"token": "tok"}
 
     async def test_v2_request(self) -> None:
@@ -102,9 +126,13 @@ class TestMapping:
     async def test_bound_token(self) -> None:
         """Check OK + probe UNAUTHORIZED: bound to the proof's key; facts parsed."""
         info = await introspector(split_handler(OK)[0]).introspect("tok", request=FACTS)
-        assert info == TokenInfo(subject="alice", client_id="42",
-                                 scopes=frozenset({"read:accounts", "openid"}),
-                                 expires_at=1_900_000_000, jkt="JKT")
+        assert info == TokenInfo(
+            subject="alice",
+            client_id="42",
+            scopes=frozenset({"read:accounts", "openid"}),
+            expires_at=1_900_000_000,
+            jkt="JKT",
+        )
 
     async def test_unbound_token(self) -> None:
         """Check OK + probe OK: an unbound token, jkt None."""
@@ -124,30 +152,72 @@ class TestMapping:
         with pytest.raises(IntrospectionUnavailable):
             await introspector(handler).introspect("tok", request=FACTS)
 
-    @pytest.mark.parametrize(("answer", "cls", "status", "error"), [
-        ({"action": "BAD_REQUEST", "responseContent":
-          'Bearer error="invalid_request",error_description="[A1] no token"'},
-         InvalidRequest, 400, "invalid_request"),
-        ({"action": "UNAUTHORIZED", "responseContent":
-          'Bearer error="invalid_token",error_description="[A2] gone",error_uri="https://docs/#A2"'},
-         InvalidToken, 401, "invalid_token"),
-        ({"action": "UNAUTHORIZED", "responseContent":
-          'DPoP error="invalid_dpop_proof",error_description="[A3] Thumbprint mismatch"'},
-         InvalidDPoPProof, 401, "invalid_dpop_proof"),
-        ({"action": "FORBIDDEN", "responseContent":
-          'Bearer error="insufficient_scope",error_description="[A064302] x",scope="read:accounts"'},
-         InsufficientScope, 403, "insufficient_scope"),
-        ({"action": "FORBIDDEN", "responseContent":
-          'Bearer error="invalid_request",error_description="subject mismatch"'},
-         InvalidRequest, 403, "invalid_request"),
-        ({"action": "UNAUTHORIZED"}, InvalidToken, 401, "invalid_token"),
-        ({"action": "UNAUTHORIZED", "responseContent": "garbage ="}, InvalidToken, 401,
-         "invalid_token"),
-        ({"action": "UNAUTHORIZED", "responseContent": 'DPoP error="use_dpop_nonce"'},
-         InvalidDPoPProof, 401, "invalid_dpop_proof"),
-    ])
-    async def test_rejections(self, answer: dict[str, Any], cls: type[DPoPGuardError],
-                              status: int, error: str) -> None:
+    @pytest.mark.parametrize(
+        ("answer", "cls", "status", "error"),
+        [
+            (
+                {
+                    "action": "BAD_REQUEST",
+                    "responseContent": 'Bearer error="invalid_request",error_description="[A1] no token"',
+                },
+                InvalidRequest,
+                400,
+                "invalid_request",
+            ),
+            (
+                {
+                    "action": "UNAUTHORIZED",
+                    "responseContent": 'Bearer error="invalid_token",error_description="[A2] gone",error_uri="https://docs/#A2"',
+                },
+                InvalidToken,
+                401,
+                "invalid_token",
+            ),
+            (
+                {
+                    "action": "UNAUTHORIZED",
+                    "responseContent": 'DPoP error="invalid_dpop_proof",error_description="[A3] Thumbprint mismatch"',
+                },
+                InvalidDPoPProof,
+                401,
+                "invalid_dpop_proof",
+            ),
+            (
+                {
+                    "action": "FORBIDDEN",
+                    "responseContent": 'Bearer error="insufficient_scope",error_description="[A064302] x",scope="read:accounts"',
+                },
+                InsufficientScope,
+                403,
+                "insufficient_scope",
+            ),
+            (
+                {
+                    "action": "FORBIDDEN",
+                    "responseContent": 'Bearer error="invalid_request",error_description="subject mismatch"',
+                },
+                InvalidRequest,
+                403,
+                "invalid_request",
+            ),
+            ({"action": "UNAUTHORIZED"}, InvalidToken, 401, "invalid_token"),
+            (
+                {"action": "UNAUTHORIZED", "responseContent": "garbage ="},
+                InvalidToken,
+                401,
+                "invalid_token",
+            ),
+            (
+                {"action": "UNAUTHORIZED", "responseContent": 'DPoP error="use_dpop_nonce"'},
+                InvalidDPoPProof,
+                401,
+                "invalid_dpop_proof",
+            ),
+        ],
+    )
+    async def test_rejections(
+        self, answer: dict[str, Any], cls: type[DPoPGuardError], status: int, error: str
+    ) -> None:
         """Each action becomes our typed error with Authlete's code and status."""
         with pytest.raises(cls) as info:
             await introspector(split_handler(answer)[0]).introspect("tok", request=FACTS)
@@ -157,9 +227,11 @@ class TestMapping:
 
     async def test_rejection_keeps_description_and_uri(self) -> None:
         """Authlete's error_description and error_uri are kept for the challenge."""
-        answer = {"action": "UNAUTHORIZED", "responseContent":
-                  'Bearer error="invalid_token",error_description="[A2] gone",'
-                  'error_uri="https://docs/#A2"'}
+        answer = {
+            "action": "UNAUTHORIZED",
+            "responseContent": 'Bearer error="invalid_token",error_description="[A2] gone",'
+            'error_uri="https://docs/#A2"',
+        }
         with pytest.raises(InvalidToken) as info:
             await introspector(split_handler(answer)[0]).introspect("tok", request=FACTS)
         assert info.value.description == "[A2] gone"
@@ -174,28 +246,37 @@ class TestMapping:
 
     async def test_use_dpop_nonce_with_nonce(self) -> None:
         """Authlete's dpopNonce is carried on use_dpop_nonce."""
-        answer = {"action": "UNAUTHORIZED", "dpopNonce": "n-1",
-                  "responseContent": 'DPoP error="use_dpop_nonce"'}
+        answer = {
+            "action": "UNAUTHORIZED",
+            "dpopNonce": "n-1",
+            "responseContent": 'DPoP error="use_dpop_nonce"',
+        }
         with pytest.raises(UseDPoPNonce) as info:
             await introspector(split_handler(answer)[0]).introspect("tok", request=FACTS)
         assert info.value.nonce == "n-1"
 
 
 class TestFaults:
-    @pytest.mark.parametrize(("handler", "reason"), [
-        (lambda r: json_response({"action": "INTERNAL_SERVER_ERROR"}), "authlete_internal_error"),
-        (lambda r: json_response({"action": "WHATEVER"}), "authlete_unknown_action"),
-        (lambda r: json_response({}), "authlete_unknown_action"),
-        (lambda r: httpx.Response(500, json={"resultCode": "A001101"}), "authlete_http_500"),
-        (lambda r: httpx.Response(401, json={"resultCode": "A001202"}), "authlete_http_401"),
-        (lambda r: httpx.Response(429), "authlete_http_429"),
-        (lambda r: httpx.Response(200, text="<html>"), "authlete_bad_response"),
-        (lambda r: httpx.Response(200, text='{"action":"OK",'), "authlete_bad_response"),
-        (lambda r: json_response([1, 2]), "authlete_bad_response"),
-        (lambda r: json_response(OK | {"scopes": "not-a-list"}), "authlete_bad_response"),
-        (lambda r: json_response(OK | {"expiresAt": "soon"}), "authlete_bad_response"),
-        (lambda r: json_response(OK | {"subject": 5}), "authlete_bad_response"),
-    ])
+    @pytest.mark.parametrize(
+        ("handler", "reason"),
+        [
+            (
+                lambda r: json_response({"action": "INTERNAL_SERVER_ERROR"}),
+                "authlete_internal_error",
+            ),
+            (lambda r: json_response({"action": "WHATEVER"}), "authlete_unknown_action"),
+            (lambda r: json_response({}), "authlete_unknown_action"),
+            (lambda r: httpx.Response(500, json={"resultCode": "A001101"}), "authlete_http_500"),
+            (lambda r: httpx.Response(401, json={"resultCode": "A001202"}), "authlete_http_401"),
+            (lambda r: httpx.Response(429), "authlete_http_429"),
+            (lambda r: httpx.Response(200, text="<html>"), "authlete_bad_response"),
+            (lambda r: httpx.Response(200, text='{"action":"OK",'), "authlete_bad_response"),
+            (lambda r: json_response([1, 2]), "authlete_bad_response"),
+            (lambda r: json_response(OK | {"scopes": "not-a-list"}), "authlete_bad_response"),
+            (lambda r: json_response(OK | {"expiresAt": "soon"}), "authlete_bad_response"),
+            (lambda r: json_response(OK | {"subject": 5}), "authlete_bad_response"),
+        ],
+    )
     async def test_unavailable(self, handler: Handler, reason: str) -> None:
         """Server errors and unusable answers are IntrospectionUnavailable (503)."""
         with pytest.raises(IntrospectionUnavailable) as info:
@@ -218,6 +299,7 @@ class TestFaults:
 
     async def test_connection_refused_twice(self) -> None:
         """After the retries, unreachable."""
+
         def handler(request: httpx.Request) -> httpx.Response:
             raise httpx.ConnectError("refused", request=request)
 
@@ -231,10 +313,10 @@ class TestFaults:
         info = await introspector(lambda r: answers.pop(0)).introspect("tok", request=BEARER_FACTS)
         assert info.subject == "alice"
 
-    @pytest.mark.parametrize("exc", [httpx.ReadTimeout, httpx.ReadError,
-                                     httpx.RemoteProtocolError])
+    @pytest.mark.parametrize("exc", [httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError])
     async def test_transport_errors(self, exc: type[httpx.TransportError]) -> None:
         """Timeouts and broken connections are outages."""
+
         def handler(request: httpx.Request) -> httpx.Response:
             raise exc("boom", request=request)
 
@@ -244,6 +326,7 @@ class TestFaults:
 
     async def test_total_timeout(self) -> None:
         """A server that never answers is cut off at the total timeout."""
+
         class Hang(httpx.AsyncBaseTransport):
             async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
                 await anyio.sleep(30)
@@ -258,8 +341,10 @@ class TestFaults:
     async def test_no_secret_or_token_in_logs(self, caplog: pytest.LogCaptureFixture) -> None:
         """Failures log a reason, never the token, the proof or a credential."""
         caplog.set_level(logging.DEBUG)
-        for handler in (lambda r: httpx.Response(500, text="svc-t0ken tok-secret"),
-                        lambda r: json_response({"action": "UNAUTHORIZED"})):
+        for handler in (
+            lambda r: httpx.Response(500, text="svc-t0ken tok-secret"),
+            lambda r: json_response({"action": "UNAUTHORIZED"}),
+        ):
             with pytest.raises(DPoPGuardError):
                 await introspector(handler).introspect("tok-secret", request=FACTS)
         text = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
@@ -274,36 +359,81 @@ class TestSettings:
 
     def test_from_env_v3(self) -> None:
         """Authlete's own variable names configure V3."""
-        s = AuthleteSettings.from_env({
-            "AUTHLETE_BASE_URL": "https://jp.authlete.com", "AUTHLETE_API_VERSION": "v3",
-            "AUTHLETE_SERVICE_APIKEY": "715948317", "AUTHLETE_SERVICE_ACCESSTOKEN": "at",
-            "DPOP_GUARD_AUTHLETE_TIMEOUT": "2.5"})
+        s = AuthleteSettings.from_env(
+            {
+                "AUTHLETE_BASE_URL": "https://jp.authlete.com",
+                "AUTHLETE_API_VERSION": "v3",
+                "AUTHLETE_SERVICE_APIKEY": "715948317",
+                "AUTHLETE_SERVICE_ACCESSTOKEN": "at",
+                "DPOP_GUARD_AUTHLETE_TIMEOUT": "2.5",
+            }
+        )
         assert s.introspection_url == "https://jp.authlete.com/api/715948317/auth/introspection"
         assert s.authorization == "Bearer at" and s.timeout == 2.5
 
     def test_from_env_v2(self) -> None:
         """V2 uses Basic key:secret."""
-        s = AuthleteSettings.from_env({
-            "AUTHLETE_BASE_URL": "https://api.authlete.com", "AUTHLETE_API_VERSION": "V2",
-            "AUTHLETE_SERVICE_APIKEY": "k", "AUTHLETE_SERVICE_APISECRET": "s"})
+        s = AuthleteSettings.from_env(
+            {
+                "AUTHLETE_BASE_URL": "https://api.authlete.com",
+                "AUTHLETE_API_VERSION": "V2",
+                "AUTHLETE_SERVICE_APIKEY": "k",
+                "AUTHLETE_SERVICE_APISECRET": "s",
+            }
+        )
         assert s.introspection_url == "https://api.authlete.com/api/auth/introspection"
         assert s.authorization == "Basic " + base64.b64encode(b"k:s").decode()
 
-    @pytest.mark.parametrize(("env", "message"), [
-        ({}, "AUTHLETE_BASE_URL"),
-        ({"AUTHLETE_BASE_URL": "https://a"}, "AUTHLETE_SERVICE_APIKEY"),
-        ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "1"}, "access_token"),
-        ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "1",
-          "AUTHLETE_API_VERSION": "V2"}, "api_secret"),
-        ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "abc",
-          "AUTHLETE_SERVICE_ACCESSTOKEN": "t"}, "numeric service id"),
-        ({"AUTHLETE_BASE_URL": "ftp://a", "AUTHLETE_SERVICE_APIKEY": "1",
-          "AUTHLETE_SERVICE_ACCESSTOKEN": "t"}, "base_url"),
-        ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "1",
-          "AUTHLETE_SERVICE_ACCESSTOKEN": "t", "AUTHLETE_API_VERSION": "V9"}, "api_version"),
-        ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "1",
-          "AUTHLETE_SERVICE_ACCESSTOKEN": "t", "DPOP_GUARD_AUTHLETE_TIMEOUT": "x"}, "TIMEOUT"),
-    ])
+    @pytest.mark.parametrize(
+        ("env", "message"),
+        [
+            ({}, "AUTHLETE_BASE_URL"),
+            ({"AUTHLETE_BASE_URL": "https://a"}, "AUTHLETE_SERVICE_APIKEY"),
+            ({"AUTHLETE_BASE_URL": "https://a", "AUTHLETE_SERVICE_APIKEY": "1"}, "access_token"),
+            (
+                {
+                    "AUTHLETE_BASE_URL": "https://a",
+                    "AUTHLETE_SERVICE_APIKEY": "1",
+                    "AUTHLETE_API_VERSION": "V2",
+                },
+                "api_secret",
+            ),
+            (
+                {
+                    "AUTHLETE_BASE_URL": "https://a",
+                    "AUTHLETE_SERVICE_APIKEY": "abc",
+                    "AUTHLETE_SERVICE_ACCESSTOKEN": "t",
+                },
+                "numeric service id",
+            ),
+            (
+                {
+                    "AUTHLETE_BASE_URL": "ftp://a",
+                    "AUTHLETE_SERVICE_APIKEY": "1",
+                    "AUTHLETE_SERVICE_ACCESSTOKEN": "t",
+                },
+                "base_url",
+            ),
+            (
+                {
+                    "AUTHLETE_BASE_URL": "https://a",
+                    "AUTHLETE_SERVICE_APIKEY": "1",
+                    "AUTHLETE_SERVICE_ACCESSTOKEN": "t",
+                    "AUTHLETE_API_VERSION": "V9",
+                },
+                "api_version",
+            ),
+            (
+                {
+                    "AUTHLETE_BASE_URL": "https://a",
+                    "AUTHLETE_SERVICE_APIKEY": "1",
+                    "AUTHLETE_SERVICE_ACCESSTOKEN": "t",
+                    "DPOP_GUARD_AUTHLETE_TIMEOUT": "x",
+                },
+                "TIMEOUT",
+            ),
+        ],
+    )
     def test_from_env_errors(self, env: dict[str, str], message: str) -> None:
         """Misconfiguration names the problem, never a secret."""
         with pytest.raises(ValueError, match=message):

@@ -15,8 +15,9 @@ FACTS = RequestFacts(method="GET", htu="https://rs/a", proof="p", jkt="JKT")
 
 
 def info(expires_at: int | None = None, jkt: str | None = "JKT") -> TokenInfo:
-    return TokenInfo(subject="alice", client_id="c", scopes=frozenset({"read"}),
-                     expires_at=expires_at, jkt=jkt)
+    return TokenInfo(
+        subject="alice", client_id="c", scopes=frozenset({"read"}), expires_at=expires_at, jkt=jkt
+    )
 
 
 class Scripted:

@@ -1,0 +1,220 @@
+"""The Authlete simulator speaks Authlete's HTTP API."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from dpop_guard.client import ProofSigner
+from dpop_guard.introspection.simulator import (
+    DEFAULT_API_SECRET,
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_TOKEN,
+    SimulatorState,
+)
+from dpop_guard.testing import make_proof
+
+V3_AUTH = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
+V2_AUTH = {
+    "Authorization": "Basic "
+    + base64.b64encode(f"{DEFAULT_SERVICE_ID}:{DEFAULT_API_SECRET}".encode()).decode()
+}
+V3_PATH = f"/api/{DEFAULT_SERVICE_ID}/auth/introspection"
+
+
+@pytest.fixture(name="http")
+async def _http(simulator_url: str) -> Any:
+    async with httpx.AsyncClient(base_url=simulator_url) as client:
+        yield client
+
+
+class TestAuthentication:
+    async def test_v2_and_v3(self, http: httpx.AsyncClient, simulator: SimulatorState) -> None:
+        """V2 Basic and V3 Bearer both reach introspection."""
+        token = simulator.create_token(subject="a", scopes=["s"])
+        for path, auth in (("/api/auth/introspection", V2_AUTH), (V3_PATH, V3_AUTH)):
+            response = await http.post(path, json={"token": token}, headers=auth)
+            assert response.status_code == 200 and response.json()["action"] == "OK"
+
+    @pytest.mark.parametrize(
+        ("path", "headers"),
+        [
+            (V3_PATH, {}),
+            (V3_PATH, {"Authorization": "Bearer wrong"}),
+            (V3_PATH, V2_AUTH),
+            ("/api/auth/introspection", V3_AUTH),
+            ("/api/999/auth/introspection", V3_AUTH),
+        ],
+    )
+    async def test_refused(
+        self, http: httpx.AsyncClient, path: str, headers: dict[str, str]
+    ) -> None:
+        """Wrong credentials are an API-level 401, not an action."""
+        response = await http.post(path, json={"token": "t"}, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["resultCode"] == "A001202"
+
+
+class TestIntrospection:
+    async def post(self, http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+        response = await http.post(V3_PATH, json=body, headers=V3_AUTH)
+        assert response.status_code == 200
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def test_ok_shape(self, http: httpx.AsyncClient, simulator: SimulatorState) -> None:
+        """OK carries Authlete's fields, expiresAt in ms, and no cnf/jkt."""
+        token = simulator.create_token(subject="alice", scopes=["a", "b"], lifetime=100)
+        data = await self.post(http, {"token": token, "scopes": ["a"]})
+        assert data["action"] == "OK" and data["resultCode"] == "A056001"
+        assert data["resultMessage"].startswith("[A056001]")
+        assert data["responseContent"] == 'Bearer error="invalid_request"'
+        assert abs(data["expiresAt"] / 1000 - (time.time() + 100)) < 5
+        assert data["scopes"] == ["a", "b"] and data["subject"] == "alice"
+        assert "cnf" not in data and "jkt" not in str(data)
+
+    async def test_missing_token(self, http: httpx.AsyncClient) -> None:
+        """No token: BAD_REQUEST."""
+        assert (await self.post(http, {}))["action"] == "BAD_REQUEST"
+
+    async def test_expired_then_gone(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """An expired token is UNAUTHORIZED once, then does not exist."""
+        token = simulator.create_token(subject="a", scopes=[], lifetime=-1, refreshable=True)
+        first = await self.post(http, {"token": token})
+        assert first["action"] == "UNAUTHORIZED" and first["resultCode"] == "A065301"
+        second = await self.post(http, {"token": token})
+        assert second["existent"] is False
+
+    async def test_scope(self, http: httpx.AsyncClient, simulator: SimulatorState) -> None:
+        """Missing scopes: FORBIDDEN with Authlete's A064302 and a scope attribute."""
+        token = simulator.create_token(subject="a", scopes=["profile"])
+        data = await self.post(http, {"token": token, "scopes": ["profile", "unknown"]})
+        assert data["action"] == "FORBIDDEN" and data["resultCode"] == "A064302"
+        assert 'scope="profile unknown"' in data["responseContent"]
+
+    async def test_form_encoding(self, http: httpx.AsyncClient, simulator: SimulatorState) -> None:
+        """Form bodies work, scopes space-separated."""
+        token = simulator.create_token(subject="a", scopes=["x"])
+        response = await http.post(V3_PATH, data={"token": token, "scopes": "x y"}, headers=V3_AUTH)
+        assert response.json()["action"] == "FORBIDDEN"
+
+    async def test_dpop_binding(self, http: httpx.AsyncClient, simulator: SimulatorState) -> None:
+        """A bound token needs a proof from its key, with ath, htm, htu; jti is single-use."""
+        signer = ProofSigner.generate("ES256")
+        token = simulator.create_token(subject="a", scopes=[], jkt=signer.jkt)
+        htu = "https://rs/accounts"
+        no_proof = await self.post(http, {"token": token})
+        assert no_proof["resultCode"] == "A065308"
+        assert no_proof["responseContent"].startswith('DPoP error="invalid_token"')
+        proof = make_proof(signer, htu=htu, access_token=token)
+        ok = await self.post(http, {"token": token, "dpop": proof, "htm": "GET", "htu": htu})
+        assert ok["action"] == "OK"
+        again = await self.post(http, {"token": token, "dpop": proof, "htm": "GET", "htu": htu})
+        assert again["action"] == "UNAUTHORIZED"
+        cases = {
+            "thumbprint": make_proof(ProofSigner.generate("ES256"), htu=htu, access_token=token),
+            "htm": make_proof(signer, htm="POST", htu=htu, access_token=token),
+            "htu": make_proof(signer, htu="https://other/x", access_token=token),
+            "ath": make_proof(signer, htu=htu),
+            "iat": make_proof(signer, htu=htu, access_token=token, iat=time.time() - 3600),
+            "typ": make_proof(signer, htu=htu, access_token=token, header={"typ": "JWT"}),
+        }
+        for name, bad in cases.items():
+            data = await self.post(http, {"token": token, "dpop": bad, "htm": "GET", "htu": htu})
+            assert data["action"] == "UNAUTHORIZED", name
+            assert 'error="invalid_dpop_proof"' in data["responseContent"], name
+
+    async def test_unbound_with_proof(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """An unbound token with a proof is OK (Authlete's observed behaviour), unless
+        configured otherwise."""
+        token = simulator.create_token(subject="a", scopes=[])
+        body = {"token": token, "dpop": "x.y.z", "htm": "GET", "htu": "https://rs/"}
+        assert (await self.post(http, body))["action"] == "OK"
+        simulator.accept_unbound_with_proof = False
+        assert (await self.post(http, body))["action"] == "UNAUTHORIZED"
+
+    async def test_log_hashes_secrets(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """The request log keeps what was sent, with token and proof only as hashes."""
+        await self.post(http, {"token": "secret-tok", "dpop": "a.b.c", "htm": "GET"})
+        entry = simulator.log[-1]
+        assert "secret-tok" not in str(entry) and "a.b.c" not in str(entry)
+        assert entry["htm"] == "GET" and "token_sha256" in entry and "dpop_sha256" in entry
+
+
+class TestTokenCreate:
+    async def test_create_bound(self, http: httpx.AsyncClient, simulator: SimulatorState) -> None:
+        """/auth/token/create issues a DPoP-bound token when given dpopKeyThumbprint."""
+        response = await http.post(
+            f"/api/{DEFAULT_SERVICE_ID}/auth/token/create",
+            headers=V3_AUTH,
+            json={
+                "grantType": "AUTHORIZATION_CODE",
+                "subject": "bob",
+                "scopes": ["read"],
+                "dpopKeyThumbprint": "JKT",
+                "accessTokenDuration": 60,
+            },
+        )
+        data = response.json()
+        assert data["action"] == "OK" and data["tokenType"] == "DPoP"
+        assert simulator.tokens[data["accessToken"]].jkt == "JKT"
+
+
+class TestHooks:
+    async def test_faults_and_stats(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """Faults can be set for N calls over HTTP, and calls are counted."""
+        response = await http.post(
+            "/sim/faults",
+            json={"fault": "http_500", "count": 1, "reset_counters": True},
+            headers=V3_AUTH,
+        )
+        assert response.json()["fault"] == "http_500"
+        first = await http.post(V3_PATH, json={"token": "t"}, headers=V3_AUTH)
+        second = await http.post(V3_PATH, json={"token": "t"}, headers=V3_AUTH)
+        assert (first.status_code, second.status_code) == (500, 200)
+        stats = (await http.get("/sim/stats", headers=V2_AUTH)).json()
+        assert stats["calls"] == {"auth/introspection": 2}
+
+    async def test_hooks_need_credentials(self, http: httpx.AsyncClient) -> None:
+        """The hooks are not open."""
+        assert (await http.get("/sim/stats")).status_code == 401
+        assert (await http.post("/sim/faults", json={})).status_code == 401
+
+    async def test_unknown_fault(self, http: httpx.AsyncClient) -> None:
+        """Unknown fault names are refused."""
+        response = await http.post("/sim/faults", json={"fault": "nope"}, headers=V3_AUTH)
+        assert response.status_code == 400
+
+    @pytest.mark.parametrize("fault", ["garbage", "truncated", "http_429", "internal_error"])
+    async def test_fault_shapes(
+        self, http: httpx.AsyncClient, simulator: SimulatorState, fault: str
+    ) -> None:
+        """Each fault looks like what it names."""
+        simulator.set_fault(fault, count=1)
+        response = await http.post(V3_PATH, json={"token": "t"}, headers=V3_AUTH)
+        if fault == "internal_error":
+            assert response.json()["action"] == "INTERNAL_SERVER_ERROR"
+        elif fault == "http_429":
+            assert response.status_code == 429
+        else:
+            with pytest.raises(ValueError):
+                response.json()
+
+    async def test_malformed_body(self, http: httpx.AsyncClient) -> None:
+        """A body that is not JSON is an API-level 400."""
+        response = await http.post(
+            V3_PATH, content=b"{", headers=V3_AUTH | {"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400
