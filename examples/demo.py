@@ -30,8 +30,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str], ready_url: str,
-            headers: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    args: list[str], env: dict[str, str], ready_url: str, headers: dict[str, str] | None = None
+) -> Iterator[None]:
     proc = subprocess.Popen(args, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
     try:
         deadline = time.monotonic() + 20
@@ -65,8 +66,10 @@ def outcome(response: httpx.Response) -> str:
     if "error" not in params:
         return f"{response.status_code}, challenge: {challenge}"
     extra = f' scope="{params["scope"]}"' if "scope" in params else ""
-    return (f'{response.status_code} {params.get("error", "")}{extra}\n'
-            f'      "{params.get("error_description", "")}"')
+    return (
+        f"{response.status_code} {params.get('error', '')}{extra}\n"
+        f'      "{params.get("error_description", "")}"'
+    )
 
 
 class Demo:
@@ -82,9 +85,16 @@ class Demo:
 
     def mint(self, signer: ProofSigner, scopes: list[str]) -> str:
         response = httpx.post(
-            f"{self.simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create", headers=SERVICE_AUTH,
-            json={"grantType": "AUTHORIZATION_CODE", "subject": "alice", "scopes": scopes,
-                  "dpopKeyThumbprint": signer.jkt, "accessTokenDuration": 600})
+            f"{self.simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
+            headers=SERVICE_AUTH,
+            json={
+                "grantType": "AUTHORIZATION_CODE",
+                "subject": "alice",
+                "scopes": scopes,
+                "dpopKeyThumbprint": signer.jkt,
+                "accessTokenDuration": 600,
+            },
+        )
         token: str = response.json()["accessToken"]
         return token
 
@@ -93,8 +103,10 @@ class Demo:
         token = self.mint(signer, ["read:accounts"])
         print(f"\nClient key: ES256, thumbprint (jkt) {signer.jkt}")
         print("Access token: DPoP-bound to that key, scope read:accounts, subject alice")
-        print("  (issued by the simulator's /auth/token/create, standing in for PAR, the\n"
-              "   authorization code and the token request with private_key_jwt)\n")
+        print(
+            "  (issued by the simulator's /auth/token/create, standing in for PAR, the\n"
+            "   authorization code and the token request with private_key_jwt)\n"
+        )
         client = httpx.Client(base_url=self.api)
         accounts = f"{self.api}/accounts"
 
@@ -102,35 +114,54 @@ class Demo:
         self.step("GET /accounts with a fresh DPoP proof", ok, 200)
         if ok.status_code == 200:
             for account in ok.json()["accounts"]:
-                print(f"      {account['account_id']}  {account['nickname']:<8} "
-                      f"{account['currency']} {account['balance']:>9}")
+                print(
+                    f"      {account['account_id']}  {account['nickname']:<8} "
+                    f"{account['currency']} {account['balance']:>9}"
+                )
 
         proof = signer.sign(htm="GET", htu=accounts, access_token=token)
         headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
         client.get("/accounts", headers=headers)
-        self.step("the same proof sent a second time (replay)",
-                  client.get("/accounts", headers=headers), 401)
+        self.step(
+            "the same proof sent a second time (replay)",
+            client.get("/accounts", headers=headers),
+            401,
+        )
 
         thief = ProofSigner.generate("ES256")
-        self.step("a stolen token with a proof from another key",
-                  client.get("/accounts", auth=DPoPAuth(thief, token)), 401)
-        self.step("GET /accounts/acc-1001/transactions (scope missing)",
-                  client.get("/accounts/acc-1001/transactions", auth=DPoPAuth(signer, token)),
-                  403)
-        self.step("an access token that was never issued",
-                  client.get("/accounts", auth=DPoPAuth(signer, "unknown-token-123")), 401)
-        self.step("the bound token sent as Bearer (downgrade)",
-                  client.get("/accounts", headers={"Authorization": f"Bearer {token}"}), 401)
+        self.step(
+            "a stolen token with a proof from another key",
+            client.get("/accounts", auth=DPoPAuth(thief, token)),
+            401,
+        )
+        self.step(
+            "GET /accounts/acc-1001/transactions (scope missing)",
+            client.get("/accounts/acc-1001/transactions", auth=DPoPAuth(signer, token)),
+            403,
+        )
+        self.step(
+            "an access token that was never issued",
+            client.get("/accounts", auth=DPoPAuth(signer, "unknown-token-123")),
+            401,
+        )
+        self.step(
+            "the bound token sent as Bearer (downgrade)",
+            client.get("/accounts", headers={"Authorization": f"Bearer {token}"}),
+            401,
+        )
         self.step("no credentials at all", client.get("/accounts"), 401)
         self.step("GET /health (public)", client.get("/health"), 200)
 
         before = self.calls()
         n = 50
-        statuses = [client.get("/accounts", auth=DPoPAuth(signer, token)).status_code
-                    for _ in range(n)]
+        statuses = [
+            client.get("/accounts", auth=DPoPAuth(signer, token)).status_code for _ in range(n)
+        ]
         after = self.calls()
-        print(f"\n  {n} more calls with fresh proofs: {statuses.count(200)} x 200, "
-              f"{after - before} Authlete introspection calls (binding-safe cache hits)")
+        print(
+            f"\n  {n} more calls with fresh proofs: {statuses.count(200)} x 200, "
+            f"{after - before} Authlete introspection calls (binding-safe cache hits)"
+        )
         print(f"  Authlete introspection calls in total: {after}\n")
         client.close()
         if self.failures:
@@ -148,19 +179,40 @@ def main() -> int:
     sim_port, api_port = free_port(), free_port()
     simulator = f"http://127.0.0.1:{sim_port}"
     api = f"http://127.0.0.1:{api_port}"
-    env = dict(os.environ,
-               AUTHLETE_BASE_URL=simulator, AUTHLETE_API_VERSION="V3",
-               AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
-               AUTHLETE_SERVICE_ACCESSTOKEN=DEFAULT_SERVICE_TOKEN,
-               DPOP_GUARD_PUBLIC_URL=api)
+    env = dict(
+        os.environ,
+        AUTHLETE_BASE_URL=simulator,
+        AUTHLETE_API_VERSION="V3",
+        AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
+        AUTHLETE_SERVICE_ACCESSTOKEN=DEFAULT_SERVICE_TOKEN,
+        DPOP_GUARD_PUBLIC_URL=api,
+    )
     print("dpop_guard demo")
     print(f"  Authlete simulator  {simulator}  (Authlete API V3, service {DEFAULT_SERVICE_ID})")
     print(f"  Accounts API        {api}  (uvicorn examples.accounts:app)")
-    with process([sys.executable, "-m", "dpop_guard.introspection.simulator",
-                  "--port", str(sim_port)], env, f"{simulator}/sim/stats", SERVICE_AUTH), \
-         process([sys.executable, "-m", "uvicorn", "examples.accounts:app",
-                  "--port", str(api_port), "--log-level", "warning", "--no-access-log"],
-                 env, f"{api}/health"):
+    with (
+        process(
+            [sys.executable, "-m", "dpop_guard.introspection.simulator", "--port", str(sim_port)],
+            env,
+            f"{simulator}/sim/stats",
+            SERVICE_AUTH,
+        ),
+        process(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "examples.accounts:app",
+                "--port",
+                str(api_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env,
+            f"{api}/health",
+        ),
+    ):
         return Demo(api, simulator).run()
 
 
