@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hmac
 import logging
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .authorization import parse_authorization
 from .challenges import challenge_for
@@ -31,9 +34,10 @@ from .errors import (
     ServiceUnavailable,
 )
 from .introspection import Introspector, RequestFacts, TokenInfo
+from .nonce import HMACNonceSource, NonceSource
 from .proof import ProofVerifier, VerifiedProof, select_proof
-from .replay import MemoryReplayStore, ReplayStore
-from .settings import GuardSettings
+from .replay import MemoryReplayStore, ReplayStore, replay_store_from_url
+from .settings import GuardSettings, Route
 
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware"]
 
@@ -61,9 +65,12 @@ class DPoPGuardMiddleware:
     :param settings: routes, proof policy, public URL, realm.
     :param introspector: where tokens are checked; wrap it in
         :class:`~dpop_guard.introspection.cached.CachingIntrospector` to cache.
-    :param replay_store: where used proofs are recorded; defaults to a
-        :class:`~dpop_guard.replay.MemoryReplayStore` of ``settings.replay_maxsize``,
-        which is only safe for a single process.
+    :param replay_store: where used proofs are recorded; defaults to
+        ``settings.replay_store``: a :class:`~dpop_guard.replay.MemoryReplayStore` of
+        ``settings.replay_maxsize`` (safe for a single process only) or a Redis store.
+    :param nonce_source: issues and checks server nonces where a route requires them;
+        defaults to an :class:`~dpop_guard.nonce.HMACNonceSource` on
+        ``settings.nonce_secret``.
     :param clock: wall-clock seconds, read once per request.
 
     >>> app = DPoPGuardMiddleware(app, settings=GuardSettings(routes=(
@@ -78,15 +85,34 @@ class DPoPGuardMiddleware:
         introspector: Introspector,
         settings: GuardSettings | None = None,
         replay_store: ReplayStore | None = None,
+        nonce_source: NonceSource | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
         self.settings = settings = settings or GuardSettings()
         self.introspector = introspector
         # "is None", not "or": an empty store has len() 0 and is falsy.
-        self.replay_store: ReplayStore = (
-            MemoryReplayStore(settings.replay_maxsize) if replay_store is None else replay_store
-        )
+        if replay_store is None:
+            replay_store = replay_store_from_url(
+                settings.replay_store, maxsize=settings.replay_maxsize
+            )
+        self.replay_store: ReplayStore = replay_store
+        if isinstance(replay_store, MemoryReplayStore) and _several_processes():
+            logger.warning(
+                "dpop_guard: the in-memory replay store is per process, and this process "
+                "looks like one of several workers: a proof replayed to another worker "
+                "would be accepted. Set DPOP_GUARD_REPLAY_STORE=redis://... for a fleet."
+            )
+        if nonce_source is None and settings.nonce_routes:
+            if settings.nonce_secret is None:
+                logger.warning(
+                    "dpop_guard: DPOP_GUARD_NONCE_SECRET is not set; nonces are valid only "
+                    "in the process that issued them."
+                )
+                nonce_source = HMACNonceSource.ephemeral(step=settings.nonce_step)
+            else:
+                nonce_source = HMACNonceSource(settings.nonce_secret, step=settings.nonce_step)
+        self.nonce_source = nonce_source
         self.verifier = ProofVerifier(settings.policy)
         self._clock = clock
         self._algs = settings.policy.algorithms
@@ -104,9 +130,8 @@ class DPoPGuardMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            scope["auth"] = await self._authenticate(
-                scope, method, path, route.scopes if route else ()
-            )
+            credentials, next_nonce = await self._authenticate(scope, method, route)
+            scope["auth"] = credentials
         except DPoPGuardError as exc:
             await self._reject(exc, send)
             return
@@ -116,9 +141,19 @@ class DPoPGuardMiddleware:
             logger.exception("dpop_guard: unexpected error; answering 503")
             await self._reject(ServiceUnavailable("internal_error"), send)
             return
-        await self.app(scope, receive, send)
+        if next_nonce is None:
+            await self.app(scope, receive, send)
+            return
 
-    def _htu(self, scope: Scope, path: str, host: str | None) -> str:
+        async def send_with_nonce(message: Message) -> None:
+            # Only the response head is touched; the body streams through untouched.
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("DPoP-Nonce", next_nonce)
+            await send(message)
+
+        await self.app(scope, receive, send_with_nonce)
+
+    def _htu(self, scope: Scope, host: str | None) -> str:
         raw = scope.get("raw_path")
         raw_path = raw.decode("latin-1").partition("?")[0] if raw else quote(scope["path"])
         if self._public_url is not None:
@@ -132,8 +167,8 @@ class DPoPGuardMiddleware:
         return f"{scope.get('scheme', 'http')}://{host}{raw_path}"
 
     async def _authenticate(
-        self, scope: Scope, method: str, path: str, required: tuple[str, ...]
-    ) -> DPoPCredentials:
+        self, scope: Scope, method: str, route: Route | None
+    ) -> tuple[DPoPCredentials, str | None]:
         authorization: list[str] = []
         dpop: list[str] = []
         host: str | None = None
@@ -145,7 +180,8 @@ class DPoPGuardMiddleware:
             elif name == b"host":
                 host = value.decode("latin-1")
         header = parse_authorization(authorization, max_token_bytes=self._max_token)
-        htu = self._htu(scope, path, host)
+        required = route.scopes if route is not None else ()
+        htu = self._htu(scope, host)
         now = int(self._clock())
         proof: VerifiedProof | None = None
         if header.scheme == "Bearer":
@@ -166,8 +202,9 @@ class DPoPGuardMiddleware:
                 )
         else:
             raw = select_proof(dpop)
+            nonces = self.nonce_source if self.settings.nonce_required(route) else None
             proof = self.verifier.verify(
-                raw, method=method, url=htu, access_token=header.token, now=now
+                raw, method=method, url=htu, access_token=header.token, now=now, nonces=nonces
             )
             # Send the proof's own htu: it already matched the request URL locally, and
             # it spares the server a second, possibly different, normalisation.
@@ -196,7 +233,7 @@ class DPoPGuardMiddleware:
                 raise ReplayStoreUnavailable("replay_store_error") from exc
             if not first:
                 raise InvalidDPoPProof("jti_replayed", "The DPoP proof has been used before.")
-        return DPoPCredentials(
+        credentials = DPoPCredentials(
             subject=info.subject,
             client_id=info.client_id,
             scopes=info.scopes,
@@ -204,6 +241,7 @@ class DPoPGuardMiddleware:
             expires_at=info.expires_at,
             scheme=header.scheme,
         )
+        return credentials, proof.next_nonce if proof else None
 
     @staticmethod
     def _check_token(info: TokenInfo, now: int, required: tuple[str, ...]) -> None:
@@ -225,6 +263,16 @@ class DPoPGuardMiddleware:
         headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+
+
+def _several_processes() -> bool:
+    """Whether this process looks like one worker of several (uvicorn ``--workers`` spawns
+    its workers with multiprocessing; gunicorn and uvicorn read ``WEB_CONCURRENCY``)."""
+    try:
+        concurrency = int(os.environ.get("WEB_CONCURRENCY", "1"))
+    except ValueError:
+        concurrency = 1
+    return concurrency > 1 or multiprocessing.parent_process() is not None
 
 
 def _route_path(scope: Scope) -> str:

@@ -9,8 +9,9 @@ header is a JSON object, ``typ``, ``alg`` allow-list, ``crit``, ``jwk``, signatu
 types, ``htm``, ``htu``, ``iat`` window, ``ath``. The thumbprint is that of a key that has
 just verified the signature.
 
-Deliberately *not* done here: the ``jti`` replay check, server nonces, and the binding of
-the proof's key to the access token (the token's ``cnf.jkt`` comes from introspection).
+Server nonces are checked here when the caller passes a :class:`~dpop_guard.nonce.NonceSource`
+(itself pure). Deliberately *not* done here: the ``jti`` replay check, and the binding of the
+proof's key to the access token (the token's ``cnf.jkt`` comes from introspection).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from cachetools import LRUCache
 from ._b64 import b64url_decode, b64url_encode
 from ._json import JSONError, parse_object
 from ._url import normalize_htu
-from .errors import InvalidDPoPProof, InvalidRequest
+from .errors import InvalidDPoPProof, InvalidRequest, UseDPoPNonce
 from .jwk import JWKError, PublicKey, import_public_jwk
+from .nonce import NonceSource
 from .settings import ProofPolicy
 
 __all__ = [
@@ -63,6 +65,9 @@ class VerifiedProof:
     """Hex SHA-256 of ``jkt:jti``: the key under which the caller records the proof."""
     replay_ttl: int
     """Seconds the replay record must live."""
+    next_nonce: str | None = None
+    """A newer server nonce to send in ``DPoP-Nonce`` with the response, when the one used
+    is about to expire."""
 
 
 def select_proof(values: Sequence[str]) -> str:
@@ -146,12 +151,16 @@ class ProofVerifier:
         url: str,
         access_token: str | None,
         now: int,
+        nonces: NonceSource | None = None,
     ) -> VerifiedProof:
         """Check ``proof`` for a request ``method url`` at time ``now`` (epoch seconds).
 
         :param url: the request URL as the client addressed it; query and fragment are
             ignored, scheme and host compared case-insensitively, default ports dropped.
         :param access_token: when given, ``ath`` must be its hash.
+        :param nonces: when given, a server nonce is required (RFC 9449 section 9). A valid
+            one relaxes the ``iat`` window to the nonce lifetime, since it proves freshness.
+        :raises UseDPoPNonce: the nonce is missing, stale or foreign; carries a fresh one.
         :raises InvalidDPoPProof: with ``reason`` naming the failed check.
         """
         policy = self.policy
@@ -187,7 +196,13 @@ class ProofVerifier:
         except (ValueError, JSONError) as exc:
             raise _fail("payload_invalid") from exc
         return self._check_claims(
-            claims, key, method=method, url=url, access_token=access_token, now=now
+            claims,
+            key,
+            method=method,
+            url=url,
+            access_token=access_token,
+            now=now,
+            nonces=nonces,
         )
 
     def _check_claims(
@@ -199,6 +214,7 @@ class ProofVerifier:
         url: str,
         access_token: str | None,
         now: int,
+        nonces: NonceSource | None,
     ) -> VerifiedProof:
         policy = self.policy
         jti = claims.get("jti")
@@ -224,8 +240,26 @@ class ProofVerifier:
                 matched = False
             if not matched:
                 raise _fail("htu_mismatch", "The DPoP proof does not match the request URL.")
+        nonce = claims.get("nonce")
+        if nonce is not None and not isinstance(nonce, str):
+            raise _fail("nonce_invalid")
+        jkt = key.jkt
+        window, replay_ttl, next_nonce = policy.iat_window, policy.replay_ttl, None
+        if nonces is not None:
+            # Before the iat check: a client with a skewed clock or a stale proof is told
+            # to use a nonce rather than simply refused (RFC 9449 section 9).
+            if nonce is None:
+                raise UseDPoPNonce("nonce_missing", nonce=nonces.issue(jkt, now))
+            status = nonces.check(nonce, jkt, now)
+            if status == "invalid":
+                raise UseDPoPNonce("nonce_invalid", nonce=nonces.issue(jkt, now))
+            if status == "expiring":
+                next_nonce = nonces.issue(jkt, now)
+            # A valid nonce proves the proof is at most a nonce lifetime old.
+            window = max(window, nonces.lifetime)
+            replay_ttl = window + 2 * policy.iat_leeway
         assert isinstance(iat, (int, float))
-        if iat < now - policy.iat_window - policy.iat_leeway:
+        if iat < now - window - policy.iat_leeway:
             raise _fail("iat_too_old", "The DPoP proof is outside the accepted time window.")
         if iat > now + policy.iat_leeway:
             raise _fail("iat_in_future", "The DPoP proof is outside the accepted time window.")
@@ -235,10 +269,6 @@ class ProofVerifier:
                 raise _fail("ath_missing")
             if not hmac.compare_digest(ath.encode(), compute_ath(access_token).encode()):
                 raise _fail("ath_mismatch", "The DPoP proof is not bound to the access token.")
-        nonce = claims.get("nonce")
-        if nonce is not None and not isinstance(nonce, str):
-            raise _fail("nonce_invalid")
-        jkt = key.jkt
         return VerifiedProof(
             jkt=jkt,
             jti=jti,
@@ -247,7 +277,8 @@ class ProofVerifier:
             htu=htu,
             nonce=nonce,
             replay_key=hashlib.sha256(f"{jkt}:{jti}".encode()).hexdigest(),
-            replay_ttl=policy.replay_ttl,
+            replay_ttl=replay_ttl,
+            next_nonce=next_nonce,
         )
 
 
@@ -259,9 +290,10 @@ def verify_proof(
     access_token: str | None,
     now: int,
     policy: ProofPolicy | None = None,
+    nonces: NonceSource | None = None,
 ) -> VerifiedProof:
     """One-shot :meth:`ProofVerifier.verify` with no key cache. Prefer a long-lived
     :class:`ProofVerifier` on a request path."""
     return ProofVerifier(policy, key_cache_size=0).verify(
-        proof, method=method, url=url, access_token=access_token, now=now
+        proof, method=method, url=url, access_token=access_token, now=now, nonces=nonces
     )

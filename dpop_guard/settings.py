@@ -13,6 +13,7 @@ from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from .jwk import DEFAULT_MAX_RSA_BITS, DEFAULT_MIN_RSA_BITS, SUPPORTED_ALGORITHMS
+from .nonce import DEFAULT_NONCE_STEP
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
@@ -112,6 +113,8 @@ class Route:
     scopes: tuple[str, ...] = ()
     public: bool = False
     methods: tuple[str, ...] | None = None
+    nonce: bool | None = None
+    """Require a server nonce on this route; ``None`` follows ``GuardSettings.nonce``."""
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +148,10 @@ class Route:
         return self.regex.fullmatch(path) is not None
 
 
+def _is_redis_url(value: str) -> bool:
+    return urlsplit(value).scheme in ("redis", "rediss", "unix")
+
+
 def _origin(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -166,6 +173,14 @@ class GuardSettings:
     :param realm: the optional ``realm`` challenge parameter.
     :param allow_unbound_tokens: accept tokens that are not DPoP-bound (on the ``Bearer``
         scheme, or on ``DPoP`` with a proof). FAPI 2.0 forbids this: default ``False``.
+    :param nonce: ``required`` makes every protected route demand a server nonce (RFC 9449
+        section 9); a :class:`Route` may override it.
+    :param nonce_secret: the HMAC secret shared by the fleet (at least 16 bytes); without it
+        nonces are only valid in the process that issued them.
+    :param nonce_step: seconds per nonce time step; a nonce lives two steps.
+    :param replay_store: ``memory`` or a ``redis://``/``rediss://`` URL (a shared store).
+    :param introspection_cache: optional ``redis://`` URL of a shared second-level
+        introspection cache.
     :param max_token_bytes: longer access tokens are refused before any other work.
     :param cache_ttl: how long introspection results are reused; revocations are seen up
         to this late. ``0`` disables the cache.
@@ -178,6 +193,11 @@ class GuardSettings:
     public_url: str | None = None
     realm: str | None = None
     allow_unbound_tokens: bool = False
+    nonce: Literal["off", "required"] = "off"
+    nonce_secret: bytes | None = field(default=None, repr=False)
+    nonce_step: int = DEFAULT_NONCE_STEP
+    replay_store: str = "memory"
+    introspection_cache: str | None = None
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
@@ -186,12 +206,32 @@ class GuardSettings:
     def __post_init__(self) -> None:
         if self.public_url is not None:
             object.__setattr__(self, "public_url", _origin(self.public_url))
+        if self.nonce not in ("off", "required"):
+            raise ValueError(f"nonce must be 'off' or 'required', got {self.nonce!r}")
+        if self.nonce_secret is not None and len(self.nonce_secret) < 16:
+            raise ValueError("nonce_secret must be at least 16 bytes")
+        _positive("nonce_step", self.nonce_step)
+        if self.replay_store != "memory" and not _is_redis_url(self.replay_store):
+            raise ValueError("replay_store must be 'memory' or a redis:// or rediss:// URL")
+        if self.introspection_cache is not None and not _is_redis_url(self.introspection_cache):
+            raise ValueError("introspection_cache must be a redis:// or rediss:// URL")
         if self.cache_ttl < 0:
             raise ValueError("cache_ttl must not be negative")
         _positive("max_token_bytes", self.max_token_bytes)
         _positive("cache_maxsize", self.cache_maxsize)
         _positive("replay_maxsize", self.replay_maxsize)
         object.__setattr__(self, "routes", tuple(self.routes))
+
+    @property
+    def nonce_routes(self) -> bool:
+        """Whether any request can require a nonce."""
+        return self.nonce == "required" or any(r.nonce for r in self.routes)
+
+    def nonce_required(self, route: Route | None) -> bool:
+        """Whether a request on ``route`` (``None``: no rule matched) needs a nonce."""
+        if route is not None and route.nonce is not None:
+            return route.nonce
+        return self.nonce == "required"
 
     def route_for(self, path: str, method: str) -> Route | None:
         """The first rule matching ``method path``, or ``None`` (protected, no scopes)."""
@@ -212,7 +252,10 @@ class GuardSettings:
 
         ``ALGORITHMS`` (space- or comma-separated), ``IAT_WINDOW``, ``IAT_LEEWAY``,
         ``MAX_PROOF_BYTES``, ``PUBLIC_URL``, ``REALM``, ``ALLOW_UNBOUND_TOKENS``
-        (``true``/``false``), ``CACHE_TTL``, ``CACHE_MAXSIZE``, ``REPLAY_MAXSIZE``.
+        (``true``/``false``), ``NONCE`` (``off``/``required``), ``NONCE_SECRET``,
+        ``NONCE_STEP``, ``REPLAY_STORE`` (``memory`` or a Redis URL),
+        ``INTROSPECTION_CACHE`` (a Redis URL), ``CACHE_TTL``, ``CACHE_MAXSIZE``,
+        ``REPLAY_MAXSIZE``.
 
         :raises ValueError: naming the variable that is wrong.
         """
@@ -239,6 +282,7 @@ class GuardSettings:
         policy_kwargs["max_proof_bytes"] = int(
             number("MAX_PROOF_BYTES", DEFAULT_MAX_PROOF_BYTES, int)
         )
+        secret = get("NONCE_SECRET")
         unbound = (get("ALLOW_UNBOUND_TOKENS") or "false").lower()
         if unbound not in ("true", "false", "1", "0"):
             raise ValueError(f"{prefix}ALLOW_UNBOUND_TOKENS must be true or false")
@@ -249,6 +293,11 @@ class GuardSettings:
                 public_url=get("PUBLIC_URL"),
                 realm=get("REALM"),
                 allow_unbound_tokens=unbound in ("true", "1"),
+                nonce=(get("NONCE") or "off").lower(),  # type: ignore[arg-type]
+                nonce_secret=secret.encode() if secret else None,
+                nonce_step=int(number("NONCE_STEP", DEFAULT_NONCE_STEP, int)),
+                replay_store=get("REPLAY_STORE") or "memory",
+                introspection_cache=get("INTROSPECTION_CACHE"),
                 cache_ttl=number("CACHE_TTL", DEFAULT_CACHE_TTL, float),
                 cache_maxsize=int(number("CACHE_MAXSIZE", DEFAULT_CACHE_MAXSIZE, int)),
                 replay_maxsize=int(number("REPLAY_MAXSIZE", DEFAULT_REPLAY_MAXSIZE, int)),

@@ -7,7 +7,12 @@ Run from the repository root::
 Configuration comes from the environment: Authlete's own names (``AUTHLETE_BASE_URL``,
 ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``, ``AUTHLETE_SERVICE_APISECRET``,
 ``AUTHLETE_SERVICE_ACCESSTOKEN``) and ours (``DPOP_GUARD_PUBLIC_URL``,
-``DPOP_GUARD_CACHE_TTL``, ...). Without ``AUTHLETE_BASE_URL`` the app runs against the
+``DPOP_GUARD_CACHE_TTL``, ``DPOP_GUARD_REPLAY_STORE``, ``DPOP_GUARD_NONCE``, ...). For a
+fleet::
+
+    DPOP_GUARD_REPLAY_STORE=redis://127.0.0.1:6379/0 \
+    DPOP_GUARD_INTROSPECTION_CACHE=redis://127.0.0.1:6379/0 \
+    uvicorn examples.accounts:app --workers 4 Without ``AUTHLETE_BASE_URL`` the app runs against the
 embedded Authlete simulator, mounted at ``/__authlete`` so a client can mint test tokens;
 that mode is for development only and says so in the log.
 """
@@ -36,12 +41,14 @@ from dpop_guard import (
     GuardSettings,
     Route,
 )
+from dpop_guard.introspection.cached import SharedTokenCache
 from dpop_guard.introspection.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
     SimulatorState,
     create_simulator_app,
 )
+from dpop_guard.replay import replay_store_from_url
 
 logger = logging.getLogger("examples.accounts")
 
@@ -122,20 +129,41 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
 
     settings = GuardSettings.from_env(env, routes=ROUTES)
     authlete = AuthleteSettings.from_env(env)
+    replay_store = replay_store_from_url(settings.replay_store, maxsize=settings.replay_maxsize)
+    shared: SharedTokenCache | None = None
+    if settings.introspection_cache is not None:
+        from dpop_guard.introspection.redis_cache import RedisTokenCache
+
+        shared = RedisTokenCache.from_url(settings.introspection_cache)
     introspector: Any = AuthleteIntrospector(client, authlete)
     if settings.cache_ttl > 0:
         introspector = CachingIntrospector(
-            introspector, ttl=settings.cache_ttl, maxsize=settings.cache_maxsize
+            introspector, ttl=settings.cache_ttl, maxsize=settings.cache_maxsize, shared=shared
         )
+    closers = [f for c in (replay_store, shared) if (f := getattr(c, "aclose", None)) is not None]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ping = getattr(replay_store, "ping", None)
+        if ping is not None:
+            try:
+                await ping()
+            except Exception as exc:  # requests fail closed (503) until it is back
+                logger.warning("replay store unreachable at start-up: %s", type(exc).__name__)
         yield
         await client.aclose()
+        for close in closers:
+            await close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(DPoPGuardMiddleware, settings=settings, introspector=introspector)
+    app.add_middleware(
+        DPoPGuardMiddleware,
+        settings=settings,
+        introspector=introspector,
+        replay_store=replay_store,
+    )
     app.state.introspector = introspector
+    app.state.replay_store = replay_store
     app.state.simulator = simulator
     return app
 

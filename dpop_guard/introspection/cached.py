@@ -13,9 +13,11 @@ miss would, except that a revocation is seen up to ``ttl`` late.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 from cachetools import TLRUCache
@@ -23,7 +25,23 @@ from cachetools import TLRUCache
 from ..errors import ServiceUnavailable
 from . import Introspector, RequestFacts, TokenInfo
 
-__all__ = ["CachingIntrospector"]
+__all__ = ["CachingIntrospector", "SharedTokenCache"]
+
+logger = logging.getLogger("dpop_guard.introspection")
+
+
+class SharedTokenCache(Protocol):
+    """A second cache level shared by a fleet (e.g.
+    :class:`~dpop_guard.introspection.redis_cache.RedisTokenCache`). Failures raise; the
+    caching introspector then falls back to the inner introspector."""
+
+    async def get(self, key: bytes) -> tuple[TokenInfo, float] | None:
+        """The facts cached under ``key`` and their wall-clock deadline."""
+        ...
+
+    async def set(self, key: bytes, info: TokenInfo, until: float, ttl: float) -> None:
+        """Cache ``info`` under ``key`` until ``until``, which is ``ttl`` seconds away."""
+        ...
 
 
 @dataclass(slots=True)
@@ -51,6 +69,12 @@ class CachingIntrospector:
       themselves.
     - Rejections and outages are never cached.
 
+    - With ``shared``, a miss asks the shared level before the inner introspector and
+      fills it after, so a fleet makes one round of calls per token per ``ttl``. An entry
+      keeps its original deadline when copied between levels, so a revocation is never seen
+      later than ``ttl`` after the first introspection. A failing shared level is skipped
+      (logged), never trusted for more than it says: the binding check stays the same.
+
     :param clock: wall-clock seconds (token expiry is wall-clock).
     """
 
@@ -61,6 +85,7 @@ class CachingIntrospector:
         ttl: float = 60.0,
         maxsize: int = 100_000,
         clock: Callable[[], float] = time.time,
+        shared: SharedTokenCache | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
@@ -71,8 +96,10 @@ class CachingIntrospector:
             maxsize=maxsize, ttu=lambda _key, value, _now: value[0], timer=clock
         )
         self._flights: dict[bytes, _Flight] = {}
+        self.shared = shared
         self.hits = 0
         self.misses = 0
+        self.shared_hits = 0
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -109,8 +136,12 @@ class CachingIntrospector:
         flight = _Flight()
         self._flights[key] = flight
         try:
-            info = await self.inner.introspect(token, request=request)
-            self._store(key, info)
+            info = await self._from_shared(key)
+            if info is None:
+                info = await self.inner.introspect(token, request=request)
+                deadline = self._store(key, info)
+                if deadline is not None and self.shared is not None:
+                    await self._to_shared(key, info, deadline)
             flight.result = info
             return info
         except ServiceUnavailable as exc:
@@ -120,10 +151,44 @@ class CachingIntrospector:
             del self._flights[key]
             flight.done.set()
 
-    def _store(self, key: bytes, info: TokenInfo) -> None:
+    def _store(self, key: bytes, info: TokenInfo, deadline: float | None = None) -> float | None:
+        """Cache ``info`` locally; returns the deadline, or ``None`` if not cached."""
         now = self._clock()
-        deadline = now + self.ttl
+        deadline = now + self.ttl if deadline is None else min(deadline, now + self.ttl)
         if info.expires_at is not None:
             deadline = min(deadline, float(info.expires_at))
-        if deadline - now >= 1.0:
-            self._cache[key] = (deadline, info)
+        if deadline - now < 1.0:
+            return None
+        self._cache[key] = (deadline, info)
+        return deadline
+
+    async def _from_shared(self, key: bytes) -> TokenInfo | None:
+        if self.shared is None:
+            return None
+        try:
+            found = await self.shared.get(key)
+        except Exception as exc:
+            logger.warning(
+                "shared introspection cache unavailable: %s",
+                type(exc).__name__,
+                extra={"dpop_guard_reason": "shared_cache_error"},
+            )
+            return None
+        if found is None:
+            return None
+        info, until = found
+        if self._store(key, info, until) is None:
+            return None
+        self.shared_hits += 1
+        return info
+
+    async def _to_shared(self, key: bytes, info: TokenInfo, deadline: float) -> None:
+        assert self.shared is not None
+        try:
+            await self.shared.set(key, info, deadline, deadline - self._clock())
+        except Exception as exc:
+            logger.warning(
+                "shared introspection cache unavailable: %s",
+                type(exc).__name__,
+                extra={"dpop_guard_reason": "shared_cache_error"},
+            )

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from .memory import MemoryReplayStore, ReplayStoreFull
 
-__all__ = ["MemoryReplayStore", "ReplayStore", "ReplayStoreFull"]
+__all__ = ["MemoryReplayStore", "ReplayStore", "ReplayStoreFull", "replay_store_from_url"]
 
 
 @runtime_checkable
@@ -29,3 +29,14 @@ class ReplayStore(Protocol):
         :raises Exception: any failure; the caller treats it as unavailability.
         """
         ...
+
+
+def replay_store_from_url(url: str, *, maxsize: int) -> ReplayStore:
+    """``memory`` gives a :class:`MemoryReplayStore` of ``maxsize``; a ``redis://``,
+    ``rediss://`` or ``unix://`` URL gives a
+    :class:`~dpop_guard.replay.redis.RedisReplayStore` (needs the ``redis`` extra)."""
+    if url == "memory":
+        return MemoryReplayStore(maxsize)
+    from .redis import RedisReplayStore
+
+    return RedisReplayStore.from_url(url)

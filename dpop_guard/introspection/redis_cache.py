@@ -1,0 +1,103 @@
+"""A second-level introspection cache in Redis, shared by a fleet.
+
+Entries are the binding-safe facts of :mod:`dpop_guard.introspection.cached` (token facts
+plus the verified key thumbprint), keyed by a prefix and the SHA-256 of the token: Redis
+never holds a token. Needs the ``redis`` extra.
+
+Trust: whoever can write to this Redis can forge entries, just as whoever can write to the
+replay store can erase replay records. Use a Redis only your resource servers reach.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import redis.asyncio as redis
+
+from . import TokenInfo
+
+__all__ = ["RedisTokenCache"]
+
+DEFAULT_PREFIX: Final = "dpop_guard:introspection:"
+
+
+def _encode(info: TokenInfo, until: float) -> bytes:
+    return json.dumps(
+        {
+            "s": info.subject,
+            "c": info.client_id,
+            "sc": sorted(info.scopes),
+            "e": info.expires_at,
+            "j": info.jkt,
+            "u": until,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _decode(raw: bytes | str) -> tuple[TokenInfo, float] | None:
+    try:
+        data = json.loads(raw)
+        info = TokenInfo(
+            subject=data["s"],
+            client_id=data["c"],
+            scopes=frozenset(data["sc"]),
+            expires_at=data["e"],
+            jkt=data["j"],
+        )
+        until = float(data["u"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not all(isinstance(s, str) for s in info.scopes) or not (
+        info.jkt is None or isinstance(info.jkt, str)
+    ):
+        return None
+    return info, until
+
+
+class RedisTokenCache:
+    """``get``/``set`` of cached token facts with a wall-clock deadline.
+
+    :param client: a ``redis.asyncio.Redis`` with bounded timeouts.
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        connect_timeout: float = 0.5,
+        command_timeout: float = 0.25,
+        **options: Any,
+    ) -> RedisTokenCache:
+        """A cache on a new client for ``url``, with short timeouts: on this path a slow
+        Redis is worse than a call to the authorization server."""
+        client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=command_timeout,
+            retry_on_timeout=False,
+            **options,
+        )
+        return cls(client, prefix=prefix)
+
+    def _key(self, key: bytes) -> str:
+        return self.prefix + key.hex()
+
+    async def get(self, key: bytes) -> tuple[TokenInfo, float] | None:
+        """The facts and their wall-clock deadline, or ``None``."""
+        raw = await self.client.get(self._key(key))
+        return None if raw is None else _decode(raw)
+
+    async def set(self, key: bytes, info: TokenInfo, until: float, ttl: float) -> None:
+        """Store ``info`` until ``until`` (epoch seconds), i.e. for ``ttl`` seconds."""
+        await self.client.set(self._key(key), _encode(info, until), px=max(1, int(ttl * 1000)))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
