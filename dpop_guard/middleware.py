@@ -113,6 +113,7 @@ class DPoPGuardMiddleware:
             else:
                 nonce_source = HMACNonceSource(settings.nonce_secret, step=settings.nonce_step)
         self.nonce_source = nonce_source
+        self._store_failed_at: int | None = None
         self.verifier = ProofVerifier(settings.policy)
         self._clock = clock
         self._algs = settings.policy.algorithms
@@ -220,19 +221,7 @@ class DPoPGuardMiddleware:
                 )
         self._check_token(info, now, required)
         if proof is not None:
-            try:
-                first = await self.replay_store.add_if_absent(
-                    proof.replay_key, ttl=proof.replay_ttl
-                )
-            except Exception as exc:
-                logger.warning(
-                    "dpop_guard: replay store failed: %s",
-                    type(exc).__name__,
-                    extra={"dpop_guard_reason": "replay_store_error"},
-                )
-                raise ReplayStoreUnavailable("replay_store_error") from exc
-            if not first:
-                raise InvalidDPoPProof("jti_replayed", "The DPoP proof has been used before.")
+            await self._record(proof, now)
         credentials = DPoPCredentials(
             subject=info.subject,
             client_id=info.client_id,
@@ -242,6 +231,32 @@ class DPoPGuardMiddleware:
             scheme=header.scheme,
         )
         return credentials, proof.next_nonce if proof else None
+
+    async def _record(self, proof: VerifiedProof, now: int) -> None:
+        """Record the proof's jti atomically; a second use is a replay."""
+        try:
+            first = await self.replay_store.add_if_absent(proof.replay_key, ttl=proof.replay_ttl)
+        except Exception as exc:
+            self._store_failed_at = now
+            logger.warning(
+                "dpop_guard: replay store failed: %s",
+                type(exc).__name__,
+                extra={"dpop_guard_reason": "replay_store_error"},
+            )
+            raise ReplayStoreUnavailable("replay_store_error") from exc
+        if not first:
+            raise InvalidDPoPProof("jti_replayed", "The DPoP proof has been used before.")
+        failed_at = self._store_failed_at
+        if failed_at is not None:
+            if now - failed_at > proof.replay_ttl:
+                self._store_failed_at = None
+            elif proof.iat <= failed_at:
+                # The store failed after this proof was made. A store that lost its
+                # records meanwhile (a Redis restarted without persistence) cannot vouch
+                # that the proof was not used before, so only proofs made since pass.
+                raise InvalidDPoPProof(
+                    "replay_state_uncertain", "The DPoP proof is too old; send a fresh one."
+                )
 
     @staticmethod
     def _check_token(info: TokenInfo, now: int, required: tuple[str, ...]) -> None:

@@ -8,6 +8,7 @@ import pytest
 from dpop_guard.client import ProofSigner
 from dpop_guard.introspection.simulator import SimulatorState, create_simulator_app
 
+from ._redis import RedisServer
 from ._servers import ServerThread
 
 
@@ -71,3 +72,18 @@ def _reasons(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
     logging.getLogger("dpop_guard").addHandler(handler)
     yield found
     logging.getLogger("dpop_guard").removeHandler(handler)
+
+
+@pytest.fixture(scope="session", name="redis_server")
+def _redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the session. Missing redis-server is a failure, not a skip."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(name="redis_url")
+def _redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied before each test."""
+    redis_server.flush()
+    return redis_server.url

@@ -104,12 +104,15 @@ class Harness:
         self.http = httpx.AsyncClient()
         introspector: Any = AuthleteIntrospector(self.http, authlete_settings(base_url, timeout))
         if options.pop("cache", True):
-            introspector = CachingIntrospector(introspector, ttl=60)
+            introspector = CachingIntrospector(
+                introspector, ttl=60, shared=options.pop("shared", None)
+            )
         self.introspector = options.pop("introspector", introspector)
+        setting_names = ("allow_unbound_tokens", "realm", "nonce", "nonce_secret", "nonce_step")
         settings = GuardSettings(
-            routes=ROUTES,
+            routes=options.pop("routes", ROUTES),
             public_url=ORIGIN,
-            **{k: options.pop(k) for k in list(options) if k in ("allow_unbound_tokens", "realm")},
+            **{k: options.pop(k) for k in list(options) if k in setting_names},
         )
         self.app = DPoPGuardMiddleware(
             inner_app(), settings=settings, introspector=self.introspector, **options

@@ -1,0 +1,394 @@
+"""Fleets: nonces across instances, a shared replay store and a shared introspection
+cache on a real Redis, Redis outages, and uvicorn --workers 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from dpop_guard import DPoPAuth, ProofSigner, Route
+from dpop_guard.introspection.redis_cache import RedisTokenCache
+from dpop_guard.introspection.simulator import (
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_TOKEN,
+    SimulatorState,
+)
+from dpop_guard.replay import MemoryReplayStore
+from dpop_guard.replay.redis import RedisReplayStore
+from dpop_guard.testing import make_proof
+
+from ._redis import RedisServer, free_port
+from .conftest import Clock
+from .test_middleware import ORIGIN, ROUTES, Harness, assert_rejected
+
+SECRET = b"fleet-secret-0123456789abcdefghij"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(name="make_harness")
+async def _make_harness(
+    simulator: SimulatorState, simulator_url: str
+) -> AsyncIterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+    closers: list[Any] = []
+
+    def make(**options: Any) -> Harness:
+        for name in ("replay_store", "shared"):
+            if hasattr(options.get(name), "aclose"):
+                closers.append(options[name])
+        harness = Harness(simulator, simulator_url, **options)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        await harness.aclose()
+    for closer in closers:
+        await closer.aclose()
+
+
+async def get(h: Harness, auth: DPoPAuth, path: str = "/accounts") -> httpx.Response:
+    return await h.client.get(path, auth=auth)
+
+
+class TestNonces:
+    async def test_round_trip_with_client_helper(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """A nonce-requiring API: the first call is answered use_dpop_nonce, the helper
+        retries once with the nonce, and later calls reuse it without a 401."""
+        h = make_harness(nonce="required", nonce_secret=SECRET)
+        token = h.token(signer)
+        auth = DPoPAuth(signer, token)
+        statuses: list[int] = []
+
+        async def hook(response: httpx.Response) -> None:
+            statuses.append(response.status_code)
+
+        h.client.event_hooks["response"] = [hook]
+        assert (await get(h, auth)).status_code == 200
+        assert statuses == [401, 200]
+        assert reasons[-1] == "nonce_missing"
+        assert (await get(h, auth)).status_code == 200
+        assert statuses == [401, 200, 200]
+
+    async def test_challenge_shape(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """use_dpop_nonce: 401, the DPoP-Nonce header, and a key-bound nonce."""
+        h = make_harness(nonce="required", nonce_secret=SECRET)
+        response = await h.call(h.token(signer), signer)
+        params = assert_rejected(response, 401, "use_dpop_nonce", "nonce_missing", reasons)
+        assert params["error_description"]
+        from dpop_guard.nonce import HMACNonceSource
+
+        nonce = response.headers["dpop-nonce"]
+        assert HMACNonceSource(SECRET).check(nonce, signer.jkt, int(time.time())) == "current"
+
+    async def test_nonce_from_one_instance_accepted_by_another(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """Instances sharing the secret accept each other's nonces; another secret does not."""
+        a = make_harness(nonce="required", nonce_secret=SECRET)
+        b = make_harness(nonce="required", nonce_secret=SECRET)
+        c = make_harness(nonce="required", nonce_secret=b"another-secret-0123456789abcdef")
+        token = a.token(signer)
+        nonce = (await a.call(token, signer)).headers["dpop-nonce"]
+        assert (await b.call(token, signer, claims={"nonce": nonce})).status_code == 200
+        response = await c.call(token, signer, claims={"nonce": nonce})
+        assert_rejected(response, 401, "use_dpop_nonce", "nonce_invalid", reasons)
+
+    async def test_stale_and_foreign(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """A nonce two steps old, or issued to another key, is refused with a fresh one."""
+        clock = Clock(time.time())
+        h = make_harness(nonce="required", nonce_secret=SECRET, clock=clock)
+        token = h.token(signer)
+        nonce = (await h.call(token, signer)).headers["dpop-nonce"]
+        other = ProofSigner.generate("ES256")
+        foreign = (await h.call(h.token(other), other)).headers["dpop-nonce"]
+        response = await h.call(token, signer, claims={"nonce": foreign})
+        assert_rejected(response, 401, "use_dpop_nonce", "nonce_invalid", reasons)
+        clock.now += 125
+        response = await h.call(token, signer, claims={"nonce": nonce}, iat=clock.now)
+        assert_rejected(response, 401, "use_dpop_nonce", "nonce_invalid", reasons)
+        assert response.headers["dpop-nonce"] != nonce
+
+    async def test_next_nonce_on_success(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """When the nonce used is about to expire, the 200 carries the next one."""
+        clock = Clock(time.time())
+        h = make_harness(nonce="required", nonce_secret=SECRET, clock=clock)
+        token = h.token(signer)
+        nonce = (await h.call(token, signer)).headers["dpop-nonce"]
+        first = await h.call(token, signer, claims={"nonce": nonce})
+        assert first.status_code == 200 and "dpop-nonce" not in first.headers
+        clock.now += 60
+        second = await h.call(token, signer, claims={"nonce": nonce}, iat=clock.now)
+        assert second.status_code == 200
+        assert second.headers["dpop-nonce"] not in ("", nonce)
+        assert second.json()["subject"] == "alice"
+
+    async def test_per_route(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """A route can require nonces while the rest do not."""
+        routes = (Route("/accounts", scopes=("read:accounts",), nonce=True), *ROUTES)
+        h = make_harness(routes=routes, nonce_secret=SECRET)
+        token = h.token(signer, scopes=("read:accounts", "read:transactions"))
+        assert (await h.call(token, signer)).status_code == 401
+        assert (await h.call(token, signer, path="/accounts/a/transactions")).status_code == 200
+
+
+class TestSharedReplay:
+    async def test_replay_across_instances(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        redis_url: str,
+        reasons: list[str],
+    ) -> None:
+        """A proof used at one instance is refused at another sharing Redis."""
+        a = make_harness(replay_store=RedisReplayStore.from_url(redis_url))
+        b = make_harness(replay_store=RedisReplayStore.from_url(redis_url))
+        token = a.token(signer)
+        assert (await b.call(token, signer)).status_code == 200  # B's cache is warm, so
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)  # only the
+        assert (await a.call(token, proof=proof)).status_code == 200  # replay store can
+        response = await b.call(token, proof=proof)  # refuse the copy
+        assert_rejected(response, 401, "invalid_dpop_proof", "jti_replayed", reasons)
+
+    async def test_memory_store_is_per_process(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """Why fleets need the shared store: two memory stores both accept one proof."""
+        a = make_harness(replay_store=MemoryReplayStore())
+        b = make_harness(replay_store=MemoryReplayStore())
+        token = a.token(signer)
+        assert (await b.call(token, signer)).status_code == 200  # warm B's cache
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+        assert (await a.call(token, proof=proof)).status_code == 200
+        assert (await b.call(token, proof=proof)).status_code == 200
+
+    async def test_concurrent_copies_across_instances(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, redis_url: str
+    ) -> None:
+        """40 concurrent copies spread over 4 instances: exactly one 200."""
+        instances = [
+            make_harness(replay_store=RedisReplayStore.from_url(redis_url)) for _ in range(4)
+        ]
+        token = instances[0].token(signer)
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+        statuses: list[int] = []
+
+        async def one(i: int) -> None:
+            statuses.append((await instances[i % 4].call(token, proof=proof)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(one, i)
+        assert statuses.count(200) == 1 and statuses.count(401) == 39
+
+    async def test_redis_outage_and_recovery(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """Redis killed: 503 and never a 200 for a replay. Restarted (empty): fresh proofs
+        pass again, and proofs made before the outage are still refused."""
+        server = RedisServer().start()
+        try:
+            h = make_harness(replay_store=RedisReplayStore.from_url(server.url))
+            token = h.token(signer)
+            used = make_proof(
+                signer, htu=ORIGIN + "/accounts", access_token=token, iat=time.time() - 2
+            )
+            assert (await h.call(token, proof=used)).status_code == 200
+            server.stop()
+            assert_rejected(
+                await h.call(token, proof=used), 503, None, "replay_store_error", reasons
+            )
+            assert_rejected(await h.call(token, signer), 503, None, "replay_store_error", reasons)
+            server.start()
+            await anyio.sleep(1.05)  # fresh proofs have an iat after the failure
+            assert (await h.call(token, signer)).status_code == 200
+            response = await h.call(token, proof=used)
+            assert_rejected(response, 401, "invalid_dpop_proof", "replay_state_uncertain", reasons)
+        finally:
+            server.stop()
+
+
+class TestSharedIntrospectionCache:
+    async def test_one_round_for_the_fleet(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, redis_url: str
+    ) -> None:
+        """Two instances sharing the Redis cache: one round of Authlete calls per token."""
+        a = make_harness(shared=RedisTokenCache.from_url(redis_url))
+        b = make_harness(shared=RedisTokenCache.from_url(redis_url))
+        token = a.token(signer)
+        assert (await a.call(token, signer)).status_code == 200
+        assert (await b.call(token, signer)).status_code == 200
+        assert (await b.call(token, signer)).status_code == 200
+        assert a.simulator.calls["auth/introspection"] == 2
+        assert b.introspector.shared_hits == 1
+
+    async def test_binding_still_checked_on_shared_hit(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        redis_url: str,
+        reasons: list[str],
+    ) -> None:
+        """A shared entry carries the verified thumbprint; another key is refused."""
+        a = make_harness(shared=RedisTokenCache.from_url(redis_url))
+        b = make_harness(shared=RedisTokenCache.from_url(redis_url))
+        token = a.token(signer)
+        assert (await a.call(token, signer)).status_code == 200
+        response = await b.call(token, ProofSigner.generate("ES256"))
+        assert_rejected(response, 401, "invalid_dpop_proof", "jkt_mismatch", reasons)
+
+    async def test_redis_down_degrades_to_authlete(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """No Redis for the cache: requests still pass, via Authlete."""
+        h = make_harness(shared=RedisTokenCache.from_url(f"redis://127.0.0.1:{free_port()}/0"))
+        token = h.token(signer)
+        assert (await h.call(token, signer)).status_code == 200
+        assert h.simulator.calls["auth/introspection"] == 2
+
+    async def test_entries_hold_no_token(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, redis_url: str
+    ) -> None:
+        """Redis holds a token hash and the facts, never the token."""
+        import redis.asyncio as aioredis
+
+        h = make_harness(shared=RedisTokenCache.from_url(redis_url))
+        token = h.token(signer)
+        assert (await h.call(token, signer)).status_code == 200
+        client = aioredis.Redis.from_url(redis_url)
+        keys = await client.keys("dpop_guard:introspection:*")
+        assert len(keys) == 1 and token.encode() not in keys[0]
+        value = await client.get(keys[0])
+        assert isinstance(value, bytes)
+        assert token.encode() not in value and signer.jkt.encode() in value
+        assert 50_000 < await client.pttl(keys[0]) <= 60_000
+        await client.aclose()
+
+
+@pytest.fixture(name="workers", scope="module")
+def _workers(simulator_server: Any, redis_server: RedisServer) -> Iterator[str]:
+    """examples.accounts under `uvicorn --workers 2`, with Redis for replay and cache."""
+    server, _ = simulator_server
+    port = free_port()
+    env = dict(
+        os.environ,
+        AUTHLETE_BASE_URL=server.url,
+        AUTHLETE_API_VERSION="V3",
+        AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
+        AUTHLETE_SERVICE_ACCESSTOKEN=DEFAULT_SERVICE_TOKEN,
+        DPOP_GUARD_REPLAY_STORE=redis_server.url,
+        DPOP_GUARD_INTROSPECTION_CACHE=redis_server.url,
+        DPOP_GUARD_PUBLIC_URL=f"http://127.0.0.1:{port}",
+    )
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "examples.accounts:app",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        pids: set[int] = set()
+        while len(pids) < 2:  # wait until both workers answer
+            try:
+                with httpx.Client(base_url=url, headers={"Connection": "close"}) as client:
+                    pids.add(client.get("/health").json()["worker"])
+            except httpx.TransportError:
+                time.sleep(0.1)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn --workers 2 did not come up ({len(pids)} seen)")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.mark.e2e
+class TestWorkers:
+    async def test_race_over_two_workers(self, workers: str, simulator: SimulatorState) -> None:
+        """40 concurrent copies of one proof against uvicorn --workers 2 with the Redis
+        store: exactly one 200, and both workers took part."""
+        signer = ProofSigner.generate("ES256")
+        token = simulator.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt)
+        proof = signer.sign(htm="GET", htu=f"{workers}/accounts", access_token=token)
+        statuses: list[int] = []
+        async with httpx.AsyncClient(
+            base_url=workers, limits=httpx.Limits(max_connections=40)
+        ) as client:
+
+            async def one() -> None:
+                response = await client.get(
+                    "/accounts",
+                    headers={
+                        "Authorization": f"DPoP {token}",
+                        "DPoP": proof,
+                        "Connection": "close",
+                    },
+                )
+                statuses.append(response.status_code)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(40):
+                    tg.start_soon(one)
+        assert sorted(statuses) == [200] + [401] * 39
+
+    async def test_shared_cache_over_two_workers(
+        self, workers: str, simulator: SimulatorState, redis_server: RedisServer
+    ) -> None:
+        """Concurrent requests on new connections reach both workers; the fleet makes one
+        round of Authlete calls for the token, the other worker reading the shared cache."""
+        import redis as sync_redis
+
+        admin = sync_redis.Redis.from_url(redis_server.url)
+        admin.config_resetstat()
+        signer = ProofSigner.generate("ES256")
+        token = simulator.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt)
+        statuses: list[int] = []
+        async with httpx.AsyncClient(
+            base_url=workers, auth=DPoPAuth(signer, token), headers={"Connection": "close"}
+        ) as client:
+            statuses.append((await client.get("/accounts")).status_code)
+
+            async def one() -> None:
+                statuses.append((await client.get("/accounts")).status_code)
+
+            for _ in range(5):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(8):
+                        tg.start_soon(one)
+        assert statuses == [200] * 41
+        assert simulator.calls["auth/introspection"] == 2
+        hits = int(admin.info("stats")["keyspace_hits"])
+        admin.close()
+        assert hits >= 1  # the second worker found the entry in Redis
