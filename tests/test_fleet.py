@@ -392,3 +392,28 @@ class TestWorkers:
         hits = int(admin.info("stats")["keyspace_hits"])
         admin.close()
         assert hits >= 1  # the second worker found the entry in Redis
+
+
+class TestStartupWarnings:
+    def test_memory_store_under_several_workers(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With WEB_CONCURRENCY > 1 the memory store logs a clear warning."""
+        from dpop_guard import DPoPGuardMiddleware, GuardSettings
+
+        class Never:
+            async def introspect(self, token: str, *, request: Any) -> Any:
+                raise AssertionError
+
+        monkeypatch.setenv("WEB_CONCURRENCY", "4")
+        DPoPGuardMiddleware(lambda *a: None, introspector=Never())  # type: ignore[arg-type]
+        assert "DPOP_GUARD_REPLAY_STORE=redis://" in caplog.text
+        caplog.clear()
+        monkeypatch.setenv("WEB_CONCURRENCY", "1")
+        DPoPGuardMiddleware(
+            lambda *a: None,
+            introspector=Never(),  # type: ignore[arg-type]
+            settings=GuardSettings(nonce="required"),
+        )
+        assert "replay store" not in caplog.text
+        assert "DPOP_GUARD_NONCE_SECRET is not set" in caplog.text
