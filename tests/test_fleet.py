@@ -405,15 +405,14 @@ class TestStartupWarnings:
             async def introspect(self, token: str, *, request: Any) -> Any:
                 raise AssertionError
 
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise AssertionError
+
         monkeypatch.setenv("WEB_CONCURRENCY", "4")
-        DPoPGuardMiddleware(lambda *a: None, introspector=Never())  # type: ignore[arg-type]
+        DPoPGuardMiddleware(app, introspector=Never())
         assert "DPOP_GUARD_REPLAY_STORE=redis://" in caplog.text
         caplog.clear()
         monkeypatch.setenv("WEB_CONCURRENCY", "1")
-        DPoPGuardMiddleware(
-            lambda *a: None,
-            introspector=Never(),  # type: ignore[arg-type]
-            settings=GuardSettings(nonce="required"),
-        )
+        DPoPGuardMiddleware(app, introspector=Never(), settings=GuardSettings(nonce="required"))
         assert "replay store" not in caplog.text
         assert "DPOP_GUARD_NONCE_SECRET is not set" in caplog.text
