@@ -1,27 +1,28 @@
-"""``python -m benchmarks.load [--quick]``: req/s of the accounts example under uvicorn.
+"""Load: the accounts example (and two reference apps) under uvicorn, driven by wrk.
 
-The server (one uvicorn worker) is pinned to core 0 and the load generator, wrk with a Lua
-script, to core 1. Every request carries a distinct, pre-generated, fresh proof. Scenarios:
-a bare public endpoint (``/health``), and ``/accounts`` on a cache hit with the memory
-replay store and with the Redis replay store. Each is reported as a ratio to the bare
-endpoint measured in the same run.
+The server (one uvicorn worker) is pinned to core 0; wrk (one thread, C connections) and
+the Authlete simulator share core 1. Every guarded request carries a distinct, pre-generated,
+fresh proof. Each scenario reports req/s, latency percentiles (p50, p99, p99.9), non-2xx
+answers, Authlete calls, the server's CPU per request (from /proc, so the simulator's work is
+not counted as ours), and the generator's CPU use (to show it is not the bottleneck).
 
-Needs Debian's ``wrk``, ``redis-server`` and ``taskset`` (util-linux).
+Needs Debian's ``wrk`` and ``redis-server``; ``taskset`` pins processes when present.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,9 @@ import httpx
 from dpop_guard.client import ProofSigner
 from dpop_guard.introspection.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
 
-from .__main__ import RESULTS, machine
-
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
+CONNECTIONS = 32
 LUA = """
 local proofs, i, token, path = {}, 0, nil, "/"
 init = function(args)
@@ -47,23 +48,50 @@ request = function()
   if proofs[i] == nil then i = 1 end  -- out of proofs: the replays show up as non-2xx
   return wrk.format("GET", path, {["Authorization"] = "DPoP " .. token, ["DPoP"] = proofs[i]})
 end
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "RESULT {\\"requests\\": %d, \\"duration_us\\": %d, \\"non_2xx\\": %d, " ..
+    "\\"socket_errors\\": %d, \\"p50_us\\": %d, \\"p99_us\\": %d, \\"p999_us\\": %d}\\n",
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write +
+    summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
 """
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def pin(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if shutil.which("taskset") and os.cpu_count() != 1 else []
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", str(core)] if taskset and (os.cpu_count() or 1) > 1 else []
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its children that have exited, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live children (uvicorn --workers)."""
+    total = cpu_seconds(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            try:
+                total += tree_cpu(int(child))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return total
 
 
 @contextmanager
-def serve(args: list[str], env: dict[str, str], ready: str) -> Iterator[None]:
+def serve(args: list[str], env: dict[str, str], ready: str) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(args, cwd=ROOT, env=env)  # noqa: S603 - our own commands
     try:
         deadline = time.monotonic() + 30
@@ -75,25 +103,35 @@ def serve(args: list[str], env: dict[str, str], ready: str) -> Iterator[None]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError(f"{args} did not start") from None
                 time.sleep(0.1)
-        yield
+        yield proc
     finally:
         proc.terminate()
         proc.wait(timeout=15)
 
 
-def wrk(
-    url: str, path: str, token: str, proofs: Path | None, duration: int, connections: int
-) -> dict[str, Any]:
+@dataclass
+class Scenario:
+    name: str
+    app: str
+    path: str = "/accounts"
+    env: dict[str, str] = field(default_factory=dict)
+    latency: float = 0.0  # Authlete simulator latency, seconds
+    workers: int = 1
+    guarded: bool = True
+    proofs_per_second: int = 6000
+
+
+def run_wrk(url: str, path: str, token: str, proofs: Path | None, duration: int) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA)
+    before = os.times()
     out = subprocess.run(  # noqa: S603
         [
             *pin(1),
-            "wrk",
+            shutil.which("wrk") or "wrk",
             "-t1",
-            f"-c{connections}",
+            f"-c{CONNECTIONS}",
             f"-d{duration}s",
-            "--latency",
             "-s",
             script.name,
             url,
@@ -106,35 +144,51 @@ def wrk(
         text=True,
         check=True,
     ).stdout
+    after = os.times()
     os.unlink(script.name)
-
-    def latency(label: str) -> float:
-        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.M)
-        if not match:
-            return float("nan")
-        value, unit = float(match.group(1)), match.group(2)
-        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    return {
-        "rps": rps,
-        "requests": total,
-        "p50_ms": latency("50"),
-        "p99_ms": latency("99"),
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": errors.group(1) if errors else "",
-    }
+    match = re.search(r"^RESULT (.*)$", out, re.M)
+    if match is None:
+        raise RuntimeError(f"no result from wrk: {out}")
+    result: dict[str, Any] = json.loads(match.group(1))
+    seconds = result["duration_us"] / 1e6
+    result["rps"] = result["requests"] / seconds
+    gen_cpu = (
+        after.children_user - before.children_user + after.children_system - before.children_system
+    )
+    result["generator_cpu"] = gen_cpu / seconds
+    return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--duration", type=int, default=None)
-    args = parser.parse_args()
-    duration = args.duration or (3 if args.quick else 10)
+def scenarios(redis_url: str) -> list[Scenario]:
+    fleet = {"DPOP_GUARD_REPLAY_STORE": redis_url, "DPOP_GUARD_INTROSPECTION_CACHE": redis_url}
+    return [
+        Scenario("bare endpoint (no middleware)", "benchmarks.apps:bare", guarded=False),
+        Scenario("cache hit, memory replay store", "examples.accounts:app"),
+        Scenario(
+            "cache hit, Redis replay store",
+            "examples.accounts:app",
+            env={"DPOP_GUARD_REPLAY_STORE": redis_url},
+        ),
+        Scenario(
+            "cache miss every request, Authlete 20 ms",
+            "examples.accounts:app",
+            env={"DPOP_GUARD_CACHE_TTL": "0"},
+            latency=0.02,
+            proofs_per_second=1500,
+        ),
+        Scenario(
+            "Authlete-delegated (no local check), 20 ms",
+            "benchmarks.apps:delegated",
+            latency=0.02,
+            proofs_per_second=1500,
+        ),
+        Scenario(
+            "2 workers, cache hit, Redis stores", "examples.accounts:app", env=fleet, workers=2
+        ),
+    ]
+
+
+def load(duration: int, progress: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is required (Debian: apt-get install {tool})")
@@ -179,7 +233,7 @@ def main() -> None:
         ):
             token = httpx.post(
                 f"{simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
-                headers={"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"},
+                headers=ADMIN,
                 json={
                     "subject": "alice",
                     "scopes": ["read:accounts"],
@@ -187,90 +241,83 @@ def main() -> None:
                     "accessTokenDuration": 3600,
                 },
             ).json()["accessToken"]
-            scenarios = [
-                ("bare /health", "memory", "/health"),
-                ("/accounts cache hit, memory replay store", "memory", "/accounts"),
-                ("/accounts cache hit, Redis replay store", redis_url, "/accounts"),
-            ]
-            for name, store, path in scenarios:
-                port = free_port()
-                url = f"http://127.0.0.1:{port}"
-                env = dict(base_env, DPOP_GUARD_REPLAY_STORE=store, DPOP_GUARD_PUBLIC_URL=url)
-                with serve(
-                    [
-                        *pin(0),
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "examples.accounts:app",
-                        "--port",
-                        str(port),
-                        "--log-level",
-                        "warning",
-                        "--no-access-log",
-                    ],
-                    env,
-                    f"{url}/health",
-                ):
-                    proofs_file = None
-                    if path != "/health":
-                        warm = signer.sign(htm="GET", htu=url + path, access_token=token)
-                        httpx.get(
-                            url + path, headers={"Authorization": f"DPoP {token}", "DPoP": warm}
-                        ).raise_for_status()
-                        count = 6000 * duration
-                        proofs_file = Path(tempfile.mkstemp(suffix=".txt")[1])
-                        proofs_file.write_text(
-                            "\n".join(
-                                signer.sign(htm="GET", htu=url + path, access_token=token)
-                                for _ in range(count)
-                            )
-                            + "\n"
-                        )
-                    calls_before = httpx.get(
-                        f"{simulator}/sim/stats",
-                        headers={"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"},
-                    ).json()["calls"]
-                    result = wrk(
-                        url, path, token if proofs_file else "-", proofs_file, duration, 32
-                    )
-                    calls_after = httpx.get(
-                        f"{simulator}/sim/stats",
-                        headers={"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"},
-                    ).json()["calls"]
-                    if proofs_file:
-                        proofs_file.unlink()
-                    result["authlete_calls"] = calls_after.get(
-                        "auth/introspection", 0
-                    ) - calls_before.get("auth/introspection", 0)
-                    rows.append({"scenario": name, **result})
-                    print(f"  {name}: {result['rps']:.0f} req/s", flush=True)
+            for scenario in scenarios(redis_url):
+                progress(scenario.name)
+                rows.append(_run(scenario, base_env, simulator, signer, token, duration))
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
-    bare = rows[0]["rps"]
-    memory = rows[1]["rps"]
+    bare = rows[0]
     for row in rows:
-        row["ratio_to_bare"] = row["rps"] / bare
-    info = machine()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / ("load-quick.json" if args.quick else "load.json")).write_text(
-        json.dumps({"machine": info, "duration_s": duration, "rows": rows}, indent=2) + "\n"
-    )
-    print(
-        f"\n{info['cpu']}, {info['cores']} cores, Python {info['python']}; server pinned to "
-        f"core 0, wrk (1 thread, 32 connections, {duration} s) to core 1\n"
-    )
-    print("| scenario | req/s | vs bare | p50 ms | p99 ms | non-2xx | Authlete calls |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(
-            f"| {row['scenario']} | {row['rps']:.0f} | {row['ratio_to_bare']:.2f}x | "
-            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['non_2xx']} | "
-            f"{row['authlete_calls']} |"
+        row["ratio_to_bare"] = row["rps"] / bare["rps"]
+    return rows
+
+
+def _calls(simulator: str) -> int:
+    calls = httpx.get(f"{simulator}/sim/stats", headers=ADMIN).json()["calls"]
+    return int(calls.get("auth/introspection", 0))
+
+
+def _run(
+    scenario: Scenario,
+    base_env: dict[str, str],
+    simulator: str,
+    signer: ProofSigner,
+    token: str,
+    duration: int,
+) -> dict[str, Any]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(base_env, DPOP_GUARD_PUBLIC_URL=url, **scenario.env)
+    httpx.post(f"{simulator}/sim/faults", headers=ADMIN, json={"latency": scenario.latency})
+    command = [
+        *(pin(0) if scenario.workers == 1 else []),
+        sys.executable,
+        "-m",
+        "uvicorn",
+        scenario.app,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--workers",
+        str(scenario.workers),
+    ]
+    with serve(command, env, f"{url}/health") as proc:
+        proofs_file = None
+        if scenario.guarded:
+            for _ in range(2 * scenario.workers):  # warm every worker's cache
+                warm = signer.sign(htm="GET", htu=url + scenario.path, access_token=token)
+                httpx.get(
+                    url + scenario.path,
+                    headers={"Authorization": f"DPoP {token}", "DPoP": warm, "Connection": "close"},
+                )
+            fd, name = tempfile.mkstemp(suffix=".txt")
+            os.close(fd)
+            proofs_file = Path(name)
+            count = scenario.proofs_per_second * scenario.workers * (duration + 1)
+            proofs_file.write_text(
+                "\n".join(
+                    signer.sign(htm="GET", htu=url + scenario.path, access_token=token)
+                    for _ in range(count)
+                )
+                + "\n"
+            )
+        calls = _calls(simulator)
+        cpu = tree_cpu(proc.pid)
+        result = run_wrk(url, scenario.path, token if proofs_file else "-", proofs_file, duration)
+        result["server_cpu_us_per_request"] = (
+            (tree_cpu(proc.pid) - cpu) / max(1, result["requests"]) * 1e6
         )
-    print(f"\nRedis replay store vs memory: {rows[2]['rps'] / memory:.2f}x")
-
-
-if __name__ == "__main__":
-    main()
+        result["authlete_calls"] = _calls(simulator) - calls
+        if proofs_file is not None:
+            result["proofs_available"] = count
+            proofs_file.unlink()
+    httpx.post(f"{simulator}/sim/faults", headers=ADMIN, json={"latency": 0.0})
+    return {
+        "scenario": scenario.name,
+        "workers": scenario.workers,
+        "authlete_latency_ms": scenario.latency * 1000,
+        **result,
+    }

@@ -19,10 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final
-
-from cachetools import LRUCache
+from typing import Any, Final, NamedTuple
 
 from ._b64 import b64url_decode, b64url_encode
 from ._json import JSONError, parse_object
@@ -43,6 +40,7 @@ __all__ = [
 
 DPOP_TYP: Final = "dpop+jwt"
 DEFAULT_KEY_CACHE_SIZE: Final = 4096
+_ATH_CACHE_SIZE: Final = 4096
 
 
 def compute_ath(access_token: str) -> str:
@@ -50,9 +48,9 @@ def compute_ath(access_token: str) -> str:
     return b64url_encode(hashlib.sha256(access_token.encode("utf-8")).digest())
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedProof:
-    """A proof that passed every stateless check."""
+class VerifiedProof(NamedTuple):
+    """A proof that passed every stateless check. (Immutable; a named tuple because it is
+    built on every request and a frozen dataclass costs five times as much to build.)"""
 
     jkt: str
     """RFC 7638 thumbprint of the key that signed the proof."""
@@ -87,10 +85,6 @@ def _fail(reason: str, description: str = "The DPoP proof is not valid.") -> Inv
     return InvalidDPoPProof(reason, description)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 class ProofVerifier:
     """Verifies DPoP proofs against one :class:`ProofPolicy`.
 
@@ -110,9 +104,18 @@ class ProofVerifier:
     ) -> None:
         self.policy = policy or ProofPolicy()
         self._algorithms = self.policy.accepted_algorithms
-        self._cache: LRUCache[str, PublicKey] | None = (
-            LRUCache(maxsize=key_cache_size) if key_cache_size > 0 else None
-        )
+        # A plain dict bounded first-in-first-out: a lookup costs a dict lookup, where an
+        # LRU's bookkeeping costs as much again as the rest of the header handling.
+        self._keys: dict[str, PublicKey] = {}
+        self._keys_max = key_cache_size
+        policy = self.policy
+        self._max_bytes = policy.max_proof_bytes
+        self._max_jti = policy.max_jti_length
+        self._window = policy.iat_window
+        self._leeway = policy.iat_leeway
+        self._replay_ttl = policy.replay_ttl
+        # ath per access token: one token is presented many times.
+        self._ath: dict[str, str] = {}
 
     def _parse_header(self, segment: str) -> PublicKey:
         try:
@@ -163,8 +166,7 @@ class ProofVerifier:
         :raises UseDPoPNonce: the nonce is missing, stale or foreign; carries a fresh one.
         :raises InvalidDPoPProof: with ``reason`` naming the failed check.
         """
-        policy = self.policy
-        if len(proof) > policy.max_proof_bytes:
+        if len(proof) > self._max_bytes:
             raise _fail("proof_too_large", "The DPoP proof is too large.")
         if not proof.isascii():
             raise _fail("proof_malformed")
@@ -173,12 +175,10 @@ class ProofVerifier:
             raise _fail("proof_malformed")
         header_b64, payload_b64, signature_b64 = segments
 
-        key = self._cache.get(header_b64) if self._cache is not None else None
+        key = self._keys.get(header_b64)
+        cache_after_signature = key is None and self._keys_max > 0
         if key is None:
             key = self._parse_header(header_b64)
-            cache_after_signature = self._cache is not None
-        else:
-            cache_after_signature = False
 
         try:
             signature = b64url_decode(signature_b64)
@@ -188,42 +188,33 @@ class ProofVerifier:
         if not key.verify(signature, signing_input):
             raise _fail("signature_invalid")
         if cache_after_signature:
-            assert self._cache is not None
-            self._cache[header_b64] = key
+            if len(self._keys) >= self._keys_max:
+                del self._keys[next(iter(self._keys))]
+            self._keys[header_b64] = key
 
         try:
             claims = parse_object(b64url_decode(payload_b64))
         except (ValueError, JSONError) as exc:
             raise _fail("payload_invalid") from exc
-        return self._check_claims(
-            claims,
-            key,
-            method=method,
-            url=url,
-            access_token=access_token,
-            now=now,
-            nonces=nonces,
-        )
+        return self._check_claims(claims, key, method, url, access_token, now, nonces)
 
     def _check_claims(
         self,
         claims: dict[str, Any],
         key: PublicKey,
-        *,
         method: str,
         url: str,
         access_token: str | None,
         now: int,
         nonces: NonceSource | None,
     ) -> VerifiedProof:
-        policy = self.policy
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise _fail("jti_missing")
-        if len(jti) > policy.max_jti_length:
+        if len(jti) > self._max_jti:
             raise _fail("jti_too_long")
         iat = claims.get("iat")
-        if not _is_number(iat):
+        if type(iat) is not int and type(iat) is not float:  # not bool, a subclass of int
             raise _fail("iat_missing")
         htm = claims.get("htm")
         if not isinstance(htm, str):
@@ -244,7 +235,7 @@ class ProofVerifier:
         if nonce is not None and not isinstance(nonce, str):
             raise _fail("nonce_invalid")
         jkt = key.jkt
-        window, replay_ttl, next_nonce = policy.iat_window, policy.replay_ttl, None
+        window, replay_ttl, next_nonce = self._window, self._replay_ttl, None
         if nonces is not None:
             # Before the iat check: a client with a skewed clock or a stale proof is told
             # to use a nonce rather than simply refused (RFC 9449 section 9).
@@ -257,28 +248,26 @@ class ProofVerifier:
                 next_nonce = nonces.issue(jkt, now)
             # A valid nonce proves the proof is at most a nonce lifetime old.
             window = max(window, nonces.lifetime)
-            replay_ttl = window + 2 * policy.iat_leeway
-        assert isinstance(iat, (int, float))
-        if iat < now - window - policy.iat_leeway:
+            replay_ttl = window + 2 * self._leeway
+        if iat < now - window - self._leeway:
             raise _fail("iat_too_old", "The DPoP proof is outside the accepted time window.")
-        if iat > now + policy.iat_leeway:
+        if iat > now + self._leeway:
             raise _fail("iat_in_future", "The DPoP proof is outside the accepted time window.")
         if access_token is not None:
             ath = claims.get("ath")
             if not isinstance(ath, str):
                 raise _fail("ath_missing")
-            if not hmac.compare_digest(ath.encode(), compute_ath(access_token).encode()):
+            expected = self._ath.get(access_token)
+            if expected is None:
+                if len(self._ath) >= _ATH_CACHE_SIZE:
+                    self._ath.clear()
+                expected = self._ath[access_token] = compute_ath(access_token)
+            # compare_digest takes ASCII str directly; a non-ASCII ath cannot match.
+            if not ath.isascii() or not hmac.compare_digest(ath, expected):
                 raise _fail("ath_mismatch", "The DPoP proof is not bound to the access token.")
+        replay_key = hashlib.sha256(f"{jkt}:{jti}".encode()).hexdigest()
         return VerifiedProof(
-            jkt=jkt,
-            jti=jti,
-            iat=int(iat),
-            htm=htm,
-            htu=htu,
-            nonce=nonce,
-            replay_key=hashlib.sha256(f"{jkt}:{jti}".encode()).hexdigest(),
-            replay_ttl=replay_ttl,
-            next_nonce=next_nonce,
+            jkt, jti, int(iat), htm, htu, nonce, replay_key, replay_ttl, next_nonce
         )
 
 

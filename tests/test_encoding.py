@@ -31,7 +31,38 @@ class TestBase64url:
             return
         assert b64url_encode(data) == text
 
-    @pytest.mark.parametrize("bad", ["", "A", "AB==", "AB+/", "A B", "ABC=", "AB\n"])
+    @given(
+        st.text(
+            alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+            "-_+/= \t\n.!é\x00",
+            max_size=40,
+        )
+    )
+    def test_decode_near_alphabet(self, text: str) -> None:
+        """Strings close to the alphabet decode only if they are canonical base64url."""
+        try:
+            data = b64url_decode(text)
+        except ValueError:
+            return
+        assert b64url_encode(data) == text
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            "",
+            "A",
+            "AB==",
+            "AB+/",
+            "A B",
+            "ABC=",
+            "AB\n",
+            "AAA.",
+            "AA AA",
+            "AAAA\x00AAA",
+            "AB",
+            "AAB",
+        ],
+    )
     def test_rejects(self, bad: str) -> None:
         """Padding, the standard alphabet and impossible lengths are refused."""
         with pytest.raises(ValueError):

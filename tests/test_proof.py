@@ -129,10 +129,18 @@ class TestAccepts:
         bad = ".".join([proof_for(signer).split(".")[0], forged[1], forged[2]])
         with pytest.raises(InvalidDPoPProof):
             verifier.verify(bad, method="GET", url=URL, access_token=TOKEN, now=NOW)
-        assert len(verifier._cache or {}) == 0
+        assert len(verifier._keys) == 0
         for _ in range(3):
             verifier.verify(proof_for(signer), method="GET", url=URL, access_token=TOKEN, now=NOW)
-        assert len(verifier._cache or {}) == 1
+        assert len(verifier._keys) == 1
+
+    def test_key_cache_is_bounded(self) -> None:
+        """The header cache never holds more than its size."""
+        verifier = ProofVerifier(POLICY, key_cache_size=2)
+        for _ in range(3):
+            signer = ProofSigner.generate("ES256")
+            verifier.verify(proof_for(signer), method="GET", url=URL, access_token=TOKEN, now=NOW)
+        assert len(verifier._keys) == 2
 
 
 class TestSelectProof:

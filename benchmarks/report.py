@@ -1,0 +1,111 @@
+"""The Markdown table and the plot of one benchmark run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _fmt_ratio(row: dict[str, Any]) -> str:
+    ratio = row.get("ratio")
+    if ratio is None or ratio != ratio:
+        return ""
+    return f"{ratio:.2f}x {row['ratio_to']}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    info = result["machine"]
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
+        f"cryptography {info['cryptography']}, joserfc {info['joserfc']}, "
+        f"starlette {info['starlette']}, httpx {info['httpx']}"
+        + (" (quick run)" if result.get("quick") else ""),
+        "",
+        "| scenario | variant | median µs | spread | vs floor |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in result["micro"]:
+        extra = _fmt_ratio(row)
+        if "worst_call_ms" in row:
+            per = row["bytes_per_record"]
+            extra = f"worst call {row['worst_call_ms']:.2f} ms" + (
+                "" if per != per else f", {per:.0f} B/record"
+            )
+        lines.append(
+            f"| {row['scenario']} | {row['variant']} | {row['median_us']:.1f} | "
+            f"{row['spread']:.0%} | {extra} |"
+        )
+    if result["load"]:
+        lines += [
+            "",
+            f"Load: uvicorn (1 worker unless noted) pinned to core 0, wrk (1 thread, 32 "
+            f"connections, {result['load_duration_s']} s) and the simulator on core 1; a "
+            "distinct fresh proof per request.",
+            "",
+            "| scenario | req/s | vs bare | p50 ms | p99 ms | p99.9 ms | non-2xx | Authlete "
+            "calls | server CPU µs/req | wrk CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in result["load"]:
+            lines.append(
+                f"| {row['scenario']} | {row['rps']:.0f} | {row['ratio_to_bare']:.2f}x | "
+                f"{row['p50_us'] / 1000:.1f} | {row['p99_us'] / 1000:.1f} | "
+                f"{row['p999_us'] / 1000:.1f} | {row['non_2xx'] + row['socket_errors']} | "
+                f"{row['authlete_calls']} | {row['server_cpu_us_per_request']:.0f} | "
+                f"{row['generator_cpu']:.0%} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """A two-panel PNG: verification vs the floor, and load req/s vs the bare endpoint.
+    Skipped (with a note) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (make bench installs it)")
+        return
+    verify = [r for r in result["micro"] if r["scenario"].startswith("verify")]
+    panels = 2 if result["load"] else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 5), squeeze=False)
+    ax = axes[0][0]
+    labels = [f"{r['scenario'][7:]} {r['variant']}" for r in verify]
+    ax.barh(
+        labels,
+        [r["ratio"] for r in verify],
+        color=[
+            "#999"
+            if "floor" in r["variant"]
+            else "#2a7"
+            if r["variant"] == "dpop_guard"
+            else "#c66"
+            for r in verify
+        ],
+    )
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("time per proof, x the raw signature verify")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title("Proof verification vs the floor")
+    if result["load"]:
+        ax = axes[0][1]
+        load = result["load"]
+        ax.barh([r["scenario"] for r in load], [r["rps"] for r in load], color="#47a")
+        for i, r in enumerate(load):
+            ax.text(
+                r["rps"], i, f" {r['rps']:.0f} ({r['ratio_to_bare']:.2f}x)", va="center", fontsize=7
+            )
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xlabel("requests/s")
+        ax.set_title("Load (uvicorn, wrk)")
+    info = result["machine"]
+    fig.suptitle(
+        f"dpop_guard - {info['cpu']}, {info['cores']} cores, Python {info['python']}", fontsize=9
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
