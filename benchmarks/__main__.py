@@ -48,7 +48,7 @@ def main() -> None:
     n, rounds = (300, 3) if args.quick else (3000, 9)
     duration = 2 if args.quick else 10
     algs = ("ES256", "EdDSA", "PS256")
-    progress = Progress(len(algs) + 2 + (0 if args.no_load else 6))
+    progress = Progress(len(algs) + 2 + (0 if args.no_load else 7))
     rows: list[dict[str, Any]] = []
     for alg in algs:
         progress.step(f"verify {alg}")

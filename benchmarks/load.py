@@ -117,6 +117,7 @@ class Scenario:
     env: dict[str, str] = field(default_factory=dict)
     latency: float = 0.0  # Authlete simulator latency, seconds
     workers: int = 1
+    launcher: str = "uvicorn"  # or "examples.serve" (uvicorn's supervisor, TCP_NODELAY kept)
     guarded: bool = True
     proofs_per_second: int = 6000
 
@@ -183,7 +184,17 @@ def scenarios(redis_url: str) -> list[Scenario]:
             proofs_per_second=1500,
         ),
         Scenario(
-            "2 workers, cache hit, Redis stores", "examples.accounts:app", env=fleet, workers=2
+            "2 workers (examples.serve), cache hit, Redis stores",
+            "examples.accounts:app",
+            env=fleet,
+            workers=2,
+            launcher="examples.serve",
+        ),
+        Scenario(
+            "2 workers (uvicorn --workers, uvicorn#3149), same",
+            "examples.accounts:app",
+            env=fleet,
+            workers=2,
         ),
     ]
 
@@ -270,20 +281,34 @@ def _run(
     url = f"http://127.0.0.1:{port}"
     env = dict(base_env, DPOP_GUARD_PUBLIC_URL=url, **scenario.env)
     httpx.post(f"{simulator}/sim/faults", headers=ADMIN, json={"latency": scenario.latency})
-    command = [
-        *(pin(0) if scenario.workers == 1 else []),
-        sys.executable,
-        "-m",
-        "uvicorn",
-        scenario.app,
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--workers",
-        str(scenario.workers),
-    ]
+    if scenario.launcher == "uvicorn":
+        command = [
+            *(pin(0) if scenario.workers == 1 else []),
+            sys.executable,
+            "-m",
+            "uvicorn",
+            scenario.app,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(scenario.workers),
+        ]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            scenario.launcher,
+            scenario.app,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--workers",
+            str(scenario.workers),
+        ]
     with serve(command, env, f"{url}/health") as proc:
         proofs_file = None
         if scenario.guarded:
