@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench bench-quick bench-load clean
+.PHONY: demo test lint typecheck check fuzz bench bench-quick bench-load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+fuzz: $(STAMP)
+	DPOP_GUARD_FUZZ_EXAMPLES=$${DPOP_GUARD_FUZZ_EXAMPLES:-25000} $(BIN)/python -m pytest -q -m fuzz -p no:cacheprovider tests/fuzz
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

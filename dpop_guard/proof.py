@@ -232,8 +232,8 @@ class ProofVerifier:
             if not matched:
                 raise _fail("htu_mismatch", "The DPoP proof does not match the request URL.")
         nonce = claims.get("nonce")
-        if nonce is not None and not isinstance(nonce, str):
-            raise _fail("nonce_invalid")
+        if nonce is None and "nonce" in claims or nonce is not None and type(nonce) is not str:
+            raise _fail("nonce_invalid")  # a present nonce must be a string; null is not
         jkt = key.jkt
         window, replay_ttl, next_nonce = self._window, self._replay_ttl, None
         if nonces is not None:

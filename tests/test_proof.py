@@ -454,9 +454,10 @@ class TestClaims:
         """ath must be a string."""
         reject(proof_for(signer, claims={"ath": 5}), "ath_missing")
 
-    def test_nonce_wrong_type(self, signer: ProofSigner) -> None:
-        """nonce, if present, must be a string."""
-        reject(proof_for(signer, claims={"nonce": 5}), "nonce_invalid")
+    @pytest.mark.parametrize("nonce", [5, None, ["n"], True])
+    def test_nonce_wrong_type(self, signer: ProofSigner, nonce: Any) -> None:
+        """nonce, if present, must be a string (null included: found by the fuzzer)."""
+        reject(proof_for(signer, claims={"nonce": nonce}), "nonce_invalid")
 
 
 _VALID_SIGNER = ProofSigner.generate("ES256")
