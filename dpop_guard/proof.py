@@ -232,7 +232,7 @@ class ProofVerifier:
             if not matched:
                 raise _fail("htu_mismatch", "The DPoP proof does not match the request URL.")
         nonce = claims.get("nonce")
-        if nonce is None and "nonce" in claims or nonce is not None and type(nonce) is not str:
+        if "nonce" in claims and type(nonce) is not str:
             raise _fail("nonce_invalid")  # a present nonce must be a string; null is not
         jkt = key.jkt
         window, replay_ttl, next_nonce = self._window, self._replay_ttl, None

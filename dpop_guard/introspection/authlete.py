@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -54,6 +55,13 @@ __all__ = ["AuthleteIntrospector"]
 logger = logging.getLogger("dpop_guard.introspection")
 
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+class _Default:
+    """The "not given" sentinel: ``None`` means no circuit breaker."""
+
+
+_DEFAULT = _Default()
 _ACTION_STATUS = {"BAD_REQUEST": 400, "UNAUTHORIZED": 401, "FORBIDDEN": 403}
 _DEFAULT_CLASS: dict[str, type[DPoPGuardError]] = {
     "BAD_REQUEST": InvalidRequest,
@@ -79,6 +87,63 @@ def _unavailable(reason: str, cause: BaseException | None = None) -> Introspecti
     return exc
 
 
+class CircuitBreaker:
+    """Fail fast while Authlete is down.
+
+    After ``threshold`` consecutive outages (timeouts, refused connections, 5xx, garbage)
+    the circuit opens: calls fail at once with 503 for ``cooldown`` seconds instead of each
+    holding a connection for the whole timeout. Then one call is let through; its success
+    closes the circuit, its failure opens it again. Answers from Authlete, rejections
+    included, count as success: the service is up.
+    """
+
+    def __init__(
+        self,
+        threshold: int = 5,
+        cooldown: float = 2.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._open_until: float | None = None
+        self._probing = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_until is not None
+
+    def allow(self) -> bool:
+        """Whether a call may go out now."""
+        if self._open_until is None:
+            return True
+        if self._probing or self._clock() < self._open_until:
+            return False
+        self._probing = True  # half-open: exactly one trial call
+        return True
+
+    def success(self) -> None:
+        self._failures, self._open_until, self._probing = 0, None, False
+
+    def abandon(self) -> None:
+        """A call ended without a verdict (cancelled): let another trial through."""
+        self._probing = False
+
+    def failure(self) -> None:
+        self._failures += 1
+        if self._probing or self._failures >= self.threshold:
+            if self._open_until is None or self._probing:
+                logger.warning(
+                    "authlete circuit open for %.1f s",
+                    self.cooldown,
+                    extra={"dpop_guard_reason": "authlete_circuit_open"},
+                )
+            self._open_until = self._clock() + self.cooldown
+            self._probing = False
+
+
 class AuthleteIntrospector:
     """Introspect access tokens with Authlete.
 
@@ -87,6 +152,8 @@ class AuthleteIntrospector:
         (tests use ``httpx.MockTransport``; use it under trio or behind an HTTP proxy).
         The owner closes it.
     :param settings: endpoint, API version and credentials.
+    :param breaker: a :class:`CircuitBreaker`; by default 5 outages in a row open it for
+        2 s. Pass ``None`` to disable.
 
     Every call is bounded by ``settings.timeout`` in total, retries included; retries
     happen only on a refused connection or a 429/502/503/504. Failures raise
@@ -97,8 +164,13 @@ class AuthleteIntrospector:
     """
 
     def __init__(
-        self, client: httpx.AsyncClient | PostTransport, settings: AuthleteSettings
+        self,
+        client: httpx.AsyncClient | PostTransport,
+        settings: AuthleteSettings,
+        *,
+        breaker: CircuitBreaker | _Default | None = _DEFAULT,
     ) -> None:
+        self.breaker = CircuitBreaker() if isinstance(breaker, _Default) else breaker
         self._transport: PostTransport = (
             HttpxTransport(client, settings.timeout)
             if isinstance(client, httpx.AsyncClient)
@@ -121,6 +193,26 @@ class AuthleteIntrospector:
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Introspect ``token``; see the module docstring for the two-call protocol."""
+        breaker = self.breaker
+        if breaker is None:
+            return await self._introspect(token, request)
+        if not breaker.allow():
+            raise IntrospectionUnavailable("authlete_circuit_open")
+        try:
+            info = await self._introspect(token, request)
+        except IntrospectionUnavailable:
+            breaker.failure()
+            raise
+        except DPoPGuardError:
+            breaker.success()  # Authlete answered: it is up
+            raise
+        except BaseException:
+            breaker.abandon()  # cancelled: neither verdict
+            raise
+        breaker.success()
+        return info
+
+    async def _introspect(self, token: str, request: RequestFacts) -> TokenInfo:
         body: dict[str, Any] = {"token": token}
         if request.scopes:
             body["scopes"] = list(request.scopes)

@@ -159,7 +159,9 @@ def oracle(header: dict[str, Any], claims: dict[str, Any]) -> bool:
     jti, iat = claims.get("jti"), claims.get("iat")
     if not isinstance(jti, str) or not 0 < len(jti) <= 256:
         return False
-    if type(iat) not in (int, float) or not NOW - 65 <= iat <= NOW + 5:
+    if not isinstance(iat, (int, float)) or isinstance(iat, bool):
+        return False
+    if not NOW - 65 <= iat <= NOW + 5:
         return False
     if claims.get("htm") != "GET":
         return False

@@ -438,3 +438,92 @@ class TestSettings:
         """Misconfiguration names the problem, never a secret."""
         with pytest.raises(ValueError, match=message):
             AuthleteSettings.from_env(env)
+
+
+class TestCircuitBreaker:
+    def breaker(self) -> tuple[Any, list[float]]:
+        from dpop_guard.introspection.authlete import CircuitBreaker
+
+        now = [100.0]
+        return CircuitBreaker(threshold=3, cooldown=2.0, clock=lambda: now[0]), now
+
+    async def test_opens_after_consecutive_outages(self) -> None:
+        """Three outages in a row open the circuit: the next calls fail without a request;
+        after the cooldown one trial goes out, and its success closes the circuit."""
+        breaker, now = self.breaker()
+        calls: list[int] = []
+        healthy = [False]
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append(1)
+            return json_response(OK) if healthy[0] else httpx.Response(500)
+
+        intro = AuthleteIntrospector(
+            httpx.AsyncClient(transport=httpx.MockTransport(handler)), V3, breaker=breaker
+        )
+        for _ in range(3):
+            with pytest.raises(IntrospectionUnavailable):
+                await intro.introspect("tok", request=BEARER_FACTS)
+        assert len(calls) == 3 and breaker.is_open
+        with pytest.raises(IntrospectionUnavailable) as info:
+            await intro.introspect("tok", request=BEARER_FACTS)
+        assert info.value.reason == "authlete_circuit_open" and len(calls) == 3
+        now[0] += 2.0
+        healthy[0] = True
+        assert (await intro.introspect("tok", request=BEARER_FACTS)).subject == "alice"
+        assert not breaker.is_open and len(calls) == 4
+
+    async def test_failed_trial_reopens(self) -> None:
+        """A failed trial call opens the circuit for another cooldown."""
+        breaker, now = self.breaker()
+        for _ in range(3):
+            breaker.failure()
+        now[0] += 2.0
+        assert breaker.allow() and not breaker.allow()  # one trial at a time
+        breaker.failure()
+        assert not breaker.allow()
+        now[0] += 2.0
+        assert breaker.allow()
+
+    async def test_rejections_are_not_outages(self) -> None:
+        """UNAUTHORIZED answers mean Authlete is up: they never open the circuit."""
+        breaker, _ = self.breaker()
+        intro = introspector(lambda r: json_response({"action": "UNAUTHORIZED"}))
+        intro.breaker = breaker
+        for _ in range(5):
+            with pytest.raises(InvalidToken):
+                await intro.introspect("tok", request=BEARER_FACTS)
+        assert not breaker.is_open
+
+    async def test_cancelled_trial_allows_another(self) -> None:
+        """A trial call cancelled midway does not leave the circuit stuck open."""
+        breaker, now = self.breaker()
+        for _ in range(3):
+            breaker.failure()
+        now[0] += 2.0
+
+        class Hang(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                await anyio.sleep(30)
+                raise AssertionError("not reached")
+
+        intro = AuthleteIntrospector(httpx.AsyncClient(transport=Hang()), V3, breaker=breaker)
+        with anyio.move_on_after(0.05):
+            await intro.introspect("tok", request=BEARER_FACTS)
+        assert breaker.allow()
+
+    async def test_disabled(self) -> None:
+        """breaker=None: every call goes out."""
+        calls: list[int] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append(1)
+            return httpx.Response(500)
+
+        intro = AuthleteIntrospector(
+            httpx.AsyncClient(transport=httpx.MockTransport(handler)), V3, breaker=None
+        )
+        for _ in range(8):
+            with pytest.raises(IntrospectionUnavailable):
+                await intro.introspect("tok", request=BEARER_FACTS)
+        assert len(calls) == 8
