@@ -227,6 +227,33 @@ class TestSharedReplay:
             server.stop()
 
 
+    async def test_redis_hangs(self, make_harness: Callable[..., Harness], signer: ProofSigner,
+                               reasons: list[str]) -> None:
+        """A Redis that stops answering (SIGSTOP): 503 within the command timeout, never a
+        pass; it answers again (SIGCONT): requests pass."""
+        import signal
+
+        server = RedisServer().start()
+        try:
+            h = make_harness(replay_store=RedisReplayStore.from_url(server.url))
+            token = h.token(signer)
+            assert (await h.call(token, signer)).status_code == 200
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGSTOP)
+            started = time.monotonic()
+            response = await h.call(token, signer)
+            elapsed = time.monotonic() - started
+            assert_rejected(response, 503, None, "replay_store_error", reasons)
+            assert elapsed < 2.0
+            server.proc.send_signal(signal.SIGCONT)
+            await anyio.sleep(1.05)
+            assert (await h.call(token, signer)).status_code == 200
+        finally:
+            if server.proc is not None:
+                server.proc.send_signal(signal.SIGCONT)
+            server.stop()
+
+
 class TestSharedIntrospectionCache:
     async def test_one_round_for_the_fleet(
         self, make_harness: Callable[..., Harness], signer: ProofSigner, redis_url: str

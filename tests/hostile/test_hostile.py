@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from dpop_guard._b64 import b64url_decode, b64url_encode
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.client import ProofSigner
-from dpop_guard.introspection.simulator import SimulatorState
+from dpop_guard.introspection.simulator import DEFAULT_SERVICE_TOKEN, SimulatorState
 from dpop_guard.proof import compute_ath
 from dpop_guard.testing import DELETE, make_proof
 
@@ -217,7 +218,11 @@ class Request:
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c["id"] for c in CORPUS])
 async def test_hostile(
-    case: dict[str, Any], harness: Harness, keys: dict[str, ProofSigner], reasons: list[str]
+    case: dict[str, Any],
+    harness: Harness,
+    keys: dict[str, ProofSigner],
+    reasons: list[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Refused with the expected status, challenge error and internal reason (or accepted,
     for the boundary cases), never a 5xx, never echoing the token."""
@@ -231,9 +236,14 @@ async def test_hostile(
         assert (await request.send(request.proof(request.owner, plain=True))).status_code == 200
     elif sequence == "warm_cache":
         assert (await request.send(request.proof(request.owner, plain=True))).status_code == 200
+    caplog.set_level(logging.DEBUG)
     before = len(reasons)
     response = await request.send(proof)
     expect = case["expect"]
+    logged = caplog.text + json.dumps([str(r.__dict__) for r in caplog.records])
+    for secret in (request.token, proof, proof.split(".")[-1], DEFAULT_SERVICE_TOKEN):
+        if len(secret) >= 8:
+            assert secret not in logged, "a token, proof or credential reached the log"
     assert response.status_code == expect["status"], (response.text, reasons[-3:])
     assert response.status_code < 500
     assert request.token not in response.text
