@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from .micro import RESULTS, asgi, machine, micro, replay_scale
+from .micro import RESULTS, asgi, machine, micro, replay_scale, worst_case
 from .report import markdown, plot
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     n, rounds = (300, 3) if args.quick else (3000, 9)
     duration = 2 if args.quick else 10
     algs = ("ES256", "EdDSA", "PS256")
-    progress = Progress(len(algs) + 2 + (0 if args.no_load else 7))
+    progress = Progress(len(algs) + 3 + (0 if args.no_load else 7))
     rows: list[dict[str, Any]] = []
     for alg in algs:
         progress.step(f"verify {alg}")
@@ -57,6 +57,8 @@ def main() -> None:
     rows += asyncio.run(asgi(n, rounds))
     progress.step("replay store mass expiry")
     rows += replay_scale(20_000 if args.quick else 100_000)
+    progress.step("worst case per request")
+    rows += worst_case(50 if args.quick else 300)
     load_rows: list[dict[str, Any]] = []
     if not args.no_load:
         from .load import load

@@ -37,6 +37,7 @@ from dpop_guard import (
     CachingIntrospector,
     DPoPGuardMiddleware,
     GuardSettings,
+    InvalidDPoPProof,
     ProofPolicy,
     ProofSigner,
     ProofVerifier,
@@ -50,6 +51,7 @@ from dpop_guard.introspection.simulator import (
     create_simulator_app,
 )
 from dpop_guard.jwk import import_public_jwk
+from dpop_guard.proof import compute_ath
 from dpop_guard.replay import MemoryReplayStore
 
 RESULTS = Path(__file__).parent / "results"
@@ -373,3 +375,64 @@ def machine() -> dict[str, Any]:
         "starlette": version("starlette"),
         "httpx": version("httpx"),
     }
+
+
+def worst_case(n: int) -> list[dict[str, Any]]:
+    """The most CPU one request can make the verifier spend: for each crafted input, a fresh
+    key per request (so the header cache never helps), at the size limits."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    now = int(time.time())
+    policy = ProofPolicy(algorithms=("ES256", "PS256", "EdDSA", "PS512", "RS256"))
+    rsa4096 = ProofSigner(
+        rsa.generate_private_key(public_exponent=65537, key_size=4096), alg="PS512"
+    )
+    es = ProofSigner.generate("ES256")
+
+    def unique_es(i: int) -> str:  # a new key each time: header parse + key import + verify
+        signer = ProofSigner.generate("ES256")
+        return signer.sign(htm="GET", htu=URL, access_token=TOKEN, iat=now)
+
+    big_claims = {
+        "jti": "j",
+        "htm": "GET",
+        "htu": URL,
+        "iat": now,
+        "pad": ["x" * 60] * 90,
+    }  # a payload near the 8 KiB cap
+    cases: dict[str, Callable[[int], str]] = {
+        "ES256, new key per request": unique_es,
+        "PS512 on RSA-4096": lambda i: rsa4096.sign(
+            htm="GET", htu=URL, access_token=TOKEN, iat=now
+        ),
+        "8 KiB payload, valid signature": lambda i: es.sign_raw(
+            None, big_claims | {"jti": f"j{i}", "ath": compute_ath(TOKEN)}
+        ),
+        "RSA-4096 key, bad signature": lambda i: ".".join(
+            [*rsa4096.sign(htm="GET", htu=URL, iat=now).split(".")[:2], "A" * 683]
+        ),
+    }
+    rows = []
+    for name, make in cases.items():
+        verifier = ProofVerifier(policy, key_cache_size=0)
+        proofs = [make(i) for i in range(n)]
+
+        def run(k: int, proofs: list[str] = proofs, verifier: ProofVerifier = verifier) -> None:
+            for proof in proofs[:k]:
+                try:
+                    verifier.verify(proof, method="GET", url=URL, access_token=TOKEN, now=now)
+                except InvalidDPoPProof:
+                    pass
+
+        med, spread = _interleaved({name: run}, n, 3)[name]
+        rows.append(
+            {
+                "scenario": "worst case per request (verifier)",
+                "variant": name,
+                "median_us": med * 1e6,
+                "spread": spread,
+                "ratio": float("nan"),
+                "ratio_to": "",
+            }
+        )
+    return rows
