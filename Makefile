@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check fuzz bench bench-quick bench-load clean
+.PHONY: demo test lint typecheck check fuzz soak bench bench-quick bench-load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
+
+soak: $(STAMP)
+	tools/ensure-command redis-server
+	tools/ensure-command wrk
+	$(BIN)/python -m benchmarks.soak
 
 bench-load: $(STAMP)
 	tools/ensure-command redis-server

@@ -1,0 +1,264 @@
+"""``python -m benchmarks.soak [--duration 60]``: a soak run of the accounts example.
+
+wrk sends fresh valid proofs as fast as the server takes them while a second client, at a
+low rate, replays proofs wrk has already used and presents the token with another key's
+proofs: every one of those must be refused. Reported: requests, 5xx (must be 0), wrongly
+accepted (must be 0), p99, and the server's RSS at the start and the end. Run for one worker
+with the memory store and for two workers (``examples.serve``) with the Redis stores.
+
+The proofs are signed before the run, so the server's ``iat`` window is widened to cover
+the run (``DPOP_GUARD_IAT_WINDOW``); every other check is as configured by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dpop_guard.client import ProofSigner
+from dpop_guard.introspection.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
+
+from .load import ADMIN, free_port, pin, run_wrk, serve
+from .micro import RESULTS, machine
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and its children, KiB."""
+    total = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            total += int(line.split()[1])
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            try:
+                total += rss_kib(int(child))
+            except FileNotFoundError:
+                pass
+    return total
+
+
+class Hostile(threading.Thread):
+    """Replays used proofs and tries another key's proofs, ~20 times a second."""
+
+    def __init__(self, url: str, token: str, used: list[str], thief: ProofSigner) -> None:
+        super().__init__(daemon=True)
+        self.url, self.token, self.used, self.thief = url, token, used, thief
+        self.stop = threading.Event()
+        self.sent = self.wrongly_accepted = self.server_errors = 0
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            i = 0
+            while not self.stop.wait(0.05):
+                i += 1
+                if i % 2:
+                    proof = self.used[i % len(self.used)]  # already consumed by wrk
+                else:
+                    proof = self.thief.sign(
+                        htm="GET", htu=f"{self.url}/accounts", access_token=self.token
+                    )
+                response = client.get(
+                    "/accounts", headers={"Authorization": f"DPoP {self.token}", "DPoP": proof}
+                )
+                self.sent += 1
+                if response.status_code == 200:
+                    self.wrongly_accepted += 1
+                elif response.status_code >= 500:
+                    self.server_errors += 1
+
+
+def soak(
+    name: str,
+    duration: int,
+    env: dict[str, str],
+    workers: int,
+    simulator: str,
+    signer: ProofSigner,
+    token: str,
+    rate_guess: int,
+) -> dict[str, Any]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(env, DPOP_GUARD_PUBLIC_URL=url, DPOP_GUARD_IAT_WINDOW=str(duration * 3 + 120))
+    if workers == 1:
+        command = [
+            *pin(0),
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "examples.accounts:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "examples.serve",
+            "examples.accounts:app",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ]
+    with serve(command, env, f"{url}/health") as proc:
+        for _ in range(4 * workers):
+            warm = signer.sign(htm="GET", htu=f"{url}/accounts", access_token=token)
+            httpx.get(
+                f"{url}/accounts",
+                headers={"Authorization": f"DPoP {token}", "DPoP": warm, "Connection": "close"},
+            )
+        count = rate_guess * workers * (duration + 2)
+        proofs = [
+            signer.sign(htm="GET", htu=f"{url}/accounts", access_token=token) for _ in range(count)
+        ]
+        fd, path = tempfile.mkstemp(suffix=".txt")
+        os.close(fd)
+        Path(path).write_text("\n".join(proofs) + "\n")
+        rss_start = rss_kib(proc.pid)
+        hostile = Hostile(url, token, proofs[:200], ProofSigner.generate("ES256"))
+        timer = threading.Timer(2.0, hostile.start)  # wrk has used the first proofs by then
+        timer.start()
+        result = run_wrk(url, "/accounts", token, Path(path), duration)
+        hostile.stop.set()
+        timer.cancel()
+        if hostile.is_alive():
+            hostile.join()
+        rss_end = rss_kib(proc.pid)
+        os.unlink(path)
+    return {
+        "scenario": name,
+        "duration_s": duration,
+        "requests": result["requests"],
+        "rps": result["rps"],
+        "p99_ms": result["p99_us"] / 1000,
+        "p999_ms": result["p999_us"] / 1000,
+        "wrk_non_2xx": result["non_2xx"],
+        "socket_errors": result["socket_errors"],
+        "proofs_available": count,
+        "hostile_sent": hostile.sent,
+        "wrongly_accepted": hostile.wrongly_accepted,
+        "hostile_5xx": hostile.server_errors,
+        "rss_start_kib": rss_start,
+        "rss_end_kib": rss_end,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=int, default=60)
+    args = parser.parse_args()
+    sim_port, redis_port = free_port(), free_port()
+    simulator = f"http://127.0.0.1:{sim_port}"
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    env = dict(
+        os.environ,
+        AUTHLETE_BASE_URL=simulator,
+        AUTHLETE_API_VERSION="V3",
+        AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
+        AUTHLETE_SERVICE_ACCESSTOKEN=DEFAULT_SERVICE_TOKEN,
+    )
+    signer = ProofSigner.generate("ES256")
+    redis_proc = subprocess.Popen(  # noqa: S603
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    rows = []
+    try:
+        with serve(
+            [
+                *pin(1),
+                sys.executable,
+                "-m",
+                "dpop_guard.introspection.simulator",
+                "--port",
+                str(sim_port),
+            ],
+            env,
+            f"{simulator}/sim/stats",
+        ):
+            token = httpx.post(
+                f"{simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
+                headers=ADMIN,
+                json={
+                    "subject": "alice",
+                    "scopes": ["read:accounts"],
+                    "dpopKeyThumbprint": signer.jkt,
+                    "accessTokenDuration": 7200,
+                },
+            ).json()["accessToken"]
+            print(f"soak 1/2: one worker, memory store, {args.duration} s ...", flush=True)
+            rows.append(
+                soak(
+                    "1 worker, memory store", args.duration, env, 1, simulator, signer, token, 4000
+                )
+            )
+            print(f"soak 2/2: two workers, Redis stores, {args.duration} s ...", flush=True)
+            fleet = dict(
+                env, DPOP_GUARD_REPLAY_STORE=redis_url, DPOP_GUARD_INTROSPECTION_CACHE=redis_url
+            )
+            rows.append(
+                soak(
+                    "2 workers (examples.serve), Redis stores",
+                    args.duration,
+                    fleet,
+                    2,
+                    simulator,
+                    signer,
+                    token,
+                    3500,
+                )
+            )
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "soak.json").write_text(
+        json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n"
+    )
+    print(
+        "\n| scenario | requests | req/s | p99 ms | non-2xx | hostile sent | wrongly "
+        "accepted | hostile 5xx | RSS start → end MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    failed = False
+    for r in rows:
+        print(
+            f"| {r['scenario']} | {r['requests']} | {r['rps']:.0f} | {r['p99_ms']:.1f} | "
+            f"{r['wrk_non_2xx'] + r['socket_errors']} | {r['hostile_sent']} | "
+            f"{r['wrongly_accepted']} | {r['hostile_5xx']} | "
+            f"{r['rss_start_kib'] / 1024:.1f} → {r['rss_end_kib'] / 1024:.1f} |"
+        )
+        failed |= bool(r["wrongly_accepted"] or r["hostile_5xx"] or r["wrk_non_2xx"])
+    if failed:
+        raise SystemExit("soak failed: a 5xx, a wrongly accepted request or a refused valid one")
+
+
+if __name__ == "__main__":
+    main()
