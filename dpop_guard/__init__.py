@@ -20,6 +20,7 @@ from .errors import (
 from .introspection import Introspector, RequestFacts, TokenInfo
 from .introspection.authlete import AuthleteIntrospector
 from .introspection.cached import CachingIntrospector
+from .introspection.transport import AsyncioHTTPClient
 from .jwk import jwk_thumbprint
 from .middleware import DPoPCredentials, DPoPGuardMiddleware
 from .proof import ProofVerifier, VerifiedProof, compute_ath, verify_proof
@@ -29,6 +30,7 @@ from .settings import AuthleteSettings, GuardSettings, ProofPolicy, Route
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncioHTTPClient",
     "AuthenticationRequired",
     "AuthleteIntrospector",
     "AuthleteSettings",

@@ -41,7 +41,6 @@ from dpop_guard import (
     GuardSettings,
     Route,
 )
-from dpop_guard.introspection._http import AsyncioHTTPClient
 from dpop_guard.introspection.cached import SharedTokenCache
 from dpop_guard.introspection.simulator import (
     DEFAULT_API_SECRET,
@@ -49,6 +48,7 @@ from dpop_guard.introspection.simulator import (
     SimulatorState,
     create_simulator_app,
 )
+from dpop_guard.introspection.transport import AsyncioHTTPClient
 from dpop_guard.replay import replay_store_from_url
 
 logger = logging.getLogger("examples.accounts")

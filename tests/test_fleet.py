@@ -226,9 +226,9 @@ class TestSharedReplay:
         finally:
             server.stop()
 
-
-    async def test_redis_hangs(self, make_harness: Callable[..., Harness], signer: ProofSigner,
-                               reasons: list[str]) -> None:
+    async def test_redis_hangs(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
         """A Redis that stops answering (SIGSTOP): 503 within the command timeout, never a
         pass; it answers again (SIGCONT): requests pass."""
         import signal

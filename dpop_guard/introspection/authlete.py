@@ -41,7 +41,7 @@ from ..errors import (
 )
 from ..settings import AuthleteSettings
 from . import RequestFacts, TokenInfo
-from ._http import (
+from .transport import (
     AsyncioHTTPClient,
     HttpxTransport,
     PostTransport,

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from dpop_guard.introspection._http import (
+from dpop_guard.introspection.transport import (
     AsyncioHTTPClient,
     TransportConnectError,
     TransportError,
