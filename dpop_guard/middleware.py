@@ -128,8 +128,12 @@ class DPoPGuardMiddleware:
         path = _route_path(scope)
         route = self.settings.route_for(path, method)
         if route is not None and route.public:
-            await self.app(scope, receive, send)
-            return
+            if not _has_dot_segments(path):
+                await self.app(scope, receive, send)
+                return
+            # "/public/../private" must not ride on a public prefix into an app (or a
+            # framework) that resolves dot segments after us: protect it.
+            route = None
         try:
             credentials, next_nonce = await self._authenticate(scope, method, route)
             scope["auth"] = credentials
@@ -288,6 +292,10 @@ def _several_processes() -> bool:
     except ValueError:
         concurrency = 1
     return concurrency > 1 or multiprocessing.parent_process() is not None
+
+
+def _has_dot_segments(path: str) -> bool:
+    return "/." in path and any(seg in (".", "..") for seg in path.split("/"))
 
 
 def _route_path(scope: Scope) -> str:

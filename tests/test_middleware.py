@@ -244,6 +244,44 @@ class TestSuccess:
         response = await h.call(None, path="/health")
         assert response.json() == {"status": "ok", "auth": False}
 
+    @pytest.mark.parametrize(
+        ("path", "status"),
+        [
+            ("/public/../accounts", 401),
+            ("/public/./x", 401),
+            ("/public/..", 401),
+            ("/public/x.y/..z", 404),  # not a dot segment: public, and the app has no such route
+        ],
+    )
+    async def test_dot_segments_never_public(
+        self, make_harness: Callable[..., Harness], path: str, status: int
+    ) -> None:
+        """A public prefix never admits a path with dot segments (a traversal to a
+        protected route in an app that resolves them). Sent as a raw ASGI scope, since
+        HTTP clients remove dot segments themselves."""
+        h = make_harness(routes=(Route("/public/*", public=True), *ROUTES))
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "scheme": "https",
+            "query_string": b"",
+            "headers": [],
+            "server": ("api.bank.test", 443),
+        }
+        await h.app(scope, receive, send)
+        assert sent[0]["status"] == status
+
     async def test_unlisted_path_is_protected(
         self, h: Harness, signer: ProofSigner, reasons: list[str]
     ) -> None:
