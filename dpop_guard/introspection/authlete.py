@@ -240,7 +240,7 @@ class AuthleteIntrospector:
         if isinstance(check, BaseException):
             raise check
         if check.get("action") != "OK":
-            self._token_info(check, request, jkt=None)  # raises the mapped rejection
+            raise _failure(check, request)
         if isinstance(probe, BaseException):
             raise probe
         probe_action = probe.get("action")
@@ -283,14 +283,19 @@ class AuthleteIntrospector:
     def _token_info(
         self, data: dict[str, Any], request: RequestFacts, *, jkt: str | None
     ) -> TokenInfo:
-        action = data.get("action")
-        if action == "OK":
+        if data.get("action") == "OK":
             return _parse_ok(data, jkt)
-        if action == "INTERNAL_SERVER_ERROR":
-            raise _unavailable("authlete_internal_error")
-        if action not in _ACTION_STATUS:
-            raise _unavailable("authlete_unknown_action")
-        raise _rejection(action, data, request)
+        raise _failure(data, request)
+
+
+def _failure(data: dict[str, Any], request: RequestFacts) -> DPoPGuardError:
+    """The error for an answer whose ``action`` is not ``OK``."""
+    action = data.get("action")
+    if action == "INTERNAL_SERVER_ERROR":
+        return _unavailable("authlete_internal_error")
+    if action not in _ACTION_STATUS:
+        return _unavailable("authlete_unknown_action")
+    return _rejection(action, data, request)
 
 
 def _parse_ok(data: dict[str, Any], jkt: str | None) -> TokenInfo:
