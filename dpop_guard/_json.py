@@ -34,6 +34,8 @@ _SCAN = _DECODER.scan_once  # type: ignore[attr-defined]  # set in __init__, not
 
 
 def _depth(value: Any, limit: int) -> int:
+    """How deeply containers nest: ``{}`` is 1, ``{"a": []}`` is 2 (scalars add nothing),
+    so a document never nests deeper than it has brackets. Stops early past ``limit``."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     deepest = 0
     while stack:
@@ -41,10 +43,8 @@ def _depth(value: Any, limit: int) -> int:
         deepest = max(deepest, level)
         if level > limit:
             return level
-        if isinstance(item, dict):
-            stack.extend((child, level + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, level + 1) for child in item)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
     return deepest
 
 

@@ -111,6 +111,7 @@ class ProofVerifier:
         policy = self.policy
         self._max_bytes = policy.max_proof_bytes
         self._max_jti = policy.max_jti_length
+        self._max_depth = policy.max_json_depth
         self._window = policy.iat_window
         self._leeway = policy.iat_leeway
         self._replay_ttl = policy.replay_ttl
@@ -119,7 +120,7 @@ class ProofVerifier:
 
     def _parse_header(self, segment: str) -> PublicKey:
         try:
-            header = parse_object(b64url_decode(segment))
+            header = parse_object(b64url_decode(segment), max_depth=self._max_depth)
         except (ValueError, JSONError) as exc:
             raise _fail("header_invalid") from exc
         typ = header.get("typ")
@@ -193,7 +194,7 @@ class ProofVerifier:
             self._keys[header_b64] = key
 
         try:
-            claims = parse_object(b64url_decode(payload_b64))
+            claims = parse_object(b64url_decode(payload_b64), max_depth=self._max_depth)
         except (ValueError, JSONError) as exc:
             raise _fail("payload_invalid") from exc
         return self._check_claims(claims, key, method, url, access_token, now, nonces)

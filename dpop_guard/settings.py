@@ -33,6 +33,7 @@ DEFAULT_IAT_LEEWAY: Final = 5
 DEFAULT_MAX_PROOF_BYTES: Final = 8192
 DEFAULT_MAX_TOKEN_BYTES: Final = 8192
 DEFAULT_MAX_JTI_LENGTH: Final = 256
+DEFAULT_MAX_JSON_DEPTH: Final = 8
 DEFAULT_CACHE_TTL: Final = 60.0
 DEFAULT_CACHE_MAXSIZE: Final = 100_000
 DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
@@ -55,6 +56,7 @@ class ProofPolicy:
     :param iat_leeway: clock skew tolerated on both sides of the window.
     :param max_proof_bytes: the ``DPoP`` header is refused above this, before parsing.
     :param max_jti_length: ``jti`` longer than this is refused.
+    :param max_json_depth: header and payload JSON nested deeper than this is refused.
     :param min_rsa_bits, max_rsa_bits: accepted RSA modulus sizes.
     """
 
@@ -63,6 +65,7 @@ class ProofPolicy:
     iat_leeway: int = DEFAULT_IAT_LEEWAY
     max_proof_bytes: int = DEFAULT_MAX_PROOF_BYTES
     max_jti_length: int = DEFAULT_MAX_JTI_LENGTH
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
     min_rsa_bits: int = DEFAULT_MIN_RSA_BITS
     max_rsa_bits: int = DEFAULT_MAX_RSA_BITS
 
@@ -79,6 +82,7 @@ class ProofPolicy:
             raise ValueError("iat_leeway must not be negative")
         _positive("max_proof_bytes", self.max_proof_bytes)
         _positive("max_jti_length", self.max_jti_length)
+        _positive("max_json_depth", self.max_json_depth)
         if not 1024 <= self.min_rsa_bits <= self.max_rsa_bits:
             raise ValueError("min_rsa_bits must be >= 1024 and <= max_rsa_bits")
 
@@ -251,7 +255,8 @@ class GuardSettings:
         """Read ``DPOP_GUARD_*`` settings. Routes are code, not environment.
 
         ``ALGORITHMS`` (space- or comma-separated), ``IAT_WINDOW``, ``IAT_LEEWAY``,
-        ``MAX_PROOF_BYTES``, ``PUBLIC_URL``, ``REALM``, ``ALLOW_UNBOUND_TOKENS``
+        ``MAX_PROOF_BYTES``, ``MAX_TOKEN_BYTES``, ``MAX_JTI_LENGTH``, ``MAX_JSON_DEPTH``,
+        ``MIN_RSA_BITS``, ``MAX_RSA_BITS``, ``PUBLIC_URL``, ``REALM``, ``ALLOW_UNBOUND_TOKENS``
         (``true``/``false``), ``NONCE`` (``off``/``required``), ``NONCE_SECRET``,
         ``NONCE_STEP``, ``REPLAY_STORE`` (``memory`` or a Redis URL),
         ``INTROSPECTION_CACHE`` (a Redis URL), ``CACHE_TTL``, ``CACHE_MAXSIZE``,
@@ -279,9 +284,14 @@ class GuardSettings:
             policy_kwargs["algorithms"] = tuple(a for a in re.split(r"[\s,]+", algs) if a)
         policy_kwargs["iat_window"] = int(number("IAT_WINDOW", DEFAULT_IAT_WINDOW, int))
         policy_kwargs["iat_leeway"] = int(number("IAT_LEEWAY", DEFAULT_IAT_LEEWAY, int))
-        policy_kwargs["max_proof_bytes"] = int(
-            number("MAX_PROOF_BYTES", DEFAULT_MAX_PROOF_BYTES, int)
-        )
+        for field_name, default in (
+            ("max_proof_bytes", DEFAULT_MAX_PROOF_BYTES),
+            ("max_jti_length", DEFAULT_MAX_JTI_LENGTH),
+            ("max_json_depth", DEFAULT_MAX_JSON_DEPTH),
+            ("min_rsa_bits", DEFAULT_MIN_RSA_BITS),
+            ("max_rsa_bits", DEFAULT_MAX_RSA_BITS),
+        ):
+            policy_kwargs[field_name] = int(number(field_name.upper(), default, int))
         secret = get("NONCE_SECRET")
         unbound = (get("ALLOW_UNBOUND_TOKENS") or "false").lower()
         if unbound not in ("true", "false", "1", "0"):
@@ -300,6 +310,7 @@ class GuardSettings:
                 introspection_cache=get("INTROSPECTION_CACHE"),
                 cache_ttl=number("CACHE_TTL", DEFAULT_CACHE_TTL, float),
                 cache_maxsize=int(number("CACHE_MAXSIZE", DEFAULT_CACHE_MAXSIZE, int)),
+                max_token_bytes=int(number("MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES, int)),
                 replay_maxsize=int(number("REPLAY_MAXSIZE", DEFAULT_REPLAY_MAXSIZE, int)),
             )
         except ValueError as exc:

@@ -79,6 +79,22 @@ json_values = st.recursive(
 
 
 class TestStrictJSON:
+    @pytest.mark.parametrize(
+        ("raw", "depth"),
+        [
+            (b"{}", 1),
+            (b'{"a":1}', 1),
+            (b'{"a":[]}', 2),
+            (b'{"a":[{"b":[1]}]}', 4),
+        ],
+    )
+    def test_depth_counts_containers(self, raw: bytes, depth: int) -> None:
+        """Depth is container nesting: accepted at the limit, refused one below it."""
+        parse_object(raw, max_depth=depth)
+        with pytest.raises(JSONError) as info:
+            parse_object(raw, max_depth=depth - 1)
+        assert info.value.reason == "too_deep"
+
     @given(st.dictionaries(st.text(max_size=8), json_values, max_size=5))
     def test_objects_round_trip(self, obj: dict[str, Any]) -> None:
         """Objects of depth <= 8 parse back to themselves."""

@@ -205,6 +205,14 @@ class TestStructure:
         rest = proof_for(signer).split(".", 1)[1]
         reject(b64url_encode(raw) + "." + rest, "header_invalid")
 
+    def test_json_depth_is_configurable(self, signer: ProofSigner) -> None:
+        """A lower max_json_depth refuses a nested claim the default accepts."""
+        proof = proof_for(signer, claims={"x": {"y": {"z": 1}}})
+        verify(proof)
+        with pytest.raises(InvalidDPoPProof) as info:
+            verify(proof, policy=ProofPolicy(max_json_depth=2))
+        assert info.value.reason == "payload_invalid"
+
     def test_non_canonical_base64(self, signer: ProofSigner) -> None:
         """A second spelling of the same signature bytes is refused."""
         header, payload, sig = proof_for(signer).split(".")

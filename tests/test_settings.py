@@ -94,6 +94,11 @@ class TestGuardSettings:
                 "DPOP_GUARD_CACHE_TTL": "15",
                 "DPOP_GUARD_CACHE_MAXSIZE": "10",
                 "DPOP_GUARD_REPLAY_MAXSIZE": "100",
+                "DPOP_GUARD_MAX_TOKEN_BYTES": "2048",
+                "DPOP_GUARD_MAX_JTI_LENGTH": "64",
+                "DPOP_GUARD_MAX_JSON_DEPTH": "4",
+                "DPOP_GUARD_MIN_RSA_BITS": "3072",
+                "DPOP_GUARD_MAX_RSA_BITS": "3072",
                 "DPOP_GUARD_MAX_PROOF_BYTES": "4096",
                 "UNRELATED": "x",
             }
@@ -105,6 +110,9 @@ class TestGuardSettings:
         assert settings.realm == "bank" and settings.allow_unbound_tokens
         assert settings.cache_ttl == 15 and settings.cache_maxsize == 10
         assert settings.replay_maxsize == 100
+        assert settings.max_token_bytes == 2048 and settings.policy.max_jti_length == 64
+        assert settings.policy.max_json_depth == 4
+        assert settings.policy.min_rsa_bits == settings.policy.max_rsa_bits == 3072
 
     def test_from_env_defaults(self) -> None:
         """An empty environment gives the defaults."""
