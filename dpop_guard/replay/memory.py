@@ -67,7 +67,9 @@ class MemoryReplayStore:
     def add_if_absent_sync(self, key: str, *, ttl: int) -> bool:
         """The same, for synchronous callers."""
         now = self._clock()
-        self._purge(now, _PURGE_PER_ADD)
+        heap = self._heap
+        if heap and heap[0][0] <= now:  # skip the call when nothing has expired
+            self._purge(now, _PURGE_PER_ADD)
         deadline = self._expiry.get(key)
         if deadline is not None and deadline > now:
             return False
@@ -77,5 +79,5 @@ class MemoryReplayStore:
                 raise ReplayStoreFull("replay store is full")
         deadline = now + ttl
         self._expiry[key] = deadline
-        heapq.heappush(self._heap, (deadline, key))
+        heapq.heappush(heap, (deadline, key))
         return True
