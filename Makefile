@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check fuzz soak bench bench-quick bench-load clean
+.PHONY: demo test lint typecheck check fuzz soak bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,20 +33,19 @@ fuzz: $(STAMP)
 	DPOP_GUARD_FUZZ_EXAMPLES=$${DPOP_GUARD_FUZZ_EXAMPLES:-25000} $(BIN)/python -m pytest -q -m fuzz -p no:cacheprovider tests/fuzz
 
 bench: $(STAMP)
+	tools/ensure-command redis-server
+	tools/ensure-command wrk
 	$(BIN)/python -m benchmarks
 
 bench-quick: $(STAMP)
+	tools/ensure-command redis-server
+	tools/ensure-command wrk
 	$(BIN)/python -m benchmarks --quick
 
 soak: $(STAMP)
 	tools/ensure-command redis-server
 	tools/ensure-command wrk
 	$(BIN)/python -m benchmarks.soak
-
-bench-load: $(STAMP)
-	tools/ensure-command redis-server
-	tools/ensure-command wrk
-	$(BIN)/python -m benchmarks.load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
