@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,8 +29,8 @@ import httpx
 
 from dpop_guard.client import ProofSigner
 from dpop_guard.introspection.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
+from examples.demo import process as serve
 
-ROOT = Path(__file__).resolve().parent.parent
 ADMIN = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
 CONNECTIONS = 32
 LUA = """
@@ -88,25 +87,6 @@ def tree_cpu(pid: int) -> float:
             except (FileNotFoundError, ProcessLookupError):
                 pass
     return total
-
-
-@contextmanager
-def serve(args: list[str], env: dict[str, str], ready: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, cwd=ROOT, env=env)  # noqa: S603 - our own commands
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(ready, timeout=0.5)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"{args} did not start") from None
-                time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 @dataclass
@@ -199,14 +179,26 @@ def scenarios(redis_url: str) -> list[Scenario]:
     ]
 
 
-def load(duration: int, progress: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Stack:
+    """The parts every load run needs: the simulator, a Redis, a client key and its token."""
+
+    simulator: str
+    redis_url: str
+    env: dict[str, str]
+    signer: ProofSigner
+    token: str
+
+
+@contextmanager
+def stack() -> Iterator[Stack]:
+    """Start Redis and the Authlete simulator (on core 1) and mint a DPoP-bound token."""
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is required (Debian: apt-get install {tool})")
     sim_port, redis_port = free_port(), free_port()
     simulator = f"http://127.0.0.1:{sim_port}"
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    base_env = dict(
+    env = dict(
         os.environ,
         AUTHLETE_BASE_URL=simulator,
         AUTHLETE_API_VERSION="V3",
@@ -214,8 +206,7 @@ def load(duration: int, progress: Callable[[str], None] = lambda _: None) -> lis
         AUTHLETE_SERVICE_ACCESSTOKEN=DEFAULT_SERVICE_TOKEN,
     )
     signer = ProofSigner.generate("ES256")
-    rows: list[dict[str, Any]] = []
-    redis_proc = subprocess.Popen(  # noqa: S603
+    redis_proc = subprocess.Popen(  # noqa: S603 - a fixed binary with fixed arguments
         [
             shutil.which("redis-server") or "redis-server",
             "--port",
@@ -239,7 +230,7 @@ def load(duration: int, progress: Callable[[str], None] = lambda _: None) -> lis
                 "--port",
                 str(sim_port),
             ],
-            base_env,
+            env,
             f"{simulator}/sim/stats",
         ):
             token = httpx.post(
@@ -249,15 +240,23 @@ def load(duration: int, progress: Callable[[str], None] = lambda _: None) -> lis
                     "subject": "alice",
                     "scopes": ["read:accounts"],
                     "dpopKeyThumbprint": signer.jkt,
-                    "accessTokenDuration": 3600,
+                    "accessTokenDuration": 7200,
                 },
             ).json()["accessToken"]
-            for scenario in scenarios(redis_url):
-                progress(scenario.name)
-                rows.append(_run(scenario, base_env, simulator, signer, token, duration))
+            yield Stack(simulator, f"redis://127.0.0.1:{redis_port}/0", env, signer, token)
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
+
+
+def load(duration: int, progress: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with stack() as parts:
+        for scenario in scenarios(parts.redis_url):
+            progress(scenario.name)
+            rows.append(
+                _run(scenario, parts.env, parts.simulator, parts.signer, parts.token, duration)
+            )
     bare = rows[0]
     for row in rows:
         row["ratio_to_bare"] = row["rps"] / bare["rps"]

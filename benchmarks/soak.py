@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,9 +27,9 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.introspection.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
+from examples.demo import process as serve
 
-from .load import ADMIN, free_port, pin, run_wrk, serve
+from .load import Stack, free_port, pin, run_wrk, stack
 from .micro import RESULTS, machine
 
 CHUNK = 10  # seconds of load per batch of freshly signed proofs
@@ -84,15 +82,9 @@ class Hostile(threading.Thread):
 
 
 def soak(
-    name: str,
-    duration: int,
-    env: dict[str, str],
-    workers: int,
-    simulator: str,
-    signer: ProofSigner,
-    token: str,
-    rate_guess: int,
+    name: str, duration: int, env: dict[str, str], workers: int, parts: Stack, rate_guess: int
 ) -> dict[str, Any]:
+    signer, token = parts.signer, parts.token
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(env, DPOP_GUARD_PUBLIC_URL=url, DPOP_GUARD_IAT_WINDOW="30")
@@ -183,80 +175,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=int, default=60, help="seconds, in 10 s batches")
     args = parser.parse_args()
-    sim_port, redis_port = free_port(), free_port()
-    simulator = f"http://127.0.0.1:{sim_port}"
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    env = dict(
-        os.environ,
-        AUTHLETE_BASE_URL=simulator,
-        AUTHLETE_API_VERSION="V3",
-        AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
-        AUTHLETE_SERVICE_ACCESSTOKEN=DEFAULT_SERVICE_TOKEN,
-    )
-    signer = ProofSigner.generate("ES256")
-    redis_proc = subprocess.Popen(  # noqa: S603
-        [
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
     rows = []
-    try:
-        with serve(
-            [
-                *pin(1),
-                sys.executable,
-                "-m",
-                "dpop_guard.introspection.simulator",
-                "--port",
-                str(sim_port),
-            ],
-            env,
-            f"{simulator}/sim/stats",
-        ):
-            token = httpx.post(
-                f"{simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
-                headers=ADMIN,
-                json={
-                    "subject": "alice",
-                    "scopes": ["read:accounts"],
-                    "dpopKeyThumbprint": signer.jkt,
-                    "accessTokenDuration": 7200,
-                },
-            ).json()["accessToken"]
-            print(f"soak 1/2: one worker, memory store, {args.duration} s ...", flush=True)
-            rows.append(
-                soak(
-                    "1 worker, memory store", args.duration, env, 1, simulator, signer, token, 4000
-                )
-            )
-            print(f"soak 2/2: two workers, Redis stores, {args.duration} s ...", flush=True)
-            fleet = dict(
-                env, DPOP_GUARD_REPLAY_STORE=redis_url, DPOP_GUARD_INTROSPECTION_CACHE=redis_url
-            )
-            rows.append(
-                soak(
-                    "2 workers (examples.serve), Redis stores",
-                    args.duration,
-                    fleet,
-                    2,
-                    simulator,
-                    signer,
-                    token,
-                    3500,
-                )
-            )
-    finally:
-        redis_proc.terminate()
-        redis_proc.wait(timeout=10)
+    with stack() as parts:
+        print(f"soak 1/2: one worker, memory store, {args.duration} s ...", flush=True)
+        rows.append(soak("1 worker, memory store", args.duration, parts.env, 1, parts, 4000))
+        print(f"soak 2/2: two workers, Redis stores, {args.duration} s ...", flush=True)
+        fleet = dict(
+            parts.env,
+            DPOP_GUARD_REPLAY_STORE=parts.redis_url,
+            DPOP_GUARD_INTROSPECTION_CACHE=parts.redis_url,
+        )
+        rows.append(
+            soak("2 workers (examples.serve), Redis stores", args.duration, fleet, 2, parts, 3500)
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "soak.json").write_text(
         json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n"

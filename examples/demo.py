@@ -32,10 +32,12 @@ def free_port() -> int:
 @contextmanager
 def process(
     args: list[str], env: dict[str, str], ready_url: str, headers: dict[str, str] | None = None
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` from the repository root until the block ends; ready once ``ready_url``
+    answers below 500. Also used by the benchmarks."""
     proc = subprocess.Popen(args, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
                 raise SystemExit(f"{' '.join(args)} exited with {proc.returncode}")
@@ -47,11 +49,11 @@ def process(
             if time.monotonic() > deadline:
                 raise SystemExit(f"{ready_url} did not come up")
             time.sleep(0.1)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
 

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import redis.asyncio as redis
 
+from .._redis import redis_client
 from . import TokenInfo
 
 __all__ = ["RedisTokenCache"]
@@ -78,12 +79,8 @@ class RedisTokenCache:
     ) -> RedisTokenCache:
         """A cache on a new client for ``url``, with short timeouts: on this path a slow
         Redis is worse than a call to the authorization server."""
-        client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=connect_timeout,
-            socket_timeout=command_timeout,
-            retry_on_timeout=False,
-            **options,
+        client = redis_client(
+            url, connect_timeout=connect_timeout, command_timeout=command_timeout, **options
         )
         return cls(client, prefix=prefix)
 

@@ -9,6 +9,8 @@ from typing import Any, Final
 
 import redis.asyncio as redis
 
+from .._redis import redis_client
+
 __all__ = ["DEFAULT_PREFIX", "RedisReplayStore"]
 
 DEFAULT_PREFIX: Final = "dpop_guard:jti:"
@@ -46,12 +48,8 @@ class RedisReplayStore:
         """A store on a new client for ``url`` (``redis://host:port/db`` or ``rediss://``),
         with bounded connect and command timeouts. Connections open lazily, in the event
         loop that first uses them."""
-        client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=connect_timeout,
-            socket_timeout=command_timeout,
-            retry_on_timeout=False,
-            **options,
+        client = redis_client(
+            url, connect_timeout=connect_timeout, command_timeout=command_timeout, **options
         )
         return cls(client, prefix=prefix)
 
