@@ -164,6 +164,19 @@ def _result(action: str, code: str, message: str, content: str, **fields: Any) -
     }
 
 
+def _bound_refusal(error: str, code: str, message: str) -> dict[str, Any]:
+    """UNAUTHORIZED for a DPoP-bound token, in the DPoP scheme with ``algs``."""
+    return _result(
+        "UNAUTHORIZED",
+        code,
+        message,
+        _challenge("DPoP", error, code, message, algs=_ALGS_PARAM),
+        existent=True,
+        usable=True,
+        sufficient=True,
+    )
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -197,6 +210,10 @@ class _Simulator:
                 return False
             expected = f"Bearer {state.service_token}"
         return hmac.compare_digest(auth.encode(), expected.encode())
+
+    def _admin(self, request: Request) -> bool:
+        """The test hooks accept either API version's credentials."""
+        return self._authorized(request, None) or self._authorized(request, self.state.service_id)
 
     async def _body(self, request: Request) -> dict[str, Any] | None:
         ctype = request.headers.get("content-type", "")
@@ -356,29 +373,13 @@ class _Simulator:
         dpop = body.get("dpop")
         if record.jkt is not None:
             if not dpop:
-                code, msg = "A065308", "Expected a DPoP header but none was provided."
-                return _result(
-                    "UNAUTHORIZED",
-                    code,
-                    msg,
-                    _challenge("DPoP", "invalid_token", code, msg, **extra),
-                    existent=True,
-                    usable=True,
-                    sufficient=True,
+                return _bound_refusal(
+                    "invalid_token", "A065308", "Expected a DPoP header but none was provided."
                 )
             try:
                 self._check_proof(dpop, body, token, record.jkt)
             except _ProofError as exc:
-                code, msg = "A065311", str(exc)  # [U]
-                return _result(
-                    "UNAUTHORIZED",
-                    code,
-                    msg,
-                    _challenge("DPoP", "invalid_dpop_proof", code, msg, **extra),
-                    existent=True,
-                    usable=True,
-                    sufficient=True,
-                )
+                return _bound_refusal("invalid_dpop_proof", "A065311", str(exc))  # [U] code
         elif dpop and not state.accept_unbound_with_proof:
             code, msg = "A065312", "The access token is not bound to a DPoP key."  # [U]
             return _result(
@@ -493,16 +494,12 @@ class _Simulator:
 
     # -- test hooks ----------------------------------------------------------------
     async def sim_stats(self, request: Request) -> Response:
-        if not self._authorized(request, None) and not self._authorized(
-            request, self.state.service_id
-        ):
+        if not self._admin(request):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         return JSONResponse({"calls": dict(self.state.calls), "tokens": len(self.state.tokens)})
 
     async def sim_faults(self, request: Request) -> Response:
-        if not self._authorized(request, None) and not self._authorized(
-            request, self.state.service_id
-        ):
+        if not self._admin(request):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         body = await request.json()
         try:
