@@ -25,7 +25,7 @@ from .jwk import jwk_thumbprint
 from .middleware import DPoPCredentials, DPoPGuardMiddleware
 from .proof import ProofVerifier, VerifiedProof, compute_ath, verify_proof
 from .replay import MemoryReplayStore, ReplayStore
-from .settings import AuthleteSettings, GuardSettings, ProofPolicy, Route
+from .settings import AuthleteSettings, GuardSettings, ProofPolicy, ResourceMetadata, Route
 
 __version__ = "0.1.0"
 
@@ -53,6 +53,7 @@ __all__ = [
     "ReplayStore",
     "ReplayStoreUnavailable",
     "RequestFacts",
+    "ResourceMetadata",
     "Route",
     "ServiceUnavailable",
     "TokenInfo",

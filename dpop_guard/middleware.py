@@ -11,6 +11,7 @@ intact; lifespan and websocket scopes pass straight through.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import multiprocessing
 import os
@@ -119,6 +120,26 @@ class DPoPGuardMiddleware:
         self._algs = settings.policy.algorithms
         self._max_token = settings.max_token_bytes
         self._public_url = settings.public_url
+        self._metadata_path: str | None = None
+        self._challenge_params: dict[str, str] = {}
+        if settings.metadata is not None:
+            meta = settings.metadata
+            scopes = meta.scopes_supported
+            if scopes is None:
+                scopes = tuple(sorted({s for r in settings.routes for s in r.scopes}))
+            document = {
+                "resource": meta.resource,
+                "authorization_servers": list(meta.authorization_servers),
+                "scopes_supported": list(scopes),
+                "bearer_methods_supported": ["header"],
+                "dpop_signing_alg_values_supported": list(settings.policy.algorithms),
+                "dpop_bound_access_tokens_required": not settings.allow_unbound_tokens,
+            }
+            if meta.resource_name:
+                document["resource_name"] = meta.resource_name
+            self._metadata_path = meta.path
+            self._metadata_body = json.dumps(document).encode()
+            self._challenge_params = {"resource_metadata": meta.url}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -126,6 +147,9 @@ class DPoPGuardMiddleware:
             return
         method: str = scope["method"]
         path = _route_path(scope)
+        if path == self._metadata_path and method in ("GET", "HEAD"):
+            await self._send_metadata(send, method)
+            return
         route = self.settings.route_for(path, method)
         if route is not None and route.public:
             if not _has_dot_segments(path):
@@ -271,8 +295,20 @@ class DPoPGuardMiddleware:
         if required and not info.scopes.issuperset(required):
             raise InsufficientScope("scope_missing", scope=" ".join(required))
 
+    async def _send_metadata(self, send: Send, method: str) -> None:
+        body = self._metadata_body
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"cache-control", b"public, max-age=3600"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+
     async def _reject(self, exc: DPoPGuardError, send: Send) -> None:
-        response = challenge_for(exc, algs=self._algs, realm=self.settings.realm)
+        response = challenge_for(
+            exc, algs=self._algs, realm=self.settings.realm, extra_params=self._challenge_params
+        )
         logger.info(
             "dpop_guard rejected a request: %s (%d)",
             exc.reason,

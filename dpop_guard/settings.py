@@ -20,6 +20,7 @@ __all__ = [
     "AuthleteSettings",
     "GuardSettings",
     "ProofPolicy",
+    "ResourceMetadata",
     "Route",
 ]
 
@@ -165,6 +166,48 @@ def _origin(value: str) -> str:
     return value.rstrip("/")
 
 
+WELL_KNOWN: Final = "/.well-known/oauth-protected-resource"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResourceMetadata:
+    """OAuth 2.0 Protected Resource Metadata (RFC 9728) for this API.
+
+    :param resource: the resource identifier, an https URL (usually the public URL).
+    :param authorization_servers: issuer URLs of the authorization servers it trusts.
+    :param scopes_supported: the scopes it uses; by default those its routes require.
+    :param resource_name: a human-readable name.
+    """
+
+    resource: str
+    authorization_servers: tuple[str, ...] = ()
+    scopes_supported: tuple[str, ...] | None = None
+    resource_name: str | None = None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.resource)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError("resource must be an absolute URL without query or fragment")
+        object.__setattr__(self, "authorization_servers", tuple(self.authorization_servers))
+
+    @property
+    def path(self) -> str:
+        """Where the document is served: the well-known prefix, then the resource's path
+        (RFC 9728 section 3.1)."""
+        return WELL_KNOWN + urlsplit(self.resource).path.rstrip("/")
+
+    @property
+    def url(self) -> str:
+        """The document's URL, announced as ``resource_metadata`` in challenges."""
+        parts = urlsplit(self.resource)
+        return f"{parts.scheme}://{parts.netloc}{self.path}"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class GuardSettings:
     """How the middleware protects an app.
@@ -185,6 +228,7 @@ class GuardSettings:
     :param replay_store: ``memory`` or a ``redis://``/``rediss://`` URL (a shared store).
     :param introspection_cache: optional ``redis://`` URL of a shared second-level
         introspection cache.
+    :param metadata: serve RFC 9728 metadata and announce it in challenges.
     :param max_token_bytes: longer access tokens are refused before any other work.
     :param cache_ttl: how long introspection results are reused; revocations are seen up
         to this late. ``0`` disables the cache.
@@ -202,6 +246,7 @@ class GuardSettings:
     nonce_step: int = DEFAULT_NONCE_STEP
     replay_store: str = "memory"
     introspection_cache: str | None = None
+    metadata: ResourceMetadata | None = None
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
@@ -259,7 +304,9 @@ class GuardSettings:
         ``MIN_RSA_BITS``, ``MAX_RSA_BITS``, ``PUBLIC_URL``, ``REALM``, ``ALLOW_UNBOUND_TOKENS``
         (``true``/``false``), ``NONCE`` (``off``/``required``), ``NONCE_SECRET``,
         ``NONCE_STEP``, ``REPLAY_STORE`` (``memory`` or a Redis URL),
-        ``INTROSPECTION_CACHE`` (a Redis URL), ``CACHE_TTL``, ``CACHE_MAXSIZE``,
+        ``INTROSPECTION_CACHE`` (a Redis URL), ``AUTHORIZATION_SERVERS`` (space-separated
+        issuers; turns on RFC 9728 metadata for ``RESOURCE``, by default ``PUBLIC_URL``),
+        ``RESOURCE_NAME``, ``CACHE_TTL``, ``CACHE_MAXSIZE``,
         ``REPLAY_MAXSIZE``.
 
         :raises ValueError: naming the variable that is wrong.
@@ -293,6 +340,8 @@ class GuardSettings:
         ):
             policy_kwargs[field_name] = int(number(field_name.upper(), default, int))
         secret = get("NONCE_SECRET")
+        servers = get("AUTHORIZATION_SERVERS")
+        resource = get("RESOURCE") or get("PUBLIC_URL")
         unbound = (get("ALLOW_UNBOUND_TOKENS") or "false").lower()
         if unbound not in ("true", "false", "1", "0"):
             raise ValueError(f"{prefix}ALLOW_UNBOUND_TOKENS must be true or false")
@@ -308,6 +357,13 @@ class GuardSettings:
                 nonce_step=int(number("NONCE_STEP", DEFAULT_NONCE_STEP, int)),
                 replay_store=get("REPLAY_STORE") or "memory",
                 introspection_cache=get("INTROSPECTION_CACHE"),
+                metadata=None
+                if not (servers and resource)
+                else ResourceMetadata(
+                    resource=resource,
+                    authorization_servers=tuple(servers.split()),
+                    resource_name=get("RESOURCE_NAME"),
+                ),
                 cache_ttl=number("CACHE_TTL", DEFAULT_CACHE_TTL, float),
                 cache_maxsize=int(number("CACHE_MAXSIZE", DEFAULT_CACHE_MAXSIZE, int)),
                 max_token_bytes=int(number("MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES, int)),

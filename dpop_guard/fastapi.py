@@ -1,0 +1,71 @@
+"""FastAPI integration: a security dependency that enforces per-route scopes and shows the
+``DPoP`` scheme in OpenAPI.
+
+The middleware authenticates (proof, introspection, binding, replay) and sets
+``request.auth``; :class:`DPoPSecurity` then checks the scopes a route declares with
+``Security(dpop, scopes=[...])`` against the token's, from cached facts too, and returns the
+:class:`~dpop_guard.middleware.DPoPCredentials`.
+
+>>> dpop = DPoPSecurity()
+>>> @app.get("/accounts")
+... async def accounts(auth: DPoPCredentials = Security(dpop, scopes=["read:accounts"])): ...
+
+Needs the ``fastapi`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from fastapi import HTTPException
+from fastapi.openapi.models import HTTPBase
+from fastapi.security import SecurityScopes
+from fastapi.security.base import SecurityBase
+from starlette.requests import Request
+
+from .challenges import challenge_for
+from .errors import AuthenticationRequired, DPoPGuardError, InsufficientScope
+from .middleware import DPoPCredentials
+from .settings import DEFAULT_ALGORITHMS
+
+__all__ = ["DPoPSecurity"]
+
+
+class DPoPSecurity(SecurityBase):
+    """A FastAPI security dependency for routes behind :class:`DPoPGuardMiddleware`.
+
+    :param algs: the algorithms to advertise in challenges (the middleware's allow-list).
+    :param realm: the optional ``realm`` challenge parameter.
+    :param description: shown in the OpenAPI security scheme.
+    """
+
+    def __init__(
+        self,
+        *,
+        algs: Sequence[str] = DEFAULT_ALGORITHMS,
+        realm: str | None = None,
+        scheme_name: str = "DPoP",
+        description: str = "A DPoP-bound access token (RFC 9449): "
+        "Authorization: DPoP <token> and a DPoP proof header.",
+    ) -> None:
+        self.model = HTTPBase(scheme="DPoP", description=description)
+        self.scheme_name = scheme_name
+        self.algs = tuple(algs)
+        self.realm = realm
+
+    def _refuse(self, exc: DPoPGuardError) -> HTTPException:
+        response = challenge_for(exc, algs=self.algs, realm=self.realm)
+        headers = {k.decode(): v.decode() for k, v in response.headers if k != b"content-type"}
+        return HTTPException(response.status, detail=json.loads(response.body), headers=headers)
+
+    async def __call__(self, request: Request, security_scopes: SecurityScopes) -> DPoPCredentials:
+        auth = request.scope.get("auth")
+        if not isinstance(auth, DPoPCredentials):
+            # The middleware did not authenticate this request (not installed, or the path
+            # is public there): refuse rather than serve a protected route unauthenticated.
+            raise self._refuse(AuthenticationRequired("not_authenticated"))
+        required = security_scopes.scopes
+        if required and not auth.scopes.issuperset(required):
+            raise self._refuse(InsufficientScope("scope_missing", scope=" ".join(required)))
+        return auth
