@@ -23,6 +23,7 @@ from urllib.parse import quote
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._proxy import forwarded_origin, parse_networks
 from .authorization import parse_authorization
 from .challenges import challenge_for
 from .errors import (
@@ -43,6 +44,16 @@ from .settings import GuardSettings, Route
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware"]
 
 logger = logging.getLogger("dpop_guard")
+
+_PROXY_HEADERS = frozenset(
+    {
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +131,7 @@ class DPoPGuardMiddleware:
         self._algs = settings.policy.algorithms
         self._max_token = settings.max_token_bytes
         self._public_url = settings.public_url
+        self._networks = parse_networks(settings.trusted_proxies)
         self._metadata_path: str | None = None
         self._challenge_params: dict[str, str] = {}
         if settings.metadata is not None:
@@ -182,7 +194,9 @@ class DPoPGuardMiddleware:
 
         await self.app(scope, receive, send_with_nonce)
 
-    def _htu(self, scope: Scope, host: str | None) -> str:
+    def _htu(self, scope: Scope, host: str | None, forwarded: dict[bytes, list[str]]) -> str:
+        """The URL the client addressed: the configured public URL, else what trusted
+        proxies report, else the request's own scheme and ``Host``."""
         raw = scope.get("raw_path")
         raw_path = raw.decode("latin-1").partition("?")[0] if raw else quote(scope["path"])
         if self._public_url is not None:
@@ -190,10 +204,19 @@ class DPoPGuardMiddleware:
             if root and raw_path.startswith(root):
                 raw_path = raw_path[len(root) :]
             return self._public_url + raw_path
+        scheme = scope.get("scheme", "http")
+        if self._networks:
+            client = scope.get("client")
+            origin = forwarded_origin(client[0] if client else None, forwarded, self._networks)
+            if origin is not None:
+                scheme = origin.scheme or scheme
+                host = origin.host or host
+                if origin.prefix and not (raw_path + "/").startswith(origin.prefix + "/"):
+                    raw_path = origin.prefix + raw_path
         if host is None:
             server = scope.get("server")
             host = f"{server[0]}:{server[1]}" if server else "localhost"
-        return f"{scope.get('scheme', 'http')}://{host}{raw_path}"
+        return f"{scheme}://{host}{raw_path}"
 
     async def _authenticate(
         self, scope: Scope, method: str, route: Route | None
@@ -201,6 +224,8 @@ class DPoPGuardMiddleware:
         authorization: list[str] = []
         dpop: list[str] = []
         host: str | None = None
+        forwarded: dict[bytes, list[str]] = {}
+        watch_proxies = bool(self._networks) and self._public_url is None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization.append(value.decode("latin-1"))
@@ -208,9 +233,11 @@ class DPoPGuardMiddleware:
                 dpop.append(value.decode("latin-1"))
             elif name == b"host":
                 host = value.decode("latin-1")
+            elif watch_proxies and name in _PROXY_HEADERS:
+                forwarded.setdefault(name, []).append(value.decode("latin-1"))
         header = parse_authorization(authorization, max_token_bytes=self._max_token)
         required = route.scopes if route is not None else ()
-        htu = self._htu(scope, host)
+        htu = self._htu(scope, host, forwarded)
         now = int(self._clock())
         proof: VerifiedProof | None = None
         if header.scheme == "Bearer":

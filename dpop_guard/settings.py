@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from ._proxy import parse_networks
 from .jwk import DEFAULT_MAX_RSA_BITS, DEFAULT_MIN_RSA_BITS, SUPPORTED_ALGORITHMS
 from .nonce import DEFAULT_NONCE_STEP
 
@@ -229,6 +230,9 @@ class GuardSettings:
     :param introspection_cache: optional ``redis://`` URL of a shared second-level
         introspection cache.
     :param metadata: serve RFC 9728 metadata and announce it in challenges.
+    :param trusted_proxies: addresses or CIDRs of the proxies whose ``Forwarded`` /
+        ``X-Forwarded-Proto``/``-Host``/``-Prefix`` headers are believed when ``public_url``
+        is not set; from anyone else they are ignored.
     :param max_token_bytes: longer access tokens are refused before any other work.
     :param cache_ttl: how long introspection results are reused; revocations are seen up
         to this late. ``0`` disables the cache.
@@ -247,6 +251,7 @@ class GuardSettings:
     replay_store: str = "memory"
     introspection_cache: str | None = None
     metadata: ResourceMetadata | None = None
+    trusted_proxies: tuple[str, ...] = ()
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
@@ -264,6 +269,8 @@ class GuardSettings:
             raise ValueError("replay_store must be 'memory' or a redis:// or rediss:// URL")
         if self.introspection_cache is not None and not _is_redis_url(self.introspection_cache):
             raise ValueError("introspection_cache must be a redis:// or rediss:// URL")
+        object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
+        parse_networks(self.trusted_proxies)  # raises ValueError naming a bad entry
         if self.cache_ttl < 0:
             raise ValueError("cache_ttl must not be negative")
         _positive("max_token_bytes", self.max_token_bytes)
@@ -306,8 +313,8 @@ class GuardSettings:
         ``NONCE_STEP``, ``REPLAY_STORE`` (``memory`` or a Redis URL),
         ``INTROSPECTION_CACHE`` (a Redis URL), ``AUTHORIZATION_SERVERS`` (space-separated
         issuers; turns on RFC 9728 metadata for ``RESOURCE``, by default ``PUBLIC_URL``),
-        ``RESOURCE_NAME``, ``CACHE_TTL``, ``CACHE_MAXSIZE``,
-        ``REPLAY_MAXSIZE``.
+        ``RESOURCE_NAME``, ``TRUSTED_PROXIES`` (addresses or CIDRs), ``CACHE_TTL``,
+        ``CACHE_MAXSIZE``, ``REPLAY_MAXSIZE``.
 
         :raises ValueError: naming the variable that is wrong.
         """
@@ -357,6 +364,9 @@ class GuardSettings:
                 nonce_step=int(number("NONCE_STEP", DEFAULT_NONCE_STEP, int)),
                 replay_store=get("REPLAY_STORE") or "memory",
                 introspection_cache=get("INTROSPECTION_CACHE"),
+                trusted_proxies=tuple(
+                    p for p in re.split(r"[\s,]+", get("TRUSTED_PROXIES") or "") if p
+                ),
                 metadata=None
                 if not (servers and resource)
                 else ResourceMetadata(
