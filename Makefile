@@ -18,6 +18,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	tools/ensure-command redis-server
+	tools/ensure-command node nodejs
+	tools/ensure-command npm npm
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 lint: $(STAMP)

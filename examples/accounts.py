@@ -7,6 +7,8 @@ Run from the repository root::
 Configuration comes from the environment: Authlete's own names (``AUTHLETE_BASE_URL``,
 ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``, ``AUTHLETE_SERVICE_APISECRET``,
 ``AUTHLETE_SERVICE_ACCESSTOKEN``) and ours (``DPOP_GUARD_PUBLIC_URL``,
+``DPOP_GUARD_INTROSPECTION=rfc7662`` with ``DPOP_GUARD_INTROSPECTION_URL``/``_CLIENT_ID``/
+``_CLIENT_SECRET`` for any RFC 7662 authorization server,
 ``DPOP_GUARD_CACHE_TTL``, ``DPOP_GUARD_REPLAY_STORE``, ``DPOP_GUARD_NONCE``, ...). For a
 fleet::
 
@@ -43,6 +45,7 @@ from dpop_guard import (
     Route,
 )
 from dpop_guard.introspection.cached import SharedTokenCache
+from dpop_guard.introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
 from dpop_guard.introspection.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
@@ -128,7 +131,8 @@ def build_guard(environ: Mapping[str, str] | None, routes: tuple[Route, ...]) ->
     env = dict(os.environ if environ is None else environ)
     simulator: SimulatorState | None = None
     sim_app: Starlette | None = None
-    if not env.get("AUTHLETE_BASE_URL"):
+    standard = env.get("DPOP_GUARD_INTROSPECTION", "authlete").lower() == "rfc7662"
+    if not standard and not env.get("AUTHLETE_BASE_URL"):
         logger.warning(
             "AUTHLETE_BASE_URL is not set: using the embedded Authlete simulator (development only)"
         )
@@ -148,14 +152,18 @@ def build_guard(environ: Mapping[str, str] | None, routes: tuple[Route, ...]) ->
         client = AsyncioHTTPClient()
 
     settings = GuardSettings.from_env(env, routes=routes)
-    authlete = AuthleteSettings.from_env(env)
     replay_store = replay_store_from_url(settings.replay_store, maxsize=settings.replay_maxsize)
     shared: SharedTokenCache | None = None
     if settings.introspection_cache is not None:
         from dpop_guard.introspection.redis_cache import RedisTokenCache
 
         shared = RedisTokenCache.from_url(settings.introspection_cache)
-    introspector: Any = AuthleteIntrospector(client, authlete)
+    introspector: Any
+    if env.get("DPOP_GUARD_INTROSPECTION", "authlete").lower() == "rfc7662":
+        # Any authorization server with RFC 7662 introspection that returns cnf.jkt.
+        introspector = RFC7662Introspector(client, RFC7662Settings.from_env(env))
+    else:
+        introspector = AuthleteIntrospector(client, AuthleteSettings.from_env(env))
     if settings.cache_ttl > 0:
         introspector = CachingIntrospector(
             introspector, ttl=settings.cache_ttl, maxsize=settings.cache_maxsize, shared=shared

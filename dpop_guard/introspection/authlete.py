@@ -79,9 +79,7 @@ _ERROR_CLASS: dict[str, type[DPoPGuardError]] = {
 
 def _unavailable(reason: str, cause: BaseException | None = None) -> IntrospectionUnavailable:
     # The reason is logged; never the request or response body (they hold the token).
-    logger.warning(
-        "authlete introspection unavailable: %s", reason, extra={"dpop_guard_reason": reason}
-    )
+    logger.warning("introspection unavailable: %s", reason, extra={"dpop_guard_reason": reason})
     exc = IntrospectionUnavailable(reason)
     exc.__cause__ = cause
     return exc

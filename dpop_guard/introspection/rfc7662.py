@@ -1,0 +1,242 @@
+"""Standard token introspection (RFC 7662) as an :class:`Introspector`: any authorization
+server that returns ``cnf.jkt`` (RFC 9449 section 6.2) for DPoP-bound tokens.
+
+Unlike Authlete's API, the answer says what the token is bound to, so the binding is checked
+locally (the proof is never sent) and one call per miss suffices. Client authentication is
+``client_secret_basic`` or ``private_key_jwt`` (RFC 7523).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit
+
+import anyio
+import httpx
+from joserfc import jwk as jose_jwk
+from joserfc import jwt as jose_jwt
+
+from ..errors import DPoPGuardError, IntrospectionUnavailable, InvalidToken
+from . import RequestFacts, TokenInfo
+from .authlete import CircuitBreaker, _unavailable
+from .transport import (
+    HttpxTransport,
+    PostTransport,
+    TransportConnectError,
+    TransportError,
+    TransportTimeout,
+)
+
+__all__ = ["RFC7662Introspector", "RFC7662Settings"]
+
+AuthMethod = Literal["client_secret_basic", "private_key_jwt"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RFC7662Settings:
+    """Where and how to introspect.
+
+    :param url: the introspection endpoint.
+    :param client_id: the resource server's client id at the authorization server.
+    :param client_secret: for ``client_secret_basic``.
+    :param private_key: a private JWK (dict) for ``private_key_jwt``.
+    :param audience: if set, the token's ``aud`` must contain it.
+    :param timeout: seconds per introspection in total.
+    """
+
+    url: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    private_key: Mapping[str, Any] | None = field(default=None, repr=False)
+    audience: str | None = None
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must be an absolute http(s) URL, got {self.url!r}")
+        if not self.client_id:
+            raise ValueError("client_id is required")
+        if (self.client_secret is None) == (self.private_key is None):
+            raise ValueError("give exactly one of client_secret and private_key")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+
+    @property
+    def auth_method(self) -> AuthMethod:
+        return "client_secret_basic" if self.client_secret is not None else "private_key_jwt"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RFC7662Settings:
+        """``DPOP_GUARD_INTROSPECTION_URL``, ``_CLIENT_ID``, ``_CLIENT_SECRET`` or
+        ``_PRIVATE_KEY`` (a JWK as JSON), ``_AUDIENCE``, and ``DPOP_GUARD_AUTHLETE_TIMEOUT``'s
+        sibling ``DPOP_GUARD_INTROSPECTION_TIMEOUT``.
+
+        :raises ValueError: naming what is missing or wrong (never a secret's value).
+        """
+        env = os.environ if environ is None else environ
+        prefix = "DPOP_GUARD_INTROSPECTION_"
+        key = env.get(prefix + "PRIVATE_KEY")
+        try:
+            private_key = json.loads(key) if key else None
+        except ValueError:
+            raise ValueError(f"{prefix}PRIVATE_KEY must be a JWK in JSON") from None
+        try:
+            return cls(
+                url=env.get(prefix + "URL", ""),
+                client_id=env.get(prefix + "CLIENT_ID", ""),
+                client_secret=env.get(prefix + "CLIENT_SECRET") or None,
+                private_key=private_key,
+                audience=env.get(prefix + "AUDIENCE") or None,
+                timeout=float(env.get(prefix + "TIMEOUT") or 5.0),
+            )
+        except ValueError as exc:
+            raise ValueError(f"{prefix}*: {exc}") from None
+
+
+class RFC7662Introspector:
+    """Introspect with a standard RFC 7662 endpoint.
+
+    ``active: false`` is 401 ``invalid_token``; an answer for a token whose ``aud`` lacks the
+    configured audience likewise. ``cnf.jkt`` becomes :attr:`TokenInfo.jkt`. Outages (a
+    non-200, a timeout, garbage) are :class:`IntrospectionUnavailable`, behind the same
+    circuit breaker as the Authlete client.
+
+    :param client: an :class:`~dpop_guard.introspection.transport.AsyncioHTTPClient` or an
+        ``httpx.AsyncClient``.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient | PostTransport,
+        settings: RFC7662Settings,
+        *,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self._transport: PostTransport = (
+            HttpxTransport(client, settings.timeout)
+            if isinstance(client, httpx.AsyncClient)
+            else client
+        )
+        self.settings = settings
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self._key = (
+            jose_jwk.import_key(dict(settings.private_key))
+            if settings.private_key is not None
+            else None
+        )
+        if settings.client_secret is not None:
+            import base64
+            from urllib.parse import quote
+
+            raw = f"{quote(settings.client_id, safe='')}:{quote(settings.client_secret, safe='')}"
+            self._basic: str | None = "Basic " + base64.b64encode(raw.encode()).decode()
+        else:
+            self._basic = None
+
+    def _assertion(self) -> str:
+        assert self._key is not None
+        now = int(time.time())
+        claims = {
+            "iss": self.settings.client_id,
+            "sub": self.settings.client_id,
+            "aud": self.settings.url,
+            "jti": secrets.token_urlsafe(16),
+            "iat": now,
+            "exp": now + 60,
+        }
+        alg = self.settings.private_key.get("alg") if self.settings.private_key else None
+        alg = alg or {"EC": "ES256", "RSA": "PS256", "OKP": "EdDSA"}[self._key.key_type]
+        return jose_jwt.encode({"alg": alg, "typ": "JWT"}, claims, self._key, algorithms=[alg])
+
+    async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+        """Introspect ``token`` (the proof is not sent: the binding is checked locally)."""
+        if not self.breaker.allow():
+            raise IntrospectionUnavailable("introspection_circuit_open")
+        try:
+            info = await self._introspect(token)
+        except IntrospectionUnavailable:
+            self.breaker.failure()
+            raise
+        except DPoPGuardError:
+            self.breaker.success()
+            raise
+        except BaseException:
+            self.breaker.abandon()
+            raise
+        self.breaker.success()
+        return info
+
+    async def _introspect(self, token: str) -> TokenInfo:
+        form = {"token": token, "token_type_hint": "access_token"}
+        headers = [
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Accept", "application/json"),
+        ]
+        if self._basic is not None:
+            headers.append(("Authorization", self._basic))
+        else:
+            form["client_id"] = self.settings.client_id
+            form["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            form["client_assertion"] = self._assertion()
+        try:
+            with anyio.fail_after(self.settings.timeout):
+                response = await self._transport.post(
+                    self.settings.url, headers, urlencode(form).encode()
+                )
+        except (TimeoutError, TransportTimeout) as exc:
+            raise _unavailable("introspection_timeout", exc) from exc
+        except TransportConnectError as exc:
+            raise _unavailable("introspection_unreachable", exc) from exc
+        except TransportError as exc:
+            raise _unavailable("introspection_transport_error", exc) from exc
+        if response.status != 200:
+            raise _unavailable(f"introspection_http_{response.status}")
+        try:
+            data = json.loads(response.body)
+        except ValueError as exc:
+            raise _unavailable("introspection_bad_response", exc) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
+            raise _unavailable("introspection_bad_response")
+        return self._token_info(data)
+
+    def _token_info(self, data: dict[str, Any]) -> TokenInfo:
+        if not data["active"]:
+            raise InvalidToken("introspection_inactive", "The access token is not active.")
+        audience = self.settings.audience
+        if audience is not None:
+            aud = data.get("aud")
+            auds = aud if isinstance(aud, list) else [aud]
+            if audience not in auds:
+                raise InvalidToken(
+                    "introspection_audience", "The access token is not meant for this resource."
+                )
+        scope, exp, sub, client_id = (
+            data.get("scope"),
+            data.get("exp"),
+            data.get("sub"),
+            data.get("client_id"),
+        )
+        cnf = data.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+        if (
+            (scope is not None and not isinstance(scope, str))
+            or (exp is not None and (not isinstance(exp, int) or isinstance(exp, bool)))
+            or (sub is not None and not isinstance(sub, str))
+            or (client_id is not None and not isinstance(client_id, str))
+            or (jkt is not None and not isinstance(jkt, str))
+        ):
+            raise _unavailable("introspection_bad_response")
+        return TokenInfo(
+            subject=sub,
+            client_id=client_id,
+            scopes=frozenset((scope or "").split()),
+            expires_at=exp,
+            jkt=jkt,
+        )
