@@ -246,6 +246,18 @@ async def asgi(n: int, rounds: int) -> list[dict[str, Any]]:
     # The cache miss is measured over HTTP by the load benchmark, where the simulator's own
     # CPU is in another process; in process it would be counted as ours.
     variants = {"bare ASGI endpoint": (bare, n), "cache hit": (cached, n)}
+    if importlib.util.find_spec("prometheus_client") is not None:
+        from prometheus_client import CollectorRegistry
+
+        from dpop_guard.prometheus import PrometheusMetrics
+
+        metered = DPoPGuardMiddleware(
+            bare,
+            settings=settings,
+            metrics=PrometheusMetrics(CollectorRegistry()),
+            introspector=CachingIntrospector(AuthleteIntrospector(sim, authlete), ttl=600),
+        )
+        variants["cache hit, Prometheus metrics"] = (metered, n)
     await run(cached, 5, True)
     samples: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(rounds):

@@ -17,7 +17,9 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import quote
 
 from starlette.datastructures import MutableHeaders
@@ -36,6 +38,7 @@ from .errors import (
     ServiceUnavailable,
 )
 from .introspection import Introspector, RequestFacts, TokenInfo
+from .metrics import CACHE_HIT, Decision, Metrics
 from .nonce import HMACNonceSource, NonceSource
 from .proof import ProofVerifier, VerifiedProof, select_proof
 from .replay import MemoryReplayStore, ReplayStore, replay_store_from_url
@@ -44,6 +47,9 @@ from .settings import GuardSettings, Route
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware"]
 
 logger = logging.getLogger("dpop_guard")
+_INTROSPECTION_SECONDS: ContextVar[float | None] = ContextVar(
+    "dpop_guard_introspection_s", default=None
+)
 
 _PROXY_HEADERS = frozenset(
     {
@@ -83,6 +89,8 @@ class DPoPGuardMiddleware:
     :param nonce_source: issues and checks server nonces where a route requires them;
         defaults to an :class:`~dpop_guard.nonce.HMACNonceSource` on
         ``settings.nonce_secret``.
+    :param metrics: receives a :class:`~dpop_guard.metrics.Decision` per protected request
+        (e.g. :class:`~dpop_guard.prometheus.PrometheusMetrics`).
     :param clock: wall-clock seconds, read once per request.
 
     >>> app = DPoPGuardMiddleware(app, settings=GuardSettings(routes=(
@@ -98,6 +106,7 @@ class DPoPGuardMiddleware:
         settings: GuardSettings | None = None,
         replay_store: ReplayStore | None = None,
         nonce_source: NonceSource | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
@@ -126,6 +135,7 @@ class DPoPGuardMiddleware:
                 nonce_source = HMACNonceSource(settings.nonce_secret, step=settings.nonce_step)
         self.nonce_source = nonce_source
         self._store_failed_at: int | None = None
+        self.metrics = metrics
         self.verifier = ProofVerifier(settings.policy)
         self._clock = clock
         self._algs = settings.policy.algorithms
@@ -170,18 +180,22 @@ class DPoPGuardMiddleware:
             # "/public/../private" must not ride on a public prefix into an app (or a
             # framework) that resolves dot segments after us: protect it.
             route = None
+        started = time.perf_counter()
+        CACHE_HIT.set(None)
+        _INTROSPECTION_SECONDS.set(None)
         try:
             credentials, next_nonce = await self._authenticate(scope, method, route)
             scope["auth"] = credentials
         except DPoPGuardError as exc:
-            await self._reject(exc, send)
+            await self._reject(exc, send, started)
             return
         except Exception:
             # A bug or an unexpected dependency failure: fail closed, keep the trace in
             # the log (it holds no token: none of our messages carry one).
             logger.exception("dpop_guard: unexpected error; answering 503")
-            await self._reject(ServiceUnavailable("internal_error"), send)
+            await self._reject(ServiceUnavailable("internal_error"), send, started)
             return
+        self._observe("accepted", None, None, started)
         if next_nonce is None:
             await self.app(scope, receive, send)
             return
@@ -249,8 +263,8 @@ class DPoPGuardMiddleware:
                 raise InvalidToken(
                     "bearer_scheme_refused", "A DPoP-bound access token is required."
                 )
-            info = await self.introspector.introspect(
-                header.token, request=RequestFacts(method, htu, None, None, required)
+            info = await self._introspect(
+                header.token, RequestFacts(method, htu, None, None, required)
             )
             if info.jkt is not None:
                 raise InvalidToken(
@@ -264,8 +278,8 @@ class DPoPGuardMiddleware:
             )
             # Send the proof's own htu: it already matched the request URL locally, and
             # it spares the server a second, possibly different, normalisation.
-            info = await self.introspector.introspect(
-                header.token, request=RequestFacts(method, proof.htu, raw, proof.jkt, required)
+            info = await self._introspect(
+                header.token, RequestFacts(method, proof.htu, raw, proof.jkt, required)
             )
             if info.jkt is None:
                 if not self.settings.allow_unbound_tokens:
@@ -286,6 +300,13 @@ class DPoPGuardMiddleware:
             scheme=header.scheme,
         )
         return credentials, proof.next_nonce if proof else None
+
+    async def _introspect(self, token: str, facts: RequestFacts) -> TokenInfo:
+        started = time.perf_counter()
+        try:
+            return await self.introspector.introspect(token, request=facts)
+        finally:
+            _INTROSPECTION_SECONDS.set(time.perf_counter() - started)
 
     async def _record(self, proof: VerifiedProof, now: int) -> None:
         """Record the proof's jti atomically; a second use is a replay."""
@@ -332,16 +353,38 @@ class DPoPGuardMiddleware:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body if method == "GET" else b""})
 
-    async def _reject(self, exc: DPoPGuardError, send: Send) -> None:
+    def _observe(
+        self,
+        outcome: Literal["accepted", "rejected"],
+        reason: str | None,
+        status: int | None,
+        started: float,
+    ) -> None:
+        seconds = time.perf_counter() - started
+        cache_hit = CACHE_HIT.get()
+        level = logging.INFO if outcome == "rejected" else logging.DEBUG
+        if logger.isEnabledFor(level):
+            extra = {
+                "dpop_guard_outcome": outcome,
+                "dpop_guard_reason": reason,
+                "dpop_guard_status": status,
+                "dpop_guard_latency_ms": round(seconds * 1000, 3),
+                "dpop_guard_cache_hit": cache_hit,
+            }
+            if outcome == "rejected":
+                logger.info("dpop_guard rejected a request: %s (%s)", reason, status, extra=extra)
+            else:
+                logger.debug("dpop_guard accepted a request", extra=extra)
+        if self.metrics is not None:
+            self.metrics.observe(
+                Decision(outcome, reason, status, seconds, _INTROSPECTION_SECONDS.get(), cache_hit)
+            )
+
+    async def _reject(self, exc: DPoPGuardError, send: Send, started: float) -> None:
         response = challenge_for(
             exc, algs=self._algs, realm=self.settings.realm, extra_params=self._challenge_params
         )
-        logger.info(
-            "dpop_guard rejected a request: %s (%d)",
-            exc.reason,
-            response.status,
-            extra={"dpop_guard_reason": exc.reason, "dpop_guard_status": response.status},
-        )
+        self._observe("rejected", exc.reason, response.status, started)
         headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})

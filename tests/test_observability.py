@@ -1,0 +1,93 @@
+"""Structured logging and the metrics hook (with the Prometheus exporter)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from dpop_guard import ProofSigner
+from dpop_guard.metrics import Decision, Metrics
+from dpop_guard.prometheus import PrometheusMetrics
+
+from .test_middleware import Harness, _make_harness  # noqa: F401 - the fixture
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.decisions: list[Decision] = []
+
+    def observe(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+
+
+class TestMetricsHook:
+    async def test_decisions(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """A miss, a hit and a rejection, each with outcome, reason, timing and cache use."""
+        recorder = Recorder()
+        assert isinstance(recorder, Metrics)
+        h = make_harness(metrics=recorder)
+        token = h.token(signer)
+        await h.call(token, signer)
+        await h.call(token, signer)
+        await h.call(token, signer, header={"typ": "JWT"})
+        miss, hit, refused = recorder.decisions
+        assert (miss.outcome, miss.cache_hit, miss.status) == ("accepted", False, None)
+        assert miss.introspection_seconds is not None and miss.seconds >= 0
+        assert (hit.outcome, hit.cache_hit) == ("accepted", True)
+        assert (refused.outcome, refused.reason, refused.status) == ("rejected", "typ_invalid", 401)
+        assert refused.introspection_seconds is None and refused.cache_hit is None
+
+    async def test_prometheus(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """The exporter counts outcomes and reasons, cache hits and misses, and timings."""
+        registry = CollectorRegistry()
+        h = make_harness(metrics=PrometheusMetrics(registry))
+        token = h.token(signer)
+        for _ in range(3):
+            await h.call(token, signer)
+        await h.call(None)
+
+        def value(name: str, **labels: str) -> Any:
+            return registry.get_sample_value(name, labels)
+
+        assert value("dpop_guard_requests_total", outcome="accepted", reason="") == 3
+        assert (
+            value("dpop_guard_requests_total", outcome="rejected", reason="authorization_missing")
+            == 1
+        )
+        assert value("dpop_guard_introspection_cache_total", result="hit") == 2
+        assert value("dpop_guard_introspection_cache_total", result="miss") == 1
+        assert value("dpop_guard_introspection_seconds_count") == 3
+        assert value("dpop_guard_seconds_count", outcome="accepted") == 3
+
+
+class TestLogging:
+    async def test_structured_fields(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Accepted requests log at DEBUG, rejections at INFO, with the same fields."""
+        caplog.set_level(logging.DEBUG, logger="dpop_guard")
+        h = make_harness()
+        token = h.token(signer)
+        await h.call(token, signer)
+        await h.call(token, signer, claims={"htm": "POST"})
+        records = [r for r in caplog.records if hasattr(r, "dpop_guard_outcome")]
+        accepted, rejected = records
+        assert accepted.levelno == logging.DEBUG
+        assert accepted.dpop_guard_outcome == "accepted"
+        assert accepted.dpop_guard_cache_hit is False  # type: ignore[attr-defined]
+        assert rejected.levelno == logging.INFO
+        assert rejected.dpop_guard_reason == "htm_mismatch"  # type: ignore[attr-defined]
+        assert rejected.dpop_guard_status == 401  # type: ignore[attr-defined]
+        assert rejected.dpop_guard_latency_ms >= 0  # type: ignore[attr-defined]
+        assert token not in caplog.text
