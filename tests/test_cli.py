@@ -1,0 +1,144 @@
+"""The dpop-guard command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dpop_guard.cli import _check, main
+from dpop_guard.introspection.simulator import (
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_TOKEN,
+    SimulatorState,
+)
+from dpop_guard.proof import verify_proof
+
+from ._redis import free_port
+
+
+class TestProof:
+    def test_new_key_then_proof(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--new-key writes a private JWK (0600); --key signs proofs our verifier accepts."""
+        key = tmp_path / "key.json"
+        assert main(["proof", "--new-key", str(key), "--htu", "https://rs/a"]) == 0
+        assert key.stat().st_mode & 0o777 == 0o600
+        first = capsys.readouterr().out.strip()
+        assert (
+            main(
+                [
+                    "proof",
+                    "--key",
+                    str(key),
+                    "--htu",
+                    "https://rs/a",
+                    "--htm",
+                    "POST",
+                    "--token",
+                    "tok",
+                    "--nonce",
+                    "n",
+                ]
+            )
+            == 0
+        )
+        second = capsys.readouterr().out.strip()
+        a = verify_proof(
+            first, method="GET", url="https://rs/a", access_token=None, now=int(time.time())
+        )
+        b = verify_proof(
+            second, method="POST", url="https://rs/a", access_token="tok", now=int(time.time())
+        )
+        assert a.jkt == b.jkt and b.nonce == "n"
+
+    def test_needs_a_key(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Without a key, a usage error."""
+        assert main(["proof", "--htu", "https://rs/a"]) == 2
+
+
+def authlete_env(url: str, **extra: str) -> dict[str, str]:
+    return {
+        "AUTHLETE_BASE_URL": url,
+        "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
+        "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
+        "DPOP_GUARD_PUBLIC_URL": "https://api.bank.test",
+        **extra,
+    }
+
+
+class TestCheckConfig:
+    async def test_ok(self, simulator: SimulatorState, simulator_url: str, redis_url: str) -> None:
+        """Valid settings, a reachable Authlete and Redis: no problem."""
+        assert await _check(authlete_env(simulator_url, DPOP_GUARD_REPLAY_STORE=redis_url)) == []
+
+    @pytest.mark.parametrize(
+        ("env", "fragment"),
+        [
+            ({"DPOP_GUARD_IAT_WINDOW": "x"}, "DPOP_GUARD_IAT_WINDOW"),
+            ({"AUTHLETE_SERVICE_ACCESSTOKEN": "wrong"}, "authlete_http_401"),
+            ({"DPOP_GUARD_REPLAY_STORE": f"redis://127.0.0.1:{free_port()}/0"}, "Redis"),
+            ({"DPOP_GUARD_PUBLIC_URL": ""}, "Host header"),
+            ({"DPOP_GUARD_NONCE": "required"}, "NONCE_SECRET"),
+        ],
+    )
+    async def test_problems(self, simulator_url: str, env: dict[str, str], fragment: str) -> None:
+        """Each kind of problem is reported in words."""
+        problems = await _check(authlete_env(simulator_url, **env))
+        assert any(fragment in p for p in problems), problems
+
+    async def test_unreachable(self) -> None:
+        """Nothing listening."""
+        problems = await _check(authlete_env(f"http://127.0.0.1:{free_port()}"))
+        assert problems == ["Authlete cannot be used: authlete_unreachable"]
+
+
+class TestSimulate:
+    def test_serves_seeded_tokens(self, tmp_path: Path) -> None:
+        """dpop-guard simulate serves Authlete's API with the tokens from a file."""
+        tokens = tmp_path / "tokens.json"
+        tokens.write_text(
+            json.dumps(
+                [{"token": "fixed-token-1", "subject": "alice", "scopes": ["read:accounts"]}]
+            )
+        )
+        port = free_port()
+        proc = subprocess.Popen(  # noqa: S603 - our own module
+            [
+                sys.executable,
+                "-m",
+                "dpop_guard.cli",
+                "simulate",
+                "--port",
+                str(port),
+                "--tokens",
+                str(tokens),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline())["token"] == "fixed-token-1"
+            url = f"http://127.0.0.1:{port}/api/{DEFAULT_SERVICE_ID}/auth/introspection"
+            for _ in range(100):
+                try:
+                    answer = httpx.post(
+                        url,
+                        json={"token": "fixed-token-1"},
+                        headers={"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"},
+                    )
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            assert answer.json()["subject"] == "alice"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            if proc.stdout is not None:
+                proc.stdout.close()
