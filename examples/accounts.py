@@ -8,7 +8,8 @@ Configuration comes from the environment: Authlete's own names (``AUTHLETE_BASE_
 ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``, ``AUTHLETE_SERVICE_APISECRET``,
 ``AUTHLETE_SERVICE_ACCESSTOKEN``) and ours (``DPOP_GUARD_PUBLIC_URL``,
 ``DPOP_GUARD_INTROSPECTION=rfc7662`` with ``DPOP_GUARD_INTROSPECTION_URL``/``_CLIENT_ID``/
-``_CLIENT_SECRET`` for any RFC 7662 authorization server,
+``_CLIENT_SECRET`` for any RFC 7662 authorization server, ``DPOP_GUARD_INTROSPECTION=jwt``
+with ``DPOP_GUARD_JWT_ISSUER``/``_AUDIENCE`` for JWT access tokens,
 ``DPOP_GUARD_CACHE_TTL``, ``DPOP_GUARD_REPLAY_STORE``, ``DPOP_GUARD_NONCE``, ...). For a
 fleet::
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ from dpop_guard import (
     Route,
 )
 from dpop_guard.introspection.cached import SharedTokenCache
+from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
 from dpop_guard.introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
 from dpop_guard.introspection.simulator import (
     DEFAULT_API_SECRET,
@@ -131,7 +133,7 @@ def build_guard(environ: Mapping[str, str] | None, routes: tuple[Route, ...]) ->
     env = dict(os.environ if environ is None else environ)
     simulator: SimulatorState | None = None
     sim_app: Starlette | None = None
-    standard = env.get("DPOP_GUARD_INTROSPECTION", "authlete").lower() == "rfc7662"
+    standard = env.get("DPOP_GUARD_INTROSPECTION", "authlete").lower() in ("rfc7662", "jwt")
     if not standard and not env.get("AUTHLETE_BASE_URL"):
         logger.warning(
             "AUTHLETE_BASE_URL is not set: using the embedded Authlete simulator (development only)"
@@ -158,17 +160,25 @@ def build_guard(environ: Mapping[str, str] | None, routes: tuple[Route, ...]) ->
         from dpop_guard.introspection.redis_cache import RedisTokenCache
 
         shared = RedisTokenCache.from_url(settings.introspection_cache)
+    closers: list[Callable[[], Awaitable[None]]] = [
+        f for c in (replay_store, shared) if (f := getattr(c, "aclose", None)) is not None
+    ]
     introspector: Any
-    if env.get("DPOP_GUARD_INTROSPECTION", "authlete").lower() == "rfc7662":
+    mode = env.get("DPOP_GUARD_INTROSPECTION", "authlete").lower()
+    if mode == "jwt":
+        # JWT access tokens (RFC 9068), checked locally against the issuer's JWKS.
+        jwks_client = httpx.AsyncClient()  # JWKS fetches are rare: httpx is fine here
+        closers.append(jwks_client.aclose)
+        introspector = JWTAccessTokenValidator(jwks_client, JWTAccessTokenSettings.from_env(env))
+    elif mode == "rfc7662":
         # Any authorization server with RFC 7662 introspection that returns cnf.jkt.
         introspector = RFC7662Introspector(client, RFC7662Settings.from_env(env))
     else:
         introspector = AuthleteIntrospector(client, AuthleteSettings.from_env(env))
-    if settings.cache_ttl > 0:
+    if settings.cache_ttl > 0 and mode != "jwt":  # JWT tokens are checked locally anyway
         introspector = CachingIntrospector(
             introspector, ttl=settings.cache_ttl, maxsize=settings.cache_maxsize, shared=shared
         )
-    closers = [f for c in (replay_store, shared) if (f := getattr(c, "aclose", None)) is not None]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
