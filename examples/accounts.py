@@ -47,7 +47,11 @@ from dpop_guard import (
 )
 from dpop_guard.introspection.cached import SharedTokenCache
 from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
-from dpop_guard.introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
+from dpop_guard.introspection.rfc7662 import (
+    AuthleteStandardIntrospector,
+    RFC7662Introspector,
+    RFC7662Settings,
+)
 from dpop_guard.introspection.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
@@ -170,6 +174,9 @@ def build_guard(environ: Mapping[str, str] | None, routes: tuple[Route, ...]) ->
         jwks_client = httpx.AsyncClient()  # JWKS fetches are rare: httpx is fine here
         closers.append(jwks_client.aclose)
         introspector = JWTAccessTokenValidator(jwks_client, JWTAccessTokenSettings.from_env(env))
+    elif mode == "authlete-standard":
+        # Authlete's RFC 7662 helper API: cnf.jkt checked locally, one call per miss.
+        introspector = AuthleteStandardIntrospector(client, AuthleteSettings.from_env(env))
     elif mode == "rfc7662":
         # Any authorization server with RFC 7662 introspection that returns cnf.jkt.
         introspector = RFC7662Introspector(client, RFC7662Settings.from_env(env))

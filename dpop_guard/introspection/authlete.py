@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -55,6 +55,7 @@ __all__ = ["AuthleteIntrospector"]
 logger = logging.getLogger("dpop_guard.introspection")
 
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
+T = TypeVar("T")
 
 
 class _Default:
@@ -125,6 +126,24 @@ class CircuitBreaker:
     def success(self) -> None:
         self._failures, self._open_until, self._probing = 0, None, False
 
+    async def call(self, fn: Callable[[], Awaitable[T]], *, open_reason: str) -> T:
+        """Run ``fn`` through the breaker: refused at once while open; its outcome counts."""
+        if not self.allow():
+            raise IntrospectionUnavailable(open_reason)
+        try:
+            result = await fn()
+        except IntrospectionUnavailable:
+            self.failure()
+            raise
+        except DPoPGuardError:
+            self.success()  # the server answered: it is up
+            raise
+        except BaseException:
+            self.abandon()  # cancelled: neither verdict
+            raise
+        self.success()
+        return result
+
     def abandon(self) -> None:
         """A call ended without a verdict (cancelled): let another trial through."""
         self._probing = False
@@ -191,24 +210,11 @@ class AuthleteIntrospector:
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Introspect ``token``; see the module docstring for the two-call protocol."""
-        breaker = self.breaker
-        if breaker is None:
+        if self.breaker is None:
             return await self._introspect(token, request)
-        if not breaker.allow():
-            raise IntrospectionUnavailable("authlete_circuit_open")
-        try:
-            info = await self._introspect(token, request)
-        except IntrospectionUnavailable:
-            breaker.failure()
-            raise
-        except DPoPGuardError:
-            breaker.success()  # Authlete answered: it is up
-            raise
-        except BaseException:
-            breaker.abandon()  # cancelled: neither verdict
-            raise
-        breaker.success()
-        return info
+        return await self.breaker.call(
+            lambda: self._introspect(token, request), open_reason="authlete_circuit_open"
+        )
 
     async def _introspect(self, token: str, request: RequestFacts) -> TokenInfo:
         body: dict[str, Any] = {"token": token}

@@ -22,7 +22,8 @@ import httpx
 from joserfc import jwk as jose_jwk
 from joserfc import jwt as jose_jwt
 
-from ..errors import DPoPGuardError, IntrospectionUnavailable, InvalidToken
+from ..errors import InvalidToken
+from ..settings import AuthleteSettings
 from . import RequestFacts, TokenInfo
 from .authlete import CircuitBreaker, _unavailable
 from .transport import (
@@ -33,7 +34,12 @@ from .transport import (
     TransportTimeout,
 )
 
-__all__ = ["RFC7662Introspector", "RFC7662Settings"]
+__all__ = [
+    "AuthleteStandardIntrospector",
+    "RFC7662Introspector",
+    "RFC7662Settings",
+    "token_info_from",
+]
 
 AuthMethod = Literal["client_secret_basic", "private_key_jwt"]
 
@@ -157,21 +163,9 @@ class RFC7662Introspector:
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Introspect ``token`` (the proof is not sent: the binding is checked locally)."""
-        if not self.breaker.allow():
-            raise IntrospectionUnavailable("introspection_circuit_open")
-        try:
-            info = await self._introspect(token)
-        except IntrospectionUnavailable:
-            self.breaker.failure()
-            raise
-        except DPoPGuardError:
-            self.breaker.success()
-            raise
-        except BaseException:
-            self.breaker.abandon()
-            raise
-        self.breaker.success()
-        return info
+        return await self.breaker.call(
+            lambda: self._introspect(token), open_reason="introspection_circuit_open"
+        )
 
     async def _introspect(self, token: str) -> TokenInfo:
         form = {"token": token, "token_type_hint": "access_token"}
@@ -204,39 +198,104 @@ class RFC7662Introspector:
             raise _unavailable("introspection_bad_response", exc) from exc
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("introspection_bad_response")
-        return self._token_info(data)
+        return token_info_from(data, self.settings.audience)
 
-    def _token_info(self, data: dict[str, Any]) -> TokenInfo:
-        if not data["active"]:
-            raise InvalidToken("introspection_inactive", "The access token is not active.")
-        audience = self.settings.audience
-        if audience is not None:
-            aud = data.get("aud")
-            auds = aud if isinstance(aud, list) else [aud]
-            if audience not in auds:
-                raise InvalidToken(
-                    "introspection_audience", "The access token is not meant for this resource."
-                )
-        scope, exp, sub, client_id = (
-            data.get("scope"),
-            data.get("exp"),
-            data.get("sub"),
-            data.get("client_id"),
+
+def token_info_from(data: dict[str, Any], audience: str | None) -> TokenInfo:
+    """The facts in an RFC 7662 answer (``active`` already known to be a bool)."""
+    if not data["active"]:
+        raise InvalidToken("introspection_inactive", "The access token is not active.")
+    if audience is not None:
+        aud = data.get("aud")
+        auds = aud if isinstance(aud, list) else [aud]
+        if audience not in auds:
+            raise InvalidToken(
+                "introspection_audience", "The access token is not meant for this resource."
+            )
+    scope, exp, sub, client_id = (
+        data.get("scope"),
+        data.get("exp"),
+        data.get("sub"),
+        data.get("client_id"),
+    )
+    cnf = data.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if (
+        (scope is not None and not isinstance(scope, str))
+        or (exp is not None and (not isinstance(exp, int) or isinstance(exp, bool)))
+        or (sub is not None and not isinstance(sub, str))
+        or (client_id is not None and not isinstance(client_id, str))
+        or (jkt is not None and not isinstance(jkt, str))
+    ):
+        raise _unavailable("introspection_bad_response")
+    return TokenInfo(
+        subject=sub,
+        client_id=client_id,
+        scopes=frozenset((scope or "").split()),
+        expires_at=exp,
+        jkt=jkt,
+    )
+
+
+class AuthleteStandardIntrospector:
+    """RFC 7662 introspection through Authlete's ``/auth/introspection/standard`` API.
+
+    Authlete answers with ``action`` and, on ``OK``, the RFC 7662 response as a JSON string
+    in ``responseContent``; its ``cnf.jkt`` (when present) carries the binding, which is then
+    checked locally as for any RFC 7662 server. Whether Authlete includes ``cnf.jkt`` there
+    is not documented (see ``authlete-introspection.md``); without it, bound tokens look
+    unbound and are refused by default: fail closed.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient | PostTransport,
+        settings: AuthleteSettings,
+        *,
+        audience: str | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self._transport: PostTransport = (
+            HttpxTransport(client, settings.timeout)
+            if isinstance(client, httpx.AsyncClient)
+            else client
         )
-        cnf = data.get("cnf")
-        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
-        if (
-            (scope is not None and not isinstance(scope, str))
-            or (exp is not None and (not isinstance(exp, int) or isinstance(exp, bool)))
-            or (sub is not None and not isinstance(sub, str))
-            or (client_id is not None and not isinstance(client_id, str))
-            or (jkt is not None and not isinstance(jkt, str))
-        ):
-            raise _unavailable("introspection_bad_response")
-        return TokenInfo(
-            subject=sub,
-            client_id=client_id,
-            scopes=frozenset((scope or "").split()),
-            expires_at=exp,
-            jkt=jkt,
+        self.settings = settings
+        self.audience = audience
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self._url = settings.introspection_url + "/standard"
+        self._headers = (
+            ("Authorization", settings.authorization),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json"),
         )
+
+    async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+        """Introspect ``token``; the proof is not sent."""
+        return await self.breaker.call(
+            lambda: self._introspect(token), open_reason="introspection_circuit_open"
+        )
+
+    async def _introspect(self, token: str) -> TokenInfo:
+        body = json.dumps(
+            {"parameters": urlencode({"token": token, "token_type_hint": "access_token"})}
+        ).encode()
+        try:
+            with anyio.fail_after(self.settings.timeout):
+                response = await self._transport.post(self._url, self._headers, body)
+        except (TimeoutError, TransportTimeout) as exc:
+            raise _unavailable("authlete_timeout", exc) from exc
+        except TransportConnectError as exc:
+            raise _unavailable("authlete_unreachable", exc) from exc
+        except TransportError as exc:
+            raise _unavailable("authlete_transport_error", exc) from exc
+        if response.status != 200:
+            raise _unavailable(f"authlete_http_{response.status}")
+        try:
+            answer = json.loads(response.body)
+            data = json.loads(answer["responseContent"]) if answer.get("action") == "OK" else None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise _unavailable("authlete_bad_response", exc) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
+            raise _unavailable("authlete_bad_response")
+        return token_info_from(data, self.audience)

@@ -457,6 +457,44 @@ class _Simulator:
             raise _ProofError("The DPoP proof has been used before.")
         seen[replay_key] = now
 
+    # -- /auth/introspection/standard (RFC 7662 helper) -------------------------------
+    async def introspection_standard(self, request: Request) -> Response:
+        gated = await self._gate(request, "auth/introspection/standard")
+        if isinstance(gated, Response):
+            return gated
+        parameters = gated.get("parameters")
+        if not isinstance(parameters, str):
+            code, msg = "A145201", "The 'parameters' request parameter is missing."  # [U]
+            return JSONResponse(
+                _result(
+                    "BAD_REQUEST",
+                    code,
+                    msg,
+                    json.dumps({"error": "invalid_request", "error_description": msg}),
+                )
+            )
+        token = dict(parse_qsl(parameters)).get("token", "")
+        record = self.state.tokens.get(token)
+        if record is None or record.expires_at <= time.time():
+            content: dict[str, Any] = {"active": False}
+        else:
+            # [U] whether Authlete adds cnf.jkt here is not documented; the simulator does,
+            # as RFC 9449 section 6.2 asks of an introspection endpoint.
+            content = {
+                "active": True,
+                "scope": " ".join(record.scopes),
+                "client_id": str(record.client_id),
+                "exp": int(record.expires_at),
+                "token_type": "DPoP" if record.jkt else "Bearer",
+            }
+            if record.subject is not None:
+                content["sub"] = record.subject
+            if record.jkt is not None:
+                content["cnf"] = {"jkt": record.jkt}
+        code = "A145001"
+        message = f"Introspection was performed successfully (active={content['active']})."
+        return JSONResponse(_result("OK", code, message, json.dumps(content)))
+
     # -- /auth/token/create -----------------------------------------------------------
     async def token_create(self, request: Request) -> Response:
         gated = await self._gate(request, "auth/token/create")
@@ -520,6 +558,12 @@ def create_simulator_app(state: SimulatorState | None = None) -> Starlette:
         routes=[
             Route("/api/auth/introspection", sim.introspection, methods=["POST"]),
             Route("/api/{service_id}/auth/introspection", sim.introspection, methods=["POST"]),
+            Route("/api/auth/introspection/standard", sim.introspection_standard, methods=["POST"]),
+            Route(
+                "/api/{service_id}/auth/introspection/standard",
+                sim.introspection_standard,
+                methods=["POST"],
+            ),
             Route("/api/auth/token/create", sim.token_create, methods=["POST"]),
             Route("/api/{service_id}/auth/token/create", sim.token_create, methods=["POST"]),
             Route("/sim/stats", sim.sim_stats, methods=["GET"]),

@@ -218,3 +218,33 @@ class TestHooks:
             V3_PATH, content=b"{", headers=V3_AUTH | {"Content-Type": "application/json"}
         )
         assert response.status_code == 400
+
+
+class TestStandardIntrospection:
+    async def test_authlete_standard_introspector(
+        self, simulator: SimulatorState, simulator_url: str
+    ) -> None:
+        """AuthleteStandardIntrospector reads the RFC 7662 answer inside Authlete's
+        responseContent, cnf.jkt included; inactive tokens are invalid_token."""
+        from dpop_guard.errors import InvalidToken
+        from dpop_guard.introspection import RequestFacts
+        from dpop_guard.introspection.rfc7662 import AuthleteStandardIntrospector
+        from dpop_guard.settings import AuthleteSettings
+
+        settings = AuthleteSettings(
+            base_url=simulator_url, api_key=DEFAULT_SERVICE_ID, access_token=DEFAULT_SERVICE_TOKEN
+        )
+        facts = RequestFacts(method="GET", htu="https://rs/a", proof=None, jkt=None)
+        token = simulator.create_token(subject="alice", scopes=["a", "b"], jkt="JKT")
+        async with httpx.AsyncClient() as http:
+            introspector = AuthleteStandardIntrospector(http, settings)
+            info = await introspector.introspect(token, request=facts)
+            assert (info.subject, info.jkt, info.scopes) == ("alice", "JKT", frozenset({"a", "b"}))
+            with pytest.raises(InvalidToken):
+                await introspector.introspect("unknown", request=facts)
+        assert simulator.calls["auth/introspection/standard"] == 2
+
+    async def test_standard_needs_parameters(self, http: httpx.AsyncClient) -> None:
+        """Without 'parameters': BAD_REQUEST."""
+        response = await http.post(V3_PATH + "/standard", json={}, headers=V3_AUTH)
+        assert response.json()["action"] == "BAD_REQUEST"
