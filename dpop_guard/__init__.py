@@ -22,7 +22,7 @@ from .introspection.authlete import AuthleteIntrospector
 from .introspection.cached import CachingIntrospector
 from .introspection.transport import AsyncioHTTPClient
 from .jwk import jwk_thumbprint
-from .middleware import DPoPCredentials, DPoPGuardMiddleware
+from .middleware import DPoPCredentials, DPoPGuardMiddleware, DPoPUser
 from .proof import ProofVerifier, VerifiedProof, compute_ath, verify_proof
 from .replay import MemoryReplayStore, ReplayStore
 from .settings import AuthleteSettings, GuardSettings, ProofPolicy, ResourceMetadata, Route
@@ -39,6 +39,7 @@ __all__ = [
     "DPoPCredentials",
     "DPoPGuardError",
     "DPoPGuardMiddleware",
+    "DPoPUser",
     "GuardSettings",
     "InsufficientScope",
     "IntrospectionUnavailable",

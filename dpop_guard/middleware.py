@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
+from starlette.authentication import BaseUser
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,7 +45,7 @@ from .proof import ProofVerifier, VerifiedProof, select_proof
 from .replay import MemoryReplayStore, ReplayStore, replay_store_from_url
 from .settings import GuardSettings, Route
 
-__all__ = ["DPoPCredentials", "DPoPGuardMiddleware"]
+__all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
 
 logger = logging.getLogger("dpop_guard")
 _INTROSPECTION_SECONDS: ContextVar[float | None] = ContextVar(
@@ -62,10 +63,33 @@ _PROXY_HEADERS = frozenset(
 )
 
 
+class DPoPUser(BaseUser):
+    """``request.user`` for a request that passed: authenticated, named by its subject (or,
+    for a client-credentials token, its client id)."""
+
+    __slots__ = ("credentials",)
+
+    def __init__(self, credentials: DPoPCredentials) -> None:
+        self.credentials = credentials
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.credentials.subject or self.credentials.client_id or ""
+
+    @property
+    def identity(self) -> str:
+        return self.display_name
+
+
 @dataclass(frozen=True, slots=True)
 class DPoPCredentials:
     """What a request proved, set as ``scope["auth"]`` (``request.auth`` in Starlette and
-    FastAPI). ``scopes`` makes Starlette's ``@requires`` work unchanged."""
+    FastAPI; ``request.user`` is a :class:`DPoPUser`). ``scopes`` makes Starlette's
+    ``@requires`` work unchanged."""
 
     subject: str | None
     client_id: str | None
@@ -186,6 +210,7 @@ class DPoPGuardMiddleware:
         try:
             credentials, next_nonce = await self._authenticate(scope, method, route)
             scope["auth"] = credentials
+            scope["user"] = DPoPUser(credentials)
         except DPoPGuardError as exc:
             await self._reject(exc, send, started)
             return

@@ -116,12 +116,14 @@ class TestStarletteRequires:
     async def test_requires_decorator(
         self, simulator: SimulatorState, simulator_url: str, signer: ProofSigner
     ) -> None:
-        """request.auth.scopes makes Starlette's @requires work unchanged."""
+        """request.auth.scopes makes Starlette's @requires work unchanged; request.user is the
+        authenticated subject."""
         from dpop_guard import AuthleteIntrospector, AuthleteSettings, GuardSettings
 
         @requires(["read:accounts"])
         async def ok(request: Request) -> JSONResponse:
-            return JSONResponse({"ok": True})
+            user = request.user
+            return JSONResponse({"user": user.display_name, "auth": user.is_authenticated})
 
         @requires(["admin"])
         async def admin(request: Request) -> JSONResponse:
@@ -146,6 +148,7 @@ class TestStarletteRequires:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url=ORIGIN, auth=DPoPAuth(signer, token)
         ) as client:
-            assert (await client.get("/ok")).status_code == 200
+            response = await client.get("/ok")
+            assert response.json() == {"user": "a", "auth": True}
             assert (await client.get("/admin")).status_code == 403
         await http.aclose()
