@@ -43,11 +43,11 @@ from ..settings import AuthleteSettings
 from . import RequestFacts, TokenInfo
 from .transport import (
     AsyncioHTTPClient,
-    HttpxTransport,
     PostTransport,
     TransportConnectError,
     TransportError,
     TransportTimeout,
+    as_transport,
 )
 
 __all__ = ["AuthleteIntrospector"]
@@ -188,11 +188,7 @@ class AuthleteIntrospector:
         breaker: CircuitBreaker | _Default | None = _DEFAULT,
     ) -> None:
         self.breaker = CircuitBreaker() if isinstance(breaker, _Default) else breaker
-        self._transport: PostTransport = (
-            HttpxTransport(client, settings.timeout)
-            if isinstance(client, httpx.AsyncClient)
-            else client
-        )
+        self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self._url = settings.introspection_url
         self._headers = (

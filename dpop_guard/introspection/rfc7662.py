@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
@@ -27,11 +27,12 @@ from ..settings import AuthleteSettings
 from . import RequestFacts, TokenInfo
 from .authlete import CircuitBreaker, _unavailable
 from .transport import (
-    HttpxTransport,
     PostTransport,
+    Response,
     TransportConnectError,
     TransportError,
     TransportTimeout,
+    as_transport,
 )
 
 __all__ = [
@@ -125,11 +126,7 @@ class RFC7662Introspector:
         *,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self._transport: PostTransport = (
-            HttpxTransport(client, settings.timeout)
-            if isinstance(client, httpx.AsyncClient)
-            else client
-        )
+        self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self._key = (
@@ -179,19 +176,14 @@ class RFC7662Introspector:
             form["client_id"] = self.settings.client_id
             form["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
             form["client_assertion"] = self._assertion()
-        try:
-            with anyio.fail_after(self.settings.timeout):
-                response = await self._transport.post(
-                    self.settings.url, headers, urlencode(form).encode()
-                )
-        except (TimeoutError, TransportTimeout) as exc:
-            raise _unavailable("introspection_timeout", exc) from exc
-        except TransportConnectError as exc:
-            raise _unavailable("introspection_unreachable", exc) from exc
-        except TransportError as exc:
-            raise _unavailable("introspection_transport_error", exc) from exc
-        if response.status != 200:
-            raise _unavailable(f"introspection_http_{response.status}")
+        response = await _post(
+            self._transport,
+            self.settings.url,
+            headers,
+            urlencode(form).encode(),
+            self.settings.timeout,
+            "introspection",
+        )
         try:
             data = json.loads(response.body)
         except ValueError as exc:
@@ -199,6 +191,30 @@ class RFC7662Introspector:
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("introspection_bad_response")
         return token_info_from(data, self.settings.audience)
+
+
+async def _post(
+    transport: PostTransport,
+    url: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    timeout: float,
+    prefix: str,
+) -> Response:
+    """One bounded POST; every failure is IntrospectionUnavailable with a
+    ``<prefix>_<what>`` reason."""
+    try:
+        with anyio.fail_after(timeout):
+            response = await transport.post(url, headers, body)
+    except (TimeoutError, TransportTimeout) as exc:
+        raise _unavailable(f"{prefix}_timeout", exc) from exc
+    except TransportConnectError as exc:
+        raise _unavailable(f"{prefix}_unreachable", exc) from exc
+    except TransportError as exc:
+        raise _unavailable(f"{prefix}_transport_error", exc) from exc
+    if response.status != 200:
+        raise _unavailable(f"{prefix}_http_{response.status}")
+    return response
 
 
 def token_info_from(data: dict[str, Any], audience: str | None) -> TokenInfo:
@@ -255,11 +271,7 @@ class AuthleteStandardIntrospector:
         audience: str | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self._transport: PostTransport = (
-            HttpxTransport(client, settings.timeout)
-            if isinstance(client, httpx.AsyncClient)
-            else client
-        )
+        self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self.audience = audience
         self.breaker = breaker if breaker is not None else CircuitBreaker()
@@ -280,17 +292,9 @@ class AuthleteStandardIntrospector:
         body = json.dumps(
             {"parameters": urlencode({"token": token, "token_type_hint": "access_token"})}
         ).encode()
-        try:
-            with anyio.fail_after(self.settings.timeout):
-                response = await self._transport.post(self._url, self._headers, body)
-        except (TimeoutError, TransportTimeout) as exc:
-            raise _unavailable("authlete_timeout", exc) from exc
-        except TransportConnectError as exc:
-            raise _unavailable("authlete_unreachable", exc) from exc
-        except TransportError as exc:
-            raise _unavailable("authlete_transport_error", exc) from exc
-        if response.status != 200:
-            raise _unavailable(f"authlete_http_{response.status}")
+        response = await _post(
+            self._transport, self._url, self._headers, body, self.settings.timeout, "authlete"
+        )
         try:
             answer = json.loads(response.body)
             data = json.loads(answer["responseContent"]) if answer.get("action") == "OK" else None

@@ -27,6 +27,7 @@ __all__ = [
     "TransportConnectError",
     "TransportError",
     "TransportTimeout",
+    "as_transport",
 ]
 
 MAX_RESPONSE_BYTES: Final = 1 << 20
@@ -77,6 +78,11 @@ class HttpxTransport:
         except httpx.HTTPError as exc:
             raise TransportError(type(exc).__name__) from exc
         return Response(response.status_code, response.content)
+
+
+def as_transport(client: httpx.AsyncClient | PostTransport, timeout: float) -> PostTransport:
+    """``client`` itself, or an ``httpx.AsyncClient`` wrapped in :class:`HttpxTransport`."""
+    return HttpxTransport(client, timeout) if isinstance(client, httpx.AsyncClient) else client
 
 
 @dataclass(slots=True)
