@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[server,redis,fastapi,prometheus]" --group dev
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[server,redis,fastapi,prometheus,otel]" --group dev
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -258,6 +258,18 @@ async def asgi(n: int, rounds: int) -> list[dict[str, Any]]:
             introspector=CachingIntrospector(AuthleteIntrospector(sim, authlete), ttl=600),
         )
         variants["cache hit, Prometheus metrics"] = (metered, n)
+    if importlib.util.find_spec("opentelemetry.sdk") is not None:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from dpop_guard.otel import OpenTelemetrySpans
+
+        traced = DPoPGuardMiddleware(
+            bare,
+            settings=settings,
+            metrics=OpenTelemetrySpans(TracerProvider().get_tracer("bench")),
+            introspector=CachingIntrospector(AuthleteIntrospector(sim, authlete), ttl=600),
+        )
+        variants["cache hit, OpenTelemetry spans (SDK, no exporter)"] = (traced, n)
     await run(cached, 5, True)
     samples: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(rounds):

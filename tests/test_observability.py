@@ -91,3 +91,32 @@ class TestLogging:
         assert rejected.dpop_guard_status == 401  # type: ignore[attr-defined]
         assert rejected.dpop_guard_latency_ms >= 0  # type: ignore[attr-defined]
         assert token not in caplog.text
+
+
+class TestOpenTelemetry:
+    async def test_spans(self, make_harness: Callable[..., Harness], signer: ProofSigner) -> None:
+        """One span per decision, with outcome, reason and cache use."""
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        from dpop_guard.otel import OpenTelemetrySpans
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        h = make_harness(metrics=OpenTelemetrySpans(provider.get_tracer("test")))
+        token = h.token(signer)
+        await h.call(token, signer)
+        await h.call(None)
+        accepted, rejected = exporter.get_finished_spans()
+        assert accepted.name == "dpop_guard.authenticate"
+        assert accepted.attributes is not None and rejected.attributes is not None
+        assert accepted.attributes["dpop_guard.outcome"] == "accepted"
+        assert accepted.attributes["dpop_guard.cache_hit"] is False
+        assert rejected.attributes["dpop_guard.reason"] == "authorization_missing"
+        assert rejected.attributes["http.response.status_code"] == 401
+        assert accepted.end_time is not None and accepted.start_time is not None
+        assert accepted.end_time >= accepted.start_time
