@@ -30,6 +30,8 @@ class Decision:
     """Time spent in the guard (verification, introspection, replay record)."""
     introspection_seconds: float | None
     """Time spent introspecting, when the introspector was called."""
+    verification_seconds: float | None
+    """Time spent verifying the proof, when there was one to verify."""
     cache_hit: bool | None
 
 

@@ -48,6 +48,7 @@ from .settings import GuardSettings, Route
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
 
 logger = logging.getLogger("dpop_guard")
+_VERIFICATION_SECONDS: ContextVar[float | None] = ContextVar("dpop_guard_verify_s", default=None)
 _INTROSPECTION_SECONDS: ContextVar[float | None] = ContextVar(
     "dpop_guard_introspection_s", default=None
 )
@@ -207,6 +208,7 @@ class DPoPGuardMiddleware:
         started = time.perf_counter()
         CACHE_HIT.set(None)
         _INTROSPECTION_SECONDS.set(None)
+        _VERIFICATION_SECONDS.set(None)
         try:
             credentials, next_nonce = await self._authenticate(scope, method, route)
             scope["auth"] = credentials
@@ -298,9 +300,13 @@ class DPoPGuardMiddleware:
         else:
             raw = select_proof(dpop)
             nonces = self.nonce_source if self.settings.nonce_required(route) else None
-            proof = self.verifier.verify(
-                raw, method=method, url=htu, access_token=header.token, now=now, nonces=nonces
-            )
+            started = time.perf_counter()
+            try:
+                proof = self.verifier.verify(
+                    raw, method=method, url=htu, access_token=header.token, now=now, nonces=nonces
+                )
+            finally:
+                _VERIFICATION_SECONDS.set(time.perf_counter() - started)
             # Send the proof's own htu: it already matched the request URL locally, and
             # it spares the server a second, possibly different, normalisation.
             info = await self._introspect(
@@ -402,7 +408,15 @@ class DPoPGuardMiddleware:
                 logger.debug("dpop_guard accepted a request", extra=extra)
         if self.metrics is not None:
             self.metrics.observe(
-                Decision(outcome, reason, status, seconds, _INTROSPECTION_SECONDS.get(), cache_hit)
+                Decision(
+                    outcome,
+                    reason,
+                    status,
+                    seconds,
+                    introspection_seconds=_INTROSPECTION_SECONDS.get(),
+                    verification_seconds=_VERIFICATION_SECONDS.get(),
+                    cache_hit=cache_hit,
+                )
             )
 
     async def _reject(self, exc: DPoPGuardError, send: Send, started: float) -> None:

@@ -5,7 +5,8 @@
 >>> app.mount("/metrics", prometheus_client.make_asgi_app())
 
 Series: ``dpop_guard_requests_total{outcome,reason}``, ``dpop_guard_seconds{outcome}``
-(time in the guard), ``dpop_guard_introspection_seconds`` and
+(time in the guard), ``dpop_guard_verification_seconds``, ``dpop_guard_introspection_seconds``
+and
 ``dpop_guard_introspection_cache_total{result="hit"|"miss"}`` (the hit ratio is
 ``hit / (hit + miss)``).
 """
@@ -56,6 +57,12 @@ class PrometheusMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
+        self.verification = Histogram(
+            f"{prefix}_verification_seconds",
+            "Time spent verifying DPoP proofs",
+            buckets=_BUCKETS,
+            registry=registry,
+        )
         self.introspection = Histogram(
             f"{prefix}_introspection_seconds",
             "Time spent introspecting, when it was called",
@@ -73,6 +80,8 @@ class PrometheusMetrics:
         """Count and time one decision."""
         self.requests.labels(decision.outcome, decision.reason or "").inc()
         self.seconds.labels(decision.outcome).observe(decision.seconds)
+        if decision.verification_seconds is not None:
+            self.verification.observe(decision.verification_seconds)
         if decision.introspection_seconds is not None:
             self.introspection.observe(decision.introspection_seconds)
         if decision.cache_hit is not None:

@@ -39,6 +39,8 @@ class TestMetricsHook:
         miss, hit, refused = recorder.decisions
         assert (miss.outcome, miss.cache_hit, miss.status) == ("accepted", False, None)
         assert miss.introspection_seconds is not None and miss.seconds >= 0
+        assert miss.verification_seconds is not None
+        assert miss.verification_seconds <= miss.seconds
         assert (hit.outcome, hit.cache_hit) == ("accepted", True)
         assert (refused.outcome, refused.reason, refused.status) == ("rejected", "typ_invalid", 401)
         assert refused.introspection_seconds is None and refused.cache_hit is None
@@ -65,6 +67,7 @@ class TestMetricsHook:
         assert value("dpop_guard_introspection_cache_total", result="hit") == 2
         assert value("dpop_guard_introspection_cache_total", result="miss") == 1
         assert value("dpop_guard_introspection_seconds_count") == 3
+        assert value("dpop_guard_verification_seconds_count") == 3
         assert value("dpop_guard_seconds_count", outcome="accepted") == 3
 
 
