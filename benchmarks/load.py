@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.introspection.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
+from dpop_guard.introspection.simulator import DEFAULT_SERVICE_TOKEN
+from examples.demo import mint_token, simulator_env
 from examples.demo import process as serve
 
 ADMIN = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
@@ -198,13 +199,7 @@ def stack() -> Iterator[Stack]:
             raise SystemExit(f"{tool} is required (Debian: apt-get install {tool})")
     sim_port, redis_port = free_port(), free_port()
     simulator = f"http://127.0.0.1:{sim_port}"
-    env = dict(
-        os.environ,
-        AUTHLETE_BASE_URL=simulator,
-        AUTHLETE_API_VERSION="V3",
-        AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
-        AUTHLETE_SERVICE_ACCESSTOKEN=DEFAULT_SERVICE_TOKEN,
-    )
+    env = simulator_env(simulator)
     signer = ProofSigner.generate("ES256")
     redis_proc = subprocess.Popen(  # noqa: S603 - a fixed binary with fixed arguments
         [
@@ -233,16 +228,7 @@ def stack() -> Iterator[Stack]:
             env,
             f"{simulator}/sim/stats",
         ):
-            token = httpx.post(
-                f"{simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
-                headers=ADMIN,
-                json={
-                    "subject": "alice",
-                    "scopes": ["read:accounts"],
-                    "dpopKeyThumbprint": signer.jkt,
-                    "accessTokenDuration": 7200,
-                },
-            ).json()["accessToken"]
+            token = mint_token(simulator, signer, ["read:accounts"], lifetime=7200)
             yield Stack(simulator, f"redis://127.0.0.1:{redis_port}/0", env, signer, token)
     finally:
         redis_proc.terminate()

@@ -58,6 +58,36 @@ def process(
             proc.kill()
 
 
+def simulator_env(simulator: str) -> dict[str, str]:
+    """The environment that points the example (Authlete API V3) at a running simulator."""
+    return dict(
+        os.environ,
+        AUTHLETE_BASE_URL=simulator,
+        AUTHLETE_API_VERSION="V3",
+        AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
+        AUTHLETE_SERVICE_ACCESSTOKEN=DEFAULT_SERVICE_TOKEN,
+    )
+
+
+def mint_token(simulator: str, signer: ProofSigner, scopes: list[str], *, lifetime: int) -> str:
+    """A token for alice bound to ``signer``, from the simulator's /auth/token/create (what
+    the authorization server would issue after PAR, the code and the token request)."""
+    response = httpx.post(
+        f"{simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
+        headers=SERVICE_AUTH,
+        json={
+            "grantType": "AUTHORIZATION_CODE",
+            "subject": "alice",
+            "scopes": scopes,
+            "dpopKeyThumbprint": signer.jkt,
+            "accessTokenDuration": lifetime,
+        },
+    )
+    response.raise_for_status()
+    token: str = response.json()["accessToken"]
+    return token
+
+
 def outcome(response: httpx.Response) -> str:
     if response.status_code < 400:
         return f"{response.status_code} OK"
@@ -86,19 +116,7 @@ class Demo:
         print(f"  {mark}{title:<52} {outcome(response)}")
 
     def mint(self, signer: ProofSigner, scopes: list[str]) -> str:
-        response = httpx.post(
-            f"{self.simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
-            headers=SERVICE_AUTH,
-            json={
-                "grantType": "AUTHORIZATION_CODE",
-                "subject": "alice",
-                "scopes": scopes,
-                "dpopKeyThumbprint": signer.jkt,
-                "accessTokenDuration": 600,
-            },
-        )
-        token: str = response.json()["accessToken"]
-        return token
+        return mint_token(self.simulator, signer, scopes, lifetime=600)
 
     def run(self) -> int:
         signer = ProofSigner.generate("ES256")
@@ -181,14 +199,7 @@ def main() -> int:
     sim_port, api_port = free_port(), free_port()
     simulator = f"http://127.0.0.1:{sim_port}"
     api = f"http://127.0.0.1:{api_port}"
-    env = dict(
-        os.environ,
-        AUTHLETE_BASE_URL=simulator,
-        AUTHLETE_API_VERSION="V3",
-        AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
-        AUTHLETE_SERVICE_ACCESSTOKEN=DEFAULT_SERVICE_TOKEN,
-        DPOP_GUARD_PUBLIC_URL=api,
-    )
+    env = dict(simulator_env(simulator), DPOP_GUARD_PUBLIC_URL=api)
     print("dpop_guard demo")
     print(f"  Authlete simulator  {simulator}  (Authlete API V3, service {DEFAULT_SERVICE_ID})")
     print(f"  Accounts API        {api}  (uvicorn examples.accounts:app)")
