@@ -18,14 +18,14 @@ from .errors import (
     UseDPoPNonce,
 )
 from .introspection import Introspector, RequestFacts, TokenInfo
-from .introspection.authlete import AuthleteIntrospector
+from .introspection.authlete import AuthleteIntrospector, AuthleteSettings
 from .introspection.cached import CachingIntrospector
 from .introspection.transport import AsyncioHTTPClient
 from .jwk import jwk_thumbprint
 from .middleware import DPoPCredentials, DPoPGuardMiddleware, DPoPUser
 from .proof import ProofVerifier, VerifiedProof, compute_ath, verify_proof
 from .replay import MemoryReplayStore, ReplayStore
-from .settings import AuthleteSettings, GuardSettings, ProofPolicy, ResourceMetadata, Route
+from .settings import GuardSettings, ProofPolicy, ResourceMetadata, Route
 
 __version__ = "0.1.0"
 

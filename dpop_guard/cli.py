@@ -80,7 +80,8 @@ def _proof(args: argparse.Namespace) -> int:
 async def _check(environ: Mapping[str, str]) -> list[str]:
     """Problems found, as sentences; empty when all is well."""
     from .introspection import RequestFacts
-    from .settings import AuthleteSettings, GuardSettings
+    from .introspection.authlete import AuthleteSettings
+    from .settings import GuardSettings
 
     problems: list[str] = []
     try:

@@ -228,8 +228,8 @@ class TestStandardIntrospection:
         responseContent, cnf.jkt included; inactive tokens are invalid_token."""
         from dpop_guard.errors import InvalidToken
         from dpop_guard.introspection import RequestFacts
+        from dpop_guard.introspection.authlete import AuthleteSettings
         from dpop_guard.introspection.rfc7662 import AuthleteStandardIntrospector
-        from dpop_guard.settings import AuthleteSettings
 
         settings = AuthleteSettings(
             base_url=simulator_url, api_key=DEFAULT_SERVICE_ID, access_token=DEFAULT_SERVICE_TOKEN
