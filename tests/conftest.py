@@ -6,20 +6,9 @@ from collections.abc import Iterator
 import pytest
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.introspection.simulator import SimulatorState, create_simulator_app
-
-from ._redis import RedisServer
-from ._servers import ServerThread
-
-
-class Clock:
-    """An injectable wall clock."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from dpop_guard.simulator import SimulatorState, create_simulator_app
+from tests._support.redis_server import RedisServer
+from tests._support.servers import ServerThread
 
 
 @pytest.fixture(scope="session", name="signers")

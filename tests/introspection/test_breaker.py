@@ -111,7 +111,7 @@ class TestEnvironmentReaders:
     @pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
     def test_authlete_timeout(self, value: str) -> None:
         """The timeout must be a finite positive number."""
-        with pytest.raises(ValueError, match="TIMEOUT|timeout"):
+        with pytest.raises(ValueError, match=r"TIMEOUT|timeout"):
             AuthleteSettings.from_env(dict(V3, DPOP_GUARD_AUTHLETE_TIMEOUT=value))
 
     def test_rfc7662_strips(self) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.introspection.simulator import (
+from dpop_guard.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
