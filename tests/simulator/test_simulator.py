@@ -248,3 +248,38 @@ class TestStandardIntrospection:
         """Without 'parameters': BAD_REQUEST."""
         response = await http.post(V3_PATH + "/standard", json={}, headers=V3_AUTH)
         assert response.json()["action"] == "BAD_REQUEST"
+
+
+class TestWarningsScope:
+    def test_no_process_wide_filter(self) -> None:
+        """The simulator silences joserfc's EdDSA warning only around its own calls: after
+        importing it, building the app and checking an EdDSA proof, the process's warning
+        filters are unchanged, and no warning escaped."""
+        import subprocess
+        import sys
+
+        code = """
+import warnings, asyncio
+warnings.simplefilter("error")
+before = list(warnings.filters)
+import httpx
+from dpop_guard.client import ProofSigner
+from dpop_guard.simulator import DEFAULT_SERVICE_TOKEN, SimulatorState, create_simulator_app
+from dpop_guard.testing import make_proof
+state = SimulatorState()
+signer = ProofSigner.generate("EdDSA")
+token = state.create_token(subject="a", scopes=[], jkt=signer.jkt)
+proof = make_proof(signer, htu="https://rs/a", access_token=token, header={"alg": "EdDSA"})
+async def main():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(create_simulator_app(state)),
+                                 base_url="http://sim") as c:
+        r = await c.post("/api/715948317/auth/introspection",
+            headers={"Authorization": "Bearer " + DEFAULT_SERVICE_TOKEN},
+            json={"token": token, "dpop": proof, "htm": "GET", "htu": "https://rs/a"})
+        return r.json()["action"]
+print(asyncio.run(main()), warnings.filters == before)
+"""
+        result = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False
+        )
+        assert result.stdout.split() == ["OK", "True"], result.stderr
