@@ -15,6 +15,7 @@ from dpop_guard.demo.accounts import create_app
 from dpop_guard.introspection.authlete import AuthleteIntrospector
 from dpop_guard.introspection.cached import CachingIntrospector
 from dpop_guard.introspection.jwt import JWTAccessTokenValidator
+from dpop_guard.introspection.redis_cache import RedisTokenCache
 from dpop_guard.introspection.rfc7662 import AuthleteStandardIntrospector, RFC7662Introspector
 from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.replay.redis import RedisReplayStore
@@ -215,15 +216,12 @@ class TestLifespan:
                 DPOP_GUARD_REPLAY_STORE=redis_url, DPOP_GUARD_INTROSPECTION_CACHE=redis_url
             )
         )
-        assert isinstance(guard.replay_store, RedisReplayStore)
-        assert guard.shared_cache is not None
+        store, shared = guard.replay_store, guard.shared_cache
+        assert isinstance(store, RedisReplayStore) and isinstance(shared, RedisTokenCache)
         async with guard.lifespan(None):
-            await guard.replay_store.add_if_absent("k", ttl=5)
-            await guard.shared_cache.get(b"k")
-            pools = [
-                guard.replay_store.client.connection_pool,
-                guard.shared_cache.client.connection_pool,
-            ]  # type: ignore[attr-defined]
+            await store.add_if_absent("k", ttl=5)
+            await shared.get(b"k")
+            pools = [store.client.connection_pool, shared.client.connection_pool]
             connections = [c for p in pools for c in p._available_connections]
             assert connections and all(c.is_connected for c in connections)
         assert not any(c.is_connected for c in connections)
