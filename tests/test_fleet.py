@@ -313,7 +313,7 @@ class TestSharedIntrospectionCache:
 
 @pytest.fixture(name="workers", scope="module")
 def _workers(simulator_server: Any, redis_server: RedisServer) -> Iterator[str]:
-    """examples.accounts under `uvicorn --workers 2`, with Redis for replay and cache."""
+    """The accounts API under `uvicorn --workers 2`, with Redis for replay and cache."""
     server, _ = simulator_server
     port = free_port()
     env = dict(
@@ -331,7 +331,7 @@ def _workers(simulator_server: Any, redis_server: RedisServer) -> Iterator[str]:
             sys.executable,
             "-m",
             "uvicorn",
-            "examples.accounts:app",
+            "dpop_guard.demo.accounts:app",
             "--workers",
             "2",
             "--port",
