@@ -145,9 +145,12 @@ class EnvReader:
             return ()
         return tuple(item for item in _SEPARATORS.split(value) if item)
 
-    def json_object(self, key: str, *, secret: bool = False) -> dict[str, Any] | None:
+    def json_object(
+        self, key: str, *, what: str = "a JSON object", secret: bool = False
+    ) -> dict[str, Any] | None:
         """A JSON object (e.g. a JWK), or ``None`` when unset.
 
+        :param what: how the error message names the expected value.
         :raises ValueError: naming the variable, for anything but a JSON object.
         """
         value = self.text(key, secret=secret)
@@ -156,7 +159,7 @@ class EnvReader:
         try:
             parsed = json.loads(value)
         except ValueError:
-            raise ValueError(f"{self.name(key)} must be a JSON object") from None
+            parsed = None
         if not isinstance(parsed, dict):
-            raise ValueError(f"{self.name(key)} must be a JSON object")
+            raise ValueError(f"{self.name(key)} must be {what}")
         return parsed

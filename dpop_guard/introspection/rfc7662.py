@@ -87,13 +87,7 @@ class RFC7662Settings:
         :raises ValueError: naming what is missing or wrong (never a secret's value).
         """
         env = EnvReader(environ, "DPOP_GUARD_INTROSPECTION_")
-        raw_key = env.text("PRIVATE_KEY", secret=True)
-        try:
-            private_key = None if raw_key is None else json.loads(raw_key)
-        except ValueError:
-            private_key = []  # refused just below
-        if private_key is not None and not isinstance(private_key, dict):
-            raise ValueError(f"{env.name('PRIVATE_KEY')} must be a JWK in JSON")
+        private_key = env.json_object("PRIVATE_KEY", what="a JWK in JSON", secret=True)
         timeout = env.number("TIMEOUT", 5.0)
         try:
             return cls(

@@ -283,3 +283,32 @@ print(asyncio.run(main()), warnings.filters == before)
             [sys.executable, "-c", code], capture_output=True, text=True, check=False
         )
         assert result.stdout.split() == ["OK", "True"], result.stderr
+
+
+class TestSeed:
+    def test_seeds_tokens(self) -> None:
+        """seed() issues one token per entry, with a fixed value when one is given (what
+        `dpop-guard simulate --tokens` and `python -m dpop_guard.simulator --tokens` do)."""
+        from dpop_guard.simulator import seed
+
+        state = SimulatorState()
+        issued = seed(
+            state,
+            [
+                {"token": "fixed-1", "subject": "alice", "scopes": ["a"], "jkt": "j"},
+                {"subject": None, "scopes": [], "lifetime": 60},
+            ],
+        )
+        assert issued[0] == "fixed-1" and len(issued) == 2
+        assert state.tokens["fixed-1"].subject == "alice" and state.tokens["fixed-1"].jkt == "j"
+        assert state.tokens[issued[1]].subject is None
+
+    @pytest.mark.parametrize(
+        "entry", [{"subject": 1}, {"scopes": "a b"}, {"scopes": [1]}, {"lifetime": "x"}]
+    )
+    def test_refuses_bad_entries(self, entry: dict[str, object]) -> None:
+        """A malformed entry is refused before anything is issued."""
+        from dpop_guard.simulator import seed
+
+        with pytest.raises(ValueError, match="token entry"):
+            seed(SimulatorState(), [entry])
