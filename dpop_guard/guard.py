@@ -350,6 +350,88 @@ def _require(module: str, extra: str, purpose: str) -> None:
         raise missing_extra(extra, purpose)
 
 
+@dataclass(slots=True)
+class _Chain:
+    """What building the introspector opened, for the guard to close."""
+
+    introspector: Introspector
+    closers: list[Closer]
+    simulator: SimulatorState | None = None
+    simulator_app: Any = None
+
+
+def _jwt(env: Mapping[str, str]) -> _Chain:
+    import httpx
+
+    from .introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
+
+    settings = JWTAccessTokenSettings.from_env(env)
+    jwks_client = httpx.AsyncClient()  # JWKS fetches are rare: httpx is fine here
+    return _Chain(JWTAccessTokenValidator(jwks_client, settings), [jwks_client.aclose])
+
+
+def _rfc7662(env: Mapping[str, str]) -> _Chain:
+    from .introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
+    from .introspection.transport import AsyncioHTTPClient
+
+    settings = RFC7662Settings.from_env(env)
+    client = AsyncioHTTPClient()
+    return _Chain(RFC7662Introspector(client, settings), [client.aclose])
+
+
+def _authlete(env: Mapping[str, str], *, standard: bool, embedded: bool) -> _Chain:
+    from .introspection.authlete import AuthleteIntrospector
+    from .introspection.rfc7662 import AuthleteStandardIntrospector
+
+    if embedded:
+        authlete, http, simulator, simulator_app = _embedded_simulator()
+    else:
+        from .introspection.authlete import AuthleteSettings
+        from .introspection.transport import AsyncioHTTPClient
+
+        try:
+            authlete = AuthleteSettings.from_env(env)
+        except ValueError as exc:
+            raise _authlete_problem(env, exc) from None
+        http, simulator, simulator_app = AsyncioHTTPClient(), None, None
+    # authlete-standard: Authlete's RFC 7662 helper API, cnf.jkt checked locally.
+    introspector: Introspector = (
+        AuthleteStandardIntrospector(http, authlete)
+        if standard
+        else AuthleteIntrospector(http, authlete)
+    )
+    return _Chain(introspector, [http.aclose], simulator, simulator_app)
+
+
+def _embedded_simulator() -> tuple[Any, Any, SimulatorState, Any]:
+    """Settings, an in-process client, state and app of the embedded simulator."""
+    import httpx
+
+    from .introspection.authlete import AuthleteSettings
+    from .simulator import (
+        DEFAULT_API_SECRET,
+        DEFAULT_SERVICE_ID,
+        SimulatorState,
+        create_simulator_app,
+    )
+
+    logger.warning(
+        "%s=1: using the embedded Authlete simulator, mounted at %s; its credentials are "
+        "public (development only, never in production)",
+        DEVELOPMENT_SIMULATOR,
+        SIMULATOR_MOUNT,
+    )
+    settings = AuthleteSettings(
+        base_url=_EMBEDDED_BASE_URL,
+        api_version="V2",
+        api_key=DEFAULT_SERVICE_ID,
+        api_secret=DEFAULT_API_SECRET,
+    )
+    state = SimulatorState()
+    app = create_simulator_app(state)
+    return settings, httpx.AsyncClient(transport=httpx.ASGITransport(app=app)), state, app
+
+
 def from_env(
     *,
     routes: Sequence[Route] = (),
@@ -361,22 +443,20 @@ def from_env(
     :param routes: the path rules (code, not environment); in development-simulator mode
         ``/__authlete/*`` is added in front of them as public.
     :param metrics: handed to the middleware.
-    :raises ValueError: one message naming the variable that is missing or wrong, before
-        any connection is opened.
+    :raises ValueError: one message naming the variable that is missing or wrong.
     :raises ImportError: a configured backend needs an extra that is not installed.
     """
     import os
 
     env: Mapping[str, str] = os.environ if environ is None else environ
+    # 1. Read and check every setting before the first client is opened.
     stores = StoreSettings.from_env(env)
-    simulator_mode = stores.development_simulator
-    if simulator_mode:
-        for name in ("AUTHLETE_BASE_URL",):
-            if EnvReader(env).is_set(name):
-                raise ValueError(
-                    f"{DEVELOPMENT_SIMULATOR}=1 and {name} are both set: the embedded "
-                    f"simulator would hide the real Authlete; unset one of them"
-                )
+    if stores.development_simulator:
+        if EnvReader(env).is_set("AUTHLETE_BASE_URL"):
+            raise ValueError(
+                f"{DEVELOPMENT_SIMULATOR}=1 and AUTHLETE_BASE_URL are both set: the embedded "
+                "simulator would hide the real Authlete; unset one of them"
+            )
         routes = (Route(SIMULATOR_MOUNT + "/*", public=True), *routes)
     settings = GuardSettings.from_env(env, routes=routes)
     for url, name in (
@@ -386,74 +466,19 @@ def from_env(
         if _is_redis_url(url):
             _require("redis", "redis", f"{ENV_PREFIX}{name}={urlsplit(url).scheme}://...")
 
-    # Every setting is read and checked before the first client is opened.
-    closers: list[Closer] = []
-    simulator: SimulatorState | None = None
-    simulator_app: Any = None
-    introspector: Introspector
-    if stores.introspection == "jwt":
-        import httpx
-
-        from .introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
-
-        jwt_settings = JWTAccessTokenSettings.from_env(env)
-        jwks_client = httpx.AsyncClient()  # JWKS fetches are rare: httpx is fine here
-        closers.append(jwks_client.aclose)
-        introspector = JWTAccessTokenValidator(jwks_client, jwt_settings)
-    elif stores.introspection == "rfc7662":
-        from .introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
-        from .introspection.transport import AsyncioHTTPClient
-
-        rfc_settings = RFC7662Settings.from_env(env)
-        client = AsyncioHTTPClient()
-        closers.append(client.aclose)
-        introspector = RFC7662Introspector(client, rfc_settings)
+    # 2. The introspector for the mode (its own settings are read first, then it opens).
+    mode = stores.introspection
+    if mode == "jwt":
+        chain = _jwt(env)
+    elif mode == "rfc7662":
+        chain = _rfc7662(env)
     else:
-        from .introspection.authlete import AuthleteIntrospector, AuthleteSettings
-        from .introspection.rfc7662 import AuthleteStandardIntrospector
+        chain = _authlete(
+            env, standard=mode == "authlete-standard", embedded=stores.development_simulator
+        )
 
-        http: Any
-        if simulator_mode:
-            import httpx
-
-            from .simulator import (
-                DEFAULT_API_SECRET,
-                DEFAULT_SERVICE_ID,
-                SimulatorState,
-                create_simulator_app,
-            )
-
-            logger.warning(
-                "%s=1: using the embedded Authlete simulator, mounted at %s; its credentials "
-                "are public (development only, never in production)",
-                DEVELOPMENT_SIMULATOR,
-                SIMULATOR_MOUNT,
-            )
-            authlete = AuthleteSettings(
-                base_url=_EMBEDDED_BASE_URL,
-                api_version="V2",
-                api_key=DEFAULT_SERVICE_ID,
-                api_secret=DEFAULT_API_SECRET,
-            )
-            simulator = SimulatorState()
-            simulator_app = create_simulator_app(simulator)
-            http = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator_app))
-        else:
-            try:
-                authlete = AuthleteSettings.from_env(env)
-            except ValueError as exc:
-                raise _authlete_problem(env, exc) from None
-            from .introspection.transport import AsyncioHTTPClient
-
-            http = AsyncioHTTPClient()
-        closers.append(http.aclose)
-        if stores.introspection == "authlete-standard":
-            # Authlete's RFC 7662 helper API: cnf.jkt checked locally, one call per miss.
-            introspector = AuthleteStandardIntrospector(http, authlete)
-        else:
-            introspector = AuthleteIntrospector(http, authlete)
-
-    upstream = introspector
+    # 3. The stores, then the cache in front of the introspector.
+    closers = chain.closers
     replay_store = replay_store_from_url(stores.replay_store, maxsize=stores.replay_maxsize)
     _add_closer(closers, replay_store)
     shared: SharedTokenCache | None = None
@@ -462,13 +487,15 @@ def from_env(
 
         shared = RedisTokenCache.from_url(stores.introspection_cache)
         _add_closer(closers, shared)
+    introspector = chain.introspector
     # JWT access tokens are checked locally: there is nothing to cache.
-    if stores.cache_ttl > 0 and stores.introspection != "jwt":
+    if stores.cache_ttl > 0 and mode != "jwt":
         from .introspection.cached import CachingIntrospector
 
         introspector = CachingIntrospector(
             introspector, ttl=stores.cache_ttl, maxsize=stores.cache_maxsize, shared=shared
         )
+    # Without a secret the middleware makes a per-process source and says so in the log.
     nonce_source: NonceSource | None = None
     if settings.nonce_routes and settings.nonce_secret is not None:
         nonce_source = HMACNonceSource(settings.nonce_secret, step=settings.nonce_step)
@@ -476,13 +503,13 @@ def from_env(
         settings=settings,
         stores=stores,
         introspector=introspector,
-        upstream=upstream,
+        upstream=chain.introspector,
         replay_store=replay_store,
         shared_cache=shared,
         nonce_source=nonce_source,
         metrics=metrics,
-        simulator=simulator,
-        simulator_app=simulator_app,
+        simulator=chain.simulator,
+        simulator_app=chain.simulator_app,
         closers=closers,
     )
 
