@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed
 # pyproject.toml; slow tests are classed in tests/conftest.py).
 UNIT   := not e2e and not redis and not slow and not fuzz
 
-.PHONY: demo test test-unit lint typecheck check fuzz soak bench bench-quick wheel-smoke clean
+LOWEST := .venv-lowest
+
+.PHONY: demo test test-unit test-lowest lint typecheck check fuzz soak bench bench-quick wheel-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +30,24 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "$(UNIT)" $(PYTEST_ARGS)
+
+# The whole suite against the lowest version of each runtime dependency that
+# pyproject.toml allows (each "name>=X" pinned to X), in a venv of its own.
+test-lowest:
+	tools/ensure-command redis-server
+	tools/ensure-command node nodejs
+	tools/ensure-command npm npm
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+	$(LOWEST)/bin/python -c 'import re, tomllib; \
+	  deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
+	  pins = [re.sub(r"\[.*\]", "", d).replace(">=", "==") for d in deps]; \
+	  open("$(LOWEST)/constraints.txt", "w").write("\n".join(pins) + "\n")'
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  -c $(LOWEST)/constraints.txt -e ".[redis,fastapi,prometheus,otel]" --group tests
+	$(LOWEST)/bin/python -m pip freeze | grep -iE "^($$(sed 's/==.*//' $(LOWEST)/constraints.txt | paste -sd'|'))=="
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check dpop_guard tests examples benchmarks
@@ -83,4 +103,4 @@ wheel-smoke: $(STAMP)
 	  "$$tmp/venv/bin/python" -m dpop_guard.demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis dist
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis dist

@@ -11,6 +11,13 @@ from tests._support.redis_server import RedisServer
 from tests._support.servers import ServerThread
 
 
+@pytest.fixture(scope="session", name="anyio_backend")
+def _anyio_backend() -> str:
+    """Async tests run on asyncio (the lean HTTP client is asyncio-only), whichever
+    backends the installed anyio would pick by default."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session", name="signers")
 def _signers() -> dict[str, ProofSigner]:
     """One key per algorithm, generated once (RSA generation is slow)."""
