@@ -18,10 +18,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from fastapi import HTTPException
-from fastapi.openapi.models import HTTPBase
-from fastapi.security import SecurityScopes
-from fastapi.security.base import SecurityBase
+from ._extras import missing_extra
+
+try:
+    from fastapi import HTTPException
+    from fastapi.openapi.models import HTTPBase
+    from fastapi.security import SecurityScopes
+    from fastapi.security.base import SecurityBase
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
+    raise missing_extra("fastapi", "dpop_guard.fastapi") from _exc
 from starlette.requests import Request
 
 from .challenges import challenge_for

@@ -4,21 +4,19 @@ environment (``from_env``) with the mapping passed in so tests can hand it a dic
 
 from __future__ import annotations
 
-import base64
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from ._env import EnvReader
 from ._proxy import parse_networks
 from .jwk import DEFAULT_MAX_RSA_BITS, DEFAULT_MIN_RSA_BITS, SUPPORTED_ALGORITHMS
 from .nonce import DEFAULT_NONCE_STEP
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
-    "AuthleteSettings",
     "GuardSettings",
     "ProofPolicy",
     "ResourceMetadata",
@@ -39,7 +37,6 @@ DEFAULT_MAX_JSON_DEPTH: Final = 8
 DEFAULT_CACHE_TTL: Final = 60.0
 DEFAULT_CACHE_MAXSIZE: Final = 100_000
 DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
-DEFAULT_AUTHLETE_TIMEOUT: Final = 5.0
 ENV_PREFIX: Final = "DPOP_GUARD_"
 
 
@@ -318,20 +315,14 @@ class GuardSettings:
 
         :raises ValueError: naming the variable that is wrong.
         """
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(prefix + name)
-            return value.strip() if value is not None and value.strip() else None
+        # One reader for every from_env: stripped, no control characters, finite numbers.
+        reader = EnvReader(environ, prefix)
+        get = reader.text
 
         def number(name: str, default: float, kind: type[int] | type[float]) -> float:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ValueError(f"{prefix}{name} must be a number, got {raw!r}") from None
+            if kind is int:
+                return reader.integer(name, int(default))
+            return reader.number(name, default)
 
         policy_kwargs: dict[str, object] = {}
         if (algs := get("ALGORITHMS")) is not None:
@@ -381,97 +372,3 @@ class GuardSettings:
             )
         except ValueError as exc:
             raise ValueError(f"{prefix}*: {exc}") from None
-
-
-ApiVersion = Literal["V2", "V3"]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class AuthleteSettings:
-    """How to reach Authlete's ``/auth/introspection``.
-
-    V2: ``POST {base_url}/api/auth/introspection`` with Basic ``api_key:api_secret``.
-    V3: ``POST {base_url}/api/{api_key}/auth/introspection`` with Bearer ``access_token``
-    (``api_key`` is then the service id).
-
-    :param timeout: seconds for one introspection in total, retries included.
-    :param retries: extra attempts after a connection failure or a 502/503/504.
-    """
-
-    base_url: str
-    api_version: ApiVersion = "V3"
-    api_key: str
-    api_secret: str | None = field(default=None, repr=False)
-    access_token: str | None = field(default=None, repr=False)
-    timeout: float = DEFAULT_AUTHLETE_TIMEOUT
-    retries: int = 1
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an absolute http(s) URL, got {self.base_url!r}")
-        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
-        version = self.api_version.upper()
-        if version not in ("V2", "V3"):
-            raise ValueError(f"api_version must be V2 or V3, got {self.api_version!r}")
-        object.__setattr__(self, "api_version", version)
-        if not self.api_key:
-            raise ValueError("api_key (the service API key / service id) is required")
-        if version == "V2" and not self.api_secret:
-            raise ValueError("api_secret is required for the V2 API")
-        if version == "V3":
-            if not self.access_token:
-                raise ValueError("access_token is required for the V3 API")
-            if not self.api_key.isdigit():
-                raise ValueError("api_key must be the numeric service id for the V3 API")
-        _positive("timeout", self.timeout)
-        if self.retries < 0:
-            raise ValueError("retries must not be negative")
-
-    @property
-    def introspection_url(self) -> str:
-        """The endpoint for this API version."""
-        if self.api_version == "V2":
-            return f"{self.base_url}/api/auth/introspection"
-        return f"{self.base_url}/api/{self.api_key}/auth/introspection"
-
-    @property
-    def authorization(self) -> str:
-        """The ``Authorization`` header value for calls to Authlete."""
-        if self.api_version == "V2":
-            raw = f"{self.api_key}:{self.api_secret}".encode()
-            return "Basic " + base64.b64encode(raw).decode("ascii")
-        return f"Bearer {self.access_token}"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> AuthleteSettings:
-        """Read Authlete's own variable names: ``AUTHLETE_BASE_URL``,
-        ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``,
-        ``AUTHLETE_SERVICE_APISECRET``, ``AUTHLETE_SERVICE_ACCESSTOKEN``, plus our
-        ``DPOP_GUARD_AUTHLETE_TIMEOUT``.
-
-        :raises ValueError: naming what is missing or wrong (never a secret's value).
-        """
-        env = os.environ if environ is None else environ
-        base_url = env.get("AUTHLETE_BASE_URL", "").strip()
-        if not base_url:
-            raise ValueError("AUTHLETE_BASE_URL is not set")
-        api_key = env.get("AUTHLETE_SERVICE_APIKEY", "").strip()
-        if not api_key:
-            raise ValueError("AUTHLETE_SERVICE_APIKEY is not set")
-        timeout_raw = env.get(ENV_PREFIX + "AUTHLETE_TIMEOUT", "").strip()
-        try:
-            timeout = float(timeout_raw) if timeout_raw else DEFAULT_AUTHLETE_TIMEOUT
-        except ValueError:
-            raise ValueError(f"{ENV_PREFIX}AUTHLETE_TIMEOUT must be a number") from None
-        try:
-            return cls(
-                base_url=base_url,
-                api_version=env.get("AUTHLETE_API_VERSION", "V3").strip().upper() or "V3",  # type: ignore[arg-type]
-                api_key=api_key,
-                api_secret=env.get("AUTHLETE_SERVICE_APISECRET") or None,
-                access_token=env.get("AUTHLETE_SERVICE_ACCESSTOKEN") or None,
-                timeout=timeout,
-            )
-        except ValueError as exc:
-            raise ValueError(f"AUTHLETE_*: {exc}") from None

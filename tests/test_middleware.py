@@ -32,12 +32,12 @@ from dpop_guard import (
 )
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.introspection import RequestFacts
-from dpop_guard.introspection.simulator import (
+from dpop_guard.replay import MemoryReplayStore
+from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
-from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.testing import make_proof
 
 ORIGIN = "https://api.bank.test"
