@@ -5,6 +5,7 @@
 
 from .challenges import build_challenge, challenge_for, parse_challenge
 from .client import DPoPAuth, ProofSigner
+from .credentials import DPoPCredentials, DPoPUser
 from .errors import (
     AuthenticationRequired,
     DPoPGuardError,
@@ -22,10 +23,12 @@ from .introspection.authlete import AuthleteIntrospector
 from .introspection.cached import CachingIntrospector
 from .introspection.transport import AsyncioHTTPClient
 from .jwk import jwk_thumbprint
-from .middleware import DPoPCredentials, DPoPGuardMiddleware, DPoPUser
+from .metadata import ResourceMetadata
+from .middleware import DPoPGuardMiddleware
 from .proof import ProofVerifier, VerifiedProof, compute_ath, verify_proof
 from .replay import MemoryReplayStore, ReplayStore
-from .settings import AuthleteSettings, GuardSettings, ProofPolicy, ResourceMetadata, Route
+from .routes import Route
+from .settings import AuthleteSettings, GuardSettings, ProofPolicy
 
 __version__ = "0.1.0"
 

@@ -25,8 +25,8 @@ from fastapi.security.base import SecurityBase
 from starlette.requests import Request
 
 from .challenges import challenge_for
+from .credentials import DPoPCredentials
 from .errors import AuthenticationRequired, DPoPGuardError, InsufficientScope
-from .middleware import DPoPCredentials
 from .settings import DEFAULT_ALGORITHMS
 
 __all__ = ["DPoPSecurity"]

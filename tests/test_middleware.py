@@ -227,7 +227,9 @@ class TestSuccess:
         sent = [e for e in h.simulator.log if "dpop_sha256" in e]
         assert len(sent) == 1
         assert sent[0]["htm"] == "GET" and sent[0]["htu"] == ORIGIN + "/accounts"
-        assert sent[0]["scopes"] == ["read:accounts"]
+        # Scopes are checked locally from the token's facts, so the cached answer serves
+        # every route: no route scopes go to Authlete.
+        assert "scopes" not in sent[0]
 
     async def test_without_cache_every_request_asks(
         self, make_harness: Callable[..., Harness], signer: ProofSigner
@@ -301,22 +303,32 @@ class TestSuccess:
         )
         assert response.status_code == 200
 
-    @pytest.mark.parametrize("scope_type", ["lifespan", "websocket"])
-    async def test_non_http_scopes_pass_through(self, scope_type: str) -> None:
-        """Lifespan and websocket scopes reach the app untouched, with no credentials."""
+    async def test_lifespan_passes_through(self) -> None:
+        """Lifespan scopes reach the app untouched, with no credentials."""
         seen: list[dict[str, Any]] = []
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
             seen.append(scope)
 
-        class Never:
-            async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
-                raise AssertionError("not called")
-
         guard = DPoPGuardMiddleware(app, introspector=Never())
-        scope = {"type": scope_type, "path": "/ws", "headers": []}
+        scope = {"type": "lifespan"}
         await guard(scope, None, None)  # type: ignore[arg-type]
         assert seen == [scope] and "auth" not in scope
+
+    @pytest.mark.parametrize("scope_type", ["webtransport", "http2", ""])
+    async def test_unknown_scope_types_refused(self, scope_type: str) -> None:
+        """A scope type the guard does not know never reaches the app."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise AssertionError("reached the app")
+
+        guard = DPoPGuardMiddleware(app, introspector=Never())
+        await guard({"type": scope_type, "path": "/accounts", "headers": []}, None, None)  # type: ignore[arg-type]
+
+
+class Never:
+    async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+        raise AssertionError("not called")
 
 
 class TestHeaders:
@@ -485,14 +497,17 @@ class TestBinding:
     async def test_replay_after_failed_binding(
         self, h: Harness, signer: ProofSigner, reasons: list[str]
     ) -> None:
-        """A proof refused for its key is refused again, never accepted later."""
+        """A proof refused for its key is refused again, as a replay (its jti was
+        recorded before introspection), never accepted later, and costs no Authlete call."""
         token = h.token(signer)
         thief = ProofSigner.generate("ES256")
         proof = make_proof(thief, htu=ORIGIN + "/accounts", access_token=token)
         assert (await h.call(token, proof=proof)).status_code == 401
         assert (await h.call(token, signer)).status_code == 200
+        calls = h.simulator.calls["auth/introspection"]
         response = await h.call(token, proof=proof)
-        assert_rejected(response, 401, "invalid_dpop_proof", "jkt_mismatch", reasons)
+        assert_rejected(response, 401, "invalid_dpop_proof", "jti_replayed", reasons)
+        assert h.simulator.calls["auth/introspection"] == calls
 
     async def test_unbound_token_refused(
         self, h: Harness, signer: ProofSigner, reasons: list[str]
@@ -568,11 +583,18 @@ class TestToken:
     async def test_missing_scope_on_miss(
         self, h: Harness, signer: ProofSigner, reasons: list[str]
     ) -> None:
-        """Authlete's FORBIDDEN becomes 403 insufficient_scope naming the scope."""
+        """A token lacking the route's scope is refused locally (403 insufficient_scope
+        naming the scope) after one introspection round, whose facts then serve every
+        route."""
         token = h.token(signer)
         response = await h.call(token, signer, path="/accounts/acc-1/transactions")
-        params = assert_rejected(response, 403, "insufficient_scope", "authlete_forbidden", reasons)
+        params = assert_rejected(response, 403, "insufficient_scope", "scope_missing", reasons)
         assert params["scope"] == "read:transactions"
+        calls = h.simulator.calls["auth/introspection"]
+        response = await h.call(token, signer, path="/accounts/acc-1/transactions")
+        assert_rejected(response, 403, "insufficient_scope", "scope_missing", reasons)
+        assert (await h.call(token, signer)).status_code == 200
+        assert h.simulator.calls["auth/introspection"] == calls
 
     async def test_missing_scope_on_hit(
         self, h: Harness, signer: ProofSigner, reasons: list[str]
