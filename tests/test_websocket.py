@@ -6,7 +6,7 @@ or closed before accept."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -219,8 +219,8 @@ class TestWithoutExtension:
         async def receive() -> dict[str, Any]:
             return inbox.pop(0)
 
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
 
         scope = {
             "type": "websocket",
