@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import anyio
 import httpx
@@ -30,6 +31,7 @@ from dpop_guard import (
     Route,
     TokenInfo,
 )
+from dpop_guard._target import check_host
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection.simulator import (
@@ -609,6 +611,166 @@ class TestToken:
         assert h.simulator.calls["auth/introspection"] == calls
 
 
+async def raw_call(
+    app: Any,
+    target: bytes,
+    *,
+    method: str = "GET",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request as a raw ASGI scope, for targets an HTTP client would normalise."""
+    messages: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        messages.append(message)
+
+    raw, _, query = target.partition(b"?")
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": unquote(raw.decode("latin-1")),
+        "raw_path": raw,
+        "root_path": "",
+        "scheme": "https",
+        "query_string": query,
+        "headers": headers if headers is not None else [(b"host", b"api.bank.test")],
+        "server": ("api.bank.test", 443),
+    }
+    await app(scope, receive, send)
+    start = messages[0]
+    return start["status"], dict(start["headers"]), messages[1]["body"]
+
+
+class TestRequestTarget:
+    @pytest.mark.parametrize(
+        "target",
+        [b"/accounts%0A", b"/accounts%0D", b"/accounts%00", b"/accounts%7F", b"/health%0A"],
+    )
+    async def test_control_character_in_path(
+        self, h: Harness, reasons: list[str], target: bytes
+    ) -> None:
+        """A decoded path holding a control character is a 400 before any rule is tried,
+        public rules included (Starlette's "$" would route "/accounts\\n" to /accounts)."""
+        status, headers, body = await raw_call(h.app, target)
+        assert status == 400 and headers[b"cache-control"] == b"no-store"
+        assert (
+            parse_challenge(headers[b"www-authenticate"].decode())[1]["error"] == "invalid_request"
+        )
+        assert json.loads(body)["error"] == "invalid_request"
+        assert reasons[-1] == "path_control_character"
+
+    @pytest.mark.parametrize(
+        "target",
+        [b"/accounts/acc-1001#/transactions", b"/accounts#", b"/acc ounts", b"/acc\xc3\xa9ounts"],
+    )
+    async def test_fragment_or_control_in_target(
+        self, h: Harness, reasons: list[str], target: bytes
+    ) -> None:
+        """A request target holding "#", a space or a control byte is a 400: a proof for
+        /accounts/acc-1001 never passes for /accounts/acc-1001#/transactions."""
+        status, headers, _ = await raw_call(h.app, target)
+        assert status == 400
+        assert (
+            parse_challenge(headers[b"www-authenticate"].decode())[1]["error"] == "invalid_request"
+        )
+        assert reasons[-1] == "request_target_invalid"
+
+    async def test_head_covered_by_get_rule(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """HEAD is checked against a rule that lists only GET (Starlette serves HEAD with
+        the GET handler): 403 without the scope."""
+        h = make_harness(routes=(Route("/accounts", scopes=("read:accounts",), methods=("GET",)),))
+        token = h.token(signer, scopes=())
+        response = await h.call(token, signer, method="HEAD")
+        assert response.status_code == 403
+        assert (
+            parse_challenge(response.headers["www-authenticate"])[1]["error"]
+            == "insufficient_scope"
+        )
+        assert reasons[-1] == "scope_missing"
+
+    async def test_method_case_insensitive(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """A method in lower case matches the rule for its upper-case form."""
+        h = make_harness(routes=(Route("/accounts", scopes=("read:accounts",), methods=("GET",)),))
+        token = h.token(signer, scopes=())
+        proof = make_proof(signer, htm="get", htu=ORIGIN + "/accounts", access_token=token)
+        headers = [
+            (b"host", b"api.bank.test"),
+            (b"authorization", f"DPoP {token}".encode()),
+            (b"dpop", proof.encode()),
+        ]
+        status, found, _ = await raw_call(h.app, b"/accounts", method="get", headers=headers)
+        assert status == 403
+        assert (
+            parse_challenge(found[b"www-authenticate"].decode())[1]["error"] == "insufficient_scope"
+        )
+        assert reasons[-1] == "scope_missing"
+
+
+class TestHost:
+    @pytest.fixture(name="hostless")
+    def _hostless(self, simulator_url: str) -> Iterator[DPoPGuardMiddleware]:
+        http = httpx.AsyncClient()
+        yield DPoPGuardMiddleware(
+            inner_app(),
+            settings=GuardSettings(routes=ROUTES),
+            introspector=AuthleteIntrospector(http, authlete_settings(simulator_url)),
+        )
+
+    @pytest.mark.parametrize(
+        "host",
+        [
+            "rs.local/other",
+            "rs.local?x",
+            "rs.local#x",
+            "user@rs.local",
+            "rs.local:99999",
+            "rs.local:8o",
+            "rs.local:",
+            "",
+            "[::1",
+            "[rs.local]",
+            "[::1]x",
+            "rs local",
+            "rs.local\\x",
+        ],
+    )
+    async def test_invalid_host(
+        self, hostless: DPoPGuardMiddleware, signer: ProofSigner, reasons: list[str], host: str
+    ) -> None:
+        """Without a public URL, a Host that is not host[:port] is a 400: it can never
+        smuggle a path into htu."""
+        proof = make_proof(signer, htu="http://rs.local/other", access_token="tok")
+        headers = [
+            (b"host", host.encode()),
+            (b"authorization", b"DPoP tok"),
+            (b"dpop", proof.encode()),
+        ]
+        status, found, _ = await raw_call(hostless, b"/accounts", headers=headers)
+        assert status == 400
+        assert parse_challenge(found[b"www-authenticate"].decode())[1]["error"] == "invalid_request"
+        assert reasons[-1] == "host_invalid"
+
+    async def test_two_hosts(self, hostless: DPoPGuardMiddleware, reasons: list[str]) -> None:
+        """Two Host headers are a 400 (RFC 9112 section 3.2)."""
+        headers = [(b"host", b"a.test"), (b"host", b"b.test"), (b"authorization", b"DPoP tok")]
+        status, _, _ = await raw_call(hostless, b"/accounts", headers=headers)
+        assert status == 400 and reasons[-1] == "host_multiple"
+
+    @pytest.mark.parametrize(
+        "host", ["rs.local", "rs.local:8080", "10.0.0.1:1", "[::1]:65535", "[::1]"]
+    )
+    async def test_valid_hosts(self, host: str) -> None:
+        """Names, IPv4 and bracketed IPv6 literals, with or without a port, are hosts."""
+        assert check_host(host) == host
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -691,6 +853,37 @@ class TestOutages:
         response = await h.call("tok", signer)
         assert_rejected(response, 503, None, "internal_error", reasons)
         assert "bug" not in response.text and "Traceback" not in response.text
+
+    async def test_unexpected_error_logged_without_locals(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The 503 path logs the exception's type and a traceback with no locals and no
+        message: a token or proof held in a local, or quoted by a library in its message,
+        reaches no log record, no exc_info and no formatted line."""
+
+        class Buggy:
+            async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+                held = {"token": token, "proof": request.proof}
+                int(f"{held['token']}{held['proof']}")  # a ValueError quoting both
+                raise AssertionError("unreachable")
+
+        caplog.set_level(logging.DEBUG)
+        h = make_harness(introspector=Buggy())
+        token = h.token(signer)
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+        response = await h.call(token, proof=proof)
+        assert response.status_code == 503
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and errors[0].exc_info is None and errors[0].exc_text is None
+        assert "ValueError" in errors[0].getMessage() and "introspect" in errors[0].getMessage()
+        rendered = [
+            logging.Formatter().format(r) + repr(r.__dict__) + repr(r.args) for r in caplog.records
+        ]
+        for secret in (token, proof, proof.split(".")[2]):
+            assert all(secret not in line for line in rendered)
 
 
 class TestDeployment:
