@@ -106,12 +106,15 @@ def fastapi_app(endpoint_scopes: bool) -> FastAPI:
         return served("public")
 
     @app.get("/accounts")
-    async def f_accounts(auth: DPoPCredentials | None = security("read:accounts")) -> Response:
+    async def f_accounts(
+        auth: DPoPCredentials | None = security("read:accounts"),  # noqa: B008 - FastAPI idiom
+    ) -> Response:
         return served("accounts")
 
     @app.get("/accounts/{account_id}/transactions")
     async def f_transactions(
-        account_id: str, auth: DPoPCredentials | None = security("read:transactions")
+        account_id: str,
+        auth: DPoPCredentials | None = security("read:transactions"),  # noqa: B008 - FastAPI idiom
     ) -> Response:
         return served("transactions")
 
@@ -233,7 +236,7 @@ class TestNeverLooserThanTheRouter:
         dispatched = 0
         for method, target, root in cases(variant.mount):
             public_url = ORIGIN + (root or ("/bank" if variant.mount else ""))
-            bare_status, bare_served = await asgi_call(variant.bare(), method, target, root, [])
+            _, bare_served = await asgi_call(variant.bare(), method, target, root, [])
             if bare_served in PROTECTED:
                 dispatched += 1
             # What the client addressed: the proxy's prefix (root_path), then the target.
