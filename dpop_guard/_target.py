@@ -89,22 +89,15 @@ def request_target_path(scope: Scope) -> str:
     return path
 
 
-def target_url(
-    scope: Scope,
-    *,
-    host: str | None,
-    forwarded: dict[bytes, list[str]],
-    public_url: str | None,
-    networks: tuple[Network, ...],
-) -> str:
+def target_url(scope: Scope, *, public_url: str | None, networks: tuple[Network, ...]) -> str:
     """The URL the client addressed: the configured public URL, else what trusted
     proxies report, else the request's own scheme and ``Host``.
 
-    :param host: the request's ``Host`` header (``None`` if absent).
-    :param forwarded: proxy headers by lower-case name (only read with ``networks``).
     :param public_url: the validated public origin and optional prefix (no trailing ``/``).
-    :param networks: the trusted proxies.
-    :raises InvalidRequest: a request target or ``Host`` that is not valid.
+    :param networks: the trusted proxies; their headers are read only without
+        ``public_url``.
+    :raises InvalidRequest: a request target or ``Host`` that is not valid, or more than
+        one ``Host``.
     """
     path = request_target_path(scope)
     if public_url is not None:
@@ -114,6 +107,16 @@ def target_url(
         # public_url is an origin and a prefix validated at start-up; the path was just
         # checked to hold no "?" or "#", so appending cannot change the URL's structure.
         return public_url + path
+    hosts: list[str] = []
+    forwarded: dict[bytes, list[str]] = {}
+    for name, value in scope["headers"]:
+        if name == b"host":
+            hosts.append(value.decode("latin-1"))
+        elif networks and name in PROXY_HEADERS:
+            forwarded.setdefault(name, []).append(value.decode("latin-1"))
+    if len(hosts) > 1:
+        raise InvalidRequest("host_multiple", "Exactly one Host header is allowed.")
+    host = hosts[0] if hosts else None
     scheme = _HTTP_SCHEME.get(scope.get("scheme", "http"), "http")
     if networks:
         client = scope.get("client")

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 from starlette.authentication import BaseUser
 
-__all__ = ["DPoPCredentials", "DPoPUser"]
+from .errors import InsufficientScope, InvalidToken
+from .introspection import TokenInfo
+
+__all__ = ["DPoPCredentials", "DPoPUser", "credentials_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +49,29 @@ class DPoPUser(BaseUser):
     @property
     def identity(self) -> str:
         return self.display_name
+
+
+def credentials_for(
+    info: TokenInfo, *, now: int, required: tuple[str, ...], jkt: str | None, scheme: str
+) -> DPoPCredentials:
+    """The credentials of a request whose token ``info`` describes, once its expiry and
+    the required scopes are checked here, from the token's facts. (A cached answer is
+    older than the request, and the cache serves every route, so whatever the
+    introspector checked, these are checked again.)
+
+    :param jkt: the thumbprint of the proof key that passed, ``None`` on ``Bearer``.
+    :raises InvalidToken: ``token_expired``.
+    :raises InsufficientScope: ``scope_missing``, naming ``required``.
+    """
+    if info.expires_at is not None and info.expires_at <= now:
+        raise InvalidToken("token_expired", "The access token has expired.")
+    if required and not info.scopes.issuperset(required):
+        raise InsufficientScope("scope_missing", scope=" ".join(required))
+    return DPoPCredentials(
+        subject=info.subject,
+        client_id=info.client_id,
+        scopes=info.scopes,
+        jkt=jkt,
+        expires_at=info.expires_at,
+        scheme=scheme,
+    )

@@ -10,14 +10,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from starlette.types import Send
 
 from .routes import Route
 
-__all__ = ["WELL_KNOWN", "MetadataEndpoint", "ResourceMetadata", "metadata_document"]
+if TYPE_CHECKING:
+    from .settings import GuardSettings
+
+__all__ = [
+    "WELL_KNOWN",
+    "MetadataEndpoint",
+    "ResourceMetadata",
+    "metadata_document",
+    "metadata_endpoint",
+]
 
 WELL_KNOWN: Final = "/.well-known/oauth-protected-resource"
 
@@ -113,3 +122,17 @@ class MetadataEndpoint:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         head = method.upper() == "HEAD"
         await send({"type": "http.response.body", "body": b"" if head else self.body})
+
+
+def metadata_endpoint(settings: GuardSettings) -> MetadataEndpoint | None:
+    """The endpoint for ``settings.metadata``, or ``None`` when no metadata is set."""
+    meta = settings.metadata
+    if meta is None:
+        return None
+    document = metadata_document(
+        meta,
+        routes=settings.routes,
+        algorithms=settings.policy.algorithms,
+        bound_tokens_required=not settings.allow_unbound_tokens,
+    )
+    return MetadataEndpoint(meta, document)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import multiprocessing
-import os
 import time
 from collections.abc import Callable
 
@@ -30,24 +28,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._authorization import parse_authorization
 from ._decision import DecisionLog, Trace, log_unexpected
+from ._defaults import default_nonce_source, default_replay_store
 from ._proxy import parse_networks
-from ._target import PROXY_HEADERS, request_target_path, target_url
+from ._target import request_target_path, target_url
 from .challenges import ErrorResponse, challenge_for
-from .credentials import DPoPCredentials, DPoPUser
+from .credentials import DPoPCredentials, DPoPUser, credentials_for
 from .errors import (
     DPoPGuardError,
-    InsufficientScope,
     InvalidDPoPProof,
     InvalidRequest,
     InvalidToken,
     ServiceUnavailable,
 )
 from .introspection import Introspector, RequestFacts, TokenInfo
-from .metadata import MetadataEndpoint, metadata_document
+from .metadata import metadata_endpoint
 from .metrics import Metrics
-from .nonce import HMACNonceSource, NonceSource
+from .nonce import NonceSource
 from .proof import ProofVerifier, select_proof
-from .replay import MemoryReplayStore, ReplayStore, replay_store_from_url
+from .replay import ReplayStore
 from .replay._guard import ReplayGuard
 from .routes import Route, has_control_characters, has_dot_segments, route_for, route_path
 from .settings import GuardSettings
@@ -93,45 +91,17 @@ class DPoPGuardMiddleware:
         self.app = app
         self.settings = settings = settings or GuardSettings()
         self.introspector = introspector
-        # "is None", not "or": an empty store has len() 0 and is falsy.
-        if replay_store is None:
-            replay_store = replay_store_from_url(
-                settings.replay_store, maxsize=settings.replay_maxsize
-            )
-        self.replay_store: ReplayStore = replay_store
-        self.replay_guard = ReplayGuard(replay_store)
-        if isinstance(replay_store, MemoryReplayStore) and _several_processes():
-            logger.warning(
-                "dpop_guard: the in-memory replay store is per process, and this process "
-                "looks like one of several workers: a proof replayed to another worker "
-                "would be accepted. Set DPOP_GUARD_REPLAY_STORE=redis://... for a fleet."
-            )
-        if nonce_source is None and settings.nonce_routes:
-            if settings.nonce_secret is None:
-                logger.warning(
-                    "dpop_guard: DPOP_GUARD_NONCE_SECRET is not set; nonces are valid only "
-                    "in the process that issued them."
-                )
-                nonce_source = HMACNonceSource.ephemeral(step=settings.nonce_step)
-            else:
-                nonce_source = HMACNonceSource(settings.nonce_secret, step=settings.nonce_step)
-        self.nonce_source = nonce_source
+        self.replay_store = default_replay_store(settings, replay_store)
+        self.replay_guard = ReplayGuard(self.replay_store)
+        self.nonce_source = default_nonce_source(settings, nonce_source)
         self.metrics = metrics
         self.decisions = DecisionLog(metrics)
         self.verifier = ProofVerifier(settings.policy)
         self._clock = clock
         self._networks = parse_networks(settings.trusted_proxies)
-        self._metadata: MetadataEndpoint | None = None
-        self._challenge_params: dict[str, str] = {}
-        if (meta := settings.metadata) is not None:
-            document = metadata_document(
-                meta,
-                routes=settings.routes,
-                algorithms=settings.policy.algorithms,
-                bound_tokens_required=not settings.allow_unbound_tokens,
-            )
-            self._metadata = MetadataEndpoint(meta, document)
-            self._challenge_params = {"resource_metadata": meta.url}
+        self._metadata = metadata_endpoint(settings)
+        meta = settings.metadata
+        self._challenge_params = {} if meta is None else {"resource_metadata": meta.url}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -199,28 +169,13 @@ class DPoPGuardMiddleware:
     ) -> tuple[DPoPCredentials, str | None]:
         authorization: list[str] = []
         dpop: list[str] = []
-        hosts: list[str] = []
-        forwarded: dict[bytes, list[str]] = {}
-        watch_proxies = bool(self._networks) and self.settings.public_url is None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization.append(value.decode("latin-1"))
             elif name == b"dpop":
                 dpop.append(value.decode("latin-1"))
-            elif name == b"host":
-                hosts.append(value.decode("latin-1"))
-            elif watch_proxies and name in PROXY_HEADERS:
-                forwarded.setdefault(name, []).append(value.decode("latin-1"))
         header = parse_authorization(authorization, max_token_bytes=self.settings.max_token_bytes)
-        if len(hosts) > 1:
-            raise InvalidRequest("host_multiple", "Exactly one Host header is allowed.")
-        htu = target_url(
-            scope,
-            host=hosts[0] if hosts else None,
-            forwarded=forwarded,
-            public_url=self.settings.public_url,
-            networks=self._networks,
-        )
+        htu = target_url(scope, public_url=self.settings.public_url, networks=self._networks)
         now = int(self._clock())
         if header.scheme == "Bearer":
             if dpop:
@@ -264,14 +219,9 @@ class DPoPGuardMiddleware:
                     "jkt_mismatch", "The DPoP proof key does not match the access token."
                 )
             jkt, next_nonce = proof.jkt, proof.next_nonce
-        _check_token(info, now, route.scopes if route is not None else ())
-        credentials = DPoPCredentials(
-            subject=info.subject,
-            client_id=info.client_id,
-            scopes=info.scopes,
-            jkt=jkt,
-            expires_at=info.expires_at,
-            scheme=header.scheme,
+        required = route.scopes if route is not None else ()
+        credentials = credentials_for(
+            info, now=now, required=required, jkt=jkt, scheme=header.scheme
         )
         return credentials, next_nonce
 
@@ -298,15 +248,6 @@ class DPoPGuardMiddleware:
         await _send_response(response, send, "http.response")
 
 
-def _check_token(info: TokenInfo, now: int, required: tuple[str, ...]) -> None:
-    # Checked here, from the token's facts, whatever the introspector checked: a cached
-    # answer is older than the request, and the cache is shared by every route.
-    if info.expires_at is not None and info.expires_at <= now:
-        raise InvalidToken("token_expired", "The access token has expired.")
-    if required and not info.scopes.issuperset(required):
-        raise InsufficientScope("scope_missing", scope=" ".join(required))
-
-
 async def _send_response(response: ErrorResponse, send: Send, prefix: str) -> None:
     headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
     await send({"type": f"{prefix}.start", "status": response.status, "headers": headers})
@@ -325,13 +266,3 @@ async def _refuse_websocket(
         await _send_response(response, send, "websocket.http.response")
     else:
         await send({"type": "websocket.close", "code": 1008})
-
-
-def _several_processes() -> bool:
-    """Whether this process looks like one worker of several (uvicorn ``--workers`` spawns
-    its workers with multiprocessing; gunicorn and uvicorn read ``WEB_CONCURRENCY``)."""
-    try:
-        concurrency = int(os.environ.get("WEB_CONCURRENCY", "1"))
-    except ValueError:
-        concurrency = 1
-    return concurrency > 1 or multiprocessing.parent_process() is not None
