@@ -28,6 +28,7 @@ class Trace:
     """What one request cost, filled in by the middleware as it goes."""
 
     started: float = field(default_factory=time.perf_counter)
+    interaction_id: str | None = None
     verification_seconds: float | None = None
     introspection_seconds: float | None = None
     lookup: Lookup = field(default_factory=Lookup)
@@ -60,6 +61,7 @@ class DecisionLog:
                 "dpop_guard_status": status,
                 "dpop_guard_latency_ms": round(seconds * 1000, 3),
                 "dpop_guard_cache_hit": cache_hit,
+                "dpop_guard_interaction_id": trace.interaction_id,
             }
             if outcome == "rejected":
                 logger.info("dpop_guard rejected a request: %s (%s)", reason, status, extra=extra)

@@ -27,6 +27,8 @@ class DPoPCredentials:
     """The proof key's thumbprint; ``None`` only for an allowed unbound Bearer token."""
     expires_at: int | None
     scheme: str
+    interaction_id: str | None = None
+    """The request's ``x-fapi-interaction-id`` (the client's UUID, or one minted for it)."""
 
 
 class DPoPUser(BaseUser):
@@ -52,7 +54,13 @@ class DPoPUser(BaseUser):
 
 
 def credentials_for(
-    info: TokenInfo, *, now: int, required: tuple[str, ...], jkt: str | None, scheme: str
+    info: TokenInfo,
+    *,
+    now: int,
+    required: tuple[str, ...],
+    jkt: str | None,
+    scheme: str,
+    interaction_id: str | None = None,
 ) -> DPoPCredentials:
     """The credentials of a request whose token ``info`` describes, once its expiry and
     the required scopes are checked here, from the token's facts. (A cached answer is
@@ -74,4 +82,5 @@ def credentials_for(
         jkt=jkt,
         expires_at=info.expires_at,
         scheme=scheme,
+        interaction_id=interaction_id,
     )

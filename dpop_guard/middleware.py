@@ -23,12 +23,12 @@ import logging
 import time
 from collections.abc import Callable
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._authorization import parse_authorization
 from ._decision import DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
+from ._fapi import interaction_id, stamp_responses
 from ._proxy import parse_networks
 from ._target import request_target_path, target_url
 from .challenges import ErrorResponse, challenge_for
@@ -112,13 +112,16 @@ class DPoPGuardMiddleware:
             # A scope type this guard does not know could carry anything: never pass it.
             logger.warning("dpop_guard: refusing an ASGI scope of type %r", kind)
             return
+        interaction = interaction_id(scope)
+        scope.setdefault("state", {})["fapi_interaction_id"] = interaction
+        send = stamp_responses(send, interaction)
         websocket = kind == "websocket"
         method: str = "GET" if websocket else scope["method"]
         path = route_path(scope)
         if not websocket and self._metadata is not None and self._metadata.serves(path, method):
             await self._metadata(send, method)
             return
-        trace = Trace()
+        trace = Trace(interaction_id=interaction)
         try:
             next_nonce = await self._admit(scope, method, path, trace)
         except DPoPGuardError as exc:
@@ -134,11 +137,13 @@ class DPoPGuardMiddleware:
             await self.app(scope, receive, send)
             return
         start = "websocket.accept" if websocket else "http.response.start"
+        nonce = next_nonce.encode("ascii")
 
         async def send_with_nonce(message: Message) -> None:
             # Only the response head is touched; the body streams through untouched.
             if message["type"] == start:
-                MutableHeaders(scope=message).append("DPoP-Nonce", next_nonce)
+                # A websocket accept may carry no headers list at all.
+                message["headers"] = [*message.get("headers", ()), (b"dpop-nonce", nonce)]
             await send(message)
 
         await self.app(scope, receive, send_with_nonce)
@@ -221,7 +226,12 @@ class DPoPGuardMiddleware:
             jkt, next_nonce = proof.jkt, proof.next_nonce
         required = route.scopes if route is not None else ()
         credentials = credentials_for(
-            info, now=now, required=required, jkt=jkt, scheme=header.scheme
+            info,
+            now=now,
+            required=required,
+            jkt=jkt,
+            scheme=header.scheme,
+            interaction_id=trace.interaction_id,
         )
         return credentials, next_nonce
 

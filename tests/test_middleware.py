@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import unquote
@@ -60,6 +61,8 @@ async def echo(request: Request) -> JSONResponse:
             "jkt": auth.jkt,
             "scheme": auth.scheme,
             "expires_at": auth.expires_at,
+            "interaction_id": auth.interaction_id,
+            "state_interaction_id": request.state.fapi_interaction_id,
         }
     )
 
@@ -940,6 +943,78 @@ class TestDeployment:
         h = make_harness(realm="bank")
         response = await h.call(None)
         assert parse_challenge(response.headers["www-authenticate"])[1]["realm"] == "bank"
+
+
+UUID = "1f0c5e0e-9d2a-4c55-8b1e-5a8d9c3f2b71"
+
+
+def is_uuid(value: str) -> bool:
+    return str(uuid.UUID(value)) == value
+
+
+class TestFapiHeaders:
+    async def test_interaction_id_echoed_on_success(
+        self, h: Harness, signer: ProofSigner, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A client's UUID is echoed on a 2xx, exposed as request.auth.interaction_id and
+        request.state.fapi_interaction_id, and put on the decision's log record."""
+        caplog.set_level(logging.DEBUG, logger="dpop_guard")
+        token = h.token(signer)
+        response = await h.call(token, signer, headers=[("x-fapi-interaction-id", UUID)])
+        assert response.status_code == 200
+        assert response.headers["x-fapi-interaction-id"] == UUID
+        body = response.json()
+        assert body["interaction_id"] == body["state_interaction_id"] == UUID
+        decision = [r for r in caplog.records if hasattr(r, "dpop_guard_outcome")][-1]
+        assert decision.dpop_guard_interaction_id == UUID  # type: ignore[attr-defined]
+
+    async def test_interaction_id_echoed_on_error(self, h: Harness, reasons: list[str]) -> None:
+        """The id is echoed on a refusal too (401, no error, authorization_missing)."""
+        response = await h.call(None, headers=[("x-fapi-interaction-id", UUID.upper())])
+        assert_rejected(response, 401, None, "authorization_missing", reasons)
+        assert response.headers["x-fapi-interaction-id"] == UUID
+
+    async def test_interaction_id_minted(self, h: Harness) -> None:
+        """Without one, a UUID is minted (on a public route as well)."""
+        response = await h.call(None, path="/health")
+        assert response.status_code == 200
+        assert is_uuid(response.headers["x-fapi-interaction-id"])
+
+    @pytest.mark.parametrize(
+        "sent", ["not-a-uuid", UUID + "x", "{" + UUID + "}", UUID.replace("-", ""), "a\x01b"]
+    )
+    async def test_non_uuid_replaced_and_logged(
+        self, h: Harness, signer: ProofSigner, caplog: pytest.LogCaptureFixture, sent: str
+    ) -> None:
+        """A value that is not a canonical UUID is replaced by a fresh one, and the
+        replacement (never the client's value) is logged."""
+        caplog.set_level(logging.INFO, logger="dpop_guard")
+        token = h.token(signer)
+        response = await h.call(token, signer, headers=[("x-fapi-interaction-id", sent)])
+        assert response.status_code == 200
+        echoed = response.headers["x-fapi-interaction-id"]
+        assert is_uuid(echoed) and echoed != sent and response.json()["interaction_id"] == echoed
+        replaced = [r for r in caplog.records if "replaced" in r.getMessage()]
+        assert [r.dpop_guard_interaction_id for r in replaced] == [echoed]  # type: ignore[attr-defined]
+        assert all(sent not in r.getMessage() for r in caplog.records)
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("x-fapi-customer-ip-address", "2001:db8::1"),
+            ("x-fapi-customer-ip-address", "198.51.100.7"),
+            ("x-fapi-customer-ip-address", "[2001:db8::1]"),
+            ("x-fapi-auth-date", "Tue, 11 Sep 2012 19:43:31 GMT"),
+            ("x-fapi-auth-date", "garbage"),
+        ],
+    )
+    async def test_fapi_customer_headers_never_refused(
+        self, h: Harness, signer: ProofSigner, name: str, value: str
+    ) -> None:
+        """x-fapi-customer-ip-address (IPv6 too) and x-fapi-auth-date never cause a
+        refusal."""
+        token = h.token(signer)
+        assert (await h.call(token, signer, headers=[(name, value)])).status_code == 200
 
 
 class TestNoLeaks:

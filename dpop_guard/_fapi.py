@@ -1,0 +1,68 @@
+"""FAPI headers on every response the guard fronts (FAPI 1.0 section 6.2.1, the UK, Brazil,
+CDR and ConnectID profiles; FAPI 2.0 keeps them as implementation advice).
+
+- ``x-fapi-interaction-id``: the client's value when it is an RFC 4122 UUID, else a fresh
+  UUID (the replacement is logged, the client's value is not), echoed on every response,
+  2xx and errors alike, put on the decision's log record and exposed to the app as
+  ``scope["state"]["fapi_interaction_id"]`` (``request.state.fapi_interaction_id``).
+- ``Date`` is left to the server: uvicorn, hypercorn and daphne send one, and a second
+  would break RFC 9110's single ``Date`` (section 6.6.1).
+- ``x-fapi-customer-ip-address`` and ``x-fapi-auth-date`` are never read, so never refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Final
+
+from starlette.types import Message, Scope, Send
+
+__all__ = ["INTERACTION_ID", "interaction_id", "stamp_responses"]
+
+logger = logging.getLogger("dpop_guard")
+
+INTERACTION_ID: Final = "x-fapi-interaction-id"
+_HEADER: Final = INTERACTION_ID.encode()
+_UUID: Final = re.compile(
+    rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_STARTS: Final = frozenset(
+    {"http.response.start", "websocket.accept", "websocket.http.response.start"}
+)
+
+
+def interaction_id(scope: Scope) -> str:
+    """The request's interaction id: the first ``x-fapi-interaction-id`` if it is a UUID
+    in its canonical form, else a new one (logged as a replacement when one was sent)."""
+    sent: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == _HEADER:
+            sent = value
+            break
+    if sent is not None and _UUID.fullmatch(sent.strip()):
+        return sent.strip().decode("ascii").lower()
+    minted = str(uuid.uuid4())
+    if sent is not None:
+        logger.info(
+            "dpop_guard: replaced an x-fapi-interaction-id that is not a UUID",
+            extra={"dpop_guard_interaction_id": minted, "dpop_guard_replaced_length": len(sent)},
+        )
+    return minted
+
+
+def stamp_responses(send: Send, interaction: str) -> Send:
+    """Wrap ``send`` so each response head (HTTP, a websocket's ``accept`` or its HTTP
+    denial) carries the interaction id, unless the app set one itself."""
+    value = interaction.encode("ascii")
+
+    async def stamped(message: Message) -> None:
+        if message["type"] in _STARTS:
+            headers = list(message.get("headers") or [])
+            if all(name.lower() != _HEADER for name, _ in headers):
+                headers.append((_HEADER, value))
+            message["headers"] = headers
+        await send(message)
+
+    return stamped
