@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
@@ -36,7 +36,8 @@ from .settings import DEFAULT_ALGORITHMS
 
 __all__ = ["check_scopes", "requires_dpop"]
 
-_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+_Endpoint = Callable[..., Any]
+_Wrapped = Callable[..., Awaitable[Any]]
 
 
 def check_scopes(conn: HTTPConnection, scopes: Sequence[str]) -> DPoPCredentials:
@@ -56,7 +57,7 @@ def check_scopes(conn: HTTPConnection, scopes: Sequence[str]) -> DPoPCredentials
 
 def requires_dpop(
     *scopes: str, algs: Sequence[str] = DEFAULT_ALGORITHMS, realm: str | None = None
-) -> Callable[[_Endpoint], _Endpoint]:
+) -> Callable[[_Endpoint], _Wrapped]:
     """Decorate a Starlette endpoint (``request`` or ``websocket`` first) so that it runs
     only for a request the middleware authenticated with a token covering ``scopes``.
 
@@ -71,7 +72,7 @@ def requires_dpop(
             raise ValueError(f"invalid scope name {scope!r}")
     algs = tuple(algs)
 
-    def decorate(endpoint: _Endpoint) -> _Endpoint:
+    def decorate(endpoint: _Endpoint) -> _Wrapped:
         names = list(inspect.signature(endpoint).parameters)
         if "websocket" in names:
             index, websocket = names.index("websocket"), True
@@ -96,7 +97,7 @@ def requires_dpop(
                     return
                 await endpoint(*args, **kwargs)
 
-            return ws_wrapper  # type: ignore[return-value]
+            return ws_wrapper
 
         @functools.wraps(endpoint)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -109,7 +110,7 @@ def requires_dpop(
                 return await endpoint(*args, **kwargs)
             return await run_in_threadpool(endpoint, *args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate
 

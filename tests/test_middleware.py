@@ -459,6 +459,21 @@ class TestProof:
         response = await h.call(token, proof=proof)
         assert_rejected(response, 401, "invalid_dpop_proof", "jti_replayed", reasons)
 
+    async def test_replay_refused_before_introspection(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """One junk token with one proof, resent ten times: the first is introspected
+        (401 invalid_token), the others are refused as replays without an Authlete call."""
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token="junk")
+        response = await h.call("junk", proof=proof)
+        assert_rejected(response, 401, "invalid_token", reasons[-1], reasons)
+        calls = h.simulator.calls["auth/introspection"]
+        assert calls >= 1
+        for _ in range(9):
+            response = await h.call("junk", proof=proof)
+            assert_rejected(response, 401, "invalid_dpop_proof", "jti_replayed", reasons)
+        assert h.simulator.calls["auth/introspection"] == calls
+
     async def test_replay_under_concurrency(self, h: Harness, signer: ProofSigner) -> None:
         """40 concurrent copies of one proof: exactly one passes, on a cold cache."""
         token = h.token(signer)

@@ -37,13 +37,15 @@ from dpop_guard import (
     ProofSigner,
     Route,
 )
+from dpop_guard.challenges import parse_challenge
+from dpop_guard.errors import DPoPGuardError
 from dpop_guard.fastapi import DPoPSecurity
 from dpop_guard.introspection.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
-from dpop_guard.starlette import requires_dpop
+from dpop_guard.starlette import check_scopes, requires_dpop
 from dpop_guard.testing import make_proof
 
 ORIGIN = "https://api.bank.test"
@@ -290,3 +292,84 @@ class TestRuleMatching:
     def test_methods_fold(self, method: str, path: str, expected: bool) -> None:
         """Rule methods compare case-insensitively, and HEAD matches a rule listing GET."""
         assert Route("/accounts", methods=("get",)).matches(path, method) is expected
+
+
+def guarded_starlette(routes: list[HTTPRoute], introspector: Any) -> ASGIApp:
+    settings = GuardSettings(routes=PUBLIC_RULES, public_url=ORIGIN)
+    return DPoPGuardMiddleware(
+        Starlette(routes=routes), settings=settings, introspector=introspector
+    )
+
+
+class TestRequiresDPoP:
+    async def test_scope_missing(
+        self, introspector: CachingIntrospector, simulator: SimulatorState, signer: ProofSigner
+    ) -> None:
+        """A token without the endpoint's scope gets 403 insufficient_scope naming it."""
+        app = guarded_starlette(starlette_routes(True), introspector)
+        token = simulator.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt)
+        target = "/accounts/acc-1/transactions"
+        proof = make_proof(signer, htu=ORIGIN + target, access_token=token)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=ORIGIN
+        ) as client:
+            response = await client.get(
+                target, headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+            )
+        assert response.status_code == 403 and response.headers["cache-control"] == "no-store"
+        scheme, params = parse_challenge(response.headers["www-authenticate"])
+        assert scheme == "DPoP" and params["error"] == "insufficient_scope"
+        assert params["scope"] == "read:transactions" and params["algs"] == "ES256 PS256 EdDSA"
+        assert response.json()["error"] == "insufficient_scope"
+
+    async def test_not_authenticated(self) -> None:
+        """Reached without the middleware's credentials (a public rule, or no middleware):
+        401 with a bare DPoP challenge, never served."""
+        app = Starlette(routes=starlette_routes(True))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=ORIGIN
+        ) as client:
+            response = await client.get("/accounts")
+        assert response.status_code == 401 and "x-served" not in response.headers
+        scheme, params = parse_challenge(response.headers["www-authenticate"])
+        assert scheme == "DPoP" and "error" not in params
+
+    @pytest.mark.parametrize(
+        ("auth", "reason"),
+        [
+            (None, "not_authenticated"),
+            ("a string", "not_authenticated"),
+            (DPoPCredentials(None, None, frozenset({"a"}), "j", None, "DPoP"), "scope_missing"),
+        ],
+    )
+    def test_reasons(self, auth: object, reason: str) -> None:
+        """check_scopes names its reason: not_authenticated or scope_missing."""
+        request = Request({"type": "http", "auth": auth, "headers": []})
+        with pytest.raises(DPoPGuardError) as excinfo:
+            check_scopes(request, ("a", "b"))
+        assert excinfo.value.reason == reason
+
+    async def test_sync_endpoint(self) -> None:
+        """A sync endpoint runs (in the thread pool) once the scopes are covered."""
+
+        @requires_dpop("a")
+        def endpoint(request: Request) -> Response:
+            return served("sync")
+
+        request = Request(
+            {
+                "type": "http",
+                "headers": [],
+                "auth": DPoPCredentials(None, None, frozenset({"a"}), "j", None, "DPoP"),
+            }
+        )
+        response = await endpoint(request)
+        assert response.headers["x-served"] == "sync"
+
+    def test_needs_a_request_parameter(self) -> None:
+        """An endpoint with neither a request nor a websocket parameter is a TypeError,
+        and a bad scope name a ValueError, at decoration time."""
+        with pytest.raises(TypeError):
+            requires_dpop("a")(lambda x: x)
+        with pytest.raises(ValueError):
+            requires_dpop("a b")
