@@ -201,7 +201,16 @@ class TestHandshake:
 
 
 class TestWithoutExtension:
-    async def test_closed_before_accept(self, reasons: list[str]) -> None:
+    @pytest.mark.parametrize(
+        ("first", "answer"),
+        [
+            ("websocket.connect", [{"type": "websocket.close", "code": 1008}]),
+            ("websocket.disconnect", []),  # the client went away: nothing to answer
+        ],
+    )
+    async def test_closed_before_accept(
+        self, reasons: list[str], first: str, answer: list[dict[str, Any]]
+    ) -> None:
         """A server without websocket.http.response: the guard takes websocket.connect and
         answers websocket.close (the server then sends 403); the app never runs."""
 
@@ -213,7 +222,7 @@ class TestWithoutExtension:
             raise AssertionError("reached the app")
 
         guard = DPoPGuardMiddleware(app, introspector=Never())
-        inbox = [{"type": "websocket.connect"}]
+        inbox = [{"type": first}]
         sent: list[dict[str, Any]] = []
 
         async def receive() -> dict[str, Any]:
@@ -233,5 +242,5 @@ class TestWithoutExtension:
             "server": ("api.bank.test", 80),
         }
         await guard(scope, receive, send)
-        assert sent == [{"type": "websocket.close", "code": 1008}] and not inbox
+        assert sent == answer and not inbox
         assert reasons[-1] == "authorization_missing"
