@@ -30,8 +30,9 @@ from ._decision import DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
 from ._fapi import interaction_id, stamp_responses
 from ._proxy import parse_networks
+from ._respond import refuse_websocket, send_response
 from ._target import request_target_path, target_url
-from .challenges import ErrorResponse, challenge_for
+from .challenges import challenge_for
 from .credentials import DPoPCredentials, DPoPUser, credentials_for
 from .errors import (
     DPoPGuardError,
@@ -253,26 +254,6 @@ class DPoPGuardMiddleware:
         )
         self.decisions.observe("rejected", exc.reason, response.status, trace)
         if scope["type"] == "websocket":
-            await _refuse_websocket(response, scope, receive, send)
-            return
-        await _send_response(response, send, "http.response")
-
-
-async def _send_response(response: ErrorResponse, send: Send, prefix: str) -> None:
-    headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
-    await send({"type": f"{prefix}.start", "status": response.status, "headers": headers})
-    await send({"type": f"{prefix}.body", "body": response.body})
-
-
-async def _refuse_websocket(
-    response: ErrorResponse, scope: Scope, receive: Receive, send: Send
-) -> None:
-    """Refuse a handshake before ``accept``: with the HTTP error response where the server
-    offers ``websocket.http.response``, else by closing (the server answers 403)."""
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return  # the client went away first
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        await _send_response(response, send, "websocket.http.response")
-    else:
-        await send({"type": "websocket.close", "code": 1008})
+            await refuse_websocket(response, scope, receive, send)
+        else:
+            await send_response(response, send, "http.response")

@@ -112,6 +112,7 @@ async def handshake(
     async with connect(ws_url(server, path), additional_headers=headers, proxy=None) as ws:
         message = await ws.recv()
         assert isinstance(message, str)
+        assert ws.response is not None and ws.response.headers["x-fapi-interaction-id"]
         return message
 
 
@@ -119,6 +120,7 @@ def refused(excinfo: pytest.ExceptionInfo[InvalidStatus], status: int) -> dict[s
     response = excinfo.value.response
     assert response.status_code == status
     assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["x-fapi-interaction-id"]
     scheme, params = parse_challenge(response.headers["WWW-Authenticate"])
     assert scheme == "DPoP"
     return params
