@@ -13,13 +13,14 @@ CDR and ConnectID profiles; FAPI 2.0 keeps them as implementation advice).
 from __future__ import annotations
 
 import logging
+import os
+import random
 import re
-import uuid
 from typing import Final
 
 from starlette.types import Message, Scope, Send
 
-__all__ = ["INTERACTION_ID", "interaction_id", "stamp_responses"]
+__all__ = ["INTERACTION_ID", "interaction_id", "mint_uuid", "stamp_responses"]
 
 logger = logging.getLogger("dpop_guard")
 
@@ -33,6 +34,22 @@ _STARTS: Final = frozenset(
 )
 
 
+# Interaction ids correlate logs; they must be unique, not secret. uuid.uuid4() reads
+# os.urandom on every call (about 6 us here, more than the rest of a public request), so
+# ids come from a generator seeded from os.urandom, reseeded in every forked worker so
+# that two workers never share a sequence.
+_RANDOM = random.Random(os.urandom(32))  # noqa: S311 - correlation ids, not secrets
+os.register_at_fork(after_in_child=lambda: _RANDOM.seed(os.urandom(32)))
+_VERSION_MASK: Final = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_BITS: Final = (0x4000 << 64) | (0x8000 << 48)
+
+
+def mint_uuid() -> str:
+    """A random (version 4, RFC 4122 variant) UUID in its canonical form."""
+    text = f"{(_RANDOM.getrandbits(128) & _VERSION_MASK) | _VERSION_BITS:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def interaction_id(scope: Scope) -> str:
     """The request's interaction id: the first ``x-fapi-interaction-id`` if it is a UUID
     in its canonical form, else a new one (logged as a replacement when one was sent)."""
@@ -43,7 +60,7 @@ def interaction_id(scope: Scope) -> str:
             break
     if sent is not None and _UUID.fullmatch(sent.strip()):
         return sent.strip().decode("ascii").lower()
-    minted = str(uuid.uuid4())
+    minted = mint_uuid()
     if sent is not None:
         logger.info(
             "dpop_guard: replaced an x-fapi-interaction-id that is not a UUID",
@@ -55,14 +72,17 @@ def interaction_id(scope: Scope) -> str:
 def stamp_responses(send: Send, interaction: str) -> Send:
     """Wrap ``send`` so each response head (HTTP, a websocket's ``accept`` or its HTTP
     denial) carries the interaction id, unless the app set one itself."""
-    value = interaction.encode("ascii")
+    pair = (_HEADER, interaction.encode("ascii"))
 
     async def stamped(message: Message) -> None:
         if message["type"] in _STARTS:
-            headers = list(message.get("headers") or [])
-            if all(name.lower() != _HEADER for name, _ in headers):
-                headers.append((_HEADER, value))
-            message["headers"] = headers
+            headers = message.get("headers") or ()
+            for name, _ in headers:
+                if name.lower() == _HEADER:
+                    break
+            else:
+                # A new list: the app's own may be a response object's, reused.
+                message["headers"] = [*headers, pair]
         await send(message)
 
     return stamped
