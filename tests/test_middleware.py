@@ -32,6 +32,7 @@ from dpop_guard import (
     Route,
     TokenInfo,
 )
+from dpop_guard._fapi import mint_uuid
 from dpop_guard._target import check_host
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.introspection import RequestFacts
@@ -1012,6 +1013,15 @@ class TestFapiHeaders:
         replaced = [r for r in caplog.records if "replaced" in r.getMessage()]
         assert [r.dpop_guard_interaction_id for r in replaced] == [echoed]  # type: ignore[attr-defined]
         assert all(sent not in r.getMessage() for r in caplog.records)
+
+    def test_minted_ids_are_uuid4(self) -> None:
+        """Minted ids are distinct version-4 RFC 4122 UUIDs in canonical form."""
+        minted = [mint_uuid() for _ in range(2000)]
+        assert len(set(minted)) == len(minted)
+        for value in minted:
+            parsed = uuid.UUID(value)
+            assert str(parsed) == value and parsed.version == 4
+            assert parsed.variant == uuid.RFC_4122
 
     @pytest.mark.parametrize(
         ("name", "value"),
