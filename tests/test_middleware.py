@@ -33,7 +33,7 @@ from dpop_guard import (
     TokenInfo,
 )
 from dpop_guard._fapi import mint_uuid
-from dpop_guard._target import check_host
+from dpop_guard._target import check_host, target_url
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection.simulator import (
@@ -781,6 +781,30 @@ class TestHost:
         headers = [(b"host", b"a.test"), (b"host", b"b.test"), (b"authorization", b"DPoP tok")]
         status, _, _ = await raw_call(hostless, b"/accounts", headers=headers)
         assert status == 400 and reasons[-1] == "host_multiple"
+
+    @pytest.mark.parametrize(
+        ("scope", "expected"),
+        [
+            (
+                {"scheme": "http", "headers": [], "server": ("::1", 8000), "raw_path": b"/a"},
+                "http://[::1]:8000/a",
+            ),
+            (
+                {"scheme": "wss", "headers": [], "server": ("10.0.0.1", 443), "path": "/a b"},
+                "https://10.0.0.1:443/a%20b",
+            ),
+            ({"scheme": "ws", "headers": [], "server": ("h", None), "path": "/"}, "http://h/"),
+            ({"scheme": "https", "headers": [], "path": "/x"}, "https://localhost/x"),
+            (
+                {"scheme": "http", "headers": [(b"host", b"rs.local:8080")], "raw_path": b"/a?q"},
+                "http://rs.local:8080/a",
+            ),
+        ],
+    )
+    def test_target_from_parts(self, scope: dict[str, Any], expected: str) -> None:
+        """Without a public URL, htu is composed from the scheme (ws as http, wss as
+        https), the Host or the server address, and the target's path."""
+        assert target_url(scope, public_url=None, networks=()) == expected
 
     @pytest.mark.parametrize(
         "host", ["rs.local", "rs.local:8080", "10.0.0.1:1", "[::1]:65535", "[::1]"]
