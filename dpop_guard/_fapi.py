@@ -5,8 +5,9 @@ CDR and ConnectID profiles; FAPI 2.0 keeps them as implementation advice).
   UUID (the replacement is logged, the client's value is not), echoed on every response,
   2xx and errors alike, put on the decision's log record and exposed to the app as
   ``scope["state"]["fapi_interaction_id"]`` (``request.state.fapi_interaction_id``).
-- ``Date`` is left to the server: uvicorn, hypercorn and daphne send one, and a second
-  would break RFC 9110's single ``Date`` (section 6.6.1).
+- ``Date`` (RFC 9110 section 6.6.1) on every response, when ``GuardSettings.date_header``
+  asks for it: uvicorn, hypercorn and daphne send their own, and a second ``Date`` would
+  break the field's single value, so it is for servers that send none.
 - ``x-fapi-customer-ip-address`` and ``x-fapi-auth-date`` are never read, so never refused.
 """
 
@@ -16,11 +17,19 @@ import logging
 import os
 import random
 import re
+from collections.abc import Callable
+from email.utils import formatdate
 from typing import Final
 
 from starlette.types import Message, Scope, Send
 
-__all__ = ["INTERACTION_ID", "interaction_id", "mint_uuid", "stamp_responses"]
+__all__ = [
+    "INTERACTION_ID",
+    "DateHeader",
+    "interaction_id",
+    "mint_uuid",
+    "stamp_responses",
+]
 
 logger = logging.getLogger("dpop_guard")
 
@@ -69,20 +78,41 @@ def interaction_id(scope: Scope) -> str:
     return minted
 
 
-def stamp_responses(send: Send, interaction: str) -> Send:
+class DateHeader:
+    """``Date`` values from ``clock``, formatted once per second."""
+
+    __slots__ = ("_clock", "_second", "_value")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._second = -1
+        self._value = b""
+
+    def value(self) -> bytes:
+        """The current ``Date`` value (IMF-fixdate)."""
+        second = int(self._clock())
+        if second != self._second:
+            self._second, self._value = second, formatdate(second, usegmt=True).encode()
+        return self._value
+
+
+def stamp_responses(send: Send, interaction: str, dates: DateHeader | None = None) -> Send:
     """Wrap ``send`` so each response head (HTTP, a websocket's ``accept`` or its HTTP
-    denial) carries the interaction id, unless the app set one itself."""
+    denial) carries the interaction id, unless the app set one itself, and, with
+    ``dates``, an HTTP response head a ``Date`` unless it has one."""
     pair = (_HEADER, interaction.encode("ascii"))
 
     async def stamped(message: Message) -> None:
-        if message["type"] in _STARTS:
+        kind = message["type"]
+        if kind in _STARTS:
             headers = message.get("headers") or ()
-            for name, _ in headers:
-                if name.lower() == _HEADER:
-                    break
-            else:
-                # A new list: the app's own may be a response object's, reused.
-                message["headers"] = [*headers, pair]
+            names = {name.lower() for name, _ in headers}
+            added = [] if _HEADER in names else [pair]
+            if dates is not None and kind != "websocket.accept" and b"date" not in names:
+                added.append((b"date", dates.value()))
+            if added:
+                # A new list: the app's own may belong to a response object it reuses.
+                message["headers"] = [*headers, *added]
         await send(message)
 
     return stamped

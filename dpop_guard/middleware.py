@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._authorization import parse_authorization
 from ._decision import DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
-from ._fapi import interaction_id, stamp_responses
+from ._fapi import DateHeader, interaction_id, stamp_responses
 from ._proxy import parse_networks
 from ._respond import refuse_websocket, send_response
 from ._target import request_target_path, target_url
@@ -99,6 +99,7 @@ class DPoPGuardMiddleware:
         self.decisions = DecisionLog(metrics)
         self.verifier = ProofVerifier(settings.policy)
         self._clock = clock
+        self._dates = DateHeader(clock) if settings.date_header else None
         self._networks = parse_networks(settings.trusted_proxies)
         self._metadata = metadata_endpoint(settings)
         meta = settings.metadata
@@ -115,7 +116,7 @@ class DPoPGuardMiddleware:
             return
         interaction = interaction_id(scope)
         scope.setdefault("state", {})["fapi_interaction_id"] = interaction
-        send = stamp_responses(send, interaction)
+        send = stamp_responses(send, interaction, self._dates)
         websocket = kind == "websocket"
         method: str = "GET" if websocket else scope["method"]
         path = route_path(scope)

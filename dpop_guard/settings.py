@@ -147,6 +147,9 @@ class GuardSettings:
         to this late. ``0`` disables the cache.
     :param cache_maxsize: introspection cache entries.
     :param replay_maxsize: in-memory replay store entries; when full, requests fail closed.
+    :param date_header: add a ``Date`` to every response that lacks one. Off by default:
+        uvicorn, hypercorn and daphne send their own, and a second ``Date`` breaks RFC 9110
+        (section 6.6.1); turn it on under a server that sends none.
     """
 
     policy: ProofPolicy = field(default_factory=ProofPolicy)
@@ -165,6 +168,7 @@ class GuardSettings:
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
     replay_maxsize: int = DEFAULT_REPLAY_MAXSIZE
+    date_header: bool = False
 
     def __post_init__(self) -> None:
         if self.public_url is not None:

@@ -8,6 +8,7 @@ import logging
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -114,7 +115,14 @@ class Harness:
                 introspector, ttl=60, shared=options.pop("shared", None)
             )
         self.introspector = options.pop("introspector", introspector)
-        setting_names = ("allow_unbound_tokens", "realm", "nonce", "nonce_secret", "nonce_step")
+        setting_names = (
+            "allow_unbound_tokens",
+            "realm",
+            "nonce",
+            "nonce_secret",
+            "nonce_step",
+            "date_header",
+        )
         settings = GuardSettings(
             routes=options.pop("routes", ROUTES),
             public_url=ORIGIN,
@@ -1037,6 +1045,23 @@ class TestFapiHeaders:
         replaced = [r for r in caplog.records if "replaced" in r.getMessage()]
         assert [r.dpop_guard_interaction_id for r in replaced] == [echoed]  # type: ignore[attr-defined]
         assert all(sent not in r.getMessage() for r in caplog.records)
+
+    async def test_date_header_when_asked(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """With date_header, responses the server would send without a Date (the ASGI
+        transport adds none) get exactly one, on a 2xx and on a refusal alike; without it,
+        none is added."""
+        assert "date" not in (await make_harness().call(None)).headers
+        h = make_harness(date_header=True)
+        refused = await h.call(None)
+        assert_rejected(refused, 401, None, "authorization_missing", reasons)
+        served = await h.call(h.token(signer), signer)
+        assert served.status_code == 200
+        for response in (refused, served):
+            dates = response.headers.get_list("date")
+            assert len(dates) == 1
+            assert parsedate_to_datetime(dates[0]).tzinfo is not None
 
     def test_minted_ids_are_uuid4(self) -> None:
         """Minted ids are distinct version-4 RFC 4122 UUIDs in canonical form."""

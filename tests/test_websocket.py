@@ -246,3 +246,15 @@ class TestWithoutExtension:
         await guard(scope, receive, send)
         assert sent == answer and not inbox
         assert reasons[-1] == "authorization_missing"
+
+
+class TestOverHTTP:
+    async def test_one_date_and_interaction_id(self, server: ServerThread) -> None:
+        """Under uvicorn (which sends its own Date), a refusal carries exactly one Date and
+        the interaction id the client sent."""
+        sent = "0b8e6a9c-3f51-4d0e-9c1a-7e2f4b6d8a10"
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            response = await client.get("/ws", headers={"x-fapi-interaction-id": sent})
+        assert response.status_code == 401
+        assert len(response.headers.get_list("date")) == 1
+        assert response.headers["x-fapi-interaction-id"] == sent
