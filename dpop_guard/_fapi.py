@@ -67,8 +67,9 @@ def interaction_id(scope: Scope) -> str:
         if name == _HEADER:
             sent = value
             break
-    if sent is not None and _UUID.fullmatch(sent.strip()):
-        return sent.strip().decode("ascii").lower()
+    if sent is not None and _UUID.fullmatch(sent):
+        # Echoed exactly as sent: conformance suites compare the echo byte for byte.
+        return sent.decode("ascii")
     minted = mint_uuid()
     if sent is not None:
         logger.info(

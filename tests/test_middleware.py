@@ -1017,10 +1017,11 @@ class TestFapiHeaders:
         assert decision.dpop_guard_interaction_id == UUID  # type: ignore[attr-defined]
 
     async def test_interaction_id_echoed_on_error(self, h: Harness, reasons: list[str]) -> None:
-        """The id is echoed on a refusal too (401, no error, authorization_missing)."""
+        """The id is echoed on a refusal too (401, no error, authorization_missing),
+        exactly as sent (upper case included)."""
         response = await h.call(None, headers=[("x-fapi-interaction-id", UUID.upper())])
         assert_rejected(response, 401, None, "authorization_missing", reasons)
-        assert response.headers["x-fapi-interaction-id"] == UUID
+        assert response.headers["x-fapi-interaction-id"] == UUID.upper()
 
     async def test_interaction_id_minted(self, h: Harness) -> None:
         """Without one, a UUID is minted (on a public route as well)."""
@@ -1029,7 +1030,8 @@ class TestFapiHeaders:
         assert is_uuid(response.headers["x-fapi-interaction-id"])
 
     @pytest.mark.parametrize(
-        "sent", ["not-a-uuid", UUID + "x", "{" + UUID + "}", UUID.replace("-", ""), "a\x01b"]
+        "sent",
+        ["not-a-uuid", UUID + "x", "{" + UUID + "}", UUID.replace("-", ""), "a\x01b", f" {UUID}"],
     )
     async def test_non_uuid_replaced_and_logged(
         self, h: Harness, signer: ProofSigner, caplog: pytest.LogCaptureFixture, sent: str
