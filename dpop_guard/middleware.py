@@ -165,14 +165,14 @@ class DPoPGuardMiddleware:
             # "/public/../private" must not ride on a public prefix into an app (or a
             # framework) that resolves dot segments after us: protect it.
             route = None
-        credentials, next_nonce = await self._authenticate(scope, method, route, trace)
+        credentials, next_nonce = await self._authenticate(scope, method, path, route, trace)
         self.decisions.observe("accepted", None, None, trace)
         scope["auth"] = credentials
         scope["user"] = DPoPUser(credentials)
         return next_nonce
 
     async def _authenticate(
-        self, scope: Scope, method: str, route: Route | None, trace: Trace
+        self, scope: Scope, method: str, path: str, route: Route | None, trace: Trace
     ) -> tuple[DPoPCredentials, str | None]:
         authorization: list[str] = []
         dpop: list[str] = []
@@ -193,7 +193,9 @@ class DPoPGuardMiddleware:
                 raise InvalidToken(
                     "bearer_scheme_refused", "A DPoP-bound access token is required."
                 )
-            facts = RequestFacts(method=method, htu=htu, proof=None, jkt=None, lookup=trace.lookup)
+            facts = RequestFacts(
+                method=method, htu=htu, proof=None, jkt=None, path=path, lookup=trace.lookup
+            )
             info = await self._introspect(header.token, facts, trace)
             if info.jkt is not None:
                 raise InvalidToken(
@@ -215,7 +217,12 @@ class DPoPGuardMiddleware:
             # Send the proof's own htu: it already matched the request URL locally, and
             # it spares the server a second, possibly different, normalisation.
             facts = RequestFacts(
-                method=method, htu=proof.htu, proof=raw, jkt=proof.jkt, lookup=trace.lookup
+                method=method,
+                htu=proof.htu,
+                proof=raw,
+                jkt=proof.jkt,
+                path=path,
+                lookup=trace.lookup,
             )
             info = await self._introspect(header.token, facts, trace)
             if info.jkt is None:

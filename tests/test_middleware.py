@@ -739,6 +739,46 @@ class TestRequestTarget:
         )
         assert reasons[-1] == "scope_missing"
 
+    async def test_introspector_gets_the_routed_path(self, signer: ProofSigner) -> None:
+        """The introspector is told the decoded path the router sees (mount stripped), so
+        path-sensitive policy (revocation paths) never matches on the raw htu."""
+        seen: list[RequestFacts] = []
+
+        class Recording:
+            async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+                seen.append(request)
+                return TokenInfo("alice", "c", frozenset(), None, signer.jkt)
+
+        guard = DPoPGuardMiddleware(
+            inner_app(),
+            settings=GuardSettings(public_url=ORIGIN + "/bank"),
+            introspector=Recording(),
+        )
+        proof = make_proof(signer, htu=ORIGIN + "/bank/%70ayments", access_token="tok")
+        headers = [(b"authorization", b"DPoP tok"), (b"dpop", proof.encode())]
+        messages: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            messages.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/bank/payments",
+            "raw_path": b"/bank/%70ayments",
+            "root_path": "/bank",
+            "scheme": "https",
+            "query_string": b"",
+            "headers": headers,
+        }
+        await guard(scope, receive, send)
+        assert messages[0]["status"] == 404  # authenticated; the app has no such route
+        assert [facts.path for facts in seen] == ["/payments"]
+        assert seen[0].htu == ORIGIN + "/bank/%70ayments"
+
 
 class TestHost:
     @pytest.fixture(name="hostless")

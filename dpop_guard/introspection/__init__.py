@@ -32,6 +32,9 @@ class RequestFacts:
     proof: str | None
     jkt: str | None
     scopes: tuple[str, ...] = ()
+    path: str | None = None
+    """The decoded path relative to the app's mount, as the router and the path rules see
+    it (match path-sensitive policy, such as revocation paths, on this, never on ``htu``)."""
     lookup: Lookup = field(default_factory=Lookup, compare=False, repr=False)
     """Filled in by the introspector chain (see :class:`Lookup`)."""
 
