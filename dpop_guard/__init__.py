@@ -22,11 +22,11 @@ _EXPORTS: dict[str, str] = {
     "AuthleteSettings": ".introspection.authlete",
     "CachingIntrospector": ".introspection.cached",
     "DPoPAuth": ".client",
-    "DPoPCredentials": ".middleware",
+    "DPoPCredentials": ".credentials",
     "DPoPGuard": ".guard",
     "DPoPGuardError": ".errors",
     "DPoPGuardMiddleware": ".middleware",
-    "DPoPUser": ".middleware",
+    "DPoPUser": ".credentials",
     "GuardSettings": ".settings",
     "InsufficientScope": ".errors",
     "IntrospectionUnavailable": ".errors",
@@ -41,8 +41,8 @@ _EXPORTS: dict[str, str] = {
     "ReplayStore": ".replay",
     "ReplayStoreUnavailable": ".errors",
     "RequestFacts": ".introspection",
-    "ResourceMetadata": ".settings",
-    "Route": ".settings",
+    "ResourceMetadata": ".metadata",
+    "Route": ".routes",
     "ServiceUnavailable": ".errors",
     "TokenInfo": ".introspection",
     "UseDPoPNonce": ".errors",
@@ -114,6 +114,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ above
     from .challenges import build_challenge, challenge_for, parse_challenge
     from .client import DPoPAuth, ProofSigner
+    from .credentials import DPoPCredentials, DPoPUser
     from .errors import (
         AuthenticationRequired,
         DPoPGuardError,
@@ -132,7 +133,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ a
     from .introspection.cached import CachingIntrospector
     from .introspection.transport import AsyncioHTTPClient
     from .jwk import jwk_thumbprint
-    from .middleware import DPoPCredentials, DPoPGuardMiddleware, DPoPUser
+    from .metadata import ResourceMetadata
+    from .middleware import DPoPGuardMiddleware
     from .proof import ProofVerifier, VerifiedProof, compute_ath, verify_proof
     from .replay import MemoryReplayStore, ReplayStore
-    from .settings import GuardSettings, ProofPolicy, ResourceMetadata, Route
+    from .routes import Route
+    from .settings import GuardSettings, ProofPolicy

@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 from ._env import EnvReader
 from ._proxy import parse_networks
 from .jwk import DEFAULT_MAX_RSA_BITS, DEFAULT_MIN_RSA_BITS, SUPPORTED_ALGORITHMS
+from .metadata import ResourceMetadata
 from .nonce import DEFAULT_NONCE_STEP
+from .routes import Route, route_for
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
@@ -100,57 +102,6 @@ class ProofPolicy:
         return self.iat_window + 2 * self.iat_leeway
 
 
-_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A path rule. ``pattern`` is a path with ``{name}`` segments and an optional
-    trailing ``*`` (any remainder). The first matching rule wins; paths that match no rule
-    are protected with no scope requirement (fail closed).
-
-    >>> Route("/accounts/{account_id}/transactions", scopes=("read:transactions",))
-    """
-
-    pattern: str
-    scopes: tuple[str, ...] = ()
-    public: bool = False
-    methods: tuple[str, ...] | None = None
-    nonce: bool | None = None
-    """Require a server nonce on this route; ``None`` follows ``GuardSettings.nonce``."""
-    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not self.pattern.startswith("/"):
-            raise ValueError(f"Route pattern must start with '/': {self.pattern!r}")
-        if isinstance(self.scopes, str):
-            raise ValueError("Route scopes must be a sequence of scope names, not one string")
-        for scope in self.scopes:
-            if not scope or " " in scope:
-                raise ValueError(f"invalid scope name {scope!r}")
-        pattern = self.pattern
-        prefix = pattern.endswith("*")
-        if prefix:
-            pattern = pattern[:-1]
-        parts: list[str] = []
-        pos = 0
-        for match in _PLACEHOLDER.finditer(pattern):
-            parts.append(re.escape(pattern[pos : match.start()]))
-            parts.append("[^/]+")
-            pos = match.end()
-        parts.append(re.escape(pattern[pos:]))
-        source = "".join(parts) + (".*" if prefix else "")
-        object.__setattr__(self, "regex", re.compile(source, re.DOTALL))
-        if self.methods is not None:
-            object.__setattr__(self, "methods", tuple(m.upper() for m in self.methods))
-
-    def matches(self, path: str, method: str) -> bool:
-        """True if this rule covers ``method path``."""
-        if self.methods is not None and method not in self.methods:
-            return False
-        return self.regex.fullmatch(path) is not None
-
-
 def _is_redis_url(value: str) -> bool:
     return urlsplit(value).scheme in ("redis", "rediss", "unix")
 
@@ -162,48 +113,6 @@ def _origin(value: str) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("public_url must have no query, fragment or user info")
     return value.rstrip("/")
-
-
-WELL_KNOWN: Final = "/.well-known/oauth-protected-resource"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ResourceMetadata:
-    """OAuth 2.0 Protected Resource Metadata (RFC 9728) for this API.
-
-    :param resource: the resource identifier, an https URL (usually the public URL).
-    :param authorization_servers: issuer URLs of the authorization servers it trusts.
-    :param scopes_supported: the scopes it uses; by default those its routes require.
-    :param resource_name: a human-readable name.
-    """
-
-    resource: str
-    authorization_servers: tuple[str, ...] = ()
-    scopes_supported: tuple[str, ...] | None = None
-    resource_name: str | None = None
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.resource)
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.query
-            or parts.fragment
-        ):
-            raise ValueError("resource must be an absolute URL without query or fragment")
-        object.__setattr__(self, "authorization_servers", tuple(self.authorization_servers))
-
-    @property
-    def path(self) -> str:
-        """Where the document is served: the well-known prefix, then the resource's path
-        (RFC 9728 section 3.1)."""
-        return WELL_KNOWN + urlsplit(self.resource).path.rstrip("/")
-
-    @property
-    def url(self) -> str:
-        """The document's URL, announced as ``resource_metadata`` in challenges."""
-        parts = urlsplit(self.resource)
-        return f"{parts.scheme}://{parts.netloc}{self.path}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -235,6 +144,9 @@ class GuardSettings:
         to this late. ``0`` disables the cache.
     :param cache_maxsize: introspection cache entries.
     :param replay_maxsize: in-memory replay store entries; when full, requests fail closed.
+    :param date_header: add a ``Date`` to every response that lacks one. Off by default:
+        uvicorn, hypercorn and daphne send their own, and a second ``Date`` breaks RFC 9110
+        (section 6.6.1); turn it on under a server that sends none.
     """
 
     policy: ProofPolicy = field(default_factory=ProofPolicy)
@@ -253,6 +165,7 @@ class GuardSettings:
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
     replay_maxsize: int = DEFAULT_REPLAY_MAXSIZE
+    date_header: bool = False
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -287,11 +200,9 @@ class GuardSettings:
         return self.nonce == "required"
 
     def route_for(self, path: str, method: str) -> Route | None:
-        """The first rule matching ``method path``, or ``None`` (protected, no scopes)."""
-        for route in self.routes:
-            if route.matches(path, method):
-                return route
-        return None
+        """The first rule matching ``method path``, or ``None`` (protected, no scopes);
+        see :func:`dpop_guard.routes.route_for`."""
+        return route_for(self.routes, path, method)
 
     @classmethod
     def from_env(
