@@ -30,7 +30,7 @@ from dpop_guard.proof import compute_ath, verify_proof
 
 NOW = 1_800_000_000
 URL = "https://rs.example.com/accounts"
-TOKEN = "worst-case-access-token"
+TOKEN = "worst-case-access-token"  # noqa: S105 - a test value
 CLAIMS = {"jti": "j", "htm": "GET", "htu": URL, "iat": NOW, "ath": compute_ath(TOKEN)}
 
 
