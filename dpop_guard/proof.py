@@ -290,7 +290,9 @@ class VerifiedProof(NamedTuple):
     replay_key: str
     """Hex SHA-256 of ``jkt:jti``: the key under which the caller records the proof."""
     replay_ttl: int
-    """Seconds the replay record must live."""
+    """Seconds the replay record must live from the proof's first use: every second at
+    which any verifier with this policy could accept it again (see
+    :meth:`ProofPolicy.replay_ttl`, the one place it is derived)."""
     next_nonce: str | None = None
     """A newer server nonce to send in ``DPoP-Nonce`` with the response, when the one used
     is about to expire."""
