@@ -39,11 +39,18 @@ def _odd(bits: int) -> int:
     return secrets.randbits(bits) | (1 << (bits - 1)) | 1
 
 
-def _rsa_proof(n_bits: int, e: int) -> Callable[[], str]:
+def _rsa_proof(n_bits: int, e: int, *, pad_header: str = "") -> Callable[[], str]:
     """A PS256 proof under an RSA key ``(n, e)`` chosen by the attacker, with a signature
-    that is the right length and below ``n`` (so the RSA operation runs) but wrong."""
+    that is the right length and below ``n`` (so the RSA operation runs) but wrong. With
+    ``pad_header`` (a JSON string), the header also carries an extra member, a list of it,
+    that fills the proof up to the 8 KiB cap (the header is parsed before the signature
+    is checked)."""
     size = n_bits // 8
     signature = b64url_encode(b"\x01" * size)
+    # base64url grows 3 bytes to 4: leave room for the rest of the proof.
+    room = (8192 - len(signature) - 2 - 1400) * 3 // 4
+    count = room // (len(pad_header) + 1) if pad_header else 0
+    padding = ',"pad":[' + ",".join([pad_header] * count) + "]" if pad_header else ""
 
     def make() -> str:
         n = _odd(n_bits)
@@ -53,7 +60,9 @@ def _rsa_proof(n_bits: int, e: int) -> Callable[[], str]:
             "n": b64url_encode(n.to_bytes(size, "big")),
             "e": b64url_encode(e_bytes),
         }
-        header = b64url_encode(f'{{"typ":"dpop+jwt","alg":"PS256","jwk":{_json(jwk)}}}'.encode())
+        header = b64url_encode(
+            f'{{"typ":"dpop+jwt","alg":"PS256","jwk":{_json(jwk)}{padding}}}'.encode()
+        )
         payload = b64url_encode(_json(CLAIMS).encode())
         return f"{header}.{payload}.{signature}"
 
@@ -81,6 +90,12 @@ CASES: dict[str, Callable[[], str]] = {
     ),
     "PS256, RSA-4096, e = 65537, bad signature": _rsa_proof(4096, 65537),
     "PS256, RSA-4096, e = 2^32 - 1, bad signature": _rsa_proof(4096, 2**32 - 1),
+    "PS256, RSA-4096, e = 2^32 - 1, header padded with escapes": _rsa_proof(
+        4096, 2**32 - 1, pad_header=r'"\u00e9"'
+    ),
+    "PS256, RSA-4096, e = 2^32 - 1, header padded with surrogate pairs": _rsa_proof(
+        4096, 2**32 - 1, pad_header=r'"\ud83d\ude00"'
+    ),
     # OpenSSL itself refuses e above 64 bits once n exceeds 3072 bits, so the costliest
     # exponent is a near-3072-bit one under a 3072-bit modulus.
     "PS256, RSA-3072, 3071-bit e, bad signature": _rsa_proof(3072, _odd(3071)),
@@ -94,6 +109,7 @@ def measure(rounds: int = 7, batch: int = 40) -> list[tuple[str, str, float, flo
     proofs = {name: [make() for _ in range(batch)] for name, make in CASES.items()}
     outcomes: dict[str, str] = {}
     for name, batch_proofs in proofs.items():
+        assert len(batch_proofs[0]) <= 8192, (name, len(batch_proofs[0]))
         try:
             verify_proof(batch_proofs[0], method="GET", url=URL, access_token=TOKEN, now=NOW)
             outcomes[name] = "accepted"
