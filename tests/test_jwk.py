@@ -211,3 +211,15 @@ class TestMemberTypes:
         with pytest.raises(JWKError) as info:
             jwk_thumbprint(RFC_KEY | {"kty": kty})
         assert info.value.reason == "jwk_kty_unsupported"
+
+
+class TestVerifiers:
+    @pytest.mark.parametrize("alg", ["PS256", "RS256", "EdDSA", "ES256"])
+    def test_wrong_signature_of_the_right_length(self, alg: str) -> None:
+        """A signature of the right length that does not verify is False, not an error;
+        the right one is True."""
+        signer = ProofSigner.generate(alg)
+        key = import_public_jwk(dict(signer.public_jwk) | {"key_ops": ["verify", "sign"]}, alg=alg)
+        good = signer._signature(b"message")
+        assert key.verify(good, b"message") is True
+        assert key.verify(bytes(len(good)), b"message") is False

@@ -142,6 +142,15 @@ class TestAccepts:
             verifier.verify(proof_for(signer), method="GET", url=URL, access_token=TOKEN, now=NOW)
         assert len(verifier._keys) == 1
 
+    def test_ath_cache_is_bounded(self, signer: ProofSigner) -> None:
+        """The ath cache is emptied when full, and ath still verifies after."""
+        from dpop_guard import proof as proof_module
+
+        verifier = ProofVerifier(POLICY)
+        verifier._ath = {f"token-{i}": "x" for i in range(proof_module._ATH_CACHE_SIZE)}
+        verifier.verify(proof_for(signer), method="GET", url=URL, access_token=TOKEN, now=NOW)
+        assert verifier._ath == {TOKEN: compute_ath(TOKEN)}
+
     def test_key_cache_is_bounded(self) -> None:
         """The header cache never holds more than its size."""
         verifier = ProofVerifier(POLICY, key_cache_size=2)
