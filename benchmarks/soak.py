@@ -87,7 +87,7 @@ def soak(
     signer, token = parts.signer, parts.token
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(env, DPOP_GUARD_PUBLIC_URL=url, DPOP_GUARD_IAT_WINDOW="30")
+    env = dict(env, DPOP_GUARD_PUBLIC_URL=url, DPOP_GUARD_PROOF_MAX_AGE="30")
     if workers == 1:
         command = [
             *pin(0),

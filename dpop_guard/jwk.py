@@ -1,9 +1,10 @@
 """Public JWK import for DPoP proofs and RFC 7638 thumbprints.
 
 Only public, asymmetric signing keys are imported, and only when they fit the proof's
-``alg``: the curve is tied to the algorithm, RSA moduli are bounded (a huge modulus is a
-CPU-exhaustion lever), and coordinates must have their exact, minimal encoding so one key
-has one thumbprint.
+``alg``: the curve is tied to the algorithm, the RSA modulus and exponent are bounded
+before any RSA work (each is a CPU-exhaustion lever), and coordinates, moduli and
+exponents must have their exact, minimal encoding so one key has one thumbprint. Every
+member is type-checked before it is used: the key is attacker-controlled JSON.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ._b64 import b64url_decode, b64url_encode
+from ._reasons import JWKReason
 
 __all__ = [
+    "DEFAULT_KEY_LIMITS",
     "SUPPORTED_ALGORITHMS",
     "JWKError",
+    "KeyLimits",
     "PublicKey",
     "import_public_jwk",
     "jwk_thumbprint",
@@ -45,9 +49,9 @@ _THUMBPRINT_MEMBERS: Final = {
 class JWKError(ValueError):
     """The ``jwk`` header cannot be used; ``reason`` says why (for logs and tests)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: JWKReason) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason: JWKReason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +105,8 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     :raises JWKError: ``jwk_kty_unsupported`` or ``jwk_invalid`` if a required member is
         absent or not a string.
     """
-    members = _THUMBPRINT_MEMBERS.get(jwk.get("kty"))  # type: ignore[arg-type]
+    kty = jwk.get("kty")
+    members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
     if members is None:
         raise JWKError("jwk_kty_unsupported")
     required = {}
@@ -188,24 +193,61 @@ def _okp_verifier(
     return verify
 
 
+@dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """What an attacker-chosen key may be; every bound is checked before any key work.
+
+    :param min_rsa_bits, max_rsa_bits: accepted RSA modulus sizes.
+    :param rsa_exponent_65537_only: accept only ``e = 65537`` (what WebPKI and FAPI keys
+        use) instead of any odd ``3 <= e < 2**32``.
+    :param allow_ed448: let ``EdDSA`` name Ed448 keys too. FAPI 2.0 section 5.4 allows
+        EdDSA with Ed25519 only, so it is off by default.
+    """
+
+    min_rsa_bits: int = DEFAULT_MIN_RSA_BITS
+    max_rsa_bits: int = DEFAULT_MAX_RSA_BITS
+    rsa_exponent_65537_only: bool = False
+    allow_ed448: bool = False
+
+
+DEFAULT_KEY_LIMITS: Final = KeyLimits()
+
+
 def import_public_jwk(
     jwk: object,
     *,
     alg: str,
-    min_rsa_bits: int = DEFAULT_MIN_RSA_BITS,
-    max_rsa_bits: int = DEFAULT_MAX_RSA_BITS,
+    limits: KeyLimits = DEFAULT_KEY_LIMITS,
 ) -> PublicKey:
     """Import the ``jwk`` header of a DPoP proof for signature algorithm ``alg``.
 
-    Checks, following RFC 9449 section 4.3 steps 6-7 and RFC 7517/7518/8037: ``jwk`` is an
-    object; it has no private members (``d p q dp dq qi oth``) and is not ``oct``; ``kty``
-    matches ``alg``; ``crv`` is the curve ``alg`` names; ``use``, if present, is ``sig``;
-    ``alg``, if present, equals the header ``alg`` (with ``EdDSA``/``Ed25519`` treated as
-    one); ``key_ops``, if present, contains ``verify``; coordinates have their exact
-    length and the point lies on the curve; an RSA modulus is within the bounds.
+    Stages, following RFC 9449 section 4.3 steps 6-7 and RFC 7517/7518/8037:
+
+    1. the shape (:func:`_check_members`): ``jwk`` is an object; it has no private members
+       (``d p q dp dq qi oth k``) and is not ``oct``; ``kty`` is a string matching
+       ``alg``; ``use``, if present, is ``"sig"``; ``key_ops``, if present, is a list of
+       strings holding ``"verify"``; ``alg``, if present, is a string equal to the header
+       ``alg`` (with ``EdDSA``/``Ed25519`` treated as one);
+    2. the key material, per key type: the curve is the one ``alg`` names, coordinates
+       have their exact length and lie on the curve; an RSA modulus and exponent are in
+       ``limits``, with their minimal encoding, before any RSA work is done;
+    3. the RFC 7638 thumbprint.
 
     :raises JWKError: with the failing check as ``reason``.
     """
+    members, spec = _check_members(jwk, alg)
+    try:
+        verify = _IMPORTERS[spec.kty](members, spec, limits)
+    except JWKError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        # Not on the curve, a modulus cryptography refuses, and the like.
+        raise JWKError("jwk_invalid") from exc
+    return PublicKey(alg=alg, kty=spec.kty, jkt=jwk_thumbprint(members), verify=verify)
+
+
+def _check_members(jwk: object, alg: str) -> tuple[dict[str, Any], _Alg]:
+    """Stage 1: the members that say what the key is and what it may do."""
     if not isinstance(jwk, dict):
         raise JWKError("jwk_not_object")
     spec = _ALGS.get(alg)
@@ -224,48 +266,89 @@ def import_public_jwk(
         raise JWKError("jwk_use_not_sig")
     if "key_ops" in jwk:
         ops = jwk["key_ops"]
-        if not isinstance(ops, list) or "verify" not in ops:
+        if (
+            not isinstance(ops, list)
+            or not all(isinstance(op, str) for op in ops)
+            or "verify" not in ops
+        ):
             raise JWKError("jwk_key_ops")
-    if "alg" in jwk and jwk["alg"] != alg and {jwk["alg"], alg} != {"EdDSA", "Ed25519"}:
-        raise JWKError("jwk_alg_mismatch")
+    if "alg" in jwk:
+        member = jwk["alg"]
+        if not isinstance(member, str) or (member != alg and {member, alg} != _EDDSA_NAMES):
+            raise JWKError("jwk_alg_mismatch")
+    return jwk, spec
 
-    verify: Callable[[bytes, bytes], bool]
-    try:
-        if kty == "EC":
-            crv = jwk.get("crv")
-            if crv not in spec.curves:
-                raise JWKError("jwk_curve_mismatch")
-            curve_cls, size = _EC_CURVES[crv]
-            x, y = _member(jwk, "x"), _member(jwk, "y")
-            if len(x) != size or len(y) != size:
-                raise JWKError("jwk_invalid")
-            numbers = ec.EllipticCurvePublicNumbers(
-                int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve_cls()
-            )
-            assert spec.hash is not None
-            verify = _ec_verifier(numbers.public_key(), size, spec.hash)
-        elif kty == "RSA":
-            n = _uint(_member(jwk, "n"))
-            e = _uint(_member(jwk, "e"))
-            if not min_rsa_bits <= n.bit_length() <= max_rsa_bits:
-                raise JWKError("jwk_rsa_size")
-            verify = _rsa_verifier(rsa.RSAPublicNumbers(e, n).public_key(), spec)
-        else:  # OKP
-            crv = jwk.get("crv")
-            if crv not in spec.curves:
-                raise JWKError("jwk_curve_mismatch")
-            x = _member(jwk, "x")
-            if len(x) != _OKP_SIZES[crv]:
-                raise JWKError("jwk_invalid")
-            okp_key = (
-                ed25519.Ed25519PublicKey.from_public_bytes(x)
-                if crv == "Ed25519"
-                else ed448.Ed448PublicKey.from_public_bytes(x)
-            )
-            verify = _okp_verifier(okp_key)
-    except JWKError:
-        raise
-    except (ValueError, TypeError, OverflowError) as exc:
-        # Not on the curve, an even or tiny RSA exponent, and the like.
-        raise JWKError("jwk_invalid") from exc
-    return PublicKey(alg=alg, kty=kty, jkt=jwk_thumbprint(jwk), verify=verify)
+
+_EDDSA_NAMES: Final = frozenset({"EdDSA", "Ed25519"})
+
+
+def _curve(jwk: dict[str, Any], spec: _Alg) -> str:
+    crv = jwk.get("crv")
+    if not isinstance(crv, str) or crv not in spec.curves:
+        raise JWKError("jwk_curve_mismatch")
+    return crv
+
+
+def _import_ec(
+    jwk: dict[str, Any], spec: _Alg, limits: KeyLimits
+) -> Callable[[bytes, bytes], bool]:
+    curve_cls, size = _EC_CURVES[_curve(jwk, spec)]
+    x, y = _member(jwk, "x"), _member(jwk, "y")
+    if len(x) != size or len(y) != size:
+        raise JWKError("jwk_invalid")
+    numbers = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve_cls()
+    )
+    assert spec.hash is not None
+    return _ec_verifier(numbers.public_key(), size, spec.hash)
+
+
+# RFC 8017 section 3.1: e is odd and 3 <= e <= n - 1. Bounded further to 32 bits: the
+# cost of verifying grows with e's bits (a 3071-bit e under a 3072-bit n costs 5 ms per
+# proof), real keys use 65537 (WebPKI, FAPI) and rarely 3, and NIST SP 800-89 and
+# FIPS 186-5 bound e below 2^256 without any use above 2^32.
+_MAX_EXPONENT_BYTES: Final = 4
+_F4: Final = 65537
+
+
+def _import_rsa(
+    jwk: dict[str, Any], spec: _Alg, limits: KeyLimits
+) -> Callable[[bytes, bytes], bool]:
+    n_bytes, e_bytes = _member(jwk, "n"), _member(jwk, "e")
+    # Sizes first, from the octet counts, before any big-number work.
+    if not _min_octets(limits.min_rsa_bits) <= len(n_bytes) <= _min_octets(limits.max_rsa_bits):
+        raise JWKError("jwk_rsa_size")
+    if len(e_bytes) > _MAX_EXPONENT_BYTES:
+        raise JWKError("jwk_rsa_exponent")
+    n, e = _uint(n_bytes), _uint(e_bytes)
+    if not limits.min_rsa_bits <= n.bit_length() <= limits.max_rsa_bits:
+        raise JWKError("jwk_rsa_size")
+    if e < 3 or e % 2 == 0 or (limits.rsa_exponent_65537_only and e != _F4):
+        raise JWKError("jwk_rsa_exponent")
+    return _rsa_verifier(rsa.RSAPublicNumbers(e, n).public_key(), spec)
+
+
+def _min_octets(bits: int) -> int:
+    return (bits + 7) // 8
+
+
+def _import_okp(
+    jwk: dict[str, Any], spec: _Alg, limits: KeyLimits
+) -> Callable[[bytes, bytes], bool]:
+    crv = _curve(jwk, spec)
+    if crv == "Ed448" and not limits.allow_ed448:
+        raise JWKError("jwk_curve_not_allowed")
+    x = _member(jwk, "x")
+    if len(x) != _OKP_SIZES[crv]:
+        raise JWKError("jwk_invalid")
+    key = (
+        ed25519.Ed25519PublicKey.from_public_bytes(x)
+        if crv == "Ed25519"
+        else ed448.Ed448PublicKey.from_public_bytes(x)
+    )
+    return _okp_verifier(key)
+
+
+_IMPORTERS: Final[
+    dict[str, Callable[[dict[str, Any], _Alg, KeyLimits], Callable[[bytes, bytes], bool]]]
+] = {"EC": _import_ec, "RSA": _import_rsa, "OKP": _import_okp}

@@ -1,4 +1,5 @@
-"""The DPoP proof verifier (RFC 9449 section 4.3). Pure and sans-IO.
+"""The DPoP proof verifier (RFC 9449 section 4.3) and its :class:`ProofPolicy`. Pure and
+sans-IO.
 
 No awaits, no clock reads, no network: the caller passes the request facts and ``now``.
 The replay check is not done here (it needs a shared store); :class:`VerifiedProof`
@@ -6,8 +7,21 @@ carries the ``replay_key`` and ``replay_ttl`` the caller records.
 
 Check order, cheapest and most structural first: size cap, three base64url segments,
 header is a JSON object, ``typ``, ``alg`` allow-list, ``crit``, ``jwk``, signature, claim
-types, ``htm``, ``htu``, ``iat`` window, ``ath``. The thumbprint is that of a key that has
-just verified the signature.
+types, ``htm``, ``htu``, nonce, time (``iat`` window, ``nbf``, ``exp``), ``ath``. The
+thumbprint is that of a key that has just verified the signature. Every member is
+type-checked before it is used, and every refusal is an :class:`InvalidDPoPProof` (or
+:class:`UseDPoPNonce`) whose ``reason`` is a :data:`~dpop_guard._reasons.ProofReason`.
+
+Time, with ``now`` the whole second (the floor of the server clock), ``S`` the future skew
+and ``W`` the past window (FAPI 2.0 Security Profile section 5.3.2.1):
+
+- ``iat`` is accepted while ``now - W <= iat < now + S + 1``: the ``+ 1`` is the rest of
+  the second ``now`` stands for, so a proof up to ``S`` seconds ahead of the true time is
+  never refused, whatever its fraction;
+- ``nbf``, when present, is refused from ``now + S + 1`` on, as ``iat`` is;
+- ``exp``, when present, is refused once ``exp < now + 1``: part of the second ``now``
+  stands for may already be past ``exp``;
+- a valid server nonce widens ``W`` to the nonce lifetime (it proves freshness itself).
 
 Server nonces are checked here when the caller passes a :class:`~dpop_guard.nonce.NonceSource`
 (itself pure). Deliberately *not* done here: the ``jti`` replay check, and the binding of the
@@ -18,19 +32,35 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
-from typing import Any, Final, NamedTuple
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, NamedTuple
 
 from ._b64 import b64url_decode, b64url_encode
 from ._json import JSONError, parse_object
+from ._reasons import ProofReason
 from ._url import normalize_htu
 from .errors import InvalidDPoPProof, InvalidRequest, UseDPoPNonce
-from .jwk import JWKError, PublicKey, import_public_jwk
+from .jwk import (
+    DEFAULT_MAX_RSA_BITS,
+    DEFAULT_MIN_RSA_BITS,
+    SUPPORTED_ALGORITHMS,
+    JWKError,
+    KeyLimits,
+    PublicKey,
+    import_public_jwk,
+)
 from .nonce import NonceSource
-from .settings import ProofPolicy
 
 __all__ = [
+    "DEFAULT_ALGORITHMS",
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_FUTURE_SKEW",
     "DPOP_TYP",
+    "ProofPolicy",
+    "ProofTimeRefused",
     "ProofVerifier",
     "VerifiedProof",
     "compute_ath",
@@ -39,8 +69,206 @@ __all__ = [
 ]
 
 DPOP_TYP: Final = "dpop+jwt"
+"""The proof's ``typ`` (RFC 9449 section 4.2), compared case-insensitively."""
+_MEDIA_TYPE_PREFIX: Final = "application/"
 DEFAULT_KEY_CACHE_SIZE: Final = 4096
 _ATH_CACHE_SIZE: Final = 4096
+
+# FAPI 2.0 Security Profile section 5.4: PS256, ES256 or EdDSA (Ed25519).
+DEFAULT_ALGORITHMS: Final = ("ES256", "PS256", "EdDSA")
+# FAPI 2.0 Security Profile section 5.3.2.1: accept iat and nbf 0 to 10 s in the future
+# (the conformance suite sends +8 s), refuse more than 60 s.
+DEFAULT_MAX_FUTURE_SKEW: Final = 10
+# How old a proof's iat may be. RFC 9449 section 11.1 asks for a short window; peers use
+# 25-300 s; the conformance suite sends -10 s. 60 s tolerates slow clients while keeping
+# the replay store small.
+DEFAULT_MAX_AGE: Final = 60
+DEFAULT_MAX_PROOF_BYTES: Final = 8192
+DEFAULT_MAX_JTI_LENGTH: Final = 256
+DEFAULT_MAX_JSON_DEPTH: Final = 8
+# Configured windows beyond this are mistakes, and each second is a second of replay
+# records to keep.
+_MAX_CONFIGURED_SECONDS: Final = 3600
+# RFC 7519 NumericDate bound for nbf and exp: the largest integer a double holds exactly,
+# far beyond any real date (year 285 million), small enough for every consumer.
+MAX_NUMERIC_DATE: Final = 2**53
+
+# The wire texts (error_description) of the time refusals: what failed, never the
+# server's time or the proof's values.
+_TOO_OLD: Final = "The DPoP proof is too old."
+_IN_FUTURE: Final = "The DPoP proof is issued in the future."
+_NOT_YET_VALID: Final = "The DPoP proof is not yet valid."
+_EXPIRED: Final = "The DPoP proof has expired."
+_INVALID: Final = "The DPoP proof is not valid."
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProofPolicy:
+    """What a DPoP proof must satisfy (RFC 9449 section 4.3, FAPI 2.0 Security Profile).
+
+    :param algorithms: the ``alg`` allow-list, also advertised in ``algs``. ``EdDSA``
+        also admits RFC 9864's ``Ed25519``. ``none`` and HMAC can never be listed.
+    :param max_age: seconds a proof stays acceptable after its ``iat`` (the past window).
+    :param max_future_skew: seconds a proof's ``iat`` or ``nbf`` may lie ahead of the
+        server clock (client clocks run fast); FAPI 2.0 asks for at least 10.
+    :param max_proof_bytes: the ``DPoP`` header is refused above this, before parsing.
+    :param max_jti_length: ``jti`` longer than this is refused.
+    :param max_json_depth: header and payload JSON nested deeper than this is refused.
+    :param min_rsa_bits, max_rsa_bits: accepted RSA modulus sizes.
+    :param rsa_exponent_65537_only: accept only RSA keys with ``e = 65537``; by default any
+        odd ``3 <= e < 2**32`` is accepted (the bound keeps the cost of a proof bounded).
+    :param allow_ed448: let ``EdDSA`` name Ed448 keys. FAPI 2.0 allows Ed25519 only.
+    """
+
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    max_age: int = DEFAULT_MAX_AGE
+    max_future_skew: int = DEFAULT_MAX_FUTURE_SKEW
+    max_proof_bytes: int = DEFAULT_MAX_PROOF_BYTES
+    max_jti_length: int = DEFAULT_MAX_JTI_LENGTH
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    min_rsa_bits: int = DEFAULT_MIN_RSA_BITS
+    max_rsa_bits: int = DEFAULT_MAX_RSA_BITS
+    rsa_exponent_65537_only: bool = False
+    allow_ed448: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.algorithms, str) or not self.algorithms:
+            raise ValueError("algorithms must be a non-empty sequence of names")
+        object.__setattr__(self, "algorithms", tuple(self.algorithms))
+        unknown = [a for a in self.algorithms if a not in SUPPORTED_ALGORITHMS]
+        if unknown:
+            raise ValueError(
+                f"algorithms: unsupported {unknown!r}; choose from {sorted(SUPPORTED_ALGORITHMS)}"
+            )
+        for name in ("max_age", "max_future_skew"):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= _MAX_CONFIGURED_SECONDS:
+                raise ValueError(f"{name} must be whole seconds in 0..{_MAX_CONFIGURED_SECONDS}")
+        if self.max_age == 0:
+            raise ValueError("max_age must be positive")
+        for name in ("max_proof_bytes", "max_jti_length", "max_json_depth"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 1024 <= self.min_rsa_bits <= self.max_rsa_bits:
+            raise ValueError("min_rsa_bits must be >= 1024 and <= max_rsa_bits")
+
+    @property
+    def accepted_algorithms(self) -> frozenset[str]:
+        """The allow-list with ``Ed25519`` added wherever ``EdDSA`` is listed."""
+        algs = set(self.algorithms)
+        if "EdDSA" in algs:
+            algs.add("Ed25519")
+        return frozenset(algs)
+
+    @property
+    def key_limits(self) -> KeyLimits:
+        """The bounds on the proof's key, for :func:`~dpop_guard.jwk.import_public_jwk`."""
+        return KeyLimits(
+            min_rsa_bits=self.min_rsa_bits,
+            max_rsa_bits=self.max_rsa_bits,
+            rsa_exponent_65537_only=self.rsa_exponent_65537_only,
+            allow_ed448=self.allow_ed448,
+        )
+
+    def past_window(self, nonce_lifetime: int | None = None) -> int:
+        """Seconds after its ``iat`` a proof is still accepted: ``max_age``, widened to
+        the nonce lifetime when the proof carries a valid server nonce."""
+        return self.max_age if nonce_lifetime is None else max(self.max_age, nonce_lifetime)
+
+    def replay_ttl(self, nonce_lifetime: int | None = None) -> int:
+        """Seconds a used proof must be remembered, counted from its first use.
+
+        The one place this is derived. A proof used at whole second ``now`` has
+        ``iat < now + S + 1``, so it is accepted up to the whole second ``iat + W <
+        now + S + W + 1``, which lasts until ``now + S + W + 1``: the record must outlive
+        that by the time of first use, at most ``S + W + 1`` seconds (``W`` the
+        :meth:`past_window`, ``S`` the future skew, ``1`` the whole-second rounding).
+        """
+        return self.past_window(nonce_lifetime) + self.max_future_skew + 1
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, prefix: str = "DPOP_GUARD_"
+    ) -> ProofPolicy:
+        """Read the proof policy from ``{prefix}*`` variables: ``ALGORITHMS`` (space- or
+        comma-separated), ``PROOF_MAX_AGE``, ``PROOF_MAX_FUTURE_SKEW``,
+        ``MAX_PROOF_BYTES``, ``MAX_JTI_LENGTH``, ``MAX_JSON_DEPTH``, ``MIN_RSA_BITS``,
+        ``MAX_RSA_BITS``, ``RSA_EXPONENT_65537_ONLY`` and ``ALLOW_ED448``
+        (``true``/``false``). The former ``IAT_WINDOW`` and ``IAT_LEEWAY`` are refused
+        with a message naming their successors, so an old setting is never silently lost.
+
+        :raises ValueError: naming the variable that is wrong.
+        """
+        env = os.environ if environ is None else environ
+        for old, new in _RENAMED_ENV.items():
+            if env.get(prefix + old, "").strip():
+                raise ValueError(f"{prefix}{old} is no longer read: set {prefix}{new}")
+        kwargs: dict[str, Any] = {}
+        if (algs := _env_text(env, prefix, "ALGORITHMS")) is not None:
+            kwargs["algorithms"] = tuple(a for a in re.split(r"[\s,]+", algs) if a)
+        for field_name, var in _INT_ENV.items():
+            if (raw := _env_text(env, prefix, var)) is not None:
+                try:
+                    kwargs[field_name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{prefix}{var} must be an integer, got {raw!r}") from None
+        for field_name, var in _BOOL_ENV.items():
+            if (raw := _env_text(env, prefix, var)) is not None:
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(f"{prefix}{var} must be true or false, got {raw!r}")
+                kwargs[field_name] = raw.lower() in ("true", "1")
+        try:
+            return cls(**kwargs)
+        except ValueError as exc:
+            name = next((n for n in (*_INT_ENV, *_BOOL_ENV) if str(exc).startswith(n)), None)
+            var = {**_INT_ENV, **_BOOL_ENV}.get(name or "", "ALGORITHMS")
+            raise ValueError(f"{prefix}{var}: {exc}") from None
+
+
+_INT_ENV: Final = {
+    "max_age": "PROOF_MAX_AGE",
+    "max_future_skew": "PROOF_MAX_FUTURE_SKEW",
+    "max_proof_bytes": "MAX_PROOF_BYTES",
+    "max_jti_length": "MAX_JTI_LENGTH",
+    "max_json_depth": "MAX_JSON_DEPTH",
+    "min_rsa_bits": "MIN_RSA_BITS",
+    "max_rsa_bits": "MAX_RSA_BITS",
+}
+_BOOL_ENV: Final = {
+    "rsa_exponent_65537_only": "RSA_EXPONENT_65537_ONLY",
+    "allow_ed448": "ALLOW_ED448",
+}
+_RENAMED_ENV: Final = {"IAT_WINDOW": "PROOF_MAX_AGE", "IAT_LEEWAY": "PROOF_MAX_FUTURE_SKEW"}
+
+
+def _env_text(env: Mapping[str, str], prefix: str, name: str) -> str | None:
+    value = env.get(prefix + name)
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(f"{prefix}{name} holds a control character")
+    return value
+
+
+class ProofTimeRefused(InvalidDPoPProof):
+    """An :class:`InvalidDPoPProof` refused for its time (``iat``, ``nbf`` or ``exp``).
+
+    The wire text says only what failed. ``skew`` is for logs: the claim's value minus the
+    server's ``now``, in seconds (positive: ahead of the server clock).
+    """
+
+    def __init__(
+        self,
+        reason: ProofReason,
+        description: str,
+        *,
+        claim: Literal["iat", "nbf", "exp"],
+        skew: float,
+    ) -> None:
+        super().__init__(reason, description)
+        self.claim = claim
+        self.skew = skew
 
 
 def compute_ath(access_token: str) -> str:
@@ -62,7 +290,9 @@ class VerifiedProof(NamedTuple):
     replay_key: str
     """Hex SHA-256 of ``jkt:jti``: the key under which the caller records the proof."""
     replay_ttl: int
-    """Seconds the replay record must live."""
+    """Seconds the replay record must live from the proof's first use: every second at
+    which any verifier with this policy could accept it again (see
+    :meth:`ProofPolicy.replay_ttl`, the one place it is derived)."""
     next_nonce: str | None = None
     """A newer server nonce to send in ``DPoP-Nonce`` with the response, when the one used
     is about to expire."""
@@ -81,15 +311,15 @@ def select_proof(values: Sequence[str]) -> str:
     return values[0]
 
 
-def _fail(reason: str, description: str = "The DPoP proof is not valid.") -> InvalidDPoPProof:
+def _fail(reason: ProofReason, description: str = _INVALID) -> InvalidDPoPProof:
     return InvalidDPoPProof(reason, description)
 
 
 class ProofVerifier:
     """Verifies DPoP proofs against one :class:`ProofPolicy`.
 
-    It keeps a bounded LRU cache of parsed headers keyed by the header segment exactly
-    as sent: one client key always yields the same header bytes, so the JSON parse, the
+    It keeps a bounded cache of parsed headers keyed by the header segment exactly as
+    sent: one client key always yields the same header bytes, so the JSON parse, the
     header checks, the key import and the thumbprint run once per key. Only headers whose
     key has verified a signature are cached.
 
@@ -102,50 +332,19 @@ class ProofVerifier:
     def __init__(
         self, policy: ProofPolicy | None = None, *, key_cache_size: int = DEFAULT_KEY_CACHE_SIZE
     ) -> None:
-        self.policy = policy or ProofPolicy()
-        self._algorithms = self.policy.accepted_algorithms
+        self.policy = policy = policy or ProofPolicy()
+        self._algorithms = policy.accepted_algorithms
+        self._limits = policy.key_limits
         # A plain dict bounded first-in-first-out: a lookup costs a dict lookup, where an
         # LRU's bookkeeping costs as much again as the rest of the header handling.
         self._keys: dict[str, PublicKey] = {}
         self._keys_max = key_cache_size
-        policy = self.policy
         self._max_bytes = policy.max_proof_bytes
         self._max_jti = policy.max_jti_length
         self._max_depth = policy.max_json_depth
-        self._window = policy.iat_window
-        self._leeway = policy.iat_leeway
-        self._replay_ttl = policy.replay_ttl
+        self._skew = policy.max_future_skew
         # ath per access token: one token is presented many times.
         self._ath: dict[str, str] = {}
-
-    def _parse_header(self, segment: str) -> PublicKey:
-        try:
-            header = parse_object(b64url_decode(segment), max_depth=self._max_depth)
-        except (ValueError, JSONError) as exc:
-            raise _fail("header_invalid") from exc
-        typ = header.get("typ")
-        # RFC 7515 section 4.1.9: media types compare case-insensitively and the
-        # "application/" prefix may be omitted.
-        if not isinstance(typ, str) or typ.lower().removeprefix("application/") != DPOP_TYP:
-            raise _fail("typ_invalid")
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self._algorithms:
-            raise _fail("alg_not_allowed")
-        if "crit" in header:
-            # We implement no JWS extensions, so any critical one must be refused
-            # (RFC 7515 section 4.1.11).
-            raise _fail("crit_unsupported")
-        if "jwk" not in header:
-            raise _fail("jwk_missing")
-        try:
-            return import_public_jwk(
-                header["jwk"],
-                alg=alg,
-                min_rsa_bits=self.policy.min_rsa_bits,
-                max_rsa_bits=self.policy.max_rsa_bits,
-            )
-        except JWKError as exc:
-            raise _fail(exc.reason) from exc
 
     def verify(
         self,
@@ -157,30 +356,23 @@ class ProofVerifier:
         now: int,
         nonces: NonceSource | None = None,
     ) -> VerifiedProof:
-        """Check ``proof`` for a request ``method url`` at time ``now`` (epoch seconds).
+        """Check ``proof`` for a request ``method url`` at time ``now`` (whole epoch
+        seconds: the floor of the clock).
 
         :param url: the request URL as the client addressed it; query and fragment are
             ignored, scheme and host compared case-insensitively, default ports dropped.
         :param access_token: when given, ``ath`` must be its hash.
         :param nonces: when given, a server nonce is required (RFC 9449 section 9). A valid
-            one relaxes the ``iat`` window to the nonce lifetime, since it proves freshness.
+            one widens the ``iat`` window to the nonce lifetime, since it proves freshness.
         :raises UseDPoPNonce: the nonce is missing, stale or foreign; carries a fresh one.
+        :raises ProofTimeRefused: ``iat``, ``nbf`` or ``exp`` refuses the proof at ``now``.
         :raises InvalidDPoPProof: with ``reason`` naming the failed check.
         """
-        if len(proof) > self._max_bytes:
-            raise _fail("proof_too_large", "The DPoP proof is too large.")
-        if not proof.isascii():
-            raise _fail("proof_malformed")
-        segments = proof.split(".")
-        if len(segments) != 3:
-            raise _fail("proof_malformed")
-        header_b64, payload_b64, signature_b64 = segments
-
+        header_b64, payload_b64, signature_b64 = self._split(proof)
         key = self._keys.get(header_b64)
         cache_after_signature = key is None and self._keys_max > 0
         if key is None:
             key = self._parse_header(header_b64)
-
         try:
             signature = b64url_decode(signature_b64)
         except ValueError as exc:
@@ -192,23 +384,81 @@ class ProofVerifier:
             if len(self._keys) >= self._keys_max:
                 del self._keys[next(iter(self._keys))]
             self._keys[header_b64] = key
-
         try:
             claims = parse_object(b64url_decode(payload_b64), max_depth=self._max_depth)
         except (ValueError, JSONError) as exc:
             raise _fail("payload_invalid") from exc
-        return self._check_claims(claims, key, method, url, access_token, now, nonces)
+        return self._check_claims(claims, key.jkt, method, url, access_token, now, nonces)
+
+    def _split(self, proof: str) -> tuple[str, str, str]:
+        """Size cap and the three segments of the compact serialisation."""
+        if len(proof) > self._max_bytes:
+            raise _fail("proof_too_large", "The DPoP proof is too large.")
+        if not proof.isascii():
+            raise _fail("proof_malformed")
+        segments = proof.split(".")
+        if len(segments) != 3:
+            raise _fail("proof_malformed")
+        return segments[0], segments[1], segments[2]
+
+    def _parse_header(self, segment: str) -> PublicKey:
+        """The JOSE header: ``typ``, ``alg``, ``crit``, then the ``jwk`` import."""
+        try:
+            header = parse_object(b64url_decode(segment), max_depth=self._max_depth)
+        except (ValueError, JSONError) as exc:
+            raise _fail("header_invalid") from exc
+        typ = header.get("typ")
+        # RFC 7515 section 4.1.9: media types compare case-insensitively and the
+        # "application/" prefix may be omitted.
+        if not isinstance(typ, str) or typ.lower().removeprefix(_MEDIA_TYPE_PREFIX) != DPOP_TYP:
+            raise _fail("typ_invalid")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise _fail("alg_not_allowed")
+        if "crit" in header:
+            # We implement no JWS extensions, so any critical one must be refused
+            # (RFC 7515 section 4.1.11).
+            raise _fail("crit_unsupported")
+        if "jwk" not in header:
+            raise _fail("jwk_missing")
+        try:
+            return import_public_jwk(header["jwk"], alg=alg, limits=self._limits)
+        except JWKError as exc:
+            raise _fail(exc.reason) from exc
 
     def _check_claims(
         self,
         claims: dict[str, Any],
-        key: PublicKey,
+        jkt: str,
         method: str,
         url: str,
         access_token: str | None,
         now: int,
         nonces: NonceSource | None,
     ) -> VerifiedProof:
+        """The claims, in stages: their types, the request, the nonce, time, ``ath``."""
+        jti, iat = self._check_types(claims)
+        htm, htu = _check_request(claims, method, url)
+        nonce, nonce_lifetime, next_nonce = _check_nonce(claims, jkt, now, nonces)
+        window = self.policy.past_window(nonce_lifetime)
+        _check_time(claims, iat, now, window, self._skew)
+        if access_token is not None:
+            self._check_ath(claims, access_token)
+        replay_key = hashlib.sha256(f"{jkt}:{jti}".encode()).hexdigest()
+        return VerifiedProof(
+            jkt,
+            jti,
+            int(iat),
+            htm,
+            htu,
+            nonce,
+            replay_key,
+            self.policy.replay_ttl(nonce_lifetime),
+            next_nonce,
+        )
+
+    def _check_types(self, claims: dict[str, Any]) -> tuple[str, int | float]:
+        """``jti`` a non-empty, bounded string; ``iat`` a number (RFC 9449 section 4.2)."""
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise _fail("jti_missing")
@@ -217,59 +467,93 @@ class ProofVerifier:
         iat = claims.get("iat")
         if type(iat) is not int and type(iat) is not float:  # not bool, a subclass of int
             raise _fail("iat_missing")
-        htm = claims.get("htm")
-        if not isinstance(htm, str):
-            raise _fail("htm_missing")
-        if htm != method:
-            raise _fail("htm_mismatch", "The DPoP proof does not match the HTTP method.")
-        htu = claims.get("htu")
-        if not isinstance(htu, str):
-            raise _fail("htu_missing")
-        if htu != url:
-            try:
-                matched = normalize_htu(htu) == normalize_htu(url)
-            except ValueError:
-                matched = False
-            if not matched:
-                raise _fail("htu_mismatch", "The DPoP proof does not match the request URL.")
-        nonce = claims.get("nonce")
-        if "nonce" in claims and type(nonce) is not str:
-            raise _fail("nonce_invalid")  # a present nonce must be a string; null is not
-        jkt = key.jkt
-        window, replay_ttl, next_nonce = self._window, self._replay_ttl, None
-        if nonces is not None:
-            # Before the iat check: a client with a skewed clock or a stale proof is told
-            # to use a nonce rather than simply refused (RFC 9449 section 9).
-            if nonce is None:
-                raise UseDPoPNonce("nonce_missing", nonce=nonces.issue(jkt, now))
-            status = nonces.check(nonce, jkt, now)
-            if status == "invalid":
-                raise UseDPoPNonce("nonce_invalid", nonce=nonces.issue(jkt, now))
-            if status == "expiring":
-                next_nonce = nonces.issue(jkt, now)
-            # A valid nonce proves the proof is at most a nonce lifetime old.
-            window = max(window, nonces.lifetime)
-            replay_ttl = window + 2 * self._leeway
-        if iat < now - window - self._leeway:
-            raise _fail("iat_too_old", "The DPoP proof is outside the accepted time window.")
-        if iat > now + self._leeway:
-            raise _fail("iat_in_future", "The DPoP proof is outside the accepted time window.")
-        if access_token is not None:
-            ath = claims.get("ath")
-            if not isinstance(ath, str):
-                raise _fail("ath_missing")
-            expected = self._ath.get(access_token)
-            if expected is None:
-                if len(self._ath) >= _ATH_CACHE_SIZE:
-                    self._ath.clear()
-                expected = self._ath[access_token] = compute_ath(access_token)
-            # compare_digest takes ASCII str directly; a non-ASCII ath cannot match.
-            if not ath.isascii() or not hmac.compare_digest(ath, expected):
-                raise _fail("ath_mismatch", "The DPoP proof is not bound to the access token.")
-        replay_key = hashlib.sha256(f"{jkt}:{jti}".encode()).hexdigest()
-        return VerifiedProof(
-            jkt, jti, int(iat), htm, htu, nonce, replay_key, replay_ttl, next_nonce
-        )
+        return jti, iat
+
+    def _check_ath(self, claims: dict[str, Any], access_token: str) -> None:
+        """``ath`` is the hash of the presented access token (RFC 9449 section 4.3 step 11)."""
+        ath = claims.get("ath")
+        if not isinstance(ath, str):
+            raise _fail("ath_missing")
+        expected = self._ath.get(access_token)
+        if expected is None:
+            if len(self._ath) >= _ATH_CACHE_SIZE:
+                self._ath.clear()
+            expected = self._ath[access_token] = compute_ath(access_token)
+        # compare_digest takes ASCII str directly; a non-ASCII ath cannot match.
+        if not ath.isascii() or not hmac.compare_digest(ath, expected):
+            raise _fail("ath_mismatch", "The DPoP proof is not bound to the access token.")
+
+
+def _check_request(claims: dict[str, Any], method: str, url: str) -> tuple[str, str]:
+    """``htm`` is the method exactly; ``htu`` is the URL, normalised (RFC 9449 4.3 8-9)."""
+    htm = claims.get("htm")
+    if not isinstance(htm, str):
+        raise _fail("htm_missing")
+    if htm != method:
+        raise _fail("htm_mismatch", "The DPoP proof does not match the HTTP method.")
+    htu = claims.get("htu")
+    if not isinstance(htu, str):
+        raise _fail("htu_missing")
+    if htu != url:
+        try:
+            matched = normalize_htu(htu) == normalize_htu(url)
+        except ValueError:
+            matched = False
+        if not matched:
+            raise _fail("htu_mismatch", "The DPoP proof does not match the request URL.")
+    return htm, htu
+
+
+def _check_nonce(
+    claims: dict[str, Any], jkt: str, now: int, nonces: NonceSource | None
+) -> tuple[str | None, int | None, str | None]:
+    """The server nonce (RFC 9449 section 9): ``(nonce, lifetime, next_nonce)``, where
+    ``lifetime`` is set when a valid nonce widens the ``iat`` window.
+
+    Checked before the time: a client with a skewed clock or a stale proof is told to use
+    a nonce rather than simply refused.
+    """
+    nonce = claims.get("nonce")
+    if "nonce" in claims and type(nonce) is not str:
+        raise _fail("nonce_invalid")  # a present nonce must be a string; null is not
+    if nonces is None:
+        return nonce, None, None
+    if nonce is None:
+        raise UseDPoPNonce("nonce_missing", nonce=nonces.issue(jkt, now))
+    status = nonces.check(nonce, jkt, now)
+    if status == "invalid":
+        raise UseDPoPNonce("nonce_invalid", nonce=nonces.issue(jkt, now))
+    next_nonce = nonces.issue(jkt, now) if status == "expiring" else None
+    # A valid nonce proves the proof is at most a nonce lifetime old.
+    return nonce, nonces.lifetime, next_nonce
+
+
+def _numeric_date(claims: dict[str, Any], name: str, reason: ProofReason) -> float | None:
+    """An optional RFC 7519 NumericDate: absent, or a finite number in range."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    # JSON numbers here are always finite (the parser refuses NaN and overflow).
+    if (type(value) is not int and type(value) is not float) or not (
+        0 <= value <= MAX_NUMERIC_DATE
+    ):
+        raise _fail(reason)
+    return value
+
+
+def _check_time(claims: dict[str, Any], iat: float, now: int, window: int, skew: int) -> None:
+    """``iat`` within ``[now - window, now + skew + 1)``; ``nbf`` and ``exp`` when present
+    (see the module docstring for the whole-second arithmetic)."""
+    nbf = _numeric_date(claims, "nbf", "nbf_invalid")
+    exp = _numeric_date(claims, "exp", "exp_invalid")
+    if iat < now - window:
+        raise ProofTimeRefused("iat_too_old", _TOO_OLD, claim="iat", skew=iat - now)
+    if iat >= now + skew + 1:
+        raise ProofTimeRefused("iat_in_future", _IN_FUTURE, claim="iat", skew=iat - now)
+    if nbf is not None and nbf >= now + skew + 1:
+        raise ProofTimeRefused("nbf_in_future", _NOT_YET_VALID, claim="nbf", skew=nbf - now)
+    if exp is not None and exp < now + 1:
+        raise ProofTimeRefused("proof_expired", _EXPIRED, claim="exp", skew=exp - now)
 
 
 def verify_proof(

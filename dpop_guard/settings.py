@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 from ._env import EnvReader
 from ._proxy import parse_networks
-from .jwk import DEFAULT_MAX_RSA_BITS, DEFAULT_MIN_RSA_BITS, SUPPORTED_ALGORITHMS
 from .metadata import ResourceMetadata
 from .nonce import DEFAULT_NONCE_STEP
+from .proof import DEFAULT_ALGORITHMS, ProofPolicy  # ProofPolicy lives with the verifier
 from .routes import Route, route_for
 
 __all__ = [
@@ -25,17 +25,7 @@ __all__ = [
     "Route",
 ]
 
-# FAPI 2.0 Security Profile section 5.4: PS256, ES256 or EdDSA (Ed25519).
-DEFAULT_ALGORITHMS: Final = ("ES256", "PS256", "EdDSA")
-# How old a proof's iat may be. RFC 9449 section 11.1 asks for a short window; peers use
-# 25-300 s. 60 s tolerates slow clients while keeping the replay store small.
-DEFAULT_IAT_WINDOW: Final = 60
-# Clock skew tolerated in both directions (a proof from slightly in the future).
-DEFAULT_IAT_LEEWAY: Final = 5
-DEFAULT_MAX_PROOF_BYTES: Final = 8192
 DEFAULT_MAX_TOKEN_BYTES: Final = 8192
-DEFAULT_MAX_JTI_LENGTH: Final = 256
-DEFAULT_MAX_JSON_DEPTH: Final = 8
 DEFAULT_CACHE_TTL: Final = 60.0
 DEFAULT_CACHE_MAXSIZE: Final = 100_000
 DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
@@ -45,61 +35,6 @@ ENV_PREFIX: Final = "DPOP_GUARD_"
 def _positive(name: str, value: float) -> None:
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ProofPolicy:
-    """What a DPoP proof must satisfy (RFC 9449 section 4.3).
-
-    :param algorithms: the ``alg`` allow-list, also advertised in ``algs``. ``EdDSA``
-        also admits RFC 9864's ``Ed25519``. ``none`` and HMAC can never be listed.
-    :param iat_window: seconds a proof stays acceptable after its ``iat``.
-    :param iat_leeway: clock skew tolerated on both sides of the window.
-    :param max_proof_bytes: the ``DPoP`` header is refused above this, before parsing.
-    :param max_jti_length: ``jti`` longer than this is refused.
-    :param max_json_depth: header and payload JSON nested deeper than this is refused.
-    :param min_rsa_bits, max_rsa_bits: accepted RSA modulus sizes.
-    """
-
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
-    iat_window: int = DEFAULT_IAT_WINDOW
-    iat_leeway: int = DEFAULT_IAT_LEEWAY
-    max_proof_bytes: int = DEFAULT_MAX_PROOF_BYTES
-    max_jti_length: int = DEFAULT_MAX_JTI_LENGTH
-    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
-    min_rsa_bits: int = DEFAULT_MIN_RSA_BITS
-    max_rsa_bits: int = DEFAULT_MAX_RSA_BITS
-
-    def __post_init__(self) -> None:
-        if not self.algorithms:
-            raise ValueError("algorithms must not be empty")
-        unknown = [a for a in self.algorithms if a not in SUPPORTED_ALGORITHMS]
-        if unknown:
-            raise ValueError(
-                f"algorithms: unsupported {unknown!r}; choose from {sorted(SUPPORTED_ALGORITHMS)}"
-            )
-        _positive("iat_window", self.iat_window)
-        if self.iat_leeway < 0:
-            raise ValueError("iat_leeway must not be negative")
-        _positive("max_proof_bytes", self.max_proof_bytes)
-        _positive("max_jti_length", self.max_jti_length)
-        _positive("max_json_depth", self.max_json_depth)
-        if not 1024 <= self.min_rsa_bits <= self.max_rsa_bits:
-            raise ValueError("min_rsa_bits must be >= 1024 and <= max_rsa_bits")
-
-    @property
-    def accepted_algorithms(self) -> frozenset[str]:
-        """The allow-list with ``Ed25519`` added wherever ``EdDSA`` is listed."""
-        algs = set(self.algorithms)
-        if "EdDSA" in algs:
-            algs.add("Ed25519")
-        return frozenset(algs)
-
-    @property
-    def replay_ttl(self) -> int:
-        """Seconds a used ``jti`` must be remembered: as long as any clock in the fleet
-        could still accept the proof (window plus leeway on both sides)."""
-        return self.iat_window + 2 * self.iat_leeway
 
 
 def _is_redis_url(value: str) -> bool:
@@ -214,9 +149,8 @@ class GuardSettings:
     ) -> GuardSettings:
         """Read ``DPOP_GUARD_*`` settings. Routes are code, not environment.
 
-        ``ALGORITHMS`` (space- or comma-separated), ``IAT_WINDOW``, ``IAT_LEEWAY``,
-        ``MAX_PROOF_BYTES``, ``MAX_TOKEN_BYTES``, ``MAX_JTI_LENGTH``, ``MAX_JSON_DEPTH``,
-        ``MIN_RSA_BITS``, ``MAX_RSA_BITS``, ``PUBLIC_URL``, ``REALM``, ``ALLOW_UNBOUND_TOKENS``
+        The proof policy's variables (see :meth:`ProofPolicy.from_env`), and
+        ``MAX_TOKEN_BYTES``, ``PUBLIC_URL``, ``REALM``, ``ALLOW_UNBOUND_TOKENS``
         (``true``/``false``), ``NONCE`` (``off``/``required``), ``NONCE_SECRET``,
         ``NONCE_STEP``, ``REPLAY_STORE`` (``memory`` or a Redis URL),
         ``INTROSPECTION_CACHE`` (a Redis URL), ``AUTHORIZATION_SERVERS`` (space-separated
@@ -235,19 +169,7 @@ class GuardSettings:
                 return reader.integer(name, int(default))
             return reader.number(name, default)
 
-        policy_kwargs: dict[str, object] = {}
-        if (algs := get("ALGORITHMS")) is not None:
-            policy_kwargs["algorithms"] = tuple(a for a in re.split(r"[\s,]+", algs) if a)
-        policy_kwargs["iat_window"] = int(number("IAT_WINDOW", DEFAULT_IAT_WINDOW, int))
-        policy_kwargs["iat_leeway"] = int(number("IAT_LEEWAY", DEFAULT_IAT_LEEWAY, int))
-        for field_name, default in (
-            ("max_proof_bytes", DEFAULT_MAX_PROOF_BYTES),
-            ("max_jti_length", DEFAULT_MAX_JTI_LENGTH),
-            ("max_json_depth", DEFAULT_MAX_JSON_DEPTH),
-            ("min_rsa_bits", DEFAULT_MIN_RSA_BITS),
-            ("max_rsa_bits", DEFAULT_MAX_RSA_BITS),
-        ):
-            policy_kwargs[field_name] = int(number(field_name.upper(), default, int))
+        policy = ProofPolicy.from_env(environ, prefix=prefix)
         secret = get("NONCE_SECRET")
         servers = get("AUTHORIZATION_SERVERS")
         resource = get("RESOURCE") or get("PUBLIC_URL")
@@ -256,7 +178,7 @@ class GuardSettings:
             raise ValueError(f"{prefix}ALLOW_UNBOUND_TOKENS must be true or false")
         try:
             return cls(
-                policy=ProofPolicy(**policy_kwargs),  # type: ignore[arg-type]
+                policy=policy,
                 routes=tuple(routes),
                 public_url=get("PUBLIC_URL"),
                 realm=get("REALM"),

@@ -122,6 +122,16 @@ class TestStrictJSON:
             (b"[" * 100_000, "not_json"),
             (b'{"a":' * 9 + b"1" + b"}" * 9, "too_deep"),
             (b"\xc3\x28", "not_json"),
+            (b'{"a":1e400}', "non_standard_number"),
+            (b'{"a":-1E+400}', "non_standard_number"),
+            (b'{"a":[0.1,1e309]}', "non_standard_number"),
+            (b'{"a":"\\ud800"}', "lone_surrogate"),
+            (b'{"a":"x\\uDFFF"}', "lone_surrogate"),
+            (b'{"a":"\\ude00\\ud83d"}', "lone_surrogate"),
+            (b'{"\\ud800":1}', "lone_surrogate"),
+            (b'{"a":[{"b":["\\udbff"]}]}', "lone_surrogate"),
+            (b'{"a":"\\ud83d"}', "lone_surrogate"),
+            (b'{"a":"\xed\xa0\x80"}', "not_json"),  # a surrogate in raw (CESU-8) bytes
         ],
     )
     def test_rejects(self, raw: bytes, reason: str) -> None:
@@ -129,3 +139,38 @@ class TestStrictJSON:
         with pytest.raises(JSONError) as info:
             parse_object(raw)
         assert info.value.reason == reason
+
+    @pytest.mark.parametrize(
+        ("raw", "value"),
+        [
+            (b'{"a":"\\ud83d\\ude00"}', "\U0001f600"),
+            (b'{"a":"\\\\ud800"}', "\\ud800"),
+            (b'{"a":"\\u00e9\\u0000"}', "\u00e9\u0000"),
+            (b'{"a":1e-400}', 0.0),
+            (b'{"a":-0}', 0),
+        ],
+    )
+    def test_accepts(self, raw: bytes, value: Any) -> None:
+        """A valid surrogate pair, an escaped backslash, escaped controls, and numbers
+        that underflow are accepted."""
+        assert parse_object(raw) == {"a": value}
+
+    @given(
+        st.lists(
+            st.one_of(
+                st.integers(0xD780, 0xE020).map(lambda c: f"\\u{c:04x}"),
+                st.sampled_from(["a", "\\\\", "\\n"]),
+            ),
+            max_size=6,
+        )
+    )
+    def test_parsed_text_is_valid_unicode(self, parts: list[str]) -> None:
+        """Whatever \\u escapes a string holds, a parsed document's strings all encode
+        as UTF-8 again, or the document is refused as lone_surrogate."""
+        raw = ('{"k":"' + "".join(parts) + '"}').encode()
+        try:
+            value = parse_object(raw)
+        except JSONError as exc:
+            assert exc.reason == "lone_surrogate"
+            return
+        value["k"].encode("utf-8")

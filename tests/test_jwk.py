@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
 from joserfc import jwk as jose_jwk
 
+from dpop_guard._b64 import b64url_decode, b64url_encode
 from dpop_guard.client import ProofSigner
-from dpop_guard.jwk import JWKError, import_public_jwk, jwk_thumbprint
+from dpop_guard.jwk import JWKError, KeyLimits, import_public_jwk, jwk_thumbprint
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "rfc9449.json").read_text())
 RFC_KEY = json.loads((Path(__file__).parent / "keys" / "RFC9449-EC-public.json").read_text())
@@ -75,11 +77,11 @@ class TestImport:
         import_public_jwk(dict(signer.public_jwk) | {"alg": "Ed25519"}, alg="EdDSA")
 
     def test_rsa_even_exponent(self) -> None:
-        """A malformed RSA key is jwk_invalid, not a crash."""
+        """An even RSA exponent is jwk_rsa_exponent, not a crash."""
         signer = ProofSigner.generate("PS256")
         with pytest.raises(JWKError) as info:
             import_public_jwk(dict(signer.public_jwk) | {"e": "Ag"}, alg="PS256")
-        assert info.value.reason == "jwk_invalid"
+        assert info.value.reason == "jwk_rsa_exponent"
 
     def test_okp_wrong_length(self) -> None:
         """An Ed25519 key must be 32 bytes."""
@@ -93,3 +95,131 @@ class TestImport:
         with pytest.raises(JWKError) as info:
             import_public_jwk(dict(signer.public_jwk), alg="ES256")
         assert info.value.reason == "jwk_alg_mismatch"
+
+
+def _rsa_jwk(e: int, *, n_bits: int = 2048, e_bytes: bytes | None = None) -> dict[str, str]:
+    """An RSA public JWK with a random odd modulus of ``n_bits`` and exponent ``e``."""
+    n = secrets.randbits(n_bits) | (1 << (n_bits - 1)) | 1
+    raw_e = e_bytes if e_bytes is not None else e.to_bytes((e.bit_length() + 7) // 8, "big")
+    return {
+        "kty": "RSA",
+        "n": b64url_encode(n.to_bytes(n_bits // 8, "big")),
+        "e": b64url_encode(raw_e),
+    }
+
+
+def _refused(jwk: dict[str, Any], reason: str, alg: str = "PS256", **limits: Any) -> None:
+    with pytest.raises(JWKError) as info:
+        import_public_jwk(jwk, alg=alg, limits=KeyLimits(**limits))
+    assert info.value.reason == reason
+
+
+class TestRSABounds:
+    """The modulus and the exponent are attacker-chosen CPU levers: bounded before use."""
+
+    @pytest.mark.parametrize("e", [3, 17, 65537, 2**32 - 1])
+    def test_exponents_accepted(self, e: int) -> None:
+        """Any odd 3 <= e < 2**32 imports."""
+        assert import_public_jwk(_rsa_jwk(e), alg="PS256").kty == "RSA"
+
+    @pytest.mark.parametrize(
+        "e", [1, 2, 65536, 2**32, 2**32 + 1, 2**64 + 1, (1 << 2046) | 1], ids=str
+    )
+    def test_exponents_refused(self, e: int) -> None:
+        """e below 3, even, or of 2**32 and above (a 2047-bit e cost 1.6 ms per proof)."""
+        _refused(_rsa_jwk(e), "jwk_rsa_exponent")
+
+    def test_exponent_65537_only(self) -> None:
+        """With rsa_exponent_65537_only, e = 3 is refused and 65537 accepted."""
+        _refused(_rsa_jwk(3), "jwk_rsa_exponent", rsa_exponent_65537_only=True)
+        limits = KeyLimits(rsa_exponent_65537_only=True)
+        import_public_jwk(_rsa_jwk(65537), alg="PS256", limits=limits)
+
+    @pytest.mark.parametrize("e_bytes", [b"\x00\x01\x00\x01", b"\x00\x03", b"\x00", b""])
+    def test_exponent_not_minimal(self, e_bytes: bytes) -> None:
+        """An exponent with a leading zero octet (a second spelling) is refused."""
+        jwk = _rsa_jwk(65537, e_bytes=e_bytes) if e_bytes else _rsa_jwk(65537) | {"e": ""}
+        _refused(jwk, "jwk_invalid")
+
+    def test_modulus_not_minimal(self) -> None:
+        """A modulus with a leading zero octet is refused, within the size bounds too."""
+        jwk = _rsa_jwk(65537, n_bits=2048)
+        jwk["n"] = b64url_encode(b"\x00" + b64url_decode(jwk["n"]))
+        _refused(jwk, "jwk_invalid")
+
+    def test_modulus_bits_exact(self) -> None:
+        """The size bound counts bits, not octets: a 2047-bit modulus in 256 octets is
+        refused."""
+        n = (1 << 2046) | 1
+        jwk = {"kty": "RSA", "e": "AQAB", "n": b64url_encode(n.to_bytes(256, "big"))}
+        _refused(jwk, "jwk_rsa_size")
+
+    def test_sizes_checked_before_exponent_work(self) -> None:
+        """A huge exponent under a huge modulus is refused on the octet counts alone."""
+        jwk = _rsa_jwk(65537, n_bits=8192) | {"e": b64url_encode(b"\x01" * 1024)}
+        _refused(jwk, "jwk_rsa_size")
+        _refused(_rsa_jwk(65537) | {"e": b64url_encode(b"\x01" * 384)}, "jwk_rsa_exponent")
+
+
+class TestEd448:
+    """FAPI 2.0 section 5.4 allows EdDSA with Ed25519 only."""
+
+    @staticmethod
+    def _ed448() -> dict[str, str]:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed448
+
+        raw = (
+            ed448.Ed448PrivateKey.generate()
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
+        return {"kty": "OKP", "crv": "Ed448", "x": b64url_encode(raw)}
+
+    def test_refused_by_default(self) -> None:
+        """An Ed448 key under EdDSA is jwk_curve_not_allowed."""
+        _refused(self._ed448(), "jwk_curve_not_allowed", alg="EdDSA")
+
+    def test_allowed_by_setting(self) -> None:
+        """allow_ed448 admits it under EdDSA, never under Ed25519."""
+        key = import_public_jwk(self._ed448(), alg="EdDSA", limits=KeyLimits(allow_ed448=True))
+        assert key.kty == "OKP"
+        _refused(self._ed448(), "jwk_curve_mismatch", alg="Ed25519", allow_ed448=True)
+
+
+class TestMemberTypes:
+    """Every member is type-checked before use: no other exception escapes."""
+
+    @pytest.mark.parametrize("value", [["ES256"], {"a": 1}, 1, None, True])
+    def test_alg_member_not_a_string(self, value: Any) -> None:
+        """A JWK alg that is not a string is jwk_alg_mismatch (it was a TypeError)."""
+        _refused(RFC_KEY | {"alg": value}, "jwk_alg_mismatch", alg="ES256")
+
+    @pytest.mark.parametrize("ops", [[1], [["verify"]], [{"verify": 1}], [None, "verify"]])
+    def test_key_ops_not_strings(self, ops: list[Any]) -> None:
+        """key_ops must be a list of strings."""
+        _refused(RFC_KEY | {"key_ops": ops}, "jwk_key_ops", alg="ES256")
+
+    @pytest.mark.parametrize("crv", [["P-256"], {"P-256": 1}, 1, None])
+    def test_crv_not_a_string(self, crv: Any) -> None:
+        """A crv that is not a string is jwk_curve_mismatch."""
+        _refused(RFC_KEY | {"crv": crv}, "jwk_curve_mismatch", alg="ES256")
+
+    @pytest.mark.parametrize("kty", [["EC"], {"EC": 1}])
+    def test_thumbprint_kty_not_a_string(self, kty: Any) -> None:
+        """jwk_thumbprint refuses a kty that is not a string (it was a TypeError)."""
+        with pytest.raises(JWKError) as info:
+            jwk_thumbprint(RFC_KEY | {"kty": kty})
+        assert info.value.reason == "jwk_kty_unsupported"
+
+
+class TestVerifiers:
+    @pytest.mark.parametrize("alg", ["PS256", "RS256", "EdDSA", "ES256"])
+    def test_wrong_signature_of_the_right_length(self, alg: str) -> None:
+        """A signature of the right length that does not verify is False, not an error;
+        the right one is True."""
+        signer = ProofSigner.generate(alg)
+        key = import_public_jwk(dict(signer.public_jwk) | {"key_ops": ["verify", "sign"]}, alg=alg)
+        good = signer._signature(b"message")
+        assert key.verify(good, b"message") is True
+        assert key.verify(bytes(len(good)), b"message") is False

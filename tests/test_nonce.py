@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 from dpop_guard.client import ProofSigner
 from dpop_guard.errors import InvalidDPoPProof, UseDPoPNonce
 from dpop_guard.nonce import HMACNonceSource, NonceSource
-from dpop_guard.proof import VerifiedProof, verify_proof
-from dpop_guard.settings import ProofPolicy
+from dpop_guard.proof import ProofPolicy, VerifiedProof, verify_proof
 from dpop_guard.testing import make_proof
 
 SECRET = b"a fleet-wide secret of 32 bytes!"
@@ -112,7 +111,7 @@ class TestVerifierWithNonces:
         proof = make_proof(signer, htu=URL, iat=NOW - 100, claims={"nonce": nonce})
         result = self.verify(proof, source)
         assert result.next_nonce is None
-        assert result.replay_ttl == 120 + 2 * ProofPolicy().iat_leeway
+        assert result.replay_ttl == ProofPolicy().replay_ttl(120) == 120 + 10 + 1
         with pytest.raises(InvalidDPoPProof) as info:
             self.verify(make_proof(signer, htu=URL, iat=NOW - 200, claims={"nonce": nonce}), source)
         assert info.value.reason == "iat_too_old"

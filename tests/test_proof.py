@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,16 @@ from hypothesis import strategies as st
 
 from dpop_guard._b64 import b64url_encode
 from dpop_guard.client import ProofSigner
-from dpop_guard.errors import InvalidDPoPProof, InvalidRequest
-from dpop_guard.proof import ProofVerifier, compute_ath, select_proof, verify_proof
-from dpop_guard.settings import ProofPolicy
+from dpop_guard.errors import InvalidDPoPProof, InvalidRequest, UseDPoPNonce
+from dpop_guard.nonce import HMACNonceSource
+from dpop_guard.proof import (
+    ProofPolicy,
+    ProofTimeRefused,
+    ProofVerifier,
+    compute_ath,
+    select_proof,
+    verify_proof,
+)
 from dpop_guard.testing import DELETE, make_proof
 
 NOW = 1_800_000_000
@@ -74,7 +83,7 @@ class TestAccepts:
         assert result.jkt == signer.jkt
         assert result.htm == "GET" and result.htu == URL and result.iat == NOW
         assert len(result.replay_key) == 64
-        assert result.replay_ttl == POLICY.iat_window + 2 * POLICY.iat_leeway
+        assert result.replay_ttl == POLICY.max_age + POLICY.max_future_skew + 1
 
     def test_fully_specified_ed25519(self) -> None:
         """RFC 9864's Ed25519 is accepted wherever EdDSA is."""
@@ -112,10 +121,9 @@ class TestAccepts:
         verify(proof_for(signer), url=URL + "?x=1")
 
     def test_iat_window_edges(self, signer: ProofSigner) -> None:
-        """iat exactly at either edge of window plus leeway is accepted."""
-        oldest = NOW - POLICY.iat_window - POLICY.iat_leeway
-        verify(proof_for(signer, iat=oldest))
-        verify(proof_for(signer, iat=NOW + POLICY.iat_leeway))
+        """iat exactly max_age old, or max_future_skew ahead, is accepted."""
+        verify(proof_for(signer, iat=NOW - POLICY.max_age))
+        verify(proof_for(signer, iat=NOW + POLICY.max_future_skew))
 
     def test_no_token_no_ath_needed(self, signer: ProofSigner) -> None:
         """Without an access token, ath is not required."""
@@ -133,6 +141,15 @@ class TestAccepts:
         for _ in range(3):
             verifier.verify(proof_for(signer), method="GET", url=URL, access_token=TOKEN, now=NOW)
         assert len(verifier._keys) == 1
+
+    def test_ath_cache_is_bounded(self, signer: ProofSigner) -> None:
+        """The ath cache is emptied when full, and ath still verifies after."""
+        from dpop_guard import proof as proof_module
+
+        verifier = ProofVerifier(POLICY)
+        verifier._ath = {f"token-{i}": "x" for i in range(proof_module._ATH_CACHE_SIZE)}
+        verifier.verify(proof_for(signer), method="GET", url=URL, access_token=TOKEN, now=NOW)
+        assert verifier._ath == {TOKEN: compute_ath(TOKEN)}
 
     def test_key_cache_is_bounded(self) -> None:
         """The header cache never holds more than its size."""
@@ -438,13 +455,12 @@ class TestClaims:
         reject(proof_for(signer, htu=htu), "htu_mismatch")
 
     def test_iat_too_old(self, signer: ProofSigner) -> None:
-        """One second past window plus leeway is too old."""
-        iat = NOW - POLICY.iat_window - POLICY.iat_leeway - 1
-        reject(proof_for(signer, iat=iat), "iat_too_old")
+        """One second past max_age is too old."""
+        reject(proof_for(signer, iat=NOW - POLICY.max_age - 1), "iat_too_old")
 
     def test_iat_in_future(self, signer: ProofSigner) -> None:
-        """One second past the leeway is in the future."""
-        reject(proof_for(signer, iat=NOW + POLICY.iat_leeway + 1), "iat_in_future")
+        """One second past the future skew is in the future."""
+        reject(proof_for(signer, iat=NOW + POLICY.max_future_skew + 1), "iat_in_future")
 
     def test_ath_missing(self, signer: ProofSigner) -> None:
         """With a token, ath is required."""
@@ -527,3 +543,268 @@ class TestProperties:
             return
         assert result.htm == "GET"
         assert isinstance(result.jti, str) and result.jti
+
+
+def reject_time(
+    proof: str, reason: str, description: str, claim: str, skew: float, **kwargs: Any
+) -> None:
+    """Refused for its time: the wire text names what failed and carries no time at all;
+    the measured skew rides on the exception, for logs."""
+    with pytest.raises(ProofTimeRefused) as info:
+        verify(proof, **kwargs)
+    error = info.value
+    assert isinstance(error, InvalidDPoPProof)
+    assert (error.reason, error.error, error.status) == (reason, "invalid_dpop_proof", 401)
+    assert error.description == description
+    assert not any(c.isdigit() for c in error.description)
+    assert error.claim == claim and error.skew == pytest.approx(skew)
+
+
+TOO_OLD = "The DPoP proof is too old."
+IN_FUTURE = "The DPoP proof is issued in the future."
+
+
+class TestClock:
+    """FAPI 2.0 Security Profile section 5.3.2.1: iat and nbf may be up to 10 s in the
+    future; a proof is accepted up to 60 s after its iat; exp, when present, is honoured."""
+
+    def test_defaults(self) -> None:
+        """A future skew of 10 s and a past window of 60 s, named apart."""
+        assert (POLICY.max_future_skew, POLICY.max_age) == (10, 60)
+
+    @pytest.mark.parametrize("offset", [8, -10, 10, -60, 10.999, -60.0, 0.5])
+    def test_accepted(self, signer: ProofSigner, offset: float) -> None:
+        """+8 s (DpopIat10SecondsAfterSucceeds), -10 s, and both edges are accepted;
+        a fractional iat up to the end of the tenth second ahead too."""
+        proof = make_proof(signer, htu=URL, access_token=TOKEN, claims={"iat": NOW + offset})
+        assert verify(proof).iat == int(NOW + offset)
+
+    @pytest.mark.parametrize("offset", [-61, -60.001, -3600])
+    def test_too_old(self, signer: ProofSigner, offset: float) -> None:
+        """Older than max_age: iat_too_old, "too old", the skew measured."""
+        proof = proof_for(signer, claims={"iat": NOW + offset})
+        reject_time(proof, "iat_too_old", TOO_OLD, "iat", offset)
+
+    @pytest.mark.parametrize("offset", [11, 11.5, 86400])
+    def test_in_future(self, signer: ProofSigner, offset: float) -> None:
+        """A whole second beyond the future skew: iat_in_future, the skew measured."""
+        proof = proof_for(signer, claims={"iat": NOW + offset})
+        reject_time(proof, "iat_in_future", IN_FUTURE, "iat", offset)
+
+    def test_configurable(self, signer: ProofSigner) -> None:
+        """Both tolerances follow the policy: no future skew, a 5 s window."""
+        policy = ProofPolicy(max_future_skew=0, max_age=5)
+        verify(proof_for(signer, iat=NOW - 5), policy=policy)
+        verify(proof_for(signer, claims={"iat": NOW + 0.9}), policy=policy)
+        reject_time(
+            proof_for(signer, iat=NOW + 1), "iat_in_future", IN_FUTURE, "iat", 1, policy=policy
+        )
+        reject_time(
+            proof_for(signer, iat=NOW - 6), "iat_too_old", TOO_OLD, "iat", -6, policy=policy
+        )
+
+    def test_nbf_and_exp_accepted(self, signer: ProofSigner) -> None:
+        """A proof carrying nbf and exp (CheckDpopProofNbfExp) is accepted."""
+        verify(proof_for(signer, claims={"nbf": NOW, "exp": NOW + 60}))
+        verify(proof_for(signer, claims={"nbf": NOW + 10.5, "exp": NOW + 1}))
+
+    @pytest.mark.parametrize("offset", [11, 11.25, 3600])
+    def test_nbf_in_future(self, signer: ProofSigner, offset: float) -> None:
+        """nbf beyond the future skew: nbf_in_future, "not yet valid"."""
+        proof = proof_for(signer, claims={"nbf": NOW + offset})
+        reject_time(proof, "nbf_in_future", "The DPoP proof is not yet valid.", "nbf", offset)
+
+    @pytest.mark.parametrize("offset", [0, 0.5, -1, -3600])
+    def test_expired(self, signer: ProofSigner, offset: float) -> None:
+        """From the second of its exp on (part of it may be past exp): proof_expired."""
+        proof = proof_for(signer, claims={"exp": NOW + offset})
+        reject_time(proof, "proof_expired", "The DPoP proof has expired.", "exp", offset)
+
+    @pytest.mark.parametrize("name", ["nbf", "exp"])
+    @pytest.mark.parametrize(
+        "value", ["1800000000", None, True, False, [NOW], {"t": NOW}, -1, 2**53 + 1, 10**30]
+    )
+    def test_not_a_numeric_date(self, signer: ProofSigner, name: str, value: Any) -> None:
+        """nbf and exp, when present, must be finite numbers in 0..2**53."""
+        reject(proof_for(signer, claims={name: value}), f"{name}_invalid")
+
+    def test_infinite_iat_is_not_json(self, signer: ProofSigner) -> None:
+        """An iat that overflows a double (1e400) is refused at the parse."""
+        header = proof_for(signer).split(".")[0]
+        payload = b64url_encode(
+            f'{{"jti":"j","htm":"GET","htu":"{URL}","iat":1e400,"ath":"{compute_ath(TOKEN)}"}}'.encode()
+        )
+        signature = b64url_encode(signer._signature(f"{header}.{payload}".encode()))
+        reject(f"{header}.{payload}.{signature}", "payload_invalid")
+
+
+def _last_accepted(verifier: ProofVerifier, proof: str, first: int, nonces: Any = None) -> int:
+    """The last whole second at which ``proof``, first used at ``first``, is accepted;
+    and the next second refuses it."""
+    for now in range(first, first + 10_000):
+        try:
+            verifier.verify(
+                proof, method="GET", url=URL, access_token=TOKEN, now=now, nonces=nonces
+            )
+        except (InvalidDPoPProof, UseDPoPNonce):
+            assert now > first
+            return now - 1
+    raise AssertionError("accepted for 10,000 s")
+
+
+class TestReplayTTL:
+    """VerifiedProof.replay_ttl covers every second at which the proof can be accepted
+    again: the past window, the future skew, the whole-second rounding and the nonce
+    window, for every iat (fractions included)."""
+
+    @pytest.mark.parametrize(
+        "policy",
+        [ProofPolicy(), ProofPolicy(max_age=5, max_future_skew=2), ProofPolicy(max_future_skew=0)],
+        ids=["default", "short", "no-skew"],
+    )
+    def test_every_iat_in_the_window(self, signer: ProofSigner, policy: ProofPolicy) -> None:
+        """Record at first use for ttl seconds: it outlives the last accepted second, and
+        for the iat at the future edge it is exactly long enough."""
+        verifier = ProofVerifier(policy)
+        window = [
+            NOW + quarter / 4
+            for quarter in range(-4 * policy.max_age, 4 * (policy.max_future_skew + 1))
+        ] + [NOW + policy.max_future_skew + 0.999]
+        tightest = 0
+        for iat in window:
+            proof = proof_for(signer, claims={"iat": iat})
+            ttl = verifier.verify(
+                proof, method="GET", url=URL, access_token=TOKEN, now=NOW
+            ).replay_ttl
+            last = _last_accepted(verifier, proof, NOW)
+            # The record, written during second NOW, must still exist during second
+            # `last`, which ends at last + 1.
+            assert ttl >= last - NOW + 1, (iat, ttl, last)
+            tightest = max(tightest, last - NOW + 1)
+        assert tightest == policy.replay_ttl() == policy.max_age + policy.max_future_skew + 1
+
+    def test_future_edge_regression(self, signer: ProofSigner) -> None:
+        """A proof at the future edge, accepted again 70.5 s after its first use before
+        this fix, is remembered for as long as it is accepted."""
+        proof = proof_for(signer, iat=NOW + POLICY.max_future_skew)
+        ttl = verify(proof).replay_ttl
+        last = _last_accepted(ProofVerifier(POLICY), proof, NOW)
+        assert last == NOW + 70 and ttl == 71 >= last - NOW + 1
+
+    def test_with_nonce(self, signer: ProofSigner) -> None:
+        """With a valid server nonce the iat window widens to the nonce lifetime, and the
+        record lives that long too."""
+        nonces = HMACNonceSource(b"replay-ttl-nonce-secret-01234567")
+        verifier = ProofVerifier(POLICY)
+        for first in (NOW, NOW + 59):  # early and late in a nonce step
+            nonce = nonces.issue(signer.jkt, first)
+            for offset in (-120, -60, 0, 10, 10.5):
+                proof = proof_for(signer, claims={"iat": first + offset, "nonce": nonce})
+                ttl = verifier.verify(
+                    proof, method="GET", url=URL, access_token=TOKEN, now=first, nonces=nonces
+                ).replay_ttl
+                assert ttl == POLICY.replay_ttl(nonces.lifetime) == 120 + 10 + 1
+                last = _last_accepted(verifier, proof, first, nonces)
+                assert ttl >= last - first + 1, (first, offset, ttl, last)
+
+
+class TestPolicy:
+    """ProofPolicy lives with the verifier; settings re-exports it."""
+
+    def test_reexported_from_settings(self) -> None:
+        """Existing imports from dpop_guard.settings keep working."""
+        from dpop_guard import settings
+
+        assert settings.ProofPolicy is ProofPolicy
+
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [
+            ({"max_age": 0}, "max_age"),
+            ({"max_age": 3601}, "max_age"),
+            ({"max_age": 1.5}, "max_age"),
+            ({"max_future_skew": -1}, "max_future_skew"),
+            ({"max_future_skew": 3601}, "max_future_skew"),
+            ({"algorithms": "ES256"}, "algorithms"),
+        ],
+    )
+    def test_invalid(self, kwargs: dict[str, Any], field: str) -> None:
+        """Out-of-range tolerances raise ValueError naming the field."""
+        with pytest.raises(ValueError, match=field):
+            ProofPolicy(**kwargs)
+
+    def test_from_env(self) -> None:
+        """The DPOP_GUARD_PROOF_* names and the key switches are read."""
+        policy = ProofPolicy.from_env(
+            {
+                "DPOP_GUARD_PROOF_MAX_AGE": " 30 ",
+                "DPOP_GUARD_PROOF_MAX_FUTURE_SKEW": "5",
+                "DPOP_GUARD_ALLOW_ED448": "true",
+                "DPOP_GUARD_RSA_EXPONENT_65537_ONLY": "1",
+                "DPOP_GUARD_ALGORITHMS": "ES256,EdDSA",
+            }
+        )
+        assert (policy.max_age, policy.max_future_skew) == (30, 5)
+        assert policy.allow_ed448 and policy.rsa_exponent_65537_only
+        assert policy.algorithms == ("ES256", "EdDSA")
+        assert ProofPolicy.from_env({}) == ProofPolicy()
+
+    @pytest.mark.parametrize(
+        ("env", "message"),
+        [
+            ({"DPOP_GUARD_IAT_WINDOW": "60"}, "DPOP_GUARD_IAT_WINDOW .*DPOP_GUARD_PROOF_MAX_AGE"),
+            ({"DPOP_GUARD_IAT_LEEWAY": "5"}, "DPOP_GUARD_PROOF_MAX_FUTURE_SKEW"),
+            ({"DPOP_GUARD_PROOF_MAX_AGE": "nan"}, "DPOP_GUARD_PROOF_MAX_AGE"),
+            ({"DPOP_GUARD_PROOF_MAX_AGE": "0"}, "DPOP_GUARD_PROOF_MAX_AGE"),
+            ({"DPOP_GUARD_PROOF_MAX_FUTURE_SKEW": "1e9"}, "DPOP_GUARD_PROOF_MAX_FUTURE_SKEW"),
+            ({"DPOP_GUARD_PROOF_MAX_FUTURE_SKEW": "99999"}, "DPOP_GUARD_PROOF_MAX_FUTURE_SKEW"),
+            ({"DPOP_GUARD_ALLOW_ED448": "yes"}, "DPOP_GUARD_ALLOW_ED448"),
+            ({"DPOP_GUARD_PROOF_MAX_AGE": "6\x000"}, "DPOP_GUARD_PROOF_MAX_AGE"),
+            ({"DPOP_GUARD_ALGORITHMS": "none"}, "DPOP_GUARD_ALGORITHMS"),
+        ],
+    )
+    def test_from_env_errors(self, env: dict[str, str], message: str) -> None:
+        """Bad or renamed variables raise ValueError naming the variable."""
+        with pytest.raises(ValueError, match=message):
+            ProofPolicy.from_env(env)
+
+    def test_ed448_only_by_setting(self) -> None:
+        """Through the verifier: an Ed448 key under EdDSA needs allow_ed448."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed448
+
+        key = ed448.Ed448PrivateKey.generate()
+        x = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        jwk = {"kty": "OKP", "crv": "Ed448", "x": b64url_encode(x)}
+        header = {"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk}
+        claims = {"jti": "j", "htm": "GET", "htu": URL, "iat": NOW, "ath": compute_ath(TOKEN)}
+        signing_input = ".".join(
+            b64url_encode(json.dumps(part).encode()) for part in (header, claims)
+        )
+        proof = f"{signing_input}.{b64url_encode(key.sign(signing_input.encode()))}"
+        reject(proof, "jwk_curve_not_allowed")
+        assert verify(proof, policy=ProofPolicy(allow_ed448=True)).jti == "j"
+
+
+class TestImportPurity:
+    def test_core_imports_nothing_async(self) -> None:
+        """proof, jwk and nonce import none of httpx, starlette, anyio or redis. (The
+        package __init__ is bypassed: this checks the modules' own imports.)"""
+        code = "\n".join(
+            [
+                "import importlib.util, pathlib, sys, types",
+                "spec = importlib.util.find_spec('dpop_guard')",
+                "package = types.ModuleType('dpop_guard')",
+                "package.__path__ = list(spec.submodule_search_locations)",
+                "sys.modules['dpop_guard'] = package",
+                "import dpop_guard.proof, dpop_guard.jwk, dpop_guard.nonce",
+                "heavy = ('httpx', 'starlette', 'anyio', 'redis', 'asyncio')",
+                "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))",
+            ]
+        )
+        result = subprocess.run(  # noqa: S603 - our own interpreter, a fixed program
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        )
+        assert result.stdout.strip() == "[]", result.stdout

@@ -20,8 +20,8 @@ class TestProofPolicy:
             ({"algorithms": ()}, "algorithms"),
             ({"algorithms": ("none",)}, "algorithms"),
             ({"algorithms": ("HS256",)}, "algorithms"),
-            ({"iat_window": 0}, "iat_window"),
-            ({"iat_leeway": -1}, "iat_leeway"),
+            ({"max_age": 0}, "max_age"),
+            ({"max_future_skew": -1}, "max_future_skew"),
             ({"max_proof_bytes": 0}, "max_proof_bytes"),
             ({"max_jti_length": 0}, "max_jti_length"),
             ({"min_rsa_bits": 512}, "min_rsa_bits"),
@@ -97,8 +97,8 @@ class TestGuardSettings:
         settings = GuardSettings.from_env(
             {
                 "DPOP_GUARD_ALGORITHMS": "ES256, EdDSA",
-                "DPOP_GUARD_IAT_WINDOW": "30",
-                "DPOP_GUARD_IAT_LEEWAY": "2",
+                "DPOP_GUARD_PROOF_MAX_AGE": "30",
+                "DPOP_GUARD_PROOF_MAX_FUTURE_SKEW": "2",
                 "DPOP_GUARD_PUBLIC_URL": "https://api.example.com/",
                 "DPOP_GUARD_REALM": "bank",
                 "DPOP_GUARD_ALLOW_UNBOUND_TOKENS": "true",
@@ -115,7 +115,7 @@ class TestGuardSettings:
             }
         )
         assert settings.policy.algorithms == ("ES256", "EdDSA")
-        assert settings.policy.iat_window == 30 and settings.policy.iat_leeway == 2
+        assert settings.policy.max_age == 30 and settings.policy.max_future_skew == 2
         assert settings.policy.max_proof_bytes == 4096
         assert settings.public_url == "https://api.example.com"
         assert settings.realm == "bank" and settings.allow_unbound_tokens
@@ -132,7 +132,8 @@ class TestGuardSettings:
     @pytest.mark.parametrize(
         ("env", "message"),
         [
-            ({"DPOP_GUARD_IAT_WINDOW": "soon"}, "DPOP_GUARD_IAT_WINDOW"),
+            ({"DPOP_GUARD_PROOF_MAX_AGE": "soon"}, "DPOP_GUARD_PROOF_MAX_AGE"),
+            ({"DPOP_GUARD_IAT_WINDOW": "30"}, "DPOP_GUARD_IAT_WINDOW"),
             ({"DPOP_GUARD_ALLOW_UNBOUND_TOKENS": "maybe"}, "ALLOW_UNBOUND_TOKENS"),
             ({"DPOP_GUARD_ALGORITHMS": "none"}, "algorithms"),
             ({"DPOP_GUARD_PUBLIC_URL": "api.example.com"}, "public_url"),

@@ -24,8 +24,7 @@ from dpop_guard._b64 import b64url_decode, b64url_encode
 from dpop_guard.authorization import parse_authorization
 from dpop_guard.client import ProofSigner
 from dpop_guard.errors import DPoPGuardError, InvalidDPoPProof
-from dpop_guard.proof import ProofVerifier, compute_ath
-from dpop_guard.settings import ProofPolicy
+from dpop_guard.proof import ProofPolicy, ProofVerifier, compute_ath
 
 EXAMPLES = int(os.environ.get("DPOP_GUARD_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(
@@ -125,7 +124,10 @@ claim_values = {
         json_values,
     ),
     "iat": st.one_of(
-        st.integers(NOW - 200, NOW + 200), st.floats(NOW - 100, NOW + 100), json_values
+        st.integers(NOW - 200, NOW + 200),
+        st.floats(NOW - 100, NOW + 100),
+        st.sampled_from([NOW - 60, NOW - 61, NOW + 10, NOW + 10.999, NOW + 11]),
+        json_values,
     ),
     "ath": st.one_of(
         st.sampled_from([compute_ath(TOKEN), compute_ath(TOKEN) + "=", compute_ath("x")]),
@@ -161,7 +163,7 @@ def oracle(header: dict[str, Any], claims: dict[str, Any]) -> bool:
         return False
     if not isinstance(iat, (int, float)) or isinstance(iat, bool):
         return False
-    if not NOW - 65 <= iat <= NOW + 5:
+    if not NOW - 60 <= iat < NOW + 11:  # max_age 60, future skew 10 (+ the rest of the second)
         return False
     if claims.get("htm") != "GET":
         return False

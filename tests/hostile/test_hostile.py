@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -72,10 +73,34 @@ def _jwk(variant: str, signer: ProofSigner, keys: dict[str, ProofSigner]) -> dic
         "rsa_leading_zero": lambda: jwk | {"n": b64url_encode(b"\x00" + b64url_decode(jwk["n"]))},
         "rsa_even_e": lambda: jwk | {"e": "Ag"},
         "okp_x25519": lambda: jwk | {"crv": "X25519"},
+        "okp_ed448": lambda: {"kty": "OKP", "crv": "Ed448", "x": _ed448_x()},
+        "alg_member_array": lambda: jwk | {"alg": [signer.alg]},
+        "alg_member_object": lambda: jwk | {"alg": {"alg": signer.alg}},
+        "key_ops_number": lambda: jwk | {"key_ops": ["verify", 1]},
+        "crv_array": lambda: jwk | {"crv": [jwk.get("crv")]},
+        "kid_surrogate": lambda: jwk | {"kid": "\ud800"},
+        "rsa_e_2_32": lambda: jwk | {"e": b64url_encode((2**32).to_bytes(5, "big"))},
+        "rsa_e_3071_bits": lambda: {
+            "kty": "RSA",
+            "n": big(3072),
+            "e": b64url_encode(((1 << 3070) | 1).to_bytes(384, "big")),
+        },
+        "rsa_e_1": lambda: jwk | {"e": "AQ"},
+        "rsa_e_leading_zero": lambda: jwk | {"e": "AAEAAQ"},
         "okp_short": lambda: jwk | {"x": "AAAA"},
         "other_key": lambda: dict(keys["other"].public_jwk),
     }
     return variants[variant]()
+
+
+def _ed448_x() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed448
+
+    public = ed448.Ed448PrivateKey.generate().public_key()
+    return b64url_encode(
+        public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
 
 
 def _signed(signer: ProofSigner, header_b64: str, payload: bytes) -> str:
@@ -124,6 +149,10 @@ def _transform(name: str, proof: str, signer: ProofSigner, other: str) -> str:
             signer, header, b64url_decode(payload)[:-1] + b',"htm":"GET"}'
         ),
         "payload_not_json": lambda: _signed(signer, header, b"not json"),
+        # Python's json.dumps cannot write a number that overflows a double: splice it in.
+        "payload_iat_1e400": lambda: _signed(
+            signer, header, re.sub(rb'"iat":\d+', b'"iat":1e400', b64url_decode(payload))
+        ),
         "join_two": lambda: f"{proof}, {other}",
         "huge": lambda: f"{header}.{payload}.{'A' * 200_000}",
         "just_over_limit": lambda: (
@@ -186,6 +215,9 @@ class Request:
         if "jwk" in case:
             header["jwk"] = _jwk(case["jwk"], signer, self.keys)
         claims = {k: _fill(v, context) for k, v in case.get("claims", {}).items()}
+        # Time claims relative to now, as numbers (the templates above fill strings only).
+        now = int(time.time())
+        claims |= {k: now + offset for k, offset in case.get("claim_offsets", {}).items()}
         proof = make_proof(
             signer,
             htm=case.get("method", "GET"),

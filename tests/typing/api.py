@@ -36,7 +36,7 @@ async def accounts(request: Request) -> JSONResponse:
 
 def build(client: httpx.AsyncClient) -> Starlette:
     settings = GuardSettings(
-        policy=ProofPolicy(algorithms=("ES256", "EdDSA"), iat_window=30),
+        policy=ProofPolicy(algorithms=("ES256", "EdDSA"), max_age=30),
         routes=(Route("/health", public=True), Route("/accounts", scopes=("read:accounts",))),
         public_url="https://api.example.com",
     )
