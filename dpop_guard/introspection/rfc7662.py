@@ -22,9 +22,8 @@ import httpx
 from joserfc import jwk as jose_jwk
 from joserfc import jwt as jose_jwt
 
-from ..errors import InvalidToken
 from ..settings import AuthleteSettings
-from . import RequestFacts, TokenInfo
+from . import InactiveToken, RequestFacts, TokenInfo
 from .authlete import CircuitBreaker, _unavailable
 from .transport import (
     PostTransport,
@@ -220,12 +219,12 @@ async def _post(
 def token_info_from(data: dict[str, Any], audience: str | None) -> TokenInfo:
     """The facts in an RFC 7662 answer (``active`` already known to be a bool)."""
     if not data["active"]:
-        raise InvalidToken("introspection_inactive", "The access token is not active.")
+        raise InactiveToken("introspection_inactive", "The access token is not active.")
     if audience is not None:
         aud = data.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
         if audience not in auds:
-            raise InvalidToken(
+            raise InactiveToken(
                 "introspection_audience", "The access token is not meant for this resource."
             )
     scope, exp, sub, client_id = (
