@@ -568,10 +568,11 @@ class TestToken:
     async def test_missing_scope_on_miss(
         self, h: Harness, signer: ProofSigner, reasons: list[str]
     ) -> None:
-        """Authlete's FORBIDDEN becomes 403 insufficient_scope naming the scope."""
+        """Scopes are checked locally even on a miss (Authlete is not sent them): 403
+        insufficient_scope naming the scope."""
         token = h.token(signer)
         response = await h.call(token, signer, path="/accounts/acc-1/transactions")
-        params = assert_rejected(response, 403, "insufficient_scope", "authlete_forbidden", reasons)
+        params = assert_rejected(response, 403, "insufficient_scope", "scope_missing", reasons)
         assert params["scope"] == "read:transactions"
 
     async def test_missing_scope_on_hit(
