@@ -18,14 +18,18 @@ whatever window (``iat``, nonce, leeway) it was accepted under. (The previous, p
 rule was lifted after the first proof's own lifetime, which let a 130 s nonce-route proof
 be replayed 82 s after a failure.)
 
-Not covered: a proof used in the very second its store lost its memory, or one stamped
-up to the future leeway ahead by a client whose clock runs fast, may pass once more; closing
-that would refuse every fresh proof for the first seconds after each start.
+Not covered: a proof used in the last second or two before its store lost its memory, or
+one stamped up to the future leeway ahead by a client whose clock runs fast, may pass once
+more. ``iat`` is in whole seconds, and a proof signed just before an epoch begins may still
+be in flight to its first use, so proofs of the second before the epoch are let through
+(``IN_FLIGHT``); closing the gap entirely would refuse every fresh proof for the first
+seconds after each start of a store.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from ..errors import InvalidDPoPProof, ReplayStoreUnavailable
 from ..proof import VerifiedProof
@@ -34,6 +38,10 @@ from . import EpochReplayStore, ReplayStore
 __all__ = ["ReplayGuard"]
 
 logger = logging.getLogger("dpop_guard")
+
+IN_FLIGHT: Final = 1
+"""Seconds before an epoch whose proofs still pass: signed before the epoch began, first
+used after it (whole-second ``iat`` and network latency)."""
 
 
 class ReplayGuard:
@@ -62,8 +70,9 @@ class ReplayGuard:
         :param now: wall-clock seconds, read once per request by the caller.
         :raises ReplayStoreUnavailable: the store failed (503); the proof is not accepted.
         :raises InvalidDPoPProof: ``jti_replayed`` (seen before) or
-            ``replay_state_uncertain`` (issued before the store's memory began, or at or
-            before a failure this process saw; the client should send a fresh proof).
+            ``replay_state_uncertain`` (issued before the store's memory began, less
+            ``IN_FLIGHT``, or at or before a failure this process saw; the client should
+            send a fresh proof).
         """
         try:
             if self._epoch_store is not None:
@@ -94,7 +103,7 @@ class ReplayGuard:
                 )
             self._epoch_seen = epoch
         failed_at = self._failed_at
-        if proof.iat < epoch or (failed_at is not None and proof.iat <= failed_at):
+        if proof.iat < epoch - IN_FLIGHT or (failed_at is not None and proof.iat <= failed_at):
             # The store cannot vouch that this proof was not used before: only proofs
             # made since pass. The record just written stays, so this copy is spent.
             raise InvalidDPoPProof(

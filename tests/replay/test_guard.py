@@ -128,7 +128,9 @@ class TestUncertainty:
         it began: they are refused; proofs of that second or later pass."""
         guard = ReplayGuard(MemoryReplayStore())
         assert await reason_of(guard, proof("now", iat=T0), T0) is None
-        assert await reason_of(guard, proof("old", iat=T0 - 1), T0) == "replay_state_uncertain"
+        assert await reason_of(guard, proof("old", iat=T0 - 2), T0) == "replay_state_uncertain"
+        # Signed in the second before the epoch began, first used after: in flight.
+        assert await reason_of(guard, proof("in-flight", iat=T0 - 1), T0 + 1) is None
         assert await reason_of(guard, proof("skewed", iat=T0 + 3), T0) is None
 
     async def test_store_without_epoch_is_guarded_per_process(self) -> None:
@@ -138,6 +140,7 @@ class TestUncertainty:
         guard = ReplayGuard(store)
         assert await reason_of(guard, proof("a", iat=T0), T0) is None
         assert await reason_of(guard, proof("b", iat=T0 - 2), T0 + 1) == "replay_state_uncertain"
+        assert await reason_of(guard, proof("c", iat=T0 - 1), T0 + 1) is None
 
     def test_built_in_stores_have_epochs(self) -> None:
         """Both built-in stores implement the optional epoch method."""
