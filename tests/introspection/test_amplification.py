@@ -3,7 +3,7 @@ real HTTP, through the middleware (issue: fail closed at every edge, section 5).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import pytest
@@ -17,11 +17,24 @@ from ..test_middleware import ORIGIN, Harness, assert_rejected
 RESENDS = 100
 
 
+@pytest.fixture(name="make_harness")
+async def _make_harness(
+    simulator: SimulatorState, simulator_url: str
+) -> AsyncIterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(**options: object) -> Harness:
+        made.append(Harness(simulator, simulator_url, **options))
+        return made[-1]
+
+    yield make
+    for harness in made:
+        await harness.aclose()
+
+
 @pytest.fixture(name="h")
-async def _h(simulator: SimulatorState, simulator_url: str) -> AsyncIterator[Harness]:
-    harness = Harness(simulator, simulator_url)
-    yield harness
-    await harness.aclose()
+def _h(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
 
 
 class TestJunkTokens:
@@ -65,6 +78,19 @@ class TestJunkTokens:
         assert_rejected(response, 401, "invalid_dpop_proof", "authlete_unauthorized", reasons)
         assert (await h.call(token, signer)).status_code == 200
         assert h.simulator.calls["auth/introspection"] == 4
+
+    async def test_bound_token_as_bearer_does_not_poison(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """A thief sends the owner's bound token as Bearer (no key needed): Authlete's
+        "expected a DPoP header" is about the request, not the token, so it is not
+        remembered, and the owner's next request passes."""
+        h = make_harness(allow_unbound_tokens=True)
+        token = h.token(signer)
+        for _ in range(3):
+            response = await h.call(token, scheme="Bearer")
+            assert_rejected(response, 401, "invalid_token", "authlete_unauthorized", reasons)
+        assert (await h.call(token, signer)).status_code == 200
 
 
 class TestScopes:
