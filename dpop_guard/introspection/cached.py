@@ -226,42 +226,16 @@ class CachingIntrospector:
             self.misses += 1
             CACHE_HIT.set(False)
             return await self._call(key, token, request, fresh=True)
+        self._raise_if_negative(key)
+        if (info := self._hit(key)) is not None:
+            return info
         group = (key, request.jkt)
-        while True:
-            self._raise_if_negative(key)
-            entry = self._cache.get(key)
-            if entry is not None:
-                self.hits += 1
-                CACHE_HIT.set(True)
-                return entry[1]
-            flight = self._flights.get(group)
-            if flight is None:
-                break
-            await flight.done.wait()
-            if flight.result is not None:
-                self.hits += 1
-                CACHE_HIT.set(True)
-                return flight.result
-            if flight.outage is not None:
-                raise flight.outage
-            if flight.inactive is not None:
-                self.negative_hits += 1
-                raise flight.inactive.error()
-            # The leader was rejected, maybe for its proof alone: ask for ourselves, now,
-            # alongside the other followers (never one after the other).
-            self._raise_if_negative(key)
-            if (entry := self._cache.get(key)) is not None:
-                self.hits += 1
-                CACHE_HIT.set(True)
-                return entry[1]
-            self.misses += 1
-            CACHE_HIT.set(False)
-            return await self._call(key, token, request)
-
+        flight = self._flights.get(group)
+        if flight is not None:
+            return await self._follow(flight, key, token, request)
         self.misses += 1
         CACHE_HIT.set(False)
-        flight = _Flight()
-        self._flights[group] = flight
+        flight = self._flights[group] = _Flight()
         try:
             info = await self._call(key, token, request, flight)
             flight.result = info
@@ -272,6 +246,38 @@ class CachingIntrospector:
         finally:
             del self._flights[group]
             flight.done.set()
+
+    async def _follow(
+        self, flight: _Flight, key: bytes, token: str, request: RequestFacts
+    ) -> TokenInfo:
+        """Wait for the call of a caller with the same proof key, and share its outcome;
+        if it was rejected for a reason that may be its proof's alone (or cancelled), ask
+        for ourselves, now, alongside the other followers (never one after the other)."""
+        await flight.done.wait()
+        if flight.result is not None:
+            self.hits += 1
+            CACHE_HIT.set(True)
+            return flight.result
+        if flight.outage is not None:
+            raise flight.outage
+        if flight.inactive is not None:
+            self.negative_hits += 1
+            CACHE_HIT.set(True)
+            raise flight.inactive.error()
+        self._raise_if_negative(key)
+        if (info := self._hit(key)) is not None:
+            return info
+        self.misses += 1
+        CACHE_HIT.set(False)
+        return await self._call(key, token, request)
+
+    def _hit(self, key: bytes) -> TokenInfo | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        self.hits += 1
+        CACHE_HIT.set(True)
+        return entry[1]
 
     def _raise_if_negative(self, key: bytes) -> None:
         negative = self._negative.get(key)

@@ -220,6 +220,34 @@ class TestCachingIntrospector:
         assert sorted(outcomes) == ["ok"] * 9 + ["rejected"]
         assert inner.calls == 10 and inner.peak == 9
 
+    async def test_cancelled_leader_does_not_strand_followers(self) -> None:
+        """A leader cancelled mid-call (its client went away): its followers ask for
+        themselves at once, concurrently."""
+        inner = Gated(lambda facts, n: info())
+        cache = CachingIntrospector(inner, ttl=60)
+        results: list[TokenInfo] = []
+        scope = anyio.CancelScope()
+
+        async def leader() -> None:
+            with scope:
+                await cache.introspect("t", request=FACTS)
+
+        async def follower() -> None:
+            results.append(await cache.introspect("t", request=FACTS))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leader)
+            await checkpoint()
+            for _ in range(3):
+                tg.start_soon(follower)
+            await wait_all_tasks_blocked()
+            assert inner.in_flight == 1
+            scope.cancel()
+            await wait_all_tasks_blocked()
+            assert inner.in_flight == 3
+            inner.release()
+        assert len(results) == 3 and inner.calls == 4
+
     async def test_invalidate(self) -> None:
         """invalidate() forgets a token."""
         inner = Scripted(info())
