@@ -38,6 +38,7 @@ from . import EpochReplayStore, ReplayStore
 __all__ = ["ReplayGuard"]
 
 logger = logging.getLogger("dpop_guard")
+store_logger = logging.getLogger("dpop_guard.replay")  # store events, not decisions
 
 IN_FLIGHT: Final = 1
 """Seconds before an epoch whose proofs still pass: signed before the epoch began, first
@@ -96,7 +97,7 @@ class ReplayGuard:
             raise InvalidDPoPProof("jti_replayed", "The DPoP proof has been used before.")
         if epoch != self._epoch_seen:
             if self._epoch_seen is not None:
-                logger.warning(
+                store_logger.warning(
                     "dpop_guard: the replay store lost its memory; refusing proofs issued "
                     "before it began again",
                     extra={"dpop_guard_reason": "replay_store_reset"},

@@ -23,7 +23,7 @@ from .._redis import redis_client
 
 __all__ = ["DEFAULT_PREFIX", "RedisReplayStore"]
 
-logger = logging.getLogger("dpop_guard")
+logger = logging.getLogger("dpop_guard.replay")
 
 DEFAULT_PREFIX: Final = "dpop_guard:jti:"
 DEFAULT_CONNECT_TIMEOUT: Final = 1.0

@@ -4,6 +4,7 @@ injected clock (no sleeps), on the memory store and on a real redis-server."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -185,10 +186,13 @@ class TestFleetOnRealRedis:
         await admin.aclose()
         await store.aclose()
 
-    async def test_restart_without_persistence(self, server: RedisServer) -> None:
+    async def test_restart_without_persistence(
+        self, server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """Redis restarted empty: a proof used before the restart is refused by the worker
         that used it, and by a worker started after the restart that never saw the store
         fail; fresh proofs pass on both; the marker is written again."""
+        caplog.set_level(logging.WARNING, logger="dpop_guard")
         a = ReplayGuard(RedisReplayStore.from_url(server.url))
         used, used2 = proof("used", iat=T0), proof("used2", iat=T0)
         assert await reason_of(a, used, T0) is None
@@ -209,6 +213,9 @@ class TestFleetOnRealRedis:
         except ReplayStoreUnavailable:
             outcome = await reason_of(a, used2, restart + 1)
         assert outcome == "replay_state_uncertain"
+        logged = [getattr(r, "dpop_guard_reason", None) for r in caplog.records]
+        assert "replay_epoch_started" in logged  # B found no marker and wrote one
+        assert "replay_store_reset" in logged  # A saw the epoch change under it
         assert await reason_of(a, proof("fresh-a", iat=restart + 2), restart + 2) is None
         admin = aioredis.Redis.from_url(server.url)
         assert await admin.get(a.store.epoch_key) == str(restart).encode()  # type: ignore[attr-defined]
