@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import httpx
@@ -220,10 +220,10 @@ class JWTAccessTokenValidator:
         """Whether ``request`` is on a revocation-sensitive path, where no cached answer
         may stand in for asking the revocation introspector.
 
-        The routed path is compared with each prefix case-insensitively, both as sent and
-        with ``//`` collapsed and dot segments resolved: broader than any one router, so no
-        spelling a router dispatches to a sensitive endpoint escapes the check. An unknown
-        path (``""``) is sensitive.
+        The routed path is compared with each prefix case-insensitively, as sent and also
+        decoded once more, with ``\\`` read as ``/``, ``//`` collapsed and dot segments
+        resolved: broader than any one router, so no spelling a router might dispatch to a
+        sensitive endpoint escapes the check. An unknown path (``""``) is sensitive.
         """
         if not self._revocation_prefixes:
             return False
@@ -231,13 +231,15 @@ class JWTAccessTokenValidator:
         if not path:
             return True
         lowered = path.lower()
-        resolved = posixpath.normpath("/" + lowered.replace("\\", "/"))
-        if lowered.endswith("/") and not resolved.endswith("/"):
-            resolved += "/"
-        resolved = resolved.replace("//", "/")
+        candidates = {lowered}
+        for spelling in (lowered, unquote(lowered)):
+            resolved = posixpath.normpath("/" + spelling.replace("\\", "/"))
+            if spelling.endswith("/") and not resolved.endswith("/"):
+                resolved += "/"
+            candidates.add(resolved.replace("//", "/"))
         return any(
             candidate.startswith(prefix)
-            for candidate in (lowered, resolved)
+            for candidate in candidates
             for prefix in self._revocation_prefixes
         )
 

@@ -239,6 +239,9 @@ class TestRevocationPaths:
             ("/accounts/../payments", True),  # one that resolves dot segments
             ("/./payments", True),
             ("/payments-history", True),  # prefix: broader, never narrower
+            ("/%70ayments", True),  # a router that decodes twice
+            ("\\payments", True),  # one that reads backslashes as slashes
+            ("/a/..\\payments", True),
             ("", True),  # the caller did not say: fail closed
             ("/accounts", False),
             ("/pay", False),
