@@ -26,7 +26,9 @@ entry can wrong is one that presents a token in the instant before the authoriza
 server knows it (replication lag at issuance); 5 s bounds that harm to a retry or two,
 while it already cuts a junk-token flood at 1000 requests/s to one round of calls per
 5 s (0.4 Authlete calls/s instead of 2000). Negative entries live in their own, smaller
-LRU, so junk tokens cannot evict real ones.
+LRU, so junk tokens cannot evict real ones. They are kept per process (the shared level
+holds positive facts only), so a fleet of N processes makes at most N rounds per
+``negative_ttl`` for one junk token.
 """
 
 from __future__ import annotations
