@@ -21,7 +21,7 @@ from tests._support.oidc_provider import OIDCProvider
 from .test_middleware import ORIGIN, inner_app
 
 RESOURCE = "https://jwt.bank.test"
-FACTS = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof="p", jkt="j")
+FACTS = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof="p", jkt="j", path="/accounts")
 
 pytestmark = pytest.mark.e2e
 
@@ -185,7 +185,9 @@ class TestRevocationAndFailures:
         )
         token = provider.token(signer, resource=RESOURCE)
         await validator.introspect(token, request=FACTS)  # /accounts: local only
-        payments = RequestFacts(method="POST", htu=ORIGIN + "/payments/1", proof="p", jkt="j")
+        payments = RequestFacts(
+            method="POST", htu=ORIGIN + "/payments/1", proof="p", jkt="j", path="/payments/1"
+        )
         with pytest.raises(InvalidToken):
             await validator.introspect(token, request=payments)
         assert Revoked.calls == 1

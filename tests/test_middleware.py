@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from email.utils import parsedate_to_datetime
@@ -128,6 +129,9 @@ class Harness:
             public_url=ORIGIN,
             **{k: options.pop(k) for k in list(options) if k in setting_names},
         )
+        # A store standing in for a process that has been up for an hour: a brand-new
+        # store rightly refuses proofs older than itself (replay_state_uncertain).
+        options.setdefault("replay_store", MemoryReplayStore(epoch=int(time.time()) - 3600))
         self.app = DPoPGuardMiddleware(
             inner_app(), settings=settings, introspector=self.introspector, **options
         )

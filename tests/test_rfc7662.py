@@ -15,7 +15,7 @@ from joserfc import jwt as jose_jwt
 from dpop_guard import CachingIntrospector, DPoPGuardMiddleware, GuardSettings, ProofSigner
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.errors import IntrospectionUnavailable, InvalidToken
-from dpop_guard.introspection import RequestFacts
+from dpop_guard.introspection import InactiveToken, RequestFacts
 from dpop_guard.introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
 from dpop_guard.testing import make_proof
 from tests._support.oidc_provider import RS_CLIENT, OIDCProvider
@@ -178,6 +178,24 @@ class TestWire:
         claims = jose_jwt.decode(form["client_assertion"][0], key).claims
         assert claims["iss"] == claims["sub"] == "rs"
         assert claims["aud"] == "https://as.test/introspect"
+
+    async def test_inactive_is_remembered_briefly(self) -> None:
+        """active: false is an InactiveToken, so behind the cache 20 resends of an unknown
+        token make one introspection request."""
+        requests: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            requests.append(request)
+            return httpx.Response(200, json={"active": False})
+
+        settings = RFC7662Settings(url="https://as.test/i", client_id="rs", client_secret="x")
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        cache = CachingIntrospector(RFC7662Introspector(client, settings), ttl=60)
+        for _ in range(20):
+            with pytest.raises(InactiveToken) as info:
+                await cache.introspect("junk", request=FACTS)
+            assert info.value.reason == "introspection_inactive"
+        assert len(requests) == 1
 
     @pytest.mark.parametrize(
         "body",

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Introspector", "Lookup", "RequestFacts", "TokenInfo"]
+from ..errors import InvalidToken
+
+__all__ = ["InactiveToken", "Introspector", "Lookup", "RequestFacts", "TokenInfo"]
 
 
 @dataclass(slots=True)
@@ -24,7 +26,12 @@ class RequestFacts:
 
     ``proof`` is the raw ``DPoP`` header and ``jkt`` the thumbprint of its key, both from a
     proof that already passed local verification; they are ``None`` on the ``Bearer``
-    scheme. ``scopes`` are the route's required scopes.
+    scheme. ``scopes`` are the route's required scopes, for information only: answers are
+    cached per token whatever the route, so no introspector may let them change its
+    answer, and the caller checks :attr:`TokenInfo.scopes` itself. ``path`` is the routed
+    path (the request path relative to the app's ``root_path``, decoded, as the route
+    rules see it); ``""`` means the caller did not say, and path-dependent checks (JWT
+    revocation paths) then treat the request as sensitive: fail closed.
     """
 
     method: str
@@ -32,9 +39,10 @@ class RequestFacts:
     proof: str | None
     jkt: str | None
     scopes: tuple[str, ...] = ()
-    path: str | None = None
+    path: str = ""
     """The decoded path relative to the app's mount, as the router and the path rules see
-    it (match path-sensitive policy, such as revocation paths, on this, never on ``htu``)."""
+    it (match path-sensitive policy, such as revocation paths, on this, never on ``htu``).
+    Empty means unknown, which path-sensitive policy treats as sensitive."""
     lookup: Lookup = field(default_factory=Lookup, compare=False, repr=False)
     """Filled in by the introspector chain (see :class:`Lookup`)."""
 
@@ -55,15 +63,27 @@ class TokenInfo:
     jkt: str | None
 
 
+class InactiveToken(InvalidToken):
+    """The token itself is not active: unknown, expired, revoked, or (for a JWT) not
+    validly issued. Such an answer depends on the token alone, never on the proof, the
+    key, the route or the request, so a cache may remember it briefly (negative caching in
+    :class:`~dpop_guard.introspection.cached.CachingIntrospector`). Raise plain
+    :class:`~dpop_guard.errors.InvalidToken` for anything that depends on the request
+    (a binding or proof failure): that is never remembered. On the wire it is the same
+    401 ``invalid_token``."""
+
+
 @runtime_checkable
 class Introspector(Protocol):
     """Answers "is this access token active, and what is it bound to?".
 
-    Implementations raise :class:`~dpop_guard.errors.InvalidToken`,
-    :class:`~dpop_guard.errors.InsufficientScope`, :class:`~dpop_guard.errors.InvalidRequest`
-    or :class:`~dpop_guard.errors.InvalidDPoPProof` when the server rejects the token, and
+    Implementations raise :class:`InactiveToken` when the token itself is not active,
+    :class:`~dpop_guard.errors.InvalidToken`, :class:`~dpop_guard.errors.InvalidRequest` or
+    :class:`~dpop_guard.errors.InvalidDPoPProof` when the server rejects the request, and
     :class:`~dpop_guard.errors.IntrospectionUnavailable` when it cannot answer. They never
-    return a :class:`TokenInfo` for a token they could not confirm.
+    return a :class:`TokenInfo` for a token they could not confirm. They do not check
+    the route's scopes (the caller does, from :attr:`TokenInfo.scopes`), so that one answer
+    per token serves every route.
     """
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:

@@ -42,7 +42,7 @@ from ..errors import (
     InvalidToken,
     UseDPoPNonce,
 )
-from . import RequestFacts, TokenInfo
+from . import InactiveToken, RequestFacts, TokenInfo
 from ._breaker import (
     DEFAULT_BREAKER,
     BreakerOption,
@@ -212,9 +212,11 @@ class AuthleteIntrospector:
         )
 
     async def _introspect(self, token: str, request: RequestFacts) -> TokenInfo:
+        # No "scopes": Authlete would answer FORBIDDEN for a route the token does not
+        # cover, an answer about the route that cannot be cached for the token. The token's
+        # scopes come back in every OK answer, and the caller checks them locally, so a
+        # token lacking a route's scope costs one round of calls, not one per request.
         body: dict[str, Any] = {"token": token}
-        if request.scopes:
-            body["scopes"] = list(request.scopes)
         try:
             with anyio.fail_after(self.settings.timeout):
                 if request.proof is None:
@@ -337,4 +339,9 @@ def _rejection(action: str, data: dict[str, Any], request: RequestFacts) -> DPoP
         if isinstance(nonce, str) and nonce:
             return UseDPoPNonce(reason, description, nonce=nonce)
         cls = InvalidDPoPProof
+    if cls is InvalidToken and action == "UNAUTHORIZED" and data.get("usable") is False:
+        # "does not exist" (existent false) or "has expired" (existent true, usable
+        # false): about the token alone, so a cache may remember it. A binding or proof
+        # failure comes with usable true and stays a plain InvalidToken.
+        cls = InactiveToken
     return cls(reason, description, status=status, challenge_params=extra)

@@ -8,26 +8,57 @@ new proof locally (signature, ``htm``, ``htu``, ``iat``, ``ath`` tying it to thi
 token) and then requires its thumbprint to equal the cached one, checks scopes and expiry
 from the cached facts, and records the ``jti``. So a hit admits exactly the requests a
 miss would, except that a revocation is seen up to ``ttl`` late.
+
+Why it cannot be turned into an amplifier:
+
+- The facts are cached per token whatever the route (introspectors never see a route's
+  scopes; the caller checks :attr:`TokenInfo.scopes`), so a token lacking a route's scope
+  costs one round of calls, not one per request.
+- Answers about the token alone (:class:`~dpop_guard.introspection.InactiveToken`:
+  Authlete's "does not exist" and "has expired", RFC 7662 ``active: false``, a JWT that
+  fails validation) are remembered for ``negative_ttl`` seconds, so a junk token resent
+  any number of times costs one round of calls per ``negative_ttl``. Rejections that
+  depend on the proof or the request (binding, proof, nonce) are never remembered.
+
+Why the default ``negative_ttl`` is 5 s: these answers are final for a real token (an
+expired token never comes back, a revoked one neither), so the only client a negative
+entry can wrong is one that presents a token in the instant before the authorization
+server knows it (replication lag at issuance); 5 s bounds that harm to a retry or two,
+while it already cuts a junk-token flood at 1000 requests/s to one round of calls per
+5 s (0.4 Authlete calls/s instead of 2000). Negative entries live in their own, smaller
+LRU, so junk tokens cannot evict real ones. They are kept per process (the shared level
+holds positive facts only), so a fleet of N processes makes at most N rounds per
+``negative_ttl`` for one junk token.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 import anyio
 from cachetools import TLRUCache
 
 from ..errors import ServiceUnavailable
-from . import Introspector, RequestFacts, TokenInfo
+from . import InactiveToken, Introspector, RequestFacts, TokenInfo
 
-__all__ = ["CachingIntrospector", "SharedTokenCache"]
+__all__ = [
+    "DEFAULT_NEGATIVE_TTL",
+    "DEFAULT_TOKEN_CONCURRENCY",
+    "CachingIntrospector",
+    "SharedTokenCache",
+]
 
 logger = logging.getLogger("dpop_guard.introspection")
+
+DEFAULT_NEGATIVE_TTL: Final = 5.0
+MAX_NEGATIVE_TTL: Final = 60.0
+DEFAULT_TOKEN_CONCURRENCY: Final = 64
 
 
 class SharedTokenCache(Protocol):
@@ -44,15 +75,59 @@ class SharedTokenCache(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Negative:
+    """A remembered :class:`InactiveToken`, rebuilt on each use (re-raising one instance
+    would grow its traceback without bound)."""
+
+    deadline: float
+    reason: str
+    description: str
+    status: int
+    challenge_params: Mapping[str, str]
+
+    def error(self) -> InactiveToken:
+        return InactiveToken(
+            self.reason,
+            self.description,
+            status=self.status,
+            challenge_params=self.challenge_params,
+        )
+
+
 @dataclass(slots=True)
 class _Flight:
     done: anyio.Event = field(default_factory=anyio.Event)
     result: TokenInfo | None = None
     outage: ServiceUnavailable | None = None
+    inactive: _Negative | None = None
+
+
+@dataclass(slots=True)
+class _Slots:
+    """The per-token bound on concurrent inner calls (FIFO, so every waiter is served
+    after at most ``ahead / limit`` rounds: bounded waiting, never starvation)."""
+
+    limiter: anyio.CapacityLimiter
+    users: int = 0
 
 
 def _key(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def _seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and above 0, got {value!r}")
+    return float(value)
+
+
+def _size(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a whole number above 0, got {value!r}")
+    return value
 
 
 class CachingIntrospector:
@@ -62,20 +137,33 @@ class CachingIntrospector:
       tokens already expired (or expiring within a second) are not cached.
     - At most ``maxsize`` entries; the least recently used goes first (a lost entry only
       costs a new introspection).
-    - Concurrent misses for one token make one inner call. The others wait for it: on
-      success they use its result (their own proof is still checked against the cached
-      ``jkt``); on an outage they share the outage instead of stampeding the server; on a
-      rejection, which may be specific to the first caller's proof or route, they try
-      themselves.
-    - Rejections and outages are never cached.
-
+    - :class:`~dpop_guard.introspection.InactiveToken` answers are remembered for
+      ``negative_ttl`` seconds in a separate LRU of ``negative_maxsize`` (and drop any
+      positive entry for the token: a revocation seen anywhere is believed at once). Other
+      rejections and outages are never cached.
+    - Single flight per token *and proof key*: concurrent misses with one key make one
+      inner call and share its outcome (success, outage, inactive token). A caller with
+      another key never waits for that call: only the holder of a private key can make
+      proofs for its thumbprint, so a thief with a stolen token cannot hold up the
+      owner's request. If a call is rejected for a reason that may be specific to its
+      proof, its followers then call concurrently, each with its own proof.
+    - At most ``max_concurrent`` inner calls per token at once (64 by default, far beyond
+      one client's needs); further calls wait first in, first out, so waiting is bounded
+      and nobody starves.
     - With ``shared``, a miss asks the shared level before the inner introspector and
       fills it after, so a fleet makes one round of calls per token per ``ttl``. An entry
       keeps its original deadline when copied between levels, so a revocation is never seen
       later than ``ttl`` after the first introspection. A failing shared level is skipped
       (logged), never trusted for more than it says: the binding check stays the same.
+    - An inner introspector with a ``requires_fresh(request) -> bool`` method (the JWT
+      validator on its revocation paths) is asked directly whenever that returns ``True``:
+      no cached answer stands in for a revocation check.
 
+    :param ttl: seconds a positive answer is reused (finite, above 0).
+    :param negative_ttl: seconds an inactive-token answer is reused (finite, above 0, at
+        most 60); see the module docstring for the default of 5.
     :param clock: wall-clock seconds (token expiry is wall-clock).
+    :raises ValueError: a setting out of range.
     """
 
     def __init__(
@@ -84,22 +172,38 @@ class CachingIntrospector:
         *,
         ttl: float = 60.0,
         maxsize: int = 100_000,
+        negative_ttl: float = DEFAULT_NEGATIVE_TTL,
+        negative_maxsize: int = 10_000,
+        max_concurrent: int = DEFAULT_TOKEN_CONCURRENCY,
         clock: Callable[[], float] = time.time,
         shared: SharedTokenCache | None = None,
     ) -> None:
-        if ttl <= 0:
-            raise ValueError("ttl must be positive")
+        self.ttl = _seconds("ttl", ttl)
+        self.negative_ttl = _seconds("negative_ttl", negative_ttl)
+        if self.negative_ttl > MAX_NEGATIVE_TTL:
+            raise ValueError(f"negative_ttl must be at most {MAX_NEGATIVE_TTL:g} s")
+        self.max_concurrent = _size("max_concurrent", max_concurrent)
         self.inner = inner
-        self.ttl = ttl
         self._clock = clock
         self._cache: TLRUCache[bytes, tuple[float, TokenInfo]] = TLRUCache(
-            maxsize=maxsize, ttu=lambda _key, value, _now: value[0], timer=clock
+            maxsize=_size("maxsize", maxsize), ttu=lambda _key, value, _now: value[0], timer=clock
         )
-        self._flights: dict[bytes, _Flight] = {}
+        self._negative: TLRUCache[bytes, _Negative] = TLRUCache(
+            maxsize=_size("negative_maxsize", negative_maxsize),
+            ttu=lambda _key, value, _now: value.deadline,
+            timer=clock,
+        )
+        self._flights: dict[tuple[bytes, str | None], _Flight] = {}
+        self._slots: dict[bytes, _Slots] = {}
+        fresh = getattr(inner, "requires_fresh", None)
+        self._requires_fresh: Callable[[RequestFacts], bool] | None = (
+            fresh if callable(fresh) else None
+        )
         self.shared = shared
         self.hits = 0
         self.misses = 0
         self.shared_hits = 0
+        self.negative_hits = 0
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -112,47 +216,129 @@ class CachingIntrospector:
     def invalidate(self, token: str) -> None:
         """Forget ``token`` (e.g. on a revocation event)."""
         self._cache.pop(_key(token), None)
+        self._negative.pop(_key(token), None)
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
-        """Answer from the cache, or introspect once for all concurrent callers."""
+        """Answer from the cache, or introspect once for all concurrent callers with the
+        same proof key."""
         key = _key(token)
-        while True:
-            entry = self._cache.get(key)
-            if entry is not None:
-                self.hits += 1
-                request.lookup.cache_hit = True
-                return entry[1]
-            flight = self._flights.get(key)
-            if flight is None:
-                break
-            await flight.done.wait()
-            if flight.result is not None:
-                self.hits += 1
-                request.lookup.cache_hit = True
-                return flight.result
-            if flight.outage is not None:
-                raise flight.outage
-            # The leader was rejected; that may be about its proof, not ours. Try again.
-
+        if self._requires_fresh is not None and self._requires_fresh(request):
+            self._raise_if_negative(key, request)
+            self.misses += 1
+            request.lookup.cache_hit = False
+            return await self._call(key, token, request, fresh=True)
+        self._raise_if_negative(key, request)
+        if (info := self._hit(key, request)) is not None:
+            return info
+        group = (key, request.jkt)
+        flight = self._flights.get(group)
+        if flight is not None:
+            return await self._follow(flight, key, token, request)
         self.misses += 1
         request.lookup.cache_hit = False
-        flight = _Flight()
-        self._flights[key] = flight
+        flight = self._flights[group] = _Flight()
         try:
-            info = await self._from_shared(key)
-            if info is None:
-                info = await self.inner.introspect(token, request=request)
-                deadline = self._store(key, info)
-                if deadline is not None and self.shared is not None:
-                    await self._to_shared(key, info, deadline)
+            info = await self._call(key, token, request, flight)
             flight.result = info
             return info
         except ServiceUnavailable as exc:
             flight.outage = exc
             raise
         finally:
-            del self._flights[key]
+            del self._flights[group]
             flight.done.set()
+
+    async def _follow(
+        self, flight: _Flight, key: bytes, token: str, request: RequestFacts
+    ) -> TokenInfo:
+        """Wait for the call of a caller with the same proof key, and share its outcome;
+        if it was rejected for a reason that may be its proof's alone (or cancelled), ask
+        for ourselves, now, alongside the other followers (never one after the other)."""
+        await flight.done.wait()
+        if flight.result is not None:
+            self.hits += 1
+            request.lookup.cache_hit = True
+            return flight.result
+        if flight.outage is not None:
+            raise flight.outage
+        if flight.inactive is not None:
+            self.negative_hits += 1
+            request.lookup.cache_hit = True
+            raise flight.inactive.error()
+        self._raise_if_negative(key, request)
+        if (info := self._hit(key, request)) is not None:
+            return info
+        self.misses += 1
+        request.lookup.cache_hit = False
+        return await self._call(key, token, request)
+
+    def _hit(self, key: bytes, request: RequestFacts) -> TokenInfo | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        self.hits += 1
+        request.lookup.cache_hit = True
+        return entry[1]
+
+    def _raise_if_negative(self, key: bytes, request: RequestFacts) -> None:
+        negative = self._negative.get(key)
+        if negative is not None:
+            self.negative_hits += 1
+            request.lookup.cache_hit = True
+            raise negative.error()
+
+    async def _call(
+        self,
+        key: bytes,
+        token: str,
+        request: RequestFacts,
+        flight: _Flight | None = None,
+        *,
+        fresh: bool = False,
+    ) -> TokenInfo:
+        """One inner call (after the shared level, unless ``fresh``) within the token's
+        concurrency bound; caches what it learns."""
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = _Slots(anyio.CapacityLimiter(self.max_concurrent))
+        slots.users += 1
+        try:
+            async with slots.limiter:
+                if not fresh:
+                    # While we waited for a slot, another call may have answered.
+                    self._raise_if_negative(key, request)
+                    if (entry := self._cache.get(key)) is not None:
+                        return entry[1]
+                info = None if fresh else await self._from_shared(key)
+                if info is not None:
+                    return info
+                try:
+                    info = await self.inner.introspect(token, request=request)
+                except InactiveToken as exc:
+                    negative = self._remember_inactive(key, exc)
+                    if flight is not None:
+                        flight.inactive = negative
+                    raise
+            deadline = self._store(key, info)
+            if deadline is not None and self.shared is not None:
+                await self._to_shared(key, info, deadline)
+            return info
+        finally:
+            slots.users -= 1
+            if slots.users == 0:
+                del self._slots[key]
+
+    def _remember_inactive(self, key: bytes, exc: InactiveToken) -> _Negative:
+        negative = _Negative(
+            self._clock() + self.negative_ttl,
+            exc.reason,
+            exc.description,
+            exc.status,
+            exc.challenge_params,
+        )
+        self._negative[key] = negative
+        self._cache.pop(key, None)  # the token is dead: forget what we knew of it
+        return negative
 
     def _store(self, key: bytes, info: TokenInfo, deadline: float | None = None) -> float | None:
         """Cache ``info`` locally; returns the deadline, or ``None`` if not cached."""

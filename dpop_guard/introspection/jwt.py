@@ -3,16 +3,29 @@ no network call per request in the steady state.
 
 The JWKS is fetched once, cached, and fetched again when a token names an unknown ``kid``
 (key rotation), at most once per ``refresh_interval``: a flood of tokens with made-up key ids
-cannot turn into a flood of JWKS requests.
+cannot turn into a flood of JWKS requests. A failed fetch counts as an attempt too: the next
+one waits ``retry_interval`` (meanwhile the keys already held are used, or, with none, the
+request is a 503), and concurrent refreshes are one fetch. So a failing JWKS endpoint is asked
+at most once per ``retry_interval``, whatever the traffic.
+
+Revocation: on ``revocation_paths`` the token is also introspected. The paths are matched on
+the *routed* path (:attr:`RequestFacts.path`, the request path relative to ``root_path``, as
+the route rules see it), never on the proof's ``htu``: ``/%70ayments`` is ``/payments``, and
+a public URL with a path prefix changes nothing. :meth:`JWTAccessTokenValidator.requires_fresh`
+tells a :class:`~dpop_guard.introspection.cached.CachingIntrospector` to bypass its cache on
+those paths, so a revoked token is refused there on the first request after the revocation.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import posixpath
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import httpx
@@ -24,10 +37,12 @@ from .._b64 import b64url_decode
 from .._env import EnvReader
 from .._json import JSONError, parse_object
 from ..errors import InvalidToken
-from . import Introspector, RequestFacts, TokenInfo
+from . import InactiveToken, Introspector, RequestFacts, TokenInfo
 from ._breaker import unavailable as _unavailable
 
 __all__ = ["JWTAccessTokenSettings", "JWTAccessTokenValidator"]
+
+logger = logging.getLogger("dpop_guard.introspection")
 
 _AT_JWT = ("at+jwt", "application/at+jwt")
 
@@ -41,8 +56,11 @@ class JWTAccessTokenSettings:
     :param leeway: seconds of clock skew for ``exp`` and ``nbf``.
     :param jwks_ttl: seconds the key set is reused before it is fetched again.
     :param refresh_interval: the least seconds between two fetches on unknown ``kid``.
-    :param revocation_paths: request path prefixes for which the token is also introspected
-        (revocation-sensitive routes); needs ``revocation`` on the validator.
+    :param retry_interval: the least seconds between a failed fetch and the next attempt.
+    :param revocation_paths: routed-path prefixes (relative to ``root_path``) for which the
+        token is also introspected (revocation-sensitive routes); needs ``revocation`` on the
+        validator. Matched case-insensitively, after collapsing ``//`` and resolving dot
+        segments, so the match is at least as broad as common routers.
     """
 
     issuer: str
@@ -52,6 +70,7 @@ class JWTAccessTokenSettings:
     leeway: int = 5
     jwks_ttl: float = 600.0
     refresh_interval: float = 30.0
+    retry_interval: float = 5.0
     timeout: float = 5.0
     revocation_paths: tuple[str, ...] = ()
 
@@ -87,6 +106,14 @@ class JWTAccessTokenSettings:
         bad = [a for a in self.algorithms if a == "none" or a.startswith("HS")]
         if bad or not self.algorithms:
             raise ValueError(f"algorithms must be asymmetric, got {bad or 'none'}")
+        for name in ("jwks_ttl", "refresh_interval", "retry_interval", "timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number of seconds above 0")
+        if isinstance(self.leeway, bool) or not isinstance(self.leeway, int) or self.leeway < 0:
+            raise ValueError("leeway must be a whole number of seconds, 0 or more")
+        if any(not p.startswith("/") for p in self.revocation_paths):
+            raise ValueError("revocation_paths must be paths starting with '/'")
 
 
 class JWTAccessTokenValidator:
@@ -99,6 +126,13 @@ class JWTAccessTokenValidator:
 
     :param client: an ``httpx.AsyncClient`` for the (rare) JWKS fetches.
     :param revocation: an introspector asked as well on ``settings.revocation_paths``.
+    :raises ValueError: ``revocation_paths`` without ``revocation`` (the check would
+        silently never run).
+
+    Failures about the token itself (malformed, bad signature, wrong issuer or audience,
+    expired) are :class:`~dpop_guard.introspection.InactiveToken`, which a cache may
+    remember briefly; an unknown ``kid`` or a token not valid *yet* is a plain
+    :class:`~dpop_guard.errors.InvalidToken` (the answer may change within seconds).
     """
 
     def __init__(
@@ -109,70 +143,125 @@ class JWTAccessTokenValidator:
         revocation: Introspector | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if settings.revocation_paths and revocation is None:
+            raise ValueError("revocation_paths needs a revocation introspector")
         self._client = client
         self.settings = settings
         self.revocation = revocation
         self._clock = clock
         self._registry = jws.JWSRegistry(algorithms=list(settings.algorithms))
         self._keys: dict[str, Any] = {}
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # last successful fetch
+        self._attempted_at: float | None = None  # last attempt, successful or not
+        self._failed = False  # whether the last attempt failed
         self._lock = anyio.Lock()
-        self.fetches = 0
+        self._revocation_prefixes = tuple(p.lower() for p in settings.revocation_paths)
+        self.fetches = 0  # successful fetches
+        self.attempts = 0  # requests sent to the JWKS endpoint
+
+    def _may_fetch(self, now: float, *, unknown_kid: bool) -> bool:
+        """Whether a fetch may go out now (checked again under the lock, so concurrent
+        refreshes collapse into the first one's attempt)."""
+        attempted = self._attempted_at
+        if attempted is None:
+            return True
+        age = now - attempted
+        if self._failed:
+            return age >= self.settings.retry_interval
+        if unknown_kid:
+            return age >= self.settings.refresh_interval
+        return self._fetched_at is None or now - self._fetched_at >= self.settings.jwks_ttl
 
     async def _refresh(self, *, unknown_kid: bool) -> None:
+        """Fetch the key set if the rate limits allow; keep the old keys on failure.
+
+        :raises IntrospectionUnavailable: no keys at all, and none could be fetched.
+        """
         async with self._lock:
             now = self._clock()
-            if self._fetched_at is not None:
-                age = now - self._fetched_at
-                if unknown_kid and age < self.settings.refresh_interval:
-                    return  # rate limit: a made-up kid must not cost a fetch each time
-                if not unknown_kid and age < self.settings.jwks_ttl:
-                    return  # another task refreshed it meanwhile
-            try:
-                with anyio.fail_after(self.settings.timeout):
-                    response = await self._client.get(self.settings.jwks_uri)
-                response.raise_for_status()
-                key_set = jose_jwk.KeySet.import_key_set(response.json())
-            except (httpx.HTTPError, TimeoutError, ValueError, JoseError) as exc:
-                if not self._keys:
-                    raise _unavailable("jwks_unavailable", exc) from exc
-                return  # keep the keys we have
-            self.fetches += 1
-            self._fetched_at = now
-            self._keys = {key.kid: key for key in key_set.keys if key.kid}
+            if self._may_fetch(now, unknown_kid=unknown_kid):
+                self._attempted_at = now
+                self.attempts += 1
+                try:
+                    with anyio.fail_after(self.settings.timeout):
+                        response = await self._client.get(self.settings.jwks_uri)
+                    response.raise_for_status()
+                    key_set = jose_jwk.KeySet.import_key_set(response.json())
+                except (httpx.HTTPError, TimeoutError, ValueError, JoseError) as exc:
+                    self._failed = True
+                    # The type only: a response body could echo anything.
+                    logger.warning(
+                        "jwks fetch failed: %s",
+                        type(exc).__name__,
+                        extra={"dpop_guard_reason": "jwks_fetch_failed"},
+                    )
+                else:
+                    self._failed = False
+                    self.fetches += 1
+                    self._fetched_at = now
+                    self._keys = {key.kid: key for key in key_set.keys if key.kid}
+            if not self._keys:
+                raise _unavailable("jwks_unavailable")
 
     async def _key(self, kid: str) -> Any:
-        if self._fetched_at is None or self._clock() - self._fetched_at >= self.settings.jwks_ttl:
-            await self._refresh(unknown_kid=False)
-        if kid not in self._keys:
+        now = self._clock()
+        if self._fetched_at is None or now - self._fetched_at >= self.settings.jwks_ttl:
+            if self._may_fetch(now, unknown_kid=False) or not self._keys:
+                await self._refresh(unknown_kid=False)
+        if kid not in self._keys and self._may_fetch(self._clock(), unknown_kid=True):
             await self._refresh(unknown_kid=True)
         key = self._keys.get(kid)
         if key is None:
             raise InvalidToken("jwt_unknown_key", "The access token is not valid.")
         return key
 
+    def requires_fresh(self, request: RequestFacts) -> bool:
+        """Whether ``request`` is on a revocation-sensitive path, where no cached answer
+        may stand in for asking the revocation introspector.
+
+        The routed path is compared with each prefix case-insensitively, as sent and also
+        decoded once more, with ``\\`` read as ``/``, ``//`` collapsed and dot segments
+        resolved: broader than any one router, so no spelling a router might dispatch to a
+        sensitive endpoint escapes the check. An unknown path (``""``) is sensitive.
+        """
+        if not self._revocation_prefixes:
+            return False
+        path = request.path
+        if not path:
+            return True
+        lowered = path.lower()
+        candidates = {lowered}
+        for spelling in (lowered, unquote(lowered)):
+            resolved = posixpath.normpath("/" + spelling.replace("\\", "/"))
+            if spelling.endswith("/") and not resolved.endswith("/"):
+                resolved += "/"
+            candidates.add(resolved.replace("//", "/"))
+        return any(
+            candidate.startswith(prefix)
+            for candidate in candidates
+            for prefix in self._revocation_prefixes
+        )
+
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Validate ``token`` locally (and by introspection on revocation-sensitive paths)."""
         info = await self._validate(token)
-        if self.revocation is not None and self.settings.revocation_paths:
-            path = urlsplit(request.htu).path
-            if any(path.startswith(prefix) for prefix in self.settings.revocation_paths):
-                await self.revocation.introspect(token, request=request)  # raises if revoked
+        if self.revocation is not None and self.requires_fresh(request):
+            await self.revocation.introspect(token, request=request)  # raises if revoked
         return info
 
     async def _validate(self, token: str) -> TokenInfo:
         parts = token.split(".")
         if len(parts) != 3:
-            raise InvalidToken("jwt_malformed", "The access token is not valid.")
+            raise InactiveToken("jwt_malformed", "The access token is not valid.")
         try:
             header = parse_object(b64url_decode(parts[0]))
         except (ValueError, JSONError) as exc:
-            raise InvalidToken("jwt_malformed", "The access token is not valid.") from exc
+            raise InactiveToken("jwt_malformed", "The access token is not valid.") from exc
         typ, kid, alg = header.get("typ"), header.get("kid"), header.get("alg")
         if not isinstance(typ, str) or typ.lower() not in _AT_JWT:
-            raise InvalidToken("jwt_typ", "The access token is not valid.")
+            raise InactiveToken("jwt_typ", "The access token is not valid.")
         if not isinstance(alg, str) or alg not in self.settings.algorithms:
-            raise InvalidToken("jwt_alg", "The access token is not valid.")
+            raise InactiveToken("jwt_alg", "The access token is not valid.")
         if not isinstance(kid, str):
             raise InvalidToken("jwt_unknown_key", "The access token is not valid.")
         key = await self._key(kid)
@@ -180,19 +269,19 @@ class JWTAccessTokenValidator:
             verified = jws.deserialize_compact(token, key, registry=self._registry)
             claims = parse_object(verified.payload)
         except (JoseError, ValueError, JSONError) as exc:
-            raise InvalidToken("jwt_signature", "The access token is not valid.") from exc
+            raise InactiveToken("jwt_signature", "The access token is not valid.") from exc
         return self._claims(claims)
 
     def _claims(self, claims: dict[str, Any]) -> TokenInfo:
         s, now = self.settings, self._clock()
         if claims.get("iss") != s.issuer:
-            raise InvalidToken("jwt_issuer", "The access token is not valid.")
+            raise InactiveToken("jwt_issuer", "The access token is not valid.")
         aud = claims.get("aud")
         if s.audience not in (aud if isinstance(aud, list) else [aud]):
-            raise InvalidToken("jwt_audience", "The access token is not meant for this resource.")
+            raise InactiveToken("jwt_audience", "The access token is not meant for this resource.")
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if not isinstance(exp, int) or isinstance(exp, bool) or exp <= now - s.leeway:
-            raise InvalidToken("jwt_expired", "The access token has expired.")
+            raise InactiveToken("jwt_expired", "The access token has expired.")
         if nbf is not None and (not isinstance(nbf, int) or nbf > now + s.leeway):
             raise InvalidToken("jwt_not_yet_valid", "The access token is not valid yet.")
         scope, sub, client_id = claims.get("scope", ""), claims.get("sub"), claims.get("client_id")
@@ -201,7 +290,7 @@ class JWTAccessTokenValidator:
         if not isinstance(scope, str) or not all(
             v is None or isinstance(v, str) for v in (sub, client_id, jkt)
         ):
-            raise InvalidToken("jwt_claims", "The access token is not valid.")
+            raise InactiveToken("jwt_claims", "The access token is not valid.")
         return TokenInfo(
             subject=sub,
             client_id=client_id,

@@ -21,8 +21,7 @@ from joserfc import jwk as jose_jwk
 from joserfc import jwt as jose_jwt
 
 from .._env import EnvReader
-from ..errors import InvalidToken
-from . import RequestFacts, TokenInfo
+from . import InactiveToken, RequestFacts, TokenInfo
 from ._breaker import (
     DEFAULT_BREAKER,
     BreakerOption,
@@ -191,12 +190,12 @@ class RFC7662Introspector:
 def token_info_from(data: dict[str, Any], audience: str | None) -> TokenInfo:
     """The facts in an RFC 7662 answer (``active`` already known to be a bool)."""
     if not data["active"]:
-        raise InvalidToken("introspection_inactive", "The access token is not active.")
+        raise InactiveToken("introspection_inactive", "The access token is not active.")
     if audience is not None:
         aud = data.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
         if audience not in auds:
-            raise InvalidToken(
+            raise InactiveToken(
                 "introspection_audience", "The access token is not meant for this resource."
             )
     scope, exp, sub, client_id = (

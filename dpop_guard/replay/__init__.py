@@ -7,7 +7,13 @@ from typing import Protocol, runtime_checkable
 
 from .memory import MemoryReplayStore, ReplayStoreFull
 
-__all__ = ["MemoryReplayStore", "ReplayStore", "ReplayStoreFull", "replay_store_from_url"]
+__all__ = [
+    "EpochReplayStore",
+    "MemoryReplayStore",
+    "ReplayStore",
+    "ReplayStoreFull",
+    "replay_store_from_url",
+]
 
 
 @runtime_checkable
@@ -27,6 +33,28 @@ class ReplayStore(Protocol):
         :param ttl: seconds to remember it; at least the proof acceptance window.
         :returns: ``True`` if ``key`` was not recorded yet (first use), ``False`` if it was.
         :raises Exception: any failure; the caller treats it as unavailability.
+        """
+        ...
+
+
+@runtime_checkable
+class EpochReplayStore(ReplayStore, Protocol):
+    """A replay store that can tell since when it has remembered everything (optional).
+
+    The *epoch* is the wall-clock second at which the store's current memory began. The
+    store keeps a marker holding it, written once with no expiry; if the marker is gone,
+    the store has lost its memory (a Redis restarted without persistence, a flush), so
+    it writes a new marker holding ``now``, and every process sharing the store reads the
+    same new epoch. :class:`~dpop_guard.replay._guard.ReplayGuard` then refuses proofs
+    issued before it, fleet-wide. A store without this method gets a per-process guess.
+    """
+
+    async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+        """Record ``key`` as :meth:`ReplayStore.add_if_absent` does, and read the epoch.
+
+        :param now: wall-clock seconds; the new epoch if the marker is missing.
+        :returns: ``(first_use, epoch)``.
+        :raises Exception: any failure, as for ``add_if_absent``.
         """
         ...
 

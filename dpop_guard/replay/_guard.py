@@ -1,49 +1,92 @@
-"""Recording each proof's ``jti`` before anything else costs a round trip.
+"""The replay policy: record each proof once, and refuse what the store cannot vouch for.
 
-This is the per-process uncertainty logic moved out of the middleware, behind the
-interface the fleet-wide version keeps: ``ReplayGuard(store).record(proof, now=now)``.
+A replay record only helps while the store remembers it. Two things can make it forget:
+
+- **It lost its memory** (a Redis restarted without persistence, a flush, a fresh
+  process for the in-memory store). An :class:`~dpop_guard.replay.EpochReplayStore` says
+  since when it has remembered everything (its *epoch*, a marker in the store itself), so
+  every worker of a fleet, including one started after the loss, learns the same epoch
+  and refuses proofs issued before it.
+- **It failed while this process used it** (a timeout, a refused connection, a failover
+  that may have lost the last writes). This process then refuses proofs issued at or
+  before the failure.
+
+Either way the refusal is keyed on the proof's own ``iat``, so it needs no timer and can
+never be disarmed early: a proof issued before the uncertainty stays refused until the
+verifier refuses it as too old anyway, that is, for one full maximum proof lifetime,
+whatever window (``iat``, nonce, leeway) it was accepted under. (The previous, per-process
+rule was lifted after the first proof's own lifetime, which let a 130 s nonce-route proof
+be replayed 82 s after a failure.)
+
+Not covered: a proof used in the last second or two before its store lost its memory, or
+one stamped up to the future leeway ahead by a client whose clock runs fast, may pass once
+more. ``iat`` is in whole seconds, and a proof signed just before an epoch begins may still
+be in flight to its first use, so proofs of the second before the epoch are let through
+(``IN_FLIGHT``); closing the gap entirely would refuse every fresh proof for the first
+seconds after each start of a store.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from ..errors import InvalidDPoPProof, ReplayStoreUnavailable
 from ..proof import VerifiedProof
-from . import ReplayStore
+from . import EpochReplayStore, ReplayStore
 
 __all__ = ["ReplayGuard"]
 
 logger = logging.getLogger("dpop_guard")
+store_logger = logging.getLogger("dpop_guard.replay")  # store events, not decisions
+
+IN_FLIGHT: Final = 1
+"""Seconds before an epoch whose proofs still pass: signed before the epoch began, first
+used after it (whole-second ``iat`` and network latency)."""
 
 
 class ReplayGuard:
-    """Records used proofs in ``store`` and refuses a second use.
+    """Record proofs in ``store`` and refuse replays and proofs of uncertain state.
 
-    After the store failed, it cannot vouch that a proof made before the failure was not
-    used meanwhile (a Redis restarted without persistence forgets), so until the longest
-    replay window has passed only proofs made since the failure are accepted. That memory
-    is per process.
+    :param store: the replay store; fleet-wide loss detection needs an
+        :class:`~dpop_guard.replay.EpochReplayStore` (both built-in stores are). With any
+        other store the epoch is this guard's first use, per process.
 
-    :param store: the replay store.
+    Use (the middleware does this after verifying the proof)::
+
+        guard = ReplayGuard(RedisReplayStore.from_url("redis://replay:6379/0"))
+        await guard.record(verified_proof, now=int(time.time()))
     """
 
     def __init__(self, store: ReplayStore) -> None:
         self.store = store
+        self._epoch_store = store if isinstance(store, EpochReplayStore) else None
+        self._local_epoch: int | None = None  # for stores without an epoch marker
+        self._epoch_seen: int | None = None
         self._failed_at: int | None = None
 
     async def record(self, proof: VerifiedProof, *, now: int) -> None:
-        """Record ``proof``'s ``replay_key`` atomically.
+        """Record ``proof`` for ``proof.replay_ttl`` seconds; a second use is a replay.
 
-        :param now: the request's clock reading, epoch seconds.
-        :raises InvalidDPoPProof: ``jti_replayed`` on a second use, or
-            ``replay_state_uncertain`` for a proof older than a recent store failure.
-        :raises ReplayStoreUnavailable: the store failed (``replay_store_error``).
+        :param now: wall-clock seconds, read once per request by the caller.
+        :raises ReplayStoreUnavailable: the store failed (503); the proof is not accepted.
+        :raises InvalidDPoPProof: ``jti_replayed`` (seen before) or
+            ``replay_state_uncertain`` (issued before the store's memory began, less
+            ``IN_FLIGHT``, or at or before a failure this process saw; the client should
+            send a fresh proof).
         """
         try:
-            first = await self.store.add_if_absent(proof.replay_key, ttl=proof.replay_ttl)
+            if self._epoch_store is not None:
+                first, epoch = await self._epoch_store.add_with_epoch(
+                    proof.replay_key, ttl=proof.replay_ttl, now=now
+                )
+            else:
+                first = await self.store.add_if_absent(proof.replay_key, ttl=proof.replay_ttl)
+                if self._local_epoch is None:
+                    self._local_epoch = now
+                epoch = self._local_epoch
         except Exception as exc:
-            self._failed_at = now
+            self._failed_at = now if self._failed_at is None else max(self._failed_at, now)
             logger.warning(
                 "dpop_guard: replay store failed: %s",
                 type(exc).__name__,
@@ -52,11 +95,18 @@ class ReplayGuard:
             raise ReplayStoreUnavailable("replay_store_error") from exc
         if not first:
             raise InvalidDPoPProof("jti_replayed", "The DPoP proof has been used before.")
-        failed_at = self._failed_at
-        if failed_at is not None:
-            if now - failed_at > proof.replay_ttl:
-                self._failed_at = None
-            elif proof.iat <= failed_at:
-                raise InvalidDPoPProof(
-                    "replay_state_uncertain", "The DPoP proof is too old; send a fresh one."
+        if epoch != self._epoch_seen:
+            if self._epoch_seen is not None:
+                store_logger.warning(
+                    "dpop_guard: the replay store lost its memory; refusing proofs issued "
+                    "before it began again",
+                    extra={"dpop_guard_reason": "replay_store_reset"},
                 )
+            self._epoch_seen = epoch
+        failed_at = self._failed_at
+        if proof.iat < epoch - IN_FLIGHT or (failed_at is not None and proof.iat <= failed_at):
+            # The store cannot vouch that this proof was not used before: only proofs
+            # made since pass. The record just written stays, so this copy is spent.
+            raise InvalidDPoPProof(
+                "replay_state_uncertain", "The DPoP proof is too old; send a fresh one."
+            )

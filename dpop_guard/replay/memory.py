@@ -30,12 +30,24 @@ class MemoryReplayStore:
     needed. Size it as ``peak requests/s x replay TTL`` with headroom. Each record costs
     roughly 250 bytes (a 64-character key, a dict slot, a heap tuple and a float).
 
+    Its epoch (see :class:`~dpop_guard.replay.EpochReplayStore`) is the wall-clock second
+    of its first use: its memory is the process's, so proofs issued before this process
+    began recording cannot be vouched for, and are refused by the replay guard (a restart
+    of a single-process server does not reopen the proofs used before it).
+
     :param maxsize: live records at most.
     :param clock: a monotonic clock in seconds (tests pass their own).
+    :param epoch: the wall-clock second from which this store's memory is complete; by
+        default the ``now`` of its first use. Pass an earlier second only when the records
+        really reach back that far (a test standing in for a long-running process).
     """
 
     def __init__(
-        self, maxsize: int = 1_000_000, *, clock: Callable[[], float] = time.monotonic
+        self,
+        maxsize: int = 1_000_000,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        epoch: int | None = None,
     ) -> None:
         if maxsize <= 0:
             raise ValueError("maxsize must be positive")
@@ -43,6 +55,7 @@ class MemoryReplayStore:
         self._clock = clock
         self._expiry: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
+        self._epoch: int | None = epoch
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -63,6 +76,16 @@ class MemoryReplayStore:
         :raises ReplayStoreFull: if no slot is free even after dropping expired records.
         """
         return self.add_if_absent_sync(key, ttl=ttl)
+
+    async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+        """Record ``key``; the epoch is the wall-clock ``now`` of the first call.
+
+        :raises ReplayStoreFull: as :meth:`add_if_absent`.
+        """
+        first = self.add_if_absent_sync(key, ttl=ttl)
+        if self._epoch is None:
+            self._epoch = now
+        return first, self._epoch
 
     def add_if_absent_sync(self, key: str, *, ttl: int) -> bool:
         """The same, for synchronous callers."""

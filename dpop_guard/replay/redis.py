@@ -1,10 +1,20 @@
-"""A replay store shared by a fleet: one atomic ``SET key 1 NX PX ttl`` per proof.
+"""A replay store shared by a fleet: one atomic ``SET key 1 NX PX ttl`` per proof, and an
+epoch marker read in the same round trip.
 
 Needs the ``redis`` extra: ``pip install dpop_guard[redis]``.
+
+Memory loss: Redis restarted without persistence (or flushed, or failed over to a replica
+that had nothing) forgets the records, and a proof used before could pass again. The
+marker ``<prefix>epoch`` holds the second the store's memory began; it is written with
+``SET NX`` and no expiry, so it disappears exactly when the records do, and whoever sees
+it missing first writes a new one that every worker then reads. Run Redis with
+``maxmemory-policy noeviction``: an evicted record reopens its proof, and an evicting
+policy could drop records while keeping the marker.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 from .._extras import missing_extra
@@ -17,6 +27,8 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
 from .._redis import redis_client
 
 __all__ = ["DEFAULT_PREFIX", "RedisReplayStore"]
+
+logger = logging.getLogger("dpop_guard.replay")
 
 DEFAULT_PREFIX: Final = "dpop_guard:jti:"
 DEFAULT_CONNECT_TIMEOUT: Final = 1.0
@@ -39,6 +51,8 @@ class RedisReplayStore:
     def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
         self.client = client
         self.prefix = prefix
+        # Replay keys are 64 hex digits, so this name never collides with one.
+        self.epoch_key = prefix + "epoch"
 
     @classmethod
     def from_url(
@@ -61,6 +75,31 @@ class RedisReplayStore:
     async def add_if_absent(self, key: str, *, ttl: int) -> bool:
         """``True`` if ``key`` was not recorded yet; raises on any Redis failure."""
         return bool(await self.client.set(self.prefix + key, b"1", nx=True, px=ttl * 1000))
+
+    async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+        """Record ``key`` and read the epoch marker in one round trip (a pipeline of two
+        single-key commands, not a transaction, so Redis Cluster works). Only when the
+        marker is missing do two more commands follow: ``SET NX`` of ``now``, and a
+        ``GET`` if another worker won that race."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(self.prefix + key, b"1", nx=True, px=ttl * 1000)
+            pipe.get(self.epoch_key)
+            added, marker = await pipe.execute()
+        first = bool(added)
+        if marker is None:
+            if await self.client.set(self.epoch_key, str(now).encode(), nx=True):
+                logger.warning(
+                    "dpop_guard: the replay store has no epoch marker (first use, or it "
+                    "lost its memory); proofs issued before now are refused",
+                    extra={"dpop_guard_reason": "replay_epoch_started"},
+                )
+                return first, now
+            marker = await self.client.get(self.epoch_key)
+        try:
+            return first, int(marker)
+        except (TypeError, ValueError):
+            # Unreadable or gone again: trust nothing older than now (fail closed).
+            return first, now
 
     async def ping(self) -> bool:
         """Whether the server answers (for start-up checks and health endpoints)."""

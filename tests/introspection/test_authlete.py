@@ -21,7 +21,7 @@ from dpop_guard.errors import (
     InvalidToken,
     UseDPoPNonce,
 )
-from dpop_guard.introspection import Introspector, RequestFacts, TokenInfo
+from dpop_guard.introspection import InactiveToken, Introspector, RequestFacts, TokenInfo
 from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings
 
 V2 = AuthleteSettings(
@@ -89,8 +89,9 @@ class TestWire:
         assert isinstance(introspector(split_handler(OK)[0]), Introspector)
 
     async def test_v3_request(self) -> None:
-        """V3: /api/{serviceId}/auth/introspection, Bearer, token+scopes+dpop+htm+htu, and
-        a parallel probe with the token alone."""
+        """V3: /api/{serviceId}/auth/introspection, Bearer, token+dpop+htm+htu (never the
+        route's scopes: the answer is cached for every route), and a parallel probe with the
+        token alone."""
         handler, seen = split_handler(OK)
         await introspector(handler, V3).introspect("tok", request=FACTS)
         check = next(b for b in seen if "dpop" in b)
@@ -99,7 +100,6 @@ class TestWire:
         assert check["_auth"] == "Bearer svc-t0ken"
         assert {k: v for k, v in check.items() if not k.startswith("_")} == {
             "token": "tok",
-            "scopes": ["read:accounts"],
             "dpop": "h.p.s",
             "htm": "GET",
             "htu": "https://rs/accounts",
@@ -235,6 +235,44 @@ class TestMapping:
             await introspector(split_handler(answer)[0]).introspect("tok", request=FACTS)
         assert info.value.description == "[A2] gone"
         assert dict(info.value.challenge_params) == {"error_uri": "https://docs/#A2"}
+
+    @pytest.mark.parametrize(
+        ("fields", "inactive"),
+        [
+            ({"existent": False, "usable": False}, True),  # "does not exist"
+            ({"existent": True, "usable": False}, True),  # "has expired"
+            ({"existent": True, "usable": True}, False),  # binding or proof failure
+            ({}, False),  # no facts given: assume it may depend on the request
+        ],
+    )
+    async def test_inactive_token_only_when_not_usable(
+        self, fields: dict[str, bool], inactive: bool
+    ) -> None:
+        """UNAUTHORIZED with usable false is about the token alone (InactiveToken, which a
+        cache may remember); anything else stays a plain InvalidToken."""
+        answer = {
+            "action": "UNAUTHORIZED",
+            "responseContent": 'Bearer error="invalid_token"',
+            **fields,
+        }
+        for facts in (FACTS, BEARER_FACTS):
+            with pytest.raises(InvalidToken) as info:
+                await introspector(split_handler(answer, answer)[0]).introspect(
+                    "tok", request=facts
+                )
+            assert isinstance(info.value, InactiveToken) is inactive
+            assert info.value.reason == "authlete_unauthorized"
+
+    async def test_proof_rejection_is_never_inactive(self) -> None:
+        """An invalid_dpop_proof answer is not InactiveToken, whatever usable says."""
+        answer = {
+            "action": "UNAUTHORIZED",
+            "usable": False,
+            "responseContent": 'DPoP error="invalid_dpop_proof"',
+        }
+        with pytest.raises(InvalidDPoPProof) as info:
+            await introspector(split_handler(answer)[0]).introspect("tok", request=FACTS)
+        assert not isinstance(info.value, InactiveToken)
 
     async def test_insufficient_scope_defaults_to_route_scopes(self) -> None:
         """Without a scope attribute, the route's scopes are named."""

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import replace
+
 import anyio
 import pytest
+from anyio.lowlevel import checkpoint
 
-from dpop_guard.errors import IntrospectionUnavailable, InvalidDPoPProof, InvalidToken
-from dpop_guard.introspection import RequestFacts, TokenInfo
-from dpop_guard.introspection.cached import CachingIntrospector
+from dpop_guard.errors import (
+    DPoPGuardError,
+    InsufficientScope,
+    IntrospectionUnavailable,
+    InvalidDPoPProof,
+    InvalidToken,
+)
+from dpop_guard.introspection import InactiveToken, RequestFacts, TokenInfo
+from dpop_guard.introspection.cached import DEFAULT_NEGATIVE_TTL, CachingIntrospector
 from tests._support.clock import Clock
 
 FACTS = RequestFacts(method="GET", htu="https://rs/a", proof="p", jkt="JKT")
@@ -32,6 +43,48 @@ class Scripted:
         if self.delay:
             await anyio.sleep(self.delay)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+async def wait_all_tasks_blocked() -> None:
+    """Let every task run until it waits on something (anyio's test helper)."""
+    from anyio import wait_all_tasks_blocked as wait
+
+    await checkpoint()
+    await wait()
+
+
+class Gated:
+    """An inner introspector whose calls all wait at a gate until the test opens it, so a
+    test can count how many calls are in flight at once (no timing involved). ``answer``
+    maps the request and the call's number (from 1) to a TokenInfo or an error."""
+
+    def __init__(self, answer: Callable[[RequestFacts, int], TokenInfo | Exception]) -> None:
+        self.answer = answer
+        self.calls = 0
+        self.in_flight = 0
+        self.peak = 0
+        self.started: list[str | None] = []
+        self._gate = anyio.Event()
+
+    def release(self) -> None:
+        """Let every waiting call answer; later calls wait at a new gate."""
+        self._gate.set()
+        self._gate = anyio.Event()
+
+    async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+        self.calls += 1
+        number = self.calls
+        self.started.append(request.jkt)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self._gate.wait()
+        finally:
+            self.in_flight -= 1
+        answer = self.answer(request, number)
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -138,9 +191,12 @@ class TestCachingIntrospector:
                 tg.start_soon(call)
         assert inner.calls == 1 and failures == ["authlete_timeout"] * 20
 
-    async def test_followers_retry_after_rejection(self) -> None:
-        """A rejection of the leader's proof does not fail the followers' requests."""
-        inner = Scripted(InvalidDPoPProof("authlete_unauthorized"), info(), delay=0.05)
+    async def test_followers_call_concurrently_after_rejection(self) -> None:
+        """A rejection of the leader's proof does not fail the followers' requests, and
+        they then ask concurrently, each with its own proof, never one after the other."""
+        inner = Gated(
+            lambda facts, n: InvalidDPoPProof("authlete_unauthorized") if n == 1 else info()
+        )
         cache = CachingIntrospector(inner, ttl=60)
         outcomes: list[str] = []
 
@@ -154,8 +210,42 @@ class TestCachingIntrospector:
         async with anyio.create_task_group() as tg:
             for _ in range(10):
                 tg.start_soon(call)
+            await wait_all_tasks_blocked()
+            assert inner.in_flight == 1  # same key: one leader, nine followers
+            inner.release()
+            await wait_all_tasks_blocked()
+            assert inner.in_flight == 9  # the nine followers, all at once
+            inner.release()
         assert sorted(outcomes) == ["ok"] * 9 + ["rejected"]
-        assert inner.calls == 2
+        assert inner.calls == 10 and inner.peak == 9
+
+    async def test_cancelled_leader_does_not_strand_followers(self) -> None:
+        """A leader cancelled mid-call (its client went away): its followers ask for
+        themselves at once, concurrently."""
+        inner = Gated(lambda facts, n: info())
+        cache = CachingIntrospector(inner, ttl=60)
+        results: list[TokenInfo] = []
+        scope = anyio.CancelScope()
+
+        async def leader() -> None:
+            with scope:
+                await cache.introspect("t", request=FACTS)
+
+        async def follower() -> None:
+            results.append(await cache.introspect("t", request=FACTS))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leader)
+            await checkpoint()
+            for _ in range(3):
+                tg.start_soon(follower)
+            await wait_all_tasks_blocked()
+            assert inner.in_flight == 1
+            scope.cancel()
+            await wait_all_tasks_blocked()
+            assert inner.in_flight == 3
+            inner.release()
+        assert len(results) == 3 and inner.calls == 4
 
     async def test_invalidate(self) -> None:
         """invalidate() forgets a token."""
@@ -170,3 +260,254 @@ class TestCachingIntrospector:
         """A zero TTL is a configuration error (do not wrap instead)."""
         with pytest.raises(ValueError):
             CachingIntrospector(Scripted(info()), ttl=0)
+
+
+class TestNegativeCache:
+    async def test_inactive_token_remembered_for_negative_ttl(self) -> None:
+        """A token the server says is not active is asked about once per negative_ttl:
+        100 resends make one inner call; at the exact end of the TTL it is asked again."""
+        clock = Clock(1000.0)
+        inner = Scripted(InactiveToken("authlete_unauthorized", "[A] The token does not exist."))
+        cache = CachingIntrospector(inner, ttl=60, negative_ttl=5, clock=clock)
+        for _ in range(100):
+            with pytest.raises(InactiveToken) as caught:
+                await cache.introspect("junk", request=FACTS)
+            assert caught.value.reason == "authlete_unauthorized"
+            assert caught.value.description == "[A] The token does not exist."
+        assert inner.calls == 1 and cache.negative_hits == 99
+        clock.now = 1004.999
+        with pytest.raises(InactiveToken):
+            await cache.introspect("junk", request=FACTS)
+        assert inner.calls == 1
+        clock.now = 1005.0
+        with pytest.raises(InactiveToken):
+            await cache.introspect("junk", request=FACTS)
+        assert inner.calls == 2
+
+    async def test_keyed_by_token_whatever_the_proof(self) -> None:
+        """The entry is the token's: another proof, key or route gets it too; another
+        token does not."""
+        inner = Scripted(InactiveToken("introspection_inactive"))
+        cache = CachingIntrospector(inner, ttl=60)
+        other = RequestFacts(method="POST", htu="https://rs/b", proof="q", jkt="OTHER", path="/b")
+        with pytest.raises(InactiveToken):
+            await cache.introspect("junk", request=FACTS)
+        with pytest.raises(InactiveToken):
+            await cache.introspect("junk", request=other)
+        assert inner.calls == 1
+        with pytest.raises(InactiveToken):
+            await cache.introspect("junk2", request=FACTS)
+        assert inner.calls == 2
+        assert all(isinstance(k, bytes) and len(k) == 32 for k in cache._negative)
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            InvalidToken("authlete_unauthorized"),  # e.g. bound token without a proof
+            InvalidDPoPProof("authlete_unauthorized"),  # the proof or its key
+            InsufficientScope("authlete_forbidden", scope="x"),  # the route
+        ],
+        ids=["invalid_token", "invalid_dpop_proof", "insufficient_scope"],
+    )
+    async def test_request_dependent_rejections_not_remembered(self, error: DPoPGuardError) -> None:
+        """Rejections that may depend on the proof, the key or the route are never cached:
+        the next call asks again (and may pass)."""
+        inner = Scripted(error, info())
+        cache = CachingIntrospector(inner, ttl=60)
+        with pytest.raises(type(error)):
+            await cache.introspect("t", request=FACTS)
+        assert (await cache.introspect("t", request=FACTS)).subject == "alice"
+        assert inner.calls == 2
+
+    async def test_inactive_drops_positive_entry(self) -> None:
+        """Once the server says a token is dead (say, revoked, seen on a path that bypasses
+        the cache), the cached facts for it are forgotten at once."""
+
+        class Revocable(Scripted):
+            def requires_fresh(self, request: RequestFacts) -> bool:
+                return request.path.startswith("/payments")
+
+        inner = Revocable(info(), InactiveToken("introspection_inactive"))
+        cache = CachingIntrospector(inner, ttl=60)
+        await cache.introspect("t", request=FACTS)
+        assert cache.peek("t") is not None
+        with pytest.raises(InactiveToken):
+            await cache.introspect("t", request=replace(FACTS, path="/payments"))
+        assert cache.peek("t") is None
+        with pytest.raises(InactiveToken):
+            await cache.introspect("t", request=FACTS)  # and not the old positive entry
+        assert inner.calls == 2
+
+    async def test_concurrent_callers_share_inactive(self) -> None:
+        """Concurrent callers with one key share an inactive answer: one inner call."""
+        inner = Gated(lambda facts, n: InactiveToken("authlete_unauthorized"))
+        cache = CachingIntrospector(inner, ttl=60)
+        failures: list[str] = []
+
+        async def call() -> None:
+            with pytest.raises(InactiveToken) as caught:
+                await cache.introspect("junk", request=FACTS)
+            failures.append(caught.value.reason)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(30):
+                tg.start_soon(call)
+            await wait_all_tasks_blocked()
+            inner.release()
+        assert inner.calls == 1 and len(failures) == 30
+
+    def test_default_is_short(self) -> None:
+        """The default negative TTL is a few seconds."""
+        assert CachingIntrospector(Scripted(info())).negative_ttl == DEFAULT_NEGATIVE_TTL == 5
+
+    @pytest.mark.parametrize("value", [0, -1, math.nan, math.inf, 60.5, True, "5"], ids=repr)
+    def test_negative_ttl_validated(self, value: object) -> None:
+        """negative_ttl must be a finite number of seconds in (0, 60]."""
+        with pytest.raises(ValueError, match="negative_ttl"):
+            CachingIntrospector(Scripted(info()), negative_ttl=value)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("value", [math.nan, math.inf, -5], ids=repr)
+    def test_ttl_validated(self, value: float) -> None:
+        """ttl must be finite and positive too."""
+        with pytest.raises(ValueError, match="ttl"):
+            CachingIntrospector(Scripted(info()), ttl=value)
+
+
+def by_key(good: str) -> Callable[[RequestFacts, int], TokenInfo | Exception]:
+    """Accept proofs of the ``good`` key, refuse every other key's (a stolen token)."""
+
+    def answer(facts: RequestFacts, _n: int) -> TokenInfo | Exception:
+        if facts.jkt == good:
+            return info(jkt=good)
+        return InvalidDPoPProof("authlete_unauthorized", "Thumbprint mismatch.")
+
+    return answer
+
+
+class TestSingleFlightUnderAttack:
+    async def run(
+        self, cache: CachingIntrospector, inner: Gated, thieves: list[str]
+    ) -> tuple[list[str], list[TokenInfo], tuple[list[str | None], int]]:
+        """The thieves arrive in order, then the owner; returns the rejected keys, the
+        answers, and (calls started, calls in flight) when every task first waits."""
+        rejected: list[str] = []
+        accepted: list[TokenInfo] = []
+
+        async def call(jkt: str) -> None:
+            try:
+                accepted.append(await cache.introspect("t", request=replace(FACTS, jkt=jkt)))
+            except InvalidDPoPProof:
+                rejected.append(jkt)
+
+        async with anyio.create_task_group() as tg:
+            for jkt in [*thieves, "OWNER"]:
+                tg.start_soon(call, jkt)
+                await checkpoint()  # arrival order is the order above
+            await wait_all_tasks_blocked()
+            first_wave = (list(inner.started), inner.in_flight)
+            inner.release()
+            await wait_all_tasks_blocked()
+            inner.release()
+        return rejected, accepted, first_wave
+
+    async def test_thieves_with_own_keys_do_not_delay_owner(self) -> None:
+        """40 thieves, each with its own key, start first; the owner's call starts in the
+        same wave (41 calls in flight at once), not after the thieves' rejections."""
+        inner = Gated(by_key("OWNER"))
+        cache = CachingIntrospector(inner, ttl=60)
+        thieves = [f"THIEF{i}" for i in range(40)]
+        rejected, accepted, (started, in_flight) = await self.run(cache, inner, thieves)
+        assert in_flight == 41 and "OWNER" in started
+        assert sorted(rejected) == sorted(thieves) and [i.jkt for i in accepted] == ["OWNER"]
+        assert inner.calls == 41
+
+    async def test_thieves_sharing_a_key_do_not_delay_owner(self) -> None:
+        """40 requests of one thief key: one call for them (they wait for their leader),
+        and the owner's call runs alongside it; after the thief leader's rejection, its
+        followers ask concurrently, never one by one."""
+        inner = Gated(by_key("OWNER"))
+        cache = CachingIntrospector(inner, ttl=60)
+        rejected, accepted, (started, in_flight) = await self.run(cache, inner, ["THIEF"] * 40)
+        assert started == ["THIEF", "OWNER"] and in_flight == 2
+        # The thief followers found the owner's entry once the first wave answered: the
+        # facts carry the owner's thumbprint, so the middleware's binding check refuses
+        # them (jkt_mismatch), with no further inner call.
+        assert rejected == ["THIEF"] and inner.calls == 2
+        assert len(accepted) == 40 and {i.jkt for i in accepted} == {"OWNER"}
+
+    async def test_per_token_bound_is_fifo(self) -> None:
+        """With max_concurrent=4, 12 thieves and the owner arriving 5th: never more than 4
+        inner calls at once, and the owner is in the second wave, not the last."""
+        inner = Gated(by_key("OWNER"))
+        cache = CachingIntrospector(inner, ttl=60, max_concurrent=4)
+        rejected: list[str] = []
+
+        async def call(jkt: str) -> None:
+            try:
+                await cache.introspect("t", request=replace(FACTS, jkt=jkt))
+            except InvalidDPoPProof:
+                rejected.append(jkt)
+
+        arrivals = [f"T{i}" for i in range(4)] + ["OWNER"] + [f"T{i}" for i in range(4, 12)]
+        waves: list[list[str | None]] = []
+        async with anyio.create_task_group() as tg:
+            for jkt in arrivals:
+                tg.start_soon(call, jkt)
+                await checkpoint()
+            for _ in range(4):
+                await wait_all_tasks_blocked()
+                waves.append(list(inner.started[sum(map(len, waves)) :]))
+                inner.release()
+        assert inner.peak == 4
+        assert waves[0] == ["T0", "T1", "T2", "T3"]
+        assert "OWNER" in waves[1]
+        # Once the owner's call filled the cache, the thieves still queued were refused
+        # locally (no inner call): the bound bought the owner time, not the thieves.
+        assert inner.calls < len(arrivals)
+
+    async def test_outage_shared_within_key_only(self) -> None:
+        """An outage is shared by the callers waiting on that call (no stampede); a caller
+        with another key is not made to wait for it."""
+        inner = Gated(
+            lambda facts, n: (
+                IntrospectionUnavailable("authlete_timeout") if facts.jkt == "A" else info(jkt="B")
+            )
+        )
+        cache = CachingIntrospector(inner, ttl=60)
+        outcomes: list[str] = []
+
+        async def call(jkt: str) -> None:
+            try:
+                await cache.introspect("t", request=replace(FACTS, jkt=jkt))
+                outcomes.append(jkt)
+            except IntrospectionUnavailable:
+                outcomes.append("503")
+
+        async with anyio.create_task_group() as tg:
+            for jkt in ["A"] * 5 + ["B"]:
+                tg.start_soon(call, jkt)
+            await wait_all_tasks_blocked()
+            assert inner.in_flight == 2
+            inner.release()
+        assert sorted(outcomes) == ["503"] * 5 + ["B"] and inner.calls == 2
+
+
+class TestFreshPaths:
+    async def test_requires_fresh_bypasses_cache(self) -> None:
+        """An inner introspector that says a request requires a fresh answer is asked every
+        time for it, while other requests are served from the cache."""
+
+        class Sensitive(Scripted):
+            def requires_fresh(self, request: RequestFacts) -> bool:
+                return request.path == "/payments"
+
+        inner = Sensitive(info())
+        cache = CachingIntrospector(inner, ttl=60)
+        plain = replace(FACTS, path="/accounts")
+        sensitive = replace(FACTS, path="/payments")
+        await cache.introspect("t", request=plain)
+        await cache.introspect("t", request=plain)
+        assert inner.calls == 1
+        for _ in range(3):
+            await cache.introspect("t", request=sensitive)
+        assert inner.calls == 4

@@ -44,6 +44,18 @@ class TestMemoryReplayStore:
         assert await store.add_if_absent("k", ttl=10) is False  # the new record lives on
         assert len(store) == 1
 
+    @pytest.mark.parametrize("ttl", [1, 70, 130])
+    async def test_record_kept_exactly_ttl(self, clock: FakeMonotonic, ttl: int) -> None:
+        """A record given ``ttl`` refuses copies until the last instant before ``ttl`` and
+        frees the key at exactly ``ttl`` (the proof's replay_ttl is the caller's)."""
+        store = MemoryReplayStore(clock=clock)
+        start = clock.now
+        assert await store.add_if_absent("k", ttl=ttl) is True
+        clock.now = start + ttl - 1e-6
+        assert await store.add_if_absent("k", ttl=ttl) is False
+        clock.now = start + ttl
+        assert await store.add_if_absent("k", ttl=ttl) is True
+
     async def test_full_fails_closed(self, clock: FakeMonotonic) -> None:
         """When every slot is live, a new key raises instead of evicting; replays of
         recorded keys are still refused."""

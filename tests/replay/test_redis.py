@@ -41,11 +41,48 @@ class TestRedisReplayStore:
         assert 69_000 < await client.pttl("dpop_guard:jti:abc") <= 70_000
         await client.aclose()
 
-    async def test_expiry(self, store: RedisReplayStore) -> None:
-        """After the TTL the key is free again (Redis expires it)."""
-        assert await store.add_if_absent("short", ttl=1) is True
-        await anyio.sleep(1.1)
-        assert await store.add_if_absent("short", ttl=1) is True
+    @pytest.mark.parametrize("ttl", [1, 70, 130])
+    async def test_expiry_is_the_ttl(
+        self, store: RedisReplayStore, redis_url: str, ttl: int
+    ) -> None:
+        """Redis is told to expire the record after exactly the TTL given (PTTL, read at
+        once: no sleep); a key with a TTL already elapsed is free again."""
+        assert await store.add_if_absent(f"k{ttl}", ttl=ttl) is True
+        client = aioredis.Redis.from_url(redis_url)
+        pttl = await client.pttl(f"dpop_guard:jti:k{ttl}")
+        assert ttl * 1000 - 1000 < pttl <= ttl * 1000
+        # Redis's own expiry, without waiting for it: PEXPIRE to 1 ms in the past deletes.
+        await client.pexpireat(f"dpop_guard:jti:k{ttl}", 1)
+        assert await store.add_if_absent(f"k{ttl}", ttl=ttl) is True
+        await client.aclose()
+
+    async def test_epoch_marker(self, redis_url: str) -> None:
+        """add_with_epoch: the first call writes the marker (now), later calls and other
+        stores on the same Redis read it; concurrent first uses agree on one epoch."""
+        stores = [RedisReplayStore.from_url(redis_url) for _ in range(4)]
+        results: list[tuple[bool, int]] = []
+
+        async def first_use(i: int) -> None:
+            results.append(await stores[i % 4].add_with_epoch(f"e{i}", ttl=70, now=1000 + i))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(first_use, i)
+        epochs = {epoch for _, epoch in results}
+        assert len(epochs) == 1 and all(first for first, _ in results)
+        assert await stores[0].add_with_epoch("e0", ttl=70, now=5000) == (False, epochs.pop())
+        for store in stores:
+            await store.aclose()
+
+    async def test_epoch_marker_lost_with_the_data(
+        self, store: RedisReplayStore, redis_url: str
+    ) -> None:
+        """FLUSHALL (the data is gone): the next use starts a new epoch at its now."""
+        assert await store.add_with_epoch("a", ttl=70, now=1000) == (True, 1000)
+        client = aioredis.Redis.from_url(redis_url)
+        await client.flushall()
+        await client.aclose()
+        assert await store.add_with_epoch("a", ttl=70, now=1500) == (True, 1500)
 
     async def test_concurrent_copies(self, redis_url: str) -> None:
         """40 concurrent uses through separate connections: exactly one wins."""

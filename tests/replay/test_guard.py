@@ -1,0 +1,238 @@
+"""The replay guard: one use per proof, and no proof the store cannot vouch for, with an
+injected clock (no sleeps), on the memory store and on a real redis-server."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from dpop_guard.errors import InvalidDPoPProof, ReplayStoreUnavailable
+from dpop_guard.proof import VerifiedProof
+from dpop_guard.replay import EpochReplayStore, MemoryReplayStore
+from dpop_guard.replay._guard import ReplayGuard
+from dpop_guard.replay.redis import RedisReplayStore
+from tests._support.redis_server import RedisServer
+
+T0 = 1_800_000_000  # wall-clock seconds
+NONCE_TTL = 130  # a nonce-route proof: nonce lifetime 120 + 2 x leeway 5
+PLAIN_TTL = 70  # iat window 60 + 2 x leeway 5
+
+
+class FakeMonotonic:
+    """An injectable monotonic clock (the memory store's TTL clock)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def proof(jti: str, *, iat: int, ttl: int = PLAIN_TTL, jkt: str = "JKT") -> VerifiedProof:
+    key = hashlib.sha256(f"{jkt}:{jti}".encode()).hexdigest()
+    return VerifiedProof(jkt, jti, iat, "GET", "https://rs/a", None, key, ttl)
+
+
+async def reason_of(guard: ReplayGuard, p: VerifiedProof, now: int) -> str | None:
+    """``None`` if the guard accepts ``p`` at ``now``, else the refusal's reason."""
+    try:
+        await guard.record(p, now=now)
+    except InvalidDPoPProof as exc:
+        return exc.reason
+    return None
+
+
+class Switchable:
+    """A real memory store behind a switch: while ``down``, every call raises, as a store
+    does during an outage. (It has no epoch: it stands for a third-party store.)"""
+
+    def __init__(self, store: MemoryReplayStore) -> None:
+        self.store = store
+        self.down = False
+
+    async def add_if_absent(self, key: str, *, ttl: int) -> bool:
+        if self.down:
+            raise ConnectionError("store down")
+        return await self.store.add_if_absent(key, ttl=ttl)
+
+
+class TestRecord:
+    async def test_first_use_then_replay(self) -> None:
+        """The first use passes, a second is jti_replayed."""
+        guard = ReplayGuard(MemoryReplayStore())
+        assert await reason_of(guard, proof("a", iat=T0), T0) is None
+        assert await reason_of(guard, proof("a", iat=T0), T0 + 1) == "jti_replayed"
+        assert await reason_of(guard, proof("b", iat=T0), T0 + 1) is None
+
+    async def test_record_lives_exactly_its_ttl(self) -> None:
+        """The store keeps the record for the TTL the proof carries, to the boundary: a
+        130 s nonce-route record refuses the copy at 129.999 s and is gone at 130 s."""
+        mono = FakeMonotonic()
+        guard = ReplayGuard(MemoryReplayStore(clock=mono))
+        p = proof("n", iat=T0, ttl=NONCE_TTL)
+        await guard.record(p, now=T0)
+        mono.now += NONCE_TTL - 0.001
+        assert await reason_of(guard, p, T0 + NONCE_TTL - 1) == "jti_replayed"
+        mono.now += 0.001
+        # The record is gone: only the verifier's iat window refuses such a proof now.
+        assert await reason_of(guard, p, T0 + NONCE_TTL) is None
+
+    async def test_outage_is_503(self) -> None:
+        """A failing store is ReplayStoreUnavailable (503), never a pass."""
+        store = Switchable(MemoryReplayStore())
+        guard = ReplayGuard(store)
+        store.down = True
+        with pytest.raises(ReplayStoreUnavailable) as caught:
+            await guard.record(proof("a", iat=T0), now=T0)
+        assert caught.value.reason == "replay_store_error"
+
+
+class TestUncertainty:
+    async def test_not_disarmed_by_a_short_lived_proof(self) -> None:
+        """After a failure at F, a plain proof used at F+71 (past its own 70 s lifetime)
+        does not lift the uncertainty: a nonce-route proof issued before F (it lives
+        130 s) is still refused at F+82, and at F+10000 (no timer to run out)."""
+        store = Switchable(MemoryReplayStore())
+        guard = ReplayGuard(store)
+        assert await reason_of(guard, proof("warm", iat=T0), T0) is None
+        failure = T0 + 100
+        store.down = True
+        with pytest.raises(ReplayStoreUnavailable):
+            await guard.record(proof("x", iat=failure), now=failure)
+        store.down = False  # back, and maybe empty
+        assert await reason_of(guard, proof("fresh", iat=failure + 71), failure + 71) is None
+        old_nonce_proof = proof("nonce", iat=failure - 48, ttl=NONCE_TTL)
+        reason = await reason_of(guard, old_nonce_proof, failure + 82)
+        assert reason == "replay_state_uncertain"
+        later = proof("nonce2", iat=failure, ttl=NONCE_TTL)
+        assert await reason_of(guard, later, failure + 10_000) == "replay_state_uncertain"
+
+    async def test_proofs_made_after_the_failure_pass(self) -> None:
+        """Only proofs issued at or before the failure second are refused."""
+        store = Switchable(MemoryReplayStore())
+        guard = ReplayGuard(store)
+        await guard.record(proof("warm", iat=T0), now=T0)
+        store.down = True
+        with pytest.raises(ReplayStoreUnavailable):
+            await guard.record(proof("x", iat=T0 + 5), now=T0 + 5)
+        store.down = False
+        assert await reason_of(guard, proof("y", iat=T0 + 5), T0 + 6) == "replay_state_uncertain"
+        assert await reason_of(guard, proof("z", iat=T0 + 6), T0 + 6) is None
+
+    async def test_memory_store_epoch_is_its_first_use(self) -> None:
+        """A fresh memory store (a restarted process) cannot vouch for proofs issued before
+        it began: they are refused; proofs of that second or later pass."""
+        guard = ReplayGuard(MemoryReplayStore())
+        assert await reason_of(guard, proof("now", iat=T0), T0) is None
+        assert await reason_of(guard, proof("old", iat=T0 - 2), T0) == "replay_state_uncertain"
+        # Signed in the second before the epoch began, first used after: in flight.
+        assert await reason_of(guard, proof("in-flight", iat=T0 - 1), T0 + 1) is None
+        assert await reason_of(guard, proof("skewed", iat=T0 + 3), T0) is None
+
+    async def test_store_without_epoch_is_guarded_per_process(self) -> None:
+        """A store without add_with_epoch: the guard's first use stands in for the epoch."""
+        store = Switchable(MemoryReplayStore())
+        assert not isinstance(store, EpochReplayStore)
+        guard = ReplayGuard(store)
+        assert await reason_of(guard, proof("a", iat=T0), T0) is None
+        assert await reason_of(guard, proof("b", iat=T0 - 2), T0 + 1) == "replay_state_uncertain"
+        assert await reason_of(guard, proof("c", iat=T0 - 1), T0 + 1) is None
+
+    def test_built_in_stores_have_epochs(self) -> None:
+        """Both built-in stores implement the optional epoch method."""
+        assert isinstance(MemoryReplayStore(), EpochReplayStore)
+        assert callable(RedisReplayStore.add_with_epoch)
+
+
+@pytest.fixture(name="server")
+def _server() -> RedisServer:
+    return RedisServer()
+
+
+class TestFleetOnRealRedis:
+    """A redis-server of its own per test, restarted without persistence."""
+
+    @pytest.fixture(autouse=True)
+    async def _stop(self, server: RedisServer) -> AsyncIterator[None]:
+        server.start()
+        yield
+        server.stop()
+
+    async def test_marker_written_once_without_expiry(self, server: RedisServer) -> None:
+        """The first use writes the epoch marker with no expiry; later uses read it."""
+        store = RedisReplayStore.from_url(server.url)
+        guard = ReplayGuard(store)
+        await guard.record(proof("a", iat=T0), now=T0)
+        await guard.record(proof("b", iat=T0 + 5), now=T0 + 5)
+        admin = aioredis.Redis.from_url(server.url)
+        assert await admin.get(store.epoch_key) == str(T0).encode()
+        assert await admin.pttl(store.epoch_key) == -1  # never expires
+        await admin.aclose()
+        await store.aclose()
+
+    async def test_record_ttl_in_redis(self, server: RedisServer) -> None:
+        """The record's expiry in Redis is the proof's replay_ttl (PTTL, not a sleep)."""
+        store = RedisReplayStore.from_url(server.url)
+        p = proof("n", iat=T0, ttl=NONCE_TTL)
+        await ReplayGuard(store).record(p, now=T0)
+        admin = aioredis.Redis.from_url(server.url)
+        pttl = await admin.pttl(store.prefix + p.replay_key)
+        assert NONCE_TTL * 1000 - 2000 < pttl <= NONCE_TTL * 1000
+        await admin.aclose()
+        await store.aclose()
+
+    async def test_restart_without_persistence(
+        self, server: RedisServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Redis restarted empty: a proof used before the restart is refused by the worker
+        that used it, and by a worker started after the restart that never saw the store
+        fail; fresh proofs pass on both; the marker is written again."""
+        caplog.set_level(logging.WARNING, logger="dpop_guard")
+        a = ReplayGuard(RedisReplayStore.from_url(server.url))
+        used, used2 = proof("used", iat=T0), proof("used2", iat=T0)
+        assert await reason_of(a, used, T0) is None
+        assert await reason_of(a, used2, T0) is None
+        assert await reason_of(a, used, T0 + 1) == "jti_replayed"
+
+        server.stop()
+        server.start()  # no persistence: every record and the marker are gone
+        restart = T0 + 20
+
+        b = ReplayGuard(RedisReplayStore.from_url(server.url))  # a worker started now
+        assert await reason_of(b, used, restart) == "replay_state_uncertain"
+        assert await reason_of(b, proof("fresh-b", iat=restart), restart) is None
+        # Worker A's pooled connection died with the old server: its first command may
+        # fail (503, never a pass); then it reads the new marker and refuses the old proof.
+        try:
+            outcome = await reason_of(a, used2, restart + 1)
+        except ReplayStoreUnavailable:
+            outcome = await reason_of(a, used2, restart + 1)
+        assert outcome == "replay_state_uncertain"
+        logged = [getattr(r, "dpop_guard_reason", None) for r in caplog.records]
+        assert "replay_epoch_started" in logged  # B found no marker and wrote one
+        assert "replay_store_reset" in logged  # A saw the epoch change under it
+        assert await reason_of(a, proof("fresh-a", iat=restart + 2), restart + 2) is None
+        admin = aioredis.Redis.from_url(server.url)
+        assert await admin.get(a.store.epoch_key) == str(restart).encode()  # type: ignore[attr-defined]
+        await admin.aclose()
+        for guard in (a, b):
+            await guard.store.aclose()  # type: ignore[attr-defined]
+
+    async def test_worker_after_restart_alone(self, server: RedisServer) -> None:
+        """Only a worker started after the restart: it refuses a proof that another,
+        now gone, worker accepted before the restart (today's per-process rule accepted
+        it: that worker never saw a failure)."""
+        gone = ReplayGuard(RedisReplayStore.from_url(server.url))
+        used = proof("used", iat=T0)
+        assert await reason_of(gone, used, T0) is None
+        await gone.store.aclose()  # type: ignore[attr-defined]
+        server.stop()
+        server.start()
+        fresh = ReplayGuard(RedisReplayStore.from_url(server.url))
+        assert await reason_of(fresh, used, T0 + 30) == "replay_state_uncertain"
+        assert await reason_of(fresh, used, T0 + 31) == "jti_replayed"  # and it is spent
+        await fresh.store.aclose()  # type: ignore[attr-defined]
