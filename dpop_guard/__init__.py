@@ -18,9 +18,9 @@ from .errors import (
     UseDPoPNonce,
 )
 from .introspection import Introspector, RequestFacts, TokenInfo
+from .introspection._http import AsyncioHTTPClient
 from .introspection.authlete import AuthleteIntrospector
 from .introspection.cached import CachingIntrospector
-from .introspection.transport import AsyncioHTTPClient
 from .jwk import jwk_thumbprint
 from .middleware import DPoPCredentials, DPoPGuardMiddleware, DPoPUser
 from .proof import ProofVerifier, VerifiedProof, compute_ath, verify_proof

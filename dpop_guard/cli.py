@@ -89,7 +89,7 @@ async def _check(environ: Mapping[str, str]) -> list[str]:
         return [str(exc)]
     introspector: Any
     try:
-        from .introspection.transport import AsyncioHTTPClient
+        from .introspection._http import AsyncioHTTPClient
 
         client = AsyncioHTTPClient()
         if environ.get("DPOP_GUARD_INTROSPECTION", "authlete").lower() == "rfc7662":

@@ -37,6 +37,7 @@ from starlette.routing import Mount
 from starlette.routing import Route as HTTPRoute
 
 from dpop_guard import (
+    AsyncioHTTPClient,
     AuthleteIntrospector,
     AuthleteSettings,
     CachingIntrospector,
@@ -58,7 +59,6 @@ from dpop_guard.introspection.simulator import (
     SimulatorState,
     create_simulator_app,
 )
-from dpop_guard.introspection.transport import AsyncioHTTPClient
 from dpop_guard.replay import replay_store_from_url
 
 logger = logging.getLogger("examples.accounts")

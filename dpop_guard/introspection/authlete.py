@@ -41,7 +41,7 @@ from ..errors import (
 )
 from ..settings import AuthleteSettings
 from . import RequestFacts, TokenInfo
-from .transport import (
+from ._http import (
     AsyncioHTTPClient,
     PostTransport,
     TransportConnectError,

@@ -25,8 +25,7 @@ from joserfc import jwt as jose_jwt
 from ..errors import InvalidToken
 from ..settings import AuthleteSettings
 from . import RequestFacts, TokenInfo
-from .authlete import CircuitBreaker, _unavailable
-from .transport import (
+from ._http import (
     PostTransport,
     Response,
     TransportConnectError,
@@ -34,6 +33,7 @@ from .transport import (
     TransportTimeout,
     as_transport,
 )
+from .authlete import CircuitBreaker, _unavailable
 
 __all__ = [
     "AuthleteStandardIntrospector",
