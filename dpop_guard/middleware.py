@@ -248,7 +248,12 @@ class DPoPGuardMiddleware:
         scheme = scope.get("scheme", "http")
         if self._networks:
             client = scope.get("client")
-            origin = forwarded_origin(client[0] if client else None, forwarded, self._networks)
+            origin = forwarded_origin(
+                client[0] if client else None,
+                forwarded,
+                self._networks,
+                proxy_headers=self.settings.proxy_headers,
+            )
             if origin is not None:
                 scheme = origin.scheme or scheme
                 host = origin.host or host

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-from ._proxy import parse_networks
+from ._proxy import parse_networks, parse_proxy_headers
 from .jwk import DEFAULT_MAX_RSA_BITS, DEFAULT_MIN_RSA_BITS, SUPPORTED_ALGORITHMS
 from .nonce import DEFAULT_NONCE_STEP
 
@@ -233,6 +233,10 @@ class GuardSettings:
     :param trusted_proxies: addresses or CIDRs of the proxies whose ``Forwarded`` /
         ``X-Forwarded-Proto``/``-Host``/``-Prefix`` headers are believed when ``public_url``
         is not set; from anyone else they are ignored.
+    :param proxy_headers: which headers the trusted proxies set: ``forwarded`` (RFC 7239
+        ``Forwarded``) and/or ``x-forwarded`` (``X-Forwarded-For``/``-Proto``/``-Host``/
+        ``-Prefix``). Required whenever ``trusted_proxies`` is set; the headers not named
+        are ignored even from trusted proxies.
     :param max_token_bytes: longer access tokens are refused before any other work.
     :param cache_ttl: how long introspection results are reused; revocations are seen up
         to this late. ``0`` disables the cache.
@@ -252,6 +256,7 @@ class GuardSettings:
     introspection_cache: str | None = None
     metadata: ResourceMetadata | None = None
     trusted_proxies: tuple[str, ...] = ()
+    proxy_headers: tuple[str, ...] = ()
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
@@ -271,6 +276,11 @@ class GuardSettings:
             raise ValueError("introspection_cache must be a redis:// or rediss:// URL")
         object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
         parse_networks(self.trusted_proxies)  # raises ValueError naming a bad entry
+        object.__setattr__(
+            self,
+            "proxy_headers",
+            parse_proxy_headers(self.proxy_headers, trusted_proxies=bool(self.trusted_proxies)),
+        )
         if self.cache_ttl < 0:
             raise ValueError("cache_ttl must not be negative")
         _positive("max_token_bytes", self.max_token_bytes)
@@ -313,7 +323,8 @@ class GuardSettings:
         ``NONCE_STEP``, ``REPLAY_STORE`` (``memory`` or a Redis URL),
         ``INTROSPECTION_CACHE`` (a Redis URL), ``AUTHORIZATION_SERVERS`` (space-separated
         issuers; turns on RFC 9728 metadata for ``RESOURCE``, by default ``PUBLIC_URL``),
-        ``RESOURCE_NAME``, ``TRUSTED_PROXIES`` (addresses or CIDRs), ``CACHE_TTL``,
+        ``RESOURCE_NAME``, ``TRUSTED_PROXIES`` (addresses or CIDRs), ``PROXY_HEADERS``
+        (``forwarded`` and/or ``x-forwarded``), ``CACHE_TTL``,
         ``CACHE_MAXSIZE``, ``REPLAY_MAXSIZE``.
 
         :raises ValueError: naming the variable that is wrong.
@@ -367,6 +378,7 @@ class GuardSettings:
                 trusted_proxies=tuple(
                     p for p in re.split(r"[\s,]+", get("TRUSTED_PROXIES") or "") if p
                 ),
+                proxy_headers=tuple(re.split(r"[\s,]+", get("PROXY_HEADERS") or "")),
                 metadata=None
                 if not (servers and resource)
                 else ResourceMetadata(
