@@ -235,15 +235,20 @@ class AsyncioHTTPClient:
         """
         target = self._target(url)
         check_headers(headers)
-        request = h11.Request(
-            method="POST",
-            target=target.path,
-            headers=[
-                ("Host", target.host_header),
-                *headers,
-                ("Content-Length", str(len(body))),
-            ],
-        )
+        try:
+            request = h11.Request(
+                method="POST",
+                target=target.path,
+                headers=[
+                    ("Host", target.host_header),
+                    *headers,
+                    ("Content-Length", str(len(body))),
+                ],
+            )
+        except h11.LocalProtocolError:
+            # A path h11 will not send (check_headers has passed the headers); its message
+            # may quote the offending text, so it is not chained.
+            raise TransportError("request refused by the HTTP encoder") from None
         key = (target.host, target.port, target.tls)
         idle = self._idle.setdefault(key, [])
         while idle:  # bounded: each turn pops one connection
@@ -267,14 +272,10 @@ class AsyncioHTTPClient:
         conn = connection.h11
         reusable = False
         try:
-            try:
-                data = b"".join(
-                    conn.send(event) or b""
-                    for event in (request, h11.Data(data=body), h11.EndOfMessage())
-                )
-            except h11.LocalProtocolError:
-                # Not reached after check_headers; its message may hold a header value.
-                raise TransportError("request refused by the HTTP encoder") from None
+            data = b"".join(
+                conn.send(event) or b""
+                for event in (request, h11.Data(data=body), h11.EndOfMessage())
+            )
             try:
                 connection.writer.write(data)
                 await connection.writer.drain()
@@ -347,7 +348,9 @@ async def _read_response(connection: _Connection) -> Response:
                     raise TransportError("too many 1xx responses")
                 continue
             status = event.status_code
-            length = _content_length(event)
+            if status > 599:
+                raise TransportError("not an HTTP status code")  # RFC 9110 section 15
+            length = _framing(event)
             if length is not None and length > MAX_RESPONSE_BYTES:
                 raise TransportError("response too large")
         elif isinstance(event, h11.Data):
@@ -378,8 +381,17 @@ def _check_head(
     del head[:end]  # what follows belongs to the next head or the body
 
 
-def _content_length(event: h11.Response) -> int | None:
+def _framing(event: h11.Response) -> int | None:
+    """The ``Content-Length``, or ``None``; refuses a response that also has
+    ``Transfer-Encoding`` (RFC 9112 section 6.3: "ought to be handled as an error", a sign of
+    response splitting), which h11 would frame by the ``Transfer-Encoding``."""
+    length: int | None = None
+    chunked = False
     for name, value in event.headers:
         if name == b"content-length":
-            return int(value)  # h11 validated it as digits
-    return None
+            length = int(value)  # h11 validated it as digits, and any repeats as equal
+        elif name == b"transfer-encoding":
+            chunked = True
+    if chunked and length is not None:
+        raise TransportError("both Content-Length and Transfer-Encoding")
+    return length

@@ -265,6 +265,22 @@ class TestAsyncioHTTPClient:
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", id="chunk-cut"
             ),
             pytest.param(b"HTTP/1.1 200", id="head-cut"),
+            pytest.param(b"HTTP/1.1 600 OK\r\nContent-Length: 0\r\n\r\n", id="status-600"),
+            pytest.param(b"HTTP/1.1 099 OK\r\nContent-Length: 0\r\n\r\n", id="status-099"),
+            pytest.param(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"2\r\n{}\r\n0\r\n\r\n",
+                id="length-and-chunked",
+            ),
+            pytest.param(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n" + ok(),
+                id="unsolicited-101",
+            ),
+            pytest.param(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + (b"1;" + b"e" * 60_000 + b"\r\nx\r\n") * 60,
+                id="chunk-extension-flood",
+            ),
             pytest.param(
                 b"HTTP/1.1 200 OK\r\nX: " + b"a" * (70 << 10) + b"\r\n\r\n", id="huge-head"
             ),
@@ -366,6 +382,31 @@ class TestAsyncioHTTPClient:
         assert (info.value.status, info.value.reason) == (503, "authlete_transport_error")
         assert server.connections == 0
         assert "Injected" not in repr(info.value) and "Injected" not in repr(info.value.__cause__)
+
+    async def test_closed_without_answer(self, client: AsyncioHTTPClient) -> None:
+        """A new connection closed after the request, with no answer: TransportError."""
+
+        async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await read_request(reader)
+
+        async with Server(close) as url:
+            with pytest.raises(TransportError, match="closed before a response"):
+                await client.post(url, [], b"{}")
+
+    async def test_unsendable_target(self, client: AsyncioHTTPClient) -> None:
+        """A URL whose path h11 will not put on the wire sends nothing."""
+        server = await serve(replying(ok()))
+        async with server as url:
+            with pytest.raises(TransportError, match="encoder"):
+                await client.post(url + "/a b", [], b"{}")
+        assert server.requests == []
+
+    def test_deprecated_alias(self) -> None:
+        """dpop_guard.introspection.transport still names the same objects (for the merge)."""
+        from dpop_guard.introspection import _http, transport
+
+        assert transport.AsyncioHTTPClient is _http.AsyncioHTTPClient
+        assert transport.TransportError is _http.TransportError
 
     async def test_refused(self, client: AsyncioHTTPClient) -> None:
         """Nothing listening: TransportConnectError."""
