@@ -1,5 +1,7 @@
 """CPU per introspection POST: our h11-framed ``AsyncioHTTPClient`` against httpx (and,
-optionally, another implementation of the same interface, e.g. the client this one replaced).
+optionally, another implementation of the same interface, e.g. the client this one replaced),
+and per cache miss through ``AuthleteIntrospector`` on the DPoP scheme (two POSTs, JSON both
+ways) on each client.
 
 What is measured: the client process's CPU time (``time.process_time``, user + system, all
 threads) over ``--calls`` sequential POSTs on one kept-alive connection, divided by the
@@ -37,7 +39,8 @@ from typing import Any
 
 import httpx
 
-from dpop_guard import AsyncioHTTPClient
+from dpop_guard import AsyncioHTTPClient, AuthleteIntrospector, AuthleteSettings
+from dpop_guard.introspection import RequestFacts
 
 ANSWER_BODY = json.dumps(
     {
@@ -68,6 +71,8 @@ HEADERS = (
     ("Content-Type", "application/json"),
     ("Accept", "application/json"),
 )
+# A cache miss on the DPoP scheme: the introspector makes two POSTs (check and probe).
+MISS = RequestFacts("GET", "https://rs.test/accounts", "p" * 800, "k" * 43, ("read:accounts",))
 BODY = json.dumps(
     {"token": "t" * 43, "dpop": "p" * 800, "htm": "GET", "htu": "https://rs.test/accounts"}
 ).encode()
@@ -133,10 +138,21 @@ async def measure(
         "asyncio-h11 (ours)": lambda u: ours.post(u, HEADERS, BODY),
         "httpx.AsyncClient": lambda u: httpx_client.post(u, content=BODY, headers=list(HEADERS)),
     }
+    settings = AuthleteSettings(
+        base_url=url.partition("/api/")[0], api_key="1", access_token="s" * 43
+    )
+    ours_miss = AuthleteIntrospector(AsyncioHTTPClient(), settings)
+    httpx_miss = AuthleteIntrospector(httpx.AsyncClient(), settings)
+    clients["miss, 2 POSTs (ours)"] = lambda u: ours_miss.introspect("t" * 43, request=MISS)
+    clients["miss, 2 POSTs (httpx)"] = lambda u: httpx_miss.introspect("t" * 43, request=MISS)
     closers: list[Callable[[], Awaitable[None]]] = [ours.aclose, httpx_client.aclose]
     if compare is not None:
         other = _load(compare)()
         clients[f"compared ({compare.name})"] = lambda u: other.post(u, HEADERS, BODY)
+        other_miss = AuthleteIntrospector(_load(compare)(), settings)
+        clients["miss, 2 POSTs (compared)"] = lambda u: other_miss.introspect(
+            "t" * 43, request=MISS
+        )
         closers.append(other.aclose)
     results: dict[str, list[float]] = {name: [] for name in clients}
     names = list(clients)
