@@ -3,13 +3,18 @@
 Headers from a peer that is not a trusted proxy are ignored: anyone can send them. From a
 trusted peer, only the headers named by ``GuardSettings.proxy_headers`` are read:
 
-- ``forwarded``: RFC 7239 ``Forwarded`` only;
-- ``x-forwarded``: ``X-Forwarded-For``, ``-Proto``, ``-Host`` and ``-Prefix`` only.
+- ``forwarded``: RFC 7239 ``Forwarded``;
+- ``x-forwarded-for``, ``x-forwarded-proto``, ``x-forwarded-host``, ``x-forwarded-prefix``:
+  each of those headers;
+- ``x-forwarded``: shorthand for all four ``X-Forwarded-*`` headers.
 
-The others are ignored even from a trusted peer, because a proxy that sets one family
-usually passes the other through from the client untouched (nginx with ``X-Forwarded-*``
-forwards a client's own ``Forwarded``). Naming both is allowed (``Forwarded`` then wins
-when present) only for proxies that set or strip both.
+The others are ignored even from a trusted peer, because a proxy passes the headers it
+does not set through from the client untouched: nginx configured for ``X-Forwarded-For``
+and ``-Proto`` forwards a client's own ``Forwarded``, ``X-Forwarded-Host`` and
+``X-Forwarded-Prefix``; Envoy sets ``X-Forwarded-For`` and ``-Proto`` only. So name exactly
+what the proxies set (or overwrite, or strip); ``x-forwarded`` only for proxies that handle
+all four. Naming ``forwarded`` with ``X-Forwarded-*`` headers is allowed (``Forwarded`` then
+wins when present) only for proxies that set or strip both families.
 
 Behind a chain of proxies, the hop that counts is the right-most one whose address is *not*
 trusted (the client as the edge proxy saw it).
@@ -41,9 +46,23 @@ from typing import Final, Literal
 from .errors import InvalidRequest
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-ProxyHeaders = Literal["forwarded", "x-forwarded"]
+ProxyHeaders = Literal[
+    "forwarded",
+    "x-forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-prefix",
+]
 
-PROXY_HEADER_CHOICES: Final = ("forwarded", "x-forwarded")
+X_FORWARDED: Final = (
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-prefix",
+)
+"""What ``x-forwarded`` stands for: all four ``X-Forwarded-*`` headers."""
+PROXY_HEADER_CHOICES: Final = ("forwarded", "x-forwarded", *X_FORWARDED)
 MAX_PROXY_HEADER_BYTES: Final = 4096
 """Bytes in one proxy header, all its lines joined: a 32-hop chain needs about 2 KB."""
 MAX_PROXY_ELEMENTS: Final = 32
@@ -85,15 +104,28 @@ def parse_proxy_headers(values: Sequence[str], *, trusted_proxies: bool) -> tupl
     names = tuple(v.strip().lower() for v in values if v.strip())
     for name in names:
         if name not in PROXY_HEADER_CHOICES:
-            raise ValueError(f"proxy_headers: {name!r} is not 'forwarded' or 'x-forwarded'")
-    if len(set(names)) != len(names):
+            raise ValueError(
+                f"proxy_headers: {name!r} is not one of {', '.join(PROXY_HEADER_CHOICES)}"
+            )
+    if len(set(_x_forwarded(names))) != len(_x_forwarded(names)) or names.count("forwarded") > 1:
         raise ValueError("proxy_headers: an entry is repeated")
     if trusted_proxies and not names:
         raise ValueError(
             "proxy_headers must name the headers the trusted proxies set "
-            "('forwarded' and/or 'x-forwarded') when trusted_proxies is set"
+            f"({', '.join(PROXY_HEADER_CHOICES)}) when trusted_proxies is set"
         )
     return names
+
+
+def _x_forwarded(names: Collection[str]) -> list[str]:
+    """The ``X-Forwarded-*`` headers named, ``x-forwarded`` expanded to all four."""
+    found: list[str] = []
+    for name in names:
+        if name == "x-forwarded":
+            found.extend(X_FORWARDED)
+        elif name != "forwarded":
+            found.append(name)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,32 +300,35 @@ def forwarded_origin(
     :param headers: the proxy headers of the request, lower-case names, values as sent.
     :param networks: the trusted proxies.
     :param proxy_headers: ``GuardSettings.proxy_headers``: which headers the trusted
-        proxies set (``forwarded``, ``x-forwarded``); the others are ignored.
+        proxies set (see :data:`PROXY_HEADER_CHOICES`); the others are ignored.
     :raises InvalidRequest: a header to be read is over a size cap or malformed.
     """
     if not networks or not proxy_headers or not _trusted(peer, networks):
         return None
+    named = _x_forwarded(proxy_headers)
     if "forwarded" in proxy_headers:
         lines = headers.get(b"forwarded")
         elements = parse_forwarded(lines) if lines else []
-        if elements or "x-forwarded" not in proxy_headers:
+        if elements or not named:
             if not elements:
                 return Origin(None, None, "")
             index = _hop([e.get("for", "") for e in elements], networks)
             element = elements[index if index is not None else 0]
             return Origin(_valid_scheme(element.get("proto")), _valid_host(element.get("host")), "")
-    names = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix")
-    lists = {name: _list(headers.get(name, []), name.decode().title()) for name in names}
-    chain = lists[b"x-forwarded-for"]
+    lists = {
+        name: _list(headers.get(name.encode(), []), name.title()) if name in named else []
+        for name in X_FORWARDED
+    }
+    chain = lists["x-forwarded-for"]
     index = _hop(chain, networks) if chain else None
     position = index if index is not None else 0
 
-    def value(name: bytes) -> str | None:
+    def value(name: str) -> str | None:
         raw = lists[name]
         return _pick(raw, max(len(chain), 1), position) if raw else None
 
     return Origin(
-        _valid_scheme(value(b"x-forwarded-proto")),
-        _valid_host(value(b"x-forwarded-host")),
-        _valid_prefix(value(b"x-forwarded-prefix")),
+        _valid_scheme(value("x-forwarded-proto")),
+        _valid_host(value("x-forwarded-host")),
+        _valid_prefix(value("x-forwarded-prefix")),
     )

@@ -233,10 +233,11 @@ class GuardSettings:
     :param trusted_proxies: addresses or CIDRs of the proxies whose ``Forwarded`` /
         ``X-Forwarded-Proto``/``-Host``/``-Prefix`` headers are believed when ``public_url``
         is not set; from anyone else they are ignored.
-    :param proxy_headers: which headers the trusted proxies set: ``forwarded`` (RFC 7239
-        ``Forwarded``) and/or ``x-forwarded`` (``X-Forwarded-For``/``-Proto``/``-Host``/
-        ``-Prefix``). Required whenever ``trusted_proxies`` is set; the headers not named
-        are ignored even from trusted proxies.
+    :param proxy_headers: which headers the trusted proxies set (or overwrite, or strip):
+        ``forwarded`` (RFC 7239), ``x-forwarded-for``, ``x-forwarded-proto``,
+        ``x-forwarded-host``, ``x-forwarded-prefix``, or ``x-forwarded`` for all four.
+        Required whenever ``trusted_proxies`` is set; the headers not named are ignored even
+        from trusted proxies, since a proxy passes those through from the client.
     :param max_token_bytes: longer access tokens are refused before any other work.
     :param cache_ttl: how long introspection results are reused; revocations are seen up
         to this late. ``0`` disables the cache.
@@ -324,7 +325,7 @@ class GuardSettings:
         ``INTROSPECTION_CACHE`` (a Redis URL), ``AUTHORIZATION_SERVERS`` (space-separated
         issuers; turns on RFC 9728 metadata for ``RESOURCE``, by default ``PUBLIC_URL``),
         ``RESOURCE_NAME``, ``TRUSTED_PROXIES`` (addresses or CIDRs), ``PROXY_HEADERS``
-        (``forwarded`` and/or ``x-forwarded``), ``CACHE_TTL``,
+        (e.g. ``x-forwarded-for x-forwarded-proto``), ``CACHE_TTL``,
         ``CACHE_MAXSIZE``, ``REPLAY_MAXSIZE``.
 
         :raises ValueError: naming the variable that is wrong.

@@ -40,7 +40,9 @@ from dpop_guard.testing import make_proof
 from .test_middleware import assert_rejected, inner_app
 
 TRUSTED = ("10.0.0.0/8", "192.168.1.1")
-NGINX = ("x-forwarded",)
+NGINX = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")
+ENVOY = ("x-forwarded-for", "x-forwarded-proto")
+ALL_X = ("x-forwarded",)
 RFC7239 = ("forwarded",)
 
 
@@ -136,6 +138,35 @@ class TestLayouts:
         kw = {"peer": "10.1.2.3", "headers": headers, "proxy_headers": NGINX}
         assert await status(call, signer, PUBLIC, **kw) == 200
 
+    async def test_client_prefix_behind_nginx_ignored(
+        self, call: Callable[..., Any], signer: ProofSigner
+    ) -> None:
+        """nginx sets X-Forwarded-For/-Proto/-Host, not -Prefix: a client's own
+        X-Forwarded-Prefix, passed through, decides nothing."""
+        headers = {
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "api.bank.test",
+            "X-Forwarded-Prefix": "/evil",
+        }
+        kw = {"peer": "10.1.2.3", "headers": headers, "proxy_headers": NGINX}
+        assert await status(call, signer, "https://api.bank.test/evil/accounts", **kw) == 401
+        assert await status(call, signer, PUBLIC, **kw) == 200
+
+    async def test_client_host_behind_envoy_ignored(
+        self, call: Callable[..., Any], signer: ProofSigner
+    ) -> None:
+        """Envoy sets X-Forwarded-For and -Proto only: a client's own X-Forwarded-Host is
+        ignored and the Host header (Envoy's :authority) counts."""
+        headers = {
+            "Host": "api.bank.test",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-For": "203.0.113.9",
+            "X-Forwarded-Host": "evil.test",
+        }
+        kw = {"peer": "10.1.2.3", "headers": headers, "proxy_headers": ENVOY}
+        assert await status(call, signer, "https://evil.test/accounts", **kw) == 401
+        assert await status(call, signer, PUBLIC, **kw) == 200
+
     async def test_forwarded_proxy(self, call: Callable[..., Any], signer: ProofSigner) -> None:
         """An RFC 7239 proxy (Forwarded named): Forwarded is understood, and a client's
         X-Forwarded-Host and X-Forwarded-Prefix are ignored."""
@@ -191,7 +222,9 @@ class TestLayouts:
             "X-Forwarded-Host": "api.bank.test",
             "X-Forwarded-Prefix": "/bank",
         }
-        kw = {"peer": "10.1.2.3", "headers": headers, "proxy_headers": NGINX}
+        kw = {"peer": "10.1.2.3", "headers": headers, "proxy_headers": ALL_X}
+        assert await status(call, signer, "https://api.bank.test/bank/accounts", **kw) == 200
+        kw["proxy_headers"] = (*NGINX, "x-forwarded-prefix")
         assert await status(call, signer, "https://api.bank.test/bank/accounts", **kw) == 200
 
     async def test_untrusted_peer_headers_ignored(
@@ -240,7 +273,7 @@ class TestLayouts:
 
 
 NETS = parse_networks(TRUSTED)
-BOTH = ("forwarded", "x-forwarded")
+BOTH = ("forwarded", "x-forwarded")  # all five headers
 
 
 def origin(
@@ -299,8 +332,16 @@ class TestOrigin:
             b"x-forwarded-prefix": ["/p"],
         }
         assert origin(headers, RFC7239) == ("https", "f.test", "")
-        assert origin(headers, NGINX) == ("http", "x.test", "/p")
+        assert origin(headers, ALL_X) == ("http", "x.test", "/p")
+        assert origin(headers, NGINX) == ("http", "x.test", "")
+        assert origin(headers, ENVOY) == ("http", None, "")
+        assert origin(headers, ("x-forwarded-prefix",)) == (None, None, "/p")
         assert origin(headers, BOTH) == ("https", "f.test", "")
+        assert origin({b"x-forwarded-host": ["x.test"]}, ("forwarded", *NGINX)) == (
+            None,
+            "x.test",
+            "",
+        )
 
     @pytest.mark.parametrize("peer", [None, "", "203.0.113.9", "not-an-ip"])
     def test_untrusted(self, peer: str | None) -> None:
@@ -327,9 +368,18 @@ class TestSettings:
         with pytest.raises(ValueError, match="proxy_headers"):
             GuardSettings(trusted_proxies=("10.0.0.0/8",))
 
-    @pytest.mark.parametrize("bad", [("forwarded", "forwarded"), ("x-forwarded-for",), ("all",)])
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            ("forwarded", "forwarded"),
+            ("x-forwarded", "x-forwarded-host"),
+            ("x-forwarded-for", "X-Forwarded-For"),
+            ("x-forwarded-port",),
+            ("all",),
+        ],
+    )
     def test_bad_proxy_headers(self, bad: tuple[str, ...]) -> None:
-        """Only forwarded and x-forwarded, each once."""
+        """Only the known names, each header once (x-forwarded counts as all four)."""
         with pytest.raises(ValueError, match="proxy_headers"):
             GuardSettings(trusted_proxies=("10.0.0.0/8",), proxy_headers=bad)
 
@@ -338,11 +388,11 @@ class TestSettings:
         settings = GuardSettings.from_env(
             {
                 "DPOP_GUARD_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
-                "DPOP_GUARD_PROXY_HEADERS": " X-Forwarded ",
+                "DPOP_GUARD_PROXY_HEADERS": " X-Forwarded-For, x-forwarded-proto ",
             }
         )
         assert settings.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
-        assert settings.proxy_headers == ("x-forwarded",)
+        assert settings.proxy_headers == ("x-forwarded-for", "x-forwarded-proto")
 
     def test_from_env_requires_proxy_headers(self) -> None:
         """Trusted proxies without PROXY_HEADERS stop start-up."""
