@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 # Where each public name lives; ``__getattr__`` imports the module on first access.
 _EXPORTS: dict[str, str] = {
-    "AsyncioHTTPClient": ".introspection.transport",
+    "AsyncioHTTPClient": ".introspection._http",
     "AuthenticationRequired": ".errors",
     "AuthleteIntrospector": ".introspection.authlete",
     "AuthleteSettings": ".introspection.authlete",
@@ -129,9 +129,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ a
     )
     from .guard import DPoPGuard, from_env
     from .introspection import Introspector, RequestFacts, TokenInfo
+    from .introspection._http import AsyncioHTTPClient
     from .introspection.authlete import AuthleteIntrospector, AuthleteSettings
     from .introspection.cached import CachingIntrospector
-    from .introspection.transport import AsyncioHTTPClient
     from .jwk import jwk_thumbprint
     from .metadata import ResourceMetadata
     from .middleware import DPoPGuardMiddleware

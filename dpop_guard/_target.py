@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Collection
 from typing import Final
 from urllib.parse import quote, urlunsplit
 
@@ -89,13 +90,21 @@ def request_target_path(scope: Scope) -> str:
     return path
 
 
-def target_url(scope: Scope, *, public_url: str | None, networks: tuple[Network, ...]) -> str:
+def target_url(
+    scope: Scope,
+    *,
+    public_url: str | None,
+    networks: tuple[Network, ...],
+    proxy_headers: Collection[str],
+) -> str:
     """The URL the client addressed: the configured public URL, else what trusted
     proxies report, else the request's own scheme and ``Host``.
 
     :param public_url: the validated public origin and optional prefix (no trailing ``/``).
     :param networks: the trusted proxies; their headers are read only without
         ``public_url``.
+    :param proxy_headers: which forwarding headers those proxies set (the others are
+        ignored even from them); see :attr:`GuardSettings.proxy_headers`.
     :raises InvalidRequest: a request target or ``Host`` that is not valid, or more than
         one ``Host``.
     """
@@ -120,7 +129,9 @@ def target_url(scope: Scope, *, public_url: str | None, networks: tuple[Network,
     scheme = _HTTP_SCHEME.get(scope.get("scheme", "http"), "http")
     if networks:
         client = scope.get("client")
-        origin = forwarded_origin(client[0] if client else None, forwarded, networks)
+        origin = forwarded_origin(
+            client[0] if client else None, forwarded, networks, proxy_headers=proxy_headers
+        )
         if origin is not None:
             scheme = _HTTP_SCHEME.get(origin.scheme or scheme, scheme)
             host = origin.host or host

@@ -371,8 +371,8 @@ def _jwt(env: Mapping[str, str]) -> _Chain:
 
 
 def _rfc7662(env: Mapping[str, str]) -> _Chain:
+    from .introspection._http import AsyncioHTTPClient
     from .introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
-    from .introspection.transport import AsyncioHTTPClient
 
     settings = RFC7662Settings.from_env(env)
     client = AsyncioHTTPClient()
@@ -386,8 +386,8 @@ def _authlete(env: Mapping[str, str], *, standard: bool, embedded: bool) -> _Cha
     if embedded:
         authlete, http, simulator, simulator_app = _embedded_simulator()
     else:
+        from .introspection._http import AsyncioHTTPClient
         from .introspection.authlete import AuthleteSettings
-        from .introspection.transport import AsyncioHTTPClient
 
         try:
             authlete = AuthleteSettings.from_env(env)

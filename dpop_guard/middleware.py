@@ -182,7 +182,12 @@ class DPoPGuardMiddleware:
             elif name == b"dpop":
                 dpop.append(value.decode("latin-1"))
         header = parse_authorization(authorization, max_token_bytes=self.settings.max_token_bytes)
-        htu = target_url(scope, public_url=self.settings.public_url, networks=self._networks)
+        htu = target_url(
+            scope,
+            public_url=self.settings.public_url,
+            networks=self._networks,
+            proxy_headers=self.settings.proxy_headers,
+        )
         now = int(self._clock())
         if header.scheme == "Bearer":
             if dpop:

@@ -11,7 +11,7 @@ from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from ._env import EnvReader
-from ._proxy import parse_networks
+from ._proxy import parse_networks, parse_proxy_headers
 from .metadata import ResourceMetadata
 from .nonce import DEFAULT_NONCE_STEP
 from .proof import DEFAULT_ALGORITHMS, ProofPolicy  # ProofPolicy lives with the verifier
@@ -74,6 +74,11 @@ class GuardSettings:
     :param trusted_proxies: addresses or CIDRs of the proxies whose ``Forwarded`` /
         ``X-Forwarded-Proto``/``-Host``/``-Prefix`` headers are believed when ``public_url``
         is not set; from anyone else they are ignored.
+    :param proxy_headers: which headers the trusted proxies set (or overwrite, or strip):
+        ``forwarded`` (RFC 7239), ``x-forwarded-for``, ``x-forwarded-proto``,
+        ``x-forwarded-host``, ``x-forwarded-prefix``, or ``x-forwarded`` for all four.
+        Required whenever ``trusted_proxies`` is set; the headers not named are ignored even
+        from trusted proxies, since a proxy passes those through from the client.
     :param max_token_bytes: longer access tokens are refused before any other work.
     :param cache_ttl: how long introspection results are reused; revocations are seen up
         to this late. ``0`` disables the cache.
@@ -96,6 +101,7 @@ class GuardSettings:
     introspection_cache: str | None = None
     metadata: ResourceMetadata | None = None
     trusted_proxies: tuple[str, ...] = ()
+    proxy_headers: tuple[str, ...] = ()
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
@@ -116,6 +122,11 @@ class GuardSettings:
             raise ValueError("introspection_cache must be a redis:// or rediss:// URL")
         object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
         parse_networks(self.trusted_proxies)  # raises ValueError naming a bad entry
+        object.__setattr__(
+            self,
+            "proxy_headers",
+            parse_proxy_headers(self.proxy_headers, trusted_proxies=bool(self.trusted_proxies)),
+        )
         if self.cache_ttl < 0:
             raise ValueError("cache_ttl must not be negative")
         _positive("max_token_bytes", self.max_token_bytes)
@@ -155,7 +166,8 @@ class GuardSettings:
         ``NONCE_STEP``, ``REPLAY_STORE`` (``memory`` or a Redis URL),
         ``INTROSPECTION_CACHE`` (a Redis URL), ``AUTHORIZATION_SERVERS`` (space-separated
         issuers; turns on RFC 9728 metadata for ``RESOURCE``, by default ``PUBLIC_URL``),
-        ``RESOURCE_NAME``, ``TRUSTED_PROXIES`` (addresses or CIDRs), ``CACHE_TTL``,
+        ``RESOURCE_NAME``, ``TRUSTED_PROXIES`` (addresses or CIDRs), ``PROXY_HEADERS``
+        (e.g. ``x-forwarded-for x-forwarded-proto``), ``CACHE_TTL``,
         ``CACHE_MAXSIZE``, ``REPLAY_MAXSIZE``.
 
         :raises ValueError: naming the variable that is wrong.
@@ -191,6 +203,7 @@ class GuardSettings:
                 trusted_proxies=tuple(
                     p for p in re.split(r"[\s,]+", get("TRUSTED_PROXIES") or "") if p
                 ),
+                proxy_headers=tuple(re.split(r"[\s,]+", get("PROXY_HEADERS") or "")),
                 metadata=None
                 if not (servers and resource)
                 else ResourceMetadata(

@@ -856,7 +856,7 @@ class TestHost:
     def test_target_from_parts(self, scope: dict[str, Any], expected: str) -> None:
         """Without a public URL, htu is composed from the scheme (ws as http, wss as
         https), the Host or the server address, and the target's path."""
-        assert target_url(scope, public_url=None, networks=()) == expected
+        assert target_url(scope, public_url=None, networks=(), proxy_headers=()) == expected
 
     @pytest.mark.parametrize(
         "host", ["rs.local", "rs.local:8080", "10.0.0.1:1", "[::1]:65535", "[::1]"]

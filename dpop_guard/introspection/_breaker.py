@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from ..errors import DPoPGuardError, IntrospectionUnavailable
-from .transport import (
+from ._http import (
     PostTransport,
     Response,
     TransportConnectError,

@@ -53,7 +53,7 @@ from ._breaker import (
     post,
 )
 from ._breaker import unavailable as _unavailable
-from .transport import PostTransport, as_transport
+from ._http import PostTransport, as_transport
 
 __all__ = ["AuthleteIntrospector", "AuthleteSettings", "CircuitBreaker"]
 

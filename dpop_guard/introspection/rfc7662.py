@@ -30,8 +30,8 @@ from ._breaker import (
     post,
 )
 from ._breaker import unavailable as _unavailable
+from ._http import PostTransport, as_transport
 from .authlete import AuthleteSettings
-from .transport import PostTransport, as_transport
 
 __all__ = [
     "AuthleteStandardIntrospector",
@@ -109,7 +109,7 @@ class RFC7662Introspector:
     non-200, a timeout, garbage) are :class:`IntrospectionUnavailable`, behind the same
     circuit breaker as the Authlete client.
 
-    :param client: an :class:`~dpop_guard.introspection.transport.AsyncioHTTPClient` or an
+    :param client: an :class:`~dpop_guard.introspection._http.AsyncioHTTPClient` or an
         ``httpx.AsyncClient``.
     """
 
