@@ -106,8 +106,9 @@ class ClientCertificate:
     with the token's ``cnf.x5t#S256`` or Authlete's ``certificateThumbprint``.
     """
 
-    der: bytes
-    chain: tuple[bytes, ...] = ()
+    # Kept out of repr: a log line needs the thumbprint, not kilobytes of DER.
+    der: bytes = field(repr=False)
+    chain: tuple[bytes, ...] = field(default=(), repr=False)
     thumbprint: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -271,9 +272,8 @@ def _header(scope: Mapping[str, Any], name: bytes, max_bytes: int, *, combine: b
     return ",".join(v.decode("latin-1") for v in values)
 
 
-def _leaf_and_chain(ders: list[bytes], max_chain: int) -> ClientCertificate:
-    if len(ders) - 1 > max_chain:
-        raise _malformed("certificate chain too long")
+def _leaf_and_chain(ders: list[bytes]) -> ClientCertificate:
+    """Leaf first; every caller has bounded the count already."""
     for der in ders:
         _check_der(der)
     return ClientCertificate(ders[0], tuple(ders[1:]))
@@ -324,7 +324,7 @@ class AsgiTlsCertificateSource:
             if not isinstance(pem, str) or len(pem) > 4 * MAX_CERTIFICATE_BYTES:
                 raise _malformed("client_cert_chain entry is not a PEM string")
             ders.extend(_pem_certificates(pem, limit=1))
-        return _leaf_and_chain(ders, self.max_chain) if ders else None
+        return _leaf_and_chain(ders) if ders else None
 
 
 class Rfc9440CertificateSource:
@@ -361,7 +361,7 @@ class Rfc9440CertificateSource:
         ders = [parse_sf_binary(leaf)]
         if chain is not None:
             ders.extend(parse_sf_binary_list(chain, limit=self.max_chain))
-        return _leaf_and_chain(ders, self.max_chain)
+        return _leaf_and_chain(ders)
 
 
 def parse_sf_binary(value: str) -> bytes:
@@ -413,7 +413,7 @@ class _UrlPemHeaderSource:
         # empty value (or "-") for the same thing.
         if value.strip() in ("", "-"):
             return None
-        return _leaf_and_chain(_url_pem(value.strip(), limit=1), 0)
+        return _leaf_and_chain(_url_pem(value.strip(), limit=1))
 
 
 class NginxCertificateSource(_UrlPemHeaderSource):
@@ -495,7 +495,7 @@ class EnvoyXfccCertificateSource:
                 raise _malformed("XFCC Hash is not hex SHA-256")
             if bytes.fromhex(digest) != hashlib.sha256(leaf).digest():
                 raise _malformed("XFCC Hash does not match Cert")
-        return _leaf_and_chain(ders, self.max_chain)
+        return _leaf_and_chain(ders)
 
 
 #: Elements of one XFCC header read at most (each proxy hop appends one).

@@ -482,3 +482,66 @@ class TestFromEnv:
         with pytest.raises(ValueError, match=message) as caught:
             certificate_source_from_env(environ)
         assert "DPOP_GUARD_CLIENT_CERT_" in str(caught.value)
+
+
+class TestEdges:
+    """The corners of each parser, one rule each."""
+
+    def test_from_der_accepts_a_certificate_and_its_chain(self, pki: PKI) -> None:
+        """from_der parses and keeps both."""
+        cert = ClientCertificate.from_der(pki.bob.der, pki.bob.chain_der)
+        assert cert == ClientCertificate(pki.bob.der, pki.bob.chain_der)
+
+    def test_from_der_refuses_empty(self) -> None:
+        """Empty bytes are not a certificate."""
+        with pytest.raises(InvalidRequest):
+            ClientCertificate.from_der(b"")
+
+    @pytest.mark.parametrize("value", [":QU=JD:", ":A:", ":QUJD===:"])
+    def test_bad_base64_is_refused(self, value: str) -> None:
+        """Padding in the middle, an impossible length, too much padding."""
+        reject(Rfc9440CertificateSource(), scope(("Client-Cert", value)))
+
+    def test_empty_chain_header_is_an_empty_chain(self, pki: PKI) -> None:
+        """An empty List is no chain (RFC 8941 4.2)."""
+        request = scope(("Client-Cert", sf(pki.alice.der)), ("Client-Cert-Chain", " "))
+        cert = Rfc9440CertificateSource().certificate(request, trusted_peer=True)
+        assert cert is not None and cert.chain == ()
+
+    def test_nested_pem_markers_are_refused(self, pki: PKI) -> None:
+        """A BEGIN line inside a block is refused."""
+        text = "-----BEGIN CERTIFICATE-----\n" + pki.alice.pem
+        reject(NginxCertificateSource(HEADER), scope((HEADER, quote(text, safe=""))))
+
+    def test_asgi_tls_without_chain_key_is_no_certificate(self) -> None:
+        """A tls extension without client_cert_chain: no certificate."""
+        request = {"extensions": {"tls": {"server_cert": None}}}
+        assert AsgiTlsCertificateSource().certificate(request, trusted_peer=False) is None
+
+    def test_asgi_tls_non_string_entry_is_refused(self) -> None:
+        """Entries are PEM strings."""
+        request = {"extensions": {"tls": {"client_cert_chain": [b"bytes"]}}}
+        reject(AsgiTlsCertificateSource(), request)
+
+    def test_envoy_absent_is_no_certificate(self) -> None:
+        """No XFCC header: no certificate."""
+        assert EnvoyXfccCertificateSource().certificate(scope(), trusted_peer=True) is None
+
+    def test_envoy_hash_not_hex_is_refused(self, pki: PKI) -> None:
+        """Hash is 64 hex digits."""
+        value = f'Cert="{url_pem(pki.alice.der)}";Hash={"z" * 64}'
+        reject(EnvoyXfccCertificateSource(), scope(("x-forwarded-client-cert", value)))
+
+    def test_xfcc_whitespace_around_values(self) -> None:
+        """Optional whitespace around values and separators is skipped."""
+        assert parse_xfcc('a= "x" ;b=1 , c =2') == [{"a": "x", "b": "1"}, {"c": "2"}]
+
+    def test_xfcc_trailing_backslash_is_refused(self) -> None:
+        """An escape at the end of the header is unterminated."""
+        with pytest.raises(InvalidRequest):
+            parse_xfcc('a="\\')
+
+    def test_repr_shows_the_thumbprint_not_the_der(self, pki: PKI) -> None:
+        """A logged certificate is one short line."""
+        cert = ClientCertificate(pki.alice.der)
+        assert repr(cert) == f"ClientCertificate(thumbprint={pki.alice.x5t_s256!r})"
