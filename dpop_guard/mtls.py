@@ -131,6 +131,19 @@ class ClientCertificate:
             _check_der(item)
         return cls(der, tuple(chain))
 
+    @classmethod
+    def from_pem(cls, pem: str, chain: Sequence[str] = ()) -> ClientCertificate:
+        """Parse ``pem`` (exactly one ``CERTIFICATE`` block) and each ``chain`` entry (one
+        block each): what Authlete's ``clientCertificate`` / ``clientCertificatePath`` carry.
+
+        :raises InvalidRequest: ``client_cert_malformed`` for anything else, text outside
+            the block included, or a chain longer than :data:`DEFAULT_MAX_CHAIN`.
+        """
+        if len(chain) > DEFAULT_MAX_CHAIN:
+            raise _malformed("certificate chain too long")
+        ders = [_pem_certificates(text, limit=1)[0] for text in (pem, *chain)]
+        return _leaf_and_chain(ders)
+
     def pem(self) -> str:
         """The leaf as PEM: Authlete's ``clientCertificate``."""
         return ssl.DER_cert_to_PEM_cert(self.der)

@@ -545,3 +545,19 @@ class TestEdges:
         """A logged certificate is one short line."""
         cert = ClientCertificate(pki.alice.der)
         assert repr(cert) == f"ClientCertificate(thumbprint={pki.alice.x5t_s256!r})"
+
+    def test_from_pem_round_trips(self, pki: PKI) -> None:
+        """from_pem reads what pem() and chain_pems() write."""
+        cert = ClientCertificate(pki.bob.der, pki.bob.chain_der)
+        assert ClientCertificate.from_pem(cert.pem(), cert.chain_pems()) == cert
+
+    @pytest.mark.parametrize("extra", ["x", "-----BEGIN CERTIFICATE-----"])
+    def test_from_pem_refuses_anything_more(self, pki: PKI, extra: str) -> None:
+        """One block and nothing else."""
+        with pytest.raises(InvalidRequest):
+            ClientCertificate.from_pem(pki.alice.pem + extra)
+
+    def test_from_pem_refuses_a_long_chain(self, pki: PKI) -> None:
+        """The chain is bounded before parsing."""
+        with pytest.raises(InvalidRequest):
+            ClientCertificate.from_pem(pki.alice.pem, [pki.ca.pem] * (DEFAULT_MAX_CHAIN + 1))
