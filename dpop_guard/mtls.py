@@ -54,6 +54,8 @@ from .errors import InvalidRequest
 __all__ = [
     "DEFAULT_MAX_CHAIN",
     "DEFAULT_MAX_HEADER_BYTES",
+    "MAX_CERTIFICATE_BYTES",
+    "MAX_XFCC_ELEMENTS",
     "SOURCES",
     "AsgiTlsCertificateSource",
     "AwsAlbCertificateSource",
@@ -63,6 +65,9 @@ __all__ = [
     "NginxCertificateSource",
     "Rfc9440CertificateSource",
     "certificate_source_from_env",
+    "parse_sf_binary",
+    "parse_sf_binary_list",
+    "parse_xfcc",
     "peer_is_trusted",
 ]
 
@@ -549,20 +554,24 @@ def parse_xfcc(value: str) -> list[dict[str, str]]:
         if index < length and value[index] == '"':
             index += 1
             chars: list[str] = []
+            # Jump between backslashes and the closing quote with str.find (a Cert value is
+            # kilobytes). ``quote`` is recomputed only once passed, so each part of the
+            # value is searched once: linear even for a value full of escapes.
+            quote = -1
             while True:
-                if index >= length:
-                    raise _malformed("unterminated XFCC quoted value")
-                char = value[index]
-                if char == "\\":
-                    if index + 1 >= length:
-                        raise _malformed("unterminated XFCC escape")
-                    chars.append(value[index + 1])
-                    index += 2
-                    continue
-                index += 1
-                if char == '"':
+                if quote < index:
+                    quote = value.find('"', index)
+                    if quote < 0:
+                        raise _malformed("unterminated XFCC quoted value")
+                backslash = value.find("\\", index, quote)
+                if backslash < 0:
+                    chars.append(value[index:quote])
+                    index = quote + 1
                     break
-                chars.append(char)
+                # backslash < quote, so the escaped character exists (it may be the quote).
+                chars.append(value[index:backslash])
+                chars.append(value[backslash + 1])
+                index = backslash + 2
             val = "".join(chars)
             while index < length and value[index] in " \t":
                 index += 1
