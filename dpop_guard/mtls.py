@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,13 +196,22 @@ class ClientCertificateSource(Protocol):
 def peer_is_trusted(scope: Mapping[str, Any], networks: tuple[Network, ...]) -> bool:
     """Whether the immediate peer of ``scope`` is one of the trusted proxy ``networks``.
 
-    The same address matching as the ``Forwarded`` handling (:mod:`dpop_guard._proxy`). A
-    peer without an address (a Unix socket) is not trusted.
+    The same address matching as the ``Forwarded`` handling (:mod:`dpop_guard._proxy`). An
+    IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, what a dual-stack listener reports for an
+    IPv4 peer) is matched as the IPv4 address it is. A peer without an address (a Unix
+    socket) is not trusted.
     """
     client = scope.get("client")
     if not networks or not client:
         return False
-    return _trusted(str(client[0]), networks)
+    address = str(client[0])
+    try:
+        mapped = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
+        address = str(mapped.ipv4_mapped)
+    return _trusted(address, networks)
 
 
 # -- shared parsing ------------------------------------------------------------------------

@@ -107,7 +107,14 @@ class TestPeerIsTrusted:
 
     @pytest.mark.parametrize(
         ("client", "trusted"),
-        [("10.1.2.3", True), ("::1", True), ("11.0.0.1", False), ("unknown", False)],
+        [
+            ("10.1.2.3", True),
+            ("::ffff:10.1.2.3", True),  # a dual-stack listener's view of an IPv4 peer
+            ("::1", True),
+            ("11.0.0.1", False),
+            ("::ffff:11.0.0.1", False),
+            ("unknown", False),
+        ],
     )
     def test_matches_the_immediate_peer(self, client: str, trusted: bool) -> None:
         """scope["client"] is matched against the trusted networks."""
