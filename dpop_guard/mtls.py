@@ -5,13 +5,13 @@ the DER of the certificate the client presented in the TLS handshake (RFC 8705 s
 3.1). The TLS connection usually ends at a proxy, so the certificate reaches the app in a
 header the proxy sets. A :class:`ClientCertificateSource` reads it from one place:
 
-==================  =================================  ===========================================
-``asgi-tls``        :class:`AsgiTlsCertificateSource`   ``scope["extensions"]["tls"]`` (no proxy)
-``rfc9440``         :class:`Rfc9440CertificateSource`   ``Client-Cert`` / ``Client-Cert-Chain``
-``nginx``           :class:`NginxCertificateSource`     ``$ssl_client_escaped_cert`` in a header
-``envoy-xfcc``      :class:`EnvoyXfccCertificateSource` ``x-forwarded-client-cert``
-``aws-alb``         :class:`AwsAlbCertificateSource`    ``X-Amzn-Mtls-Clientcert-Leaf``
-==================  =================================  ===========================================
+==============  ===================================  =========================================
+``asgi-tls``    :class:`AsgiTlsCertificateSource`    ``scope["extensions"]["tls"]`` (no proxy)
+``rfc9440``     :class:`Rfc9440CertificateSource`    ``Client-Cert`` / ``Client-Cert-Chain``
+``nginx``       :class:`NginxCertificateSource`      ``$ssl_client_escaped_cert`` in a header
+``envoy-xfcc``  :class:`EnvoyXfccCertificateSource`  ``x-forwarded-client-cert``
+``aws-alb``     :class:`AwsAlbCertificateSource`     ``X-Amzn-Mtls-Clientcert-Leaf``
+==============  ===================================  =========================================
 
 What is trusted, and why:
 
