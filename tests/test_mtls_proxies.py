@@ -36,6 +36,7 @@ from ._support.tls_proxies import (
     NGINX_TEMPLATE,
     DirectPeerServer,
     ProxyProcess,
+    Verify,
     haproxy,
     nginx,
 )
@@ -105,12 +106,10 @@ def _pem(der: bytes) -> str:
     return ssl.DER_cert_to_PEM_cert(der)
 
 
-@pytest.fixture(scope="module", name="deployment", params=["nginx", "haproxy"])
-def _deployment(
-    request: pytest.FixtureRequest, files: PKIFiles, tmp_path_factory: pytest.TempPathFactory
+def _deploy(
+    name: str, files: PKIFiles, tmp_path_factory: pytest.TempPathFactory, verify: Verify
 ) -> Iterator[Deployment]:
-    name: str = request.param
-    directory = tmp_path_factory.mktemp(name)
+    directory = tmp_path_factory.mktemp(f"{name}-{verify}")
     if name == "nginx":
         app = EchoApp(NginxCertificateSource("X-Client-Cert"))
         header = "X-Client-Cert"
@@ -127,8 +126,27 @@ def _deployment(
             return ":" + base64.b64encode(der).decode() + ":"
 
         start = haproxy
-    with DirectPeerServer(app) as upstream, start(directory, files, upstream.address) as proxy:
+    with (
+        DirectPeerServer(app) as upstream,
+        start(directory, files, upstream.address, verify=verify) as proxy,
+    ):
         yield Deployment(name, proxy, app, upstream, header, forge)
+
+
+@pytest.fixture(scope="module", name="deployment", params=["nginx", "haproxy"])
+def _deployment(
+    request: pytest.FixtureRequest, files: PKIFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    """The proxy as the operator example configures it: certificates required."""
+    yield from _deploy(request.param, files, tmp_path_factory, "required")
+
+
+@pytest.fixture(scope="module", name="optional", params=["nginx", "haproxy"])
+def _optional(
+    request: pytest.FixtureRequest, files: PKIFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    """The proxy with certificates optional (routes that also accept DPoP)."""
+    yield from _deploy(request.param, files, tmp_path_factory, "optional")
 
 
 def tls_client(files: PKIFiles, identity: str | None) -> httpx.Client:
@@ -218,6 +236,37 @@ class TestThroughTheProxy:
             "chain": 0,
             "trusted_peer": True,
         }
+
+
+class TestCertificateOptional:
+    def test_no_certificate_reaches_the_app_as_none(
+        self, optional: Deployment, files: PKIFiles
+    ) -> None:
+        """With certificates optional, a client without one arrives with no certificate."""
+        with tls_client(files, None) as client:
+            response = client.get(optional.proxy.url + "/")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"thumbprint": None, "chain": 0, "trusted_peer": True}
+
+    def test_presented_certificate_still_reaches_the_app(
+        self, optional: Deployment, files: PKIFiles, pki: PKI
+    ) -> None:
+        """A client that does present one is seen with it."""
+        with tls_client(files, "alice") as client:
+            response = client.get(optional.proxy.url + "/")
+        assert response.json()["thumbprint"] == pki.alice.x5t_s256
+
+    def test_forged_header_without_a_certificate_never_wins(
+        self, optional: Deployment, files: PKIFiles, pki: PKI
+    ) -> None:
+        """The dangerous case: no TLS certificate, a forged header. The proxy strips the
+        header even when it has no certificate to put there."""
+        with tls_client(files, None) as client:
+            response = client.get(
+                optional.proxy.url + "/", headers={optional.header: optional.forge(pki.bob.der)}
+            )
+        assert response.status_code == 200, response.text
+        assert response.json() == {"thumbprint": None, "chain": 0, "trusted_peer": True}
 
 
 class TestStraightToTheApp:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -47,6 +48,19 @@ def render(template: Path, values: Mapping[str, str]) -> str:
         start = text.index("{{")
         raise ValueError(f"{template.name}: placeholder left: {text[start : start + 30]!r}")
     return text
+
+
+Verify = Literal["required", "optional"]
+
+
+def _switch(text: str, required: str, optional: str, verify: Verify) -> str:
+    """The rendered configuration with client certificates optional, if asked: the operator
+    example requires them, and its comments name the one line to change."""
+    if verify == "required":
+        return text
+    if text.count(required) != 1:
+        raise ValueError(f"expected exactly one {required!r} to switch")
+    return text.replace(required, optional)
 
 
 def _command(name: str) -> str:
@@ -112,24 +126,26 @@ class ProxyProcess:
         self.stop()
 
 
-def nginx(directory: Path, pki: PKIFiles, upstream: str) -> ProxyProcess:
-    """nginx with ``examples/nginx/mtls.conf``, forwarding to ``upstream`` (host:port)."""
+def nginx(
+    directory: Path, pki: PKIFiles, upstream: str, *, verify: Verify = "required"
+) -> ProxyProcess:
+    """nginx with ``examples/nginx/mtls.conf``, forwarding to ``upstream`` (host:port);
+    ``verify="optional"`` lets clients without a certificate through."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = directory / "nginx.conf"
-    conf.write_text(
-        render(
-            NGINX_TEMPLATE,
-            {
-                "listen": f"127.0.0.1:{port}",
-                "server_cert": str(pki.server_cert),
-                "server_key": str(pki.server_key),
-                "client_ca": str(pki.ca),
-                "upstream": upstream,
-                "prefix": str(directory),
-            },
-        )
+    text = render(
+        NGINX_TEMPLATE,
+        {
+            "listen": f"127.0.0.1:{port}",
+            "server_cert": str(pki.server_cert),
+            "server_key": str(pki.server_key),
+            "client_ca": str(pki.ca),
+            "upstream": upstream,
+            "prefix": str(directory),
+        },
     )
+    conf.write_text(_switch(text, "ssl_verify_client on;", "ssl_verify_client optional;", verify))
     argv = [
         _command("nginx"),
         "-e",  # the error log before the configuration is read
@@ -144,22 +160,25 @@ def nginx(directory: Path, pki: PKIFiles, upstream: str) -> ProxyProcess:
     return ProxyProcess(argv, port, directory / "nginx.log")
 
 
-def haproxy(directory: Path, pki: PKIFiles, upstream: str) -> ProxyProcess:
-    """HAProxy with ``examples/haproxy/mtls.cfg``, forwarding to ``upstream`` (host:port)."""
+def haproxy(
+    directory: Path, pki: PKIFiles, upstream: str, *, verify: Verify = "required"
+) -> ProxyProcess:
+    """HAProxy with ``examples/haproxy/mtls.cfg``, forwarding to ``upstream`` (host:port);
+    ``verify="optional"`` lets clients without a certificate through."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cfg = directory / "haproxy.cfg"
-    cfg.write_text(
-        render(
-            HAPROXY_TEMPLATE,
-            {
-                "bind": f"127.0.0.1:{port}",
-                "server_pem": str(pki.server_combined),
-                "client_ca": str(pki.ca),
-                "upstream": upstream,
-            },
-        )
+    text = render(
+        HAPROXY_TEMPLATE,
+        {
+            "bind": f"127.0.0.1:{port}",
+            "server_pem": str(pki.server_combined),
+            "client_ca": str(pki.ca),
+            "upstream": upstream,
+        },
     )
+    # The bind line's last word; the comment lines above it say "verify required" too.
+    cfg.write_text(_switch(text, " verify required\n", " verify optional\n", verify))
     # -db: stay in the foreground, no daemon; -W is not needed for a single process.
     argv = [_command("haproxy"), "-db", "-f", str(cfg)]
     return ProxyProcess(argv, port, directory / "haproxy.log")
