@@ -37,7 +37,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from starlette.applications import Starlette
@@ -53,10 +53,20 @@ NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 PAGE_HEADERS: Final = {
     **NO_STORE,
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "form-action 'self'; frame-ancestors 'none'",
+    "frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+
+
+def _page_headers(redirect_uri: object) -> dict[str, str]:
+    """The page headers; ``form-action`` also admits the client's redirect origin, since
+    browsers apply it to the redirect that answers the form (CSP 3 §6.4.1)."""
+    headers = dict(PAGE_HEADERS)
+    target = urlsplit(str(redirect_uri or ""))
+    origin = f" {target.scheme}://{target.netloc}" if target.scheme in ("http", "https") else ""
+    headers["Content-Security-Policy"] += f"; form-action 'self'{origin}"
+    return headers
 
 
 @dataclass(frozen=True)
@@ -271,7 +281,9 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
     def _answer(result: Mapping[str, Any]) -> Response:
         action = result["action"]
         if action == "INTERACTION":
-            return HTMLResponse(consent_page(result), headers=PAGE_HEADERS)
+            return HTMLResponse(
+                consent_page(result), headers=_page_headers(result.get("redirectUri"))
+            )
         if action == "LOCATION":
             # 303: the browser follows a POST's answer with a GET (RFC 9110 §15.4.4).
             return RedirectResponse(

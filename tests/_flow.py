@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -26,8 +27,13 @@ from dpop_guard.introspection.simulator import (
 from dpop_guard.simulator._authorization import (
     AuthorizationService,
     SimClient,
+    SimService,
     authorization_routes,
 )
+from examples.accounts import create_app as create_api
+from examples.authorization_server import create_app as create_as
+
+from ._servers import ServerThread
 
 CLIENT_ID = 3_141_592_653
 REDIRECT_URI = "https://app.example.org/cb"
@@ -210,3 +216,41 @@ async def submit_consent(
 
 def _b64decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@dataclass
+class Stack:
+    simulator: ServerThread
+    authorization_server: ServerThread
+    api: ServerThread
+    state: SimulatorState
+    auth: AuthorizationService
+
+
+def authlete_env(simulator_url: str) -> dict[str, str]:
+    return {
+        "AUTHLETE_BASE_URL": simulator_url,
+        "AUTHLETE_API_VERSION": "V3",
+        "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
+        "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
+    }
+
+
+@contextmanager
+def start_stack() -> Iterator[Stack]:
+    """The simulator (with the authorization routes), the example authorization server
+    in front of it, and the accounts API, each under uvicorn on loopback."""
+    state, auth = SimulatorState(), AuthorizationService()
+    late = LateApp()
+    with ServerThread(simulator_with_authorization(state, auth)) as simulator:
+        as_server = ServerThread(late)
+        issuer = as_server.url
+        # The AS's public URLs, as they are registered in the Authlete service.
+        auth.service = SimService(
+            issuer=issuer,
+            token_endpoint=f"{issuer}/token",
+            pushed_auth_req_endpoint=f"{issuer}/par",
+        )
+        late.app = create_as({**authlete_env(simulator.url), "AS_ISSUER": issuer})
+        with as_server, ServerThread(create_api(authlete_env(simulator.url))) as api:
+            yield Stack(simulator, as_server, api, state, auth)

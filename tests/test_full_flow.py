@@ -7,69 +7,32 @@ private_key_jwt → DPoP-bound token → /accounts with a fresh proof."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
 from dpop_guard.client import FAPIClient, OAuthError, ProofSigner, TokenResponse
-from dpop_guard.introspection.simulator import (
-    DEFAULT_SERVICE_ID,
-    DEFAULT_SERVICE_TOKEN,
-    SimulatorState,
-)
-from dpop_guard.simulator._authorization import AuthorizationService, SimService
-from examples.accounts import create_app as create_api
+from dpop_guard.introspection.simulator import DEFAULT_SERVICE_ID
 from examples.authorization_server import create_app as create_as
 
 from ._flow import (
     CLIENT_ID,
     REDIRECT_URI,
-    LateApp,
+    Stack,
+    authlete_env,
     register,
-    simulator_with_authorization,
+    start_stack,
     submit_consent,
 )
-from ._servers import ServerThread
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class Stack:
-    simulator: ServerThread
-    authorization_server: ServerThread
-    api: ServerThread
-    state: SimulatorState
-    auth: AuthorizationService
-
-
-def authlete_env(simulator_url: str) -> dict[str, str]:
-    return {
-        "AUTHLETE_BASE_URL": simulator_url,
-        "AUTHLETE_API_VERSION": "V3",
-        "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
-        "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
-    }
-
-
 @pytest.fixture(name="stack", scope="module")
 def _stack() -> Iterator[Stack]:
-    state, auth = SimulatorState(), AuthorizationService()
-    late = LateApp()
-    with ServerThread(simulator_with_authorization(state, auth)) as simulator:
-        as_server = ServerThread(late)
-        issuer = as_server.url
-        # The AS's public URLs, as they are registered in the Authlete service.
-        auth.service = SimService(
-            issuer=issuer,
-            token_endpoint=f"{issuer}/token",
-            pushed_auth_req_endpoint=f"{issuer}/par",
-        )
-        late.app = create_as({**authlete_env(simulator.url), "AS_ISSUER": issuer})
-        with as_server, ServerThread(create_api(authlete_env(simulator.url))) as api:
-            yield Stack(simulator, as_server, api, state, auth)
+    with start_stack() as stack:
+        yield stack
 
 
 @pytest.fixture(name="fapi")
