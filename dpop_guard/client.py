@@ -257,8 +257,18 @@ class PKCE:
 
     @classmethod
     def generate(cls) -> PKCE:
-        verifier = secrets.token_urlsafe(48)  # 64 characters of the unreserved set
-        return cls(verifier, b64url_encode(hashlib.sha256(verifier.encode()).digest()))
+        """A fresh verifier: 64 characters of the unreserved set (RFC 7636 §4.1)."""
+        return cls.from_verifier(secrets.token_urlsafe(48))
+
+    @classmethod
+    def from_verifier(cls, verifier: str) -> PKCE:
+        """The S256 challenge of ``verifier``: base64url(SHA-256(ASCII(verifier))).
+
+        :raises ValueError: when the verifier is not 43 to 128 characters long.
+        """
+        if not 43 <= len(verifier) <= 128:
+            raise ValueError("a code verifier has 43 to 128 characters")
+        return cls(verifier, b64url_encode(hashlib.sha256(verifier.encode("ascii")).digest()))
 
 
 def client_assertion(
