@@ -428,7 +428,13 @@ class FAPIClient:
 
         :raises OAuthError: ``invalid_response`` on an unusable document.
         """
-        response = await http.get(_well_known(issuer), headers={"Accept": "application/json"})
+        headers = {"Accept": "application/json"}
+        response = await http.get(_well_known(issuer), headers=headers)
+        if response.status_code == 404:
+            # RFC 8414 §5: an OpenID provider may publish the same members only under
+            # OpenID Connect Discovery's name (appended to the issuer).
+            openid = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+            response = await http.get(openid, headers=headers)
         if response.status_code != 200 or len(response.content) > MAX_METADATA_BYTES:
             raise OAuthError("invalid_response", "no authorization server metadata")
         try:
