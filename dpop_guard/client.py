@@ -524,7 +524,7 @@ class FAPIClient:
         if params.get("iss") != self.metadata.issuer:
             # FAPI 2.0 §5.3.3.2: a response without the right iss may be a mix-up attack.
             raise OAuthError("invalid_response", "the iss response parameter is missing or wrong")
-        if not secrets.compare_digest(params.get("state", ""), pushed.state):
+        if not secrets.compare_digest(params.get("state", "").encode(), pushed.state.encode()):
             raise OAuthError("invalid_response", "the state does not match")
         if "error" in params:
             raise OAuthError(params["error"], params.get("error_description", ""))

@@ -7,12 +7,20 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
+import anyio
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dpop_guard.client import PKCE, ProofSigner
-from dpop_guard.introspection.simulator import SimulatorState
+from dpop_guard.introspection.simulator import (
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_TOKEN,
+    SimulatorState,
+)
 from dpop_guard.simulator._authorization import AuthorizationService, SimClient, SimService
 
 from ._flow import AuthleteCalls, Registered, register, simulator_with_authorization
@@ -525,3 +533,172 @@ class TestCode:
         await calls.call("auth/authorization/issue", {"ticket": ticket, "subject": "a"})
         again = await calls.call("auth/authorization/issue", {"ticket": ticket, "subject": "a"})
         assert again["action"] == "BAD_REQUEST"
+
+
+class TestHostileInput:
+    """Whatever a client sends through the AS, the answer is an action, never a 500."""
+
+    async def test_nan_exp(self, calls: AuthleteCalls, reg: Registered) -> None:
+        """exp = NaN (which Python's json accepts) is refused, not let through every bound."""
+        result = await calls.par(
+            reg, PKCE.generate(), client_assertion=calls.assertion(reg, exp=float("nan"))
+        )
+        assert result["action"] == "UNAUTHORIZED" and "well-formed" in result["resultMessage"]
+
+    async def test_nan_iat_in_proof(self, calls: AuthleteCalls, reg: Registered) -> None:
+        """A DPoP proof with iat = NaN → invalid_dpop_proof."""
+        pkce = PKCE.generate()
+        claims = {"jti": "j", "htm": "POST", "htu": calls.auth.service.token_endpoint}
+        proof = reg.dpop.sign_raw(None, {**claims, "iat": float("nan")})
+        result = await calls.token(reg, await calls.code(reg, pkce), pkce, dpop=proof)
+        assert result["action"] == "BAD_REQUEST" and error_of(result) == "invalid_dpop_proof"
+
+    async def test_huge_rsa_key_in_proof(self, calls: AuthleteCalls, reg: Registered) -> None:
+        """An RSA proof key over 4096 bits is refused before any RSA work."""
+        pkce = PKCE.generate()
+        header = {
+            "typ": "dpop+jwt",
+            "alg": "PS256",
+            "jwk": {"kty": "RSA", "n": "A" * 2000, "e": "AQAB"},
+        }
+        claims = {"jti": "j", "htm": "POST", "htu": calls.auth.service.token_endpoint, "iat": 1}
+        proof = reg.dpop.sign_raw(header, claims)
+        result = await calls.token(reg, await calls.code(reg, pkce), pkce, dpop=proof)
+        assert result["action"] == "BAD_REQUEST" and "too large" in result["resultMessage"]
+
+    async def test_long_client_id(self, calls: AuthleteCalls) -> None:
+        """A client_id of 5000 digits (beyond int()'s default limit) is an unknown client."""
+        result = await calls.call("auth/authorization", {"parameters": "client_id=" + "9" * 5000})
+        assert result["action"] == "BAD_REQUEST" and "exist" in result["resultMessage"]
+
+    async def test_too_many_parameters(self, calls: AuthleteCalls) -> None:
+        """More than 64 parameters → BAD_REQUEST."""
+        query = "&".join(f"p{i}=v" for i in range(65))
+        result = await calls.call("pushed_auth_req", {"parameters": query})
+        assert result["action"] == "BAD_REQUEST" and "Too many" in result["resultMessage"]
+
+    async def test_repeated_parameter(self, calls: AuthleteCalls, reg: Registered) -> None:
+        """A parameter given twice → BAD_REQUEST invalid_request (RFC 6749 §3.1)."""
+        query = calls.par_parameters(reg, PKCE.generate()) + "&scope=profile"
+        result = await calls.call("pushed_auth_req", {"parameters": query})
+        assert result["action"] == "BAD_REQUEST" and "repeated" in result["resultMessage"]
+
+    async def test_non_ascii_nonce(
+        self, calls: AuthleteCalls, reg: Registered, auth: AuthorizationService
+    ) -> None:
+        """A nonce outside ASCII is a stale nonce (use_dpop_nonce), not a crash."""
+        pkce = PKCE.generate()
+        url = auth.service.token_endpoint
+        proof = reg.dpop.sign(htm="POST", htu=url, nonce="nonce-é", iat=auth.clock())
+        result = await calls.token(
+            reg, await calls.code(reg, pkce), pkce, dpop=proof, body={"dpopNonceRequired": True}
+        )
+        assert result["action"] == "BAD_REQUEST" and error_of(result) == "use_dpop_nonce"
+
+    @pytest.mark.parametrize(
+        "body", [b"[" * 5000 + b"]" * 5000, b'{"parameters": "' + b"a" * 70000 + b'"}', b"\xff"]
+    )
+    async def test_malformed_api_body(self, calls: AuthleteCalls, body: bytes) -> None:
+        """Deep, oversized or undecodable API bodies → HTTP 400 A001201."""
+        from ._flow import V3_AUTH
+
+        response = await calls.http.post(
+            f"/api/{DEFAULT_SERVICE_ID}/auth/token",
+            content=body,
+            headers={**V3_AUTH, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400 and response.json()["resultCode"] == "A001201"
+
+
+ACTIONS = {"CREATED", "BAD_REQUEST", "UNAUTHORIZED", "INVALID_CLIENT", "INTERACTION"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    api=st.sampled_from(["pushed_auth_req", "auth/authorization", "auth/token"]),
+    parameters=st.one_of(
+        st.text(max_size=300),
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    [
+                        "client_id",
+                        "client_assertion",
+                        "client_assertion_type",
+                        "request_uri",
+                        "code",
+                        "grant_type",
+                        "response_type",
+                        "redirect_uri",
+                        "scope",
+                        "code_challenge",
+                        "code_verifier",
+                    ]
+                ),
+                st.text(max_size=40),
+            ),
+            max_size=12,
+        ).map(lambda pairs: urlencode(pairs)),
+    ),
+    dpop=st.one_of(st.none(), st.text(max_size=60), st.just("a.b.c")),
+)
+def test_any_parameters_get_an_action(api: str, parameters: str, dpop: str | None) -> None:
+    """Arbitrary parameters and proofs: always HTTP 200 with an error action."""
+    auth = AuthorizationService()
+    auth.register(SimClient(client_id=1, redirect_uris=("https://a/cb",), jwks=()))
+    app = simulator_with_authorization(SimulatorState(), auth)
+    body: dict[str, Any] = {"parameters": parameters}
+    if dpop is not None:
+        body["dpop"] = dpop
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+            return await client.post(
+                f"/api/{DEFAULT_SERVICE_ID}/{api}",
+                json=body,
+                headers={"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"},
+            )
+
+    response = anyio.run(send)
+    assert response.status_code == 200
+    assert response.json()["action"] in ACTIONS - {"CREATED", "INTERACTION"}
+
+
+class TestClientRegistrationHook:
+    async def test_register_over_http(
+        self, calls: AuthleteCalls, signers: dict[str, ProofSigner]
+    ) -> None:
+        """POST /sim/authorization/clients registers a client and the AS's URLs (for a
+        simulator in another process, as in the demo)."""
+        from ._flow import V3_AUTH
+
+        key = signers["EdDSA"]
+        response = await calls.http.post(
+            "/sim/authorization/clients",
+            headers=V3_AUTH,
+            json={
+                "client_id": 77,
+                "redirect_uris": ["https://demo.example/cb"],
+                "jwks": {"keys": [dict(key.public_jwk)]},
+                "service": {
+                    "issuer": "http://127.0.0.1:9000",
+                    "token_endpoint": "http://127.0.0.1:9000/token",
+                },
+            },
+        )
+        assert response.status_code == 201
+        assert calls.auth.clients[77].redirect_uris == ("https://demo.example/cb",)
+        assert calls.auth.service.issuer == "http://127.0.0.1:9000"
+        reg = Registered(77, key, key, "https://demo.example/cb")
+        assert (await calls.par(reg, PKCE.generate()))["action"] == "CREATED"
+
+    async def test_refused_without_credential_or_with_bad_key(self, calls: AuthleteCalls) -> None:
+        """The hook needs the service credential; a private key is refused."""
+        from ._flow import V3_AUTH
+
+        body = {"client_id": 1, "redirect_uris": [], "jwks": {"keys": [{"kty": "oct", "k": "x"}]}}
+        anonymous = await calls.http.post("/sim/authorization/clients", json=body)
+        assert anonymous.status_code == 401
+        refused = await calls.http.post("/sim/authorization/clients", json=body, headers=V3_AUTH)
+        assert refused.status_code == 400

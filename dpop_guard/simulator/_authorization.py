@@ -38,6 +38,8 @@ import base64
 import hashlib
 import hmac
 import json
+import math
+import re
 import secrets
 import time
 import warnings
@@ -70,6 +72,10 @@ FAPI2_ALGS: Final = ("PS256", "ES256", "EdDSA")
 DPOP_ALGS: Final = ("PS256", "ES256", "EdDSA", "ES384", "ES512", "PS384", "PS512")
 MAX_JWT_BYTES: Final = 8192  # bounded before any base64 or signature work
 MAX_PARAMETERS_BYTES: Final = 16384
+MAX_FIELDS: Final = 64
+MAX_API_BODY: Final = 65536
+MAX_RSA_BYTES: Final = 512  # 4096-bit moduli at most: bounded before any RSA work
+_UNRESERVED: Final = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 §4.1 and §4.2
 MAX_KEYS: Final = 10  # a client's JWKS is tried key by key only up to this many
 _ERROR_URI: Final = "https://docs.authlete.com/#"
 
@@ -255,7 +261,7 @@ class AuthorizationService:
         return _b64(mac[:18])
 
     def nonce_ok(self, nonce: object, now: float) -> bool:
-        if not isinstance(nonce, str):
+        if not isinstance(nonce, str) or not nonce.isascii():
             return False
         step = self.service.dpop_nonce_duration
         return any(hmac.compare_digest(nonce, self.nonce(now - k * step)) for k in (0, 1))
@@ -307,7 +313,10 @@ def _parse_parameters(raw: object) -> dict[str, str]:
         raise _Refusal(
             "BAD_REQUEST", "invalid_request", "A301201", "The 'parameters' are missing or too long."
         )
-    pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=64)
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError as exc:  # more than MAX_FIELDS parameters
+        raise _Refusal("BAD_REQUEST", "invalid_request", "A301203", "Too many parameters.") from exc
     values: dict[str, str] = {}
     for name, value in pairs:
         if name in values:
@@ -318,6 +327,36 @@ def _parse_parameters(raw: object) -> dict[str, str]:
     return values
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN would slip through every time window
+
+
+def _json(raw: bytes) -> Any:
+    """Strict JSON: no NaN or Infinity (Python's json accepts them by default)."""
+    return json.loads(raw, parse_constant=_refuse_constant)
+
+
+def _number(value: object) -> float | None:
+    """A finite JSON number, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _rsa_bounded(jwk: Mapping[str, Any]) -> bool:
+    """Modulus at most 4096 bits, exponent at most 64 bits: RSA cost bounded up front."""
+    n, e = jwk.get("n"), jwk.get("e")
+    if not isinstance(n, str) or not isinstance(e, str):
+        return False
+    return len(n) <= -(-MAX_RSA_BYTES * 4 // 3) and len(e) <= 12
+
+
+def _client_id(raw: object) -> int | None:
+    """A numeric client ID as Authlete issues them (int64), or None; bounded before int()."""
+    text = str(raw)
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else None
+
+
 def _jwt_parts(token: str, what: str, action: str, error: str) -> tuple[dict[str, Any], Any]:
     """Header and unverified claims of a compact JWS, bounded first."""
     bad = _Refusal(action, error, "A301301", f"The {what} is not a well-formed JWT.")
@@ -325,9 +364,9 @@ def _jwt_parts(token: str, what: str, action: str, error: str) -> tuple[dict[str
         raise bad
     try:
         head_b64, body_b64, _ = token.split(".")
-        header = json.loads(base64.urlsafe_b64decode(head_b64 + "=" * (-len(head_b64) % 4)))
-        claims = json.loads(base64.urlsafe_b64decode(body_b64 + "=" * (-len(body_b64) % 4)))
-    except ValueError as exc:
+        header = _json(base64.urlsafe_b64decode(head_b64 + "=" * (-len(head_b64) % 4)))
+        claims = _json(base64.urlsafe_b64decode(body_b64 + "=" * (-len(body_b64) % 4)))
+    except (ValueError, RecursionError) as exc:
         raise bad from exc
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise bad
@@ -370,15 +409,21 @@ class _Endpoints:
                 },
                 status_code=401,
             )
-        raw = await request.body()
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_API_BODY:
+                break
         try:
-            if request.headers.get("content-type", "").startswith(
+            if len(raw) > MAX_API_BODY:
+                body: Any = None
+            elif request.headers.get("content-type", "").startswith(
                 "application/x-www-form-urlencoded"
             ):
-                body: Any = dict(parse_qsl(raw.decode(), keep_blank_values=True))
+                body = dict(parse_qsl(raw.decode(), keep_blank_values=True, max_num_fields=64))
             else:
-                body = json.loads(raw or b"{}")
-        except ValueError:
+                body = _json(raw or b"{}")
+        except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict):
             code = "A001201"
@@ -406,7 +451,8 @@ class _Endpoints:
         claimed = params.get("client_id") or body.get("clientId")
         if not isinstance(issuer, str) or (claimed is not None and str(claimed) != issuer):
             raise refuse("A302303", "The client assertion's iss is not the client ID.")
-        client = self.auth.clients.get(int(issuer)) if issuer.isdigit() else None
+        number = _client_id(issuer)
+        client = self.auth.clients.get(number) if number is not None else None
         if client is None:
             raise refuse("A302304", "The client does not exist.")
         if client.token_auth_method != "PRIVATE_KEY_JWT":  # noqa: S105 - a method name
@@ -439,9 +485,9 @@ class _Endpoints:
             a for a in audiences if isinstance(a, str)
         ):
             raise refuse("A302309", "The client assertion's aud is not this server.")
-        exp, nbf, leeway = claims.get("exp"), claims.get("nbf"), service.clock_leeway
+        exp, nbf, leeway = _number(claims.get("exp")), claims.get("nbf"), service.clock_leeway
         bound = service.client_assertion_max_lifetime
-        if not isinstance(exp, int | float) or isinstance(exp, bool):
+        if exp is None:
             raise refuse("A302310", "The client assertion has no exp.")
         if exp <= now - leeway:
             raise refuse("A302311", "The client assertion has expired.")
@@ -450,14 +496,15 @@ class _Endpoints:
         if nbf is None and service.client_assertion_nbf_required:
             raise refuse("A302313", "The client assertion has no nbf.")
         if nbf is not None:
-            if not isinstance(nbf, int | float) or isinstance(nbf, bool) or nbf > now + leeway:
+            nbf = _number(nbf)
+            if nbf is None or nbf > now + leeway:
                 raise refuse("A302314", "The client assertion is not yet valid (nbf).")
             if nbf < now - bound:
                 raise refuse("A302315", f"The client assertion's nbf is more than {bound}s old.")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             raise refuse("A302316", "The client assertion has no jti.")
-        if not self.auth._first_use(f"assertion:{issuer}:{jti}", float(exp) + leeway):
+        if not self.auth._first_use(f"assertion:{issuer}:{jti}", exp + leeway):
             raise refuse("A302317", "The client assertion has been used before (jti).")
         return client
 
@@ -480,6 +527,8 @@ class _Endpoints:
         raw_jwk = header.get("jwk")
         if not isinstance(raw_jwk, dict) or any(m in raw_jwk for m in ("d", "p", "q", "k")):
             raise refuse("A303304", "The DPoP header did not include a public key in JWK format.")
+        if raw_jwk.get("kty") == "RSA" and not _rsa_bounded(raw_jwk):
+            raise refuse("A303312", "The DPoP proof's RSA key is too large.")
         try:
             key = jose_jwk.import_key(raw_jwk)
             jws.deserialize_compact(proof, key, registry=self.registry)
@@ -491,8 +540,8 @@ class _Endpoints:
         claimed_htu = claims.get("htu")
         if not isinstance(claimed_htu, str) or _strip(claimed_htu) != _strip(str(htu)):
             raise refuse("A303307", "The htu claim does not match.")
-        iat = claims.get("iat")
-        if not isinstance(iat, int | float) or abs(now - iat) > service.dpop_iat_window:
+        iat = _number(claims.get("iat"))
+        if iat is None or abs(now - iat) > service.dpop_iat_window:
             raise refuse("A303308", "The iat claim is out of range.")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 256:
@@ -549,7 +598,7 @@ class _Endpoints:
                 raise refuse(
                     "invalid_request", "A304209", "The code_challenge_method must be S256."
                 )
-            if not 43 <= len(challenge) <= 128:
+            if not _UNRESERVED.fullmatch(challenge):
                 raise refuse("invalid_request", "A304210", "The code_challenge is malformed.")
         return _Request(
             client_id=client.client_id,
@@ -603,7 +652,8 @@ class _Endpoints:
         try:
             params = _parse_parameters(body.get("parameters"))
             raw_id = params.get("client_id", "")
-            client = auth.clients.get(int(raw_id)) if raw_id.isdigit() else None
+            number = _client_id(raw_id)
+            client = auth.clients.get(number) if number is not None else None
             if client is None:
                 raise _Refusal(
                     "BAD_REQUEST", "invalid_request", "A304301", "The client does not exist."
@@ -779,7 +829,7 @@ class _Endpoints:
             if checked.code_challenge is not None:
                 verifier = params.get("code_verifier", "")
                 computed = _b64(hashlib.sha256(verifier.encode("ascii", "replace")).digest())
-                if not 43 <= len(verifier) <= 128 or not hmac.compare_digest(
+                if not _UNRESERVED.fullmatch(verifier) or not hmac.compare_digest(
                     computed, checked.code_challenge
                 ):
                     raise _Refusal(
