@@ -230,3 +230,68 @@ class TestConfiguration:
         env.pop(missing, None)
         with pytest.raises(ValueError, match=missing):
             create_as(env)
+
+
+class TestAuthorizationServerEdges:
+    async def test_authlete_down_is_503(self) -> None:
+        """Authlete unreachable: every endpoint answers 503, never a decision."""
+        from ._redis import free_port
+
+        issuer = "http://127.0.0.1:1"
+        app = create_as({**authlete_env(f"http://127.0.0.1:{free_port()}"), "AS_ISSUER": issuer})
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=issuer) as http,
+        ):
+            answers = [
+                await http.post("/par", content=b"a=b", headers=form),
+                await http.get("/authorize?client_id=1&request_uri=x"),
+                await http.post("/authorize/decision", content=b"ticket=t", headers=form),
+                await http.post("/token", content=b"grant_type=x", headers=form),
+            ]
+        assert [a.status_code for a in answers] == [503] * 4
+        assert all(a.headers["cache-control"] == "no-store" for a in answers)
+
+    @pytest.mark.parametrize(
+        ("path", "content", "headers", "description"),
+        [
+            ("/par", b'{"a":1}', {"Content-Type": "application/json"}, "form-encoded"),
+            (
+                "/token",
+                b"a" * 70000,
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                "64 KiB",
+            ),
+            (
+                "/token",
+                "é=1".encode(),
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                "form-encoded",
+            ),
+            (
+                "/par",
+                b"a=b",
+                {"Content-Type": "application/x-www-form-urlencoded", "DPoP": "a"},
+                "one DPoP",
+            ),
+        ],
+    )
+    async def test_malformed_requests(
+        self, stack: Stack, path: str, content: bytes, headers: dict[str, str], description: str
+    ) -> None:
+        """Bodies that are not small forms, and repeated DPoP headers, are 400 up front."""
+        request_headers = list(headers.items())
+        if "DPoP" in headers:
+            request_headers.append(("DPoP", "b"))  # two DPoP headers
+        async with httpx.AsyncClient(base_url=stack.authorization_server.url) as http:
+            response = await http.post(path, content=content, headers=request_headers)
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_request"
+        assert description in response.json()["error_description"]
+
+    async def test_unknown_client_at_authorize(self, stack: Stack) -> None:
+        """An authorization request for an unknown client is a 400, not a redirect."""
+        async with httpx.AsyncClient(base_url=stack.authorization_server.url) as http:
+            response = await http.get("/authorize?client_id=1&request_uri=urn:x")
+        assert response.status_code == 400 and response.json()["error"] == "invalid_request"
