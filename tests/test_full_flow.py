@@ -86,7 +86,8 @@ class TestSevenSteps:
         assert [a["account_id"] for a in response.json()["accounts"]] == ["acc-1001", "acc-1002"]
 
     async def test_token_endpoint_nonce_retry(self, fapi: FAPIClient, stack: Stack) -> None:
-        """With DPoP nonces required, the client retries once with the server's nonce."""
+        """With DPoP nonces required, the client retries PAR once with the server's nonce
+        and reuses it for the token request."""
         stack.auth.service.dpop_nonce_required = True
         try:
             tokens = await run_flow(fapi)

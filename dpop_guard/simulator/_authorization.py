@@ -28,8 +28,11 @@ Issued tokens are stored through :meth:`TokenStore.create_token`, the same call 
 The proof and assertion checks use joserfc, independently of :mod:`dpop_guard.proof`, so
 the two cross-check each other. Where Authlete's result codes are not published the codes
 here are ours, marked ``[U]``; clients must key on ``action``, never on ``resultCode``.
-Deliberately not done: refresh tokens, ``id_token``/OpenID Connect, JAR request objects,
-mTLS client authentication and certificate-bound tokens, ``dpop_jkt``.
+A DPoP proof sent to ``/pushed_auth_req`` binds the code to its key (RFC 9449 §10); the
+token request must then use the same key. Deliberately not done: refresh tokens,
+``id_token``/OpenID Connect, JAR request objects, the ``dpop_jkt`` parameter, mTLS client
+authentication and certificate-bound tokens. Issued tokens expire by the simulator's wall
+clock (as minted ones do); ``AuthorizationService.clock`` drives every other time check.
 """
 
 from __future__ import annotations
