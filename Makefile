@@ -26,6 +26,7 @@ test: $(STAMP)
 	tools/ensure-command redis-server
 	tools/ensure-command node nodejs
 	tools/ensure-command npm npm
+	tools/ensure-command chromium chromium
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

@@ -1,4 +1,5 @@
-"""Client side: sign DPoP proofs and attach them to httpx requests.
+"""Client side: sign DPoP proofs and attach them to httpx requests, and a small FAPI 2.0
+client (PAR, PKCE, ``private_key_jwt``, DPoP-bound token requests) to get real tokens.
 
 Used by the demo, the tests and the benchmarks, and meant for our users' clients and
 test suites.
@@ -6,15 +7,27 @@ test suites.
 >>> signer = ProofSigner.generate("ES256")
 >>> auth = DPoPAuth(signer, access_token)
 >>> httpx.get("https://api.example.com/accounts", auth=auth)
+
+The whole FAPI 2.0 code flow against any RFC 8414 authorization server:
+
+>>> client = await FAPIClient.discover(http, "https://as.example.com", client_id="app",
+...     client_key=ProofSigner.generate("PS256"), dpop_key=signer,
+...     redirect_uri="https://app.example.com/cb")
+>>> started = await client.push_authorization_request(scope="read:accounts")
+>>> # the browser visits started.authorization_url, and comes back to the redirect URI
+>>> tokens = await client.exchange_code(callback_url, started)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
 from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives import hashes
@@ -26,7 +39,17 @@ from ._b64 import b64url_encode
 from .jwk import jwk_thumbprint
 from .proof import DPOP_TYP, compute_ath
 
-__all__ = ["DPoPAuth", "ProofSigner"]
+__all__ = [
+    "PKCE",
+    "AuthorizationServerMetadata",
+    "DPoPAuth",
+    "FAPIClient",
+    "OAuthError",
+    "ProofSigner",
+    "PushedAuthorization",
+    "TokenResponse",
+    "client_assertion",
+]
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
@@ -203,3 +226,356 @@ class DPoPAuth(httpx.Auth):
             if response.status_code in (400, 401) and "use_dpop_nonce" in challenge:
                 self._apply(request, origin)
                 yield request
+
+
+# -- the FAPI 2.0 client -----------------------------------------------------------------
+
+JWT_BEARER: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEFAULT_ASSERTION_LIFETIME: Final = 60
+MAX_METADATA_BYTES: Final = 65536
+
+
+class OAuthError(Exception):
+    """An authorization server refused, or answered something we cannot use.
+
+    :param error: the OAuth ``error`` code (RFC 6749 §5.2), or ``invalid_response``.
+    :param status: the HTTP status, when the server answered.
+    """
+
+    def __init__(self, error: str, description: str = "", *, status: int | None = None) -> None:
+        super().__init__(f"{error}: {description}" if description else error)
+        self.error, self.description, self.status = error, description, status
+
+
+@dataclass(frozen=True, slots=True)
+class PKCE:
+    """An RFC 7636 verifier and its S256 challenge (the only method FAPI 2.0 allows)."""
+
+    verifier: str
+    challenge: str
+    method: str = "S256"
+
+    @classmethod
+    def generate(cls) -> PKCE:
+        """A fresh verifier: 64 characters of the unreserved set (RFC 7636 §4.1)."""
+        return cls.from_verifier(secrets.token_urlsafe(48))
+
+    @classmethod
+    def from_verifier(cls, verifier: str) -> PKCE:
+        """The S256 challenge of ``verifier``: base64url(SHA-256(ASCII(verifier))).
+
+        :raises ValueError: when the verifier is not 43 to 128 characters long.
+        """
+        if not 43 <= len(verifier) <= 128:
+            raise ValueError("a code verifier has 43 to 128 characters")
+        return cls(verifier, b64url_encode(hashlib.sha256(verifier.encode("ascii")).digest()))
+
+
+def client_assertion(
+    signer: ProofSigner,
+    *,
+    client_id: str,
+    audience: str,
+    now: float | None = None,
+    lifetime: int = DEFAULT_ASSERTION_LIFETIME,
+    kid: str | None = None,
+) -> str:
+    """A ``private_key_jwt`` client assertion (RFC 7523 §3, FAPI 2.0 §5.3.2.1): ``iss`` and
+    ``sub`` the client ID, ``aud`` the issuer, a fresh ``jti``, ``iat``/``nbf`` now and
+    ``exp`` ``lifetime`` seconds later, signed by ``signer``'s key (PS256, ES256, EdDSA).
+    """
+    issued = int(time.time() if now is None else now)
+    header: dict[str, Any] = {"alg": signer.alg, "typ": "JWT"}
+    if kid is not None:
+        header["kid"] = kid
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "jti": secrets.token_urlsafe(16),
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + lifetime,
+    }
+    return signer.sign_raw(header, claims)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationServerMetadata:
+    """The members of RFC 8414 metadata this client uses, the rest kept in ``raw``."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    pushed_authorization_request_endpoint: str
+    iss_parameter_supported: bool = False
+    dpop_signing_alg_values_supported: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_document(
+        cls, document: Mapping[str, Any], *, issuer: str
+    ) -> AuthorizationServerMetadata:
+        """Validate a metadata document fetched for ``issuer``.
+
+        :raises OAuthError: ``invalid_response`` when the issuer differs (RFC 8414 §3.3) or
+            an endpoint FAPI 2.0 needs is missing.
+        """
+        if document.get("issuer") != issuer:
+            raise OAuthError("invalid_response", "the metadata issuer is not the one asked for")
+        values: dict[str, str] = {}
+        for name in (
+            "authorization_endpoint",
+            "token_endpoint",
+            "pushed_authorization_request_endpoint",
+        ):
+            value = document.get(name)
+            if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
+                raise OAuthError("invalid_response", f"the metadata has no usable {name}")
+            values[name] = value
+        algs = document.get("dpop_signing_alg_values_supported") or ()
+        return cls(
+            issuer=issuer,
+            iss_parameter_supported=document.get("authorization_response_iss_parameter_supported")
+            is True,
+            dpop_signing_alg_values_supported=tuple(str(a) for a in algs),
+            raw=dict(document),
+            **values,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PushedAuthorization:
+    """A pushed request (RFC 9126): where to send the browser, and what the callback needs."""
+
+    request_uri: str
+    expires_in: int
+    authorization_url: str
+    state: str
+    pkce: PKCE = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    """The token endpoint's answer (RFC 6749 §5.1); ``token_type`` is ``DPoP`` when bound."""
+
+    access_token: str = field(repr=False)
+    token_type: str
+    expires_in: int | None
+    scope: str | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+def _well_known(issuer: str) -> str:
+    # RFC 8414 §3.1: the well-known segment goes between the host and the issuer's path.
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server{path}"
+
+
+def _error_from(response: httpx.Response) -> OAuthError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return OAuthError(
+            body["error"], str(body.get("error_description", "")), status=response.status_code
+        )
+    return OAuthError(
+        "invalid_response", f"HTTP {response.status_code}", status=response.status_code
+    )
+
+
+class FAPIClient:
+    """A confidential FAPI 2.0 client: PAR with ``private_key_jwt``, PKCE S256, the RFC 9207
+    ``iss`` check on the callback, and a token request with a DPoP proof (one retry on
+    ``use_dpop_nonce``, RFC 9449 §8). It keeps no session: :meth:`push_authorization_request`
+    returns what :meth:`exchange_code` needs.
+
+    :param http: an ``httpx.AsyncClient`` (the caller owns it; no redirects are followed).
+    :param client_key: signs the client assertions; ``client_kid`` names it in its header.
+    :param dpop_key: the key the tokens are bound to.
+    :param assertion_audience: ``aud`` of the assertions; default the issuer, which FAPI 2.0
+        requires servers to accept.
+
+    Deliberately not done: refresh tokens, OpenID Connect (``id_token``), JAR, mTLS.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        metadata: AuthorizationServerMetadata,
+        *,
+        client_id: str,
+        client_key: ProofSigner,
+        dpop_key: ProofSigner,
+        redirect_uri: str,
+        client_kid: str | None = None,
+        assertion_audience: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.http, self.metadata = http, metadata
+        self.client_id, self.redirect_uri = client_id, redirect_uri
+        self.client_key, self.client_kid, self.dpop_key = client_key, client_kid, dpop_key
+        self.assertion_audience = assertion_audience or metadata.issuer
+        self.clock = clock
+        self._nonces: dict[str, str] = {}
+
+    @classmethod
+    async def discover(cls, http: httpx.AsyncClient, issuer: str, **options: Any) -> FAPIClient:
+        """Read ``issuer``'s RFC 8414 metadata and build the client from it.
+
+        :raises OAuthError: ``invalid_response`` on an unusable document.
+        """
+        headers = {"Accept": "application/json"}
+        response = await http.get(_well_known(issuer), headers=headers)
+        if response.status_code == 404:
+            # RFC 8414 §5: an OpenID provider may publish the same members only under
+            # OpenID Connect Discovery's name (appended to the issuer).
+            openid = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+            response = await http.get(openid, headers=headers)
+        if response.status_code != 200 or len(response.content) > MAX_METADATA_BYTES:
+            raise OAuthError("invalid_response", "no authorization server metadata")
+        try:
+            document = response.json()
+        except ValueError as exc:
+            raise OAuthError("invalid_response", "the metadata is not JSON") from exc
+        if not isinstance(document, dict):
+            raise OAuthError("invalid_response", "the metadata is not a JSON object")
+        return cls(
+            http, AuthorizationServerMetadata.from_document(document, issuer=issuer), **options
+        )
+
+    def _authentication(self) -> dict[str, str]:
+        return {
+            "client_id": self.client_id,
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": client_assertion(
+                self.client_key,
+                client_id=self.client_id,
+                audience=self.assertion_audience,
+                now=self.clock(),
+                kid=self.client_kid,
+            ),
+        }
+
+    async def _post(self, url: str, form: Mapping[str, str]) -> httpx.Response:
+        """POST ``form`` with fresh client authentication and a DPoP proof for ``url``;
+        once more with the server's nonce if it asks for one."""
+        origin = f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
+        response: httpx.Response | None = None
+        for _ in range(2):
+            proof = self.dpop_key.sign(
+                htm="POST", htu=url, nonce=self._nonces.get(origin), iat=self.clock()
+            )
+            response = await self.http.post(
+                url,
+                data={**form, **self._authentication()},
+                headers={"DPoP": proof, "Accept": "application/json"},
+            )
+            nonce = response.headers.get("dpop-nonce")
+            if nonce:
+                self._nonces[origin] = nonce
+            if not (
+                nonce
+                and response.status_code in (400, 401)
+                and _error_code(response) == "use_dpop_nonce"
+            ):
+                break
+        assert response is not None
+        return response
+
+    async def push_authorization_request(
+        self, *, scope: str, extra: Mapping[str, str] | None = None
+    ) -> PushedAuthorization:
+        """Step 1 and 2: push the request (RFC 9126), get the ``request_uri``.
+
+        :raises OAuthError: with the server's ``error`` when it refuses.
+        """
+        pkce, state = PKCE.generate(), secrets.token_urlsafe(16)
+        form = {
+            "response_type": "code",
+            "redirect_uri": self.redirect_uri,
+            "scope": scope,
+            "state": state,
+            "code_challenge": pkce.challenge,
+            "code_challenge_method": pkce.method,
+            **(extra or {}),
+        }
+        response = await self._post(self.metadata.pushed_authorization_request_endpoint, form)
+        if response.status_code not in (200, 201):
+            raise _error_from(response)
+        body = response.json()
+        request_uri, expires_in = body.get("request_uri"), body.get("expires_in")
+        if not isinstance(request_uri, str) or not isinstance(expires_in, int):
+            raise OAuthError("invalid_response", "the PAR response lacks request_uri/expires_in")
+        query = urlencode({"client_id": self.client_id, "request_uri": request_uri})
+        endpoint = self.metadata.authorization_endpoint
+        url = f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+        return PushedAuthorization(request_uri, expires_in, url, state, pkce)
+
+    def code_from_callback(self, callback_url: str, pushed: PushedAuthorization) -> str:
+        """Step 4: the code from the redirect, once ``state`` and ``iss`` (RFC 9207) match.
+
+        :raises OAuthError: the server's ``error``, or ``invalid_response`` on a mismatch.
+        """
+        params = dict(parse_qsl(urlsplit(callback_url).query))
+        if params.get("iss") != self.metadata.issuer:
+            # FAPI 2.0 §5.3.3.2: a response without the right iss may be a mix-up attack.
+            raise OAuthError("invalid_response", "the iss response parameter is missing or wrong")
+        if not secrets.compare_digest(params.get("state", "").encode(), pushed.state.encode()):
+            raise OAuthError("invalid_response", "the state does not match")
+        if "error" in params:
+            raise OAuthError(params["error"], params.get("error_description", ""))
+        code = params.get("code")
+        if not code:
+            raise OAuthError("invalid_response", "the callback has no code")
+        return code
+
+    async def exchange_code(self, callback_url: str, pushed: PushedAuthorization) -> TokenResponse:
+        """Steps 5 and 6: the token request with ``private_key_jwt``, the PKCE verifier and
+        a DPoP proof; the token that comes back is bound to ``dpop_key``.
+
+        :raises OAuthError: the server's ``error``, or ``invalid_response``.
+        """
+        code = self.code_from_callback(callback_url, pushed)
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self.redirect_uri,
+            "code_verifier": pushed.pkce.verifier,
+        }
+        response = await self._post(self.metadata.token_endpoint, form)
+        if response.status_code != 200:
+            raise _error_from(response)
+        body = response.json()
+        token, token_type = body.get("access_token"), body.get("token_type")
+        if not isinstance(token, str) or not isinstance(token_type, str):
+            raise OAuthError("invalid_response", "the token response lacks access_token/token_type")
+        if token_type.lower() != "dpop":
+            # A Bearer token would be a downgrade FAPI 2.0 forbids (sender-constrained only).
+            raise OAuthError("invalid_response", f"expected a DPoP token, got {token_type!r}")
+        expires_in, scope = body.get("expires_in"), body.get("scope")
+        return TokenResponse(
+            access_token=token,
+            token_type=token_type,
+            expires_in=expires_in if isinstance(expires_in, int) else None,
+            scope=scope if isinstance(scope, str) else None,
+            raw=body,
+        )
+
+    def auth(self, tokens: TokenResponse) -> DPoPAuth:
+        """Step 7: httpx authentication for the API calls, with ``dpop_key``."""
+        return DPoPAuth(self.dpop_key, tokens.access_token)
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    challenge = response.headers.get("www-authenticate", "")
+    return "use_dpop_nonce" if 'error="use_dpop_nonce"' in challenge else None

@@ -1,5 +1,8 @@
 """The Authlete-compatible development server: ``/auth/introspection`` (V2 and V3),
-``/auth/introspection/standard``, ``/auth/token/create`` and test hooks under ``/sim/``.
+``/auth/introspection/standard``, ``/auth/token/create``, the authorization-server APIs of
+Authlete's FAPI 2.0 guide (``/pushed_auth_req``, ``/auth/authorization``,
+``/auth/authorization/issue``, ``/auth/authorization/fail``, ``/auth/token``) and test hooks
+under ``/sim/``.
 
 It is a server, not an introspector: the production client talks to it over HTTP exactly
 as it talks to Authlete. Its credentials are fixed in the source, and anyone who reaches it

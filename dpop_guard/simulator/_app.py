@@ -22,21 +22,20 @@ import hashlib
 import hmac
 import json
 import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import anyio
 from joserfc import jwk as jose_jwk
 from joserfc import jws
-from joserfc.errors import JoseError, SecurityWarning
+from joserfc.errors import JoseError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._authorization import AuthorizationService, authorization_routes
+from ._jose import eddsa_accepted as _eddsa_accepted
 from ._state import DEFAULT_CLIENT_ID, SimulatorState
 
 __all__ = ["create_simulator_app"]
@@ -56,16 +55,6 @@ _ALGS: Final = (
 )
 _ALGS_PARAM: Final = " ".join(_ALGS)
 _ERROR_URI: Final = "https://docs.authlete.com/#"
-
-
-@contextmanager
-def _eddsa_accepted() -> Iterator[None]:
-    """Authlete still lists "EdDSA"; joserfc warns on every use of the RFC 9864-deprecated
-    name. Silence exactly that warning, only around the simulator's own joserfc calls (which
-    never await), instead of for the whole process."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
-        yield
 
 
 def _challenge(scheme: str, error: str, code: str, message: str, **extra: str) -> str:
@@ -481,11 +470,19 @@ class _Simulator:
         return JSONResponse({"fault": self.state.fault, "latency": self.state.latency})
 
 
-def create_simulator_app(state: SimulatorState | None = None) -> Starlette:
-    """The simulator as an ASGI app; ``app.state.simulator`` is its :class:`SimulatorState`."""
+def create_simulator_app(
+    state: SimulatorState | None = None, authorization: AuthorizationService | None = None
+) -> Starlette:
+    """The simulator as an ASGI app: ``app.state.simulator`` is its
+    :class:`SimulatorState`, and ``app.state.authorization`` the
+    :class:`~dpop_guard.simulator._authorization.AuthorizationService` behind its
+    authorization-server APIs (PAR, ``/auth/authorization``, ``/auth/token``), whose tokens
+    live in the same state as those of ``/auth/token/create``."""
     sim = _Simulator(state or SimulatorState())
+    auth = authorization or AuthorizationService()
     app = Starlette(
         routes=[
+            *authorization_routes(sim.state, auth),
             Route("/api/auth/introspection", sim.introspection, methods=["POST"]),
             Route("/api/{service_id}/auth/introspection", sim.introspection, methods=["POST"]),
             Route("/api/auth/introspection/standard", sim.introspection_standard, methods=["POST"]),
@@ -501,4 +498,5 @@ def create_simulator_app(state: SimulatorState | None = None) -> Starlette:
         ]
     )
     app.state.simulator = sim.state
+    app.state.authorization = auth
     return app

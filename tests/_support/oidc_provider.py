@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from joserfc import jwk as jose_jwk
@@ -22,7 +23,10 @@ APP_CLIENT = ("app", "app-secret-0123456789abcdef")
 
 
 class OIDCProvider:
-    def __init__(self) -> None:
+    """:param fapi_clients: FAPI 2.0 clients to register, each ``{"client_id", "jwks",
+    "redirect_uris"}`` with public keys."""
+
+    def __init__(self, fapi_clients: list[dict[str, Any]] | None = None) -> None:
         node, npm = shutil.which("node"), shutil.which("npm")
         if node is None or npm is None:
             raise RuntimeError(
@@ -38,7 +42,11 @@ class OIDCProvider:
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         key = jose_jwk.ECKey.generate_key("P-256", parameters={"alg": "ES256", "use": "sig"})
-        env = dict(os.environ, AS_SIGNING_KEY=json.dumps(key.as_dict(private=True)))
+        env = dict(
+            os.environ,
+            AS_SIGNING_KEY=json.dumps(key.as_dict(private=True)),
+            AS_FAPI_CLIENTS=json.dumps(fapi_clients or []),
+        )
         self.proc = subprocess.Popen(  # noqa: S603 - node with our own script
             [node, "server.mjs", str(self.port)],
             cwd=HERE,
