@@ -154,19 +154,24 @@ async def check_case(
 
 async def check_websocket_refused(
     base_url: str, *, path: str = "/ws", reasons: list[str] | None = None
-) -> int:
-    """A websocket handshake without credentials must never reach ``accept``: it is
-    answered with an HTTP 401 (the ``websocket.http.response`` extension) or closed before
-    accept (the server answers 403). Returns the status."""
+) -> None:
+    """A websocket handshake without credentials must never reach the app's ``accept``.
+
+    uvicorn, hypercorn and granian all offer the ``websocket.http.response`` extension, so
+    the refusal must be the middleware's own HTTP answer: 401 with a ``DPoP`` challenge
+    (a 403 would be a close before accept, a 500 the app failing on a scope it cannot serve:
+    Django refuses websockets by raising).
+    """
     url = base_url.replace("http://", "ws://", 1) + path
     with pytest.raises(InvalidStatus) as refused:
         async with connect(url, proxy=None, open_timeout=10) as ws:
             await ws.recv()  # pragma: no cover - reached only when the app accepted
-    status = refused.value.response.status_code
-    assert status in (401, 403)
+    response = refused.value.response
+    assert response.status_code == 401, response.status_code
+    challenge = response.headers.get("www-authenticate", "")
+    assert parse_challenge(challenge)[0] == "DPoP", challenge
     if reasons is not None:
         assert reasons == ["authorization_missing"]
-    return status
 
 
 def case_ids(cases: Sequence[Case]) -> list[str]:
