@@ -29,6 +29,7 @@ __all__ = [
     "SERVER_CASES",
     "WEBSOCKETS_AUTHENTICATED",
     "Case",
+    "Enforcer",
     "app_environ",
     "build_guard",
     "check_case",

@@ -13,6 +13,7 @@ from tests._support.servers import ServerThread
 from ._cases import (
     CASES,
     Case,
+    Enforcer,
     app_environ,
     case_ids,
     check_case,
@@ -21,7 +22,7 @@ from ._cases import (
 )
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.e2e]
-ENFORCER = "middleware"
+ENFORCER: Enforcer = "middleware"
 
 
 @pytest.fixture(name="server", scope="module")

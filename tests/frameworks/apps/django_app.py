@@ -24,7 +24,7 @@ def dpop_user(get_response: Callable[[HttpRequest], Any]) -> Callable[[HttpReque
     """Django middleware: ``request.user`` is the middleware's ``DPoPUser``."""
 
     def middleware(request: HttpRequest) -> Any:
-        request.user = request.scope["user"]  # type: ignore[attr-defined]
+        request.user = request.scope["user"]
         return get_response(request)
 
     return middleware
