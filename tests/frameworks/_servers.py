@@ -12,11 +12,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
-__all__ = ["SERVERS", "command", "free_port", "serve"]
+__all__ = ["SERVERS", "Served", "command", "free_port", "serve"]
 
 SERVERS = ("uvicorn", "hypercorn", "granian")
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +59,20 @@ def command(server: str, target: str, port: int) -> list[str]:
     raise ValueError(f"unknown server {server!r}")
 
 
+@dataclass(frozen=True)
+class Served:
+    """A running server: its base URL and what it has logged so far."""
+
+    server: str
+    url: str
+    _log: IO[bytes]
+
+    def log(self) -> str:
+        # pread: the server shares this file's offset, which a seek would move under it.
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+
 @contextmanager
 def serve(
     server: str,
@@ -65,8 +81,8 @@ def serve(
     *,
     ready_path: str = "/accounts",
     prefix: list[str] | None = None,
-) -> Iterator[str]:
-    """Run ``target`` under ``server`` until the block ends; yields its base URL. Ready once
+) -> Iterator[Served]:
+    """Run ``target`` under ``server`` until the block ends; yields it. Ready once
     ``ready_path`` answers at all (a guarded path answers 401). ``prefix`` (``taskset``)
     goes in front of the command."""
     port = free_port()
@@ -85,8 +101,7 @@ def serve(
             deadline = time.monotonic() + READY_SECONDS
             while True:
                 if proc.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"{server} exited: {log.read().decode(errors='replace')}")
+                    raise RuntimeError(f"{server} exited: {Served(server, url, log).log()}")
                 try:
                     httpx.get(url + ready_path, timeout=1.0)
                     break
@@ -95,7 +110,7 @@ def serve(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{server} did not answer on {url} in {READY_SECONDS} s")
                 time.sleep(0.05)  # a readiness poll, not a timed assertion
-            yield url
+            yield Served(server, url, log)
         finally:
             proc.terminate()
             try:
