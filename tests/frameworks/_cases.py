@@ -32,6 +32,7 @@ __all__ = [
     "Enforcer",
     "app_environ",
     "build_guard",
+    "case_ids",
     "check_case",
     "check_websocket_refused",
     "websocket_case",
