@@ -48,10 +48,45 @@ def default_nonce_source(settings: GuardSettings, given: NonceSource | None) -> 
 
 
 def _several_processes() -> bool:
-    """Whether this process looks like one worker of several (uvicorn ``--workers`` spawns
-    its workers with multiprocessing; gunicorn and uvicorn read ``WEB_CONCURRENCY``)."""
+    """Whether this process looks like one worker of several.
+
+    ``WEB_CONCURRENCY`` above 1 (gunicorn and uvicorn read it) says so. So does a
+    supervisor parent whose command line asks for more than one worker (``--workers N``,
+    ``-w N``, ``--workers=N``: uvicorn, hypercorn, granian, gunicorn). hypercorn and granian
+    run even a single worker as a child, so a parent alone is not enough; where the parent's
+    command line cannot be read (no ``/proc``), a child process is taken for a fleet, since
+    a needless warning costs less than a silent one.
+    """
     try:
         concurrency = int(os.environ.get("WEB_CONCURRENCY", "1"))
     except ValueError:
         concurrency = 1
-    return concurrency > 1 or multiprocessing.parent_process() is not None
+    if concurrency > 1:
+        return True
+    if multiprocessing.parent_process() is None:
+        return False
+    workers = _supervisor_workers(os.getppid())
+    return workers is None or workers > 1
+
+
+def _supervisor_workers(pid: int) -> int | None:
+    """The worker count on process ``pid``'s command line (1 when it names none), or
+    ``None`` when the command line cannot be read."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            argv = file.read(65536).decode("utf-8", "replace").split("\0")
+    except OSError:
+        return None
+    count = 1
+    for i, arg in enumerate(argv):
+        value: str | None = None
+        if arg in ("--workers", "-w") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--workers="):
+            value = arg.partition("=")[2]
+        if value is not None:
+            try:
+                count = int(value)
+            except ValueError:
+                return None
+    return count

@@ -9,7 +9,6 @@ shows the framework, not a path rule, enforced the scope.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from dpop_guard.demo import mint_token, simulator_env
 __all__ = [
     "CASES",
     "SERVER_CASES",
-    "SHELL_REWORK",
     "Case",
     "Enforcer",
     "app_environ",
@@ -35,23 +33,9 @@ __all__ = [
     "case_ids",
     "check_case",
     "check_websocket_refused",
-    "websocket_case",
 ]
 
 Enforcer = Literal["middleware", "framework"]
-
-
-# The reworked middleware shell (the branch that also brings ``dpop_guard.starlette``)
-# authenticates websocket handshakes and checks route scopes itself. Before it, websocket
-# scopes pass straight through to the app, which accepts them: the xfail below says so,
-# strictly, until the rework is merged (then it runs as a plain test). Once merged, this
-# flag and the two branches it selects can go.
-SHELL_REWORK = importlib.util.find_spec("dpop_guard.starlette") is not None
-websocket_case = pytest.mark.xfail(
-    not SHELL_REWORK,
-    strict=True,
-    reason="this middleware passes websocket scopes through unauthenticated",
-)
 
 
 @dataclass(frozen=True)
@@ -87,7 +71,7 @@ MISSING_SCOPE = Case(
     "/accounts/transactions",
     403,
     "insufficient_scope",
-    "scope_missing" if SHELL_REWORK else "authlete_forbidden",
+    "scope_missing",
 )
 CASES = (GOOD, REPLAYED, ANOTHER_KEY, MISSING_SCOPE)
 SERVER_CASES = (GOOD, REPLAYED, ANOTHER_KEY)

@@ -18,7 +18,6 @@ from ._cases import (
     case_ids,
     check_case,
     check_websocket_refused,
-    websocket_case,
 )
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.e2e]
@@ -49,7 +48,6 @@ class TestDjango:
             reasons=reasons,
         )
 
-    @websocket_case
     async def test_websocket_refused_without_credentials(
         self, server: ServerThread, reasons: list[str]
     ) -> None:

@@ -18,7 +18,6 @@ from ._cases import (
     case_ids,
     check_case,
     check_websocket_refused,
-    websocket_case,
 )
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.e2e]
@@ -47,7 +46,6 @@ class TestQuart:
             reasons=reasons,
         )
 
-    @websocket_case
     async def test_websocket_refused_without_credentials(
         self, server: ServerThread, reasons: list[str]
     ) -> None:

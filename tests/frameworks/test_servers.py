@@ -20,7 +20,6 @@ from ._cases import (
     app_environ,
     check_case,
     check_websocket_refused,
-    websocket_case,
 )
 from ._servers import SERVERS, Served, serve
 from .apps._names import FRAMEWORKS
@@ -30,11 +29,6 @@ TARGET = "tests.frameworks.apps.served:app"
 # hypercorn and granian run even a single worker in a child process, which the
 # middleware's several-workers heuristic (multiprocessing.parent_process()) counts as a
 # fleet; uvicorn --workers 1 serves in its own process.
-_FALSE_FLEET = "the middleware warns of several workers: the one worker is a child process"
-SPAWNS_ITS_WORKER = {
-    name: pytest.mark.xfail(strict=True, reason=f"{name}: {_FALSE_FLEET}")
-    for name in ("hypercorn", "granian")
-}
 
 
 @pytest.fixture(
@@ -61,18 +55,13 @@ class TestServers:
             response = await check_case(case, base_url=server.url, simulator_url=simulator_url)
             assert "date" in response.headers, (server.server, framework, case.name)
 
-    @websocket_case
     async def test_websocket_refused(self, served: tuple[Served, str]) -> None:
         """A handshake without credentials is answered 401 by the middleware, never
         accepted."""
         await check_websocket_refused(served[0].url)
 
-    def test_one_worker_is_not_taken_for_a_fleet(
-        self, served: tuple[Served, str], request: pytest.FixtureRequest
-    ) -> None:
+    def test_one_worker_is_not_taken_for_a_fleet(self, served: tuple[Served, str]) -> None:
         """With one worker and the in-memory replay store, no "one of several workers"
         warning: it would teach operators to ignore the one that matters."""
         server = served[0]
-        if server.server in SPAWNS_ITS_WORKER:
-            request.applymarker(SPAWNS_ITS_WORKER[server.server])
         assert "one of several workers" not in server.log()
