@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check fuzz soak bench bench-quick clean
+.PHONY: demo test lint typecheck check fuzz soak bench bench-quick bench-instructions bench-fleet clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,16 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	tools/ensure-command redis-server
 	tools/ensure-command wrk
+	tools/ensure-command valgrind
 	$(BIN)/python -m benchmarks
+
+bench-instructions: $(STAMP)
+	tools/ensure-command valgrind
+	$(BIN)/python -m benchmarks.instructions
+
+bench-fleet: $(STAMP)
+	tools/ensure-command redis-server
+	$(BIN)/python -m benchmarks.fleet
 
 bench-quick: $(STAMP)
 	tools/ensure-command redis-server
