@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     if not MIN_ROUNDS <= args.rounds <= 50:
         parser.error(f"--rounds must be {MIN_ROUNDS}-50")
-    n, rounds = (300, 3) if args.quick else (3000, 9)
+    n, rounds = (100, 3) if args.quick else (3000, 9)
     duration = args.duration or (1 if args.quick else 5)
     if not 1 <= duration <= 600:
         parser.error("--duration must be 1-600")
@@ -79,9 +79,9 @@ def main() -> None:
     progress.step("middleware in process")
     rows += asyncio.run(asgi(n, rounds))
     progress.step("replay store mass expiry")
-    rows += replay_scale(20_000 if args.quick else 100_000)
+    rows += replay_scale(5_000 if args.quick else 100_000)
     progress.step("worst case per request")
-    rows += worst_case(50 if args.quick else 300)
+    rows += worst_case(10 if args.quick else 300)
     load_rows: list[dict[str, Any]] = []
     if not args.no_load:
         from .load import load
