@@ -83,7 +83,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         print("matplotlib is not installed: no plot (make bench installs it)")
         return
     verify = [r for r in result["micro"] if r["scenario"].startswith("verify")]
-    panels = 2 if result["load"] else 1
+    counts = result.get("instructions")
+    panels = 1 + bool(result["load"]) + bool(counts)
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 5), squeeze=False)
     ax = axes[0][0]
     labels = [f"{r['scenario'][7:]} {r['variant']}" for r in verify]
@@ -135,6 +136,28 @@ def plot(result: dict[str, Any], path: Path) -> None:
             f"requests/s, median and range of {result.get('load_rounds', 1)} interleaved rounds"
         )
         ax.set_title(f"Load: {load[0].get('stack', 'uvicorn')}", fontsize=8)
+    if counts:
+        ax = axes[0][panels - 1]
+        unit = counts["raw_es256_verify_instructions"]
+        rows = counts["rows"]
+        ax.barh(
+            [r["scenario"] for r in rows],
+            [r["instructions_per_request"] / unit for r in rows],
+            color=["#2a7" if r["scenario"] in ("hit", "miss") else "#999" for r in rows],
+        )
+        for i, r in enumerate(rows):
+            ax.text(
+                r["instructions_per_request"] / unit,
+                i,
+                f" {r['instructions_per_request']:,.0f} (spread {r['spread']:.2%})",
+                va="center",
+                fontsize=7,
+            )
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xlabel("instructions per request, x one raw ES256 verify (callgrind)")
+        ax.set_title(f"Instructions ({counts['runs']} runs, deterministic)")
     info = result["machine"]
     fig.suptitle(
         f"dpop_guard - {info['cpu']}, {info['cores']} cores, Python {info['python']}", fontsize=9

@@ -114,3 +114,16 @@ def test_instructions_under_callgrind(request: pytest.FixtureRequest) -> None:
     result = measure(runs=1, small=2, large=4)
     assert {r["scenario"] for r in result["rows"]} >= {"bare", "hit", "miss", "verify PS256"}
     assert all(r["instructions_per_request"] > 0 for r in result["rows"])
+
+
+def test_fleet_runs() -> None:
+    """A tiny fleet run against a real Redis and the simulator: every request is answered
+    200, every token used is introspected at least once, every request touches Redis."""
+    from benchmarks.fleet import fleet
+
+    result = fleet(requests=40, tokens=5, concurrency=8, sizes=(1, 2))
+    assert [r["guards"] for r in result["rows"]] == [1, 2]
+    for row in result["rows"]:
+        assert row["non_200"] == 0 and row["requests"] == 40
+        assert row["authlete_calls"] >= row["tokens_used"]
+        assert row["redis_round_trips_per_request"] >= 1.0
