@@ -1,11 +1,12 @@
 """``python -m benchmarks [--quick] [--no-load] [--no-instructions]``: every benchmark.
 
 Runs the instruction counts (:mod:`benchmarks.instructions`, callgrind: the deterministic
-figures), the in-process benchmarks (:mod:`benchmarks.micro`) and the interleaved load test
-(:mod:`benchmarks.load`), shows progress, and writes ``results/<name>.json``, a Markdown
-table ``results/<name>.md`` and a plot ``results/<name>.png``, each with the machine and the
-stack described. ``--quick`` is a smoke run of under a minute (no callgrind, the cache-hit
-load scenarios only, 1 s runs).
+figures), the in-process benchmarks (:mod:`benchmarks.micro`), the interleaved load test
+(:mod:`benchmarks.load`) and the fleet simulation (:mod:`benchmarks.fleet`), shows
+progress, and writes ``results/<name>.json``, a Markdown table ``results/<name>.md`` and a
+plot ``results/<name>.png``, each with the machine and the stack described. ``--quick`` is
+a smoke run of under a minute (no callgrind, no fleet, the cache-hit load scenarios only,
+1 s runs).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def main() -> None:
     if not args.no_load:
         count = len(scenarios("redis://unused", quick=args.quick))
         load_steps = count * (args.rounds + 1)
-    progress = Progress(len(algs) + 3 + int(instructions) + load_steps)
+    progress = Progress(len(algs) + 3 + int(instructions) + load_steps + int(not args.quick))
     counts: dict[str, Any] | None = None
     if instructions:
         from .instructions import measure
@@ -87,6 +88,12 @@ def main() -> None:
         from .load import load
 
         load_rows = load(duration, progress.step, rounds=args.rounds, quick=args.quick)
+    fleet_result: dict[str, Any] | None = None
+    if not args.quick:
+        from .fleet import fleet
+
+        progress.step("fleet: N guards, one Redis")
+        fleet_result = fleet()
     progress.close()
 
     info = machine()
@@ -100,6 +107,7 @@ def main() -> None:
         "load": load_rows,
         "load_duration_s": duration,
         "load_rounds": args.rounds,
+        "fleet": fleet_result,
     }
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

@@ -68,6 +68,10 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{row['authlete_calls']:.0f} | {row['server_cpu_us_per_request']:.0f} | "
                 f"{row['generator_cpu']:.0%} |"
             )
+    if result.get("fleet"):
+        from .fleet import markdown as fleet_markdown
+
+        lines += ["", fleet_markdown(result["fleet"]).rstrip()]
     return "\n".join(lines) + "\n"
 
 
