@@ -20,6 +20,8 @@ lasts less than the cache TTL (so "per TTL" is "per run"):
   ``INFO``/``FLUSHALL``/``CONFIG`` left out, and the once-per-connection ``CLIENT
   SETINFO``/``HELLO``/``SELECT`` reported apart, as connection set-up). Every command is
   one round trip today (no pipelining); the counts by command are in the JSON.
+- Redis memory per key after the run (``used_memory`` growth over ``DBSIZE``: nearly all
+  keys are replay records), the input of the replay store's sizing.
 
 Bounded: N at most 32, ``--requests`` at most 20000, every request answered (a non-200 is
 reported, never retried).
@@ -87,7 +89,7 @@ def _introspections(sim: str) -> int:
     return int(calls.get("auth/introspection", 0))
 
 
-_HARNESS = ("info", "flushall", "config")
+_HARNESS = ("info", "flushall", "config", "dbsize")
 _SETUP = ("client", "hello", "select", "auth")  # once per new connection, not per request
 
 
@@ -196,6 +198,7 @@ def fleet(
                 logger.propagate = False
                 admin.flushall()
                 admin.config_resetstat()
+                memory = int(admin.info("memory")["used_memory"])
                 calls, commands = _introspections(sim), _commands(admin)
                 run = asyncio.run(
                     _fleet_run(n, sim, server.url, signer, minted, picks, concurrency, seed)
@@ -203,6 +206,8 @@ def fleet(
                 logger.removeHandler(reasons)
                 logger.propagate = True
                 calls = _introspections(sim) - calls
+                keys = int(admin.dbsize())
+                memory = int(admin.info("memory")["used_memory"]) - memory
                 after = _commands(admin)
                 by_name = {k: v - commands.get(k, 0) for k, v in after.items()}
                 by_name = {k: v for k, v in by_name.items() if v}
@@ -220,6 +225,8 @@ def fleet(
                         "redis_commands": by_name,
                         "redis_round_trips_per_request": per_request / len(statuses),
                         "redis_connection_setup_commands": setup,
+                        "redis_keys": keys,
+                        "redis_bytes_per_key": memory / max(1, keys),
                         "seconds": run["seconds"],
                         "logged_reasons": reasons.counts,
                     }
