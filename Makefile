@@ -5,7 +5,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check fuzz soak bench bench-quick bench-instructions bench-fleet clean
+# The fast pure-core tests: no server, no Redis, no subprocess of ours (markers in
+# pyproject.toml; slow tests are classed in tests/conftest.py).
+UNIT   := not e2e and not redis and not slow and not fuzz
+
+LOWEST := .venv-lowest
+
+.PHONY: demo test test-unit test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-fleet wheel-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +20,34 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m examples.demo
+	$(BIN)/python -m dpop_guard.demo
 
 test: $(STAMP)
 	tools/ensure-command redis-server
 	tools/ensure-command node nodejs
 	tools/ensure-command npm npm
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "$(UNIT)" $(PYTEST_ARGS)
+
+# The whole suite against the lowest version of each runtime dependency that
+# pyproject.toml allows (each "name>=X" pinned to X), in a venv of its own.
+test-lowest:
+	tools/ensure-command redis-server
+	tools/ensure-command node nodejs
+	tools/ensure-command npm npm
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+	$(LOWEST)/bin/python -c 'import re, tomllib; \
+	  deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
+	  pins = [re.sub(r"\[.*\]", "", d).replace(">=", "==") for d in deps]; \
+	  open("$(LOWEST)/constraints.txt", "w").write("\n".join(pins) + "\n")'
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  -c $(LOWEST)/constraints.txt -e ".[redis,fastapi,prometheus,otel]" --group tests
+	$(LOWEST)/bin/python -m pip freeze | grep -iE "^($$(sed 's/==.*//' $(LOWEST)/constraints.txt | paste -sd'|'))=="
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check dpop_guard tests examples benchmarks
@@ -58,5 +85,31 @@ soak: $(STAMP)
 	tools/ensure-command wrk
 	$(BIN)/python -m benchmarks.soak
 
+# Build the wheel and the sdist, check them with twine, install the wheel into a fresh venv
+# in a temporary directory outside the repository, and run a smoke import, the CLI and the
+# demo from that install (so nothing is borrowed from the work tree).
+wheel-smoke: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist . >/dev/null
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python -c 'import sys, tarfile, zipfile, glob; \
+	  whl = zipfile.ZipFile(glob.glob("dist/*.whl")[0]).namelist(); \
+	  sdist = tarfile.open(glob.glob("dist/*.tar.gz")[0]).getnames(); \
+	  assert any(n.endswith("licenses/LICENSE") for n in whl), "LICENSE missing from the wheel"; \
+	  assert any(n.endswith("/LICENSE") for n in sdist), "LICENSE missing from the sdist"; \
+	  assert not any(n.startswith(("tests/", "examples/", "benchmarks/")) for n in whl), whl'
+	set -e; repo=$$(pwd); tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  $(PYTHON) -m venv "$$tmp/venv"; \
+	  "$$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+	    "$$(ls "$$repo"/dist/*.whl)[server]"; \
+	  cd "$$tmp"; \
+	  "$$tmp/venv/bin/python" -c 'import dpop_guard, dpop_guard.proof, dpop_guard.simulator; \
+	    from importlib.metadata import version; \
+	    assert dpop_guard.__version__ == version("dpop_guard"); \
+	    assert dpop_guard.__file__.startswith("'"$$tmp"'"), dpop_guard.__file__; \
+	    print("smoke: dpop_guard", dpop_guard.__version__, "from", dpop_guard.__file__)'; \
+	  "$$tmp/venv/bin/dpop-guard" --help >/dev/null; \
+	  "$$tmp/venv/bin/python" -m dpop_guard.demo
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis dist

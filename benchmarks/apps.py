@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dpop_guard.settings import AuthleteSettings
+from dpop_guard.introspection.authlete import AuthleteSettings
 
 ACCOUNTS = {"accounts": [{"account_id": "acc-1001", "currency": "EUR", "balance": "1520.40"}]}
 

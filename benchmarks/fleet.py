@@ -52,10 +52,10 @@ from dpop_guard import (
     ProofSigner,
     Route,
 )
+from dpop_guard.demo import mint_token
 from dpop_guard.introspection.redis_cache import RedisTokenCache
-from dpop_guard.introspection.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
 from dpop_guard.replay.redis import RedisReplayStore
-from examples.demo import mint_token
+from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
 
 from .instructions import HOST, URL, _bare_app, _scope, simulator
 from .micro import RESULTS
@@ -178,7 +178,7 @@ def fleet(
         raise ValueError("requests 1-20000, tokens 1-1000, concurrency 1-256")
     if not sizes or max(sizes) > 32 or min(sizes) < 1:
         raise ValueError("fleet sizes 1-32")
-    from tests._redis import RedisServer
+    from tests._support.redis_server import RedisServer
 
     picks = zipf_picks(requests, tokens, exponent, seed)
     used = len(set(picks))

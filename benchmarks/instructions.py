@@ -366,7 +366,7 @@ def _proofs(signer: Any, token: str | None, count: int, tag: str) -> list[str]:
 def simulator() -> Iterator[str]:
     """The Authlete simulator in its own process (not traced), with an ``iat`` window wide
     enough for the fixed clock: it checks proofs against its own wall clock."""
-    from examples.demo import process
+    from dpop_guard.demo import process
 
     from .load import free_port
 
@@ -380,7 +380,7 @@ def simulator() -> Iterator[str]:
 def _serve_simulator(port: int) -> None:
     import uvicorn
 
-    from dpop_guard.introspection.simulator import SimulatorState, create_simulator_app
+    from dpop_guard.simulator import SimulatorState, create_simulator_app
 
     state = SimulatorState(iat_skew=10 * 365 * 86400)
     uvicorn.run(create_simulator_app(state), host="127.0.0.1", port=port, log_level="warning")
@@ -448,8 +448,8 @@ def measure(
         compiler and valgrind's headers); ``process``: one interpreter per count and the
         difference of the totals; ``auto``: the first when it can be built.
     :raises SystemExit: without valgrind, or ``client-requests`` cannot be built."""
-    from dpop_guard.introspection.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
-    from examples.demo import mint_token
+    from dpop_guard.demo import mint_token
+    from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
 
     if large <= small:
         raise ValueError("large must exceed small")

@@ -39,9 +39,9 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.introspection.simulator import DEFAULT_SERVICE_TOKEN
-from examples.demo import mint_token, simulator_env
-from examples.demo import process as serve
+from dpop_guard.demo import mint_token, simulator_env
+from dpop_guard.demo import process as serve
+from dpop_guard.simulator import DEFAULT_SERVICE_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
 CONNECTIONS = 32
@@ -259,7 +259,7 @@ def stack() -> Iterator[Stack]:
                 *pin(1),
                 sys.executable,
                 "-m",
-                "dpop_guard.introspection.simulator",
+                "dpop_guard.simulator",
                 "--port",
                 str(sim_port),
             ],

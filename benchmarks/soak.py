@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
-from examples.demo import process as serve
+from dpop_guard.demo import process as serve
 
 from .load import Stack, free_port, pin, run_wrk, stack
 from .micro import RESULTS, machine

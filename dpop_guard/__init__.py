@@ -1,33 +1,60 @@
 """dpop_guard: DPoP (RFC 9449) resource-server middleware for ASGI apps.
 
+Names are imported on first use (PEP 562), so ``import dpop_guard.proof`` costs only the
+pure verifier and pulls in neither httpx, starlette, anyio nor redis.
+
 >>> from dpop_guard import DPoPGuardMiddleware, GuardSettings, Route
+>>> guard = dpop_guard.from_env(routes=(Route("/health", public=True),))
 """
 
-from .challenges import build_challenge, challenge_for, parse_challenge
-from .client import DPoPAuth, ProofSigner
-from .errors import (
-    AuthenticationRequired,
-    DPoPGuardError,
-    InsufficientScope,
-    IntrospectionUnavailable,
-    InvalidDPoPProof,
-    InvalidRequest,
-    InvalidToken,
-    ReplayStoreUnavailable,
-    ServiceUnavailable,
-    UseDPoPNonce,
-)
-from .introspection import Introspector, RequestFacts, TokenInfo
-from .introspection.authlete import AuthleteIntrospector
-from .introspection.cached import CachingIntrospector
-from .introspection.transport import AsyncioHTTPClient
-from .jwk import jwk_thumbprint
-from .middleware import DPoPCredentials, DPoPGuardMiddleware, DPoPUser
-from .proof import ProofVerifier, VerifiedProof, compute_ath, verify_proof
-from .replay import MemoryReplayStore, ReplayStore
-from .settings import AuthleteSettings, GuardSettings, ProofPolicy, ResourceMetadata, Route
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Where each public name lives; ``__getattr__`` imports the module on first access.
+_EXPORTS: dict[str, str] = {
+    "AsyncioHTTPClient": ".introspection.transport",
+    "AuthenticationRequired": ".errors",
+    "AuthleteIntrospector": ".introspection.authlete",
+    "AuthleteSettings": ".introspection.authlete",
+    "CachingIntrospector": ".introspection.cached",
+    "DPoPAuth": ".client",
+    "DPoPCredentials": ".credentials",
+    "DPoPGuard": ".guard",
+    "DPoPGuardError": ".errors",
+    "DPoPGuardMiddleware": ".middleware",
+    "DPoPUser": ".credentials",
+    "GuardSettings": ".settings",
+    "InsufficientScope": ".errors",
+    "IntrospectionUnavailable": ".errors",
+    "Introspector": ".introspection",
+    "InvalidDPoPProof": ".errors",
+    "InvalidRequest": ".errors",
+    "InvalidToken": ".errors",
+    "MemoryReplayStore": ".replay",
+    "ProofPolicy": ".settings",
+    "ProofSigner": ".client",
+    "ProofVerifier": ".proof",
+    "ReplayStore": ".replay",
+    "ReplayStoreUnavailable": ".errors",
+    "RequestFacts": ".introspection",
+    "ResourceMetadata": ".metadata",
+    "Route": ".routes",
+    "ServiceUnavailable": ".errors",
+    "TokenInfo": ".introspection",
+    "UseDPoPNonce": ".errors",
+    "VerifiedProof": ".proof",
+    "build_challenge": ".challenges",
+    "challenge_for": ".challenges",
+    "compute_ath": ".proof",
+    "from_env": ".guard",
+    "jwk_thumbprint": ".jwk",
+    "parse_challenge": ".challenges",
+    "verify_proof": ".proof",
+}
 
 __all__ = [
     "AsyncioHTTPClient",
@@ -37,6 +64,7 @@ __all__ = [
     "CachingIntrospector",
     "DPoPAuth",
     "DPoPCredentials",
+    "DPoPGuard",
     "DPoPGuardError",
     "DPoPGuardMiddleware",
     "DPoPUser",
@@ -63,7 +91,51 @@ __all__ = [
     "build_challenge",
     "challenge_for",
     "compute_ath",
+    "from_env",
     "jwk_thumbprint",
     "parse_challenge",
     "verify_proof",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ above
+    from .challenges import build_challenge, challenge_for, parse_challenge
+    from .client import DPoPAuth, ProofSigner
+    from .credentials import DPoPCredentials, DPoPUser
+    from .errors import (
+        AuthenticationRequired,
+        DPoPGuardError,
+        InsufficientScope,
+        IntrospectionUnavailable,
+        InvalidDPoPProof,
+        InvalidRequest,
+        InvalidToken,
+        ReplayStoreUnavailable,
+        ServiceUnavailable,
+        UseDPoPNonce,
+    )
+    from .guard import DPoPGuard, from_env
+    from .introspection import Introspector, RequestFacts, TokenInfo
+    from .introspection.authlete import AuthleteIntrospector, AuthleteSettings
+    from .introspection.cached import CachingIntrospector
+    from .introspection.transport import AsyncioHTTPClient
+    from .jwk import jwk_thumbprint
+    from .metadata import ResourceMetadata
+    from .middleware import DPoPGuardMiddleware
+    from .proof import ProofVerifier, VerifiedProof, compute_ath, verify_proof
+    from .replay import MemoryReplayStore, ReplayStore
+    from .routes import Route
+    from .settings import GuardSettings, ProofPolicy

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as redis
+from ._extras import missing_extra
+
+try:
+    import redis.asyncio as redis
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
+    raise missing_extra("redis", "a Redis replay store or introspection cache") from _exc
 
 
 def redis_client(

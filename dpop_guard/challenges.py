@@ -17,6 +17,15 @@ from .errors import (
     UseDPoPNonce,
 )
 
+__all__ = [
+    "DPOP_NONCE_HEADER",
+    "DPOP_SCHEME",
+    "ErrorResponse",
+    "build_challenge",
+    "challenge_for",
+    "parse_challenge",
+]
+
 DPOP_SCHEME = "DPoP"
 DPOP_NONCE_HEADER = "DPoP-Nonce"
 

@@ -26,6 +26,24 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar
 
+__all__ = [
+    "INSUFFICIENT_SCOPE",
+    "INVALID_DPOP_PROOF",
+    "INVALID_REQUEST",
+    "INVALID_TOKEN",
+    "USE_DPOP_NONCE",
+    "AuthenticationRequired",
+    "DPoPGuardError",
+    "InsufficientScope",
+    "IntrospectionUnavailable",
+    "InvalidDPoPProof",
+    "InvalidRequest",
+    "InvalidToken",
+    "ReplayStoreUnavailable",
+    "ServiceUnavailable",
+    "UseDPoPNonce",
+]
+
 INVALID_REQUEST = "invalid_request"
 INVALID_TOKEN = "invalid_token"  # noqa: S105 - an error code, not a secret
 INSUFFICIENT_SCOPE = "insufficient_scope"

@@ -4,7 +4,7 @@
 The middleware authenticates (proof, introspection, binding, replay) and sets
 ``request.auth``; :class:`DPoPSecurity` then checks the scopes a route declares with
 ``Security(dpop, scopes=[...])`` against the token's, from cached facts too, and returns the
-:class:`~dpop_guard.middleware.DPoPCredentials`.
+:class:`~dpop_guard.credentials.DPoPCredentials`.
 
 >>> dpop = DPoPSecurity()
 >>> @app.get("/accounts")
@@ -18,16 +18,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from fastapi import HTTPException
-from fastapi.openapi.models import HTTPBase
-from fastapi.security import SecurityScopes
-from fastapi.security.base import SecurityBase
+from ._extras import missing_extra
+
+try:
+    from fastapi import HTTPException
+    from fastapi.openapi.models import HTTPBase
+    from fastapi.security import SecurityScopes
+    from fastapi.security.base import SecurityBase
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
+    raise missing_extra("fastapi", "dpop_guard.fastapi") from _exc
 from starlette.requests import Request
 
 from .challenges import challenge_for
-from .errors import AuthenticationRequired, DPoPGuardError, InsufficientScope
-from .middleware import DPoPCredentials
+from .credentials import DPoPCredentials
+from .errors import DPoPGuardError
 from .settings import DEFAULT_ALGORITHMS
+from .starlette import check_scopes
 
 __all__ = ["DPoPSecurity"]
 
@@ -60,12 +66,9 @@ class DPoPSecurity(SecurityBase):
         return HTTPException(response.status, detail=json.loads(response.body), headers=headers)
 
     async def __call__(self, request: Request, security_scopes: SecurityScopes) -> DPoPCredentials:
-        auth = request.scope.get("auth")
-        if not isinstance(auth, DPoPCredentials):
-            # The middleware did not authenticate this request (not installed, or the path
-            # is public there): refuse rather than serve a protected route unauthenticated.
-            raise self._refuse(AuthenticationRequired("not_authenticated"))
-        required = security_scopes.scopes
-        if required and not auth.scopes.issuperset(required):
-            raise self._refuse(InsufficientScope("scope_missing", scope=" ".join(required)))
-        return auth
+        try:
+            # Unauthenticated (the middleware is missing, or a rule made the path public):
+            # refused rather than served.
+            return check_scopes(request, security_scopes.scopes)
+        except DPoPGuardError as exc:
+            raise self._refuse(exc) from None

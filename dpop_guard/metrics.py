@@ -6,15 +6,10 @@ hook, and the same facts as structured ``extra`` fields on the ``dpop_guard`` lo
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["CACHE_HIT", "Decision", "Metrics"]
-
-CACHE_HIT: ContextVar[bool | None] = ContextVar("dpop_guard_cache_hit", default=None)
-"""Set by the caching introspector for the current request: ``True`` on a hit, ``False`` on
-a miss, ``None`` when nothing was cached or looked up."""
+__all__ = ["Decision", "Metrics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +28,8 @@ class Decision:
     verification_seconds: float | None
     """Time spent verifying the proof, when there was one to verify."""
     cache_hit: bool | None
+    """``True`` when a caching introspector answered from its cache, ``False`` on a miss,
+    ``None`` when nothing was cached or looked up."""
 
 
 @runtime_checkable

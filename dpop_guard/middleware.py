@@ -1,104 +1,59 @@
 """The ASGI middleware: a thin shell around the pure verifier and the I/O seams.
 
-Per protected request, in order (after node-oidc-provider's ``access_token.js``):
-``Authorization`` -> exactly one ``DPoP`` header -> local proof verification ->
-introspection (cached) -> binding (proof key == token key) -> expiry and scopes ->
-atomic ``jti`` record. The first failure becomes one response through
+Every scope type is handled on purpose: ``lifespan`` passes, ``http`` and ``websocket``
+are authenticated, anything else is refused. Per protected request, in order:
+``Authorization`` -> exactly one ``DPoP`` header -> the target URL -> local proof
+verification -> ``jti`` record (so a replay never costs an introspection) ->
+introspection (cached) -> binding (proof key == token key) -> expiry and scopes, checked
+locally. The first failure becomes one response through
 :func:`~dpop_guard.challenges.challenge_for`. The body is never read, so streaming stays
-intact; lifespan and websocket scopes pass straight through.
+intact.
+
+A websocket handshake is authenticated like the HTTP ``GET`` it is: ``htm`` is ``GET``
+and ``htu`` the ``http``/``https`` form of the ``ws``/``wss`` URL. A refused handshake is
+answered with the HTTP error response where the server offers the
+``websocket.http.response`` extension, and otherwise closed before ``accept`` (the
+server then answers 403).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
-import multiprocessing
-import os
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Literal
-from urllib.parse import quote
 
-from starlette.authentication import BaseUser
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._proxy import forwarded_origin, parse_networks
-from .authorization import parse_authorization
+from ._authorization import parse_authorization
+from ._decision import DecisionLog, Trace, log_unexpected
+from ._defaults import default_nonce_source, default_replay_store
+from ._fapi import DateHeader, interaction_id, stamp_responses
+from ._proxy import parse_networks
+from ._respond import refuse_websocket, send_response
+from ._target import request_target_path, target_url
 from .challenges import challenge_for
+from .credentials import DPoPCredentials, DPoPUser, credentials_for
 from .errors import (
     DPoPGuardError,
-    InsufficientScope,
     InvalidDPoPProof,
     InvalidRequest,
     InvalidToken,
-    ReplayStoreUnavailable,
     ServiceUnavailable,
 )
 from .introspection import Introspector, RequestFacts, TokenInfo
-from .metrics import CACHE_HIT, Decision, Metrics
-from .nonce import HMACNonceSource, NonceSource
-from .proof import ProofVerifier, VerifiedProof, select_proof
-from .replay import MemoryReplayStore, ReplayStore, replay_store_from_url
-from .settings import GuardSettings, Route
+from .metadata import metadata_endpoint
+from .metrics import Metrics
+from .nonce import NonceSource
+from .proof import ProofVerifier, select_proof
+from .replay import ReplayStore
+from .replay._guard import ReplayGuard
+from .routes import Route, has_control_characters, has_dot_segments, route_for, route_path
+from .settings import GuardSettings
 
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
 
 logger = logging.getLogger("dpop_guard")
-_VERIFICATION_SECONDS: ContextVar[float | None] = ContextVar("dpop_guard_verify_s", default=None)
-_INTROSPECTION_SECONDS: ContextVar[float | None] = ContextVar(
-    "dpop_guard_introspection_s", default=None
-)
-
-_PROXY_HEADERS = frozenset(
-    {
-        b"forwarded",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-prefix",
-    }
-)
-
-
-class DPoPUser(BaseUser):
-    """``request.user`` for a request that passed: authenticated, named by its subject (or,
-    for a client-credentials token, its client id)."""
-
-    __slots__ = ("credentials",)
-
-    def __init__(self, credentials: DPoPCredentials) -> None:
-        self.credentials = credentials
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
-
-    @property
-    def display_name(self) -> str:
-        return self.credentials.subject or self.credentials.client_id or ""
-
-    @property
-    def identity(self) -> str:
-        return self.display_name
-
-
-@dataclass(frozen=True, slots=True)
-class DPoPCredentials:
-    """What a request proved, set as ``scope["auth"]`` (``request.auth`` in Starlette and
-    FastAPI; ``request.user`` is a :class:`DPoPUser`). ``scopes`` makes Starlette's
-    ``@requires`` work unchanged."""
-
-    subject: str | None
-    client_id: str | None
-    scopes: frozenset[str]
-    jkt: str | None
-    """The proof key's thumbprint; ``None`` only for an allowed unbound Bearer token."""
-    expires_at: int | None
-    scheme: str
 
 
 class DPoPGuardMiddleware:
@@ -137,150 +92,98 @@ class DPoPGuardMiddleware:
         self.app = app
         self.settings = settings = settings or GuardSettings()
         self.introspector = introspector
-        # "is None", not "or": an empty store has len() 0 and is falsy.
-        if replay_store is None:
-            replay_store = replay_store_from_url(
-                settings.replay_store, maxsize=settings.replay_maxsize
-            )
-        self.replay_store: ReplayStore = replay_store
-        if isinstance(replay_store, MemoryReplayStore) and _several_processes():
-            logger.warning(
-                "dpop_guard: the in-memory replay store is per process, and this process "
-                "looks like one of several workers: a proof replayed to another worker "
-                "would be accepted. Set DPOP_GUARD_REPLAY_STORE=redis://... for a fleet."
-            )
-        if nonce_source is None and settings.nonce_routes:
-            if settings.nonce_secret is None:
-                logger.warning(
-                    "dpop_guard: DPOP_GUARD_NONCE_SECRET is not set; nonces are valid only "
-                    "in the process that issued them."
-                )
-                nonce_source = HMACNonceSource.ephemeral(step=settings.nonce_step)
-            else:
-                nonce_source = HMACNonceSource(settings.nonce_secret, step=settings.nonce_step)
-        self.nonce_source = nonce_source
-        self._store_failed_at: int | None = None
+        self.replay_store = default_replay_store(settings, replay_store)
+        self.replay_guard = ReplayGuard(self.replay_store)
+        self.nonce_source = default_nonce_source(settings, nonce_source)
         self.metrics = metrics
+        self.decisions = DecisionLog(metrics)
         self.verifier = ProofVerifier(settings.policy)
         self._clock = clock
-        self._algs = settings.policy.algorithms
-        self._max_token = settings.max_token_bytes
-        self._public_url = settings.public_url
+        self._dates = DateHeader(clock) if settings.date_header else None
         self._networks = parse_networks(settings.trusted_proxies)
-        self._metadata_path: str | None = None
-        self._challenge_params: dict[str, str] = {}
-        if settings.metadata is not None:
-            meta = settings.metadata
-            scopes = meta.scopes_supported
-            if scopes is None:
-                scopes = tuple(sorted({s for r in settings.routes for s in r.scopes}))
-            document = {
-                "resource": meta.resource,
-                "authorization_servers": list(meta.authorization_servers),
-                "scopes_supported": list(scopes),
-                "bearer_methods_supported": ["header"],
-                "dpop_signing_alg_values_supported": list(settings.policy.algorithms),
-                "dpop_bound_access_tokens_required": not settings.allow_unbound_tokens,
-            }
-            if meta.resource_name:
-                document["resource_name"] = meta.resource_name
-            self._metadata_path = meta.path
-            self._metadata_body = json.dumps(document).encode()
-            self._challenge_params = {"resource_metadata": meta.url}
+        self._metadata = metadata_endpoint(settings)
+        meta = settings.metadata
+        self._challenge_params = {} if meta is None else {"resource_metadata": meta.url}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind == "lifespan":
             await self.app(scope, receive, send)
             return
-        method: str = scope["method"]
-        path = _route_path(scope)
-        if path == self._metadata_path and method in ("GET", "HEAD"):
-            await self._send_metadata(send, method)
+        if kind not in ("http", "websocket"):
+            # A scope type this guard does not know could carry anything: never pass it.
+            logger.warning("dpop_guard: refusing an ASGI scope of type %r", kind)
             return
-        route = self.settings.route_for(path, method)
-        if route is not None and route.public:
-            if not _has_dot_segments(path):
-                await self.app(scope, receive, send)
-                return
-            # "/public/../private" must not ride on a public prefix into an app (or a
-            # framework) that resolves dot segments after us: protect it.
-            route = None
-        started = time.perf_counter()
-        CACHE_HIT.set(None)
-        _INTROSPECTION_SECONDS.set(None)
-        _VERIFICATION_SECONDS.set(None)
+        interaction = interaction_id(scope)
+        scope.setdefault("state", {})["fapi_interaction_id"] = interaction
+        send = stamp_responses(send, interaction, self._dates)
+        websocket = kind == "websocket"
+        method: str = "GET" if websocket else scope["method"]
+        path = route_path(scope)
+        if not websocket and self._metadata is not None and self._metadata.serves(path, method):
+            await self._metadata(send, method)
+            return
+        trace = Trace(interaction_id=interaction)
         try:
-            credentials, next_nonce = await self._authenticate(scope, method, route)
-            scope["auth"] = credentials
-            scope["user"] = DPoPUser(credentials)
+            next_nonce = await self._admit(scope, method, path, trace)
         except DPoPGuardError as exc:
-            await self._reject(exc, send, started)
+            await self._reject(exc, scope, receive, send, trace)
             return
-        except Exception:
-            # A bug or an unexpected dependency failure: fail closed, keep the trace in
-            # the log (it holds no token: none of our messages carry one).
-            logger.exception("dpop_guard: unexpected error; answering 503")
-            await self._reject(ServiceUnavailable("internal_error"), send, started)
+        except Exception as exc:
+            # A bug or an unexpected dependency failure: fail closed. Logged without locals
+            # and messages, which may hold the token or the proof.
+            log_unexpected(exc)
+            await self._reject(ServiceUnavailable("internal_error"), scope, receive, send, trace)
             return
-        self._observe("accepted", None, None, started)
         if next_nonce is None:
             await self.app(scope, receive, send)
             return
+        start = "websocket.accept" if websocket else "http.response.start"
+        nonce = next_nonce.encode("ascii")
 
         async def send_with_nonce(message: Message) -> None:
             # Only the response head is touched; the body streams through untouched.
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append("DPoP-Nonce", next_nonce)
+            if message["type"] == start:
+                # A websocket accept may carry no headers list at all.
+                message["headers"] = [*message.get("headers", ()), (b"dpop-nonce", nonce)]
             await send(message)
 
         await self.app(scope, receive, send_with_nonce)
 
-    def _htu(self, scope: Scope, host: str | None, forwarded: dict[bytes, list[str]]) -> str:
-        """The URL the client addressed: the configured public URL, else what trusted
-        proxies report, else the request's own scheme and ``Host``."""
-        raw = scope.get("raw_path")
-        raw_path = raw.decode("latin-1").partition("?")[0] if raw else quote(scope["path"])
-        if self._public_url is not None:
-            root = quote(scope.get("root_path", ""))
-            if root and raw_path.startswith(root):
-                raw_path = raw_path[len(root) :]
-            return self._public_url + raw_path
-        scheme = scope.get("scheme", "http")
-        if self._networks:
-            client = scope.get("client")
-            origin = forwarded_origin(client[0] if client else None, forwarded, self._networks)
-            if origin is not None:
-                scheme = origin.scheme or scheme
-                host = origin.host or host
-                if origin.prefix and not (raw_path + "/").startswith(origin.prefix + "/"):
-                    raw_path = origin.prefix + raw_path
-        if host is None:
-            server = scope.get("server")
-            host = f"{server[0]}:{server[1]}" if server else "localhost"
-        return f"{scheme}://{host}{raw_path}"
+    async def _admit(self, scope: Scope, method: str, path: str, trace: Trace) -> str | None:
+        """Decide one request: return the ``DPoP-Nonce`` to send (or ``None``), having set
+        ``scope["auth"]`` and ``scope["user"]`` on a protected one; raise to refuse."""
+        if has_control_characters(path):
+            # Routers differ on these ("$" matches before a trailing "\n"): no rule can be
+            # trusted to cover them, so nobody is served.
+            raise InvalidRequest("path_control_character", "The request path is not valid.")
+        request_target_path(scope)  # "#" or control characters in the target: 400
+        route = route_for(self.settings.routes, path, method)
+        if route is not None and route.public:
+            if not has_dot_segments(path):
+                return None
+            # "/public/../private" must not ride on a public prefix into an app (or a
+            # framework) that resolves dot segments after us: protect it.
+            route = None
+        credentials, next_nonce = await self._authenticate(scope, method, path, route, trace)
+        self.decisions.observe("accepted", None, None, trace)
+        scope["auth"] = credentials
+        scope["user"] = DPoPUser(credentials)
+        return next_nonce
 
     async def _authenticate(
-        self, scope: Scope, method: str, route: Route | None
+        self, scope: Scope, method: str, path: str, route: Route | None, trace: Trace
     ) -> tuple[DPoPCredentials, str | None]:
         authorization: list[str] = []
         dpop: list[str] = []
-        host: str | None = None
-        forwarded: dict[bytes, list[str]] = {}
-        watch_proxies = bool(self._networks) and self._public_url is None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization.append(value.decode("latin-1"))
             elif name == b"dpop":
                 dpop.append(value.decode("latin-1"))
-            elif name == b"host":
-                host = value.decode("latin-1")
-            elif watch_proxies and name in _PROXY_HEADERS:
-                forwarded.setdefault(name, []).append(value.decode("latin-1"))
-        header = parse_authorization(authorization, max_token_bytes=self._max_token)
-        required = route.scopes if route is not None else ()
-        htu = self._htu(scope, host, forwarded)
+        header = parse_authorization(authorization, max_token_bytes=self.settings.max_token_bytes)
+        htu = target_url(scope, public_url=self.settings.public_url, networks=self._networks)
         now = int(self._clock())
-        proof: VerifiedProof | None = None
         if header.scheme == "Bearer":
             if dpop:
                 raise InvalidRequest(
@@ -290,13 +193,15 @@ class DPoPGuardMiddleware:
                 raise InvalidToken(
                     "bearer_scheme_refused", "A DPoP-bound access token is required."
                 )
-            info = await self._introspect(
-                header.token, RequestFacts(method, htu, None, None, required)
+            facts = RequestFacts(
+                method=method, htu=htu, proof=None, jkt=None, path=path, lookup=trace.lookup
             )
+            info = await self._introspect(header.token, facts, trace)
             if info.jkt is not None:
                 raise InvalidToken(
                     "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
                 )
+            jkt = next_nonce = None
         else:
             raw = select_proof(dpop)
             nonces = self.nonce_source if self.settings.nonce_required(route) else None
@@ -306,12 +211,20 @@ class DPoPGuardMiddleware:
                     raw, method=method, url=htu, access_token=header.token, now=now, nonces=nonces
                 )
             finally:
-                _VERIFICATION_SECONDS.set(time.perf_counter() - started)
+                trace.verification_seconds = time.perf_counter() - started
+            # Before introspection: a replayed proof must never cost an Authlete call.
+            await self.replay_guard.record(proof, now=now)
             # Send the proof's own htu: it already matched the request URL locally, and
             # it spares the server a second, possibly different, normalisation.
-            info = await self._introspect(
-                header.token, RequestFacts(method, proof.htu, raw, proof.jkt, required)
+            facts = RequestFacts(
+                method=method,
+                htu=proof.htu,
+                proof=raw,
+                jkt=proof.jkt,
+                path=path,
+                lookup=trace.lookup,
             )
+            info = await self._introspect(header.token, facts, trace)
             if info.jkt is None:
                 if not self.settings.allow_unbound_tokens:
                     raise InvalidToken("token_not_bound", "The access token is not DPoP-bound.")
@@ -319,134 +232,36 @@ class DPoPGuardMiddleware:
                 raise InvalidDPoPProof(
                     "jkt_mismatch", "The DPoP proof key does not match the access token."
                 )
-        self._check_token(info, now, required)
-        if proof is not None:
-            await self._record(proof, now)
-        credentials = DPoPCredentials(
-            subject=info.subject,
-            client_id=info.client_id,
-            scopes=info.scopes,
-            jkt=proof.jkt if proof else None,
-            expires_at=info.expires_at,
+            jkt, next_nonce = proof.jkt, proof.next_nonce
+        required = route.scopes if route is not None else ()
+        credentials = credentials_for(
+            info,
+            now=now,
+            required=required,
+            jkt=jkt,
             scheme=header.scheme,
+            interaction_id=trace.interaction_id,
         )
-        return credentials, proof.next_nonce if proof else None
+        return credentials, next_nonce
 
-    async def _introspect(self, token: str, facts: RequestFacts) -> TokenInfo:
+    async def _introspect(self, token: str, facts: RequestFacts, trace: Trace) -> TokenInfo:
         started = time.perf_counter()
         try:
             return await self.introspector.introspect(token, request=facts)
         finally:
-            _INTROSPECTION_SECONDS.set(time.perf_counter() - started)
+            trace.introspection_seconds = time.perf_counter() - started
 
-    async def _record(self, proof: VerifiedProof, now: int) -> None:
-        """Record the proof's jti atomically; a second use is a replay."""
-        try:
-            first = await self.replay_store.add_if_absent(proof.replay_key, ttl=proof.replay_ttl)
-        except Exception as exc:
-            self._store_failed_at = now
-            logger.warning(
-                "dpop_guard: replay store failed: %s",
-                type(exc).__name__,
-                extra={"dpop_guard_reason": "replay_store_error"},
-            )
-            raise ReplayStoreUnavailable("replay_store_error") from exc
-        if not first:
-            raise InvalidDPoPProof("jti_replayed", "The DPoP proof has been used before.")
-        failed_at = self._store_failed_at
-        if failed_at is not None:
-            if now - failed_at > proof.replay_ttl:
-                self._store_failed_at = None
-            elif proof.iat <= failed_at:
-                # The store failed after this proof was made. A store that lost its
-                # records meanwhile (a Redis restarted without persistence) cannot vouch
-                # that the proof was not used before, so only proofs made since pass.
-                raise InvalidDPoPProof(
-                    "replay_state_uncertain", "The DPoP proof is too old; send a fresh one."
-                )
-
-    @staticmethod
-    def _check_token(info: TokenInfo, now: int, required: tuple[str, ...]) -> None:
-        # Checked here as well as by the server, because a cached answer is older than the
-        # request, and a cached answer for one route says nothing of another's scopes.
-        if info.expires_at is not None and info.expires_at <= now:
-            raise InvalidToken("token_expired", "The access token has expired.")
-        if required and not info.scopes.issuperset(required):
-            raise InsufficientScope("scope_missing", scope=" ".join(required))
-
-    async def _send_metadata(self, send: Send, method: str) -> None:
-        body = self._metadata_body
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"cache-control", b"public, max-age=3600"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
-
-    def _observe(
-        self,
-        outcome: Literal["accepted", "rejected"],
-        reason: str | None,
-        status: int | None,
-        started: float,
+    async def _reject(
+        self, exc: DPoPGuardError, scope: Scope, receive: Receive, send: Send, trace: Trace
     ) -> None:
-        seconds = time.perf_counter() - started
-        cache_hit = CACHE_HIT.get()
-        level = logging.INFO if outcome == "rejected" else logging.DEBUG
-        if logger.isEnabledFor(level):
-            extra = {
-                "dpop_guard_outcome": outcome,
-                "dpop_guard_reason": reason,
-                "dpop_guard_status": status,
-                "dpop_guard_latency_ms": round(seconds * 1000, 3),
-                "dpop_guard_cache_hit": cache_hit,
-            }
-            if outcome == "rejected":
-                logger.info("dpop_guard rejected a request: %s (%s)", reason, status, extra=extra)
-            else:
-                logger.debug("dpop_guard accepted a request", extra=extra)
-        if self.metrics is not None:
-            self.metrics.observe(
-                Decision(
-                    outcome,
-                    reason,
-                    status,
-                    seconds,
-                    introspection_seconds=_INTROSPECTION_SECONDS.get(),
-                    verification_seconds=_VERIFICATION_SECONDS.get(),
-                    cache_hit=cache_hit,
-                )
-            )
-
-    async def _reject(self, exc: DPoPGuardError, send: Send, started: float) -> None:
         response = challenge_for(
-            exc, algs=self._algs, realm=self.settings.realm, extra_params=self._challenge_params
+            exc,
+            algs=self.settings.policy.algorithms,
+            realm=self.settings.realm,
+            extra_params=self._challenge_params,
         )
-        self._observe("rejected", exc.reason, response.status, started)
-        headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
-
-
-def _several_processes() -> bool:
-    """Whether this process looks like one worker of several (uvicorn ``--workers`` spawns
-    its workers with multiprocessing; gunicorn and uvicorn read ``WEB_CONCURRENCY``)."""
-    try:
-        concurrency = int(os.environ.get("WEB_CONCURRENCY", "1"))
-    except ValueError:
-        concurrency = 1
-    return concurrency > 1 or multiprocessing.parent_process() is not None
-
-
-def _has_dot_segments(path: str) -> bool:
-    return "/." in path and any(seg in (".", "..") for seg in path.split("/"))
-
-
-def _route_path(scope: Scope) -> str:
-    """The path relative to the app's mount point, as Starlette routes it."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        return path[len(root) :] or "/"
-    return path
+        self.decisions.observe("rejected", exc.reason, response.status, trace)
+        if scope["type"] == "websocket":
+            await refuse_websocket(response, scope, receive, send)
+        else:
+            await send_response(response, send, "http.response")

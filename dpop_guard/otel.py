@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import time
 
-from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode, Tracer
+from ._extras import missing_extra
+
+try:
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode, Tracer
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
+    raise missing_extra("otel", "dpop_guard.otel") from _exc
 
 from .metrics import Decision
 

@@ -13,7 +13,12 @@ and
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from ._extras import missing_extra
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
+    raise missing_extra("prometheus", "dpop_guard.prometheus") from _exc
 
 from .metrics import Decision
 

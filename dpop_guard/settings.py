@@ -4,21 +4,21 @@ environment (``from_env``) with the mapping passed in so tests can hand it a dic
 
 from __future__ import annotations
 
-import base64
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from ._env import EnvReader
 from ._proxy import parse_networks
 from .jwk import DEFAULT_MAX_RSA_BITS, DEFAULT_MIN_RSA_BITS, SUPPORTED_ALGORITHMS
+from .metadata import ResourceMetadata
 from .nonce import DEFAULT_NONCE_STEP
+from .routes import Route, route_for
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
-    "AuthleteSettings",
     "GuardSettings",
     "ProofPolicy",
     "ResourceMetadata",
@@ -39,7 +39,6 @@ DEFAULT_MAX_JSON_DEPTH: Final = 8
 DEFAULT_CACHE_TTL: Final = 60.0
 DEFAULT_CACHE_MAXSIZE: Final = 100_000
 DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
-DEFAULT_AUTHLETE_TIMEOUT: Final = 5.0
 ENV_PREFIX: Final = "DPOP_GUARD_"
 
 
@@ -103,57 +102,6 @@ class ProofPolicy:
         return self.iat_window + 2 * self.iat_leeway
 
 
-_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A path rule. ``pattern`` is a path with ``{name}`` segments and an optional
-    trailing ``*`` (any remainder). The first matching rule wins; paths that match no rule
-    are protected with no scope requirement (fail closed).
-
-    >>> Route("/accounts/{account_id}/transactions", scopes=("read:transactions",))
-    """
-
-    pattern: str
-    scopes: tuple[str, ...] = ()
-    public: bool = False
-    methods: tuple[str, ...] | None = None
-    nonce: bool | None = None
-    """Require a server nonce on this route; ``None`` follows ``GuardSettings.nonce``."""
-    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not self.pattern.startswith("/"):
-            raise ValueError(f"Route pattern must start with '/': {self.pattern!r}")
-        if isinstance(self.scopes, str):
-            raise ValueError("Route scopes must be a sequence of scope names, not one string")
-        for scope in self.scopes:
-            if not scope or " " in scope:
-                raise ValueError(f"invalid scope name {scope!r}")
-        pattern = self.pattern
-        prefix = pattern.endswith("*")
-        if prefix:
-            pattern = pattern[:-1]
-        parts: list[str] = []
-        pos = 0
-        for match in _PLACEHOLDER.finditer(pattern):
-            parts.append(re.escape(pattern[pos : match.start()]))
-            parts.append("[^/]+")
-            pos = match.end()
-        parts.append(re.escape(pattern[pos:]))
-        source = "".join(parts) + (".*" if prefix else "")
-        object.__setattr__(self, "regex", re.compile(source, re.DOTALL))
-        if self.methods is not None:
-            object.__setattr__(self, "methods", tuple(m.upper() for m in self.methods))
-
-    def matches(self, path: str, method: str) -> bool:
-        """True if this rule covers ``method path``."""
-        if self.methods is not None and method not in self.methods:
-            return False
-        return self.regex.fullmatch(path) is not None
-
-
 def _is_redis_url(value: str) -> bool:
     return urlsplit(value).scheme in ("redis", "rediss", "unix")
 
@@ -165,48 +113,6 @@ def _origin(value: str) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("public_url must have no query, fragment or user info")
     return value.rstrip("/")
-
-
-WELL_KNOWN: Final = "/.well-known/oauth-protected-resource"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ResourceMetadata:
-    """OAuth 2.0 Protected Resource Metadata (RFC 9728) for this API.
-
-    :param resource: the resource identifier, an https URL (usually the public URL).
-    :param authorization_servers: issuer URLs of the authorization servers it trusts.
-    :param scopes_supported: the scopes it uses; by default those its routes require.
-    :param resource_name: a human-readable name.
-    """
-
-    resource: str
-    authorization_servers: tuple[str, ...] = ()
-    scopes_supported: tuple[str, ...] | None = None
-    resource_name: str | None = None
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.resource)
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.query
-            or parts.fragment
-        ):
-            raise ValueError("resource must be an absolute URL without query or fragment")
-        object.__setattr__(self, "authorization_servers", tuple(self.authorization_servers))
-
-    @property
-    def path(self) -> str:
-        """Where the document is served: the well-known prefix, then the resource's path
-        (RFC 9728 section 3.1)."""
-        return WELL_KNOWN + urlsplit(self.resource).path.rstrip("/")
-
-    @property
-    def url(self) -> str:
-        """The document's URL, announced as ``resource_metadata`` in challenges."""
-        parts = urlsplit(self.resource)
-        return f"{parts.scheme}://{parts.netloc}{self.path}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -238,6 +144,9 @@ class GuardSettings:
         to this late. ``0`` disables the cache.
     :param cache_maxsize: introspection cache entries.
     :param replay_maxsize: in-memory replay store entries; when full, requests fail closed.
+    :param date_header: add a ``Date`` to every response that lacks one. Off by default:
+        uvicorn, hypercorn and daphne send their own, and a second ``Date`` breaks RFC 9110
+        (section 6.6.1); turn it on under a server that sends none.
     """
 
     policy: ProofPolicy = field(default_factory=ProofPolicy)
@@ -256,6 +165,7 @@ class GuardSettings:
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
     replay_maxsize: int = DEFAULT_REPLAY_MAXSIZE
+    date_header: bool = False
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -290,11 +200,9 @@ class GuardSettings:
         return self.nonce == "required"
 
     def route_for(self, path: str, method: str) -> Route | None:
-        """The first rule matching ``method path``, or ``None`` (protected, no scopes)."""
-        for route in self.routes:
-            if route.matches(path, method):
-                return route
-        return None
+        """The first rule matching ``method path``, or ``None`` (protected, no scopes);
+        see :func:`dpop_guard.routes.route_for`."""
+        return route_for(self.routes, path, method)
 
     @classmethod
     def from_env(
@@ -318,20 +226,14 @@ class GuardSettings:
 
         :raises ValueError: naming the variable that is wrong.
         """
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(prefix + name)
-            return value.strip() if value is not None and value.strip() else None
+        # One reader for every from_env: stripped, no control characters, finite numbers.
+        reader = EnvReader(environ, prefix)
+        get = reader.text
 
         def number(name: str, default: float, kind: type[int] | type[float]) -> float:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ValueError(f"{prefix}{name} must be a number, got {raw!r}") from None
+            if kind is int:
+                return reader.integer(name, int(default))
+            return reader.number(name, default)
 
         policy_kwargs: dict[str, object] = {}
         if (algs := get("ALGORITHMS")) is not None:
@@ -381,97 +283,3 @@ class GuardSettings:
             )
         except ValueError as exc:
             raise ValueError(f"{prefix}*: {exc}") from None
-
-
-ApiVersion = Literal["V2", "V3"]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class AuthleteSettings:
-    """How to reach Authlete's ``/auth/introspection``.
-
-    V2: ``POST {base_url}/api/auth/introspection`` with Basic ``api_key:api_secret``.
-    V3: ``POST {base_url}/api/{api_key}/auth/introspection`` with Bearer ``access_token``
-    (``api_key`` is then the service id).
-
-    :param timeout: seconds for one introspection in total, retries included.
-    :param retries: extra attempts after a connection failure or a 502/503/504.
-    """
-
-    base_url: str
-    api_version: ApiVersion = "V3"
-    api_key: str
-    api_secret: str | None = field(default=None, repr=False)
-    access_token: str | None = field(default=None, repr=False)
-    timeout: float = DEFAULT_AUTHLETE_TIMEOUT
-    retries: int = 1
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an absolute http(s) URL, got {self.base_url!r}")
-        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
-        version = self.api_version.upper()
-        if version not in ("V2", "V3"):
-            raise ValueError(f"api_version must be V2 or V3, got {self.api_version!r}")
-        object.__setattr__(self, "api_version", version)
-        if not self.api_key:
-            raise ValueError("api_key (the service API key / service id) is required")
-        if version == "V2" and not self.api_secret:
-            raise ValueError("api_secret is required for the V2 API")
-        if version == "V3":
-            if not self.access_token:
-                raise ValueError("access_token is required for the V3 API")
-            if not self.api_key.isdigit():
-                raise ValueError("api_key must be the numeric service id for the V3 API")
-        _positive("timeout", self.timeout)
-        if self.retries < 0:
-            raise ValueError("retries must not be negative")
-
-    @property
-    def introspection_url(self) -> str:
-        """The endpoint for this API version."""
-        if self.api_version == "V2":
-            return f"{self.base_url}/api/auth/introspection"
-        return f"{self.base_url}/api/{self.api_key}/auth/introspection"
-
-    @property
-    def authorization(self) -> str:
-        """The ``Authorization`` header value for calls to Authlete."""
-        if self.api_version == "V2":
-            raw = f"{self.api_key}:{self.api_secret}".encode()
-            return "Basic " + base64.b64encode(raw).decode("ascii")
-        return f"Bearer {self.access_token}"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> AuthleteSettings:
-        """Read Authlete's own variable names: ``AUTHLETE_BASE_URL``,
-        ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``,
-        ``AUTHLETE_SERVICE_APISECRET``, ``AUTHLETE_SERVICE_ACCESSTOKEN``, plus our
-        ``DPOP_GUARD_AUTHLETE_TIMEOUT``.
-
-        :raises ValueError: naming what is missing or wrong (never a secret's value).
-        """
-        env = os.environ if environ is None else environ
-        base_url = env.get("AUTHLETE_BASE_URL", "").strip()
-        if not base_url:
-            raise ValueError("AUTHLETE_BASE_URL is not set")
-        api_key = env.get("AUTHLETE_SERVICE_APIKEY", "").strip()
-        if not api_key:
-            raise ValueError("AUTHLETE_SERVICE_APIKEY is not set")
-        timeout_raw = env.get(ENV_PREFIX + "AUTHLETE_TIMEOUT", "").strip()
-        try:
-            timeout = float(timeout_raw) if timeout_raw else DEFAULT_AUTHLETE_TIMEOUT
-        except ValueError:
-            raise ValueError(f"{ENV_PREFIX}AUTHLETE_TIMEOUT must be a number") from None
-        try:
-            return cls(
-                base_url=base_url,
-                api_version=env.get("AUTHLETE_API_VERSION", "V3").strip().upper() or "V3",  # type: ignore[arg-type]
-                api_key=api_key,
-                api_secret=env.get("AUTHLETE_SERVICE_APISECRET") or None,
-                access_token=env.get("AUTHLETE_SERVICE_ACCESSTOKEN") or None,
-                timeout=timeout,
-            )
-        except ValueError as exc:
-            raise ValueError(f"AUTHLETE_*: {exc}") from None

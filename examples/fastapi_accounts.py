@@ -2,27 +2,26 @@
 
 The middleware authenticates every request but ``/health`` and the docs; each route declares
 its scopes with ``Security`` (checked from cached token facts too), and ``/docs`` shows the
-DPoP scheme. Configuration as in
-:mod:`examples.accounts` (Authlete's environment names and ``DPOP_GUARD_*``); without
-``AUTHLETE_BASE_URL`` the embedded simulator is used.
+DPoP scheme. Configuration as in :mod:`dpop_guard.demo.accounts` (Authlete's environment
+names and ``DPOP_GUARD_*``, read by :func:`dpop_guard.from_env`);
+``DPOP_GUARD_DEVELOPMENT_SIMULATOR=1`` runs it against the embedded simulator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Security
 
-from dpop_guard import DPoPCredentials, DPoPGuardMiddleware, Route
+from dpop_guard import DPoPCredentials, Route, from_env
+from dpop_guard.demo.accounts import ACCOUNTS, TRANSACTIONS
 from dpop_guard.fastapi import DPoPSecurity
-from examples.accounts import ACCOUNTS, TRANSACTIONS, build_guard
 
 ROUTES = (
     Route("/health", public=True),
     Route("/docs", public=True),
     Route("/openapi.json", public=True),
-    Route("/__authlete/*", public=True),  # exists only with the embedded simulator
 )
 dpop = DPoPSecurity()
 ReadAccounts = Annotated[DPoPCredentials, Security(dpop, scopes=["read:accounts"])]
@@ -38,7 +37,7 @@ def _owned(auth: DPoPCredentials, account_id: str) -> dict[str, str]:
 
 def create_app(environ: Mapping[str, str] | None = None) -> FastAPI:
     """Build the FastAPI app from ``environ`` (default: ``os.environ``)."""
-    guard = build_guard(environ, ROUTES)
+    guard = from_env(routes=ROUTES, environ=environ)
     app = FastAPI(title="Accounts (FAPI 2.0, DPoP)", lifespan=guard.lifespan)
 
     @app.get("/health")
@@ -68,11 +67,15 @@ def create_app(environ: Mapping[str, str] | None = None) -> FastAPI:
             "transactions": len(TRANSACTIONS.get(account_id, [])),
         }
 
-    if guard.simulator_app is not None:
-        app.mount("/__authlete", guard.simulator_app)
-    app.add_middleware(DPoPGuardMiddleware, **guard.middleware_options)
+    guard.install(app)
     app.state.guard = guard
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Any:
+    # ``app`` is built on first access (``uvicorn examples.fastapi_accounts:app``), so
+    # that importing the module reads no environment.
+    if name == "app":
+        globals()["app"] = app = create_app()
+        return app
+    raise AttributeError(name)

@@ -6,20 +6,16 @@ from collections.abc import Iterator
 import pytest
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.introspection.simulator import SimulatorState, create_simulator_app
+from dpop_guard.simulator import SimulatorState, create_simulator_app
+from tests._support.redis_server import RedisServer
+from tests._support.servers import ServerThread
 
-from ._redis import RedisServer
-from ._servers import ServerThread
 
-
-class Clock:
-    """An injectable wall clock."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture(scope="session", name="anyio_backend")
+def _anyio_backend() -> str:
+    """Async tests run on asyncio (the lean HTTP client is asyncio-only), whichever
+    backends the installed anyio would pick by default."""
+    return "asyncio"
 
 
 @pytest.fixture(scope="session", name="signers")
@@ -87,3 +83,26 @@ def _redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied before each test."""
     redis_server.flush()
     return redis_server.url
+
+
+# The marker scheme behind `make test-unit`: a test is slow when it needs a real server.
+# Marking by fixture keeps the rule in one place, so a new test that asks for Redis or the
+# simulator over HTTP is classed correctly without anyone remembering to mark it.
+_FIXTURE_MARKS = {
+    "redis_server": "redis",
+    "redis_url": "redis",
+    "simulator_server": "e2e",
+    "simulator": "e2e",
+    "simulator_url": "e2e",
+}
+# Modules that start processes (uvicorn workers, node, the CLI) without those fixtures.
+_SLOW_MODULES = frozenset({"test_cli.py", "test_demo.py", "test_benchmarks_smoke.py"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for mark in {m for f, m in _FIXTURE_MARKS.items() if f in names}:
+            item.add_marker(getattr(pytest.mark, mark))
+        if item.path.name in _SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dpop_guard.authorization import parse_authorization
+from dpop_guard._authorization import parse_authorization
 from dpop_guard.errors import AuthenticationRequired, DPoPGuardError, InvalidRequest, InvalidToken
 
 

@@ -12,14 +12,13 @@ import httpx
 import pytest
 
 from dpop_guard.cli import _check, main
-from dpop_guard.introspection.simulator import (
+from dpop_guard.proof import verify_proof
+from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
-from dpop_guard.proof import verify_proof
-
-from ._redis import free_port
+from tests._support.redis_server import free_port
 
 
 class TestProof:
@@ -96,10 +95,46 @@ class TestCheckConfig:
         problems = await _check(authlete_env(f"http://127.0.0.1:{free_port()}"))
         assert problems == ["Authlete cannot be used: authlete_unreachable"]
 
+    async def test_jwt_mode_needs_no_authlete(self) -> None:
+        """With DPOP_GUARD_INTROSPECTION=jwt, no Authlete variable is asked for; the JWKS
+        endpoint is what must answer (here nothing listens)."""
+        issuer = f"http://127.0.0.1:{free_port()}"
+        problems = await _check(
+            {
+                "DPOP_GUARD_INTROSPECTION": "jwt",
+                "DPOP_GUARD_JWT_ISSUER": issuer,
+                "DPOP_GUARD_JWT_AUDIENCE": "https://api.bank.test",
+                "DPOP_GUARD_PUBLIC_URL": "https://api.bank.test",
+            }
+        )
+        assert problems == ["the JWKS endpoint cannot be used: jwks_unavailable"]
+
+    async def test_same_builder_as_the_app(self) -> None:
+        """check-config refuses exactly what start-up refuses: an unknown mode, or a
+        missing Authlete configuration (no simulator fallback)."""
+        problems = await _check({"DPOP_GUARD_INTROSPECTION": "authlete_standard"})
+        assert len(problems) == 1 and "DPOP_GUARD_INTROSPECTION must be one of" in problems[0]
+        problems = await _check({"DPOP_GUARD_PUBLIC_URL": "https://api.bank.test"})
+        assert len(problems) == 1 and "AUTHLETE_BASE_URL is not set" in problems[0]
+
+    async def test_development_simulator_is_a_problem(self) -> None:
+        """The development simulator is reported: it must not reach production."""
+        problems = await _check(
+            {"DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1", "DPOP_GUARD_PUBLIC_URL": "https://a.test"}
+        )
+        assert problems == [
+            "DPOP_GUARD_DEVELOPMENT_SIMULATOR=1: requests are checked against the embedded "
+            "development simulator, whose credentials are public"
+        ]
+
 
 class TestSimulate:
-    def test_serves_seeded_tokens(self, tmp_path: Path) -> None:
-        """dpop-guard simulate serves Authlete's API with the tokens from a file."""
+    @pytest.mark.parametrize(
+        "command", [["dpop_guard.cli", "simulate"], ["dpop_guard.simulator"]], ids=["cli", "module"]
+    )
+    def test_serves_seeded_tokens(self, tmp_path: Path, command: list[str]) -> None:
+        """dpop-guard simulate and python -m dpop_guard.simulator (one code path) serve
+        Authlete's API with the tokens from a file."""
         tokens = tmp_path / "tokens.json"
         tokens.write_text(
             json.dumps(
@@ -111,8 +146,7 @@ class TestSimulate:
             [
                 sys.executable,
                 "-m",
-                "dpop_guard.cli",
-                "simulate",
+                *command,
                 "--port",
                 str(port),
                 "--tokens",

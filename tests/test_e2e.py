@@ -10,15 +10,14 @@ import httpx
 import pytest
 
 from dpop_guard.client import DPoPAuth, ProofSigner
-from dpop_guard.introspection.simulator import (
+from dpop_guard.demo.accounts import create_app
+from dpop_guard.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
-from examples.accounts import create_app
-
-from ._servers import ServerThread
+from tests._support.servers import ServerThread
 
 pytestmark = pytest.mark.e2e
 
@@ -149,9 +148,9 @@ class TestAccountsOverHTTP:
 
 class TestEmbeddedSimulator:
     async def test_embedded_mode(self) -> None:
-        """Without AUTHLETE_BASE_URL the example runs against the embedded simulator, which
-        mints tokens at /__authlete."""
-        with ServerThread(create_app({})) as api:
+        """With DPOP_GUARD_DEVELOPMENT_SIMULATOR=1 the example runs against the embedded
+        simulator, which mints tokens at /__authlete."""
+        with ServerThread(create_app({"DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1"})) as api:
             signer = ProofSigner.generate("ES256")
             async with httpx.AsyncClient(base_url=api.url) as client:
                 import base64

@@ -18,7 +18,7 @@ from starlette.routing import Route as HTTPRoute
 from dpop_guard import DPoPAuth, DPoPCredentials, DPoPGuardMiddleware, ProofSigner
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.fastapi import DPoPSecurity
-from dpop_guard.introspection.simulator import (
+from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,

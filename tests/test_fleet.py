@@ -17,17 +17,17 @@ import pytest
 
 from dpop_guard import DPoPAuth, ProofSigner, Route
 from dpop_guard.introspection.redis_cache import RedisTokenCache
-from dpop_guard.introspection.simulator import (
+from dpop_guard.replay import MemoryReplayStore
+from dpop_guard.replay.redis import RedisReplayStore
+from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
-from dpop_guard.replay import MemoryReplayStore
-from dpop_guard.replay.redis import RedisReplayStore
 from dpop_guard.testing import make_proof
+from tests._support.clock import Clock
+from tests._support.redis_server import RedisServer, free_port
 
-from ._redis import RedisServer, free_port
-from .conftest import Clock
 from .test_middleware import ORIGIN, ROUTES, Harness, assert_rejected
 
 SECRET = b"fleet-secret-0123456789abcdefghij"
@@ -313,7 +313,7 @@ class TestSharedIntrospectionCache:
 
 @pytest.fixture(name="workers", scope="module")
 def _workers(simulator_server: Any, redis_server: RedisServer) -> Iterator[str]:
-    """examples.accounts under `uvicorn --workers 2`, with Redis for replay and cache."""
+    """The accounts API under `uvicorn --workers 2`, with Redis for replay and cache."""
     server, _ = simulator_server
     port = free_port()
     env = dict(
@@ -331,7 +331,7 @@ def _workers(simulator_server: Any, redis_server: RedisServer) -> Iterator[str]:
             sys.executable,
             "-m",
             "uvicorn",
-            "examples.accounts:app",
+            "dpop_guard.demo.accounts:app",
             "--workers",
             "2",
             "--port",

@@ -16,8 +16,8 @@ from dpop_guard.errors import IntrospectionUnavailable, InvalidToken
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
 from dpop_guard.testing import make_proof
+from tests._support.oidc_provider import OIDCProvider
 
-from ._oidc_provider import OIDCProvider
 from .test_middleware import ORIGIN, inner_app
 
 RESOURCE = "https://jwt.bank.test"
@@ -192,7 +192,7 @@ class TestRevocationAndFailures:
 
     async def test_jwks_unreachable(self, http: httpx.AsyncClient) -> None:
         """No JWKS and none cached: 503, not a refusal of the client."""
-        from ._redis import free_port
+        from tests._support.redis_server import free_port
 
         settings = JWTAccessTokenSettings(
             issuer="https://as", audience=RESOURCE, jwks_uri=f"http://127.0.0.1:{free_port()}/jwks"
@@ -228,7 +228,7 @@ class TestExample:
         self, provider: OIDCProvider, signer: ProofSigner
     ) -> None:
         """DPOP_GUARD_INTROSPECTION=jwt runs the accounts example on JWT access tokens."""
-        from examples.accounts import create_app
+        from dpop_guard.demo.accounts import create_app
 
         app = create_app(
             {

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import unquote
 
 import anyio
 import httpx
@@ -30,14 +33,16 @@ from dpop_guard import (
     Route,
     TokenInfo,
 )
+from dpop_guard._fapi import mint_uuid
+from dpop_guard._target import check_host, target_url
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.introspection import RequestFacts
-from dpop_guard.introspection.simulator import (
+from dpop_guard.replay import MemoryReplayStore
+from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
-from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.testing import make_proof
 
 ORIGIN = "https://api.bank.test"
@@ -58,6 +63,8 @@ async def echo(request: Request) -> JSONResponse:
             "jkt": auth.jkt,
             "scheme": auth.scheme,
             "expires_at": auth.expires_at,
+            "interaction_id": auth.interaction_id,
+            "state_interaction_id": request.state.fapi_interaction_id,
         }
     )
 
@@ -108,7 +115,14 @@ class Harness:
                 introspector, ttl=60, shared=options.pop("shared", None)
             )
         self.introspector = options.pop("introspector", introspector)
-        setting_names = ("allow_unbound_tokens", "realm", "nonce", "nonce_secret", "nonce_step")
+        setting_names = (
+            "allow_unbound_tokens",
+            "realm",
+            "nonce",
+            "nonce_secret",
+            "nonce_step",
+            "date_header",
+        )
         settings = GuardSettings(
             routes=options.pop("routes", ROUTES),
             public_url=ORIGIN,
@@ -227,7 +241,9 @@ class TestSuccess:
         sent = [e for e in h.simulator.log if "dpop_sha256" in e]
         assert len(sent) == 1
         assert sent[0]["htm"] == "GET" and sent[0]["htu"] == ORIGIN + "/accounts"
-        assert sent[0]["scopes"] == ["read:accounts"]
+        # Scopes are checked locally from the token's facts, so the cached answer serves
+        # every route: no route scopes go to Authlete.
+        assert "scopes" not in sent[0]
 
     async def test_without_cache_every_request_asks(
         self, make_harness: Callable[..., Harness], signer: ProofSigner
@@ -301,22 +317,32 @@ class TestSuccess:
         )
         assert response.status_code == 200
 
-    @pytest.mark.parametrize("scope_type", ["lifespan", "websocket"])
-    async def test_non_http_scopes_pass_through(self, scope_type: str) -> None:
-        """Lifespan and websocket scopes reach the app untouched, with no credentials."""
+    async def test_lifespan_passes_through(self) -> None:
+        """Lifespan scopes reach the app untouched, with no credentials."""
         seen: list[dict[str, Any]] = []
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
             seen.append(scope)
 
-        class Never:
-            async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
-                raise AssertionError("not called")
-
         guard = DPoPGuardMiddleware(app, introspector=Never())
-        scope = {"type": scope_type, "path": "/ws", "headers": []}
+        scope = {"type": "lifespan"}
         await guard(scope, None, None)  # type: ignore[arg-type]
         assert seen == [scope] and "auth" not in scope
+
+    @pytest.mark.parametrize("scope_type", ["webtransport", "http2", ""])
+    async def test_unknown_scope_types_refused(self, scope_type: str) -> None:
+        """A scope type the guard does not know never reaches the app."""
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise AssertionError("reached the app")
+
+        guard = DPoPGuardMiddleware(app, introspector=Never())
+        await guard({"type": scope_type, "path": "/accounts", "headers": []}, None, None)  # type: ignore[arg-type]
+
+
+class Never:
+    async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+        raise AssertionError("not called")
 
 
 class TestHeaders:
@@ -442,6 +468,21 @@ class TestProof:
         response = await h.call(token, proof=proof)
         assert_rejected(response, 401, "invalid_dpop_proof", "jti_replayed", reasons)
 
+    async def test_replay_refused_before_introspection(
+        self, h: Harness, signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """One junk token with one proof, resent ten times: the first is introspected
+        (401 invalid_token), the others are refused as replays without an Authlete call."""
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token="junk")
+        response = await h.call("junk", proof=proof)
+        assert_rejected(response, 401, "invalid_token", reasons[-1], reasons)
+        calls = h.simulator.calls["auth/introspection"]
+        assert calls >= 1
+        for _ in range(9):
+            response = await h.call("junk", proof=proof)
+            assert_rejected(response, 401, "invalid_dpop_proof", "jti_replayed", reasons)
+        assert h.simulator.calls["auth/introspection"] == calls
+
     async def test_replay_under_concurrency(self, h: Harness, signer: ProofSigner) -> None:
         """40 concurrent copies of one proof: exactly one passes, on a cold cache."""
         token = h.token(signer)
@@ -485,14 +526,17 @@ class TestBinding:
     async def test_replay_after_failed_binding(
         self, h: Harness, signer: ProofSigner, reasons: list[str]
     ) -> None:
-        """A proof refused for its key is refused again, never accepted later."""
+        """A proof refused for its key is refused again, as a replay (its jti was
+        recorded before introspection), never accepted later, and costs no Authlete call."""
         token = h.token(signer)
         thief = ProofSigner.generate("ES256")
         proof = make_proof(thief, htu=ORIGIN + "/accounts", access_token=token)
         assert (await h.call(token, proof=proof)).status_code == 401
         assert (await h.call(token, signer)).status_code == 200
+        calls = h.simulator.calls["auth/introspection"]
         response = await h.call(token, proof=proof)
-        assert_rejected(response, 401, "invalid_dpop_proof", "jkt_mismatch", reasons)
+        assert_rejected(response, 401, "invalid_dpop_proof", "jti_replayed", reasons)
+        assert h.simulator.calls["auth/introspection"] == calls
 
     async def test_unbound_token_refused(
         self, h: Harness, signer: ProofSigner, reasons: list[str]
@@ -568,11 +612,18 @@ class TestToken:
     async def test_missing_scope_on_miss(
         self, h: Harness, signer: ProofSigner, reasons: list[str]
     ) -> None:
-        """Authlete's FORBIDDEN becomes 403 insufficient_scope naming the scope."""
+        """A token lacking the route's scope is refused locally (403 insufficient_scope
+        naming the scope) after one introspection round, whose facts then serve every
+        route."""
         token = h.token(signer)
         response = await h.call(token, signer, path="/accounts/acc-1/transactions")
-        params = assert_rejected(response, 403, "insufficient_scope", "authlete_forbidden", reasons)
+        params = assert_rejected(response, 403, "insufficient_scope", "scope_missing", reasons)
         assert params["scope"] == "read:transactions"
+        calls = h.simulator.calls["auth/introspection"]
+        response = await h.call(token, signer, path="/accounts/acc-1/transactions")
+        assert_rejected(response, 403, "insufficient_scope", "scope_missing", reasons)
+        assert (await h.call(token, signer)).status_code == 200
+        assert h.simulator.calls["auth/introspection"] == calls
 
     async def test_missing_scope_on_hit(
         self, h: Harness, signer: ProofSigner, reasons: list[str]
@@ -585,6 +636,230 @@ class TestToken:
         params = assert_rejected(response, 403, "insufficient_scope", "scope_missing", reasons)
         assert params["scope"] == "read:transactions"
         assert h.simulator.calls["auth/introspection"] == calls
+
+
+async def raw_call(
+    app: Any,
+    target: bytes,
+    *,
+    method: str = "GET",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request as a raw ASGI scope, for targets an HTTP client would normalise."""
+    messages: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        messages.append(message)
+
+    raw, _, query = target.partition(b"?")
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": unquote(raw.decode("latin-1")),
+        "raw_path": raw,
+        "root_path": "",
+        "scheme": "https",
+        "query_string": query,
+        "headers": headers if headers is not None else [(b"host", b"api.bank.test")],
+        "server": ("api.bank.test", 443),
+    }
+    await app(scope, receive, send)
+    start = messages[0]
+    return start["status"], dict(start["headers"]), messages[1]["body"]
+
+
+class TestRequestTarget:
+    @pytest.mark.parametrize(
+        "target",
+        [b"/accounts%0A", b"/accounts%0D", b"/accounts%00", b"/accounts%7F", b"/health%0A"],
+    )
+    async def test_control_character_in_path(
+        self, h: Harness, reasons: list[str], target: bytes
+    ) -> None:
+        """A decoded path holding a control character is a 400 before any rule is tried,
+        public rules included (Starlette's "$" would route "/accounts\\n" to /accounts)."""
+        status, headers, body = await raw_call(h.app, target)
+        assert status == 400 and headers[b"cache-control"] == b"no-store"
+        assert (
+            parse_challenge(headers[b"www-authenticate"].decode())[1]["error"] == "invalid_request"
+        )
+        assert json.loads(body)["error"] == "invalid_request"
+        assert reasons[-1] == "path_control_character"
+
+    @pytest.mark.parametrize(
+        "target",
+        [b"/accounts/acc-1001#/transactions", b"/accounts#", b"/acc ounts", b"/acc\xc3\xa9ounts"],
+    )
+    async def test_fragment_or_control_in_target(
+        self, h: Harness, reasons: list[str], target: bytes
+    ) -> None:
+        """A request target holding "#", a space or a control byte is a 400: a proof for
+        /accounts/acc-1001 never passes for /accounts/acc-1001#/transactions."""
+        status, headers, _ = await raw_call(h.app, target)
+        assert status == 400
+        assert (
+            parse_challenge(headers[b"www-authenticate"].decode())[1]["error"] == "invalid_request"
+        )
+        assert reasons[-1] == "request_target_invalid"
+
+    async def test_head_covered_by_get_rule(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """HEAD is checked against a rule that lists only GET (Starlette serves HEAD with
+        the GET handler): 403 without the scope."""
+        h = make_harness(routes=(Route("/accounts", scopes=("read:accounts",), methods=("GET",)),))
+        token = h.token(signer, scopes=())
+        response = await h.call(token, signer, method="HEAD")
+        assert response.status_code == 403
+        assert (
+            parse_challenge(response.headers["www-authenticate"])[1]["error"]
+            == "insufficient_scope"
+        )
+        assert reasons[-1] == "scope_missing"
+
+    async def test_method_case_insensitive(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """A method in lower case matches the rule for its upper-case form."""
+        h = make_harness(routes=(Route("/accounts", scopes=("read:accounts",), methods=("GET",)),))
+        token = h.token(signer, scopes=())
+        proof = make_proof(signer, htm="get", htu=ORIGIN + "/accounts", access_token=token)
+        headers = [
+            (b"host", b"api.bank.test"),
+            (b"authorization", f"DPoP {token}".encode()),
+            (b"dpop", proof.encode()),
+        ]
+        status, found, _ = await raw_call(h.app, b"/accounts", method="get", headers=headers)
+        assert status == 403
+        assert (
+            parse_challenge(found[b"www-authenticate"].decode())[1]["error"] == "insufficient_scope"
+        )
+        assert reasons[-1] == "scope_missing"
+
+    async def test_introspector_gets_the_routed_path(self, signer: ProofSigner) -> None:
+        """The introspector is told the decoded path the router sees (mount stripped), so
+        path-sensitive policy (revocation paths) never matches on the raw htu."""
+        seen: list[RequestFacts] = []
+
+        class Recording:
+            async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+                seen.append(request)
+                return TokenInfo("alice", "c", frozenset(), None, signer.jkt)
+
+        guard = DPoPGuardMiddleware(
+            inner_app(),
+            settings=GuardSettings(public_url=ORIGIN + "/bank"),
+            introspector=Recording(),
+        )
+        proof = make_proof(signer, htu=ORIGIN + "/bank/%70ayments", access_token="tok")
+        headers = [(b"authorization", b"DPoP tok"), (b"dpop", proof.encode())]
+        messages: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            messages.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/bank/payments",
+            "raw_path": b"/bank/%70ayments",
+            "root_path": "/bank",
+            "scheme": "https",
+            "query_string": b"",
+            "headers": headers,
+        }
+        await guard(scope, receive, send)
+        assert messages[0]["status"] == 404  # authenticated; the app has no such route
+        assert [facts.path for facts in seen] == ["/payments"]
+        assert seen[0].htu == ORIGIN + "/bank/%70ayments"
+
+
+class TestHost:
+    @pytest.fixture(name="hostless")
+    def _hostless(self, simulator_url: str) -> Iterator[DPoPGuardMiddleware]:
+        http = httpx.AsyncClient()
+        yield DPoPGuardMiddleware(
+            inner_app(),
+            settings=GuardSettings(routes=ROUTES),
+            introspector=AuthleteIntrospector(http, authlete_settings(simulator_url)),
+        )
+
+    @pytest.mark.parametrize(
+        "host",
+        [
+            "rs.local/other",
+            "rs.local?x",
+            "rs.local#x",
+            "user@rs.local",
+            "rs.local:99999",
+            "rs.local:8o",
+            "rs.local:",
+            "",
+            "[::1",
+            "[rs.local]",
+            "[::1]x",
+            "rs local",
+            "rs.local\\x",
+        ],
+    )
+    async def test_invalid_host(
+        self, hostless: DPoPGuardMiddleware, signer: ProofSigner, reasons: list[str], host: str
+    ) -> None:
+        """Without a public URL, a Host that is not host[:port] is a 400: it can never
+        smuggle a path into htu."""
+        proof = make_proof(signer, htu="http://rs.local/other", access_token="tok")
+        headers = [
+            (b"host", host.encode()),
+            (b"authorization", b"DPoP tok"),
+            (b"dpop", proof.encode()),
+        ]
+        status, found, _ = await raw_call(hostless, b"/accounts", headers=headers)
+        assert status == 400
+        assert parse_challenge(found[b"www-authenticate"].decode())[1]["error"] == "invalid_request"
+        assert reasons[-1] == "host_invalid"
+
+    async def test_two_hosts(self, hostless: DPoPGuardMiddleware, reasons: list[str]) -> None:
+        """Two Host headers are a 400 (RFC 9112 section 3.2)."""
+        headers = [(b"host", b"a.test"), (b"host", b"b.test"), (b"authorization", b"DPoP tok")]
+        status, _, _ = await raw_call(hostless, b"/accounts", headers=headers)
+        assert status == 400 and reasons[-1] == "host_multiple"
+
+    @pytest.mark.parametrize(
+        ("scope", "expected"),
+        [
+            (
+                {"scheme": "http", "headers": [], "server": ("::1", 8000), "raw_path": b"/a"},
+                "http://[::1]:8000/a",
+            ),
+            (
+                {"scheme": "wss", "headers": [], "server": ("10.0.0.1", 443), "path": "/a b"},
+                "https://10.0.0.1:443/a%20b",
+            ),
+            ({"scheme": "ws", "headers": [], "server": ("h", None), "path": "/"}, "http://h/"),
+            ({"scheme": "https", "headers": [], "path": "/x"}, "https://localhost/x"),
+            (
+                {"scheme": "http", "headers": [(b"host", b"rs.local:8080")], "raw_path": b"/a?q"},
+                "http://rs.local:8080/a",
+            ),
+        ],
+    )
+    def test_target_from_parts(self, scope: dict[str, Any], expected: str) -> None:
+        """Without a public URL, htu is composed from the scheme (ws as http, wss as
+        https), the Host or the server address, and the target's path."""
+        assert target_url(scope, public_url=None, networks=()) == expected
+
+    @pytest.mark.parametrize(
+        "host", ["rs.local", "rs.local:8080", "10.0.0.1:1", "[::1]:65535", "[::1]"]
+    )
+    async def test_valid_hosts(self, host: str) -> None:
+        """Names, IPv4 and bracketed IPv6 literals, with or without a port, are hosts."""
+        assert check_host(host) == host
 
 
 def _closed_port() -> int:
@@ -670,6 +945,37 @@ class TestOutages:
         assert_rejected(response, 503, None, "internal_error", reasons)
         assert "bug" not in response.text and "Traceback" not in response.text
 
+    async def test_unexpected_error_logged_without_locals(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The 503 path logs the exception's type and a traceback with no locals and no
+        message: a token or proof held in a local, or quoted by a library in its message,
+        reaches no log record, no exc_info and no formatted line."""
+
+        class Buggy:
+            async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+                held = {"token": token, "proof": request.proof}
+                int(f"{held['token']}{held['proof']}")  # a ValueError quoting both
+                raise AssertionError("unreachable")
+
+        caplog.set_level(logging.DEBUG)
+        h = make_harness(introspector=Buggy())
+        token = h.token(signer)
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+        response = await h.call(token, proof=proof)
+        assert response.status_code == 503
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and errors[0].exc_info is None and errors[0].exc_text is None
+        assert "ValueError" in errors[0].getMessage() and "introspect" in errors[0].getMessage()
+        rendered = [
+            logging.Formatter().format(r) + repr(r.__dict__) + repr(r.args) for r in caplog.records
+        ]
+        for secret in (token, proof, proof.split(".")[2]):
+            assert all(secret not in line for line in rendered)
+
 
 class TestDeployment:
     async def test_root_path_and_public_url(
@@ -725,6 +1031,106 @@ class TestDeployment:
         h = make_harness(realm="bank")
         response = await h.call(None)
         assert parse_challenge(response.headers["www-authenticate"])[1]["realm"] == "bank"
+
+
+UUID = "1f0c5e0e-9d2a-4c55-8b1e-5a8d9c3f2b71"
+
+
+def is_uuid(value: str) -> bool:
+    return str(uuid.UUID(value)) == value
+
+
+class TestFapiHeaders:
+    async def test_interaction_id_echoed_on_success(
+        self, h: Harness, signer: ProofSigner, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A client's UUID is echoed on a 2xx, exposed as request.auth.interaction_id and
+        request.state.fapi_interaction_id, and put on the decision's log record."""
+        caplog.set_level(logging.DEBUG, logger="dpop_guard")
+        token = h.token(signer)
+        response = await h.call(token, signer, headers=[("x-fapi-interaction-id", UUID)])
+        assert response.status_code == 200
+        assert response.headers["x-fapi-interaction-id"] == UUID
+        body = response.json()
+        assert body["interaction_id"] == body["state_interaction_id"] == UUID
+        decision = [r for r in caplog.records if hasattr(r, "dpop_guard_outcome")][-1]
+        assert decision.dpop_guard_interaction_id == UUID  # type: ignore[attr-defined]
+
+    async def test_interaction_id_echoed_on_error(self, h: Harness, reasons: list[str]) -> None:
+        """The id is echoed on a refusal too (401, no error, authorization_missing),
+        exactly as sent (upper case included)."""
+        response = await h.call(None, headers=[("x-fapi-interaction-id", UUID.upper())])
+        assert_rejected(response, 401, None, "authorization_missing", reasons)
+        assert response.headers["x-fapi-interaction-id"] == UUID.upper()
+
+    async def test_interaction_id_minted(self, h: Harness) -> None:
+        """Without one, a UUID is minted (on a public route as well)."""
+        response = await h.call(None, path="/health")
+        assert response.status_code == 200
+        assert is_uuid(response.headers["x-fapi-interaction-id"])
+
+    @pytest.mark.parametrize(
+        "sent",
+        ["not-a-uuid", UUID + "x", "{" + UUID + "}", UUID.replace("-", ""), "a\x01b", f" {UUID}"],
+    )
+    async def test_non_uuid_replaced_and_logged(
+        self, h: Harness, signer: ProofSigner, caplog: pytest.LogCaptureFixture, sent: str
+    ) -> None:
+        """A value that is not a canonical UUID is replaced by a fresh one, and the
+        replacement (never the client's value) is logged."""
+        caplog.set_level(logging.INFO, logger="dpop_guard")
+        token = h.token(signer)
+        response = await h.call(token, signer, headers=[("x-fapi-interaction-id", sent)])
+        assert response.status_code == 200
+        echoed = response.headers["x-fapi-interaction-id"]
+        assert is_uuid(echoed) and echoed != sent and response.json()["interaction_id"] == echoed
+        replaced = [r for r in caplog.records if "replaced" in r.getMessage()]
+        assert [r.dpop_guard_interaction_id for r in replaced] == [echoed]  # type: ignore[attr-defined]
+        assert all(sent not in r.getMessage() for r in caplog.records)
+
+    async def test_date_header_when_asked(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """With date_header, responses the server would send without a Date (the ASGI
+        transport adds none) get exactly one, on a 2xx and on a refusal alike; without it,
+        none is added."""
+        assert "date" not in (await make_harness().call(None)).headers
+        h = make_harness(date_header=True)
+        refused = await h.call(None)
+        assert_rejected(refused, 401, None, "authorization_missing", reasons)
+        served = await h.call(h.token(signer), signer)
+        assert served.status_code == 200
+        for response in (refused, served):
+            dates = response.headers.get_list("date")
+            assert len(dates) == 1
+            assert parsedate_to_datetime(dates[0]).tzinfo is not None
+
+    def test_minted_ids_are_uuid4(self) -> None:
+        """Minted ids are distinct version-4 RFC 4122 UUIDs in canonical form."""
+        minted = [mint_uuid() for _ in range(2000)]
+        assert len(set(minted)) == len(minted)
+        for value in minted:
+            parsed = uuid.UUID(value)
+            assert str(parsed) == value and parsed.version == 4
+            assert parsed.variant == uuid.RFC_4122
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("x-fapi-customer-ip-address", "2001:db8::1"),
+            ("x-fapi-customer-ip-address", "198.51.100.7"),
+            ("x-fapi-customer-ip-address", "[2001:db8::1]"),
+            ("x-fapi-auth-date", "Tue, 11 Sep 2012 19:43:31 GMT"),
+            ("x-fapi-auth-date", "garbage"),
+        ],
+    )
+    async def test_fapi_customer_headers_never_refused(
+        self, h: Harness, signer: ProofSigner, name: str, value: str
+    ) -> None:
+        """x-fapi-customer-ip-address (IPv6 too) and x-fapi-auth-date never cause a
+        refusal."""
+        token = h.token(signer)
+        assert (await h.call(token, signer, headers=[(name, value)])).status_code == 200
 
 
 class TestNoLeaks:

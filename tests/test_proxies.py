@@ -16,7 +16,7 @@ from dpop_guard import (
     ProofSigner,
 )
 from dpop_guard._proxy import forwarded_origin, parse_networks
-from dpop_guard.introspection.simulator import (
+from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,

@@ -18,8 +18,8 @@ from dpop_guard.errors import IntrospectionUnavailable, InvalidToken
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
 from dpop_guard.testing import make_proof
+from tests._support.oidc_provider import RS_CLIENT, OIDCProvider
 
-from ._oidc_provider import RS_CLIENT, OIDCProvider
 from .test_middleware import ORIGIN, inner_app
 
 FACTS = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof="p", jkt="j")
@@ -242,7 +242,7 @@ class TestExample:
         self, provider: OIDCProvider, signer: ProofSigner
     ) -> None:
         """DPOP_GUARD_INTROSPECTION=rfc7662 runs the accounts example against oidc-provider."""
-        from examples.accounts import create_app
+        from dpop_guard.demo.accounts import create_app
 
         app = create_app(
             {

@@ -58,6 +58,14 @@ class TestRoute:
         """A method list restricts a rule."""
         route = Route("/x", methods=("get",))
         assert route.matches("/x", "GET") and not route.matches("/x", "POST")
+        assert route.methods == ("GET",)
+
+    @pytest.mark.parametrize("method", ["HEAD", "head", "get", "Get"])
+    def test_head_and_case_fold_into_get(self, method: str) -> None:
+        """HEAD is covered by a GET rule, and methods compare case-insensitively, as the
+        routers this guards dispatch them."""
+        assert Route("/x", methods=("GET",)).matches("/x", method)
+        assert not Route("/x", methods=("POST",)).matches("/x", method)
 
     @pytest.mark.parametrize(
         "kwargs",
@@ -65,6 +73,9 @@ class TestRoute:
             {"pattern": "x"},
             {"pattern": "/x", "scopes": "a b"},
             {"pattern": "/x", "scopes": ("a b",)},
+            {"pattern": "/x", "methods": "GET"},
+            {"pattern": "/x\n"},
+            {"pattern": "/x\x85"},
         ],
     )
     def test_invalid(self, kwargs: dict[str, object]) -> None:

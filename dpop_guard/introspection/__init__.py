@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Introspector", "RequestFacts", "TokenInfo"]
+__all__ = ["Introspector", "Lookup", "RequestFacts", "TokenInfo"]
+
+
+@dataclass(slots=True)
+class Lookup:
+    """What the introspector chain reports back about one call, for logs and metrics (an
+    explicit value instead of a context variable): a caching introspector sets
+    ``cache_hit`` to ``True`` on a hit and ``False`` on a miss; ``None`` means nothing was
+    cached or looked up."""
+
+    cache_hit: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +32,11 @@ class RequestFacts:
     proof: str | None
     jkt: str | None
     scopes: tuple[str, ...] = ()
+    path: str | None = None
+    """The decoded path relative to the app's mount, as the router and the path rules see
+    it (match path-sensitive policy, such as revocation paths, on this, never on ``htu``)."""
+    lookup: Lookup = field(default_factory=Lookup, compare=False, repr=False)
+    """Filled in by the introspector chain (see :class:`Lookup`)."""
 
 
 @dataclass(frozen=True, slots=True)

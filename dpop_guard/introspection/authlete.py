@@ -20,15 +20,18 @@ Both run concurrently, so a miss costs one round trip.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
+from .._env import EnvReader
 from ..challenges import parse_challenge
 from ..errors import (
     DPoPGuardError,
@@ -39,30 +42,24 @@ from ..errors import (
     InvalidToken,
     UseDPoPNonce,
 )
-from ..settings import AuthleteSettings
 from . import RequestFacts, TokenInfo
-from .transport import (
-    AsyncioHTTPClient,
-    PostTransport,
-    TransportConnectError,
-    TransportError,
-    TransportTimeout,
-    as_transport,
+from ._breaker import (
+    DEFAULT_BREAKER,
+    BreakerOption,
+    CircuitBreaker,
+    breaker_from,
+    call_through,
+    json_object,
+    post,
 )
+from ._breaker import unavailable as _unavailable
+from .transport import PostTransport, as_transport
 
-__all__ = ["AuthleteIntrospector"]
+__all__ = ["AuthleteIntrospector", "AuthleteSettings", "CircuitBreaker"]
 
 logger = logging.getLogger("dpop_guard.introspection")
 
-_RETRY_STATUSES = frozenset({429, 502, 503, 504})
-T = TypeVar("T")
-
-
-class _Default:
-    """The "not given" sentinel: ``None`` means no circuit breaker."""
-
-
-_DEFAULT = _Default()
+DEFAULT_AUTHLETE_TIMEOUT: Final = 5.0
 _ACTION_STATUS = {"BAD_REQUEST": 400, "UNAUTHORIZED": 401, "FORBIDDEN": 403}
 _DEFAULT_CLASS: dict[str, type[DPoPGuardError]] = {
     "BAD_REQUEST": InvalidRequest,
@@ -78,87 +75,96 @@ _ERROR_CLASS: dict[str, type[DPoPGuardError]] = {
 }
 
 
-def _unavailable(reason: str, cause: BaseException | None = None) -> IntrospectionUnavailable:
-    # The reason is logged; never the request or response body (they hold the token).
-    logger.warning("introspection unavailable: %s", reason, extra={"dpop_guard_reason": reason})
-    exc = IntrospectionUnavailable(reason)
-    exc.__cause__ = cause
-    return exc
+ApiVersion = Literal["V2", "V3"]
 
 
-class CircuitBreaker:
-    """Fail fast while Authlete is down.
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuthleteSettings:
+    """How to reach Authlete's ``/auth/introspection``.
 
-    After ``threshold`` consecutive outages (timeouts, refused connections, 5xx, garbage)
-    the circuit opens: calls fail at once with 503 for ``cooldown`` seconds instead of each
-    holding a connection for the whole timeout. Then one call is let through; its success
-    closes the circuit, its failure opens it again. Answers from Authlete, rejections
-    included, count as success: the service is up.
+    V2: ``POST {base_url}/api/auth/introspection`` with Basic ``api_key:api_secret``.
+    V3: ``POST {base_url}/api/{api_key}/auth/introspection`` with Bearer ``access_token``
+    (``api_key`` is then the service id).
+
+    :param timeout: seconds for one introspection in total, retries included.
+    :param retries: extra attempts after a connection failure or a 429/502/503/504.
+    :raises ValueError: naming the field that is wrong.
     """
 
-    def __init__(
-        self,
-        threshold: int = 5,
-        cooldown: float = 2.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self._clock = clock
-        self._failures = 0
-        self._open_until: float | None = None
-        self._probing = False
+    base_url: str
+    api_version: ApiVersion = "V3"
+    api_key: str
+    api_secret: str | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    timeout: float = DEFAULT_AUTHLETE_TIMEOUT
+    retries: int = 1
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an absolute http(s) URL, got {self.base_url!r}")
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        version = self.api_version.upper()
+        if version not in ("V2", "V3"):
+            raise ValueError(f"api_version must be V2 or V3, got {self.api_version!r}")
+        object.__setattr__(self, "api_version", version)
+        if not self.api_key:
+            raise ValueError("api_key (the service API key / service id) is required")
+        if version == "V2" and not self.api_secret:
+            raise ValueError("api_secret is required for the V2 API")
+        if version == "V3":
+            if not self.access_token:
+                raise ValueError("access_token is required for the V3 API")
+            if not self.api_key.isdigit():
+                raise ValueError("api_key must be the numeric service id for the V3 API")
+        if not self.timeout > 0:  # also refuses nan
+            raise ValueError(f"timeout must be positive, got {self.timeout!r}")
+        if self.retries < 0:
+            raise ValueError("retries must not be negative")
 
     @property
-    def is_open(self) -> bool:
-        return self._open_until is not None
+    def introspection_url(self) -> str:
+        """The endpoint for this API version."""
+        if self.api_version == "V2":
+            return f"{self.base_url}/api/auth/introspection"
+        return f"{self.base_url}/api/{self.api_key}/auth/introspection"
 
-    def allow(self) -> bool:
-        """Whether a call may go out now."""
-        if self._open_until is None:
-            return True
-        if self._probing or self._clock() < self._open_until:
-            return False
-        self._probing = True  # half-open: exactly one trial call
-        return True
+    @property
+    def authorization(self) -> str:
+        """The ``Authorization`` header value for calls to Authlete."""
+        if self.api_version == "V2":
+            raw = f"{self.api_key}:{self.api_secret}".encode()
+            return "Basic " + base64.b64encode(raw).decode("ascii")
+        return f"Bearer {self.access_token}"
 
-    def success(self) -> None:
-        self._failures, self._open_until, self._probing = 0, None, False
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AuthleteSettings:
+        """Read Authlete's own variable names: ``AUTHLETE_BASE_URL``,
+        ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``,
+        ``AUTHLETE_SERVICE_APISECRET``, ``AUTHLETE_SERVICE_ACCESSTOKEN``, plus our
+        ``DPOP_GUARD_AUTHLETE_TIMEOUT``. Values are read by :class:`~dpop_guard._env.EnvReader`
+        (stripped; control characters and non-finite numbers refused).
 
-    async def call(self, fn: Callable[[], Awaitable[T]], *, open_reason: str) -> T:
-        """Run ``fn`` through the breaker: refused at once while open; its outcome counts."""
-        if not self.allow():
-            raise IntrospectionUnavailable(open_reason)
+        :raises ValueError: naming what is missing or wrong (never a secret's value).
+        """
+        env = EnvReader(environ, "AUTHLETE_")
+        base_url = env.required("BASE_URL")
+        api_key = env.required("SERVICE_APIKEY")
+        timeout = EnvReader(environ, "DPOP_GUARD_").number(
+            "AUTHLETE_TIMEOUT", DEFAULT_AUTHLETE_TIMEOUT
+        )
+        version = env.text("API_VERSION", "V3")
         try:
-            result = await fn()
-        except IntrospectionUnavailable:
-            self.failure()
-            raise
-        except DPoPGuardError:
-            self.success()  # the server answered: it is up
-            raise
-        except BaseException:
-            self.abandon()  # cancelled: neither verdict
-            raise
-        self.success()
-        return result
-
-    def abandon(self) -> None:
-        """A call ended without a verdict (cancelled): let another trial through."""
-        self._probing = False
-
-    def failure(self) -> None:
-        self._failures += 1
-        if self._probing or self._failures >= self.threshold:
-            if self._open_until is None or self._probing:
-                logger.warning(
-                    "authlete circuit open for %.1f s",
-                    self.cooldown,
-                    extra={"dpop_guard_reason": "authlete_circuit_open"},
-                )
-            self._open_until = self._clock() + self.cooldown
-            self._probing = False
+            return cls(
+                base_url=base_url,
+                api_version=(version or "V3").upper(),  # type: ignore[arg-type]
+                api_key=api_key,
+                api_secret=env.text("SERVICE_APISECRET", secret=True),
+                access_token=env.text("SERVICE_ACCESSTOKEN", secret=True),
+                timeout=timeout,
+            )
+        except ValueError as exc:
+            raise ValueError(f"AUTHLETE_*: {exc}") from None
 
 
 class AuthleteIntrospector:
@@ -185,9 +191,9 @@ class AuthleteIntrospector:
         client: httpx.AsyncClient | PostTransport,
         settings: AuthleteSettings,
         *,
-        breaker: CircuitBreaker | _Default | None = _DEFAULT,
+        breaker: BreakerOption = DEFAULT_BREAKER,
     ) -> None:
-        self.breaker = CircuitBreaker() if isinstance(breaker, _Default) else breaker
+        self.breaker = breaker_from(breaker)
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self._url = settings.introspection_url
@@ -197,19 +203,12 @@ class AuthleteIntrospector:
             ("Accept", "application/json"),
         )
 
-    @classmethod
-    def lean(cls, settings: AuthleteSettings) -> tuple[AuthleteIntrospector, AsyncioHTTPClient]:
-        """An introspector on a new :class:`AsyncioHTTPClient`; close the client at
-        shutdown."""
-        client = AsyncioHTTPClient()
-        return cls(client, settings), client
-
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Introspect ``token``; see the module docstring for the two-call protocol."""
-        if self.breaker is None:
-            return await self._introspect(token, request)
-        return await self.breaker.call(
-            lambda: self._introspect(token, request), open_reason="authlete_circuit_open"
+        return await call_through(
+            self.breaker,
+            lambda: self._introspect(token, request),
+            open_reason="authlete_circuit_open",
         )
 
     async def _introspect(self, token: str, request: RequestFacts) -> TokenInfo:
@@ -251,34 +250,16 @@ class AuthleteIntrospector:
         raise _unavailable("authlete_probe_inconclusive")
 
     async def _post(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        attempts = self.settings.retries + 1
         payload = json.dumps(body, separators=(",", ":")).encode()
-        for attempt in range(attempts):
-            last = attempt + 1 == attempts
-            try:
-                response = await self._transport.post(self._url, self._headers, payload)
-            except TransportTimeout as exc:
-                raise _unavailable("authlete_timeout", exc) from exc
-            except TransportConnectError as exc:
-                if not last:
-                    await anyio.sleep(0.05 * (attempt + 1))
-                    continue
-                raise _unavailable("authlete_unreachable", exc) from exc
-            except TransportError as exc:
-                raise _unavailable("authlete_transport_error", exc) from exc
-            if response.status in _RETRY_STATUSES and not last:
-                await anyio.sleep(0.05 * (attempt + 1))
-                continue
-            if response.status != 200:
-                raise _unavailable(f"authlete_http_{response.status}")
-            try:
-                data = json.loads(response.body)
-            except ValueError as exc:
-                raise _unavailable("authlete_bad_response", exc) from exc
-            if not isinstance(data, dict):
-                raise _unavailable("authlete_bad_response")
-            return data
-        raise AssertionError("unreachable")  # pragma: no cover
+        response = await post(
+            self._transport,
+            self._url,
+            self._headers,
+            payload,
+            prefix="authlete",
+            retries=self.settings.retries,
+        )
+        return json_object(response, prefix="authlete")
 
     def _token_info(
         self, data: dict[str, Any], request: RequestFacts, *, jkt: str | None

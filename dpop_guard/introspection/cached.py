@@ -23,7 +23,6 @@ import anyio
 from cachetools import TLRUCache
 
 from ..errors import ServiceUnavailable
-from ..metrics import CACHE_HIT
 from . import Introspector, RequestFacts, TokenInfo
 
 __all__ = ["CachingIntrospector", "SharedTokenCache"]
@@ -121,7 +120,7 @@ class CachingIntrospector:
             entry = self._cache.get(key)
             if entry is not None:
                 self.hits += 1
-                CACHE_HIT.set(True)
+                request.lookup.cache_hit = True
                 return entry[1]
             flight = self._flights.get(key)
             if flight is None:
@@ -129,14 +128,14 @@ class CachingIntrospector:
             await flight.done.wait()
             if flight.result is not None:
                 self.hits += 1
-                CACHE_HIT.set(True)
+                request.lookup.cache_hit = True
                 return flight.result
             if flight.outage is not None:
                 raise flight.outage
             # The leader was rejected; that may be about its proof, not ours. Try again.
 
         self.misses += 1
-        CACHE_HIT.set(False)
+        request.lookup.cache_hit = False
         flight = _Flight()
         self._flights[key] = flight
         try:

@@ -8,7 +8,6 @@ cannot turn into a flood of JWKS requests.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,10 +21,11 @@ from joserfc import jws
 from joserfc.errors import JoseError
 
 from .._b64 import b64url_decode
+from .._env import EnvReader
 from .._json import JSONError, parse_object
 from ..errors import InvalidToken
 from . import Introspector, RequestFacts, TokenInfo
-from .authlete import _unavailable
+from ._breaker import unavailable as _unavailable
 
 __all__ = ["JWTAccessTokenSettings", "JWTAccessTokenValidator"]
 
@@ -62,23 +62,22 @@ class JWTAccessTokenSettings:
 
         :raises ValueError: naming what is missing or wrong.
         """
-        env = os.environ if environ is None else environ
-        prefix = "DPOP_GUARD_JWT_"
-        issuer = env.get(prefix + "ISSUER", "").strip()
+        env = EnvReader(environ, "DPOP_GUARD_JWT_")
+        issuer = env.text("ISSUER") or ""
         extra: dict[str, Any] = {}
-        if env.get(prefix + "ALGORITHMS"):
-            extra["algorithms"] = tuple(env[prefix + "ALGORITHMS"].split())
-        if env.get(prefix + "REVOCATION_PATHS"):
-            extra["revocation_paths"] = tuple(env[prefix + "REVOCATION_PATHS"].split())
+        if algorithms := env.items("ALGORITHMS"):
+            extra["algorithms"] = algorithms
+        if paths := env.items("REVOCATION_PATHS"):
+            extra["revocation_paths"] = paths
         try:
             return cls(
                 issuer=issuer,
-                audience=env.get(prefix + "AUDIENCE", "").strip(),
-                jwks_uri=env.get(prefix + "JWKS_URI") or issuer.rstrip("/") + "/jwks",
+                audience=env.text("AUDIENCE") or "",
+                jwks_uri=env.text("JWKS_URI") or issuer.rstrip("/") + "/jwks",
                 **extra,
             )
         except ValueError as exc:
-            raise ValueError(f"{prefix}*: {exc}") from None
+            raise ValueError(f"{env.prefix}*: {exc}") from None
 
     def __post_init__(self) -> None:
         if urlsplit(self.jwks_uri).scheme not in ("http", "https"):

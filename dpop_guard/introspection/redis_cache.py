@@ -13,7 +13,12 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-import redis.asyncio as redis
+from .._extras import missing_extra
+
+try:
+    import redis.asyncio as redis
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
+    raise missing_extra("redis", "dpop_guard.introspection.redis_cache") from _exc
 
 from .._redis import redis_client
 from . import TokenInfo

@@ -9,31 +9,30 @@ locally (the proof is never sent) and one call per miss suffices. Client authent
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-import anyio
 import httpx
 from joserfc import jwk as jose_jwk
 from joserfc import jwt as jose_jwt
 
+from .._env import EnvReader
 from ..errors import InvalidToken
-from ..settings import AuthleteSettings
 from . import RequestFacts, TokenInfo
-from .authlete import CircuitBreaker, _unavailable
-from .transport import (
-    PostTransport,
-    Response,
-    TransportConnectError,
-    TransportError,
-    TransportTimeout,
-    as_transport,
+from ._breaker import (
+    DEFAULT_BREAKER,
+    BreakerOption,
+    breaker_from,
+    call_through,
+    post,
 )
+from ._breaker import unavailable as _unavailable
+from .authlete import AuthleteSettings
+from .transport import PostTransport, as_transport
 
 __all__ = [
     "AuthleteStandardIntrospector",
@@ -72,8 +71,8 @@ class RFC7662Settings:
             raise ValueError("client_id is required")
         if (self.client_secret is None) == (self.private_key is None):
             raise ValueError("give exactly one of client_secret and private_key")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
+        if not self.timeout > 0:  # also refuses nan
+            raise ValueError(f"timeout must be positive, got {self.timeout!r}")
 
     @property
     def auth_method(self) -> AuthMethod:
@@ -87,24 +86,20 @@ class RFC7662Settings:
 
         :raises ValueError: naming what is missing or wrong (never a secret's value).
         """
-        env = os.environ if environ is None else environ
-        prefix = "DPOP_GUARD_INTROSPECTION_"
-        key = env.get(prefix + "PRIVATE_KEY")
-        try:
-            private_key = json.loads(key) if key else None
-        except ValueError:
-            raise ValueError(f"{prefix}PRIVATE_KEY must be a JWK in JSON") from None
+        env = EnvReader(environ, "DPOP_GUARD_INTROSPECTION_")
+        private_key = env.json_object("PRIVATE_KEY", what="a JWK in JSON", secret=True)
+        timeout = env.number("TIMEOUT", 5.0)
         try:
             return cls(
-                url=env.get(prefix + "URL", ""),
-                client_id=env.get(prefix + "CLIENT_ID", ""),
-                client_secret=env.get(prefix + "CLIENT_SECRET") or None,
+                url=env.text("URL") or "",
+                client_id=env.text("CLIENT_ID") or "",
+                client_secret=env.text("CLIENT_SECRET", secret=True),
                 private_key=private_key,
-                audience=env.get(prefix + "AUDIENCE") or None,
-                timeout=float(env.get(prefix + "TIMEOUT") or 5.0),
+                audience=env.text("AUDIENCE"),
+                timeout=timeout,
             )
         except ValueError as exc:
-            raise ValueError(f"{prefix}*: {exc}") from None
+            raise ValueError(f"{env.prefix}*: {exc}") from None
 
 
 class RFC7662Introspector:
@@ -124,11 +119,11 @@ class RFC7662Introspector:
         client: httpx.AsyncClient | PostTransport,
         settings: RFC7662Settings,
         *,
-        breaker: CircuitBreaker | None = None,
+        breaker: BreakerOption = DEFAULT_BREAKER,
     ) -> None:
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
-        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self.breaker = breaker_from(breaker)
         self._key = (
             jose_jwk.import_key(dict(settings.private_key))
             if settings.private_key is not None
@@ -160,8 +155,8 @@ class RFC7662Introspector:
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Introspect ``token`` (the proof is not sent: the binding is checked locally)."""
-        return await self.breaker.call(
-            lambda: self._introspect(token), open_reason="introspection_circuit_open"
+        return await call_through(
+            self.breaker, lambda: self._introspect(token), open_reason="introspection_circuit_open"
         )
 
     async def _introspect(self, token: str) -> TokenInfo:
@@ -176,13 +171,13 @@ class RFC7662Introspector:
             form["client_id"] = self.settings.client_id
             form["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
             form["client_assertion"] = self._assertion()
-        response = await _post(
+        response = await post(
             self._transport,
             self.settings.url,
             headers,
             urlencode(form).encode(),
-            self.settings.timeout,
-            "introspection",
+            prefix="introspection",
+            timeout=self.settings.timeout,
         )
         try:
             data = json.loads(response.body)
@@ -191,30 +186,6 @@ class RFC7662Introspector:
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("introspection_bad_response")
         return token_info_from(data, self.settings.audience)
-
-
-async def _post(
-    transport: PostTransport,
-    url: str,
-    headers: Sequence[tuple[str, str]],
-    body: bytes,
-    timeout: float,
-    prefix: str,
-) -> Response:
-    """One bounded POST; every failure is IntrospectionUnavailable with a
-    ``<prefix>_<what>`` reason."""
-    try:
-        with anyio.fail_after(timeout):
-            response = await transport.post(url, headers, body)
-    except (TimeoutError, TransportTimeout) as exc:
-        raise _unavailable(f"{prefix}_timeout", exc) from exc
-    except TransportConnectError as exc:
-        raise _unavailable(f"{prefix}_unreachable", exc) from exc
-    except TransportError as exc:
-        raise _unavailable(f"{prefix}_transport_error", exc) from exc
-    if response.status != 200:
-        raise _unavailable(f"{prefix}_http_{response.status}")
-    return response
 
 
 def token_info_from(data: dict[str, Any], audience: str | None) -> TokenInfo:
@@ -269,12 +240,12 @@ class AuthleteStandardIntrospector:
         settings: AuthleteSettings,
         *,
         audience: str | None = None,
-        breaker: CircuitBreaker | None = None,
+        breaker: BreakerOption = DEFAULT_BREAKER,
     ) -> None:
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self.audience = audience
-        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self.breaker = breaker_from(breaker)
         self._url = settings.introspection_url + "/standard"
         self._headers = (
             ("Authorization", settings.authorization),
@@ -284,16 +255,21 @@ class AuthleteStandardIntrospector:
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Introspect ``token``; the proof is not sent."""
-        return await self.breaker.call(
-            lambda: self._introspect(token), open_reason="introspection_circuit_open"
+        return await call_through(
+            self.breaker, lambda: self._introspect(token), open_reason="introspection_circuit_open"
         )
 
     async def _introspect(self, token: str) -> TokenInfo:
         body = json.dumps(
             {"parameters": urlencode({"token": token, "token_type_hint": "access_token"})}
         ).encode()
-        response = await _post(
-            self._transport, self._url, self._headers, body, self.settings.timeout, "authlete"
+        response = await post(
+            self._transport,
+            self._url,
+            self._headers,
+            body,
+            prefix="authlete",
+            timeout=self.settings.timeout,
         )
         try:
             answer = json.loads(response.body)

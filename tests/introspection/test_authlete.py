@@ -22,8 +22,7 @@ from dpop_guard.errors import (
     UseDPoPNonce,
 )
 from dpop_guard.introspection import Introspector, RequestFacts, TokenInfo
-from dpop_guard.introspection.authlete import AuthleteIntrospector
-from dpop_guard.settings import AuthleteSettings
+from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings
 
 V2 = AuthleteSettings(
     base_url="https://authlete.test",

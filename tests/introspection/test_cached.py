@@ -8,8 +8,7 @@ import pytest
 from dpop_guard.errors import IntrospectionUnavailable, InvalidDPoPProof, InvalidToken
 from dpop_guard.introspection import RequestFacts, TokenInfo
 from dpop_guard.introspection.cached import CachingIntrospector
-
-from ..conftest import Clock
+from tests._support.clock import Clock
 
 FACTS = RequestFacts(method="GET", htu="https://rs/a", proof="p", jkt="JKT")
 

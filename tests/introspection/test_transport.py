@@ -20,8 +20,7 @@ from dpop_guard.introspection.transport import (
     TransportConnectError,
     TransportError,
 )
-
-from .._redis import free_port
+from tests._support.redis_server import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -10,8 +10,7 @@ import redis.asyncio as aioredis
 
 from dpop_guard.replay import ReplayStore, replay_store_from_url
 from dpop_guard.replay.redis import RedisReplayStore
-
-from .._redis import free_port
+from tests._support.redis_server import free_port
 
 
 @pytest.fixture(name="store")

@@ -14,6 +14,7 @@ from dpop_guard import (
     CachingIntrospector,
     DPoPAuth,
     DPoPCredentials,
+    DPoPGuard,
     DPoPGuardMiddleware,
     GuardSettings,
     Introspector,
@@ -24,6 +25,7 @@ from dpop_guard import (
     ReplayStore,
     Route,
     VerifiedProof,
+    from_env,
 )
 
 
@@ -46,6 +48,13 @@ def build(client: httpx.AsyncClient) -> Starlette:
     app.add_middleware(
         DPoPGuardMiddleware, settings=settings, introspector=introspector, replay_store=store
     )
+    return app
+
+
+def from_the_environment() -> Starlette:
+    guard: DPoPGuard = from_env(routes=(Route("/health", public=True),))
+    app = Starlette(routes=[HTTPRoute("/accounts", accounts)], lifespan=guard.lifespan)
+    guard.install(app)
     return app
 
 

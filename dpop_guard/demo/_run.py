@@ -1,91 +1,16 @@
-"""The demo: the Authlete simulator and the accounts API on loopback, and a DPoP client
-showing what passes and what is refused. Run ``make demo`` (or ``python -m examples.demo``
-from the repository root)."""
+"""``python -m dpop_guard.demo`` (or ``make demo``): the Authlete simulator and the accounts
+API on loopback, and a DPoP client showing what passes and what is refused."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 
-from dpop_guard.challenges import parse_challenge
-from dpop_guard.client import DPoPAuth, ProofSigner
-from dpop_guard.introspection.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
-
-ROOT = Path(__file__).resolve().parent.parent
-SERVICE_AUTH = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def process(
-    args: list[str], env: dict[str, str], ready_url: str, headers: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``args`` from the repository root until the block ends; ready once ``ready_url``
-    answers below 500. Also used by the benchmarks."""
-    proc = subprocess.Popen(args, cwd=ROOT, env=env)  # noqa: S603 - our own interpreter
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"{' '.join(args)} exited with {proc.returncode}")
-            try:
-                if httpx.get(ready_url, headers=headers, timeout=0.5).status_code < 500:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{ready_url} did not come up")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def simulator_env(simulator: str) -> dict[str, str]:
-    """The environment that points the example (Authlete API V3) at a running simulator."""
-    return dict(
-        os.environ,
-        AUTHLETE_BASE_URL=simulator,
-        AUTHLETE_API_VERSION="V3",
-        AUTHLETE_SERVICE_APIKEY=DEFAULT_SERVICE_ID,
-        AUTHLETE_SERVICE_ACCESSTOKEN=DEFAULT_SERVICE_TOKEN,
-    )
-
-
-def mint_token(simulator: str, signer: ProofSigner, scopes: list[str], *, lifetime: int) -> str:
-    """A token for alice bound to ``signer``, from the simulator's /auth/token/create (what
-    the authorization server would issue after PAR, the code and the token request)."""
-    response = httpx.post(
-        f"{simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
-        headers=SERVICE_AUTH,
-        json={
-            "grantType": "AUTHORIZATION_CODE",
-            "subject": "alice",
-            "scopes": scopes,
-            "dpopKeyThumbprint": signer.jkt,
-            "accessTokenDuration": lifetime,
-        },
-    )
-    response.raise_for_status()
-    token: str = response.json()["accessToken"]
-    return token
+from ..challenges import parse_challenge
+from ..client import DPoPAuth, ProofSigner
+from ..simulator import DEFAULT_SERVICE_ID
+from . import SERVICE_AUTH, free_port, mint_token, process, simulator_env
 
 
 def outcome(response: httpx.Response) -> str:
@@ -202,10 +127,10 @@ def main() -> int:
     env = dict(simulator_env(simulator), DPOP_GUARD_PUBLIC_URL=api)
     print("dpop_guard demo")
     print(f"  Authlete simulator  {simulator}  (Authlete API V3, service {DEFAULT_SERVICE_ID})")
-    print(f"  Accounts API        {api}  (uvicorn examples.accounts:app)")
+    print(f"  Accounts API        {api}  (uvicorn dpop_guard.demo.accounts:app)")
     with (
         process(
-            [sys.executable, "-m", "dpop_guard.introspection.simulator", "--port", str(sim_port)],
+            [sys.executable, "-m", "dpop_guard.simulator", "--port", str(sim_port)],
             env,
             f"{simulator}/sim/stats",
             SERVICE_AUTH,
@@ -215,7 +140,7 @@ def main() -> int:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "examples.accounts:app",
+                "dpop_guard.demo.accounts:app",
                 "--port",
                 str(api_port),
                 "--log-level",
@@ -227,7 +152,3 @@ def main() -> int:
         ),
     ):
         return Demo(api, simulator).run()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

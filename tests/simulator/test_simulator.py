@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.introspection.simulator import (
+from dpop_guard.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
@@ -228,8 +228,8 @@ class TestStandardIntrospection:
         responseContent, cnf.jkt included; inactive tokens are invalid_token."""
         from dpop_guard.errors import InvalidToken
         from dpop_guard.introspection import RequestFacts
+        from dpop_guard.introspection.authlete import AuthleteSettings
         from dpop_guard.introspection.rfc7662 import AuthleteStandardIntrospector
-        from dpop_guard.settings import AuthleteSettings
 
         settings = AuthleteSettings(
             base_url=simulator_url, api_key=DEFAULT_SERVICE_ID, access_token=DEFAULT_SERVICE_TOKEN
@@ -248,3 +248,67 @@ class TestStandardIntrospection:
         """Without 'parameters': BAD_REQUEST."""
         response = await http.post(V3_PATH + "/standard", json={}, headers=V3_AUTH)
         assert response.json()["action"] == "BAD_REQUEST"
+
+
+class TestWarningsScope:
+    def test_no_process_wide_filter(self) -> None:
+        """The simulator silences joserfc's EdDSA warning only around its own calls: after
+        importing it, building the app and checking an EdDSA proof, the process's warning
+        filters are unchanged, and no warning escaped."""
+        import subprocess
+        import sys
+
+        code = """
+import warnings, asyncio
+warnings.simplefilter("error")
+before = list(warnings.filters)
+import httpx
+from dpop_guard.client import ProofSigner
+from dpop_guard.simulator import DEFAULT_SERVICE_TOKEN, SimulatorState, create_simulator_app
+from dpop_guard.testing import make_proof
+state = SimulatorState()
+signer = ProofSigner.generate("EdDSA")
+token = state.create_token(subject="a", scopes=[], jkt=signer.jkt)
+proof = make_proof(signer, htu="https://rs/a", access_token=token, header={"alg": "EdDSA"})
+async def main():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(create_simulator_app(state)),
+                                 base_url="http://sim") as c:
+        r = await c.post("/api/715948317/auth/introspection",
+            headers={"Authorization": "Bearer " + DEFAULT_SERVICE_TOKEN},
+            json={"token": token, "dpop": proof, "htm": "GET", "htu": "https://rs/a"})
+        return r.json()["action"]
+print(asyncio.run(main()), warnings.filters == before)
+"""
+        result = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False
+        )
+        assert result.stdout.split() == ["OK", "True"], result.stderr
+
+
+class TestSeed:
+    def test_seeds_tokens(self) -> None:
+        """seed() issues one token per entry, with a fixed value when one is given (what
+        `dpop-guard simulate --tokens` and `python -m dpop_guard.simulator --tokens` do)."""
+        from dpop_guard.simulator import seed
+
+        state = SimulatorState()
+        issued = seed(
+            state,
+            [
+                {"token": "fixed-1", "subject": "alice", "scopes": ["a"], "jkt": "j"},
+                {"subject": None, "scopes": [], "lifetime": 60},
+            ],
+        )
+        assert issued[0] == "fixed-1" and len(issued) == 2
+        assert state.tokens["fixed-1"].subject == "alice" and state.tokens["fixed-1"].jkt == "j"
+        assert state.tokens[issued[1]].subject is None
+
+    @pytest.mark.parametrize(
+        "entry", [{"subject": 1}, {"scopes": "a b"}, {"scopes": [1]}, {"lifetime": "x"}]
+    )
+    def test_refuses_bad_entries(self, entry: dict[str, object]) -> None:
+        """A malformed entry is refused before anything is issued."""
+        from dpop_guard.simulator import seed
+
+        with pytest.raises(ValueError, match="token entry"):
+            seed(SimulatorState(), [entry])

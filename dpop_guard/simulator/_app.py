@@ -8,7 +8,8 @@ described in Authlete's documentation. Its DPoP check is written independently o
 
 It is the embedded default for the demo, the tests and the benchmarks; production code
 talks to it over real HTTP exactly as it talks to Authlete. Test hooks (latency, faults,
-call counts) live under ``/sim/``. Run it with ``python -m dpop_guard.introspection.simulator``.
+call counts) live under ``/sim/``. Run it with ``python -m dpop_guard.simulator`` or
+``dpop-guard simulate`` (one code path: :func:`dpop_guard.simulator.main`).
 
 Where Authlete's exact behaviour is not published (result codes for some failures, its
 ``iat`` window), the choices are marked ``[U]`` as in ``authlete-introspection.md``.
@@ -20,11 +21,10 @@ import base64
 import hashlib
 import hmac
 import json
-import secrets
 import time
 import warnings
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -37,15 +37,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-# Authlete still lists "EdDSA"; joserfc warns on every use of the RFC 9864-deprecated name.
-warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
+from ._state import DEFAULT_CLIENT_ID, SimulatorState
 
-__all__ = ["SimToken", "SimulatorState", "create_simulator_app"]
+__all__ = ["create_simulator_app"]
 
-DEFAULT_SERVICE_ID: Final = "715948317"
-DEFAULT_API_SECRET: Final = "sim-api-secret-not-for-production"  # noqa: S105
-DEFAULT_SERVICE_TOKEN: Final = "sim-service-token-not-for-production"  # noqa: S105
-DEFAULT_CLIENT_ID: Final = 1_727_421_520
 _ALGS: Final = (
     "RS256",
     "RS384",
@@ -61,86 +56,16 @@ _ALGS: Final = (
 )
 _ALGS_PARAM: Final = " ".join(_ALGS)
 _ERROR_URI: Final = "https://docs.authlete.com/#"
-FAULTS: Final = ("http_500", "http_429", "garbage", "truncated", "internal_error", "hang")
 
 
-@dataclass(slots=True)
-class SimToken:
-    """One issued access token."""
-
-    subject: str | None
-    scopes: tuple[str, ...]
-    expires_at: float  # epoch seconds
-    client_id: int = DEFAULT_CLIENT_ID
-    jkt: str | None = None
-    refreshable: bool = False
-    grant_type: str = "AUTHORIZATION_CODE"
-
-
-@dataclass
-class SimulatorState:
-    """The simulator's registry and test hooks. Tests running it in-process may use this
-    object directly; over HTTP the ``/sim/`` routes do the same."""
-
-    service_id: str = DEFAULT_SERVICE_ID
-    api_secret: str = field(default=DEFAULT_API_SECRET, repr=False)
-    service_token: str = field(default=DEFAULT_SERVICE_TOKEN, repr=False)
-    tokens: dict[str, SimToken] = field(default_factory=dict)
-    latency: float = 0.0
-    fault: str | None = None
-    fault_remaining: int | None = None  # None: until cleared
-    accept_unbound_with_proof: bool = True  # what Authlete is observed to do [S]
-    iat_skew: int = 60  # [U] Authlete's window is not published
-    calls: Counter[str] = field(default_factory=Counter)
-    log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
-    _seen_jti: dict[str, float] = field(default_factory=dict, repr=False)
-
-    def create_token(
-        self,
-        *,
-        subject: str | None,
-        scopes: tuple[str, ...] | list[str],
-        lifetime: float = 3600.0,
-        jkt: str | None = None,
-        client_id: int = DEFAULT_CLIENT_ID,
-        refreshable: bool = False,
-    ) -> str:
-        """Issue a token (what Authlete's ``/auth/token/create`` does)."""
-        token = secrets.token_urlsafe(32)
-        self.tokens[token] = SimToken(
-            subject=subject,
-            scopes=tuple(scopes),
-            expires_at=time.time() + lifetime,
-            client_id=client_id,
-            jkt=jkt,
-            refreshable=refreshable,
-        )
-        return token
-
-    def set_fault(
-        self, fault: str | None, *, count: int | None = None, latency: float | None = None
-    ) -> None:
-        """Inject ``fault`` (one of :data:`FAULTS`) for the next ``count`` calls, or
-        until cleared; ``latency`` delays every answer."""
-        if fault is not None and fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}")
-        self.fault, self.fault_remaining = fault, count
-        if latency is not None:
-            self.latency = latency
-
-    def reset_counters(self) -> None:
-        self.calls.clear()
-        self.log.clear()
-
-    def _take_fault(self) -> str | None:
-        if self.fault is None:
-            return None
-        fault = self.fault
-        if self.fault_remaining is not None:
-            self.fault_remaining -= 1
-            if self.fault_remaining <= 0:
-                self.fault, self.fault_remaining = None, None
-        return fault
+@contextmanager
+def _eddsa_accepted() -> Iterator[None]:
+    """Authlete still lists "EdDSA"; joserfc warns on every use of the RFC 9864-deprecated
+    name. Silence exactly that warning, only around the simulator's own joserfc calls (which
+    never await), instead of for the whole process."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
+        yield
 
 
 def _challenge(scheme: str, error: str, code: str, message: str, **extra: str) -> str:
@@ -192,7 +117,8 @@ class _ProofError(Exception):
 class _Simulator:
     def __init__(self, state: SimulatorState) -> None:
         self.state = state
-        self.registry = jws.JWSRegistry(algorithms=list(_ALGS))
+        with _eddsa_accepted():
+            self.registry = jws.JWSRegistry(algorithms=list(_ALGS))
         # joserfc's default 512-byte header cap refuses every RSA-2048 proof.
         self.registry.max_header_length = 8192
 
@@ -405,6 +331,10 @@ class _Simulator:
         )
 
     def _check_proof(self, proof: str, body: dict[str, Any], token: str, jkt: str) -> None:
+        with _eddsa_accepted():
+            self._verify_proof(proof, body, token, jkt)
+
+    def _verify_proof(self, proof: str, body: dict[str, Any], token: str, jkt: str) -> None:
         try:
             compact = jws.extract_compact(proof.encode(), registry=self.registry)
             header = compact.protected
@@ -572,22 +502,3 @@ def create_simulator_app(state: SimulatorState | None = None) -> Starlette:
     )
     app.state.simulator = sim.state
     return app
-
-
-def main(argv: list[str] | None = None) -> None:  # pragma: no cover - exercised by the demo
-    """``python -m dpop_guard.introspection.simulator [--host H] [--port P] [--latency S]``."""
-    import argparse
-
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description="Authlete-compatible introspection simulator")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
-    args = parser.parse_args(argv)
-    state = SimulatorState(latency=args.latency)
-    uvicorn.run(create_simulator_app(state), host=args.host, port=args.port, log_level="warning")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

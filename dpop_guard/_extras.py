@@ -1,0 +1,18 @@
+"""One clear line when an optional dependency is missing, instead of a bare
+``ModuleNotFoundError`` from deep inside an import."""
+
+from __future__ import annotations
+
+__all__ = ["missing_extra"]
+
+
+def missing_extra(extra: str, purpose: str) -> ModuleNotFoundError:
+    """The error to raise when ``purpose`` needs ``pip install dpop_guard[extra]``.
+
+    >>> raise missing_extra("redis", "a redis:// replay store") from None
+    """
+    error = ModuleNotFoundError(
+        f"{purpose} needs the {extra!r} extra: pip install 'dpop_guard[{extra}]'"
+    )
+    error.name = extra
+    return error

@@ -1,0 +1,111 @@
+"""A FAPI 2.0-style accounts API protected by dpop_guard: the demo's API.
+
+Run it with uvicorn::
+
+    uvicorn dpop_guard.demo.accounts:app
+
+Configuration comes from the environment, read by :func:`dpop_guard.from_env`: Authlete's
+own names (``AUTHLETE_BASE_URL``, ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``,
+``AUTHLETE_SERVICE_APISECRET``, ``AUTHLETE_SERVICE_ACCESSTOKEN``) and ours
+(``DPOP_GUARD_PUBLIC_URL``, ``DPOP_GUARD_INTROSPECTION=rfc7662|jwt|authlete-standard``,
+``DPOP_GUARD_CACHE_TTL``, ``DPOP_GUARD_REPLAY_STORE``, ``DPOP_GUARD_NONCE``, ...). For a
+fleet::
+
+    DPOP_GUARD_REPLAY_STORE=redis://127.0.0.1:6379/0 \\
+    DPOP_GUARD_INTROSPECTION_CACHE=redis://127.0.0.1:6379/0 \\
+    uvicorn dpop_guard.demo.accounts:app --workers 4
+
+For development without Authlete, ``DPOP_GUARD_DEVELOPMENT_SIMULATOR=1`` runs it against
+the embedded simulator, mounted at ``/__authlete`` so a client can mint test tokens. That
+mode is never chosen for you: without it, a missing Authlete configuration stops start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route as HTTPRoute
+
+from ..guard import from_env
+from ..middleware import DPoPCredentials
+from ..settings import Route
+
+__all__ = ["ACCOUNTS", "ROUTES", "TRANSACTIONS", "create_app"]
+
+# The seed scenario: two customers and their accounts, keyed by the token's subject.
+ACCOUNTS: dict[str, list[dict[str, str]]] = {
+    "alice": [
+        {"account_id": "acc-1001", "currency": "EUR", "nickname": "Current", "balance": "1520.40"},
+        {"account_id": "acc-1002", "currency": "EUR", "nickname": "Savings", "balance": "9800.00"},
+    ],
+    "bob": [
+        {"account_id": "acc-2001", "currency": "GBP", "nickname": "Main", "balance": "310.12"},
+    ],
+}
+TRANSACTIONS: dict[str, list[dict[str, str]]] = {
+    "acc-1001": [
+        {"transaction_id": "tx-1", "amount": "-42.10", "description": "Groceries"},
+        {"transaction_id": "tx-2", "amount": "2300.00", "description": "Salary"},
+    ],
+    "acc-1002": [{"transaction_id": "tx-3", "amount": "500.00", "description": "Transfer in"}],
+    "acc-2001": [{"transaction_id": "tx-4", "amount": "-9.99", "description": "Streaming"}],
+}
+
+ROUTES = (
+    Route("/health", public=True),
+    Route("/accounts", scopes=("read:accounts",), methods=("GET",)),
+    Route("/accounts/{account_id}/transactions", scopes=("read:transactions",), methods=("GET",)),
+)
+
+
+async def health(request: Request) -> JSONResponse:
+    # The worker's pid lets a load test see that every worker took part.
+    return JSONResponse({"status": "ok", "worker": os.getpid()})
+
+
+async def accounts(request: Request) -> JSONResponse:
+    auth: DPoPCredentials = request.auth
+    return JSONResponse({"subject": auth.subject, "accounts": ACCOUNTS.get(auth.subject or "", [])})
+
+
+async def transactions(request: Request) -> JSONResponse:
+    auth: DPoPCredentials = request.auth
+    account_id = request.path_params["account_id"]
+    owned = {a["account_id"] for a in ACCOUNTS.get(auth.subject or "", [])}
+    if account_id not in owned:
+        return JSONResponse({"error": "not_found"}, status_code=404)
+    return JSONResponse({"account_id": account_id, "transactions": TRANSACTIONS[account_id]})
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
+    """Build the protected app from ``environ`` (default: ``os.environ``).
+
+    :raises ValueError: the configuration is missing or invalid (named in the message).
+    """
+    guard = from_env(routes=ROUTES, environ=environ)
+    app = Starlette(
+        routes=[
+            HTTPRoute("/health", health),
+            HTTPRoute("/accounts", accounts),
+            HTTPRoute("/accounts/{account_id}/transactions", transactions),
+        ],
+        lifespan=guard.lifespan,
+    )
+    guard.install(app)
+    app.state.guard = guard
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # ``app`` is built on first access (``uvicorn dpop_guard.demo.accounts:app``), so that
+    # importing this module reads no environment and opens nothing.
+    if name == "app":
+        app = create_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

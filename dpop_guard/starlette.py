@@ -1,0 +1,128 @@
+"""Endpoint-level scope enforcement for plain Starlette: the documented way to require
+scopes.
+
+The middleware authenticates (proof, introspection, binding, replay) and sets
+``request.auth``; :func:`requires_dpop` then checks, where dispatch happened, that the
+token covers the endpoint's scopes. Path rules in
+:class:`~dpop_guard.settings.GuardSettings` remain for public paths and as a second layer,
+but a second copy of the router can disagree with the real one; the endpoint cannot.
+
+>>> @requires_dpop("read:accounts")
+... async def accounts(request: Request) -> Response: ...
+>>> app = Starlette(routes=[Route("/accounts", accounts)])
+
+A refusal is the same DPoP challenge the middleware sends: ``401`` with no error when the
+request was not authenticated (the middleware is missing, or a rule made the path public),
+``403 insufficient_scope`` naming the scopes otherwise. On a websocket endpoint the
+handshake is refused before ``accept``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from .challenges import ErrorResponse, challenge_for
+from .credentials import DPoPCredentials
+from .errors import AuthenticationRequired, DPoPGuardError, InsufficientScope
+from .settings import DEFAULT_ALGORITHMS
+
+__all__ = ["check_scopes", "requires_dpop"]
+
+_Endpoint = Callable[..., Any]
+_Wrapped = Callable[..., Awaitable[Any]]
+
+
+def check_scopes(conn: HTTPConnection, scopes: Sequence[str]) -> DPoPCredentials:
+    """The credentials of an authenticated request that covers ``scopes``.
+
+    :raises AuthenticationRequired: the middleware did not authenticate this request
+        (reason ``not_authenticated``).
+    :raises InsufficientScope: the token lacks one of ``scopes`` (reason ``scope_missing``).
+    """
+    auth = conn.scope.get("auth")
+    if not isinstance(auth, DPoPCredentials):
+        raise AuthenticationRequired("not_authenticated")
+    if scopes and not auth.scopes.issuperset(scopes):
+        raise InsufficientScope("scope_missing", scope=" ".join(scopes))
+    return auth
+
+
+def requires_dpop(
+    *scopes: str, algs: Sequence[str] = DEFAULT_ALGORITHMS, realm: str | None = None
+) -> Callable[[_Endpoint], _Wrapped]:
+    """Decorate a Starlette endpoint (``request`` or ``websocket`` first) so that it runs
+    only for a request the middleware authenticated with a token covering ``scopes``.
+
+    :param scopes: the scopes the endpoint requires (all of them).
+    :param algs: the algorithms to advertise in challenges (the middleware's allow-list).
+    :param realm: the optional ``realm`` challenge parameter.
+    :raises ValueError: a scope name that is empty or holds a space.
+    :raises TypeError: an endpoint without a ``request`` or ``websocket`` parameter.
+    """
+    for scope in scopes:
+        if not scope or " " in scope:
+            raise ValueError(f"invalid scope name {scope!r}")
+    algs = tuple(algs)
+
+    def decorate(endpoint: _Endpoint) -> _Wrapped:
+        names = list(inspect.signature(endpoint).parameters)
+        if "websocket" in names:
+            index, websocket = names.index("websocket"), True
+        elif "request" in names:
+            index, websocket = names.index("request"), False
+        else:
+            raise TypeError(f"{endpoint.__qualname__} has no 'request' or 'websocket' parameter")
+        is_async = inspect.iscoroutinefunction(endpoint)
+
+        def refusal(exc: DPoPGuardError) -> ErrorResponse:
+            return challenge_for(exc, algs=algs, realm=realm)
+
+        if websocket:
+
+            @functools.wraps(endpoint)
+            async def ws_wrapper(*args: Any, **kwargs: Any) -> None:
+                conn: WebSocket = kwargs["websocket"] if "websocket" in kwargs else args[index]
+                try:
+                    check_scopes(conn, scopes)
+                except DPoPGuardError as exc:
+                    await _deny_websocket(conn, refusal(exc))
+                    return
+                await endpoint(*args, **kwargs)
+
+            return ws_wrapper
+
+        @functools.wraps(endpoint)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request: Request = kwargs["request"] if "request" in kwargs else args[index]
+            try:
+                check_scopes(request, scopes)
+            except DPoPGuardError as exc:
+                return _response(refusal(exc))
+            if is_async:
+                return await endpoint(*args, **kwargs)
+            return await run_in_threadpool(endpoint, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _response(error: ErrorResponse) -> Response:
+    response = Response(error.body, status_code=error.status)
+    response.raw_headers.extend(error.headers)
+    return response
+
+
+async def _deny_websocket(websocket: WebSocket, error: ErrorResponse) -> None:
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(_response(error))
+    else:
+        await websocket.close(code=1008)

@@ -1,0 +1,284 @@
+"""dpop_guard.from_env: the environment becomes a guard, and the development simulator is
+never a silent fallback (issue 9 section 7)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import httpx
+import pytest
+
+from dpop_guard import DPoPGuard, from_env
+from dpop_guard.demo.accounts import create_app
+from dpop_guard.introspection.authlete import AuthleteIntrospector
+from dpop_guard.introspection.cached import CachingIntrospector
+from dpop_guard.introspection.jwt import JWTAccessTokenValidator
+from dpop_guard.introspection.redis_cache import RedisTokenCache
+from dpop_guard.introspection.rfc7662 import AuthleteStandardIntrospector, RFC7662Introspector
+from dpop_guard.replay import MemoryReplayStore
+from dpop_guard.replay.redis import RedisReplayStore
+from dpop_guard.simulator import (
+    DEFAULT_API_SECRET,
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_TOKEN,
+    SimulatorState,
+)
+
+DEV = {"DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1"}
+JWT = {
+    "DPOP_GUARD_INTROSPECTION": "jwt",
+    "DPOP_GUARD_JWT_ISSUER": "https://as.test",
+    "DPOP_GUARD_JWT_AUDIENCE": "https://rs.test",
+}
+RFC7662 = {
+    "DPOP_GUARD_INTROSPECTION": "rfc7662",
+    "DPOP_GUARD_INTROSPECTION_URL": "https://as.test/introspect",
+    "DPOP_GUARD_INTROSPECTION_CLIENT_ID": "rs",
+    "DPOP_GUARD_INTROSPECTION_CLIENT_SECRET": "s",
+}
+
+
+def authlete(url: str = "https://authlete.test", **extra: str) -> dict[str, str]:
+    return {
+        "AUTHLETE_BASE_URL": url,
+        "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
+        "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
+        **extra,
+    }
+
+
+class TestModes:
+    @pytest.mark.parametrize(
+        ("env", "inner"),
+        [
+            (authlete(), AuthleteIntrospector),
+            (authlete(DPOP_GUARD_INTROSPECTION="authlete-standard"), AuthleteStandardIntrospector),
+            (
+                authlete(DPOP_GUARD_INTROSPECTION=" Authlete-Standard "),
+                AuthleteStandardIntrospector,
+            ),
+            (RFC7662, RFC7662Introspector),
+        ],
+    )
+    async def test_introspector_chain(self, env: dict[str, str], inner: type) -> None:
+        """Each mode builds its introspector, behind the binding-safe cache."""
+        guard = from_env(environ=env)
+        assert isinstance(guard.introspector, CachingIntrospector)
+        assert isinstance(guard.upstream, inner) and guard.introspector.inner is guard.upstream
+        assert isinstance(guard.replay_store, MemoryReplayStore) and guard.simulator is None
+        await guard.aclose()
+
+    async def test_jwt_is_not_cached(self) -> None:
+        """JWT access tokens are checked locally; no Authlete setting is needed."""
+        guard = from_env(environ=JWT)
+        assert isinstance(guard.introspector, JWTAccessTokenValidator)
+        await guard.aclose()
+
+    async def test_cache_off(self) -> None:
+        """DPOP_GUARD_CACHE_TTL=0 leaves the introspector uncached."""
+        guard = from_env(environ=authlete(DPOP_GUARD_CACHE_TTL="0"))
+        assert isinstance(guard.introspector, AuthleteIntrospector)
+        await guard.aclose()
+
+    @pytest.mark.parametrize(
+        "mode", ["authlete_standard", "oauth", "rfc-7662", "jwt,authlete", "simulator"]
+    )
+    def test_unknown_mode_refused(self, mode: str) -> None:
+        """An unknown DPOP_GUARD_INTROSPECTION stops start-up, naming the variable."""
+        with pytest.raises(ValueError, match="DPOP_GUARD_INTROSPECTION must be one of"):
+            from_env(environ=authlete(DPOP_GUARD_INTROSPECTION=mode))
+
+    @pytest.mark.parametrize(
+        ("env", "variable"),
+        [
+            ({"DPOP_GUARD_CACHE_TTL": "nan"}, "DPOP_GUARD_CACHE_TTL"),
+            ({"DPOP_GUARD_CACHE_TTL": "inf"}, "DPOP_GUARD_CACHE_TTL"),
+            ({"DPOP_GUARD_CACHE_MAXSIZE": "1.5"}, "DPOP_GUARD_CACHE_MAXSIZE"),
+            ({"DPOP_GUARD_REPLAY_STORE": "memcached://x"}, "replay_store"),
+            ({"DPOP_GUARD_REALM": "a\nb"}, "DPOP_GUARD_REALM"),
+        ],
+    )
+    def test_bad_values_named(self, env: dict[str, str], variable: str) -> None:
+        """Every bad value is one ValueError naming what is wrong."""
+        with pytest.raises(ValueError, match=variable):
+            from_env(environ=authlete(**env))
+
+
+class TestNoSilentSimulator:
+    @pytest.mark.parametrize(
+        ("env", "fragment"),
+        [
+            ({}, "AUTHLETE_BASE_URL is not set"),
+            ({"AUTHLETE_BASE_URL": "   "}, "AUTHLETE_BASE_URL is not set"),
+            ({"DPOP_GUARD_INTROSPECTION": "authlete-standard"}, "AUTHLETE_BASE_URL is not set"),
+            ({"DPOP_GUARD_INTROSPECTION": "authlete-standard "}, "AUTHLETE_BASE_URL is not set"),
+            ({"DPOP_GUARD_DEVELOPMENT_SIMULATOR": "0"}, "AUTHLETE_BASE_URL is not set"),
+            ({"AUTHLETE_BASEURL": "https://a.test"}, "did you mean AUTHLETE_BASE_URL"),
+        ],
+    )
+    def test_missing_authlete_stops_start_up(self, env: dict[str, str], fragment: str) -> None:
+        """Without the explicit setting, a missing Authlete configuration is an error that
+        names the variable; it never falls back to the simulator."""
+        with pytest.raises(ValueError, match=fragment):
+            from_env(environ=env)
+
+    def test_hint_at_the_explicit_setting(self) -> None:
+        """The message says how to ask for the simulator on purpose."""
+        with pytest.raises(ValueError, match="DPOP_GUARD_DEVELOPMENT_SIMULATOR=1"):
+            from_env(environ={})
+
+    @pytest.mark.parametrize("value", ["true", "yes", "on", "2", "1x", "01", "enabled"])
+    def test_flag_is_strict(self, value: str) -> None:
+        """Only 1 (or 0) is accepted: anything else stops start-up, named."""
+        with pytest.raises(ValueError, match="DPOP_GUARD_DEVELOPMENT_SIMULATOR must be 1"):
+            from_env(environ={"DPOP_GUARD_DEVELOPMENT_SIMULATOR": value})
+
+    def test_flag_with_a_real_authlete(self) -> None:
+        """The simulator never hides a configured Authlete: both set is an error."""
+        with pytest.raises(ValueError, match="both set"):
+            from_env(environ=authlete(**DEV))
+
+    @pytest.mark.parametrize("env", [JWT, RFC7662])
+    def test_flag_with_another_mode(self, env: dict[str, str]) -> None:
+        """The simulator speaks Authlete's API only."""
+        with pytest.raises(ValueError, match="cannot serve DPOP_GUARD_INTROSPECTION"):
+            from_env(environ={**env, **DEV})
+
+    async def test_flag_builds_the_embedded_simulator(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With the flag, the guard runs against the embedded simulator, and says so."""
+        guard = from_env(environ=DEV)
+        assert isinstance(guard.simulator, SimulatorState)
+        assert "development only" in caplog.text
+        await guard.aclose()
+
+
+def _basic() -> str:
+    import base64
+
+    return (
+        "Basic " + base64.b64encode(f"{DEFAULT_SERVICE_ID}:{DEFAULT_API_SECRET}".encode()).decode()
+    )
+
+
+class TestSimulatorNeverReachable:
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("POST", "/__authlete/api/auth/token/create"),
+            ("POST", f"/__authlete/api/{DEFAULT_SERVICE_ID}/auth/token/create"),
+            ("GET", "/__authlete/sim/stats"),
+            ("POST", "/__authlete/sim/faults"),
+            ("POST", "/__authlete/api/auth/introspection"),
+        ],
+    )
+    async def test_not_mounted_without_the_flag(
+        self, simulator: SimulatorState, simulator_url: str, method: str, path: str
+    ) -> None:
+        """An app started against a real Authlete (here the simulator over HTTP) serves no
+        simulator endpoint: the path is protected like any other, and nothing is minted."""
+        app = create_app(authlete(simulator_url))
+        tokens = len(simulator.tokens)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://rs.test"
+        ) as client:
+            response = await client.request(
+                method, path, headers={"Authorization": _basic()}, json={"subject": "x"}
+            )
+        assert response.status_code == 401
+        assert "accessToken" not in response.text and len(simulator.tokens) == tokens
+        await app.state.guard.aclose()
+
+    async def test_mounted_with_the_flag(self) -> None:
+        """With the flag, the simulator mints tokens at /__authlete, for development."""
+        app = create_app(DEV)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://rs.test"
+        ) as client:
+            response = await client.post(
+                "/__authlete/api/auth/token/create",
+                headers={"Authorization": _basic()},
+                json={"subject": "alice", "scopes": ["read:accounts"]},
+            )
+        assert response.status_code == 200 and response.json()["accessToken"]
+        await app.state.guard.aclose()
+
+
+class TestLifespan:
+    async def test_redis_clients_closed(self, redis_url: str) -> None:
+        """A Redis replay store and shared cache built from URLs are closed with the
+        app's lifespan (they used to be left open)."""
+        guard = from_env(
+            environ=authlete(
+                DPOP_GUARD_REPLAY_STORE=redis_url, DPOP_GUARD_INTROSPECTION_CACHE=redis_url
+            )
+        )
+        store, shared = guard.replay_store, guard.shared_cache
+        assert isinstance(store, RedisReplayStore) and isinstance(shared, RedisTokenCache)
+        async with guard.lifespan(None):
+            await store.add_if_absent("k", ttl=5)
+            await shared.get(b"k")
+            pools = [store.client.connection_pool, shared.client.connection_pool]
+            connections = [c for p in pools for c in p._available_connections]
+            assert connections and all(c.is_connected for c in connections)
+        assert not any(c.is_connected for c in connections)
+
+    async def test_aclose_twice(self) -> None:
+        """Closing is idempotent."""
+        guard: DPoPGuard = from_env(environ=authlete())
+        await guard.aclose()
+        await guard.aclose()
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=False
+    )
+
+
+class TestMissingExtras:
+    def test_redis_replay_store(self) -> None:
+        """A redis:// replay store without redis-py fails with one line naming the extra."""
+        result = _python(
+            """
+            import sys
+            sys.modules["redis"] = None
+            from dpop_guard import from_env
+            try:
+                from_env(environ={"DPOP_GUARD_REPLAY_STORE": "redis://127.0.0.1:1/0",
+                                  "DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1"})
+            except ModuleNotFoundError as exc:
+                print(exc)
+            """
+        )
+        assert result.stdout.strip() == (
+            "DPOP_GUARD_REPLAY_STORE=redis://... needs the 'redis' extra: "
+            "pip install 'dpop_guard[redis]'"
+        ), result.stderr
+
+    @pytest.mark.parametrize(
+        ("module", "dependency", "extra"),
+        [
+            ("dpop_guard.replay.redis", "redis", "redis"),
+            ("dpop_guard.introspection.redis_cache", "redis", "redis"),
+            ("dpop_guard.prometheus", "prometheus_client", "prometheus"),
+            ("dpop_guard.otel", "opentelemetry", "otel"),
+            ("dpop_guard.fastapi", "fastapi", "fastapi"),
+        ],
+    )
+    def test_modules(self, module: str, dependency: str, extra: str) -> None:
+        """Importing a module whose extra is missing says which extra to install."""
+        result = _python(
+            f"""
+            import sys
+            sys.modules[{dependency!r}] = None
+            try:
+                import {module}
+            except ModuleNotFoundError as exc:
+                print(exc)
+            """
+        )
+        assert f"pip install 'dpop_guard[{extra}]'" in result.stdout, result.stderr
