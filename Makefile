@@ -11,7 +11,7 @@ UNIT   := not e2e and not redis and not slow and not fuzz
 
 LOWEST := .venv-lowest
 
-.PHONY: demo test test-unit test-lowest lint typecheck check fuzz soak bench bench-quick wheel-smoke clean
+.PHONY: demo test test-unit test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-fleet wheel-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,7 +65,16 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	tools/ensure-command redis-server
 	tools/ensure-command wrk
+	tools/ensure-command valgrind
 	$(BIN)/python -m benchmarks
+
+bench-instructions: $(STAMP)
+	tools/ensure-command valgrind
+	$(BIN)/python -m benchmarks.instructions
+
+bench-fleet: $(STAMP)
+	tools/ensure-command redis-server
+	$(BIN)/python -m benchmarks.fleet
 
 bench-quick: $(STAMP)
 	tools/ensure-command redis-server

@@ -1,9 +1,12 @@
-"""``python -m benchmarks [--quick] [--no-load]``: every benchmark, one command.
+"""``python -m benchmarks [--quick] [--no-load] [--no-instructions]``: every benchmark.
 
-Runs the in-process benchmarks (:mod:`benchmarks.micro`) and the load test
-(:mod:`benchmarks.load`), shows progress, and writes ``results/<name>.json``, a Markdown table
-``results/<name>.md`` and a plot ``results/<name>.png``, each with the machine described.
-``--quick`` is a smoke run of under a minute.
+Runs the instruction counts (:mod:`benchmarks.instructions`, callgrind: the deterministic
+figures), the in-process benchmarks (:mod:`benchmarks.micro`), the interleaved load test
+(:mod:`benchmarks.load`) and the fleet simulation (:mod:`benchmarks.fleet`), shows
+progress, and writes ``results/<name>.json``, a Markdown table ``results/<name>.md`` and a
+plot ``results/<name>.png``, each with the machine and the stack described. ``--quick`` is
+a smoke run of under a minute (no callgrind, no fleet, the cache-hit load scenarios only,
+1 s runs).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from .load import MIN_ROUNDS, scenarios
 from .micro import RESULTS, asgi, machine, micro, replay_scale, worst_case
 from .report import markdown, plot
 
@@ -44,11 +48,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run in under a minute")
     parser.add_argument("--no-load", action="store_true", help="skip the uvicorn/wrk load test")
+    parser.add_argument(
+        "--no-instructions", action="store_true", help="skip the callgrind instruction counts"
+    )
+    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS, help="interleaved load rounds")
+    parser.add_argument("--duration", type=int, help="seconds per load run (5; quick: 1)")
     args = parser.parse_args()
-    n, rounds = (300, 3) if args.quick else (3000, 9)
-    duration = 2 if args.quick else 10
+    if not MIN_ROUNDS <= args.rounds <= 50:
+        parser.error(f"--rounds must be {MIN_ROUNDS}-50")
+    n, rounds = (100, 3) if args.quick else (3000, 9)
+    duration = args.duration or (1 if args.quick else 5)
+    if not 1 <= duration <= 600:
+        parser.error("--duration must be 1-600")
     algs = ("ES256", "EdDSA", "PS256")
-    progress = Progress(len(algs) + 3 + (0 if args.no_load else 7))
+    instructions = not (args.quick or args.no_instructions)
+    load_steps = 0
+    if not args.no_load:
+        count = len(scenarios("redis://unused", quick=args.quick))
+        load_steps = count * (args.rounds + 1)
+    progress = Progress(len(algs) + 3 + int(instructions) + load_steps + int(not args.quick))
+    counts: dict[str, Any] | None = None
+    if instructions:
+        from .instructions import measure
+
+        progress.step("instructions (callgrind, ~3 min)")
+        counts = measure()
     rows: list[dict[str, Any]] = []
     for alg in algs:
         progress.step(f"verify {alg}")
@@ -56,14 +80,20 @@ def main() -> None:
     progress.step("middleware in process")
     rows += asyncio.run(asgi(n, rounds))
     progress.step("replay store mass expiry")
-    rows += replay_scale(20_000 if args.quick else 100_000)
+    rows += replay_scale(5_000 if args.quick else 100_000)
     progress.step("worst case per request")
-    rows += worst_case(50 if args.quick else 300)
+    rows += worst_case(10 if args.quick else 300)
     load_rows: list[dict[str, Any]] = []
     if not args.no_load:
         from .load import load
 
-        load_rows = load(duration, progress.step)
+        load_rows = load(duration, progress.step, rounds=args.rounds, quick=args.quick)
+    fleet_result: dict[str, Any] | None = None
+    if not args.quick:
+        from .fleet import fleet
+
+        progress.step("fleet: N guards, one Redis")
+        fleet_result = fleet()
     progress.close()
 
     info = machine()
@@ -72,9 +102,12 @@ def main() -> None:
     result = {
         "machine": info,
         "quick": args.quick,
+        "instructions": counts,
         "micro": rows,
         "load": load_rows,
         "load_duration_s": duration,
+        "load_rounds": args.rounds,
+        "fleet": fleet_result,
     }
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

@@ -1,6 +1,9 @@
 """Apps the load benchmark serves besides ``examples.accounts``.
 
 - ``bare``: one Starlette route and nothing else: the ceiling for this server and machine.
+- ``ceiling``: the bare route plus one raw ES256 verify per request (``cryptography``
+  directly, a fixed key and signature, no parsing): the true ceiling of any DPoP guard on
+  this stack, since every request must verify one signature.
 - ``delegated``: the "Authlete helper" model, no local check and no cache: every request
   is introspected with ``dpop``, ``htm`` and ``htu`` and Authlete decides, as Authlete's
   own ``AccessTokenValidator`` does. It is the baseline dpop_guard is compared with.
@@ -13,6 +16,8 @@ import os
 from collections.abc import AsyncIterator
 
 import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,6 +33,22 @@ async def _accounts(request: Request) -> JSONResponse:
 
 
 bare = Starlette(routes=[Route("/accounts", _accounts), Route("/health", _accounts)])
+
+
+def _ceiling() -> Starlette:
+    key = ec.generate_private_key(ec.SECP256R1())
+    public, algorithm = key.public_key(), ec.ECDSA(hashes.SHA256())
+    data = b"x" * 600  # about a DPoP proof's signing input
+    signature = key.sign(data, algorithm)
+
+    async def accounts(request: Request) -> JSONResponse:
+        public.verify(signature, data, algorithm)
+        return JSONResponse(ACCOUNTS)
+
+    return Starlette(routes=[Route("/accounts", accounts), Route("/health", _accounts)])
+
+
+ceiling = _ceiling()
 
 
 def _delegated() -> Starlette:

@@ -1,21 +1,32 @@
-"""Load: the accounts example (and two reference apps) under uvicorn, driven by wrk.
+"""Load: the accounts example (and three reference apps) under uvicorn, driven by wrk.
 
-The server (one uvicorn worker) is pinned to core 0; wrk (one thread, C connections) and
-the Authlete simulator share core 1. Every guarded request carries a distinct, pre-generated,
-fresh proof. Each scenario reports req/s, latency percentiles (p50, p99, p99.9), non-2xx
-answers, Authlete calls, the server's CPU per request (from /proc, so the simulator's work is
-not counted as ours), and the generator's CPU use (to show it is not the bottleneck).
+The stack is production's: uvicorn with uvloop and httptools, the access log off (the run
+stops at once if uvloop or httptools is missing). Each server (one uvicorn worker) is pinned
+to core 0; wrk (one thread, 32 connections) and the Authlete simulator share core 1. Every
+server is started once; then the scenarios take turns, A B C ... in odd rounds and ... C B A
+in even ones, over at least 5 rounds, so drift on a shared machine hits them alike. Every
+ratio (to the bare endpoint, and to the ceiling: bare plus one raw ES256 verify) is taken
+within a round and reported as the median and the range over the rounds: never one run.
+
+Every guarded request carries a distinct, pre-generated, fresh proof. Each scenario reports
+req/s, latency percentiles (p50, p99, p99.9), non-2xx answers, Authlete calls, the server's
+CPU per request (from /proc, so the simulator's work is not counted as ours), and the
+generator's CPU use (to show it is not the bottleneck), each as the median over the rounds.
 
 Needs Debian's ``wrk`` and ``redis-server``; ``taskset`` pins processes when present.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +45,10 @@ from dpop_guard.simulator import DEFAULT_SERVICE_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
 CONNECTIONS = 32
+# Every server is told it is reached at this URL (as behind a proxy), so one set of proofs
+# serves every server whatever its port.
+PUBLIC_URL = "http://rs.bench.test"
+MIN_ROUNDS = 5
 LUA = """
 local proofs, i, token, path = {}, 0, nil, "/"
 init = function(args)
@@ -100,7 +115,7 @@ class Scenario:
     workers: int = 1
     launcher: str = "uvicorn"  # or "examples.serve" (uvicorn's supervisor, TCP_NODELAY kept)
     guarded: bool = True
-    proofs_per_second: int = 6000
+    proofs_per_second: int = 4000  # proofs signed for the first round; then 1.5x the rate seen
 
 
 def run_wrk(url: str, path: str, token: str, proofs: Path | None, duration: int) -> dict[str, Any]:
@@ -141,10 +156,32 @@ def run_wrk(url: str, path: str, token: str, proofs: Path | None, duration: int)
     return result
 
 
-def scenarios(redis_url: str) -> list[Scenario]:
+def fast_stack() -> dict[str, str]:
+    """The versions of the production stack; stops the run if uvloop or httptools is
+    missing (uvicorn would quietly fall back to asyncio and h11, a different figure)."""
+    missing = [name for name in ("uvloop", "httptools") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(
+            f"the load benchmark runs on uvicorn with uvloop and httptools; missing: "
+            f"{', '.join(missing)} (pip install uvloop httptools, or `make .venv/.installed`)"
+        )
+    return {name: importlib.metadata.version(name) for name in ("uvicorn", "uvloop", "httptools")}
+
+
+def describe_stack(versions: dict[str, str]) -> str:
+    return (
+        f"uvicorn {versions['uvicorn']} with uvloop {versions['uvloop']} and httptools "
+        f"{versions['httptools']}, access log off"
+    )
+
+
+def scenarios(redis_url: str, *, quick: bool = False) -> list[Scenario]:
+    """Every load scenario; the first is the bare endpoint, the second the ceiling.
+    ``quick``: those two and the cache hits only."""
     fleet = {"DPOP_GUARD_REPLAY_STORE": redis_url, "DPOP_GUARD_INTROSPECTION_CACHE": redis_url}
-    return [
+    every = [
         Scenario("bare endpoint (no middleware)", "benchmarks.apps:bare", guarded=False),
+        Scenario("ceiling: bare + one raw ES256 verify", "benchmarks.apps:ceiling", guarded=False),
         Scenario("cache hit, memory replay store", "examples.accounts:app"),
         Scenario(
             "cache hit, Redis replay store",
@@ -178,6 +215,7 @@ def scenarios(redis_url: str) -> list[Scenario]:
             workers=2,
         ),
     ]
+    return every[:4] if quick else every
 
 
 @dataclass(frozen=True)
@@ -235,17 +273,65 @@ def stack() -> Iterator[Stack]:
         redis_proc.wait(timeout=10)
 
 
-def load(duration: int, progress: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
+def interleaved(count: int, rounds: int) -> Iterator[tuple[int, int]]:
+    """``(round, index)`` pairs: A B C ... in even rounds, ... C B A in odd ones."""
+    for r in range(rounds):
+        order = range(count) if r % 2 == 0 else range(count - 1, -1, -1)
+        for i in order:
+            yield r, i
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def load(
+    duration: int,
+    progress: Callable[[str], None] = lambda _: None,
+    *,
+    rounds: int = MIN_ROUNDS,
+    quick: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per scenario: medians over ``rounds`` interleaved rounds, each ratio's median
+    and range (``ratio_to_bare``, ``ratio_to_ceiling``), and every round's raw figures."""
+    if rounds < MIN_ROUNDS:
+        raise ValueError(f"at least {MIN_ROUNDS} rounds: a single run proves little")
+    versions = fast_stack()
+    with stack() as parts, contextlib.ExitStack() as servers:
+        chosen = scenarios(parts.redis_url, quick=quick)
+        urls = []
+        for scenario in chosen:
+            progress(f"start {scenario.name}")
+            urls.append(servers.enter_context(_server(scenario, parts)))
+        samples: list[list[dict[str, Any]]] = [[] for _ in chosen]
+        for r, i in interleaved(len(chosen), rounds):
+            progress(f"round {r + 1}/{rounds}: {chosen[i].name}")
+            # Proofs for 1.5x the rate seen so far (signing them is most of a short run's
+            # time); the first round signs for the scenario's nominal rate. Running out
+            # shows up as non-2xx answers, never as a silently faster figure.
+            seen = [run["rps"] for run in samples[i]]
+            rate = int(1.5 * max(seen)) if seen else chosen[i].proofs_per_second
+            samples[i].append(_run(chosen[i], urls[i], parts, duration, rate))
     rows: list[dict[str, Any]] = []
-    with stack() as parts:
-        for scenario in scenarios(parts.redis_url):
-            progress(scenario.name)
-            rows.append(
-                _run(scenario, parts.env, parts.simulator, parts.signer, parts.token, duration)
-            )
-    bare = rows[0]
-    for row in rows:
-        row["ratio_to_bare"] = row["rps"] / bare["rps"]
+    for scenario, runs in zip(chosen, samples, strict=True):
+        row: dict[str, Any] = {
+            "scenario": scenario.name,
+            "stack": describe_stack(versions),
+            "workers": scenario.workers,
+            "authlete_latency_ms": scenario.latency * 1000,
+            "rounds": len(runs),
+            "runs": runs,
+        }
+        for key in runs[0]:
+            row[key] = statistics.median(run[key] for run in runs)
+        row["rps_range"] = [min(r["rps"] for r in runs), max(r["rps"] for r in runs)]
+        for ref, name in ((0, "ratio_to_bare"), (1, "ratio_to_ceiling")):
+            ratios = [
+                run["rps"] / base["rps"] for run, base in zip(runs, samples[ref], strict=True)
+            ]
+            row[name] = statistics.median(ratios)
+            row[f"{name}_range"] = [min(ratios), max(ratios)]
+        rows.append(row)
     return rows
 
 
@@ -254,18 +340,18 @@ def _calls(simulator: str) -> int:
     return int(calls.get("auth/introspection", 0))
 
 
-def _run(
-    scenario: Scenario,
-    base_env: dict[str, str],
-    simulator: str,
-    signer: ProofSigner,
-    token: str,
-    duration: int,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+
+@contextmanager
+def _server(scenario: Scenario, parts: Stack) -> Iterator[Server]:
+    """One scenario's server, started once for every round, its caches warmed."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(base_env, DPOP_GUARD_PUBLIC_URL=url, **scenario.env)
-    httpx.post(f"{simulator}/sim/faults", headers=ADMIN, json={"latency": scenario.latency})
+    env = dict(parts.env, DPOP_GUARD_PUBLIC_URL=PUBLIC_URL, **scenario.env)
     if scenario.launcher == "uvicorn":
         command = [
             *(pin(0) if scenario.workers == 1 else []),
@@ -278,10 +364,14 @@ def _run(
             "--log-level",
             "warning",
             "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
             "--workers",
             str(scenario.workers),
         ]
-    else:
+    else:  # examples.serve: uvicorn's defaults pick uvloop and httptools (checked above)
         command = [
             sys.executable,
             "-m",
@@ -295,39 +385,56 @@ def _run(
             str(scenario.workers),
         ]
     with serve(command, env, f"{url}/health") as proc:
-        proofs_file = None
         if scenario.guarded:
             for _ in range(2 * scenario.workers):  # warm every worker's cache
-                warm = signer.sign(htm="GET", htu=url + scenario.path, access_token=token)
+                warm = parts.signer.sign(
+                    htm="GET", htu=PUBLIC_URL + scenario.path, access_token=parts.token
+                )
                 httpx.get(
                     url + scenario.path,
-                    headers={"Authorization": f"DPoP {token}", "DPoP": warm, "Connection": "close"},
+                    headers={
+                        "Authorization": f"DPoP {parts.token}",
+                        "DPoP": warm,
+                        "Connection": "close",
+                    },
                 )
-            fd, name = tempfile.mkstemp(suffix=".txt")
-            os.close(fd)
-            proofs_file = Path(name)
-            count = scenario.proofs_per_second * scenario.workers * (duration + 1)
-            proofs_file.write_text(
-                "\n".join(
-                    signer.sign(htm="GET", htu=url + scenario.path, access_token=token)
-                    for _ in range(count)
-                )
-                + "\n"
+        yield Server(url, proc.pid)
+
+
+def _run(
+    scenario: Scenario, server: Server, parts: Stack, duration: int, rate: int
+) -> dict[str, Any]:
+    """One wrk run against a running server, with ``rate`` x (``duration`` + 1) fresh
+    proofs of its own."""
+    httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json={"latency": scenario.latency})
+    proofs_file = None
+    count = 0
+    if scenario.guarded:
+        fd, name = tempfile.mkstemp(suffix=".txt")
+        os.close(fd)
+        proofs_file = Path(name)
+        count = max(500, rate * (duration + 1))
+        htu = PUBLIC_URL + scenario.path
+        proofs_file.write_text(
+            "\n".join(
+                parts.signer.sign(htm="GET", htu=htu, access_token=parts.token)
+                for _ in range(count)
             )
-        calls = _calls(simulator)
-        cpu = tree_cpu(proc.pid)
-        result = run_wrk(url, scenario.path, token if proofs_file else "-", proofs_file, duration)
-        result["server_cpu_us_per_request"] = (
-            (tree_cpu(proc.pid) - cpu) / max(1, result["requests"]) * 1e6
+            + "\n"
         )
-        result["authlete_calls"] = _calls(simulator) - calls
+    try:
+        calls = _calls(parts.simulator)
+        cpu = tree_cpu(server.pid)
+        result = run_wrk(
+            server.url, scenario.path, parts.token if proofs_file else "-", proofs_file, duration
+        )
+        result["server_cpu_us_per_request"] = (
+            (tree_cpu(server.pid) - cpu) / max(1, result["requests"]) * 1e6
+        )
+        result["authlete_calls"] = _calls(parts.simulator) - calls
+        result["proofs_available"] = count
+    finally:
         if proofs_file is not None:
-            result["proofs_available"] = count
             proofs_file.unlink()
-    httpx.post(f"{simulator}/sim/faults", headers=ADMIN, json={"latency": 0.0})
-    return {
-        "scenario": scenario.name,
-        "workers": scenario.workers,
-        "authlete_latency_ms": scenario.latency * 1000,
-        **result,
-    }
+        httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json={"latency": 0.0})
+    return result

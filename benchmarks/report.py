@@ -13,6 +13,12 @@ def _fmt_ratio(row: dict[str, Any]) -> str:
     return f"{ratio:.2f}x {row['ratio_to']}"
 
 
+def _ranged(row: dict[str, Any], key: str) -> str:
+    """``0.45x (0.41-0.48)``: the median over the rounds and its range."""
+    low, high = row.get(f"{key}_range", (row[key], row[key]))
+    return f"{row[key]:.2f}x ({low:.2f}-{high:.2f})"
+
+
 def markdown(result: dict[str, Any]) -> str:
     info = result["machine"]
     lines = [
@@ -35,25 +41,37 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['scenario']} | {row['variant']} | {row['median_us']:.1f} | "
             f"{row['spread']:.0%} | {extra} |"
         )
+    if result.get("instructions"):
+        from .instructions import markdown as instructions_markdown
+
+        lines += ["", instructions_markdown(result["instructions"]).rstrip()]
     if result["load"]:
+        rounds = result.get("load_rounds", 1)
+        stack = result["load"][0].get("stack", "uvicorn")
         lines += [
             "",
-            f"Load: uvicorn (1 worker unless noted) pinned to core 0, wrk (1 thread, 32 "
-            f"connections, {result['load_duration_s']} s) and the simulator on core 1; a "
-            "distinct fresh proof per request.",
+            f"Load: {stack}; uvicorn (1 worker unless noted) pinned to core 0, wrk (1 thread, "
+            f"32 connections, {result['load_duration_s']} s per run) and the simulator on "
+            f"core 1; a distinct fresh proof per request. {rounds} interleaved rounds "
+            "(A B C ... C B A): medians, and each ratio's range over the rounds.",
             "",
-            "| scenario | req/s | vs bare | p50 ms | p99 ms | p99.9 ms | non-2xx | Authlete "
-            "calls | server CPU µs/req | wrk CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| scenario | req/s | vs bare | vs ceiling | p50 ms | p99 ms | p99.9 ms | non-2xx "
+            "| Authlete calls | server CPU µs/req | wrk CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in result["load"]:
             lines.append(
-                f"| {row['scenario']} | {row['rps']:.0f} | {row['ratio_to_bare']:.2f}x | "
+                f"| {row['scenario']} | {row['rps']:.0f} | {_ranged(row, 'ratio_to_bare')} | "
+                f"{_ranged(row, 'ratio_to_ceiling')} | "
                 f"{row['p50_us'] / 1000:.1f} | {row['p99_us'] / 1000:.1f} | "
-                f"{row['p999_us'] / 1000:.1f} | {row['non_2xx'] + row['socket_errors']} | "
-                f"{row['authlete_calls']} | {row['server_cpu_us_per_request']:.0f} | "
+                f"{row['p999_us'] / 1000:.1f} | {row['non_2xx'] + row['socket_errors']:.0f} | "
+                f"{row['authlete_calls']:.0f} | {row['server_cpu_us_per_request']:.0f} | "
                 f"{row['generator_cpu']:.0%} |"
             )
+    if result.get("fleet"):
+        from .fleet import markdown as fleet_markdown
+
+        lines += ["", fleet_markdown(result["fleet"]).rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -69,7 +87,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         print("matplotlib is not installed: no plot (make bench installs it)")
         return
     verify = [r for r in result["micro"] if r["scenario"].startswith("verify")]
-    panels = 2 if result["load"] else 1
+    counts = result.get("instructions")
+    panels = 1 + bool(result["load"]) + bool(counts)
     fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 5), squeeze=False)
     ax = axes[0][0]
     labels = [f"{r['scenario'][7:]} {r['variant']}" for r in verify]
@@ -93,15 +112,56 @@ def plot(result: dict[str, Any], path: Path) -> None:
     if result["load"]:
         ax = axes[0][1]
         load = result["load"]
-        ax.barh([r["scenario"] for r in load], [r["rps"] for r in load], color="#47a")
+        medians = [r["rps"] for r in load]
+        ranges = [r.get("rps_range", (r["rps"], r["rps"])) for r in load]
+        ax.barh(
+            [r["scenario"] for r in load],
+            medians,
+            xerr=[
+                [m - lo for m, (lo, _) in zip(medians, ranges, strict=True)],
+                [hi - m for m, (_, hi) in zip(medians, ranges, strict=True)],
+            ],
+            color="#47a",
+            ecolor="black",
+            capsize=3,
+        )
         for i, r in enumerate(load):
             ax.text(
-                r["rps"], i, f" {r['rps']:.0f} ({r['ratio_to_bare']:.2f}x)", va="center", fontsize=7
+                ranges[i][1],
+                i,
+                f" {r['rps']:.0f} ({r['ratio_to_bare']:.2f}x bare, "
+                f"{r.get('ratio_to_ceiling', float('nan')):.2f}x ceiling)",
+                va="center",
+                fontsize=7,
             )
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=7)
-        ax.set_xlabel("requests/s")
-        ax.set_title("Load (uvicorn, wrk)")
+        ax.set_xlabel(
+            f"requests/s, median and range of {result.get('load_rounds', 1)} interleaved rounds"
+        )
+        ax.set_title(f"Load: {load[0].get('stack', 'uvicorn')}", fontsize=8)
+    if counts:
+        ax = axes[0][panels - 1]
+        unit = counts["raw_es256_verify_instructions"]
+        rows = counts["rows"]
+        ax.barh(
+            [r["scenario"] for r in rows],
+            [r["instructions_per_request"] / unit for r in rows],
+            color=["#2a7" if r["scenario"] in ("hit", "miss") else "#999" for r in rows],
+        )
+        for i, r in enumerate(rows):
+            ax.text(
+                r["instructions_per_request"] / unit,
+                i,
+                f" {r['instructions_per_request']:,.0f} (spread {r['spread']:.2%})",
+                va="center",
+                fontsize=7,
+            )
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xlabel("instructions per request, x one raw ES256 verify (callgrind)")
+        ax.set_title(f"Instructions ({counts['runs']} runs, deterministic)")
     info = result["machine"]
     fig.suptitle(
         f"dpop_guard - {info['cpu']}, {info['cores']} cores, Python {info['python']}", fontsize=9

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks.micro import asgi, micro
 
 
@@ -36,3 +38,92 @@ def test_report(tmp_path: Path) -> None:
     table = markdown(result)
     assert "| verify ES256 | dpop_guard |" in table and "B/record" in table
     plot(result, tmp_path / "plot.png")
+
+
+def test_interleaved_order() -> None:
+    """Rounds alternate A B C and C B A, each scenario once per round."""
+    from benchmarks.load import interleaved
+
+    order = [i for _, i in interleaved(3, 4)]
+    assert order == [0, 1, 2, 2, 1, 0, 0, 1, 2, 2, 1, 0]
+
+
+def test_load_refuses_a_single_round() -> None:
+    """The load benchmark never reports fewer than five rounds."""
+    from benchmarks.load import load
+
+    with pytest.raises(ValueError, match="at least 5 rounds"):
+        load(1, rounds=1)
+
+
+async def test_instruction_child_runs() -> None:
+    """Every in-process instruction scenario that needs no simulator answers 200 (asserted
+    inside), and the verify loops run for each algorithm."""
+    from benchmarks.instructions import ALGS, _child, _proofs, _signers
+
+    signers = _signers()
+    dumps: list[str] = []
+    for name in ("bare", "bare+verify", *(f"verify {alg}" for alg in ALGS)):
+        alg = name[7:] if name.startswith("verify ") else "ES256"
+        data = {
+            "proofs": _proofs(signers[alg], "t", 4, "x"),
+            "jwk": dict(signers[alg].public_jwk),
+            "token": "t",
+        }
+        assert await _child(name, 4, data, (2, dumps.append)) == 4
+    assert dumps[:2] == ["bare:warm", "bare:measured"]
+
+
+def test_instruction_summary() -> None:
+    """The derived figures are the differences the issue asks for, per raw ES256 verify."""
+    from benchmarks.instructions import markdown, summarise
+
+    run = {
+        "bare": 10.0,
+        "bare+verify": 1010.0,
+        "hit": 1210.0,
+        "miss": 9010.0,
+        "verify ES256": 1000.0,
+        "verify PS256": 500.0,
+        "verify EdDSA": 1500.0,
+    }
+    result = summarise([run, run], 10, 20, 1.0)
+    derived = result["derived"]
+    assert derived["middleware_on_hit_vs_verify (hit - bare+verify)"]["median"] == 0.2
+    assert derived["middleware_on_hit_vs_verify (hit - bare - verify)"]["median"] == 0.2
+    assert "| hit | 1,210 |" in markdown(result)
+
+
+def test_zipf_mix() -> None:
+    """The fleet's token mix is skewed towards the first tokens and repeatable."""
+    from benchmarks.fleet import zipf_picks
+
+    picks = zipf_picks(2000, 50, 1.1, seed=1)
+    assert picks == zipf_picks(2000, 50, 1.1, seed=1)
+    assert picks.count(0) > picks.count(49) * 5
+
+
+@pytest.mark.valgrind
+def test_instructions_under_callgrind(request: pytest.FixtureRequest) -> None:
+    """The whole callgrind pipeline, tiny counts (about a minute: runs only when selected
+    with ``-m valgrind``)."""
+    from benchmarks.instructions import measure
+
+    if "valgrind" not in (request.config.option.markexpr or ""):
+        pytest.skip("about a minute under valgrind: select it with -m valgrind")
+    result = measure(runs=1, small=2, large=4)
+    assert {r["scenario"] for r in result["rows"]} >= {"bare", "hit", "miss", "verify PS256"}
+    assert all(r["instructions_per_request"] > 0 for r in result["rows"])
+
+
+def test_fleet_runs() -> None:
+    """A tiny fleet run against a real Redis and the simulator: every request is answered
+    200, every token used is introspected at least once, every request touches Redis."""
+    from benchmarks.fleet import fleet
+
+    result = fleet(requests=40, tokens=5, concurrency=8, sizes=(1, 2))
+    assert [r["guards"] for r in result["rows"]] == [1, 2]
+    for row in result["rows"]:
+        assert row["non_200"] == 0 and row["requests"] == 40
+        assert row["authlete_calls"] >= row["tokens_used"]
+        assert row["redis_round_trips_per_request"] >= 1.0
