@@ -27,6 +27,8 @@ test: $(STAMP)
 	tools/ensure-command node nodejs
 	tools/ensure-command npm npm
 	tools/ensure-command chromium chromium
+	tools/ensure-command nginx nginx
+	tools/ensure-command haproxy haproxy
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
