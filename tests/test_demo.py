@@ -19,7 +19,7 @@ STEPS = {
     r"POST /authorize/decision -> 303",
     4: r"code back on the redirect +code \S+\.\.\., state matches, iss http://127\.0\.0\.1:\d+",
     5: r"token request, private_key_jwt \+ DPoP proof +POST /token -> 200, assertion PS256, "
-    r"DPoP proof ES256",
+    r"DPoP proof (ES256|EdDSA)",
     6: r"DPoP-bound access token back +token_type DPoP, scope read:accounts",
     7: r"GET /accounts with a fresh DPoP proof +GET /accounts -> 200, 2 accounts of alice",
 }
@@ -32,13 +32,15 @@ def assert_seven_steps(out: str) -> None:
     assert "acc-1001  Current" in out
 
 
-@pytest.mark.parametrize("api", ["V3", "V2"])
-def test_demo_runs(capsys: pytest.CaptureFixture[str], api: str) -> None:
+@pytest.mark.parametrize(("api", "alg"), [("V3", "ES256"), ("V2", "EdDSA")])
+def test_demo_runs(capsys: pytest.CaptureFixture[str], api: str, alg: str) -> None:
     """The demo starts its three servers as subprocesses, walks the seven steps, shows the
-    refusals, and ends with the closing line; on either Authlete API version."""
-    assert main(["--api", api]) == 0
+    refusals, and ends with the closing line; on either Authlete API version, with either
+    DPoP key algorithm of the guide."""
+    assert main(["--api", api, "--dpop-alg", alg]) == 0
     out = capsys.readouterr().out
     assert f"Authlete API {api}" in out
+    assert f"DPoP proof {alg}" in out
     assert_seven_steps(out)
     assert "!! " not in out
     assert "0 Authlete introspection calls" in out

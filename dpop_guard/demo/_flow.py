@@ -41,7 +41,7 @@ class FlowResult:
 class SevenSteps:
     """The flow, one method per group of steps that share a round trip.
 
-    :param http: the client's HTTP client, with ``exchanges`` as its response hook.
+    :param fapi: the client; its ``http`` has ``exchanges`` as a response hook.
     :param introspection: the simulator's RFC 7662 introspection URL and credential, to
         show the key the token is bound to as the authorization server sees it.
     """

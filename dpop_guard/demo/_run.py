@@ -39,14 +39,20 @@ class Demo:
     """The demo's client side, once the three servers run."""
 
     def __init__(
-        self, *, simulator: str, authorization_server: str, api: str, api_version: str
+        self,
+        *,
+        simulator: str,
+        authorization_server: str,
+        api: str,
+        api_version: str,
+        dpop_alg: str = "ES256",
     ) -> None:
         self.simulator, self.issuer, self.api = simulator, authorization_server, api
         self.api_version = api_version
         self.report = Report()
         self.exchanges = Exchanges()
         self.client_key = ProofSigner.generate("PS256")
-        self.dpop_key = ProofSigner.generate("ES256")
+        self.dpop_key = ProofSigner.generate(dpop_alg)
 
     async def register(self, http: httpx.AsyncClient) -> None:
         """Register the client in the simulated Authlete service (what one does once in
@@ -214,7 +220,8 @@ def _environment(simulator: str, api_version: str) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dpop_guard.demo [--api V2|V3]``: 0 when every step behaved."""
+    """``python -m dpop_guard.demo [--api V3|V2] [--dpop-alg ES256|EdDSA]``: 0 when every
+    step behaved."""
     parser = argparse.ArgumentParser(
         prog="python -m dpop_guard.demo",
         description="The FAPI 2.0 code flow and dpop_guard's refusals, on loopback.",
@@ -222,7 +229,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--api", choices=("V3", "V2"), default="V3", help="the Authlete API version to speak"
     )
-    version = parser.parse_args(argv).api
+    parser.add_argument(
+        "--dpop-alg",
+        choices=("ES256", "EdDSA"),
+        default="ES256",
+        help="the algorithm of the DPoP key (the client assertion is PS256)",
+    )
+    args = parser.parse_args(argv)
+    version = args.api
     sim_port, as_port, api_port = free_port(), free_port(), free_port()
     simulator = f"http://127.0.0.1:{sim_port}"
     issuer = f"http://127.0.0.1:{as_port}"
@@ -263,9 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The servers' own output (the simulator's warning, uvicorn's) would interleave
         # with the steps; it is kept aside and shown when something goes wrong.
         logs = {name: stack.enter_context(tempfile.TemporaryFile()) for name in servers}
-        for name, (args, environ, ready) in servers.items():
-            stack.enter_context(process(args, environ, ready, SERVICE_AUTH, stderr=logs[name]))
-        demo = Demo(simulator=simulator, authorization_server=issuer, api=api, api_version=version)
+        for name, (command, environ, ready) in servers.items():
+            stack.enter_context(process(command, environ, ready, SERVICE_AUTH, stderr=logs[name]))
+        demo = Demo(
+            simulator=simulator,
+            authorization_server=issuer,
+            api=api,
+            api_version=version,
+            dpop_alg=args.dpop_alg,
+        )
         try:
             failures = asyncio.run(asyncio.wait_for(demo.run(), DEMO_TIMEOUT))
         except StepFailed as exc:
