@@ -87,6 +87,9 @@ class Demo:
         ) as http:
             try:
                 await self.register(http)
+            except httpx.HTTPError as exc:
+                raise StepFailed(f"registering the client failed: {exc}") from exc
+            try:
                 fapi = await FAPIClient.discover(
                     http,
                     self.issuer,
@@ -249,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"  Authorization server  {issuer}  (dpop_guard.demo.authorization_server)")
     print(f"  Accounts API          {api}  (dpop_guard.demo.accounts, behind dpop_guard)")
+    print("  (the simulator is for development only: its credentials are public)")
     uvicorn = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
     servers = {
         "simulator": (
