@@ -54,23 +54,30 @@ def _proof(args: argparse.Namespace) -> int:
 
 
 async def _check(environ: Mapping[str, str]) -> list[str]:
-    """Problems found, as sentences; empty when all is well. The guard is built by
-    :func:`dpop_guard.guard.from_env`, the builder the app itself uses, so the two cannot
-    disagree about the configuration."""
+    """Problems found, as sentences; empty when all is well (see :func:`_report`)."""
+    return (await _report(environ))[1]
+
+
+async def _report(environ: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """Information and problems found, as sentences; no problems when all is well. The
+    guard is built by :func:`dpop_guard.guard.from_env`, the builder the app itself uses,
+    so the two cannot disagree about the configuration."""
     from .guard import from_env
 
     try:
         guard = from_env(environ=environ)
     except (ValueError, ImportError) as exc:
-        return [str(exc)]
+        return [], [str(exc)]
     try:
-        return await guard.check()
+        return guard.describe(), await guard.check()
     finally:
         await guard.aclose()
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    problems = asyncio.run(_check(os.environ))
+    info, problems = asyncio.run(_report(os.environ))
+    for line in info:
+        print(f"info: {line}")
     for problem in problems:
         print(f"problem: {problem}")
     if not problems:
