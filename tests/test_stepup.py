@@ -319,3 +319,32 @@ async def test_own_nonces_take_precedence(
     assert response.status_code == 200
     assert "authlete-nonce-3" not in response.headers.get_list("dpop-nonce")
     assert len(response.headers.get_list("dpop-nonce")) <= 1
+
+
+async def test_fastapi_security_step_up(signer: ProofSigner) -> None:
+    from fastapi import FastAPI, Security
+
+    from dpop_guard.fastapi import DPoPSecurity
+
+    gold = DPoPSecurity(acr_values=(GOLD,))
+    api = FastAPI()
+
+    @api.get("/plain")
+    async def plain(auth: DPoPCredentials = Security(gold, scopes=[])) -> dict[str, str | None]:  # noqa: B008
+        return {"acr": auth.acr}
+
+    introspector = TableIntrospector(
+        {"gold": _info(signer, acr=GOLD), "silver": _info(signer, acr=SILVER)}
+    )
+    app = DPoPGuardMiddleware(
+        api,
+        settings=GuardSettings(public_url=ORIGIN),
+        introspector=introspector,
+        replay_store=MemoryReplayStore(epoch=NOW - 3600),
+        clock=lambda: NOW,
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN) as c:
+        h = Harness(introspector, c, signer)
+        assert (await h.call("/plain", token="gold")).json() == {"acr": GOLD}
+        params = step_up_challenge(await h.call("/plain", token="silver"))
+    assert params["acr_values"] == GOLD
