@@ -45,6 +45,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from ._b64 import b64url_encode
+from .challenges import parse_challenge
 from .client import ProofSigner
 from .proof import DPOP_TYP, compute_ath
 
@@ -398,12 +399,22 @@ def _headers(req: _Request, ctx: _Context, interaction_id: str) -> list[tuple[st
     return headers
 
 
+def _asks_for_nonce(response: httpx.Response) -> bool:
+    """Whether a ``WWW-Authenticate`` of ``response`` is a ``DPoP`` challenge with
+    ``error=use_dpop_nonce`` (quoted or not, among other challenges or alone)."""
+    for value in response.headers.get_list("www-authenticate"):
+        try:
+            scheme, params = parse_challenge(value)
+        except ValueError:
+            continue
+        if scheme.lower() == "dpop" and params.get("error") == "use_dpop_nonce":
+            return True
+    return False
+
+
 def _nonce_challenge(response: httpx.Response) -> str | None:
     """The nonce to retry with, exactly under the suite's rule, else ``None``."""
-    if response.status_code != 401:
-        return None
-    challenge = response.headers.get("www-authenticate", "")
-    if not challenge.lower().startswith("dpop") or 'error="use_dpop_nonce"' not in challenge:
+    if response.status_code != 401 or not _asks_for_nonce(response):
         return None
     nonces = response.headers.get_list("dpop-nonce")
     if len(nonces) != 1 or not _NQCHAR.fullmatch(nonces[0]):
@@ -419,8 +430,7 @@ def _check_headers(response: httpx.Response, interaction_id: str, *, require_id:
         problems.append(f"x-fapi-interaction-id {echoed!r} is not the one sent")
     elif not echoed and require_id:
         problems.append("x-fapi-interaction-id not echoed")
-    challenge = response.headers.get("www-authenticate", "")
-    if 'error="use_dpop_nonce"' in challenge and _nonce_challenge(response) is None:
+    if _asks_for_nonce(response) and _nonce_challenge(response) is None:
         problems.append("use_dpop_nonce without exactly one valid DPoP-Nonce on a 401")
     date = response.headers.get("date")
     if date is None:
@@ -563,9 +573,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run the self-test from parsed arguments; 0 when every case passed, else 1."""
-    jwk: Mapping[str, Any] = json.loads(args.key.read_text())
-    signer = ProofSigner.from_jwk(jwk)
+    """Run the self-test from parsed arguments; 0 when every case passed, 1 when one
+    failed, 2 when the key cannot be used."""
+    try:
+        jwk: Mapping[str, Any] = json.loads(args.key.read_text())
+        signer = ProofSigner.from_jwk(jwk)
+    except Exception as exc:  # joserfc's own errors too: any of them means "unusable"
+        # The message names the file and the problem, never the key material.
+        print(f"--key {args.key}: not a usable private JWK ({type(exc).__name__})", file=sys.stderr)
+        return 2
     outcomes = asyncio.run(
         run_conformance(
             args.url,

@@ -157,3 +157,10 @@ async def test_the_runner_fails_an_api_that_accepts_anything() -> None:
     failed = {o.case for o in outcomes if not o.passed}
     refusals = {c.name for c in CASES if c.expect == "refuse"} - {"ChangeSignAlgorithm"}
     assert failed == refusals
+
+
+def test_an_unusable_key_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "key.json"
+    key.write_text('{"kty": "EC"}')
+    assert cli.main(["conformance", "http://127.0.0.1:9/", "--token", "t", "--key", str(key)]) == 2
+    assert "not a usable private JWK" in capsys.readouterr().err
