@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import io
+import json
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -38,8 +41,10 @@ from dpop_guard import (
     DPoPGuardMiddleware,
     GuardSettings,
     Route,
+    cli,
 )
 from dpop_guard.challenges import parse_challenge
+from dpop_guard.conformance import MTLS_CASES, run_mtls_conformance
 from dpop_guard.introspection import InactiveToken, Introspector, RequestFacts, TokenInfo
 from dpop_guard.mtls import (
     ClientCertificateSource,
@@ -337,3 +342,59 @@ def test_simulator_certificate_bound_token_through_nginx(
     with tls_client(files, "bob") as bob:
         response = bob.get(url, headers=headers)  # a hit, another certificate
     assert_refused(response, reasons, "certificate_mismatch")
+
+
+# -- the RFC 8705 self-test ------------------------------------------------------------------
+
+
+def test_mtls_self_test_passes_through_the_proxy(
+    deployment: Deployment, files: PKIFiles, pki: PKI
+) -> None:
+    """``dpop-guard conformance URL --token T --mtls-cert C --mtls-key K --ca CA``."""
+    token = bound_token(deployment, pki.alice.x5t_s256)
+    certfile, keyfile = files.clients["alice"]
+    argv = [
+        "conformance",
+        deployment.proxy.url + "/accounts",
+        "--token",
+        token,
+        "--mtls-cert",
+        str(certfile),
+        "--mtls-key",
+        str(keyfile),
+        "--ca",
+        str(files.ca),
+        "--json",
+    ]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(argv)
+    outcomes = json.loads(out.getvalue())
+    assert code == 0, outcomes
+    assert [o["case"] for o in outcomes] == [name for name, *_ in MTLS_CASES]
+
+
+async def test_mtls_self_test_fails_a_token_bound_to_another_certificate(
+    deployment: Deployment, files: PKIFiles, pki: PKI
+) -> None:
+    token = bound_token(deployment, pki.bob.x5t_s256)
+    async with (
+        httpx.AsyncClient(verify=_context(files, "alice"), timeout=10) as alice,
+        httpx.AsyncClient(verify=_context(files, None), timeout=10) as nobody,
+    ):
+        outcomes = await run_mtls_conformance(
+            deployment.proxy.url + "/accounts",
+            token=token,
+            with_certificate=alice,
+            without_certificate=nobody,
+        )
+    failed = {o.case for o in outcomes if not o.passed}
+    assert failed == {"CertificateBoundTokenWithItsCertificate", "CertificateBoundTokenStillWorks"}
+
+
+def _context(files: PKIFiles, identity: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(files.ca))
+    if identity is not None:
+        certfile, keyfile = files.clients[identity]
+        context.load_cert_chain(certfile=str(certfile), keyfile=str(keyfile))
+    return context
