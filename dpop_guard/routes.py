@@ -11,6 +11,29 @@ they are at least as broad as the routers they front:
   (Starlette's ``$`` accepts a trailing ``\\n``, so ``/accounts%0A`` reaches ``/accounts``);
 - a path with dot segments never rides on a public rule;
 - a path that matches no rule is protected (fail closed).
+
+The per-route policy, all in :class:`Route`, validated when the rule is made (and, for
+``sender_constraint``, when the middleware is built)::
+
+    field              default  meaning
+    -----------------  -------  ------------------------------------------------------------
+    pattern            (req.)   path, ``{name}`` segments, optional trailing ``*``
+    methods            None     the methods covered (``GET`` covers ``HEAD``); None: all
+    public             False    no authentication at all (no dot segments ride on it)
+    scopes             ()       all required; else 403 ``insufficient_scope``
+    acr_values         ()       the token's ``acr`` must be one of them (RFC 9470); else 401
+                                ``insufficient_user_authentication`` with ``acr_values``
+    max_age            None     the user authenticated at most this many seconds ago
+                                (0..10 years); unknown ``auth_time`` fails
+    nonce              None     require a server nonce here; None follows
+                                ``GuardSettings.nonce``
+    sender_constraint  "dpop"   ``dpop``: DPoP-bound tokens on the DPoP scheme; ``mtls``:
+                                certificate-bound (RFC 8705), ``Bearer`` accepted; ``either``:
+                                one of the two. mtls/either need a ``certificate_source``.
+
+Scopes and step-up can also be stated at the endpoint
+(:func:`dpop_guard.starlette.requires_dpop`, :class:`dpop_guard.fastapi.DPoPSecurity`),
+checked from ``request.auth``.
 """
 
 from __future__ import annotations
