@@ -130,7 +130,8 @@ def credentials_for(
         raise InvalidToken("token_expired", "The access token has expired.")
     if required and not info.scopes.issuperset(required):
         raise InsufficientScope("scope_missing", scope=" ".join(required))
-    check_step_up(info.acr, info.auth_time, now=now, acr_values=acr_values, max_age=max_age)
+    if acr_values or max_age is not None:
+        check_step_up(info.acr, info.auth_time, now=now, acr_values=acr_values, max_age=max_age)
     return DPoPCredentials(
         subject=info.subject,
         client_id=info.client_id,
