@@ -9,6 +9,8 @@
       InsufficientScope "insufficient_scope" 403  .scope = the required scopes
       InvalidDPoPProof "invalid_dpop_proof"  401
       UseDPoPNonce     "use_dpop_nonce"      401  .nonce = the fresh nonce
+      InsufficientUserAuthentication
+               "insufficient_user_authentication" 401  .acr_values, .max_age (RFC 9470)
       ServiceUnavailable                     503  our fault, not the client's
         IntrospectionUnavailable             503  Authlete unreachable, failing or garbled
         ReplayStoreUnavailable               503  the replay store failed or is full
@@ -28,6 +30,7 @@ from typing import ClassVar
 
 __all__ = [
     "INSUFFICIENT_SCOPE",
+    "INSUFFICIENT_USER_AUTHENTICATION",
     "INVALID_DPOP_PROOF",
     "INVALID_REQUEST",
     "INVALID_TOKEN",
@@ -35,6 +38,7 @@ __all__ = [
     "AuthenticationRequired",
     "DPoPGuardError",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "IntrospectionUnavailable",
     "InvalidDPoPProof",
     "InvalidRequest",
@@ -49,6 +53,7 @@ INVALID_TOKEN = "invalid_token"  # noqa: S105 - an error code, not a secret
 INSUFFICIENT_SCOPE = "insufficient_scope"
 INVALID_DPOP_PROOF = "invalid_dpop_proof"
 USE_DPOP_NONCE = "use_dpop_nonce"
+INSUFFICIENT_USER_AUTHENTICATION = "insufficient_user_authentication"
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -118,6 +123,31 @@ class InsufficientScope(DPoPGuardError):
     ) -> None:
         super().__init__(reason, description, status=status, challenge_params=challenge_params)
         self.scope = scope
+
+
+class InsufficientUserAuthentication(DPoPGuardError):
+    """The user authenticated too weakly or too long ago for the route (RFC 9470 step-up).
+
+    ``acr_values`` (space-separated, possibly empty) and ``max_age`` (or ``None``) are the
+    route's requirement; they go into the challenge so the client can ask the authorization
+    server for a stronger or fresher authentication.
+    """
+
+    error = INSUFFICIENT_USER_AUTHENTICATION
+    status = 401
+    default_description = "A stronger or more recent user authentication is required."
+
+    def __init__(
+        self,
+        reason: str,
+        description: str | None = None,
+        *,
+        acr_values: tuple[str, ...] = (),
+        max_age: int | None = None,
+    ) -> None:
+        super().__init__(reason, description)
+        self.acr_values = tuple(acr_values)
+        self.max_age = max_age
 
 
 class InvalidDPoPProof(DPoPGuardError):

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from .introspection.cached import SharedTokenCache
     from .metrics import Metrics
+    from .mtls import ClientCertificateSource
     from .simulator import SimulatorState
 
 __all__ = [
@@ -193,6 +194,7 @@ class DPoPGuard:
         simulator: SimulatorState | None = None,
         simulator_app: Any = None,
         closers: Sequence[Closer] = (),
+        certificate_source: ClientCertificateSource | None = None,
     ) -> None:
         self.settings = settings
         self.stores = stores
@@ -204,6 +206,7 @@ class DPoPGuard:
         self.metrics = metrics
         self.simulator = simulator
         self.simulator_app = simulator_app
+        self.certificate_source = certificate_source
         self._closers = list(closers)
         self._closed = False
 
@@ -219,6 +222,8 @@ class DPoPGuard:
             options["nonce_source"] = self.nonce_source
         if self.metrics is not None:
             options["metrics"] = self.metrics
+        if self.certificate_source is not None:
+            options["certificate_source"] = self.certificate_source
         return options
 
     def install(self, app: Starlette) -> None:
@@ -264,6 +269,14 @@ class DPoPGuard:
             except Exception as exc:  # one failing close must not leak the others
                 logger.warning("closing a guard client failed: %s", type(exc).__name__)
 
+    def describe(self) -> list[str]:
+        """What ``dpop-guard check-config`` reports as information (not problems)."""
+        source = self.certificate_source
+        if source is None:
+            return ["client certificates: none (DPoP-bound tokens only)"]
+        where = "trusted proxies only" if source.requires_trusted_proxy else "the ASGI server"
+        return [f"client certificates: {source.name} (believed from {where})"]
+
     async def check(self) -> list[str]:
         """What ``dpop-guard check-config`` reports: problems, as sentences (empty when all
         is well). Asks the introspection endpoint about a made-up token and pings Redis."""
@@ -306,6 +319,12 @@ class DPoPGuard:
             problems.append(
                 "nonces are required but DPOP_GUARD_NONCE_SECRET is not set: "
                 "nonces will only be valid in the process that issued them"
+            )
+        source = self.certificate_source
+        if source is not None and source.requires_trusted_proxy and not settings.trusted_proxies:
+            problems.append(
+                f"DPOP_GUARD_CLIENT_CERT_SOURCE={source.name} reads a header but "
+                "DPOP_GUARD_TRUSTED_PROXIES is not set: no certificate will ever be believed"
             )
         if settings.public_url is None and not settings.trusted_proxies:
             problems.append(
@@ -459,6 +478,15 @@ def from_env(
             )
         routes = (Route(SIMULATOR_MOUNT + "/*", public=True), *routes)
     settings = GuardSettings.from_env(env, routes=routes)
+    from .mtls import certificate_source_from_env
+
+    certificate_source = certificate_source_from_env(env)
+    mtls_routes = [r.pattern for r in settings.routes if r.sender_constraint != "dpop"]
+    if mtls_routes and certificate_source is None:
+        raise ValueError(
+            f"{ENV_PREFIX}CLIENT_CERT_SOURCE is not set, but routes accept certificate-bound "
+            f"tokens: {', '.join(mtls_routes)}"
+        )
     for url, name in (
         (stores.replay_store, "REPLAY_STORE"),
         (stores.introspection_cache or "", "INTROSPECTION_CACHE"),
@@ -511,6 +539,7 @@ def from_env(
         simulator=chain.simulator,
         simulator_app=chain.simulator_app,
         closers=closers,
+        certificate_source=certificate_source,
     )
 
 

@@ -149,3 +149,34 @@ class TestBuildParse:
             parse_challenge(text)
         except ValueError:
             pass
+
+
+def test_insufficient_user_authentication_carries_rfc9470_params() -> None:
+    from dpop_guard.errors import InsufficientUserAuthentication
+
+    response = challenge_for(
+        InsufficientUserAuthentication("auth_too_old", acr_values=("a", "b"), max_age=0),
+        algs=("ES256",),
+    )
+    assert response.status == 401
+    [value] = [v for k, v in response.headers if k == b"www-authenticate"]
+    scheme, params = parse_challenge(value.decode())
+    assert scheme == "DPoP"
+    assert params["error"] == "insufficient_user_authentication"
+    assert params["acr_values"] == "a b"
+    assert params["max_age"] == "0"
+
+
+def test_bearer_and_dpop_challenges_for_either() -> None:
+    from dpop_guard.errors import AuthenticationRequired, InvalidDPoPProof
+
+    response = challenge_for(
+        AuthenticationRequired("no_credentials"), algs=("ES256",), schemes=("DPoP", "Bearer")
+    )
+    values = [v.decode() for k, v in response.headers if k == b"www-authenticate"]
+    assert [parse_challenge(v)[0] for v in values] == ["DPoP", "Bearer"]
+    assert "algs" not in parse_challenge(values[1])[1]
+    # A proof error concerns DPoP only, whatever the route accepts.
+    response = challenge_for(InvalidDPoPProof("htu_mismatch"), algs=("ES256",), schemes=("Bearer",))
+    values = [v.decode() for k, v in response.headers if k == b"www-authenticate"]
+    assert [parse_challenge(v)[0] for v in values] == ["DPoP"]
