@@ -3,9 +3,11 @@ introspector chain, the caches, the replay store, the nonce source and the lifes
 opens and closes their connections. The examples, the demo and ``dpop-guard check-config``
 all use it, so what is checked is what runs.
 
->>> guard = dpop_guard.from_env(routes=(Route("/health", public=True),))
->>> app = Starlette(routes=[...], lifespan=guard.lifespan)
->>> guard.install(app)
+For example::
+
+    guard = dpop_guard.from_env(routes=(Route("/health", public=True),))
+    app = Starlette(routes=[...], lifespan=guard.lifespan)
+    guard.install(app)
 
 Variables, besides those of :meth:`GuardSettings.from_env` and the introspectors' own:
 

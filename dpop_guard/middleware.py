@@ -73,9 +73,11 @@ class DPoPGuardMiddleware:
         (e.g. :class:`~dpop_guard.prometheus.PrometheusMetrics`).
     :param clock: wall-clock seconds, read once per request.
 
-    >>> app = DPoPGuardMiddleware(app, settings=GuardSettings(routes=(
-    ...     Route("/health", public=True), Route("/accounts", scopes=("read:accounts",)))),
-    ...     introspector=CachingIntrospector(AuthleteIntrospector(client, authlete)))
+    For example::
+
+        app = DPoPGuardMiddleware(app, settings=GuardSettings(routes=(
+            Route("/health", public=True), Route("/accounts", scopes=("read:accounts",)))),
+            introspector=CachingIntrospector(AuthleteIntrospector(client, authlete)))
     """
 
     def __init__(

@@ -38,7 +38,12 @@ def make_proof(
     """A proof signed by ``signer``, with ``header`` and ``claims`` members overridden
     (or removed with :data:`DELETE`). Valid unless an override makes it otherwise.
 
-    >>> make_proof(signer, htu="https://rs/accounts", header={"typ": "JWT"})
+    >>> import json
+    >>> from dpop_guard._b64 import b64url_decode
+    >>> proof = make_proof(ProofSigner.generate("ES256"), htu="https://rs/accounts",
+    ...     header={"typ": "JWT"})
+    >>> json.loads(b64url_decode(proof.split(".")[0]))["typ"]
+    'JWT'
     """
     base_header = _merge(
         {"typ": DPOP_TYP, "alg": signer.alg, "jwk": dict(signer.public_jwk)}, header

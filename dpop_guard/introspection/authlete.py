@@ -180,10 +180,10 @@ class AuthleteIntrospector:
 
     Every call is bounded by ``settings.timeout`` in total, retries included; retries
     happen only on a refused connection or a 429/502/503/504. Failures raise
-    :class:`IntrospectionUnavailable`, which the middleware answers with 503.
+    :class:`IntrospectionUnavailable`, which the middleware answers with 503. For example::
 
-    >>> async with httpx.AsyncClient() as client:
-    ...     introspector = AuthleteIntrospector(client, AuthleteSettings.from_env())
+        async with httpx.AsyncClient() as client:
+            introspector = AuthleteIntrospector(client, AuthleteSettings.from_env())
     """
 
     def __init__(
