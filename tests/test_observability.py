@@ -12,8 +12,7 @@ from prometheus_client import CollectorRegistry
 from dpop_guard import ProofSigner
 from dpop_guard.metrics import Decision, Metrics
 from dpop_guard.prometheus import PrometheusMetrics
-
-from .test_middleware import Harness, _make_harness  # noqa: F401 - the fixture
+from tests._support.harness import Harness
 
 
 class Recorder:

@@ -18,9 +18,8 @@ from dpop_guard.errors import IntrospectionUnavailable, InvalidToken
 from dpop_guard.introspection import InactiveToken, RequestFacts
 from dpop_guard.introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
 from dpop_guard.testing import make_proof
+from tests._support.harness import ORIGIN, inner_app
 from tests._support.oidc_provider import RS_CLIENT, OIDCProvider
-
-from .test_middleware import ORIGIN, inner_app
 
 FACTS = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof="p", jkt="j")
 

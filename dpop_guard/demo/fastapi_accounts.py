@@ -1,4 +1,4 @@
-"""The accounts API in FastAPI: ``uvicorn examples.fastapi_accounts:app``.
+"""The accounts API in FastAPI: ``uvicorn dpop_guard.demo.fastapi_accounts:app``.
 
 The middleware authenticates every request but ``/health`` and the docs; each route declares
 its scopes with ``Security`` (checked from cached token facts too), and ``/docs`` shows the
@@ -15,8 +15,9 @@ from typing import Annotated, Any
 from fastapi import FastAPI, HTTPException, Security
 
 from dpop_guard import DPoPCredentials, Route, from_env
-from dpop_guard.demo.accounts import ACCOUNTS, TRANSACTIONS
 from dpop_guard.fastapi import DPoPSecurity
+
+from .accounts import ACCOUNTS, TRANSACTIONS
 
 ROUTES = (
     Route("/health", public=True),
@@ -73,7 +74,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> FastAPI:
 
 
 def __getattr__(name: str) -> Any:
-    # ``app`` is built on first access (``uvicorn examples.fastapi_accounts:app``), so
+    # ``app`` is built on first access (``uvicorn dpop_guard.demo.fastapi_accounts:app``), so
     # that importing the module reads no environment.
     if name == "app":
         globals()["app"] = app = create_app()
