@@ -21,7 +21,7 @@ from dpop_guard.errors import (
     InvalidToken,
     UseDPoPNonce,
 )
-from dpop_guard.introspection import InactiveToken, Introspector, RequestFacts, TokenInfo
+from dpop_guard.introspection import InactiveToken, RequestFacts, TokenInfo
 from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings
 
 V2 = AuthleteSettings(
@@ -84,10 +84,6 @@ def introspector(handler: Handler, settings: AuthleteSettings = V3) -> AuthleteI
 
 
 class TestWire:
-    def test_is_an_introspector(self) -> None:
-        """It satisfies the protocol."""
-        assert isinstance(introspector(split_handler(OK)[0]), Introspector)
-
     async def test_v3_request(self) -> None:
         """V3: /api/{serviceId}/auth/introspection, Bearer, token+dpop+htm+htu (never the
         route's scopes: the answer is cached for every route), and a parallel probe with the
