@@ -289,7 +289,9 @@ class DPoPGuard:
             await self.upstream.introspect(_check_token(self.stores), request=facts)
             problems.append(f"{target} accepted a made-up token: is it the right endpoint?")
         except ServiceUnavailable as exc:
-            problems.append(f"{target} cannot be used: {exc.reason}")
+            status = getattr(exc, "upstream_status", None)
+            http = "" if status is None else f" (HTTP {status})"
+            problems.append(f"{target} cannot be used: {exc.reason}{http}")
         except DPoPGuardError:
             pass  # refused, as it should: the endpoint answers and our credentials work
         for name, component in (

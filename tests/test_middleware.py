@@ -703,8 +703,8 @@ class TestOutages:
     @pytest.mark.parametrize(
         ("fault", "reason"),
         [
-            ("http_500", "authlete_http_500"),
-            ("http_429", "authlete_http_429"),
+            ("http_500", "authlete_http_error"),
+            ("http_429", "authlete_http_error"),
             ("garbage", "authlete_bad_response"),
             ("truncated", "authlete_bad_response"),
             ("internal_error", "authlete_internal_error"),

@@ -123,7 +123,8 @@ class TestAgainstOIDCProvider:
                 await RFC7662Introspector(http, settings).introspect(
                     provider.token(signer), request=FACTS
                 )
-        assert info.value.reason == "introspection_http_401"
+        assert info.value.reason == "introspection_http_error"
+        assert info.value.upstream_status == 401
 
 
 class TestWire:
