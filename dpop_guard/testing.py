@@ -119,8 +119,10 @@ async def submit_consent(
     The page must refuse to be framed (``X-Frame-Options: DENY``), as a consent page must
     against clickjacking. ``http`` must not follow redirects (httpx's default).
 
-    >>> callback = await submit_consent(http, pushed.authorization_url)
-    >>> tokens = await fapi.exchange_code(callback, pushed)
+    For example::
+
+        callback = await submit_consent(http, pushed.authorization_url)
+        tokens = await fapi.exchange_code(callback, pushed)
 
     :raises OAuthError: the server's ``error`` when the page is refused (for example
         ``invalid_request_uri`` for a used ``request_uri``), or ``invalid_response`` when
