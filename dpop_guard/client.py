@@ -4,18 +4,20 @@ client (PAR, PKCE, ``private_key_jwt``, DPoP-bound token requests) to get real t
 Used by the demo, the tests and the benchmarks, and meant for our users' clients and
 test suites.
 
->>> signer = ProofSigner.generate("ES256")
->>> auth = DPoPAuth(signer, access_token)
->>> httpx.get("https://api.example.com/accounts", auth=auth)
+A DPoP-protected call::
 
-The whole FAPI 2.0 code flow against any RFC 8414 authorization server:
+    signer = ProofSigner.generate("ES256")
+    auth = DPoPAuth(signer, access_token)
+    httpx.get("https://api.example.com/accounts", auth=auth)
 
->>> client = await FAPIClient.discover(http, "https://as.example.com", client_id="app",
-...     client_key=ProofSigner.generate("PS256"), dpop_key=signer,
-...     redirect_uri="https://app.example.com/cb")
->>> started = await client.push_authorization_request(scope="read:accounts")
->>> # the browser visits started.authorization_url, and comes back to the redirect URI
->>> tokens = await client.exchange_code(callback_url, started)
+The whole FAPI 2.0 code flow against any RFC 8414 authorization server::
+
+    client = await FAPIClient.discover(http, "https://as.example.com", client_id="app",
+        client_key=ProofSigner.generate("PS256"), dpop_key=signer,
+        redirect_uri="https://app.example.com/cb")
+    started = await client.push_authorization_request(scope="read:accounts")
+    # the browser visits started.authorization_url, and comes back to the redirect URI
+    tokens = await client.exchange_code(callback_url, started)
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@
         IntrospectionUnavailable             503  Authlete unreachable, failing or garbled
         ReplayStoreUnavailable               503  the replay store failed or is full
 
-``reason`` is for logs and tests: a stable snake_case word such as ``htu_mismatch``. The
+``reason`` is for logs and tests: a stable snake_case word such as ``htu_mismatch``, one of
+the closed set :data:`dpop_guard._reasons.Reason` (so mypy rejects a misspelt one). The
 client only ever sees ``error`` (the wire code) and ``description`` (short, stable, no
 claim values, no token). ``challenge_params`` carries extra challenge attributes an
 upstream (Authlete) supplied, such as ``error_uri``. The mapping to HTTP lives in
@@ -27,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar
+
+from ._reasons import Reason
 
 __all__ = [
     "INSUFFICIENT_SCOPE",
@@ -67,13 +70,13 @@ class DPoPGuardError(Exception):
 
     def __init__(
         self,
-        reason: str,
+        reason: Reason,
         description: str | None = None,
         *,
         status: int | None = None,
         challenge_params: Mapping[str, str] | None = None,
     ) -> None:
-        self.reason = reason
+        self.reason: Reason = reason
         self.description = description or self.default_description
         if status is not None:
             self.status = status
@@ -114,7 +117,7 @@ class InsufficientScope(DPoPGuardError):
 
     def __init__(
         self,
-        reason: str,
+        reason: Reason,
         description: str | None = None,
         *,
         scope: str,
@@ -165,7 +168,7 @@ class UseDPoPNonce(DPoPGuardError):
     status = 401
     default_description = "A DPoP nonce issued by this server is required."
 
-    def __init__(self, reason: str, description: str | None = None, *, nonce: str) -> None:
+    def __init__(self, reason: Reason, description: str | None = None, *, nonce: str) -> None:
         super().__init__(reason, description)
         self.nonce = nonce
 
@@ -180,6 +183,9 @@ class ServiceUnavailable(DPoPGuardError):
 
 class IntrospectionUnavailable(ServiceUnavailable):
     """The introspection endpoint could not be reached or gave no usable answer."""
+
+    upstream_status: int | None = None
+    """The HTTP status the endpoint answered with, for an ``*_http_error`` (logs only)."""
 
 
 class ReplayStoreUnavailable(ServiceUnavailable):

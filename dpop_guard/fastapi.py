@@ -6,9 +6,12 @@ The middleware authenticates (proof, introspection, binding, replay) and sets
 ``Security(dpop, scopes=[...])`` against the token's, from cached facts too, and returns the
 :class:`~dpop_guard.credentials.DPoPCredentials`.
 
->>> dpop = DPoPSecurity()
->>> @app.get("/accounts")
-... async def accounts(auth: DPoPCredentials = Security(dpop, scopes=["read:accounts"])): ...
+For example::
+
+    dpop = DPoPSecurity()
+
+    @app.get("/accounts")
+    async def accounts(auth: DPoPCredentials = Security(dpop, scopes=["read:accounts"])): ...
 
 Needs the ``fastapi`` extra.
 """

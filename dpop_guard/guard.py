@@ -3,9 +3,11 @@ introspector chain, the caches, the replay store, the nonce source and the lifes
 opens and closes their connections. The examples, the demo and ``dpop-guard check-config``
 all use it, so what is checked is what runs.
 
->>> guard = dpop_guard.from_env(routes=(Route("/health", public=True),))
->>> app = Starlette(routes=[...], lifespan=guard.lifespan)
->>> guard.install(app)
+For example::
+
+    guard = dpop_guard.from_env(routes=(Route("/health", public=True),))
+    app = Starlette(routes=[...], lifespan=guard.lifespan)
+    guard.install(app)
 
 Variables, besides those of :meth:`GuardSettings.from_env` and the introspectors' own:
 
@@ -300,7 +302,9 @@ class DPoPGuard:
             await self.upstream.introspect(_check_token(self.stores), request=facts)
             problems.append(f"{target} accepted a made-up token: is it the right endpoint?")
         except ServiceUnavailable as exc:
-            problems.append(f"{target} cannot be used: {exc.reason}")
+            status = getattr(exc, "upstream_status", None)
+            http = "" if status is None else f" (HTTP {status})"
+            problems.append(f"{target} cannot be used: {exc.reason}{http}")
         except DPoPGuardError:
             pass  # refused, as it should: the endpoint answers and our credentials work
         for name, component in (

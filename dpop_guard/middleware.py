@@ -123,9 +123,11 @@ class DPoPGuardMiddleware:
         every protected request, and a token bound to a certificate must come with it.
     :raises ValueError: a route accepts mTLS but no ``certificate_source`` is given.
 
-    >>> app = DPoPGuardMiddleware(app, settings=GuardSettings(routes=(
-    ...     Route("/health", public=True), Route("/accounts", scopes=("read:accounts",)))),
-    ...     introspector=CachingIntrospector(AuthleteIntrospector(client, authlete)))
+    For example::
+
+        app = DPoPGuardMiddleware(app, settings=GuardSettings(routes=(
+            Route("/health", public=True), Route("/accounts", scopes=("read:accounts",)))),
+            introspector=CachingIntrospector(AuthleteIntrospector(client, authlete)))
     """
 
     def __init__(

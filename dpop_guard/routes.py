@@ -90,7 +90,9 @@ class Route:
     ``methods`` are compared case-insensitively, and a rule listing ``GET`` also covers
     ``HEAD``.
 
-    >>> Route("/accounts/{account_id}/transactions", scopes=("read:transactions",))
+    >>> rule = Route("/accounts/{account_id}/transactions", scopes=("read:transactions",))
+    >>> rule.matches("/accounts/42/transactions", "head"), rule.matches("/accounts/42", "GET")
+    (True, False)
     """
 
     pattern: str

@@ -7,9 +7,12 @@ token covers the endpoint's scopes. Path rules in
 :class:`~dpop_guard.settings.GuardSettings` remain for public paths and as a second layer,
 but a second copy of the router can disagree with the real one; the endpoint cannot.
 
->>> @requires_dpop("read:accounts")
-... async def accounts(request: Request) -> Response: ...
->>> app = Starlette(routes=[Route("/accounts", accounts)])
+For example::
+
+    @requires_dpop("read:accounts")
+    async def accounts(request: Request) -> Response: ...
+
+    app = Starlette(routes=[Route("/accounts", accounts)])
 
 A refusal is the same DPoP challenge the middleware sends: ``401`` with no error when the
 request was not authenticated (the middleware is missing, or a rule made the path public),

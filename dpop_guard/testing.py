@@ -44,7 +44,12 @@ def make_proof(
     """A proof signed by ``signer``, with ``header`` and ``claims`` members overridden
     (or removed with :data:`DELETE`). Valid unless an override makes it otherwise.
 
-    >>> make_proof(signer, htu="https://rs/accounts", header={"typ": "JWT"})
+    >>> import json
+    >>> from dpop_guard._b64 import b64url_decode
+    >>> proof = make_proof(ProofSigner.generate("ES256"), htu="https://rs/accounts",
+    ...     header={"typ": "JWT"})
+    >>> json.loads(b64url_decode(proof.split(".")[0]))["typ"]
+    'JWT'
     """
     base_header = _merge(
         {"typ": DPOP_TYP, "alg": signer.alg, "jwk": dict(signer.public_jwk)}, header
@@ -114,8 +119,10 @@ async def submit_consent(
     The page must refuse to be framed (``X-Frame-Options: DENY``), as a consent page must
     against clickjacking. ``http`` must not follow redirects (httpx's default).
 
-    >>> callback = await submit_consent(http, pushed.authorization_url)
-    >>> tokens = await fapi.exchange_code(callback, pushed)
+    For example::
+
+        callback = await submit_consent(http, pushed.authorization_url)
+        tokens = await fapi.exchange_code(callback, pushed)
 
     :raises OAuthError: the server's ``error`` when the page is refused (for example
         ``invalid_request_uri`` for a used ``request_uri``), or ``invalid_response`` when
