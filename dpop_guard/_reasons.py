@@ -34,6 +34,7 @@ __all__ = [
     "ReplayReason",
     "RequestReason",
     "ServiceReason",
+    "StepUpReason",
     "TokenReason",
     "Upstream",
 ]
@@ -191,8 +192,17 @@ ReplayReason = Literal["jti_replayed", "replay_state_uncertain", "replay_store_e
 ProxyReason = Literal["proxy_header_malformed", "proxy_header_too_large"]
 """Why a trusted proxy's ``Forwarded``/``X-Forwarded-*`` header was refused."""
 
-MTLSReason = Literal["client_cert_malformed", "client_cert_unverified"]
-"""Why a client certificate (RFC 8705) could not be used."""
+MTLSReason = Literal[
+    "client_cert_malformed",
+    "client_cert_unverified",
+    "certificate_missing",
+    "certificate_mismatch",
+    "token_not_certificate_bound",
+]
+"""Why a client certificate (RFC 8705) could not be used, or did not bind the token."""
+
+StepUpReason = Literal["acr_not_satisfied", "auth_time_missing", "auth_too_old"]
+"""Why the user's authentication falls short of the route's RFC 9470 requirement."""
 
 ServiceReason = Literal["internal_error"]
 """An unexpected exception inside the guard: 503, logged with its type only."""
@@ -206,6 +216,7 @@ Reason = (
     | ReplayReason
     | ProxyReason
     | MTLSReason
+    | StepUpReason
     | ServiceReason
 )
 """Every reason a :class:`~dpop_guard.errors.DPoPGuardError` carries."""

@@ -142,7 +142,7 @@ class InsufficientUserAuthentication(DPoPGuardError):
 
     def __init__(
         self,
-        reason: str,
+        reason: Reason,
         description: str | None = None,
         *,
         acr_values: tuple[str, ...] = (),

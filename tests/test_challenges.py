@@ -179,7 +179,7 @@ def test_bearer_and_dpop_challenges_for_either() -> None:
     from dpop_guard.errors import AuthenticationRequired, InvalidDPoPProof
 
     response = challenge_for(
-        AuthenticationRequired("no_credentials"), algs=("ES256",), schemes=("DPoP", "Bearer")
+        AuthenticationRequired("authorization_missing"), algs=("ES256",), schemes=("DPoP", "Bearer")
     )
     values = [v.decode() for k, v in response.headers if k == b"www-authenticate"]
     assert [parse_challenge(v)[0] for v in values] == ["DPoP", "Bearer"]

@@ -53,7 +53,7 @@ class TableIntrospector:
         self.asked.append(request)
         info = self.table.get(token)
         if info is None:
-            raise InactiveToken("token_inactive")
+            raise InactiveToken("introspection_inactive")
         return info
 
 

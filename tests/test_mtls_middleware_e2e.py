@@ -75,7 +75,7 @@ class TableIntrospector:
         self.calls += 1
         info = self.table.get(token)
         if info is None:
-            raise InactiveToken("token_inactive")
+            raise InactiveToken("introspection_inactive")
         return info
 
 

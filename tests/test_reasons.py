@@ -30,6 +30,7 @@ GROUPS = {
         "ReplayReason",
         "ProxyReason",
         "MTLSReason",
+        "StepUpReason",
         "ServiceReason",
     )
 }

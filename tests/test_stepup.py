@@ -53,10 +53,10 @@ class TableIntrospector:
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         self.asked.append(request)
         if self.demand_nonce is not None:
-            raise UseDPoPNonce("authlete_nonce_required", nonce=self.demand_nonce)
+            raise UseDPoPNonce("authlete_unauthorized", nonce=self.demand_nonce)
         info = self.table.get(token)
         if info is None:
-            raise InactiveToken("token_inactive")
+            raise InactiveToken("introspection_inactive")
         request.lookup.dpop_nonce = self.next_nonce
         return info
 
@@ -286,7 +286,7 @@ async def test_authlete_nonce_challenge_has_exactly_one_nonce(
     assert response.headers.get_list("dpop-nonce") == ["authlete-nonce-1"]
     _, params = parse_challenge(response.headers["www-authenticate"])
     assert params["error"] == "use_dpop_nonce"
-    assert reasons == ["authlete_nonce_required"]
+    assert reasons == ["authlete_unauthorized"]
 
 
 async def test_authlete_next_nonce_relayed_on_success(
