@@ -1,0 +1,399 @@
+"""Red-team review of round 2: one test per finding, each named by its finding id.
+
+Findings whose fix belongs to another part of the package are strict ``xfail`` with the
+finding id as the reason: the suite stays green, and the fix flips the test (strict, so a
+fixed finding must drop its marker). Findings fixed on this branch are plain tests.
+
+Each test drives the real part: the demo's authorization server and the simulator as ASGI
+apps over ``httpx.ASGITransport``, the FAPI client against a hostile authorization server
+(a real Starlette app), and the pure functions (``target_url``, the environment readers)
+directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as HTTPRoute
+
+from dpop_guard._env import EnvReader
+from dpop_guard._proxy import parse_networks
+from dpop_guard._target import target_url
+from dpop_guard.client import (
+    MAX_METADATA_BYTES,
+    PKCE,
+    AuthorizationServerMetadata,
+    FAPIClient,
+    OAuthError,
+    ProofSigner,
+    PushedAuthorization,
+)
+from dpop_guard.demo.authorization_server import Config
+from dpop_guard.demo.authorization_server import create_app as create_authorization_server
+from dpop_guard.guard import from_env
+from dpop_guard.introspection.authlete import AuthleteSettings
+from dpop_guard.routes import Route
+from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
+from dpop_guard.simulator._app import create_simulator_app
+
+ISSUER = "https://as.test"
+METADATA: dict[str, Any] = {
+    "issuer": ISSUER,
+    "authorization_endpoint": f"{ISSUER}/authorize",
+    "token_endpoint": f"{ISSUER}/token",
+    "pushed_authorization_request_endpoint": f"{ISSUER}/par",
+    "authorization_response_iss_parameter_supported": True,
+    "dpop_signing_alg_values_supported": ["ES256"],
+}
+
+
+# -- RT-1: X-Forwarded-Prefix makes two routed paths share one htu -------------------------
+
+
+def _forwarded_scope(path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "scheme": "http",
+        "headers": [
+            (b"host", b"api.bank.test"),
+            (b"x-forwarded-proto", b"https"),
+            (b"x-forwarded-prefix", b"/api"),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+@pytest.mark.xfail(strict=True, reason="RT-1")
+def test_rt1_forwarded_prefix_keeps_routed_paths_apart() -> None:
+    """Behind a trusted proxy that strips ``/api`` and says so in ``X-Forwarded-Prefix``,
+    the app routes ``/accounts`` (public ``/api/accounts``) and ``/api/accounts`` (public
+    ``/api/api/accounts``) to different endpoints. Their ``htu`` must differ too, or a
+    proof made for one endpoint is accepted at the other. Today the prefix is prepended
+    only when the path does not already start with it, so both are
+    ``https://api.bank.test/api/accounts``."""
+    networks = parse_networks(["127.0.0.1"])
+    headers = ("x-forwarded-proto", "x-forwarded-prefix")
+
+    def htu(path: str) -> str:
+        return target_url(
+            _forwarded_scope(path), public_url=None, networks=networks, proxy_headers=headers
+        )
+
+    assert htu("/accounts") == "https://api.bank.test/api/accounts"
+    assert htu("/api/accounts") == "https://api.bank.test/api/api/accounts"
+
+
+# -- RT-2, RT-6: the demo's authorization server -------------------------------------------
+
+AS_ENV = {
+    "AUTHLETE_BASE_URL": "http://127.0.0.1:9",  # never reached by these tests
+    "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
+    "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
+    "AS_ISSUER": "http://127.0.0.1:9100",
+}
+
+
+@pytest.mark.xfail(strict=True, reason="RT-2")
+async def test_rt2_consent_decision_with_many_fields_is_a_400() -> None:
+    """``POST /authorize/decision`` with nine form fields: ``parse_qs(...,
+    max_num_fields=8)`` raises ``ValueError`` and the server answers 500 with a traceback,
+    before any Authlete call. Client input must be a 400."""
+    app = create_authorization_server(AS_ENV)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=AS_ENV["AS_ISSUER"]) as http:
+        body = "&".join(f"f{i}=x" for i in range(9))
+        response = await http.post(
+            "/authorize/decision",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.xfail(strict=True, reason="RT-6")
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTHLETE_SERVICE_ACCESSTOKEN", "token\nX-Injected: yes"),
+        ("AUTHLETE_BASE_URL", "https://api.authlete.test/\r\nHost: evil"),
+        ("AS_ISSUER", "https://as.test/\x00"),
+    ],
+)
+def test_rt6_demo_authorization_server_reads_the_environment_strictly(
+    name: str, value: str
+) -> None:
+    """The demo's authorization server has its own environment reader that strips but
+    refuses nothing: a control character in a secret or a URL reaches an HTTP header or
+    the issuer. Every reader refuses it, naming the variable (the ``EnvReader`` rule)."""
+    environ = {**AS_ENV, name: value}
+    with pytest.raises(ValueError, match=name):
+        Config.from_env(environ)
+
+
+# -- RT-3: AUTHLETE_BASE_URL ----------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-3")
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api.authlete.test#fragment",  # the API path lands in the fragment
+        "https://api.authlete.test?x=1",  # ... or in the query
+        "https://user:password@api.authlete.test",  # a second credential in the URL
+        "http://api.authlete.test",  # the service token in clear text off loopback
+    ],
+)
+def test_rt3_authlete_base_url_is_an_origin(base_url: str) -> None:
+    """``AUTHLETE_BASE_URL=https://api.authlete.test#fragment`` is accepted, and the
+    introspection URL becomes ``https://api.authlete.test#fragment/api/<id>/auth/
+    introspection``: every call goes to ``/`` of the host. A query, user info, or plain
+    ``http`` to a host that is not loopback are accepted too. Start-up must refuse them,
+    naming the variable."""
+    environ = {
+        "AUTHLETE_BASE_URL": base_url,
+        "AUTHLETE_SERVICE_APIKEY": "123",
+        "AUTHLETE_SERVICE_ACCESSTOKEN": "service-token",
+    }
+    with pytest.raises(ValueError, match="AUTHLETE_BASE_URL"):
+        AuthleteSettings.from_env(environ)
+
+
+# -- RT-4: the environment reader (fixed here) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[" * 100_000,  # json.loads: RecursionError, which escaped as such
+        '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"kty": "EC", "x": NaN}',
+        '{"kty": "EC", "kty": "RSA"}',  # which member a reader takes is not defined
+        '{"kid": "\\ud800"}',
+    ],
+)
+def test_rt4_json_setting_is_parsed_strictly(value: str) -> None:
+    """A JSON setting (``DPOP_GUARD_INTROSPECTION_PRIVATE_KEY``) is parsed like every
+    other JSON we read: deep nesting is a ``ValueError`` naming the variable (it was a
+    bare ``RecursionError``), and ``NaN``, repeated members and lone surrogates are
+    refused (they were accepted)."""
+    env = EnvReader({"DPOP_GUARD_KEY": value}, prefix="DPOP_GUARD_")
+    with pytest.raises(ValueError, match="DPOP_GUARD_KEY must be a JWK"):
+        env.json_object("KEY", what="a JWK")
+
+
+@pytest.mark.parametrize(
+    "value",
+    # Arabic-Indic 12, full-width 30, Arabic-Indic 3.5: escaped so the source stays ASCII.
+    ["\u0661\u0662", "1_0", "\uff13\uff10", "\u0663.\u0665"],
+)
+def test_rt4_number_setting_is_ascii_decimal(value: str) -> None:
+    """``float()`` reads ``1_0`` as 10 and Arabic-Indic or full-width digits as numbers:
+    an Arabic-Indic ``12`` in ``DPOP_GUARD_CACHE_TTL`` was a 12 s cache. Only ASCII decimal notation is a
+    number."""
+    env = EnvReader({"DPOP_GUARD_CACHE_TTL": value}, prefix="DPOP_GUARD_")
+    with pytest.raises(ValueError, match="DPOP_GUARD_CACHE_TTL must be a number"):
+        env.number("CACHE_TTL", 60.0)
+
+
+def test_rt4_number_setting_still_reads_decimals() -> None:
+    """The usual spellings still read."""
+    for text, number in (("30", 30.0), (" 2.5 ", 2.5), ("1e3", 1000.0), (".5", 0.5)):
+        assert EnvReader({"T": text}).number("T", 1.0) == number
+
+
+# -- RT-5: the FAPI client against a hostile authorization server (fixed here) -------------
+
+
+def _hostile_server(
+    answers: dict[str, Callable[[Request], Response]],
+) -> Starlette:
+    async def endpoint(request: Request) -> Response:
+        return answers[request.url.path](request)
+
+    return Starlette(
+        routes=[HTTPRoute(path, endpoint, methods=["GET", "POST"]) for path in answers]
+    )
+
+
+@pytest.fixture(name="hostile")
+async def _hostile() -> AsyncIterator[Callable[..., FAPIClient]]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(answers: dict[str, Callable[[Request], Response]]) -> FAPIClient:
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=_hostile_server(answers)))
+        clients.append(http)
+        return FAPIClient(
+            http,
+            AuthorizationServerMetadata.from_document(METADATA, issuer=ISSUER),
+            client_id="c1",
+            client_key=ProofSigner.generate("ES256"),
+            dpop_key=ProofSigner.generate("ES256"),
+            redirect_uri="https://app.test/cb",
+        )
+
+    yield make
+    for http in clients:
+        await http.aclose()
+
+
+def _raw(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> Callable[[Request], Response]:
+    return lambda _request: Response(body, status, headers=headers, media_type="application/json")
+
+
+_PUSHED = PushedAuthorization(
+    "urn:r", 60, f"{ISSUER}/authorize?x", "s" * 22, PKCE.from_verifier("v" * 43)
+)
+_CALLBACK = f"https://app.test/cb?code=c&state={'s' * 22}&iss={ISSUER}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>not json</html>",  # was json.JSONDecodeError, not OAuthError
+        b'["request_uri", "expires_in"]',  # was AttributeError: 'list' has no 'get'
+        b'{"request_uri": "urn:r", "expires_in": true}',  # a bool passed as an int
+        b'{"request_uri": "urn:r", "expires_in": 60, "expires_in": 1}',
+    ],
+)
+async def test_rt5_par_answer_that_is_not_a_par_response(
+    hostile: Callable[..., FAPIClient], body: bytes
+) -> None:
+    """Any PAR answer that is not a JSON object with ``request_uri`` and a whole-number
+    ``expires_in`` is ``OAuthError("invalid_response")``, never another exception."""
+    client = hostile({"/par": _raw(body, 201)})
+    with pytest.raises(OAuthError) as caught:
+        await client.push_authorization_request(scope="read:accounts")
+    assert caught.value.error == "invalid_response"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b'{"access_token": "t", "token_type": "DPoP", "a": NaN}'],
+)
+async def test_rt5_token_answer_that_is_not_an_object(
+    hostile: Callable[..., FAPIClient], body: bytes
+) -> None:
+    """The token endpoint's 200 that is not a strict JSON object is ``invalid_response``
+    (it raised ``JSONDecodeError`` or ``AttributeError``)."""
+    client = hostile({"/token": _raw(body)})
+    with pytest.raises(OAuthError) as caught:
+        await client.exchange_code(_CALLBACK, _PUSHED)
+    assert caught.value.error == "invalid_response"
+
+
+@pytest.mark.parametrize("path", ["/par", "/token"])
+async def test_rt5_answers_are_bounded_while_read(
+    hostile: Callable[..., FAPIClient], path: str
+) -> None:
+    """An answer over the cap is refused (the metadata cap was checked only after the
+    whole body was in memory, and PAR and token answers had none)."""
+    client = hostile({path: _raw(b" " * (MAX_METADATA_BYTES + 1) + b"{}")})
+    with pytest.raises(OAuthError, match="too large"):
+        if path == "/par":
+            await client.push_authorization_request(scope="read:accounts")
+        else:
+            await client.exchange_code(_CALLBACK, _PUSHED)
+
+
+async def test_rt5_compressed_answer_is_refused(hostile: Callable[..., FAPIClient]) -> None:
+    """Compression is declined, and a compressed answer refused: a decoder would expand a
+    small chunk a thousandfold before any cap could look at it."""
+    import gzip
+
+    bomb = gzip.compress(b" " * (8 * MAX_METADATA_BYTES))
+    client = hostile({"/token": _raw(bomb, headers={"Content-Encoding": "gzip"})})
+    with pytest.raises(OAuthError, match="compressed"):
+        await client.exchange_code(_CALLBACK, _PUSHED)
+
+
+@pytest.mark.parametrize("algs", ["ES256", {"ES256": True}, 7, [1, 2]])
+def test_rt5_metadata_algorithm_list_is_a_list_of_names(algs: object) -> None:
+    """``dpop_signing_alg_values_supported: "ES256"`` became the algorithms
+    ``("E", "S", "2", "5", "6")``, and ``7`` raised ``TypeError``."""
+    with pytest.raises(OAuthError):
+        AuthorizationServerMetadata.from_document(
+            {**METADATA, "dpop_signing_alg_values_supported": algs}, issuer=ISSUER
+        )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"code=c&state={'s' * 22}&iss=https://evil.test&iss={ISSUER}",
+        f"code=evil&code=c&state={'s' * 22}&iss={ISSUER}",
+        f"code=c&state=x&state={'s' * 22}&iss={ISSUER}",
+    ],
+)
+def test_rt5_callback_with_a_repeated_parameter(query: str) -> None:
+    """A callback that repeats ``iss``, ``state`` or ``code`` is refused (RFC 6749 §3.1):
+    the last copy won, so the mix-up check could read a value another component ignores."""
+    client = FAPIClient(
+        httpx.AsyncClient(),  # never used: the callback is checked locally
+        AuthorizationServerMetadata.from_document(METADATA, issuer=ISSUER),
+        client_id="c1",
+        client_key=ProofSigner.generate("ES256"),
+        dpop_key=ProofSigner.generate("ES256"),
+        redirect_uri="https://app.test/cb",
+    )
+    with pytest.raises(OAuthError, match="repeated"):
+        client.code_from_callback(f"https://app.test/cb?{query}", _PUSHED)
+
+
+# -- RT-7: JWT revocation paths from the environment ---------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-7")
+def test_rt7_jwt_revocation_paths_from_the_environment() -> None:
+    """README and SECURITY.md document ``DPOP_GUARD_JWT_REVOCATION_PATHS``, but
+    :func:`from_env` never builds the revocation introspector, so setting it stops
+    start-up with ``revocation_paths needs a revocation introspector``, a message that
+    names no variable. Either wire the revocation introspector from the environment (then
+    this builds) or name what is missing."""
+    environ = {
+        "DPOP_GUARD_INTROSPECTION": "jwt",
+        "DPOP_GUARD_JWT_ISSUER": "https://as.test",
+        "DPOP_GUARD_JWT_AUDIENCE": "https://api.bank.test",
+        "DPOP_GUARD_JWT_REVOCATION_PATHS": "/payments",
+    }
+    try:
+        from_env(routes=(Route("/health", public=True),), environ=environ)
+    except ValueError as exc:
+        assert "DPOP_GUARD_JWT_REVOCATION_PATHS" in str(exc)
+
+
+# -- RT-8: the simulator's API bodies --------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-8")
+@pytest.mark.parametrize("api", ["auth/introspection", "auth/token/create"])
+async def test_rt8_simulator_deeply_nested_body_is_a_400(api: str) -> None:
+    """The simulator's introspection and token-creation APIs parse the body with
+    ``json.loads`` and catch ``ValueError`` only: ``[[[[...`` raises ``RecursionError`` and
+    answers 500. In development mode these APIs are public at ``/__authlete`` with the
+    published credentials. A malformed body is Authlete's ``A001201`` 400."""
+    app = create_simulator_app(SimulatorState())
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://authlete.test") as http:
+        response = await http.post(
+            f"/api/{DEFAULT_SERVICE_ID}/{api}",
+            content=b"[" * 100_000,
+            headers={
+                "Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}",
+                "Content-Type": "application/json",
+            },
+        )
+    assert response.status_code == 400
+    assert response.json()["resultCode"] == "A001201"
