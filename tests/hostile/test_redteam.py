@@ -397,3 +397,62 @@ async def test_rt8_simulator_deeply_nested_body_is_a_400(api: str) -> None:
         )
     assert response.status_code == 400
     assert response.json()["resultCode"] == "A001201"
+
+
+# -- RT-9: a binding the guard does not check becomes "unbound" ----------------------------
+
+_FOREIGN_CNF: list[Any] = [
+    {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},  # RFC 8705 mTLS-bound
+    {"jwk": {"kty": "EC"}},  # RFC 7800 proof-of-possession key, not a thumbprint
+    "bound",  # not an object at all
+]
+
+
+def _binding_kept(make: Callable[[], Any]) -> None:
+    """``make()`` must refuse, or name a binding the middleware will check; an unbound
+    ``TokenInfo`` is a downgrade."""
+    from dpop_guard.errors import DPoPGuardError
+
+    try:
+        info = make()
+    except DPoPGuardError:
+        return
+    assert info.jkt is not None or getattr(info, "x5t_s256", None) is not None
+
+
+@pytest.mark.xfail(strict=True, reason="RT-9")
+@pytest.mark.parametrize("cnf", _FOREIGN_CNF)
+def test_rt9_rfc7662_foreign_confirmation_is_not_unbound(cnf: Any) -> None:
+    """An RFC 7662 answer whose ``cnf`` holds no ``jkt`` (an mTLS-bound token's
+    ``x5t#S256``, an RFC 7800 ``jwk``, a ``cnf`` that is not an object) gives a
+    ``TokenInfo`` with ``jkt=None``: an unbound token. With ``allow_unbound_tokens`` the
+    middleware then serves a stolen certificate-bound token as a Bearer token, without the
+    certificate. A ``cnf`` the guard cannot check must be refused (or carried, as
+    ``TokenInfo.x5t_s256``, and checked)."""
+    from dpop_guard.introspection.rfc7662 import token_info_from
+
+    _binding_kept(lambda: token_info_from({"active": True, "scope": "a", "cnf": cnf}, None))
+
+
+@pytest.mark.xfail(strict=True, reason="RT-9")
+@pytest.mark.parametrize("cnf", _FOREIGN_CNF)
+async def test_rt9_jwt_foreign_confirmation_is_not_unbound(cnf: Any) -> None:
+    """The same for a JWT access token (RFC 9068) whose ``cnf`` holds no ``jkt``."""
+    import time
+
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
+
+    settings = JWTAccessTokenSettings(
+        issuer=ISSUER, audience="https://api.bank.test", jwks_uri=f"{ISSUER}/jwks"
+    )
+    claims = {
+        "iss": ISSUER,
+        "aud": "https://api.bank.test",
+        "exp": int(time.time()) + 300,
+        "sub": "alice",
+        "scope": "read:accounts",
+        "cnf": cnf,
+    }
+    async with httpx.AsyncClient() as http:  # never used: the claims are checked directly
+        validator = JWTAccessTokenValidator(http, settings)
+        _binding_kept(lambda: validator._claims(claims))
