@@ -456,3 +456,46 @@ async def test_rt9_jwt_foreign_confirmation_is_not_unbound(cnf: Any) -> None:
     async with httpx.AsyncClient() as http:  # never used: the claims are checked directly
         validator = JWTAccessTokenValidator(http, settings)
         _binding_kept(lambda: validator._claims(claims))
+
+
+# -- RT-10: public_url + path is concatenated, and the path may not start with "/" ---------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-10")
+@pytest.mark.parametrize(
+    ("path", "root_path", "public_url"),
+    [
+        ("*", "", "https://api.bank.test/v1"),  # asterisk-form: htu .../v1*
+        ("*", "", "https://api.bank.test"),  # htu https://api.bank.test*: another authority
+        ("/v1x/accounts", "/v1", "https://api.bank.test"),  # root_path cut mid-segment
+    ],
+)
+def test_rt10_public_url_keeps_its_authority(path: str, root_path: str, public_url: str) -> None:
+    """``target_url`` appends the request path to ``public_url`` on the premise that the
+    path starts with ``/``. The request target ``*`` (``OPTIONS *``, which uvicorn passes
+    through as path ``*``) and a ``root_path`` stripped in the middle of a segment (the
+    strip is a bare ``startswith``, unlike :func:`~dpop_guard.routes.route_path`) break
+    it: ``https://api.bank.test`` + ``x/accounts`` is a URL on host
+    ``api.bank.testx``. Refuse a target that is not origin-form (400
+    ``request_target_invalid``) and strip ``root_path`` only at a segment boundary."""
+    from urllib.parse import urlsplit
+
+    from dpop_guard.errors import InvalidRequest
+
+    scope = {
+        "type": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": root_path,
+        "scheme": "https",
+        "headers": [(b"host", b"api.bank.test")],
+        "server": ("127.0.0.1", 443),
+    }
+    try:
+        htu = target_url(scope, public_url=public_url, networks=(), proxy_headers=())
+    except InvalidRequest as exc:
+        assert exc.reason == "request_target_invalid"
+        return
+    parts, public = urlsplit(htu), urlsplit(public_url)
+    assert parts.netloc == public.netloc
+    assert parts.path.startswith(public.path.rstrip("/") + "/")
