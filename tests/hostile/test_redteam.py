@@ -499,3 +499,62 @@ def test_rt10_public_url_keeps_its_authority(path: str, root_path: str, public_u
     parts, public = urlsplit(htu), urlsplit(public_url)
     assert parts.netloc == public.netloc
     assert parts.path.startswith(public.path.rstrip("/") + "/")
+
+
+# -- RT-11: an evicting Redis reopens replays, and nothing checks for it --------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-11")
+async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A ``jti`` is recorded before introspection, so a client with no token at all (its
+    own key, a junk token) writes replay records at request rate. On a Redis whose
+    ``maxmemory-policy`` evicts (``allkeys-*``, and ``volatile-*`` too, since every record
+    has a TTL), that flood evicts other clients' records and reopens their proofs. README
+    says to run ``noeviction``; nothing checks it. Start-up (``guard.startup()``, the
+    store's ``ping``) must refuse or warn loudly, naming ``maxmemory-policy``."""
+    import logging
+
+    import redis.asyncio as redis_asyncio
+
+    from tests._support.redis_server import RedisServer
+
+    server = RedisServer().start()
+    try:
+        admin = redis_asyncio.Redis.from_url(server.url)
+        await admin.config_set("maxmemory-policy", "allkeys-lru")
+        await admin.aclose()
+        guard = from_env(
+            routes=(Route("/health", public=True),),
+            environ={
+                "DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1",
+                "DPOP_GUARD_REPLAY_STORE": server.url,
+            },
+        )
+        refused = False
+        with caplog.at_level(logging.WARNING):
+            try:
+                await guard.startup()
+            except Exception:
+                refused = True
+        await guard.aclose()
+    finally:
+        server.stop()
+    assert refused or any("maxmemory-policy" in r.getMessage() for r in caplog.records)
+
+
+# -- RT-12: the JWT validator accepts RS256 by default --------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-12")
+def test_rt12_jwt_default_algorithms_are_fapi_2() -> None:
+    """FAPI 2.0 Security Profile §5.4.1 allows only PS256, ES256 and EdDSA (Ed25519) for
+    JWS; the JWT access-token validator accepts RS256 (PKCS#1 v1.5) by default. Keep it
+    out of the default (an explicit setting may still allow it for a non-FAPI issuer)."""
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings
+
+    settings = JWTAccessTokenSettings(
+        issuer=ISSUER, audience="https://api.bank.test", jwks_uri=f"{ISSUER}/jwks"
+    )
+    assert set(settings.algorithms) <= {"PS256", "ES256", "EdDSA"}
