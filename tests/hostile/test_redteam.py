@@ -504,6 +504,7 @@ def test_rt10_public_url_keeps_its_authority(path: str, root_path: str, public_u
 # -- RT-11: an evicting Redis reopens replays, and nothing checks for it --------------------
 
 
+@pytest.mark.redis  # its own redis-server
 @pytest.mark.xfail(strict=True, reason="RT-11")
 async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
     caplog: pytest.LogCaptureFixture,
@@ -558,3 +559,41 @@ def test_rt12_jwt_default_algorithms_are_fapi_2() -> None:
         issuer=ISSUER, audience="https://api.bank.test", jwks_uri=f"{ISSUER}/jwks"
     )
     assert set(settings.algorithms) <= {"PS256", "ES256", "EdDSA"}
+
+
+# -- RT-13: DPoPSecurity on a FastAPI websocket route --------------------------------------
+
+
+@pytest.mark.e2e  # a uvicorn server
+@pytest.mark.xfail(strict=True, reason="RT-13")
+async def test_rt13_fastapi_websocket_route_is_refused_cleanly() -> None:
+    """``DPoPSecurity.__call__`` takes ``request: Request``, which FastAPI does not supply
+    on a websocket route: every handshake (authenticated or not) raises ``TypeError:
+    missing 1 required positional argument: 'request'``, a traceback from client input
+    answered 500, and a protected websocket can never be served. Take ``HTTPConnection``
+    (FastAPI supplies it for both) and refuse a websocket with the DPoP challenge or a
+    close before accept (uvicorn then answers 403), as
+    :func:`dpop_guard.starlette.requires_dpop` does. Under real uvicorn."""
+    from fastapi import FastAPI, Security, WebSocket
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    from dpop_guard.fastapi import DPoPSecurity
+    from tests._support.servers import ServerThread
+
+    dpop = DPoPSecurity()
+    app = FastAPI()
+    scoped = Security(dpop, scopes=["read:accounts"])
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, auth: Any = scoped) -> None:
+        await websocket.accept()
+        await websocket.send_text("served")
+        await websocket.close()
+
+    with ServerThread(app) as server:
+        url = server.url.replace("http://", "ws://") + "/ws"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, proxy=None) as connection:
+                await connection.recv()
+    assert refused.value.response.status_code in (401, 403)
