@@ -597,3 +597,52 @@ async def test_rt13_fastapi_websocket_route_is_refused_cleanly() -> None:
             async with connect(url, proxy=None) as connection:
                 await connection.recv()
     assert refused.value.response.status_code in (401, 403)
+
+
+# -- RT-14: thieves with a stolen token queue the owner behind them ------------------------
+
+
+@pytest.mark.e2e  # the simulator over real HTTP
+@pytest.mark.xfail(strict=True, reason="RT-14")
+async def test_rt14_thieves_with_many_keys_do_not_queue_the_owner(
+    simulator: SimulatorState, simulator_url: str, signer: ProofSigner
+) -> None:
+    """A thief holding a stolen token but not its key sends it with proofs of 200
+    different keys of its own. Each (token, key) pair is its own single flight, so none
+    follows another; but every inner call for the token shares one FIFO limiter of 64.
+    The owner's cold request (first use, or the first after ``ttl``) waits behind all 200:
+    measured 2.1 s instead of 0.07 s with 50 ms per Authlete call (300 thieves), and 2
+    Authlete calls per thief request. Counted, not timed: the Authlete calls made while
+    the owner's request is in progress must be about one round of the limiter, not every
+    thief's."""
+    from tests.test_middleware import Harness
+
+    harness = Harness(simulator, simulator_url)
+    try:
+        simulator.latency = 0.05
+        token = harness.token(signer)
+        thieves = [ProofSigner.generate("ES256") for _ in range(200)]
+        during_owner: list[int] = []
+
+        async def thief(key: ProofSigner) -> None:
+            response = await harness.call(token, key)
+            assert response.status_code == 401
+
+        async def owner() -> None:
+            before = simulator.calls["auth/introspection"]
+            response = await harness.call(token, signer)
+            assert response.status_code == 200
+            during_owner.append(simulator.calls["auth/introspection"] - before)
+
+        from anyio import create_task_group
+        from anyio.lowlevel import checkpoint
+
+        async with create_task_group() as group:
+            for key in thieves:
+                group.start_soon(thief, key)
+            for _ in range(5):  # let every thief reach the introspector first
+                await checkpoint()
+            group.start_soon(owner)
+    finally:
+        await harness.aclose()
+    assert during_owner[0] <= 2 * 64 + 2
