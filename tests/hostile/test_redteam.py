@@ -646,3 +646,33 @@ async def test_rt14_thieves_with_many_keys_do_not_queue_the_owner(
     finally:
         await harness.aclose()
     assert during_owner[0] <= 2 * 64 + 2
+
+
+# -- RT-15: requires_dpop admits a Bearer token ----------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-15")
+def test_rt15_requires_dpop_refuses_a_bearer_token() -> None:
+    """With ``allow_unbound_tokens`` on (one global switch, for legacy clients), the
+    middleware passes an unbound token under ``Bearer``, and
+    :func:`~dpop_guard.starlette.check_scopes`, behind ``requires_dpop`` and
+    ``DPoPSecurity``, accepts it: an endpoint that says it requires DPoP cannot insist on
+    a sender-constrained token. Refuse credentials without a binding there unless the
+    endpoint opts in (e.g. ``requires_dpop(..., allow_unbound=True)``)."""
+    from starlette.requests import HTTPConnection
+
+    from dpop_guard.credentials import DPoPCredentials
+    from dpop_guard.errors import DPoPGuardError
+    from dpop_guard.starlette import check_scopes
+
+    credentials = DPoPCredentials(
+        subject="alice",
+        client_id="c1",
+        scopes=frozenset({"payments:write"}),
+        jkt=None,  # what the middleware sets for a Bearer token
+        expires_at=None,
+        scheme="Bearer",
+    )
+    connection = HTTPConnection({"type": "http", "headers": [], "auth": credentials})
+    with pytest.raises(DPoPGuardError):
+        check_scopes(connection, ("payments:write",))
