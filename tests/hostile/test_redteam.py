@@ -12,6 +12,7 @@ directly.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HTTPRoute
 
 from dpop_guard._env import EnvReader
@@ -36,6 +37,7 @@ from dpop_guard.client import (
 )
 from dpop_guard.demo.authorization_server import Config
 from dpop_guard.demo.authorization_server import create_app as create_authorization_server
+from dpop_guard.errors import DPoPGuardError
 from dpop_guard.guard import from_env
 from dpop_guard.introspection.authlete import AuthleteSettings
 from dpop_guard.routes import Route
@@ -676,3 +678,67 @@ def test_rt15_requires_dpop_refuses_a_bearer_token() -> None:
     connection = HTTPConnection({"type": "http", "headers": [], "auth": credentials})
     with pytest.raises(DPoPGuardError):
         check_scopes(connection, ("payments:write",))
+
+
+# -- RT-16: a stolen JWT costs a revocation call before its binding is checked -------------
+
+
+@pytest.mark.e2e  # the simulator over real HTTP
+@pytest.mark.xfail(strict=True, reason="RT-16")
+async def test_rt16_jwt_binding_is_checked_before_the_revocation_call(
+    simulator: SimulatorState, simulator_url: str, signer: ProofSigner
+) -> None:
+    """On a revocation path, :class:`JWTAccessTokenValidator` asks the revocation
+    introspector before anything else is checked, although the token's own ``cnf.jkt``
+    already shows the proof key is not its key. So a thief with a stolen JWT (not the
+    key) turns every request on a revocation path into Authlete calls, none deduplicated
+    (the fresh path bypasses single flight) and none cached (a binding failure never is).
+    Compare ``cnf.jkt`` with the request's ``jkt`` (and scopes and expiry) first; ask the
+    revocation introspector only for a request that would otherwise pass."""
+    import time
+
+    from dpop_guard.introspection import RequestFacts
+    from dpop_guard.introspection.authlete import AuthleteIntrospector
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
+    from tests.test_middleware import authlete_settings
+
+    issuer_key = ProofSigner.generate("ES256")
+    jwks = {"keys": [{**issuer_key.public_jwk, "kid": "k1", "use": "sig", "alg": "ES256"}]}
+    jwks_app = Starlette(
+        routes=[HTTPRoute("/jwks", lambda _request: JSONResponse(jwks), methods=["GET"])]
+    )
+    token = issuer_key.sign_raw(
+        {"alg": "ES256", "typ": "at+jwt", "kid": "k1"},
+        {
+            "iss": ISSUER,
+            "aud": "https://api.bank.test",
+            "exp": int(time.time()) + 300,
+            "sub": "alice",
+            "scope": "payments:write",
+            "cnf": {"jkt": signer.jkt},  # bound to the owner's key
+        },
+    )
+    thief = ProofSigner.generate("ES256")
+    settings = JWTAccessTokenSettings(
+        issuer=ISSUER,
+        audience="https://api.bank.test",
+        jwks_uri=f"{ISSUER}/jwks",
+        revocation_paths=("/payments",),
+    )
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=jwks_app)) as jwks_http,
+        httpx.AsyncClient() as authlete_http,
+    ):
+        revocation = AuthleteIntrospector(authlete_http, authlete_settings(simulator_url))
+        validator = JWTAccessTokenValidator(jwks_http, settings, revocation=revocation)
+        facts = RequestFacts(
+            method="POST",
+            htu="https://api.bank.test/payments",
+            proof=thief.sign(htm="POST", htu="https://api.bank.test/payments", access_token=token),
+            jkt=thief.jkt,
+            path="/payments",
+        )
+        before = simulator.calls["auth/introspection"]
+        with contextlib.suppress(DPoPGuardError):
+            await validator.introspect(token, request=facts)
+    assert simulator.calls["auth/introspection"] == before
