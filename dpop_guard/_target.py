@@ -16,12 +16,13 @@ import ipaddress
 import re
 from collections.abc import Collection
 from typing import Final
-from urllib.parse import quote, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from starlette.types import Scope
 
 from ._proxy import Network, forwarded_origin
 from .errors import InvalidRequest
+from .routes import strip_root
 
 __all__ = ["PROXY_HEADERS", "check_host", "request_target_path", "target_url"]
 
@@ -77,15 +78,17 @@ def _bad_host() -> InvalidRequest:
 def request_target_path(scope: Scope) -> str:
     """The path of the request target as sent (still percent-encoded), query removed.
 
-    :raises InvalidRequest: reason ``request_target_invalid`` when it holds ``#``, a
-        space, a control character or a non-ASCII byte.
+    :raises InvalidRequest: reason ``request_target_invalid`` when it is not origin-form
+        (RFC 9112 section 3.2.1: it must start with ``/``; the asterisk-form ``*`` of
+        ``OPTIONS *`` and an absolute-form target name no resource here), or holds ``#``,
+        a space, a control character or a non-ASCII byte.
     """
     raw: bytes | None = scope.get("raw_path")
     if raw:
         path = raw.decode("latin-1").partition("?")[0]
     else:
         path = quote(scope["path"])
-    if not _TARGET.fullmatch(path):
+    if not path.startswith("/") or not _TARGET.fullmatch(path):
         raise InvalidRequest("request_target_invalid", "The request target is not valid.")
     return path
 
@@ -110,12 +113,11 @@ def target_url(
     """
     path = request_target_path(scope)
     if public_url is not None:
-        root = quote(scope.get("root_path", ""))
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        # public_url is an origin and a prefix validated at start-up; the path was just
-        # checked to hold no "?" or "#", so appending cannot change the URL's structure.
-        return public_url + path
+        # The app's mount point is cut at a segment boundary only (the router's rule):
+        # the rest is "" or starts with "/", so it can only extend public_url's path.
+        rest = strip_root(path, quote(scope.get("root_path", "")))
+        public = urlsplit(public_url)  # validated at start-up: origin and optional prefix
+        return urlunsplit((public.scheme, public.netloc, public.path + rest, "", ""))
     hosts: list[str] = []
     forwarded: dict[bytes, list[str]] = {}
     for name, value in scope["headers"]:
@@ -135,8 +137,10 @@ def target_url(
         if origin is not None:
             scheme = _HTTP_SCHEME.get(origin.scheme or scheme, scheme)
             host = origin.host or host
-            if origin.prefix and not (path + "/").startswith(origin.prefix + "/"):
-                path = origin.prefix + path
+            # A trusted proxy that reports a prefix has stripped it: the public path is
+            # always prefix + path. Prepending "only when missing" would give the routed
+            # paths /accounts and /api/accounts (public /api/api/accounts) one htu.
+            path = origin.prefix + path
     if host is None:
         server = scope.get("server")
         if server is None:

@@ -56,6 +56,7 @@ __all__ = [
     "has_dot_segments",
     "route_for",
     "route_path",
+    "strip_root",
 ]
 
 SenderConstraint = Literal["dpop", "mtls", "either"]
@@ -208,12 +209,19 @@ def has_dot_segments(path: str) -> bool:
 def route_path(scope: Scope) -> str:
     """The decoded path relative to the app's mount point, as Starlette's router sees it
     (``root_path`` is stripped only at a segment boundary)."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if not root or not path.startswith(root):
-        return path
-    if path == root:
-        return "/"
-    if path[len(root)] == "/":
+    return strip_root(scope["path"], scope.get("root_path", "")) or "/"
+
+
+def strip_root(path: str, root: str) -> str:
+    """``path`` relative to the mount point ``root``, cut only at a segment boundary:
+    ``/v1/accounts`` under ``/v1`` is ``/accounts``, ``/v1`` is ``""``, and ``/v1x/accounts``
+    is not under ``/v1`` (returned unchanged). One rule for the router's view of the path
+    (:func:`route_path`) and the ``htu`` (:func:`dpop_guard._target.target_url`): a cut in
+    the middle of a segment would make them disagree, or move the path into the host.
+
+    :param path: a path (decoded or percent-encoded; ``root`` in the same form).
+    :param root: the ASGI ``root_path`` (no trailing ``/``), or ``""``.
+    """
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
         return path[len(root) :]
     return path

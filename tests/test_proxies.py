@@ -226,6 +226,23 @@ class TestLayouts:
         kw["proxy_headers"] = (*NGINX, "x-forwarded-prefix")
         assert await status(call, signer, "https://api.bank.test/bank/accounts", **kw) == 200
 
+    async def test_prefix_stripping_proxy_path_holding_the_prefix(
+        self, call: Callable[..., Any], signer: ProofSigner
+    ) -> None:
+        """The app sees the stripped path: a routed path that itself starts with the
+        prefix (public /bank/bank/accounts) still gets the prefix, so it never shares the
+        htu of /accounts (public /bank/accounts)."""
+        headers = {
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "api.bank.test",
+            "X-Forwarded-Prefix": "/bank",
+        }
+        kw = {"peer": "10.1.2.3", "headers": headers, "proxy_headers": ALL_X}
+        kw["path"] = "/bank/accounts"
+        # Admitted, then the app's own 404 (it has no /bank/accounts): the guard let it by.
+        assert await status(call, signer, "https://api.bank.test/bank/bank/accounts", **kw) == 404
+        assert await status(call, signer, "https://api.bank.test/bank/accounts", **kw) == 401
+
     async def test_untrusted_peer_headers_ignored(
         self, call: Callable[..., Any], signer: ProofSigner
     ) -> None:

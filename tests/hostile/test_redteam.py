@@ -75,7 +75,6 @@ def _forwarded_scope(path: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(strict=True, reason="RT-1")
 def test_rt1_forwarded_prefix_keeps_routed_paths_apart() -> None:
     """Behind a trusted proxy that strips ``/api`` and says so in ``X-Forwarded-Prefix``,
     the app routes ``/accounts`` (public ``/api/accounts``) and ``/api/accounts`` (public
@@ -93,6 +92,26 @@ def test_rt1_forwarded_prefix_keeps_routed_paths_apart() -> None:
 
     assert htu("/accounts") == "https://api.bank.test/api/accounts"
     assert htu("/api/accounts") == "https://api.bank.test/api/api/accounts"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api", "https://api.bank.test/api/api"),  # the routed path is the prefix itself
+        ("/", "https://api.bank.test/api/"),
+        ("/apix", "https://api.bank.test/api/apix"),  # shares the prefix's characters only
+    ],
+)
+def test_rt1_forwarded_prefix_is_always_prepended(path: str, expected: str) -> None:
+    """The neighbours of RT-1: whatever the routed path looks like, the public path is the
+    reported prefix followed by it."""
+    htu = target_url(
+        _forwarded_scope(path),
+        public_url=None,
+        networks=parse_networks(["127.0.0.1"]),
+        proxy_headers=("x-forwarded-proto", "x-forwarded-prefix"),
+    )
+    assert htu == expected
 
 
 # -- RT-2, RT-6: the demo's authorization server -------------------------------------------
@@ -463,7 +482,6 @@ async def test_rt9_jwt_foreign_confirmation_is_not_unbound(cnf: Any) -> None:
 # -- RT-10: public_url + path is concatenated, and the path may not start with "/" ---------
 
 
-@pytest.mark.xfail(strict=True, reason="RT-10")
 @pytest.mark.parametrize(
     ("path", "root_path", "public_url"),
     [
@@ -501,6 +519,63 @@ def test_rt10_public_url_keeps_its_authority(path: str, root_path: str, public_u
     parts, public = urlsplit(htu), urlsplit(public_url)
     assert parts.netloc == public.netloc
     assert parts.path.startswith(public.path.rstrip("/") + "/")
+
+
+def _target_scope(raw_path: str, root_path: str = "", headers: Any = None) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "path": raw_path,
+        "raw_path": raw_path.encode(),
+        "root_path": root_path,
+        "scheme": "https",
+        "headers": headers or [(b"host", b"api.bank.test")],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 443),
+    }
+
+
+@pytest.mark.parametrize("public_url", ["https://api.bank.test", None])
+@pytest.mark.parametrize(
+    "raw_path", ["*", "http://evil.test/accounts", "evil.test/accounts", "", "x"]
+)
+def test_rt10_request_target_not_origin_form_is_refused(
+    raw_path: str, public_url: str | None
+) -> None:
+    """The neighbours of RT-10: the asterisk form, the absolute form and any target not
+    starting with ``/`` are ``request_target_invalid``, with or without ``public_url``."""
+    from dpop_guard.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as refused:
+        target_url(
+            _target_scope(raw_path),
+            public_url=public_url,
+            networks=(),
+            proxy_headers=(),
+        )
+    assert refused.value.reason == "request_target_invalid"
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "root_path", "expected"),
+    [
+        ("/v1/accounts", "/v1", "https://api.bank.test/bank/accounts"),
+        ("/v1", "/v1", "https://api.bank.test/bank"),
+        ("/v1x/accounts", "/v1", "https://api.bank.test/bank/v1x/accounts"),
+        ("/v1/accounts", "", "https://api.bank.test/bank/v1/accounts"),
+    ],
+)
+def test_rt10_root_path_is_cut_at_a_segment_boundary(
+    raw_path: str, root_path: str, expected: str
+) -> None:
+    """``root_path`` is removed only where the router removes it (a whole segment), so the
+    ``htu`` names the resource the app serves."""
+    htu = target_url(
+        _target_scope(raw_path, root_path),
+        public_url="https://api.bank.test/bank",
+        networks=(),
+        proxy_headers=(),
+    )
+    assert htu == expected
 
 
 # -- RT-11: an evicting Redis reopens replays, and nothing checks for it --------------------
