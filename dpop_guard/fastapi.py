@@ -13,6 +13,10 @@ For example::
     @app.get("/accounts")
     async def accounts(auth: DPoPCredentials = Security(dpop, scopes=["read:accounts"])): ...
 
+On a websocket route the same dependency refuses the handshake before ``accept``: with the
+challenge as an HTTP denial response where the server supports one, else a close (1008).
+A token that is not sender-constrained is refused unless ``allow_unbound=True``.
+
 Needs the ``fastapi`` extra.
 """
 
@@ -24,20 +28,20 @@ from collections.abc import Sequence
 from ._extras import missing_extra
 
 try:
-    from fastapi import HTTPException
+    from fastapi import HTTPException, WebSocketException
     from fastapi.openapi.models import HTTPBase
     from fastapi.security import SecurityScopes
     from fastapi.security.base import SecurityBase
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("fastapi", "dpop_guard.fastapi") from _exc
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from .challenges import challenge_for
 from .credentials import DPoPCredentials
 from .errors import DPoPGuardError
 from .routes import check_acr_values, check_max_age
 from .settings import DEFAULT_ALGORITHMS
-from .starlette import check_scopes
+from .starlette import check_scopes, denial_response_supported
 
 __all__ = ["DPoPSecurity"]
 
@@ -50,6 +54,8 @@ class DPoPSecurity(SecurityBase):
     :param description: shown in the OpenAPI security scheme.
     :param acr_values: step-up (RFC 9470): the token's ``acr`` must be one of these.
     :param max_age: step-up (RFC 9470): the user authenticated at most this long ago.
+    :param allow_unbound: serve a token that is not sender-constrained (see
+        :func:`~dpop_guard.starlette.check_scopes`); off by default.
     :raises ValueError: an acr value that is not a token, or a bad ``max_age``.
 
     One instance per requirement: ``DPoPSecurity(acr_values=("urn:mace:incommon:iap:silver",))``
@@ -66,6 +72,7 @@ class DPoPSecurity(SecurityBase):
         "Authorization: DPoP <token> and a DPoP proof header.",
         acr_values: Sequence[str] = (),
         max_age: int | None = None,
+        allow_unbound: bool = False,
     ) -> None:
         self.model = HTTPBase(scheme="DPoP", description=description)
         self.scheme_name = scheme_name
@@ -74,21 +81,36 @@ class DPoPSecurity(SecurityBase):
         self.acr_values = check_acr_values(acr_values)
         check_max_age(max_age)
         self.max_age = max_age
+        self.allow_unbound = allow_unbound
 
-    def _refuse(self, exc: DPoPGuardError) -> HTTPException:
+    def _refuse(self, exc: DPoPGuardError, conn: HTTPConnection) -> Exception:
+        if conn.scope["type"] == "websocket" and not denial_response_supported(conn):
+            # No HTTP answer is possible: close before accept (the server answers 403).
+            return WebSocketException(code=1008, reason=exc.error)
+        # HTTP, or a handshake the server can deny with a response: FastAPI renders the
+        # HTTPException as the challenge (a websocket denial response on a websocket).
         response = challenge_for(exc, algs=self.algs, realm=self.realm)
         headers = {k.decode(): v.decode() for k, v in response.headers if k != b"content-type"}
         return HTTPException(response.status, detail=json.loads(response.body), headers=headers)
 
-    async def __call__(self, request: Request, security_scopes: SecurityScopes) -> DPoPCredentials:
+    async def __call__(
+        self, conn: HTTPConnection, security_scopes: SecurityScopes
+    ) -> DPoPCredentials:
+        """Check the connection (a request or a websocket handshake: FastAPI supplies an
+        ``HTTPConnection`` for both) against the route's scopes.
+
+        :raises HTTPException: the challenge, on a request or a deniable handshake.
+        :raises WebSocketException: close code 1008, on a handshake that cannot be denied.
+        """
         try:
             # Unauthenticated (the middleware is missing, or a rule made the path public):
             # refused rather than served.
             return check_scopes(
-                request,
+                conn,
                 security_scopes.scopes,
                 acr_values=self.acr_values,
                 max_age=self.max_age,
+                allow_unbound=self.allow_unbound,
             )
         except DPoPGuardError as exc:
-            raise self._refuse(exc) from None
+            raise self._refuse(exc, conn) from None

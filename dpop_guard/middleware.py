@@ -294,7 +294,9 @@ class DPoPGuardMiddleware:
             facts = self._facts(method, proof.htu, raw, proof.jkt, path, trace, policy, certificate)
             info = await self._introspect(header.token, facts, trace)
             self._bind(info, policy, proof.jkt, certificate)
-            jkt = proof.jkt
+            # Only a binding that holds: the proof key when the token is bound to it (then
+            # equal, _bind checked), None for an unbound token under the DPoP scheme.
+            jkt = info.jkt
             # Nonce precedence: where this route requires our own (HMAC) nonces, they
             # checked the proof, on a hit as on a miss, and only ours is relayed; otherwise
             # the authorization server's next nonce (Authlete's dpopNonce, from a miss) is.

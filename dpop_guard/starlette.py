@@ -18,6 +18,12 @@ A refusal is the same DPoP challenge the middleware sends: ``401`` with no error
 request was not authenticated (the middleware is missing, or a rule made the path public),
 ``403 insufficient_scope`` naming the scopes otherwise. On a websocket endpoint the
 handshake is refused before ``accept``.
+
+Both refuse a token that is not sender-constrained (neither DPoP- nor certificate-bound),
+which the middleware passes under ``Bearer`` when ``allow_unbound_tokens`` is on: that
+switch serves legacy clients where the operator chose it, but an endpoint that requires
+DPoP must not silently accept a bearer token. An endpoint that may serve them says so with
+``allow_unbound=True``.
 """
 
 from __future__ import annotations
@@ -35,11 +41,11 @@ from starlette.websockets import WebSocket
 
 from .challenges import ErrorResponse, challenge_for
 from .credentials import DPoPCredentials, check_step_up
-from .errors import AuthenticationRequired, DPoPGuardError, InsufficientScope
+from .errors import AuthenticationRequired, DPoPGuardError, InsufficientScope, InvalidToken
 from .routes import check_acr_values, check_max_age
 from .settings import DEFAULT_ALGORITHMS
 
-__all__ = ["check_scopes", "requires_dpop"]
+__all__ = ["check_scopes", "denial_response_supported", "requires_dpop"]
 
 _Endpoint = Callable[..., Any]
 _Wrapped = Callable[..., Awaitable[Any]]
@@ -52,20 +58,27 @@ def check_scopes(
     acr_values: tuple[str, ...] = (),
     max_age: int | None = None,
     now: int | None = None,
+    allow_unbound: bool = False,
 ) -> DPoPCredentials:
     """The credentials of an authenticated request that covers ``scopes`` and, where
     stated, the step-up requirement ``acr_values``/``max_age`` (RFC 9470), checked from
     ``request.auth``'s ``acr`` and ``auth_time``.
 
     :param now: epoch seconds for the ``max_age`` check (default: the clock).
+    :param allow_unbound: accept a token bound to neither a DPoP key nor a certificate
+        (only where the middleware's ``allow_unbound_tokens`` let one through).
     :raises AuthenticationRequired: the middleware did not authenticate this request
         (reason ``not_authenticated``).
+    :raises InvalidToken: the token is not sender-constrained and ``allow_unbound`` is
+        off (reason ``token_not_bound``).
     :raises InsufficientScope: the token lacks one of ``scopes`` (reason ``scope_missing``).
     :raises InsufficientUserAuthentication: see :func:`~dpop_guard.credentials.check_step_up`.
     """
     auth = conn.scope.get("auth")
     if not isinstance(auth, DPoPCredentials):
         raise AuthenticationRequired("not_authenticated")
+    if not allow_unbound and auth.jkt is None and auth.x5t_s256 is None:
+        raise InvalidToken("token_not_bound", "The access token is not sender-constrained.")
     if scopes and not auth.scopes.issuperset(scopes):
         raise InsufficientScope("scope_missing", scope=" ".join(scopes))
     if acr_values or max_age is not None:
@@ -85,6 +98,7 @@ def requires_dpop(
     realm: str | None = None,
     acr_values: Sequence[str] = (),
     max_age: int | None = None,
+    allow_unbound: bool = False,
 ) -> Callable[[_Endpoint], _Wrapped]:
     """Decorate a Starlette endpoint (``request`` or ``websocket`` first) so that it runs
     only for a request the middleware authenticated with a token covering ``scopes``.
@@ -94,6 +108,8 @@ def requires_dpop(
     :param realm: the optional ``realm`` challenge parameter.
     :param acr_values: step-up (RFC 9470): the token's ``acr`` must be one of these.
     :param max_age: step-up (RFC 9470): the user authenticated at most this long ago.
+    :param allow_unbound: serve a token that is not sender-constrained (see
+        :func:`check_scopes`); off by default.
     :raises ValueError: a scope name that is empty or holds a space; an acr value that is
         not a token; a ``max_age`` that is not a bounded non-negative int.
     :raises TypeError: an endpoint without a ``request`` or ``websocket`` parameter.
@@ -106,7 +122,7 @@ def requires_dpop(
     check_max_age(max_age)
 
     def check(conn: HTTPConnection) -> None:
-        check_scopes(conn, scopes, acr_values=acr, max_age=max_age)
+        check_scopes(conn, scopes, acr_values=acr, max_age=max_age, allow_unbound=allow_unbound)
 
     def decorate(endpoint: _Endpoint) -> _Wrapped:
         names = list(inspect.signature(endpoint).parameters)
@@ -157,8 +173,15 @@ def _response(error: ErrorResponse) -> Response:
     return response
 
 
+def denial_response_supported(conn: HTTPConnection) -> bool:
+    """Whether the server can answer this websocket handshake with an HTTP response (the
+    ASGI ``websocket.http.response`` extension); otherwise a refusal is a close (1008)
+    before ``accept``, which the server answers 403."""
+    return "websocket.http.response" in (conn.scope.get("extensions") or {})
+
+
 async def _deny_websocket(websocket: WebSocket, error: ErrorResponse) -> None:
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+    if denial_response_supported(websocket):
         await websocket.send_denial_response(_response(error))
     else:
         await websocket.close(code=1008)

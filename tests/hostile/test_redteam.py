@@ -642,7 +642,6 @@ def test_rt12_jwt_default_algorithms_are_fapi_2() -> None:
 
 
 @pytest.mark.e2e  # a uvicorn server
-@pytest.mark.xfail(strict=True, reason="RT-13")
 async def test_rt13_fastapi_websocket_route_is_refused_cleanly() -> None:
     """``DPoPSecurity.__call__`` takes ``request: Request``, which FastAPI does not supply
     on a websocket route: every handshake (authenticated or not) raises ``TypeError:
@@ -674,6 +673,52 @@ async def test_rt13_fastapi_websocket_route_is_refused_cleanly() -> None:
             async with connect(url, proxy=None) as connection:
                 await connection.recv()
     assert refused.value.response.status_code in (401, 403)
+
+
+async def test_rt13_websocket_without_denial_extension_is_closed_1008() -> None:
+    """The neighbour of RT-13: a server without the websocket denial-response extension
+    gets a close (1008) before ``accept``, never an exception, and the endpoint never
+    runs. Driven as an ASGI app, the messages recorded."""
+    from fastapi import FastAPI, Security, WebSocket
+
+    from dpop_guard.fastapi import DPoPSecurity
+
+    app = FastAPI()
+    served: list[bool] = []
+    scoped = Security(DPoPSecurity(), scopes=["read:accounts"])
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, auth: Any = scoped) -> None:
+        served.append(True)
+        await websocket.accept()
+
+    sent: list[dict[str, Any]] = []
+    inbox = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0) if inbox else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "root_path": "",
+        "scheme": "ws",
+        "query_string": b"",
+        "headers": [(b"host", b"api.bank.test")],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+        "subprotocols": [],
+        "asgi": {"version": "3.0"},
+        "extensions": {},
+    }
+    await app(scope, receive, send)
+    assert not served
+    assert [m["type"] for m in sent] == ["websocket.close"]
+    assert sent[0]["code"] == 1008
 
 
 # -- RT-14: thieves with a stolen token queue the owner behind them ------------------------
@@ -728,7 +773,6 @@ async def test_rt14_thieves_with_many_keys_do_not_queue_the_owner(
 # -- RT-15: requires_dpop admits a Bearer token ----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="RT-15")
 def test_rt15_requires_dpop_refuses_a_bearer_token() -> None:
     """With ``allow_unbound_tokens`` on (one global switch, for legacy clients), the
     middleware passes an unbound token under ``Bearer``, and
@@ -753,6 +797,90 @@ def test_rt15_requires_dpop_refuses_a_bearer_token() -> None:
     connection = HTTPConnection({"type": "http", "headers": [], "auth": credentials})
     with pytest.raises(DPoPGuardError):
         check_scopes(connection, ("payments:write",))
+
+
+def _credentials(jkt: str | None, x5t_s256: str | None, scheme: str = "DPoP") -> Any:
+    from dpop_guard.credentials import DPoPCredentials
+
+    return DPoPCredentials(
+        subject="alice",
+        client_id="c1",
+        scopes=frozenset({"payments:write"}),
+        jkt=jkt,
+        expires_at=None,
+        scheme=scheme,
+        x5t_s256=x5t_s256,
+    )
+
+
+@pytest.mark.parametrize(
+    ("jkt", "x5t_s256", "scheme", "allow_unbound", "admitted"),
+    [
+        (None, None, "DPoP", False, False),  # unbound under the DPoP scheme: same class
+        (None, None, "Bearer", True, True),  # the endpoint opted in
+        ("j" * 43, None, "DPoP", False, True),
+        (None, "t" * 43, "Bearer", False, True),  # certificate-bound (RFC 8705) on Bearer
+    ],
+)
+def test_rt15_only_sender_constrained_credentials_unless_opted_in(
+    jkt: str | None, x5t_s256: str | None, scheme: str, allow_unbound: bool, admitted: bool
+) -> None:
+    """The neighbours of RT-15: any credentials with neither binding are refused as
+    ``token_not_bound``, whatever the scheme, unless ``allow_unbound``; a DPoP or
+    certificate binding passes."""
+    from starlette.requests import HTTPConnection
+
+    from dpop_guard.errors import InvalidToken
+    from dpop_guard.starlette import check_scopes
+
+    auth = _credentials(jkt, x5t_s256, scheme)
+    connection = HTTPConnection({"type": "http", "headers": [], "auth": auth})
+    if admitted:
+        assert check_scopes(connection, ("payments:write",), allow_unbound=allow_unbound) is auth
+    else:
+        with pytest.raises(InvalidToken) as refused:
+            check_scopes(connection, ("payments:write",), allow_unbound=allow_unbound)
+        assert refused.value.reason == "token_not_bound"
+
+
+def _with_auth(app: Any, auth: Any) -> Any:
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        await app({**scope, "auth": auth}, receive, send)
+
+    return wrapped
+
+
+@pytest.mark.parametrize("allow_unbound", [False, True])
+async def test_rt15_requires_dpop_and_dpop_security_refuse_bearer(allow_unbound: bool) -> None:
+    """Both endpoint-level checks, driven as apps: an unbound token is a 401
+    ``invalid_token`` challenge unless the endpoint opts in."""
+    from fastapi import FastAPI, Security
+
+    from dpop_guard.fastapi import DPoPSecurity
+    from dpop_guard.starlette import requires_dpop
+
+    @requires_dpop("payments:write", allow_unbound=allow_unbound)
+    async def plain(request: Request) -> Response:
+        return Response("served")
+
+    dpop = DPoPSecurity(allow_unbound=allow_unbound)
+    fast = FastAPI()
+    scoped = Security(dpop, scopes=["payments:write"])
+
+    @fast.get("/pay")
+    async def pay(auth: Any = scoped) -> str:
+        return "served"
+
+    bearer = _credentials(None, None, "Bearer")
+    for app in (Starlette(routes=[HTTPRoute("/pay", plain)]), fast):
+        transport = httpx.ASGITransport(app=_with_auth(app, bearer))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.get("/pay")
+        if allow_unbound:
+            assert response.status_code == 200
+        else:
+            assert response.status_code == 401
+            assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
 # -- RT-16: a stolen JWT costs a revocation call before its binding is checked -------------
