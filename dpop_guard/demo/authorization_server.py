@@ -34,6 +34,7 @@ import base64
 import contextlib
 import html
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -45,7 +46,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .._env import EnvReader
+from .._json import parse_object
+
 MAX_BODY: Final = 65536
+# An Authlete answer is read up to this size (a consent page's scopes and client names
+# are a few KiB): a bigger one is an upstream failure, never a buffer that grows.
+MAX_AUTHLETE_ANSWER: Final = 1 << 20
+# The consent form has three fields; a few more are ignored, many more refused.
+MAX_DECISION_FIELDS: Final = 8
 DEMO_USERS: Final = ("alice", "bob")
 FAPI2_ALGS: Final = ["PS256", "ES256", "EdDSA"]
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -59,12 +68,20 @@ PAGE_HEADERS: Final = {
 }
 
 
+_NETLOC: Final = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
 def _page_headers(redirect_uri: object) -> dict[str, str]:
     """The page headers; ``form-action`` also admits the client's redirect origin, since
     browsers apply it to the redirect that answers the form (CSP 3 §6.4.1)."""
     headers = dict(PAGE_HEADERS)
-    target = urlsplit(str(redirect_uri or ""))
-    origin = f" {target.scheme}://{target.netloc}" if target.scheme in ("http", "https") else ""
+    try:
+        target = urlsplit(str(redirect_uri or ""))
+    except ValueError:  # Authlete's value, not ours to trust: e.g. "http://[bad"
+        target = urlsplit("")
+    # Only a plain host[:port] goes into the header (no ";", quote or control character).
+    usable = target.scheme in ("http", "https") and _NETLOC.fullmatch(target.netloc)
+    origin = f" {target.scheme}://{target.netloc}" if usable else ""
     headers["Content-Security-Policy"] += f"; form-action 'self'{origin}"
     return headers
 
@@ -82,24 +99,26 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Config:
-        """:raises ValueError: naming the missing variable."""
+        """Read the settings with the package's one environment reader (values stripped,
+        control characters refused: a secret or URL reaches an HTTP header or the issuer).
 
-        def need(name: str) -> str:
-            value = environ.get(name, "").strip()
-            if not value:
-                raise ValueError(f"{name} is required")
-            return value
-
-        version = environ.get("AUTHLETE_API_VERSION", "V3").strip().upper()
-        if version not in ("V2", "V3"):
-            raise ValueError("AUTHLETE_API_VERSION must be V2 or V3")
+        :raises ValueError: naming the variable that is missing or not valid.
+        """
+        env = EnvReader(environ)
+        version = env.choice("AUTHLETE_API_VERSION", ("V2", "V3"), "V3")
         return cls(
-            base_url=need("AUTHLETE_BASE_URL").rstrip("/"),
+            base_url=env.required("AUTHLETE_BASE_URL").rstrip("/"),
             api_version=version,
-            service_id=need("AUTHLETE_SERVICE_APIKEY"),
-            api_secret=need("AUTHLETE_SERVICE_APISECRET") if version == "V2" else None,
-            access_token=need("AUTHLETE_SERVICE_ACCESSTOKEN") if version == "V3" else None,
-            issuer=need("AS_ISSUER").rstrip("/"),
+            service_id=env.required("AUTHLETE_SERVICE_APIKEY"),
+            api_secret=(
+                env.required("AUTHLETE_SERVICE_APISECRET", secret=True) if version == "V2" else None
+            ),
+            access_token=(
+                env.required("AUTHLETE_SERVICE_ACCESSTOKEN", secret=True)
+                if version == "V3"
+                else None
+            ),
+            issuer=env.required("AS_ISSUER").rstrip("/"),
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -134,15 +153,36 @@ class Authlete:
             self.prefix = f"{config.base_url}/api"
             pair = f"{config.service_id}:{config.api_secret}".encode()
             credential = "Basic " + base64.b64encode(pair).decode()
-        self.headers = {"Authorization": credential}
+        # identity: the answer is read raw and capped, so no decoder may expand it.
+        self.headers = {"Authorization": credential, "Accept-Encoding": "identity"}
 
     async def call(self, api: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        response = await self.http.post(
-            f"{self.prefix}/{api}", json=dict(body), headers=self.headers
+        """One API call; the answer read up to :data:`MAX_AUTHLETE_ANSWER` and parsed
+        strictly (depth-bounded, no ``NaN``, no repeated members).
+
+        :raises httpx.HTTPError: a transport failure, an error status, or an answer that
+            is too large or not an Authlete response object (:class:`httpx.DecodingError`).
+        """
+        request = self.http.build_request(
+            "POST", f"{self.prefix}/{api}", json=dict(body), headers=self.headers
         )
-        response.raise_for_status()
-        result = response.json()
-        if not isinstance(result, dict) or not isinstance(result.get("action"), str):
+        response = await self.http.send(request, stream=True)
+        try:
+            response.raise_for_status()
+            data = bytearray()
+            async for chunk in response.aiter_raw():
+                data += chunk
+                if len(data) > MAX_AUTHLETE_ANSWER:
+                    raise httpx.DecodingError("Authlete answer too large")
+        finally:
+            await response.aclose()
+        if response.headers.get("content-encoding", "identity") != "identity":
+            raise httpx.DecodingError("compressed Authlete answer")
+        try:
+            result = parse_object(bytes(data))
+        except ValueError:
+            raise httpx.DecodingError("not an Authlete response") from None
+        if not isinstance(result.get("action"), str):
             raise httpx.DecodingError("not an Authlete response")
         return result
 
@@ -193,11 +233,16 @@ def _invalid(description: str) -> JSONResponse:
 
 def consent_page(result: Mapping[str, Any]) -> str:
     """The consent form for an INTERACTION answer (every value escaped)."""
-    client = result.get("client") or {}
+    # Authlete's answer, read defensively: a member of another type is left out rather
+    # than raised on (the page is for a person; the ticket decides).
+    client = result.get("client")
+    client = client if isinstance(client, dict) else {}
     name = html.escape(str(client.get("clientName") or client.get("clientId") or "a client"))
+    listed = result.get("scopes")
     scopes = "".join(
         f"<li><code>{html.escape(str(s.get('name')))}</code></li>"
-        for s in result.get("scopes") or []
+        for s in (listed if isinstance(listed, list) else [])
+        if isinstance(s, dict)
     )
     users = "".join(
         f'<option value="{u}"{" selected" if i == 0 else ""}>{u}</option>'
@@ -263,7 +308,11 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
         body = await _form_body(request)
         if body is None:
             return _invalid("a form-encoded body is required")
-        form = {k: v[0] for k, v in parse_qs(body, max_num_fields=8).items() if len(v) == 1}
+        try:
+            fields = parse_qs(body, max_num_fields=MAX_DECISION_FIELDS)
+        except ValueError:  # more fields than the bound: client input, not a 500
+            return _invalid(f"at most {MAX_DECISION_FIELDS} form fields")
+        form = {k: v[0] for k, v in fields.items() if len(v) == 1}
         ticket, subject = form.get("ticket", ""), form.get("subject", "")
         try:
             if form.get("decision") == "approve" and subject in DEMO_USERS:
@@ -281,14 +330,17 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
     def _answer(result: Mapping[str, Any]) -> Response:
         action = result["action"]
         if action == "INTERACTION":
+            if not isinstance(result.get("ticket"), str) or not result["ticket"]:
+                return _unavailable()  # Authlete's answer is not usable: fail closed
             return HTMLResponse(
                 consent_page(result), headers=_page_headers(result.get("redirectUri"))
             )
         if action == "LOCATION":
+            location = result.get("responseContent")
+            if not isinstance(location, str) or not location:
+                return _unavailable()
             # 303: the browser follows a POST's answer with a GET (RFC 9110 §15.4.4).
-            return RedirectResponse(
-                str(result["responseContent"]), status_code=303, headers=NO_STORE
-            )
+            return RedirectResponse(location, status_code=303, headers=NO_STORE)
         if action == "FORM":
             return HTMLResponse(str(result["responseContent"]), headers=PAGE_HEADERS)
         if action == "BAD_REQUEST":

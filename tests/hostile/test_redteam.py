@@ -124,7 +124,6 @@ AS_ENV = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="RT-2")
 async def test_rt2_consent_decision_with_many_fields_is_a_400() -> None:
     """``POST /authorize/decision`` with nine form fields: ``parse_qs(...,
     max_num_fields=8)`` raises ``ValueError`` and the server answers 500 with a traceback,
@@ -142,7 +141,70 @@ async def test_rt2_consent_decision_with_many_fields_is_a_400() -> None:
     assert response.json()["error"] == "invalid_request"
 
 
-@pytest.mark.xfail(strict=True, reason="RT-6")
+@pytest.mark.parametrize(
+    "body",
+    [
+        "&".join(f"f{i}=x" for i in range(100)),
+        "&".join(["ticket=t"] * 9),  # repeated fields count too
+    ],
+)
+async def test_rt2_consent_decision_field_bound(body: str) -> None:
+    """The neighbours of RT-2: any body over the field bound is a 400, never a 500."""
+    app = create_authorization_server(AS_ENV)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=AS_ENV["AS_ISSUER"]) as http:
+        response = await http.post(
+            "/authorize/decision",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.e2e  # a hostile Authlete under uvicorn
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"[" * 100_000,  # json: RecursionError
+        b"not json",
+        b'{"action": "INTERACTION"}',  # no ticket: was KeyError
+        b'{"action": "INTERACTION", "ticket": "t", "client": [1], "scopes": "ab"}',
+        b'{"action": "LOCATION"}',  # no responseContent: was KeyError
+        b'{"action": "OK", "action": "LOCATION"}',
+        b" " * (2 << 20) + b"{}",  # over the answer cap
+    ],
+)
+async def test_rt2_authlete_answer_that_cannot_be_read_is_a_503(answer: bytes) -> None:
+    """The same class on the upstream side: an Authlete answer the server cannot read
+    (too deep, not JSON, a member missing or of another type, too large) is the fail-closed
+    503, never a 500 with a traceback, and never a page built from half an answer."""
+    from tests._support.servers import ServerThread
+
+    hostile = Starlette(
+        routes=[
+            HTTPRoute(
+                f"/api/{DEFAULT_SERVICE_ID}/auth/authorization",
+                lambda _request: Response(answer, media_type="application/json"),
+                methods=["POST"],
+            )
+        ]
+    )
+    with ServerThread(hostile) as authlete:
+        app = create_authorization_server({**AS_ENV, "AUTHLETE_BASE_URL": authlete.url})
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with (
+            app.router.lifespan_context(app),  # closes the server's Authlete client
+            httpx.AsyncClient(transport=transport, base_url=AS_ENV["AS_ISSUER"]) as http,
+        ):
+            response = await http.get("/authorize?client_id=c1")
+    if b'"scopes": "ab"' in answer:  # readable enough: the page leaves the odd members out
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 503
+        assert response.json()["error"] == "temporarily_unavailable"
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -158,6 +220,27 @@ def test_rt6_demo_authorization_server_reads_the_environment_strictly(
     refuses nothing: a control character in a secret or a URL reaches an HTTP header or
     the issuer. Every reader refuses it, naming the variable (the ``EnvReader`` rule)."""
     environ = {**AS_ENV, name: value}
+    with pytest.raises(ValueError, match=name):
+        Config.from_env(environ)
+
+
+@pytest.mark.parametrize(
+    ("environ", "name"),
+    [
+        ({**AS_ENV, "AUTHLETE_API_VERSION": "V9"}, "AUTHLETE_API_VERSION"),
+        ({**AS_ENV, "AUTHLETE_API_VERSION": "v2"}, "AUTHLETE_SERVICE_APISECRET"),  # V2 needs it
+        ({**AS_ENV, "AS_ISSUER": "   "}, "AS_ISSUER"),
+        (
+            {**AS_ENV, "AUTHLETE_API_VERSION": "V2", "AUTHLETE_SERVICE_APISECRET": "s\x7f"},
+            "AUTHLETE_SERVICE_APISECRET",
+        ),
+    ],
+)
+def test_rt6_demo_authorization_server_names_the_variable(
+    environ: dict[str, str], name: str
+) -> None:
+    """The neighbours of RT-6: a bad choice, a missing or blank value, DEL in a secret:
+    each refused naming its variable."""
     with pytest.raises(ValueError, match=name):
         Config.from_env(environ)
 
