@@ -16,6 +16,13 @@ Variables, besides those of :meth:`GuardSettings.from_env` and the introspectors
 - ``DPOP_GUARD_DEVELOPMENT_SIMULATOR``: ``1`` runs against the embedded Authlete simulator,
   mounted at ``/__authlete``, whose credentials are public. It is never chosen for you: a
   missing or invalid Authlete configuration stops start-up instead.
+- ``DPOP_GUARD_JWT_REVOCATION_INTROSPECTION``: in ``jwt`` mode with
+  ``DPOP_GUARD_JWT_REVOCATION_PATHS`` set, which introspector those paths also ask:
+  ``authlete`` (Authlete's ``/auth/introspection``), ``authlete-standard`` (its RFC 7662
+  API) or ``rfc7662``, configured by the same variables as that introspection mode
+  (``AUTHLETE_*``, or ``DPOP_GUARD_INTROSPECTION_URL`` and its siblings). Required then,
+  never guessed; it is asked uncached, so a revocation is seen on the next request to
+  those paths. Set without revocation paths it stops start-up too (nothing would ask it).
 - ``DPOP_GUARD_REPLAY_STORE`` (``memory`` or a Redis URL), ``DPOP_GUARD_REPLAY_MAXSIZE``,
   ``DPOP_GUARD_INTROSPECTION_CACHE`` (a Redis URL), ``DPOP_GUARD_CACHE_TTL`` (``0``: no
   cache), ``DPOP_GUARD_CACHE_MAXSIZE``.
@@ -383,14 +390,54 @@ class _Chain:
     simulator_app: Any = None
 
 
-def _jwt(env: Mapping[str, str]) -> _Chain:
+REVOCATION_MODES: Final = ("authlete", "authlete-standard", "rfc7662")
+
+
+def _jwt(env: Mapping[str, str], *, embedded: bool) -> _Chain:
+    """The JWT validator, and on revocation paths the introspector it also asks.
+
+    :raises ValueError: naming ``DPOP_GUARD_JWT_REVOCATION_INTROSPECTION`` when revocation
+        paths are set without it, or a variable of the revocation introspector.
+    """
     import httpx
 
     from .introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
 
     settings = JWTAccessTokenSettings.from_env(env)
+    reader = EnvReader(env, ENV_PREFIX)
+    revocation: _Chain | None = None
+    if settings.revocation_paths:
+        if not reader.is_set("JWT_REVOCATION_INTROSPECTION"):
+            raise ValueError(
+                f"{ENV_PREFIX}JWT_REVOCATION_PATHS needs "
+                f"{ENV_PREFIX}JWT_REVOCATION_INTROSPECTION (one of "
+                f"{', '.join(REVOCATION_MODES)}): the introspector asked on those paths"
+            )
+        kind = reader.choice("JWT_REVOCATION_INTROSPECTION", REVOCATION_MODES, "authlete")
+        revocation = (
+            _rfc7662(env)
+            if kind == "rfc7662"
+            else _authlete(env, standard=kind == "authlete-standard", embedded=embedded)
+        )
+    elif reader.is_set("JWT_REVOCATION_INTROSPECTION"):
+        raise ValueError(
+            f"{ENV_PREFIX}JWT_REVOCATION_INTROSPECTION is set but "
+            f"{ENV_PREFIX}JWT_REVOCATION_PATHS is not: no path would ask it"
+        )
     jwks_client = httpx.AsyncClient()  # JWKS fetches are rare: httpx is fine here
-    return _Chain(JWTAccessTokenValidator(jwks_client, settings), [jwks_client.aclose])
+    validator = JWTAccessTokenValidator(
+        jwks_client,
+        settings,
+        revocation=revocation.introspector if revocation is not None else None,
+    )
+    if revocation is None:
+        return _Chain(validator, [jwks_client.aclose])
+    return _Chain(
+        validator,
+        [jwks_client.aclose, *revocation.closers],
+        revocation.simulator,
+        revocation.simulator_app,
+    )
 
 
 def _rfc7662(env: Mapping[str, str]) -> _Chain:
@@ -501,7 +548,7 @@ def from_env(
     # 2. The introspector for the mode (its own settings are read first, then it opens).
     mode = stores.introspection
     if mode == "jwt":
-        chain = _jwt(env)
+        chain = _jwt(env, embedded=stores.development_simulator)
     elif mode == "rfc7662":
         chain = _rfc7662(env)
     else:

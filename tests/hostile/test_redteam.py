@@ -459,7 +459,6 @@ def test_rt5_callback_with_a_repeated_parameter(query: str) -> None:
 # -- RT-7: JWT revocation paths from the environment ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="RT-7")
 def test_rt7_jwt_revocation_paths_from_the_environment() -> None:
     """README and SECURITY.md document ``DPOP_GUARD_JWT_REVOCATION_PATHS``, but
     :func:`from_env` never builds the revocation introspector, so setting it stops
@@ -476,6 +475,103 @@ def test_rt7_jwt_revocation_paths_from_the_environment() -> None:
         from_env(routes=(Route("/health", public=True),), environ=environ)
     except ValueError as exc:
         assert "DPOP_GUARD_JWT_REVOCATION_PATHS" in str(exc)
+
+
+_JWT_ENV = {
+    "DPOP_GUARD_INTROSPECTION": "jwt",
+    "DPOP_GUARD_JWT_ISSUER": "https://as.test",
+    "DPOP_GUARD_JWT_AUDIENCE": "https://api.bank.test",
+    "DPOP_GUARD_PUBLIC_URL": "https://api.bank.test",
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "expected"),
+    [
+        (
+            "rfc7662",
+            {
+                "DPOP_GUARD_INTROSPECTION_URL": "https://as.test/introspect",
+                "DPOP_GUARD_INTROSPECTION_CLIENT_ID": "rs",
+                "DPOP_GUARD_INTROSPECTION_CLIENT_SECRET": "secret",
+            },
+            "RFC7662Introspector",
+        ),
+        (
+            "authlete",
+            {
+                "AUTHLETE_BASE_URL": "https://api.authlete.test",
+                "AUTHLETE_SERVICE_APIKEY": "123",
+                "AUTHLETE_SERVICE_ACCESSTOKEN": "service-token",
+            },
+            "AuthleteIntrospector",
+        ),
+        (
+            "Authlete-Standard",
+            {
+                "AUTHLETE_BASE_URL": "https://api.authlete.test",
+                "AUTHLETE_SERVICE_APIKEY": "123",
+                "AUTHLETE_SERVICE_ACCESSTOKEN": "service-token",
+            },
+            "AuthleteStandardIntrospector",
+        ),
+    ],
+)
+async def test_rt7_revocation_introspector_is_built_from_the_environment(
+    kind: str, extra: dict[str, str], expected: str
+) -> None:
+    """With ``DPOP_GUARD_JWT_REVOCATION_INTROSPECTION`` the revocation paths get the
+    introspector of that mode, from that mode's own variables."""
+    environ = {
+        **_JWT_ENV,
+        "DPOP_GUARD_JWT_REVOCATION_PATHS": "/payments",
+        "DPOP_GUARD_JWT_REVOCATION_INTROSPECTION": kind,
+        **extra,
+    }
+    guard = from_env(routes=(Route("/health", public=True),), environ=environ)
+    try:
+        validator: Any = guard.upstream
+        assert type(validator.revocation).__name__ == expected
+        assert validator.settings.revocation_paths == ("/payments",)
+    finally:
+        await guard.aclose()
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"DPOP_GUARD_JWT_REVOCATION_PATHS": "/payments"}, "JWT_REVOCATION_INTROSPECTION"),
+        (
+            {
+                "DPOP_GUARD_JWT_REVOCATION_PATHS": "/payments",
+                "DPOP_GUARD_JWT_REVOCATION_INTROSPECTION": "ldap",
+            },
+            "DPOP_GUARD_JWT_REVOCATION_INTROSPECTION",
+        ),
+        (
+            {
+                "DPOP_GUARD_JWT_REVOCATION_PATHS": "/payments",
+                "DPOP_GUARD_JWT_REVOCATION_INTROSPECTION": "authlete",
+            },
+            "AUTHLETE_",  # the mode's own variables are missing
+        ),
+        (
+            {
+                "DPOP_GUARD_JWT_REVOCATION_PATHS": "/payments",
+                "DPOP_GUARD_JWT_REVOCATION_INTROSPECTION": "rfc7662",
+            },
+            "DPOP_GUARD_INTROSPECTION_",
+        ),
+        ({"DPOP_GUARD_JWT_REVOCATION_INTROSPECTION": "rfc7662"}, "JWT_REVOCATION_PATHS"),
+    ],
+)
+def test_rt7_revocation_settings_that_cannot_be_built_name_the_variable(
+    extra: dict[str, str], named: str
+) -> None:
+    """Every way the revocation introspector cannot be built stops start-up naming the
+    variable to set or fix."""
+    with pytest.raises(ValueError, match=named):
+        from_env(routes=(Route("/health", public=True),), environ={**_JWT_ENV, **extra})
 
 
 # -- RT-8: the simulator's API bodies --------------------------------------------------------
