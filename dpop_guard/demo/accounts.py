@@ -31,9 +31,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route as HTTPRoute
 
+from ..credentials import DPoPCredentials
 from ..guard import from_env
-from ..middleware import DPoPCredentials
-from ..settings import Route
+from ..routes import Route
 
 __all__ = ["ACCOUNTS", "ROUTES", "TRANSACTIONS", "create_app"]
 
