@@ -13,7 +13,7 @@ directly.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
 
 import httpx
@@ -877,8 +877,8 @@ async def test_rt13_websocket_without_denial_extension_is_closed_1008() -> None:
     async def receive() -> dict[str, Any]:
         return inbox.pop(0) if inbox else {"type": "websocket.disconnect", "code": 1000}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {
         "type": "websocket",
