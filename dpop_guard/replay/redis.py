@@ -14,6 +14,7 @@ policy could drop records while keeping the marker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Final
 
@@ -24,7 +25,7 @@ try:
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("redis", "dpop_guard.replay.redis (a redis:// replay store)") from _exc
 
-from .._redis import redis_client
+from .._redis import Batcher, Client, redis_client
 
 __all__ = ["DEFAULT_PREFIX", "RedisReplayStore"]
 
@@ -44,15 +45,25 @@ class RedisReplayStore:
     scripts, so Redis Cluster works. Errors and timeouts propagate; the middleware answers
     503 (fail closed), never a pass.
 
-    :param client: a ``redis.asyncio.Redis``; its socket timeouts bound each command.
+    :param client: from :func:`dpop_guard._redis.redis_client` (a ``Redis`` or a
+        ``RedisCluster``).
+    :param command_timeout: seconds for one round trip (a batch: send and every reply).
     :param prefix: key prefix, to share a Redis with other uses.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         # Replay keys are 64 hex digits, so this name never collides with one.
         self.epoch_key = prefix + "epoch"
+        self._batcher = Batcher(client, timeout=command_timeout)
+        self._epoch_read: Final = ("GET", self.epoch_key)
 
     @classmethod
     def from_url(
@@ -64,37 +75,44 @@ class RedisReplayStore:
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
         **options: Any,
     ) -> RedisReplayStore:
-        """A store on a new client for ``url`` (``redis://host:port/db`` or ``rediss://``),
-        with bounded connect and command timeouts. Connections open lazily, in the event
-        loop that first uses them."""
+        """A store on a new client for ``url`` (``redis://host:port/db``, ``rediss://``,
+        ``unix://`` or ``redis+cluster://host:port,...``), with bounded connect and
+        command timeouts. Connections open lazily, in the event loop that first uses
+        them."""
         client = redis_client(
             url, connect_timeout=connect_timeout, command_timeout=command_timeout, **options
         )
-        return cls(client, prefix=prefix)
+        return cls(client, prefix=prefix, command_timeout=command_timeout)
+
+    def _set(self, key: str, ttl: int) -> asyncio.Future[Any]:
+        return self._batcher.submit(("SET", self.prefix + key, b"1", "NX", "PX", ttl * 1000))
 
     async def add_if_absent(self, key: str, *, ttl: int) -> bool:
         """``True`` if ``key`` was not recorded yet; raises on any Redis failure."""
-        return bool(await self.client.set(self.prefix + key, b"1", nx=True, px=ttl * 1000))
+        return _added(await self._set(key, ttl))
 
     async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
-        """Record ``key`` and read the epoch marker in one round trip (a pipeline of two
-        single-key commands, not a transaction, so Redis Cluster works). Only when the
-        marker is missing do two more commands follow: ``SET NX`` of ``now``, and a
-        ``GET`` if another worker won that race."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.set(self.prefix + key, b"1", nx=True, px=ttl * 1000)
-            pipe.get(self.epoch_key)
-            added, marker = await pipe.execute()
-        first = bool(added)
+        """Record ``key`` and read the epoch marker in one round trip: the concurrent
+        calls of one event-loop tick share one pipeline of their ``SET NX`` commands and
+        one ``GET`` of the marker (independent single-key commands, not a transaction,
+        so Redis Cluster works). Only when the marker is missing do two more commands
+        follow: ``SET NX`` of ``now``, and a ``GET`` if another worker won that race."""
+        added = self._set(key, ttl)
+        marker_read = self._batcher.submit(self._epoch_read, shared=True)
+        first = _added(await added)
+        marker = _reply(await marker_read)
         if marker is None:
-            if await self.client.set(self.epoch_key, str(now).encode(), nx=True):
+            won, marker = await self._batcher.execute(
+                [("SET", self.epoch_key, str(now).encode(), "NX"), self._epoch_read]
+            )
+            if _reply(won):
                 logger.warning(
                     "dpop_guard: the replay store has no epoch marker (first use, or it "
                     "lost its memory); proofs issued before now are refused",
                     extra={"dpop_guard_reason": "replay_epoch_started"},
                 )
                 return first, now
-            marker = await self.client.get(self.epoch_key)
+            marker = _reply(marker)
         try:
             return first, int(marker)
         except (TypeError, ValueError):
@@ -108,3 +126,15 @@ class RedisReplayStore:
     async def aclose(self) -> None:
         """Close the client's connections."""
         await self.client.aclose()
+
+
+def _reply(reply: Any) -> Any:
+    """A pipeline reply, or its error raised (the caller fails closed)."""
+    if isinstance(reply, BaseException):
+        raise reply
+    return reply
+
+
+def _added(reply: Any) -> bool:
+    # SET NX answers OK when it wrote the key and nil when the key existed.
+    return _reply(reply) is not None
