@@ -23,6 +23,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("redis", "a Redis replay store or introspection cache") from _exc
 
@@ -161,7 +162,13 @@ class Batcher:
                 replies = await self._standalone(batch.commands)
         except BaseException as exc:
             # Fail every request of the batch closed, whatever went wrong.
-            failure = exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
+            failure: Exception
+            if isinstance(exc, TimeoutError):  # asyncio.timeout's: the round trip's budget
+                failure = RedisTimeoutError(f"no answer within {self.timeout} s")
+            elif isinstance(exc, Exception):
+                failure = exc
+            else:
+                failure = RedisConnectionError("cancelled")
             for waiters in batch.waiters:
                 for future in waiters:
                     if not future.done():
