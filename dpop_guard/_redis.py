@@ -209,37 +209,28 @@ class Batcher:
         """
         assert isinstance(self.client, redis.Redis)  # noqa: S101 - narrowed for mypy
         pool = self.client.connection_pool
-        for attempt in range(2):
-            async with asyncio.timeout(self.timeout):
-                connection = await pool.get_connection()
-                try:
-                    reused = connection.is_connected
-                    if reused and _closed_by_server(connection):
-                        raise _StaleConnection
-                    await connection.send_packed_command(
-                        connection.pack_commands(commands), check_health=False
-                    )
-                    replies = []
-                    for _ in commands:
-                        try:
-                            replies.append(await connection.read_response(timeout=math.inf))
-                        except redis.ResponseError as exc:
-                            replies.append(exc)
-                    return replies
-                except _StaleConnection:
+        async with asyncio.timeout(self.timeout):
+            connection = await pool.get_connection()
+            try:
+                if _closed_by_server(connection):
+                    # A fresh socket, before a byte of the batch was written.
                     await connection.disconnect()
-                    if attempt:  # pragma: no cover - a new connection is never stale
-                        raise RedisConnectionError("connection closed by the server") from None
-                except BaseException:
-                    await connection.disconnect()
-                    raise
-                finally:
-                    await pool.release(connection)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-
-class _StaleConnection(Exception):
-    pass
+                    await connection.connect()
+                await connection.send_packed_command(
+                    connection.pack_commands(commands), check_health=False
+                )
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except redis.ResponseError as exc:
+                        replies.append(exc)
+                return replies
+            except BaseException:
+                await connection.disconnect()
+                raise
+            finally:
+                await pool.release(connection)
 
 
 def _closed_by_server(connection: Any) -> bool:
@@ -249,4 +240,7 @@ def _closed_by_server(connection: Any) -> bool:
     on it can be sent on a new one without running twice.
     """
     reader = getattr(connection, "_reader", None)
-    return reader is not None and reader.at_eof()
+    if reader is None:
+        return False
+    # End of stream (FIN), or the connection already lost with an error (RST).
+    return bool(reader.at_eof() or reader.exception() is not None)

@@ -200,6 +200,83 @@ class TestSharedReplay:
                 tg.start_soon(one, i)
         assert statuses.count(200) == 1 and statuses.count(401) == 39
 
+    async def test_concurrent_copies_batched(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        redis_url: str,
+    ) -> None:
+        """40 concurrent copies through one instance, so their SET NX commands share
+        pipelines (fewer epoch reads than requests, counted by Redis): exactly one 200."""
+        import redis.asyncio as aioredis
+
+        h = make_harness(replay_store=RedisReplayStore.from_url(redis_url))
+        token = h.token(signer)
+        assert (await h.call(token, signer)).status_code == 200  # warm cache and pool
+        admin = aioredis.Redis.from_url(redis_url)
+        await admin.config_resetstat()
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+        statuses: list[int] = []
+
+        async def one() -> None:
+            statuses.append((await h.call(token, proof=proof)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(40):
+                tg.start_soon(one)
+        stats = await admin.info("commandstats")
+        await admin.aclose()
+        assert statuses.count(200) == 1 and statuses.count(401) == 39
+        assert stats["cmdstat_set"]["calls"] == 40
+        assert stats["cmdstat_get"]["calls"] < 40  # one marker read per batch
+
+    async def test_restart_under_load(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """Redis restarted while 8 clients keep sending: 503s while it is down, and not
+        one once it answers again (stale pooled connections are replaced, not failed)."""
+        clock = Clock(time.time())
+        server = RedisServer().start()
+        try:
+            h = make_harness(replay_store=RedisReplayStore.from_url(server.url), clock=clock)
+            token = h.token(signer)
+            assert (await h.call(token, signer, iat=clock.now)).status_code == 200
+            phase = ["before"]
+            # Statuses by the phase each request started in; requests in flight when Redis
+            # was stopped are counted as "down" (they may fail closed).
+            seen: dict[str, list[int]] = {"before": [], "down": [], "back": []}
+
+            async def client() -> None:
+                for _ in range(30):
+                    started = phase[0]
+                    response = await h.call(token, signer, iat=clock.now)
+                    seen["down" if phase[0] != started else started].append(
+                        response.status_code
+                    )
+                    await anyio.sleep(0)
+
+            async def operator() -> None:
+                while len(seen["before"]) < 24:
+                    await anyio.sleep(0.001)
+                server.stop()
+                phase[0] = "down"
+                while len(seen["down"]) < 8:
+                    await anyio.sleep(0.001)
+                server.start()
+                clock.now += 1  # fresh proofs have an iat after the failure
+                phase[0] = "back"
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(operator)
+                    for _ in range(8):
+                        tg.start_soon(client)
+            assert set(seen["before"]) == {200}
+            assert 503 in seen["down"]
+            assert len(seen["back"]) >= 8 and set(seen["back"]) == {200}
+        finally:
+            server.stop()
+
     async def test_redis_outage_and_recovery(
         self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
     ) -> None:
