@@ -79,7 +79,6 @@ def redis_client(
             socket_connect_timeout=connect_timeout,
             socket_timeout=command_timeout,
             retry=_no_retries(),
-            cluster_error_retry_attempts=0,
             **options,
         )
     return redis.Redis.from_url(
