@@ -190,7 +190,7 @@ class Batcher:
     async def _cluster(self, commands: Sequence[Command]) -> list[Any]:
         # The cluster pipeline groups the commands by node and sends each group in one
         # round trip, all groups at once; a failed node's commands get its exception.
-        assert isinstance(self.client, RedisCluster)  # noqa: S101 - narrowed for mypy
+        assert isinstance(self.client, RedisCluster)
         async with asyncio.timeout(self.timeout):
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
@@ -206,10 +206,10 @@ class Batcher:
         Redis. A timeout, or any error once the batch is on the wire, is not retried: the
         commands may have run.
         """
-        assert isinstance(self.client, redis.Redis)  # noqa: S101 - narrowed for mypy
+        assert isinstance(self.client, redis.Redis)
         pool = self.client.connection_pool
         async with asyncio.timeout(self.timeout):
-            connection = await pool.get_connection()
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
                 if _closed_by_server(connection):
                     # A fresh socket, before a byte of the batch was written.

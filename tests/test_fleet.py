@@ -250,9 +250,7 @@ class TestSharedReplay:
                 for _ in range(30):
                     started = phase[0]
                     response = await h.call(token, signer, iat=clock.now)
-                    seen["down" if phase[0] != started else started].append(
-                        response.status_code
-                    )
+                    seen["down" if phase[0] != started else started].append(response.status_code)
                     await anyio.sleep(0)
 
             async def operator() -> None:

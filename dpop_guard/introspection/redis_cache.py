@@ -16,11 +16,11 @@ from typing import Any, Final
 from .._extras import missing_extra
 
 try:
-    import redis.asyncio as redis
+    import redis.asyncio  # noqa: F401 - fails early, with the extra named
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("redis", "dpop_guard.introspection.redis_cache") from _exc
 
-from .._redis import redis_client
+from .._redis import Client, redis_client
 from . import TokenInfo
 
 __all__ = ["RedisTokenCache"]
@@ -65,10 +65,11 @@ def _decode(raw: bytes | str) -> tuple[TokenInfo, float] | None:
 class RedisTokenCache:
     """``get``/``set`` of cached token facts with a wall-clock deadline.
 
-    :param client: a ``redis.asyncio.Redis`` with bounded timeouts.
+    :param client: a ``redis.asyncio.Redis`` (or ``RedisCluster``, from a
+        ``redis+cluster://`` URL) with bounded timeouts.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: Client, *, prefix: str = DEFAULT_PREFIX) -> None:
         self.client = client
         self.prefix = prefix
 

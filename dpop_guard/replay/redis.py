@@ -21,7 +21,7 @@ from typing import Any, Final
 from .._extras import missing_extra
 
 try:
-    import redis.asyncio as redis
+    import redis.asyncio  # noqa: F401 - fails early, with the extra named
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("redis", "dpop_guard.replay.redis (a redis:// replay store)") from _exc
 

@@ -228,6 +228,7 @@ class TestRecovery:
                 for n in range(6):
                     tg.start_soon(batch, f"p{n}-")
                     await anyio.sleep(0)
+            assert isinstance(store.client, aioredis.Redis)
             pooled = len(store.client.connection_pool._available_connections)
             assert pooled >= 2
             server.stop()
