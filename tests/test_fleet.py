@@ -358,6 +358,34 @@ class TestSharedReplay:
 
 
 class TestSharedIntrospectionCache:
+    async def test_reads_of_one_tick_share_a_round_trip(self, redis_url: str) -> None:
+        """Concurrent reads of one key (a burst of misses for one token) go out once; each
+        caller gets the entry."""
+        import redis.asyncio as aioredis
+
+        from dpop_guard.introspection import TokenInfo
+
+        cache = RedisTokenCache.from_url(redis_url)
+        info = TokenInfo(
+            subject="s", client_id="c", scopes=frozenset({"a"}), expires_at=None, jkt="j"
+        )
+        await cache.set(b"k" * 32, info, time.time() + 60, 60)
+        admin = aioredis.Redis.from_url(redis_url)
+        await admin.config_resetstat()
+        found: list[object] = []
+
+        async def read() -> None:
+            found.append(await cache.get(b"k" * 32))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(read)
+        stats = await admin.info("commandstats")
+        await admin.aclose()
+        await cache.aclose()
+        assert len(found) == 10 and all(f is not None and f[0] == info for f in found)  # type: ignore[index]
+        assert stats["cmdstat_get"]["calls"] == 1
+
     async def test_one_round_for_the_fleet(
         self, make_harness: Callable[..., Harness], signer: ProofSigner, redis_url: str
     ) -> None:

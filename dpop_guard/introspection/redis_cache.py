@@ -20,7 +20,7 @@ try:
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("redis", "dpop_guard.introspection.redis_cache") from _exc
 
-from .._redis import Client, redis_client
+from .._redis import Batcher, Client, redis_client
 from . import TokenInfo
 
 __all__ = ["RedisTokenCache"]
@@ -69,9 +69,14 @@ class RedisTokenCache:
         ``redis+cluster://`` URL) with bounded timeouts.
     """
 
-    def __init__(self, client: Client, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: Client, *, prefix: str = DEFAULT_PREFIX, command_timeout: float = 0.25
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        # The reads of one event-loop tick share one round trip (a fleet's cold start is a
+        # burst of misses), and a connection the server closed is replaced, not failed.
+        self._batcher = Batcher(client, timeout=command_timeout)
 
     @classmethod
     def from_url(
@@ -88,19 +93,25 @@ class RedisTokenCache:
         client = redis_client(
             url, connect_timeout=connect_timeout, command_timeout=command_timeout, **options
         )
-        return cls(client, prefix=prefix)
+        return cls(client, prefix=prefix, command_timeout=command_timeout)
 
     def _key(self, key: bytes) -> str:
         return self.prefix + key.hex()
 
     async def get(self, key: bytes) -> tuple[TokenInfo, float] | None:
         """The facts and their wall-clock deadline, or ``None``."""
-        raw = await self.client.get(self._key(key))
+        raw = await self._batcher.submit(("GET", self._key(key)), shared=True)
+        if isinstance(raw, BaseException):
+            raise raw
         return None if raw is None else _decode(raw)
 
     async def set(self, key: bytes, info: TokenInfo, until: float, ttl: float) -> None:
         """Store ``info`` until ``until`` (epoch seconds), i.e. for ``ttl`` seconds."""
-        await self.client.set(self._key(key), _encode(info, until), px=max(1, int(ttl * 1000)))
+        (reply,) = await self._batcher.execute(
+            [("SET", self._key(key), _encode(info, until), "PX", max(1, int(ttl * 1000)))]
+        )
+        if isinstance(reply, BaseException):
+            raise reply
 
     async def aclose(self) -> None:
         await self.client.aclose()
