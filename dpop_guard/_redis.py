@@ -122,6 +122,7 @@ class Batcher:
         self.cluster = isinstance(client, RedisCluster)
         self._batch: _Batch | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.round_trips = 0  # pipelines sent (for benchmarks and sizing)
 
     def submit(self, command: Command, *, shared: bool = False) -> asyncio.Future[Any]:
         """The reply to ``command`` (an exception instance if it failed).
@@ -191,6 +192,7 @@ class Batcher:
         # The cluster pipeline groups the commands by node and sends each group in one
         # round trip, all groups at once; a failed node's commands get its exception.
         assert isinstance(self.client, RedisCluster)
+        self.round_trips += 1  # one per node the commands live on, sent at once
         async with asyncio.timeout(self.timeout):
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
@@ -207,6 +209,7 @@ class Batcher:
         commands may have run.
         """
         assert isinstance(self.client, redis.Redis)
+        self.round_trips += 1
         pool = self.client.connection_pool
         async with asyncio.timeout(self.timeout):
             connection = await pool.get_connection()  # type: ignore[no-untyped-call]

@@ -76,7 +76,7 @@ class RedisTokenCache:
         self.prefix = prefix
         # The reads of one event-loop tick share one round trip (a fleet's cold start is a
         # burst of misses), and a connection the server closed is replaced, not failed.
-        self._batcher = Batcher(client, timeout=command_timeout)
+        self.batcher = Batcher(client, timeout=command_timeout)
 
     @classmethod
     def from_url(
@@ -100,14 +100,14 @@ class RedisTokenCache:
 
     async def get(self, key: bytes) -> tuple[TokenInfo, float] | None:
         """The facts and their wall-clock deadline, or ``None``."""
-        raw = await self._batcher.submit(("GET", self._key(key)), shared=True)
+        raw = await self.batcher.submit(("GET", self._key(key)), shared=True)
         if isinstance(raw, BaseException):
             raise raw
         return None if raw is None else _decode(raw)
 
     async def set(self, key: bytes, info: TokenInfo, until: float, ttl: float) -> None:
         """Store ``info`` until ``until`` (epoch seconds), i.e. for ``ttl`` seconds."""
-        (reply,) = await self._batcher.execute(
+        (reply,) = await self.batcher.execute(
             [("SET", self._key(key), _encode(info, until), "PX", max(1, int(ttl * 1000)))]
         )
         if isinstance(reply, BaseException):

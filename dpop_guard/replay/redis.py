@@ -62,7 +62,7 @@ class RedisReplayStore:
         self.prefix = prefix
         # Replay keys are 64 hex digits, so this name never collides with one.
         self.epoch_key = prefix + "epoch"
-        self._batcher = Batcher(client, timeout=command_timeout)
+        self.batcher = Batcher(client, timeout=command_timeout)
         self._epoch_read: Final = ("GET", self.epoch_key)
 
     @classmethod
@@ -85,7 +85,7 @@ class RedisReplayStore:
         return cls(client, prefix=prefix, command_timeout=command_timeout)
 
     def _set(self, key: str, ttl: int) -> asyncio.Future[Any]:
-        return self._batcher.submit(("SET", self.prefix + key, b"1", "NX", "PX", ttl * 1000))
+        return self.batcher.submit(("SET", self.prefix + key, b"1", "NX", "PX", ttl * 1000))
 
     async def add_if_absent(self, key: str, *, ttl: int) -> bool:
         """``True`` if ``key`` was not recorded yet; raises on any Redis failure."""
@@ -98,11 +98,11 @@ class RedisReplayStore:
         so Redis Cluster works). Only when the marker is missing do two more commands
         follow: ``SET NX`` of ``now``, and a ``GET`` if another worker won that race."""
         added = self._set(key, ttl)
-        marker_read = self._batcher.submit(self._epoch_read, shared=True)
+        marker_read = self.batcher.submit(self._epoch_read, shared=True)
         first = _added(await added)
         marker = _reply(await marker_read)
         if marker is None:
-            won, marker = await self._batcher.execute(
+            won, marker = await self.batcher.execute(
                 [("SET", self.epoch_key, str(now).encode(), "NX"), self._epoch_read]
             )
             if _reply(won):
