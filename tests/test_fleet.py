@@ -26,6 +26,7 @@ from dpop_guard.simulator import (
 )
 from dpop_guard.testing import make_proof
 from tests._support.clock import Clock
+from tests._support.redis_cluster import RedisCluster
 from tests._support.redis_server import RedisServer, free_port
 
 from .test_middleware import ORIGIN, ROUTES, Harness, assert_rejected
@@ -440,6 +441,68 @@ class TestSharedIntrospectionCache:
         assert token.encode() not in value and signer.jkt.encode() in value
         assert 50_000 < await client.pttl(keys[0]) <= 60_000
         await client.aclose()
+
+
+@pytest.fixture(name="cluster", scope="module")
+def _cluster() -> Iterator[RedisCluster]:
+    cluster = RedisCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.mark.redis
+class TestRedisCluster:
+    """The fleet through a real three-primary Redis Cluster (``redis+cluster://``)."""
+
+    async def test_concurrent_copies_across_instances(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, cluster: RedisCluster
+    ) -> None:
+        """40 concurrent copies spread over 4 instances: exactly one 200."""
+        instances = [
+            make_harness(replay_store=RedisReplayStore.from_url(cluster.url)) for _ in range(4)
+        ]
+        token = instances[0].token(signer)
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+        statuses: list[int] = []
+
+        async def one(i: int) -> None:
+            statuses.append((await instances[i % 4].call(token, proof=proof)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(one, i)
+        assert statuses.count(200) == 1 and statuses.count(401) == 39
+
+    async def test_nonces_shared_cache_and_replay(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        cluster: RedisCluster,
+        reasons: list[str],
+    ) -> None:
+        """Nonce-requiring instances on one cluster: a nonce from one is accepted by the
+        other, the token costs one Authlete round for both, and a proof used on one is a
+        replay on the other."""
+        a, b = (
+            make_harness(
+                nonce="required",
+                nonce_secret=SECRET,
+                replay_store=RedisReplayStore.from_url(cluster.url),
+                shared=RedisTokenCache.from_url(cluster.url),
+            )
+            for _ in range(2)
+        )
+        token = a.token(signer)
+        nonce = (await a.call(token, signer)).headers["dpop-nonce"]
+        proof = make_proof(
+            signer, htu=ORIGIN + "/accounts", access_token=token, claims={"nonce": nonce}
+        )
+        assert (await a.call(token, proof=proof)).status_code == 200
+        response = await b.call(token, proof=proof)
+        assert_rejected(response, 401, "invalid_dpop_proof", "jti_replayed", reasons)
+        assert (await b.call(token, signer, claims={"nonce": nonce})).status_code == 200
+        assert a.simulator.calls["auth/introspection"] == 2
+        assert b.introspector.shared_hits == 1
 
 
 @pytest.fixture(name="workers", scope="module")
