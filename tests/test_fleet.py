@@ -400,6 +400,49 @@ class TestSharedIntrospectionCache:
         assert a.simulator.calls["auth/introspection"] == 2
         assert b.introspector.shared_hits == 1
 
+    async def test_one_round_for_concurrent_misses(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, redis_url: str
+    ) -> None:
+        """16 concurrent first uses of one token over 8 cold instances: one instance takes
+        the fleet's lock and asks Authlete, the others wait for its entry (one round)."""
+        fleet = [make_harness(shared=RedisTokenCache.from_url(redis_url)) for _ in range(8)]
+        token = fleet[0].token(signer)
+        statuses: list[int] = []
+
+        async def one(i: int) -> None:
+            statuses.append((await fleet[i % 8].call(token, signer)).status_code)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(16):
+                    tg.start_soon(one, i)
+        assert statuses == [200] * 16
+        assert fleet[0].simulator.calls["auth/introspection"] == 2  # one round: two calls
+        assert sum(h.introspector.shared_hits for h in fleet) == 7
+
+    async def test_lock_of_a_vanished_lead(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        redis_url: str,
+    ) -> None:
+        """A lock whose holder died (held, never released, no entry): the wait is bounded
+        and the instance asks Authlete itself."""
+        import redis.asyncio as aioredis
+
+        from dpop_guard.introspection.cached import _key
+
+        shared = RedisTokenCache.from_url(redis_url)
+        h = make_harness(shared=shared)
+        h.introspector.fleet_polls = 3
+        token = h.token(signer)
+        admin = aioredis.Redis.from_url(redis_url)
+        await admin.set(shared._lock(_key(token)), b"1", px=60_000)
+        await admin.aclose()
+        with anyio.fail_after(10):  # 3 polls, not the lock's 60 s
+            assert (await h.call(token, signer)).status_code == 200
+        assert h.simulator.calls["auth/introspection"] == 2
+
     async def test_binding_still_checked_on_shared_hit(
         self,
         make_harness: Callable[..., Harness],

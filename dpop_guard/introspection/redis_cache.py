@@ -113,5 +113,36 @@ class RedisTokenCache:
         if isinstance(reply, BaseException):
             raise reply
 
+    def _lock(self, key: bytes) -> str:
+        # Entry keys end in 64 hex digits, so this name never collides with one.
+        return self.prefix + "lock:" + key.hex()
+
+    async def claim(self, key: bytes, *, ttl: float) -> bool:
+        """Whether this worker leads the fleet's introspection of ``key``: a short
+        ``SET NX PX`` lock, which lapses by itself after ``ttl`` seconds if its holder
+        never releases it (a crash). Raises on any Redis failure."""
+        command = ("SET", self._lock(key), b"1", "NX", "PX", max(1, int(ttl * 1000)))
+        reply = await self.batcher.submit(command)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply is not None
+
+    async def release(self, key: bytes) -> None:
+        """End this worker's lead on ``key`` (its entry is written, or it failed)."""
+        (reply,) = await self.batcher.execute([("DEL", self._lock(key))])
+        if isinstance(reply, BaseException):
+            raise reply
+
+    async def poll(self, key: bytes) -> tuple[tuple[TokenInfo, float] | None, bool]:
+        """The entry for ``key`` (as :meth:`get`), and whether a lead still holds its
+        lock, in one round trip."""
+        entry = self.batcher.submit(("GET", self._key(key)), shared=True)
+        held = self.batcher.submit(("EXISTS", self._lock(key)), shared=True)
+        raw, locked = await entry, await held
+        for reply in (raw, locked):
+            if isinstance(reply, BaseException):
+                raise reply
+        return (None if raw is None else _decode(raw)), bool(locked)
+
     async def aclose(self) -> None:
         await self.client.aclose()
