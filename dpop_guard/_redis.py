@@ -114,12 +114,18 @@ class Batcher:
 
     :param client: from :func:`redis_client`.
     :param timeout: seconds for the whole round trip (send and every reply).
+    :param connect_timeout: seconds for a cluster client's first discovery of the nodes
+        and slots (once, before its first round trip); default ``timeout``.
     """
 
-    def __init__(self, client: Client, *, timeout: float) -> None:
+    def __init__(
+        self, client: Client, *, timeout: float, connect_timeout: float | None = None
+    ) -> None:
         self.client = client
         self.timeout = timeout
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.cluster = isinstance(client, RedisCluster)
+        self._discovered = False
         self._batch: _Batch | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.round_trips = 0  # pipelines sent (for benchmarks and sizing)
@@ -192,6 +198,12 @@ class Batcher:
         # The cluster pipeline groups the commands by node and sends each group in one
         # round trip, all groups at once; a failed node's commands get its exception.
         assert isinstance(self.client, RedisCluster)
+        if not self._discovered:
+            # CLUSTER SLOTS and a connection to every node: set-up, not the command's
+            # budget (and done once; redis-py serialises concurrent first uses).
+            async with asyncio.timeout(self.connect_timeout + self.timeout):
+                await self.client.initialize()
+            self._discovered = True
         self.round_trips += 1  # one per node the commands live on, sent at once
         async with asyncio.timeout(self.timeout):
             pipe = self.client.pipeline(transaction=False)

@@ -501,8 +501,11 @@ class TestRedisCluster:
         self, make_harness: Callable[..., Harness], signer: ProofSigner, cluster: RedisCluster
     ) -> None:
         """40 concurrent copies spread over 4 instances: exactly one 200."""
+        # A generous budget: this test is about atomicity, on a loaded machine the first
+        # round trip also opens a connection to every node.
         instances = [
-            make_harness(replay_store=RedisReplayStore.from_url(cluster.url)) for _ in range(4)
+            make_harness(replay_store=RedisReplayStore.from_url(cluster.url, command_timeout=3))
+            for _ in range(4)
         ]
         token = instances[0].token(signer)
         proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
@@ -530,8 +533,8 @@ class TestRedisCluster:
             make_harness(
                 nonce="required",
                 nonce_secret=SECRET,
-                replay_store=RedisReplayStore.from_url(cluster.url),
-                shared=RedisTokenCache.from_url(cluster.url),
+                replay_store=RedisReplayStore.from_url(cluster.url, command_timeout=3),
+                shared=RedisTokenCache.from_url(cluster.url, command_timeout=3),
             )
             for _ in range(2)
         )

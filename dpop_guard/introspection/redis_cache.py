@@ -70,13 +70,18 @@ class RedisTokenCache:
     """
 
     def __init__(
-        self, client: Client, *, prefix: str = DEFAULT_PREFIX, command_timeout: float = 0.25
+        self,
+        client: Client,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        command_timeout: float = 0.25,
+        connect_timeout: float = 0.5,
     ) -> None:
         self.client = client
         self.prefix = prefix
         # The reads of one event-loop tick share one round trip (a fleet's cold start is a
         # burst of misses), and a connection the server closed is replaced, not failed.
-        self.batcher = Batcher(client, timeout=command_timeout)
+        self.batcher = Batcher(client, timeout=command_timeout, connect_timeout=connect_timeout)
 
     @classmethod
     def from_url(
@@ -93,7 +98,9 @@ class RedisTokenCache:
         client = redis_client(
             url, connect_timeout=connect_timeout, command_timeout=command_timeout, **options
         )
-        return cls(client, prefix=prefix, command_timeout=command_timeout)
+        return cls(
+            client, prefix=prefix, command_timeout=command_timeout, connect_timeout=connect_timeout
+        )
 
     def _key(self, key: bytes) -> str:
         return self.prefix + key.hex()

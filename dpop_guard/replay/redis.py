@@ -48,6 +48,7 @@ class RedisReplayStore:
     :param client: from :func:`dpop_guard._redis.redis_client` (a ``Redis`` or a
         ``RedisCluster``).
     :param command_timeout: seconds for one round trip (a batch: send and every reply).
+    :param connect_timeout: seconds for a cluster client's first discovery of the cluster.
     :param prefix: key prefix, to share a Redis with other uses.
     """
 
@@ -57,13 +58,15 @@ class RedisReplayStore:
         *,
         prefix: str = DEFAULT_PREFIX,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         self.client = client
         self.prefix = prefix
         # Replay keys are 64 hex digits, so this name never collides with one.
         self.epoch_key = prefix + "epoch"
-        self.batcher = Batcher(client, timeout=command_timeout)
+        self.batcher = Batcher(client, timeout=command_timeout, connect_timeout=connect_timeout)
         self._epoch_read: Final = ("GET", self.epoch_key)
+        self._started: int | None = None  # the epoch this store last started (logged)
 
     @classmethod
     def from_url(
@@ -82,7 +85,9 @@ class RedisReplayStore:
         client = redis_client(
             url, connect_timeout=connect_timeout, command_timeout=command_timeout, **options
         )
-        return cls(client, prefix=prefix, command_timeout=command_timeout)
+        return cls(
+            client, prefix=prefix, command_timeout=command_timeout, connect_timeout=connect_timeout
+        )
 
     def _set(self, key: str, ttl: int) -> asyncio.Future[Any]:
         return self.batcher.submit(("SET", self.prefix + key, b"1", "NX", "PX", ttl * 1000))
@@ -95,17 +100,25 @@ class RedisReplayStore:
         """Record ``key`` and read the epoch marker in one round trip: the concurrent
         calls of one event-loop tick share one pipeline of their ``SET NX`` commands and
         one ``GET`` of the marker (independent single-key commands, not a transaction,
-        so Redis Cluster works). Only when the marker is missing do two more commands
-        follow: ``SET NX`` of ``now``, and a ``GET`` if another worker won that race."""
+        so Redis Cluster works). Only when the marker is missing does a second round trip
+        follow: ``SET NX`` of ``now`` and a ``GET`` of the marker (shared by the callers
+        that found it missing), whose value is the epoch if another worker won."""
         added = self._set(key, ttl)
         marker_read = self.batcher.submit(self._epoch_read, shared=True)
         first = _added(await added)
         marker = _reply(await marker_read)
         if marker is None:
-            won, marker = await self.batcher.execute(
-                [("SET", self.epoch_key, str(now).encode(), "NX"), self._epoch_read]
+            # Every caller of the tick that found it missing: one SET NX per distinct
+            # ``now`` (the first wins) and one GET after it, in one round trip.
+            start = self.batcher.submit(
+                ("SET", self.epoch_key, str(now).encode(), "NX"), shared=True
             )
+            reread = self.batcher.submit(self._epoch_read, shared=True)
+            won, marker = await start, await reread
             if _reply(won):
+                if self._started == now:  # the callers of one batch share one start
+                    return first, now
+                self._started = now
                 logger.warning(
                     "dpop_guard: the replay store has no epoch marker (first use, or it "
                     "lost its memory); proofs issued before now are refused",

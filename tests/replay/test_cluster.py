@@ -52,7 +52,7 @@ class TestClusterReplayStore:
     async def test_epoch_and_batch(self, cluster: RedisCluster) -> None:
         """One batch spread over the three primaries: each command goes to its key's node,
         and every caller reads the one epoch marker."""
-        store = RedisReplayStore.from_url(cluster.url)
+        store = RedisReplayStore.from_url(cluster.url, command_timeout=3)
         results: list[tuple[bool, int]] = []
 
         async def attempt(key: str) -> None:
@@ -67,18 +67,21 @@ class TestClusterReplayStore:
 
     async def test_fleet_race(self, cluster: RedisCluster) -> None:
         """40 concurrent copies of one proof over 4 stores (4 workers): exactly one wins."""
-        stores = [RedisReplayStore.from_url(cluster.url) for _ in range(4)]
+        # A generous budget: this test is about atomicity (see test_fleet.TestRedisCluster).
+        stores = [RedisReplayStore.from_url(cluster.url, command_timeout=3) for _ in range(4)]
         wins: list[bool] = []
 
         async def attempt(i: int) -> None:
             wins.append((await stores[i % 4].add_with_epoch("race", ttl=70, now=1000))[0])
 
-        async with anyio.create_task_group() as tg:
-            for i in range(40):
-                tg.start_soon(attempt, i)
+        try:
+            async with anyio.create_task_group() as tg:
+                for i in range(40):
+                    tg.start_soon(attempt, i)
+        finally:
+            for store in stores:
+                await store.aclose()
         assert wins.count(True) == 1 and len(wins) == 40
-        for store in stores:
-            await store.aclose()
 
 
 class TestClusterTokenCache:
