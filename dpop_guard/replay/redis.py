@@ -10,6 +10,12 @@ marker ``<prefix>epoch`` holds the second the store's memory began; it is writte
 it missing first writes a new one that every worker then reads. Run Redis with
 ``maxmemory-policy noeviction``: an evicted record reopens its proof, and an evicting
 policy could drop records while keeping the marker.
+
+Redis Cluster (``redis+cluster://``): the marker is one key, on one primary. It detects the
+loss of that primary's memory, not of another's: a primary that restarts empty, or fails
+over to a replica that lagged, forgets its records while the marker stays. Run a cluster
+with persistence (``appendonly yes``) and replicas, or a single Redis. While the marker's
+primary is down every request fails closed (each batch reads the marker).
 """
 
 from __future__ import annotations
