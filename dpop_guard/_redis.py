@@ -224,7 +224,7 @@ class Batcher:
         self.round_trips += 1
         pool = self.client.connection_pool
         async with asyncio.timeout(self.timeout):
-            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            connection = await pool.get_connection("PIPELINE")  # type: ignore[no-untyped-call]
             try:
                 if _closed_by_server(connection):
                     # A fresh socket, before a byte of the batch was written.
@@ -236,7 +236,7 @@ class Batcher:
                 replies: list[Any] = []
                 for _ in commands:
                     try:
-                        replies.append(await connection.read_response(timeout=math.inf))
+                        replies.append(await connection.read_response(timeout=self.timeout))
                     except redis.ResponseError as exc:
                         replies.append(exc)
                 return replies
