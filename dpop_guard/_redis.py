@@ -10,7 +10,7 @@ cluster from them and follows ``MOVED`` redirections.
 from __future__ import annotations
 
 import asyncio
-import math
+import inspect
 from collections.abc import Sequence
 from typing import Any, Final, TypeAlias
 from urllib.parse import urlsplit
@@ -224,7 +224,7 @@ class Batcher:
         self.round_trips += 1
         pool = self.client.connection_pool
         async with asyncio.timeout(self.timeout):
-            connection = await pool.get_connection("PIPELINE")  # type: ignore[no-untyped-call]
+            connection = await pool.get_connection(*_POOL_ARGS)  # type: ignore[no-untyped-call]
             try:
                 if _closed_by_server(connection):
                     # A fresh socket, before a byte of the batch was written.
@@ -245,6 +245,19 @@ class Batcher:
                 raise
             finally:
                 await pool.release(connection)
+
+
+def _pool_args() -> tuple[str, ...]:
+    # redis-py before 5.3 requires a command name (unused for a plain pool); later
+    # versions deprecate passing one.
+    parameter = inspect.signature(redis.ConnectionPool.get_connection).parameters.get(
+        "command_name"
+    )
+    required = parameter is not None and parameter.default is inspect.Parameter.empty
+    return ("PIPELINE",) if required else ()
+
+
+_POOL_ARGS: Final = _pool_args()
 
 
 def _closed_by_server(connection: Any) -> bool:
