@@ -37,6 +37,13 @@ class RedisCluster:
         self._dir = tempfile.TemporaryDirectory(prefix="redis-cluster-")
 
     def start(self) -> RedisCluster:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # no server outlives a failed start
+            raise
+
+    def _start(self) -> RedisCluster:
         for port in self.ports:
             work = Path(self._dir.name) / str(port)
             work.mkdir()
