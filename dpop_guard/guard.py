@@ -82,7 +82,7 @@ DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
 
 
 def _is_redis_url(value: str) -> bool:
-    return urlsplit(value).scheme in ("redis", "rediss", "unix")
+    return urlsplit(value).scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

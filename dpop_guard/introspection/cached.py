@@ -60,6 +60,12 @@ logger = logging.getLogger("dpop_guard.introspection")
 DEFAULT_NEGATIVE_TTL: Final = 5.0
 MAX_NEGATIVE_TTL: Final = 60.0
 DEFAULT_TOKEN_CONCURRENCY: Final = 64
+FLEET_LOCK_TTL: Final = 2.0
+"""Seconds a fleet-wide lead on one token lasts if its holder never releases it."""
+FLEET_POLL_INTERVAL: Final = 0.01
+FLEET_POLLS: Final = 100
+"""Polls of the shared level by a worker that waits for another's answer (at most about
+one second), before it asks the introspector itself."""
 
 
 class SharedTokenCache(Protocol):
@@ -152,7 +158,10 @@ class CachingIntrospector:
       one client's needs); further calls wait first in, first out, so waiting is bounded
       and nobody starves.
     - With ``shared``, a miss asks the shared level before the inner introspector and
-      fills it after, so a fleet makes one round of calls per token per ``ttl``. An entry
+      fills it after, so a fleet makes one round of calls per token per ``ttl``. A shared
+      level that can lock (``claim``/``poll``/``release``, as RedisTokenCache) makes that
+      exact for concurrent misses too: one worker takes a short lock and asks, the others
+      poll the shared level for its answer (about a second at most, then they ask). An entry
       keeps its original deadline when copied between levels, so a revocation is never seen
       later than ``ttl`` after the first introspection. A failing shared level is skipped
       (logged), never trusted for more than it says: the binding check stays the same.
@@ -201,6 +210,7 @@ class CachingIntrospector:
             fresh if callable(fresh) else None
         )
         self.shared = shared
+        self.fleet_polls = FLEET_POLLS
         self.hits = 0
         self.misses = 0
         self.shared_hits = 0
@@ -303,6 +313,7 @@ class CachingIntrospector:
         if slots is None:
             slots = self._slots[key] = _Slots(anyio.CapacityLimiter(self.max_concurrent))
         slots.users += 1
+        led = False
         try:
             async with slots.limiter:
                 if not fresh:
@@ -313,6 +324,10 @@ class CachingIntrospector:
                 info = None if fresh else await self._from_shared(key)
                 if info is not None:
                     return info
+                if not fresh:
+                    led, info = await self._fleet_flight(key)
+                    if info is not None:
+                        return info
                 try:
                     info = await self.inner.introspect(token, request=request)
                 except InactiveToken as exc:
@@ -325,9 +340,54 @@ class CachingIntrospector:
                 await self._to_shared(key, info, deadline)
             return info
         finally:
+            if led:
+                await self._fleet_release(key)
             slots.users -= 1
             if slots.users == 0:
                 del self._slots[key]
+
+    async def _fleet_flight(self, key: bytes) -> tuple[bool, TokenInfo | None]:
+        """Single flight across the fleet, with a shared level that can lock (``claim``,
+        ``poll``, ``release``, as RedisTokenCache): ``(True, None)`` if this worker leads
+        (it calls the inner introspector, then releases); ``(False, info)`` if another
+        worker's answer arrived in the shared level; ``(False, None)`` to call the inner
+        introspector anyway: the lead released without an entry (it failed, or the token
+        is inactive: negative answers stay per process), the bounded wait ran out, or the
+        shared level failed."""
+        claim = getattr(self.shared, "claim", None)
+        poll = getattr(self.shared, "poll", None)
+        if claim is None or poll is None:
+            return False, None
+        try:
+            if await claim(key, ttl=FLEET_LOCK_TTL):
+                return True, None
+            for _ in range(self.fleet_polls):
+                await anyio.sleep(FLEET_POLL_INTERVAL)
+                found, held = await poll(key)
+                if found is not None:
+                    info, until = found
+                    if self._store(key, info, until) is not None:
+                        self.shared_hits += 1
+                        return False, info
+                if not held:
+                    break
+        except Exception as exc:
+            logger.warning(
+                "shared introspection cache unavailable: %s",
+                type(exc).__name__,
+                extra={"dpop_guard_reason": "shared_cache_error"},
+            )
+        return False, None
+
+    async def _fleet_release(self, key: bytes) -> None:
+        try:
+            await self.shared.release(key)  # type: ignore[union-attr]
+        except Exception as exc:  # the lock lapses by itself
+            logger.warning(
+                "shared introspection cache unavailable: %s",
+                type(exc).__name__,
+                extra={"dpop_guard_reason": "shared_cache_error"},
+            )
 
     def _remember_inactive(self, key: bytes, exc: InactiveToken) -> _Negative:
         negative = _Negative(

@@ -16,11 +16,11 @@ from typing import Any, Final
 from .._extras import missing_extra
 
 try:
-    import redis.asyncio as redis
+    import redis.asyncio  # noqa: F401 - fails early, with the extra named
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("redis", "dpop_guard.introspection.redis_cache") from _exc
 
-from .._redis import redis_client
+from .._redis import Batcher, Client, redis_client
 from . import TokenInfo
 
 __all__ = ["RedisTokenCache"]
@@ -65,12 +65,23 @@ def _decode(raw: bytes | str) -> tuple[TokenInfo, float] | None:
 class RedisTokenCache:
     """``get``/``set`` of cached token facts with a wall-clock deadline.
 
-    :param client: a ``redis.asyncio.Redis`` with bounded timeouts.
+    :param client: a ``redis.asyncio.Redis`` (or ``RedisCluster``, from a
+        ``redis+cluster://`` URL) with bounded timeouts.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        command_timeout: float = 0.25,
+        connect_timeout: float = 0.5,
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        # The reads of one event-loop tick share one round trip (a fleet's cold start is a
+        # burst of misses), and a connection the server closed is replaced, not failed.
+        self.batcher = Batcher(client, timeout=command_timeout, connect_timeout=connect_timeout)
 
     @classmethod
     def from_url(
@@ -87,19 +98,58 @@ class RedisTokenCache:
         client = redis_client(
             url, connect_timeout=connect_timeout, command_timeout=command_timeout, **options
         )
-        return cls(client, prefix=prefix)
+        return cls(
+            client, prefix=prefix, command_timeout=command_timeout, connect_timeout=connect_timeout
+        )
 
     def _key(self, key: bytes) -> str:
         return self.prefix + key.hex()
 
     async def get(self, key: bytes) -> tuple[TokenInfo, float] | None:
         """The facts and their wall-clock deadline, or ``None``."""
-        raw = await self.client.get(self._key(key))
+        raw = await self.batcher.submit(("GET", self._key(key)), shared=True)
+        if isinstance(raw, BaseException):
+            raise raw
         return None if raw is None else _decode(raw)
 
     async def set(self, key: bytes, info: TokenInfo, until: float, ttl: float) -> None:
         """Store ``info`` until ``until`` (epoch seconds), i.e. for ``ttl`` seconds."""
-        await self.client.set(self._key(key), _encode(info, until), px=max(1, int(ttl * 1000)))
+        (reply,) = await self.batcher.execute(
+            [("SET", self._key(key), _encode(info, until), "PX", max(1, int(ttl * 1000)))]
+        )
+        if isinstance(reply, BaseException):
+            raise reply
+
+    def _lock(self, key: bytes) -> str:
+        # Entry keys end in 64 hex digits, so this name never collides with one.
+        return self.prefix + "lock:" + key.hex()
+
+    async def claim(self, key: bytes, *, ttl: float) -> bool:
+        """Whether this worker leads the fleet's introspection of ``key``: a short
+        ``SET NX PX`` lock, which lapses by itself after ``ttl`` seconds if its holder
+        never releases it (a crash). Raises on any Redis failure."""
+        command = ("SET", self._lock(key), b"1", "NX", "PX", max(1, int(ttl * 1000)))
+        reply = await self.batcher.submit(command)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply is not None
+
+    async def release(self, key: bytes) -> None:
+        """End this worker's lead on ``key`` (its entry is written, or it failed)."""
+        (reply,) = await self.batcher.execute([("DEL", self._lock(key))])
+        if isinstance(reply, BaseException):
+            raise reply
+
+    async def poll(self, key: bytes) -> tuple[tuple[TokenInfo, float] | None, bool]:
+        """The entry for ``key`` (as :meth:`get`), and whether a lead still holds its
+        lock, in one round trip."""
+        entry = self.batcher.submit(("GET", self._key(key)), shared=True)
+        held = self.batcher.submit(("EXISTS", self._lock(key)), shared=True)
+        raw, locked = await entry, await held
+        for reply in (raw, locked):
+            if isinstance(reply, BaseException):
+                raise reply
+        return (None if raw is None else _decode(raw)), bool(locked)
 
     async def aclose(self) -> None:
         await self.client.aclose()
