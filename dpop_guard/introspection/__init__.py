@@ -21,9 +21,12 @@ __all__ = [
     "Lookup",
     "RequestFacts",
     "TokenInfo",
+    "aud_matches",
+    "audiences",
     "authorization_details_from",
     "freeze_json",
     "resources_from_env",
+    "standard_claims",
     "thaw_json",
     "validate_resources",
 ]
@@ -227,3 +230,56 @@ def resources_from_env(
         return validate_resources(value.split())
     except ValueError as exc:
         raise ValueError(f"{RESOURCES_ENV}: {exc}") from None
+
+
+def audiences(audience: str | None, resources: Sequence[str]) -> frozenset[str]:
+    """The identifiers a token's ``aud`` may name for this API: the configured
+    ``resources`` and the older single ``audience`` setting together."""
+    return frozenset(resources) | ({audience} if audience else frozenset())
+
+
+def aud_matches(aud: object, accepted: frozenset[str]) -> bool:
+    """Whether ``aud`` (a string or a list of strings) names one of ``accepted``; with
+    nothing configured, any ``aud`` passes."""
+    if not accepted:
+        return True
+    values = aud if isinstance(aud, list) else [aud]
+    return any(isinstance(v, str) and v in accepted for v in values)
+
+
+def standard_claims(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts an RFC 7662 answer or an RFC 9068 JWT carries beyond ``sub``, ``scope``,
+    ``exp`` and ``cnf.jkt``: ``cnf["x5t#S256"]`` (RFC 8705), ``acr`` and ``auth_time``
+    (RFC 9470, epoch seconds), ``authorization_details`` (RFC 9396) and ``aud`` as
+    :attr:`TokenInfo.resources`, as :class:`TokenInfo` keyword arguments.
+
+    :raises ValueError: a member of the wrong type.
+    """
+    cnf = data.get("cnf")
+    if cnf is not None and not isinstance(cnf, dict):
+        raise ValueError("cnf must be an object")
+    x5t = cnf.get("x5t#S256") if cnf else None
+    acr, auth_time, aud = data.get("acr"), data.get("auth_time"), data.get("aud")
+    if x5t is not None and not isinstance(x5t, str):
+        raise ValueError("cnf.x5t#S256 must be a string")
+    if acr is not None and not isinstance(acr, str):
+        raise ValueError("acr must be a string")
+    if auth_time is not None and (
+        not isinstance(auth_time, int) or isinstance(auth_time, bool) or auth_time < 0
+    ):
+        raise ValueError("auth_time must be epoch seconds")
+    if aud is None:
+        resources: tuple[str, ...] = ()
+    elif isinstance(aud, str):
+        resources = (aud,)
+    elif isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+        resources = tuple(aud)
+    else:
+        raise ValueError("aud must be a string or a list of strings")
+    return {
+        "x5t_s256": x5t or None,
+        "acr": acr or None,
+        "auth_time": auth_time,
+        "resources": resources,
+        "authorization_details": authorization_details_from(data.get("authorization_details")),
+    }

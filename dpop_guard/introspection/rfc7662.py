@@ -21,7 +21,16 @@ from joserfc import jwk as jose_jwk
 from joserfc import jwt as jose_jwt
 
 from .._env import EnvReader
-from . import InactiveToken, RequestFacts, TokenInfo
+from . import (
+    InactiveToken,
+    RequestFacts,
+    TokenInfo,
+    aud_matches,
+    audiences,
+    resources_from_env,
+    standard_claims,
+    validate_resources,
+)
 from ._breaker import (
     DEFAULT_BREAKER,
     BreakerOption,
@@ -51,7 +60,9 @@ class RFC7662Settings:
     :param client_id: the resource server's client id at the authorization server.
     :param client_secret: for ``client_secret_basic``.
     :param private_key: a private JWK (dict) for ``private_key_jwt``.
-    :param audience: if set, the token's ``aud`` must contain it.
+    :param audience: if set, the token's ``aud`` must contain it (the older, single-valued
+        spelling of ``resources``; both may be given, and either then matches).
+    :param resources: this API's RFC 8707 identifiers: the token's ``aud`` must name one.
     :param timeout: seconds per introspection in total.
     """
 
@@ -61,8 +72,10 @@ class RFC7662Settings:
     private_key: Mapping[str, Any] | None = field(default=None, repr=False)
     audience: str | None = None
     timeout: float = 5.0
+    resources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "resources", validate_resources(self.resources))
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url must be an absolute http(s) URL, got {self.url!r}")
@@ -80,14 +93,15 @@ class RFC7662Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RFC7662Settings:
         """``DPOP_GUARD_INTROSPECTION_URL``, ``_CLIENT_ID``, ``_CLIENT_SECRET`` or
-        ``_PRIVATE_KEY`` (a JWK as JSON), ``_AUDIENCE``, and ``DPOP_GUARD_AUTHLETE_TIMEOUT``'s
-        sibling ``DPOP_GUARD_INTROSPECTION_TIMEOUT``.
+        ``_PRIVATE_KEY`` (a JWK as JSON), ``_AUDIENCE``, ``DPOP_GUARD_AUTHLETE_TIMEOUT``'s
+        sibling ``DPOP_GUARD_INTROSPECTION_TIMEOUT``, and ``DPOP_GUARD_RESOURCES``.
 
         :raises ValueError: naming what is missing or wrong (never a secret's value).
         """
         env = EnvReader(environ, "DPOP_GUARD_INTROSPECTION_")
         private_key = env.json_object("PRIVATE_KEY", what="a JWK in JSON", secret=True)
         timeout = env.number("TIMEOUT", 5.0)
+        resources = resources_from_env(environ)
         try:
             return cls(
                 url=env.text("URL") or "",
@@ -96,6 +110,7 @@ class RFC7662Settings:
                 private_key=private_key,
                 audience=env.text("AUDIENCE"),
                 timeout=timeout,
+                resources=resources,
             )
         except ValueError as exc:
             raise ValueError(f"{env.prefix}*: {exc}") from None
@@ -123,6 +138,7 @@ class RFC7662Introspector:
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self.breaker = breaker_from(breaker)
+        self._audiences = audiences(settings.audience, settings.resources)
         self._key = (
             jose_jwk.import_key(dict(settings.private_key))
             if settings.private_key is not None
@@ -184,20 +200,28 @@ class RFC7662Introspector:
             raise _unavailable("introspection_bad_response", exc) from exc
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("introspection_bad_response")
-        return token_info_from(data, self.settings.audience)
+        return token_info_from(data, self._audiences)
 
 
-def token_info_from(data: dict[str, Any], audience: str | None) -> TokenInfo:
-    """The facts in an RFC 7662 answer (``active`` already known to be a bool)."""
+def token_info_from(
+    data: dict[str, Any], audience: str | frozenset[str] | None, *, prefix: str = "introspection"
+) -> TokenInfo:
+    """The facts in an RFC 7662 answer (``active`` already known to be a bool).
+
+    :param audience: the identifiers ``aud`` must name one of (a single one, or none: no
+        check).
+    """
     if not data["active"]:
         raise InactiveToken("introspection_inactive", "The access token is not active.")
-    if audience is not None:
-        aud = data.get("aud")
-        auds = aud if isinstance(aud, list) else [aud]
-        if audience not in auds:
-            raise InactiveToken(
-                "introspection_audience", "The access token is not meant for this resource."
-            )
+    accepted = audience if isinstance(audience, frozenset) else audiences(audience, ())
+    if not aud_matches(data.get("aud"), accepted):
+        raise InactiveToken(
+            "introspection_audience", "The access token is not meant for this resource."
+        )
+    try:
+        extra = standard_claims(data)
+    except ValueError as exc:
+        raise _unavailable(f"{prefix}_bad_response", exc) from exc
     scope, exp, sub, client_id = (
         data.get("scope"),
         data.get("exp"),
@@ -220,6 +244,7 @@ def token_info_from(data: dict[str, Any], audience: str | None) -> TokenInfo:
         scopes=frozenset((scope or "").split()),
         expires_at=exp,
         jkt=jkt,
+        **extra,
     )
 
 
@@ -244,6 +269,8 @@ class AuthleteStandardIntrospector:
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self.audience = audience
+        # The same resources as the Authlete introspector's, checked against ``aud``.
+        self._audiences = audiences(audience, settings.resources)
         self.breaker = breaker_from(breaker)
         self._url = settings.introspection_url + "/standard"
         self._headers = (
@@ -277,4 +304,4 @@ class AuthleteStandardIntrospector:
             raise _unavailable("authlete_bad_response", exc) from exc
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("authlete_bad_response")
-        return token_info_from(data, self.audience)
+        return token_info_from(data, self._audiences, prefix="authlete")
