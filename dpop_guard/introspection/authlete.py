@@ -193,13 +193,16 @@ class AuthleteSettings:
         return f"Bearer {self.access_token}"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> AuthleteSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, default_resources: tuple[str, ...] = ()
+    ) -> AuthleteSettings:
         """Read Authlete's own variable names: ``AUTHLETE_BASE_URL``,
         ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``,
         ``AUTHLETE_SERVICE_APISECRET``, ``AUTHLETE_SERVICE_ACCESSTOKEN``, plus our
-        ``DPOP_GUARD_AUTHLETE_TIMEOUT`` and ``DPOP_GUARD_RESOURCES`` (no default here; the
-        builder supplies the public URL). Values are read by :class:`~dpop_guard._env.EnvReader`
-        (stripped; control characters and non-finite numbers refused).
+        ``DPOP_GUARD_AUTHLETE_TIMEOUT`` and ``DPOP_GUARD_RESOURCES`` (unset:
+        ``default_resources``, which the builder sets to the public URL). Values are read
+        by :class:`~dpop_guard._env.EnvReader` (stripped; control characters and non-finite
+        numbers refused).
 
         :raises ValueError: naming what is missing or wrong (never a secret's value).
         """
@@ -210,7 +213,7 @@ class AuthleteSettings:
             "AUTHLETE_TIMEOUT", DEFAULT_AUTHLETE_TIMEOUT
         )
         version = env.text("API_VERSION", "V3")
-        resources = resources_from_env(environ)
+        resources = resources_from_env(environ, default=default_resources)
         try:
             return cls(
                 base_url=base_url,

@@ -88,10 +88,13 @@ class JWTAccessTokenSettings:
     resources: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> JWTAccessTokenSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, default_resources: tuple[str, ...] = ()
+    ) -> JWTAccessTokenSettings:
         """``DPOP_GUARD_JWT_ISSUER``, ``_AUDIENCE``, ``_JWKS_URI`` (default: the issuer's
         ``/jwks``), ``_ALGORITHMS`` (space-separated), ``_REVOCATION_PATHS``, and
-        ``DPOP_GUARD_RESOURCES``.
+        ``DPOP_GUARD_RESOURCES`` (unset: ``default_resources`` unless ``_AUDIENCE`` is set,
+        so an existing configuration keeps its meaning).
 
         :raises ValueError: naming what is missing or wrong.
         """
@@ -102,11 +105,14 @@ class JWTAccessTokenSettings:
             extra["algorithms"] = algorithms
         if paths := env.items("REVOCATION_PATHS"):
             extra["revocation_paths"] = paths
-        extra["resources"] = resources_from_env(environ)
+        audience = env.text("AUDIENCE") or ""
+        extra["resources"] = resources_from_env(
+            environ, default=() if audience else default_resources
+        )
         try:
             return cls(
                 issuer=issuer,
-                audience=env.text("AUDIENCE") or "",
+                audience=audience,
                 jwks_uri=env.text("JWKS_URI") or issuer.rstrip("/") + "/jwks",
                 **extra,
             )

@@ -91,24 +91,29 @@ class RFC7662Settings:
         return "client_secret_basic" if self.client_secret is not None else "private_key_jwt"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> RFC7662Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, default_resources: tuple[str, ...] = ()
+    ) -> RFC7662Settings:
         """``DPOP_GUARD_INTROSPECTION_URL``, ``_CLIENT_ID``, ``_CLIENT_SECRET`` or
         ``_PRIVATE_KEY`` (a JWK as JSON), ``_AUDIENCE``, ``DPOP_GUARD_AUTHLETE_TIMEOUT``'s
-        sibling ``DPOP_GUARD_INTROSPECTION_TIMEOUT``, and ``DPOP_GUARD_RESOURCES``.
+        sibling ``DPOP_GUARD_INTROSPECTION_TIMEOUT``, and ``DPOP_GUARD_RESOURCES`` (unset:
+        ``default_resources`` unless ``_AUDIENCE`` is set, so an existing configuration
+        keeps its meaning).
 
         :raises ValueError: naming what is missing or wrong (never a secret's value).
         """
         env = EnvReader(environ, "DPOP_GUARD_INTROSPECTION_")
         private_key = env.json_object("PRIVATE_KEY", what="a JWK in JSON", secret=True)
         timeout = env.number("TIMEOUT", 5.0)
-        resources = resources_from_env(environ)
+        audience = env.text("AUDIENCE")
+        resources = resources_from_env(environ, default=() if audience else default_resources)
         try:
             return cls(
                 url=env.text("URL") or "",
                 client_id=env.text("CLIENT_ID") or "",
                 client_secret=env.text("CLIENT_SECRET", secret=True),
                 private_key=private_key,
-                audience=env.text("AUDIENCE"),
+                audience=audience,
                 timeout=timeout,
                 resources=resources,
             )
