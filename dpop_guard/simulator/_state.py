@@ -123,6 +123,16 @@ class SimulatorState:
         until cleared; ``latency`` delays every answer."""
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}")
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= 1_000_000
+        ):
+            raise ValueError("count must be a whole number from 1 to 1000000")
+        if latency is not None and (
+            isinstance(latency, bool)
+            or not isinstance(latency, int | float)
+            or not 0 <= latency <= 60  # also refuses nan
+        ):
+            raise ValueError("latency must be a number of seconds from 0 to 60")
         self.fault, self.fault_remaining = fault, count
         if latency is not None:
             self.latency = latency
