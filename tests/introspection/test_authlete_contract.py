@@ -168,6 +168,17 @@ class TestResources:
         sent = sorted(sim.state.log, key=lambda e: "dpop_sha256" in e)
         assert "resources" not in sent[0] and sent[1]["resources"] == [OURS]
 
+    async def test_token_without_resources_is_not_restricted(
+        self, sim: Sim, http: AsyncioHTTPClient, version: str
+    ) -> None:
+        """A token issued without resource indicators passes (the simulator's reading of
+        Authlete, [U]): so the public-URL default cannot lock out existing tokens."""
+        token = sim.state.create_token(subject="alice", scopes=["s"])
+        info = await client(sim, http, version, resources=(OURS,)).introspect(
+            token, request=bearer_facts()
+        )
+        assert info.resources == ()
+
     async def test_no_resources_configured_sends_none(
         self, sim: Sim, http: AsyncioHTTPClient
     ) -> None:
@@ -370,6 +381,16 @@ class TestAuthleteNonces:
         retry = dpop_facts(sim, signer, token, nonce=info.value.nonce)
         assert (await cache.introspect(token, request=retry)).jkt == signer.jkt
         assert cache.negative_hits == 0 and retry.lookup.cache_hit is False
+
+    async def test_unknown_token_with_a_nonce_stays_inactive(
+        self, sim: Sim, http: AsyncioHTTPClient, signer: ProofSigner
+    ) -> None:
+        """With nonces required every answer carries dpopNonce; an unknown token is still
+        an inactive token, not a request to retry with the nonce."""
+        self.require_nonces(sim)
+        facts = dpop_facts(sim, signer, "no-such-token")
+        with pytest.raises(InactiveToken):
+            await client(sim, http, "V3").introspect("no-such-token", request=facts)
 
     async def test_no_nonce_when_not_required(
         self, sim: Sim, http: AsyncioHTTPClient, signer: ProofSigner
