@@ -21,6 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from ._app import create_simulator_app
 from ._state import (
@@ -56,28 +57,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
     parser.add_argument(
         "--tokens",
-        help="a JSON list of {subject, scopes, jkt?, lifetime?, token?} to issue at start",
+        help=(
+            "a JSON list of {subject, scopes, jkt?, x5t_s256?, resources?, acr?, lifetime?, "
+            "token?} to issue at start"
+        ),
     )
 
 
 def seed(state: SimulatorState, entries: list[dict[str, object]]) -> list[str]:
-    """Issue a token per entry (``subject``, ``scopes``, ``jkt``, ``lifetime``, and an
-    optional fixed ``token`` value for reproducible scripts); returns the tokens."""
+    """Issue a token per entry (``subject``, ``scopes``, ``jkt``, ``x5t_s256`` (a
+    certificate binding), ``resources``, ``acr``, ``lifetime``, and an optional fixed
+    ``token`` value for reproducible scripts); returns the tokens."""
     issued: list[str] = []
     for entry in entries:
-        subject, jkt = entry.get("subject"), entry.get("jkt")
-        scopes = entry.get("scopes", [])
+        subject, jkt, x5t = entry.get("subject"), entry.get("jkt"), entry.get("x5t_s256")
+        scopes, resources = entry.get("scopes", []), entry.get("resources", [])
+        acr = entry.get("acr")
         lifetime = entry.get("lifetime", 3600)
         if not (
-            (subject is None or isinstance(subject, str))
-            and (jkt is None or isinstance(jkt, str))
+            all(v is None or isinstance(v, str) for v in (subject, jkt, x5t, acr))
             and isinstance(scopes, list)
             and all(isinstance(s, str) for s in scopes)
+            and isinstance(resources, list)
+            and all(isinstance(r, str) for r in resources)
             and isinstance(lifetime, int | float)
         ):
-            raise ValueError("each token entry needs string subject/jkt, a list of scopes")
+            raise ValueError(
+                "each token entry needs string subject/jkt/x5t_s256/acr, lists of scopes "
+                "and resources"
+            )
+        strings = cast("tuple[str | None, ...]", (subject, jkt, x5t, acr))
         token = state.create_token(
-            subject=subject, scopes=scopes, lifetime=float(lifetime), jkt=jkt
+            subject=strings[0],
+            scopes=scopes,
+            lifetime=float(lifetime),
+            jkt=strings[1],
+            x5t_s256=strings[2],
+            resources=resources,
+            acr=strings[3],
         )
         fixed = entry.get("token")
         if isinstance(fixed, str) and fixed:

@@ -303,8 +303,29 @@ class TestSeed:
         assert state.tokens["fixed-1"].subject == "alice" and state.tokens["fixed-1"].jkt == "j"
         assert state.tokens[issued[1]].subject is None
 
+    def test_seeds_certificate_bound_tokens(self) -> None:
+        """An entry may bind the token to a certificate and give resources and acr."""
+        from dpop_guard.simulator import seed
+
+        state = SimulatorState()
+        (token,) = seed(
+            state,
+            [{"subject": "a", "scopes": [], "x5t_s256": "X" * 43, "resources": ["https://rs"]}],
+        )
+        record = state.tokens[token]
+        assert (record.x5t_s256, record.resources, record.acr) == ("X" * 43, ("https://rs",), None)
+
     @pytest.mark.parametrize(
-        "entry", [{"subject": 1}, {"scopes": "a b"}, {"scopes": [1]}, {"lifetime": "x"}]
+        "entry",
+        [
+            {"subject": 1},
+            {"scopes": "a b"},
+            {"scopes": [1]},
+            {"lifetime": "x"},
+            {"x5t_s256": 5},
+            {"resources": "https://rs"},
+            {"acr": ["a"]},
+        ],
     )
     def test_refuses_bad_entries(self, entry: dict[str, object]) -> None:
         """A malformed entry is refused before anything is issued."""
