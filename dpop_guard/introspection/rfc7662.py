@@ -124,8 +124,11 @@ class RFC7662Settings:
 class RFC7662Introspector:
     """Introspect with a standard RFC 7662 endpoint.
 
-    ``active: false`` is 401 ``invalid_token``; an answer for a token whose ``aud`` lacks the
-    configured audience likewise. ``cnf.jkt`` becomes :attr:`TokenInfo.jkt`. Outages (a
+    ``active: false`` is 401 ``invalid_token``; an answer for a token whose ``aud`` names
+    none of the configured resources (or the older ``audience``) likewise. ``cnf.jkt``
+    becomes :attr:`TokenInfo.jkt`, ``cnf["x5t#S256"]`` :attr:`TokenInfo.x5t_s256`; ``acr``,
+    ``auth_time`` and ``authorization_details`` are kept. A member of the wrong type is the
+    server's fault: :class:`IntrospectionUnavailable`, never read as "unbound". Outages (a
     non-200, a timeout, garbage) are :class:`IntrospectionUnavailable`, behind the same
     circuit breaker as the Authlete client.
 
