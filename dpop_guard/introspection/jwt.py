@@ -146,8 +146,8 @@ class JWTAccessTokenValidator:
     ``cnf.jkt`` and ``cnf["x5t#S256"]`` (the RFC 8705 certificate binding), ``acr`` and
     ``auth_time`` (RFC 9470), ``authorization_details`` (RFC 9396) and ``aud`` (as
     :attr:`TokenInfo.resources`). ``aud`` must name one of ``settings.resources`` or
-    ``settings.audience``; a claim of the wrong type makes the token invalid. Failures are 401 ``invalid_token``; a JWKS that cannot be fetched when it is
-    needed is a 503.
+    ``settings.audience``; a claim of the wrong type makes the token invalid. Failures are
+    401 ``invalid_token``; a JWKS that cannot be fetched when it is needed is a 503.
 
     :param client: an ``httpx.AsyncClient`` for the (rare) JWKS fetches.
     :param revocation: an introspector asked as well on ``settings.revocation_paths``.
