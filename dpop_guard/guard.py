@@ -474,17 +474,20 @@ def from_env(
             _require("redis", "redis", f"{ENV_PREFIX}{name}={urlsplit(url).scheme}://...")
 
     # 2. The introspector for the mode (its own settings are read first, then it opens).
-    # DPOP_GUARD_RESOURCES (RFC 8707 audience) defaults to the public URL: this API's name.
+    # DPOP_GUARD_RESOURCES (RFC 8707 audience) defaults to the public URL, this API's name,
+    # where the default cannot lock out tokens issued without one: Authlete lets a token
+    # without resources through, and RFC 9068 makes aud mandatory in JWTs. RFC 7662's aud
+    # is optional (many servers omit it), so there it is checked only when configured.
     mode = stores.introspection
-    resources = (settings.public_url,) if settings.public_url else ()
+    public = (settings.public_url,) if settings.public_url else ()
     if mode == "jwt":
-        chain = _jwt(env, resources)
+        chain = _jwt(env, public)
     elif mode == "rfc7662":
-        chain = _rfc7662(env, resources)
+        chain = _rfc7662(env, ())
     else:
         chain = _authlete(
             env,
-            resources,
+            public if mode == "authlete" else (),
             standard=mode == "authlete-standard",
             embedded=stores.development_simulator,
         )

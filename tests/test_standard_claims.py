@@ -258,7 +258,8 @@ class TestResourcesSetting:
             validate_resources([value])
 
     def test_builder_defaults_to_the_public_url(self) -> None:
-        """from_env: unset resources become the public URL, in every mode."""
+        """from_env: unset resources become the public URL for Authlete and JWT; not for
+        the RFC 7662 modes, whose aud is optional (an upgrade must not lock tokens out)."""
         import dpop_guard
 
         base = {
@@ -276,6 +277,10 @@ class TestResourcesSetting:
         }
         jwt_guard = dpop_guard.from_env(environ=jwt_env)
         assert jwt_guard.upstream.settings.resources == ("https://api.bank.test",)  # type: ignore[attr-defined]
+        standard = dpop_guard.from_env(
+            environ=base | {"DPOP_GUARD_INTROSPECTION": "authlete-standard"}
+        )
+        assert standard.upstream.settings.resources == ()  # type: ignore[attr-defined]
         legacy = dpop_guard.from_env(environ=jwt_env | {"DPOP_GUARD_JWT_AUDIENCE": OTHER})
         assert legacy.upstream.settings.resources == ()  # type: ignore[attr-defined]
         assert legacy.upstream.settings.audience == OTHER  # type: ignore[attr-defined]
