@@ -41,7 +41,9 @@ raises :class:`UseDPoPNonce` with that nonce, which the middleware sends as the 
 ``DPoP-Nonce`` of a 401 ``use_dpop_nonce`` challenge; on ``OK`` the next nonce is put in
 ``request.lookup.dpop_nonce``. Neither is cached. Authlete checks its nonce only on a
 miss: on a cache hit no Authlete nonce is checked (the middleware's own nonces, where a
-route requires them, are checked on every request).
+route requires them, are checked on every request). Use one source per route, not both: a
+proof carries one ``nonce``, and Authlete's and the middleware's are different values, so
+a route requiring both could never be satisfied.
 """
 
 from __future__ import annotations
