@@ -21,7 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from ._app import create_simulator_app
 from ._state import (
@@ -43,6 +43,7 @@ __all__ = [
     "SimToken",
     "SimulatorState",
     "add_arguments",
+    "build",
     "create_simulator_app",
     "main",
     "seed",
@@ -55,6 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
+    parser.add_argument(
+        "--dpop-nonce-required",
+        action="store_true",
+        help="the service's dpopNonceRequired: DPoP-bound tokens need Authlete's nonce",
+    )
+    parser.add_argument(
+        "--dpop-nonce-duration", type=int, default=60, help="seconds each nonce is current"
+    )
     parser.add_argument(
         "--tokens",
         help=(
@@ -104,11 +113,23 @@ def seed(state: SimulatorState, entries: list[dict[str, object]]) -> list[str]:
     return issued
 
 
+def build(args: argparse.Namespace) -> tuple[SimulatorState, Any]:
+    """The state and ASGI app the parsed command-line ``args`` describe."""
+    from ._authorization import AuthorizationService, SimService
+
+    state = SimulatorState(latency=args.latency)
+    service = SimService(
+        dpop_nonce_required=args.dpop_nonce_required,
+        dpop_nonce_duration=args.dpop_nonce_duration,
+    )
+    return state, create_simulator_app(state, AuthorizationService(service=service))
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve the simulator with the parsed ``args`` until interrupted."""
     import uvicorn
 
-    state = SimulatorState(latency=args.latency)
+    state, app = build(args)
     if args.tokens:
         entries = json.loads(Path(args.tokens).read_text())
         for entry, token in zip(entries, seed(state, entries), strict=True):
@@ -120,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(create_simulator_app(state), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

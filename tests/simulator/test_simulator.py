@@ -423,3 +423,31 @@ class TestWaveTwoShape:
         retry = make_proof(signer, htu=htu, access_token=token, claims={"nonce": data["dpopNonce"]})
         ok = await self.post(http, body | {"dpop": retry, "dpopNonceRequired": True})
         assert ok["action"] == "OK" and ok["dpopNonce"]
+
+
+class TestCommandLine:
+    async def test_nonce_options(self) -> None:
+        """--dpop-nonce-required and --dpop-nonce-duration set the service: answers for a
+        DPoP-bound token's proof without a nonce ask for one."""
+        import argparse
+
+        from dpop_guard.simulator import add_arguments, build
+
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        args = parser.parse_args(["--dpop-nonce-required", "--dpop-nonce-duration", "30"])
+        state, app = build(args)
+        assert app.state.authorization.service.dpop_nonce_duration == 30
+        signer = ProofSigner.generate("ES256")
+        token = state.create_token(subject="a", scopes=[], jkt=signer.jkt)
+        htu = "https://rs/accounts"
+        body = {
+            "token": token,
+            "dpop": make_proof(signer, htu=htu, access_token=token),
+            "htm": "GET",
+            "htu": htu,
+        }
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
+            data = (await http.post(V3_PATH, json=body, headers=V3_AUTH)).json()
+        assert data["action"] == "UNAUTHORIZED" and data["dpopNonce"]
