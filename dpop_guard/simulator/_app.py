@@ -495,9 +495,15 @@ class _Simulator:
     def _step_up(record: SimToken, body: dict[str, Any], now: float) -> str | None:
         """RFC 9470: why the token's authentication falls short, or ``None``."""
         acr_values = body.get("acrValues") or []
+        if isinstance(acr_values, str):  # a form body: space-separated, as scopes are
+            acr_values = acr_values.split()
+        if not isinstance(acr_values, list):
+            acr_values = [acr_values]
         if acr_values and record.acr not in acr_values:
             return "The authentication context of the access token is not acceptable."
         max_age = body.get("maxAge")
+        if isinstance(max_age, str) and max_age.isascii() and max_age.isdigit():
+            max_age = int(max_age[:9])  # a form body; bounded before int()
         if isinstance(max_age, int) and not isinstance(max_age, bool) and max_age > 0:
             if record.auth_time is None or now - record.auth_time > max_age:
                 return "The user authentication of the access token is too old."

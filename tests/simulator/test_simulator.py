@@ -451,3 +451,19 @@ class TestCommandLine:
         async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
             data = (await http.post(V3_PATH, json=body, headers=V3_AUTH)).json()
         assert data["action"] == "UNAUTHORIZED" and data["dpopNonce"]
+
+
+class TestFormStepUp:
+    async def test_form_encoded_step_up(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """In a form body acrValues is space-separated (never a substring match) and
+        maxAge a number."""
+        token = simulator.create_token(subject="a", scopes=[], acr="high", auth_time=1)
+        for form in ({"acrValues": "higher"}, {"acrValues": "high", "maxAge": "60"}):
+            response = await http.post(V3_PATH, data={"token": token, **form}, headers=V3_AUTH)
+            assert response.json()["action"] == "UNAUTHORIZED", form
+        response = await http.post(
+            V3_PATH, data={"token": token, "acrValues": "low high"}, headers=V3_AUTH
+        )
+        assert response.json()["action"] == "OK"
