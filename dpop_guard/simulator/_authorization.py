@@ -1010,7 +1010,22 @@ class _Endpoints:
                     for k, v in body["service"].items()
                     if k in ("issuer", "token_endpoint", "pushed_auth_req_endpoint")
                 }
-                self.auth.service = replace(self.auth.service, **urls)
+                nonces = {
+                    k: v
+                    for k, v in body["service"].items()
+                    if k in ("dpop_nonce_required", "dpop_nonce_duration")
+                }
+                required, duration = (
+                    nonces.get("dpop_nonce_required"),
+                    nonces.get("dpop_nonce_duration"),
+                )
+                if not (required is None or isinstance(required, bool)) or not (
+                    duration is None
+                    or (isinstance(duration, int) and not isinstance(duration, bool))
+                ):
+                    raise TypeError("dpop_nonce_required is a boolean, dpop_nonce_duration seconds")
+                # replace() runs SimService's own range checks (ValueError on a bad value).
+                self.auth.service = replace(self.auth.service, **urls, **nonces)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return JSONResponse({"error": f"bad client: {type(exc).__name__}"}, status_code=400)
         self.auth.register(client)

@@ -128,3 +128,34 @@ class TestFacts:
             "auth/authorization/issue", {"ticket": ticket, "subject": "alice", **bad}
         )
         assert issued["action"] == "INTERNAL_SERVER_ERROR"
+
+
+class TestServiceHook:
+    async def test_nonce_settings_over_http(
+        self, calls: AuthleteCalls, auth: AuthorizationService, signers: dict[str, ProofSigner]
+    ) -> None:
+        """The client-registration hook also sets the service's nonce requirement (for a
+        simulator run as a subprocess); wrong types or ranges are a 400."""
+        key = signers["ES256"]
+        client = {
+            "client_id": 4242,
+            "redirect_uris": ["https://app.example/cb"],
+            "jwks": {"keys": [dict(key.public_jwk)]},
+        }
+        hook = "/sim/authorization/clients"
+        ok = await calls.http.post(
+            hook,
+            json=client | {"service": {"dpop_nonce_required": True, "dpop_nonce_duration": 30}},
+            auth=_v2_auth(),
+        )
+        assert ok.status_code == 201, ok.text
+        assert (auth.service.dpop_nonce_required, auth.service.dpop_nonce_duration) == (True, 30)
+        for bad in ({"dpop_nonce_required": "yes"}, {"dpop_nonce_duration": 0}):
+            refused = await calls.http.post(hook, json=client | {"service": bad}, auth=_v2_auth())
+            assert refused.status_code == 400, bad
+
+
+def _v2_auth() -> tuple[str, str]:
+    from dpop_guard.simulator import DEFAULT_API_SECRET, DEFAULT_SERVICE_ID
+
+    return (DEFAULT_SERVICE_ID, DEFAULT_API_SECRET)
