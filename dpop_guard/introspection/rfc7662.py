@@ -21,6 +21,7 @@ from joserfc import jwk as jose_jwk
 from joserfc import jwt as jose_jwt
 
 from .._env import EnvReader
+from .._reasons import Upstream
 from . import (
     InactiveToken,
     RequestFacts,
@@ -36,6 +37,7 @@ from ._breaker import (
     BreakerOption,
     breaker_from,
     call_through,
+    outage,
     post,
 )
 from ._breaker import unavailable as _unavailable
@@ -212,7 +214,10 @@ class RFC7662Introspector:
 
 
 def token_info_from(
-    data: dict[str, Any], audience: str | frozenset[str] | None, *, prefix: str = "introspection"
+    data: dict[str, Any],
+    audience: str | frozenset[str] | None,
+    *,
+    prefix: Upstream = "introspection",
 ) -> TokenInfo:
     """The facts in an RFC 7662 answer (``active`` already known to be a bool).
 
@@ -229,7 +234,7 @@ def token_info_from(
     try:
         extra = standard_claims(data)
     except ValueError as exc:
-        raise _unavailable(f"{prefix}_bad_response", exc) from exc
+        raise _unavailable(outage(prefix, "bad_response"), exc) from exc
     scope, exp, sub, client_id = (
         data.get("scope"),
         data.get("exp"),

@@ -153,7 +153,7 @@ class TestCachingIntrospector:
 
     async def test_outages_not_cached(self) -> None:
         """An outage is not remembered either."""
-        inner = Scripted(IntrospectionUnavailable("authlete_http_500"), info())
+        inner = Scripted(IntrospectionUnavailable("authlete_http_error"), info())
         cache = CachingIntrospector(inner, ttl=60)
         with pytest.raises(IntrospectionUnavailable):
             await cache.introspect("t", request=FACTS)
