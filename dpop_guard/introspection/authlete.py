@@ -61,13 +61,13 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from .. import errors as _errors
 from .._env import EnvReader
 from .._reasons import IntrospectionReason
 from ..challenges import parse_challenge
 from ..errors import (
     DPoPGuardError,
     InsufficientScope,
+    InsufficientUserAuthentication,
     IntrospectionUnavailable,
     InvalidDPoPProof,
     InvalidRequest,
@@ -120,11 +120,6 @@ _ERROR_CLASS: dict[str, type[DPoPGuardError]] = {
     "invalid_dpop_proof": InvalidDPoPProof,
     "use_dpop_nonce": UseDPoPNonce,
 }
-# RFC 9470's error, rendered by the middleware's InsufficientUserAuthentication (looked up
-# by name: it lives in errors.py, which the request-path side of the code base owns).
-_STEP_UP_CLASS: type[DPoPGuardError] | None = getattr(
-    _errors, "InsufficientUserAuthentication", None
-)
 _STEP_UP: Final = "insufficient_user_authentication"
 _RESOURCE_MISMATCH: Final = "invalid_target"
 # RFC 9449 section 8.1: the DPoP-Nonce value is 1*NQCHAR; bounded so it fits a header.
@@ -513,21 +508,13 @@ def _rejection(action: str, data: dict[str, Any], request: RequestFacts) -> DPoP
             challenge_params=extra,
         )
     if code == _STEP_UP:
-        if _STEP_UP_CLASS is None:  # pragma: no cover - until errors.py has the class
-            return InvalidToken(
-                "authlete_insufficient_user_authentication",
-                description,
-                status=401,
-                challenge_params=extra,
-            )
-        step_up: Any = _STEP_UP_CLASS
-        error: DPoPGuardError = step_up(
+        # RFC 9470: the challenge names the route's requirement, not Authlete's wording.
+        return InsufficientUserAuthentication(
             "authlete_insufficient_user_authentication",
             description,
             acr_values=request.acr_values,
             max_age=request.max_age,
         )
-        return error
     nonce = data.get("dpopNonce")
     if action == "UNAUTHORIZED" and nonce is not None:
         fresh = _nonce(nonce)

@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from dpop_guard import errors
 from dpop_guard.challenges import challenge_for
 from dpop_guard.client import ProofSigner
 from dpop_guard.errors import (
     DPoPGuardError,
     InsufficientScope,
+    InsufficientUserAuthentication,
     IntrospectionUnavailable,
     InvalidDPoPProof,
     InvalidRequest,
@@ -211,9 +211,9 @@ class TestStepUp:
         with pytest.raises(DPoPGuardError) as info:
             await client(sim, http, version).introspect(token, request=facts)
         assert not isinstance(info.value, InactiveToken)
-        assert info.value.error == getattr(
-            errors, "INSUFFICIENT_USER_AUTHENTICATION", "invalid_token"
-        )
+        assert isinstance(info.value, InsufficientUserAuthentication)
+        assert (info.value.status, info.value.error) == (401, "insufficient_user_authentication")
+        assert (info.value.acr_values, info.value.max_age) == (("urn:high",), None)
         assert info.value.reason == "authlete_insufficient_user_authentication"
         assert sim.state.log[-1]["acrValues"] == ["urn:high"]
 

@@ -24,9 +24,8 @@ from dpop_guard.simulator import (
 )
 from dpop_guard.simulator._authorization import AuthorizationService, SimService
 from dpop_guard.testing import make_proof
+from tests._support.harness import ORIGIN, inner_app
 from tests._support.servers import ServerThread
-
-from ..test_middleware import ORIGIN, inner_app
 
 URL = ORIGIN + "/accounts"
 
