@@ -88,6 +88,8 @@ class TestThroughTheMiddleware:
         assert first.headers["cache-control"] == "no-store"
         retry = await get(api, signer, token, nonce=nonces[0])
         assert retry.status_code == 200, retry.text
+        # Authlete's next nonce is relayed on the success, once.
+        assert len(retry.headers.get_list("dpop-nonce")) == 1
 
     async def test_token_for_another_api(
         self,
@@ -106,3 +108,71 @@ class TestThroughTheMiddleware:
         response = await get(api, signer, token)
         assert response.status_code == 401
         assert parse_challenge(response.headers["www-authenticate"])[1]["error"] == "invalid_token"
+
+
+class TLSFromTest:
+    """Sets the ASGI TLS extension's client chain the way a TLS-terminating server would,
+    from what the test chose for the next request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.chain: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope = dict(scope, extensions={"tls": {"client_cert_chain": list(self.chain)}})
+        await self.app(scope, receive, send)
+
+
+class TestCertificateBoundThroughTheMiddleware:
+    async def test_mtls_route_with_bearer(
+        self, simulator_url: str, simulator: SimulatorState
+    ) -> None:
+        """A certificate-bound token on Bearer: its certificate passes (Authlete checks it
+        on the miss), another client's or none is 401, and the cache hit compares the
+        thumbprint itself."""
+        from dpop_guard import Route
+        from dpop_guard.mtls import AsgiTlsCertificateSource
+        from tests._support.pki import PKI
+
+        pki = PKI.generate()
+        http = AsyncioHTTPClient()
+        settings = AuthleteSettings(
+            base_url=simulator_url,
+            api_version="V2",
+            api_key=DEFAULT_SERVICE_ID,
+            api_secret=DEFAULT_API_SECRET,
+        )
+        introspector = CachingIntrospector(AuthleteIntrospector(http, settings), ttl=60)
+        routes = (Route("/accounts", scopes=("read:accounts",), sender_constraint="mtls"),)
+        app = TLSFromTest(
+            DPoPGuardMiddleware(
+                inner_app(),
+                settings=GuardSettings(public_url=ORIGIN, routes=routes),
+                introspector=introspector,
+                certificate_source=AsgiTlsCertificateSource(),
+            )
+        )
+        token = simulator.create_token(
+            subject="alice", scopes=["read:accounts"], x5t_s256=pki.alice.x5t_s256
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
+                app.chain = [pki.bob.pem]
+                assert (await client.get("/accounts", headers=headers)).status_code == 401
+                app.chain = []
+                assert (await client.get("/accounts", headers=headers)).status_code == 401
+                app.chain = [pki.alice.pem]
+                first = await client.get("/accounts", headers=headers)
+                assert first.status_code == 200, first.text
+                calls = simulator.calls["auth/introspection"]
+                app.chain = [pki.bob.pem]
+                hit = await client.get("/accounts", headers=headers)
+                assert hit.status_code == 401
+                assert simulator.calls["auth/introspection"] == calls  # answered from cache
+                error = parse_challenge(hit.headers["www-authenticate"])[1]["error"]
+                assert error == "invalid_token"
+        finally:
+            await http.aclose()
