@@ -33,6 +33,9 @@ __all__ = [
 
 RESOURCES_ENV: Final = "DPOP_GUARD_RESOURCES"
 MAX_JSON_DEPTH: Final = 32
+# The confirmation members a binding is checked by: RFC 9449's key thumbprint and
+# RFC 8705's certificate thumbprint.
+_CHECKED_CONFIRMATIONS: Final = frozenset({"jkt", "x5t#S256"})
 
 
 @dataclass(slots=True)
@@ -258,6 +261,11 @@ def standard_claims(data: Mapping[str, Any]) -> dict[str, Any]:
     cnf = data.get("cnf")
     if cnf is not None and not isinstance(cnf, dict):
         raise ValueError("cnf must be an object")
+    if cnf and set(cnf) - _CHECKED_CONFIRMATIONS:
+        # RFC 7800 allows other confirmation methods (a "jwk", a "jku", ...). One we
+        # cannot check must not read as "unbound": that would serve a bound token to
+        # anyone who holds it.
+        raise ValueError("cnf holds a confirmation method that is not checked here")
     x5t = cnf.get("x5t#S256") if cnf else None
     acr, auth_time, aud = data.get("acr"), data.get("auth_time"), data.get("aud")
     if x5t is not None and not isinstance(x5t, str):
