@@ -21,14 +21,18 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("redis", "dpop_guard.introspection.redis_cache") from _exc
 
 from .._redis import Batcher, Client, redis_client
-from . import TokenInfo
+from . import TokenInfo, authorization_details_from, thaw_json
 
 __all__ = ["RedisTokenCache"]
 
-DEFAULT_PREFIX: Final = "dpop_guard:introspection:"
+# The version is part of the key: an entry written by a release that did not know a
+# field (v1 had no x5t_s256) can never be read back as "not bound to a certificate"
+# during a rolling upgrade; old and new processes simply do not share entries.
+DEFAULT_PREFIX: Final = "dpop_guard:introspection:v2:"
 
 
 def _encode(info: TokenInfo, until: float) -> bytes:
+    details = info.authorization_details
     return json.dumps(
         {
             "s": info.subject,
@@ -36,28 +40,66 @@ def _encode(info: TokenInfo, until: float) -> bytes:
             "sc": sorted(info.scopes),
             "e": info.expires_at,
             "j": info.jkt,
+            "x": info.x5t_s256,
+            "a": info.acr,
+            "t": info.auth_time,
+            "r": list(info.resources),
+            "d": None if details is None else thaw_json(details),
+            "g": info.grant_id,
+            "cc": list(info.consented_claims),
+            "al": info.client_id_alias,
             "u": until,
         },
         separators=(",", ":"),
     ).encode()
 
 
+def _str_or_none(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _strs(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def _decode(raw: bytes | str) -> tuple[TokenInfo, float] | None:
+    """An entry, or ``None`` for anything malformed or missing a field (never a
+    half-read entry: a missing ``x`` must not read as "unbound")."""
     try:
         data = json.loads(raw)
+        auth_time = data["t"]
+        if not (
+            _strs(data["sc"])
+            and _strs(data["r"])
+            and _strs(data["cc"])
+            and all(_str_or_none(data[k]) for k in ("s", "c", "j", "x", "a", "g", "al"))
+            and (
+                auth_time is None
+                or (isinstance(auth_time, int) and not isinstance(auth_time, bool))
+            )
+            and (
+                data["e"] is None
+                or (isinstance(data["e"], int) and not isinstance(data["e"], bool))
+            )
+        ):
+            return None
         info = TokenInfo(
             subject=data["s"],
             client_id=data["c"],
             scopes=frozenset(data["sc"]),
             expires_at=data["e"],
             jkt=data["j"],
+            x5t_s256=data["x"],
+            acr=data["a"],
+            auth_time=auth_time,
+            resources=tuple(data["r"]),
+            authorization_details=authorization_details_from(data["d"]),
+            grant_id=data["g"],
+            consented_claims=tuple(data["cc"]),
+            client_id_alias=data["al"],
         )
         until = float(data["u"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not all(isinstance(s, str) for s in info.scopes) or not (
-        info.jkt is None or isinstance(info.jkt, str)
-    ):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
     return info, until
 
