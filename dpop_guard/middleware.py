@@ -41,7 +41,7 @@ from .errors import (
     InvalidToken,
     ServiceUnavailable,
 )
-from .introspection import Introspector, RequestFacts, TokenInfo
+from .introspection import InactiveToken, Introspector, RequestFacts, TokenInfo
 from .metadata import metadata_endpoint
 from .metrics import Metrics
 from .nonce import NonceSource
@@ -92,8 +92,14 @@ class DPoPGuardMiddleware:
         self.app = app
         self.settings = settings = settings or GuardSettings()
         self.introspector = introspector
+        # A cache that answers a memory hit without a coroutine (CachingIntrospector).
+        cached = getattr(introspector, "cached_sync", None)
+        self._cached_sync: Callable[[str], TokenInfo | None] | None = (
+            cached if callable(cached) else None
+        )
         self.replay_store = default_replay_store(settings, replay_store)
         self.replay_guard = ReplayGuard(self.replay_store)
+        self._record_sync = self.replay_guard.record_sync if self.replay_guard.is_sync else None
         self.nonce_source = default_nonce_source(settings, nonce_source)
         self.metrics = metrics
         self.decisions = DecisionLog(metrics)
@@ -210,26 +216,37 @@ class DPoPGuardMiddleware:
         else:
             raw = select_proof(dpop)
             nonces = self.nonce_source if self.settings.nonce_required(route) else None
-            started = time.perf_counter()
+            timed = self.metrics is not None  # the timings go to metrics only
+            started = time.perf_counter() if timed else 0.0
             try:
                 proof = self.verifier.verify(
                     raw, method=method, url=htu, access_token=header.token, now=now, nonces=nonces
                 )
             finally:
-                trace.verification_seconds = time.perf_counter() - started
+                if timed:
+                    trace.verification_seconds = time.perf_counter() - started
             # Before introspection: a replayed proof must never cost an Authlete call.
-            await self.replay_guard.record(proof, now=now)
-            # Send the proof's own htu: it already matched the request URL locally, and
-            # it spares the server a second, possibly different, normalisation.
-            facts = RequestFacts(
-                method=method,
-                htu=proof.htu,
-                proof=raw,
-                jkt=proof.jkt,
-                path=path,
-                lookup=trace.lookup,
-            )
-            info = await self._introspect(header.token, facts, trace)
+            if self._record_sync is not None:
+                self._record_sync(proof, now=now)  # the memory store: no coroutine
+            else:
+                await self.replay_guard.record(proof, now=now)
+            # A memory hit is answered without a coroutine and without building the
+            # request facts; every check below runs on a hit exactly as on a miss.
+            info = None
+            if self._cached_sync is not None:
+                info = self._cached_hit(header.token, trace, timed)
+            if info is None:
+                # Send the proof's own htu: it already matched the request URL locally,
+                # and it spares the server a second, possibly different, normalisation.
+                facts = RequestFacts(
+                    method=method,
+                    htu=proof.htu,
+                    proof=raw,
+                    jkt=proof.jkt,
+                    path=path,
+                    lookup=trace.lookup,
+                )
+                info = await self._introspect(header.token, facts, trace)
             if info.jkt is None:
                 if not self.settings.allow_unbound_tokens:
                     raise InvalidToken("token_not_bound", "The access token is not DPoP-bound.")
@@ -248,6 +265,23 @@ class DPoPGuardMiddleware:
             interaction_id=trace.interaction_id,
         )
         return credentials, next_nonce
+
+    def _cached_hit(self, token: str, trace: Trace, timed: bool) -> TokenInfo | None:
+        """The cache's answer from memory, without a coroutine, or ``None`` for a miss
+        (then :meth:`_introspect`). The same facts a hit of ``introspect`` returns, and
+        the same ``InactiveToken`` for a remembered dead token."""
+        assert self._cached_sync is not None
+        started = time.perf_counter() if timed else 0.0
+        try:
+            info = self._cached_sync(token)
+        except InactiveToken:
+            trace.lookup.cache_hit = True
+            raise
+        if info is not None:
+            trace.lookup.cache_hit = True
+            if timed:
+                trace.introspection_seconds = time.perf_counter() - started
+        return info
 
     async def _introspect(self, token: str, facts: RequestFacts, trace: Trace) -> TokenInfo:
         started = time.perf_counter()
