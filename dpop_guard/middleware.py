@@ -29,9 +29,10 @@ from ._authorization import parse_authorization
 from ._decision import DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
 from ._fapi import DateHeader, interaction_id, stamp_responses
+from ._memo import Public, RouteDecisions, TargetPaths
 from ._proxy import parse_networks
 from ._respond import refuse_websocket, send_response
-from ._target import request_target_path, target_url
+from ._target import target_url
 from .challenges import challenge_for
 from .credentials import DPoPCredentials, DPoPUser, credentials_for
 from .errors import (
@@ -48,7 +49,7 @@ from .nonce import NonceSource
 from .proof import ProofVerifier, select_proof
 from .replay import ReplayStore
 from .replay._guard import ReplayGuard
-from .routes import Route, has_control_characters, has_dot_segments, route_for, route_path
+from .routes import Route, route_path
 from .settings import GuardSettings
 
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
@@ -108,6 +109,8 @@ class DPoPGuardMiddleware:
         self._dates = DateHeader(clock) if settings.date_header else None
         self._networks = parse_networks(settings.trusted_proxies)
         self._metadata = metadata_endpoint(settings)
+        self._routes = RouteDecisions(settings.routes)
+        self._targets = TargetPaths()
         meta = settings.metadata
         self._challenge_params = {} if meta is None else {"resource_metadata": meta.url}
 
@@ -159,26 +162,28 @@ class DPoPGuardMiddleware:
     async def _admit(self, scope: Scope, method: str, path: str, trace: Trace) -> str | None:
         """Decide one request: return the ``DPoP-Nonce`` to send (or ``None``), having set
         ``scope["auth"]`` and ``scope["user"]`` on a protected one; raise to refuse."""
-        if has_control_characters(path):
-            # Routers differ on these ("$" matches before a trailing "\n"): no rule can be
-            # trusted to cover them, so nobody is served.
-            raise InvalidRequest("path_control_character", "The request path is not valid.")
-        request_target_path(scope)  # "#" or control characters in the target: 400
-        route = route_for(self.settings.routes, path, method)
-        if route is not None and route.public:
-            if not has_dot_segments(path):
-                return None
-            # "/public/../private" must not ride on a public prefix into an app (or a
-            # framework) that resolves dot segments after us: protect it.
-            route = None
-        credentials, next_nonce = await self._authenticate(scope, method, path, route, trace)
+        # A control character in the path: 400 (no rule can be trusted to cover it);
+        # "/public/../private" is protected (see _memo.RouteDecisions).
+        route = self._routes.decide(path, method)
+        target = self._targets.path(scope)  # "#" or control characters in the target: 400
+        if isinstance(route, Public):
+            return None
+        credentials, next_nonce = await self._authenticate(
+            scope, method, path, route, trace, target
+        )
         self.decisions.observe("accepted", None, None, trace)
         scope["auth"] = credentials
         scope["user"] = DPoPUser(credentials)
         return next_nonce
 
     async def _authenticate(
-        self, scope: Scope, method: str, path: str, route: Route | None, trace: Trace
+        self,
+        scope: Scope,
+        method: str,
+        path: str,
+        route: Route | None,
+        trace: Trace,
+        target: str | None = None,
     ) -> tuple[DPoPCredentials, str | None]:
         authorization: list[str] = []
         dpop: list[str] = []
@@ -193,6 +198,7 @@ class DPoPGuardMiddleware:
             public_url=self.settings.public_url,
             networks=self._networks,
             proxy_headers=self.settings.proxy_headers,
+            target=target,
         )
         now = int(self._clock())
         if header.scheme == "Bearer":
