@@ -285,9 +285,7 @@ class CachingIntrospector:
             ``request.lookup.cache_hit``); without them a hit is the caller's to report.
         :raises InactiveToken: a remembered inactive-token answer, as :meth:`introspect`.
         """
-        if self._requires_fresh is not None and (
-            request is None or self._requires_fresh(request)
-        ):
+        if self._requires_fresh is not None and (request is None or self._requires_fresh(request)):
             return None
         key = _key(token)
         negative = self._negative.get(key)
