@@ -112,7 +112,9 @@ def target_url(
     """
     path = request_target_path(scope) if target is None else target
     if public_url is not None:
-        root = quote(scope.get("root_path", ""))
+        root = scope.get("root_path", "")
+        if root:
+            root = quote(root)
         if root and path.startswith(root):
             path = path[len(root) :]
         # public_url is an origin and a prefix validated at start-up; the path was just

@@ -33,7 +33,6 @@ holds positive facts only), so a fleet of N processes makes at most N rounds per
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import math
@@ -44,6 +43,7 @@ from typing import Final, Generic, Protocol, TypeVar
 
 import anyio
 
+from .._digest import sha256
 from ..errors import ServiceUnavailable
 from . import InactiveToken, Introspector, RequestFacts, TokenInfo
 
@@ -173,7 +173,7 @@ class _Expiring(Generic[_V]):
 
 
 def _key(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    return sha256(token.encode("utf-8")).digest()
 
 
 def _seconds(name: str, value: float) -> float:
@@ -287,8 +287,9 @@ class CachingIntrospector:
         """
         if self._requires_fresh is not None and (request is None or self._requires_fresh(request)):
             return None
-        key = _key(token)
-        negative = self._negative.get(key)
+        key = sha256(token.encode("utf-8")).digest()  # _key(), without the call
+        # Most of the time no token is remembered as inactive: skip the lookup then.
+        negative = self._negative.get(key) if self._negative._data else None
         if negative is not None:
             self.negative_hits += 1
             if request is not None:

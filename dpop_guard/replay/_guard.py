@@ -123,6 +123,14 @@ class ReplayGuard:
             first, epoch = sync(proof.replay_key, ttl=proof.replay_ttl, now=now)
         except Exception as exc:
             self._failed(exc, now)
+        if first and epoch == self._epoch_seen and self._failed_at is None:
+            # The steady state, without a call: a first use, the epoch already known, no
+            # failure seen; only the proof's age against the epoch is left to check.
+            if proof.iat < epoch - IN_FLIGHT:
+                raise InvalidDPoPProof(
+                    "replay_state_uncertain", "The DPoP proof is too old; send a fresh one."
+                )
+            return
         self._judge(proof, first, epoch)
 
     def _failed(self, exc: Exception, now: int) -> NoReturn:

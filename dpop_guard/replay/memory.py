@@ -92,9 +92,10 @@ class MemoryReplayStore:
         :raises ReplayStoreFull: as :meth:`add_if_absent`.
         """
         first = self.add_if_absent_sync(key, ttl=ttl)
-        if self._epoch is None:
-            self._epoch = now
-        return first, self._epoch
+        epoch = self._epoch
+        if epoch is None:
+            epoch = self._epoch = now
+        return first, epoch
 
     def add_if_absent_sync(self, key: str, *, ttl: int) -> bool:
         """The same, for synchronous callers."""
