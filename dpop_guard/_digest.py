@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 __all__ = ["sha256"]
 
 
-def _builtin() -> Callable[[bytes], Any]:
+class Hash(Protocol):
+    """What the request path uses of a hash object."""
+
+    def digest(self) -> bytes: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def _builtin() -> Callable[[bytes], Hash]:
     for name in ("_sha2", "_sha256"):
         try:
             module = __import__(name)
@@ -28,5 +36,5 @@ def _builtin() -> Callable[[bytes], Any]:
 
 
 _ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2 B.1
-sha256: Callable[[bytes], Any] = _builtin()
+sha256: Callable[[bytes], Hash] = _builtin()
 """``sha256(data)``: a hash object with ``digest()`` and ``hexdigest()``."""

@@ -238,10 +238,12 @@ class DPoPGuardMiddleware:
                 await self.replay_guard.record(proof, now=now)
             # A memory hit is answered without a coroutine and without building the
             # request facts; every check below runs on a hit exactly as on a miss.
-            info = None
-            if self._cached_sync is not None:
-                info = self._cached_hit(header.token, trace, timed)
-            if info is None:
+            hit = (
+                None if self._cached_sync is None else self._cached_hit(header.token, trace, timed)
+            )
+            if hit is not None:
+                info = hit
+            else:
                 # Send the proof's own htu: it already matched the request URL locally,
                 # and it spares the server a second, possibly different, normalisation.
                 facts = RequestFacts(
