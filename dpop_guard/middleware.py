@@ -57,6 +57,19 @@ __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
 logger = logging.getLogger("dpop_guard")
 
 
+def _sync_lookup(introspector: Introspector) -> Callable[[str], TokenInfo | None] | None:
+    """The introspector's ``cached_sync`` (a memory hit without a coroutine:
+    :meth:`CachingIntrospector.cached_sync`), if the class that defines it also defines
+    the ``introspect`` in use: a subclass that overrides ``introspect`` (to log, to add a
+    check) is then always called through it."""
+    kind = type(introspector)
+    owner = next((k for k in kind.__mro__ if "cached_sync" in vars(k)), None)
+    if owner is None or vars(owner).get("introspect") is not getattr(kind, "introspect", None):
+        return None
+    lookup = getattr(introspector, "cached_sync", None)
+    return lookup if callable(lookup) else None
+
+
 class DPoPGuardMiddleware:
     """Protect an ASGI app with DPoP-bound access tokens.
 
@@ -93,11 +106,7 @@ class DPoPGuardMiddleware:
         self.app = app
         self.settings = settings = settings or GuardSettings()
         self.introspector = introspector
-        # A cache that answers a memory hit without a coroutine (CachingIntrospector).
-        cached = getattr(introspector, "cached_sync", None)
-        self._cached_sync: Callable[[str], TokenInfo | None] | None = (
-            cached if callable(cached) else None
-        )
+        self._cached_sync = _sync_lookup(introspector)
         self.replay_store = default_replay_store(settings, replay_store)
         self.replay_guard = ReplayGuard(self.replay_store)
         self._record_sync = self.replay_guard.record_sync if self.replay_guard.is_sync else None
