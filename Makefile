@@ -11,7 +11,7 @@ UNIT   := not e2e and not redis and not slow and not fuzz
 
 LOWEST := .venv-lowest
 
-.PHONY: demo test test-unit test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-fleet wheel-smoke clean
+.PHONY: demo test test-unit doctest test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-fleet wheel-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "$(UNIT)" $(PYTEST_ARGS)
+
+# The >>> examples in the package's docstrings (tests/test_hygiene.py runs them in `make test`).
+doctest: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules dpop_guard
 
 # The whole suite against the lowest version of each runtime dependency that
 # pyproject.toml allows (each "name>=X" pinned to X), in a venv of its own.

@@ -3,8 +3,12 @@
 Names are imported on first use (PEP 562), so ``import dpop_guard.proof`` costs only the
 pure verifier and pulls in neither httpx, starlette, anyio nor redis.
 
->>> from dpop_guard import DPoPGuardMiddleware, GuardSettings, Route
->>> guard = dpop_guard.from_env(routes=(Route("/health", public=True),))
+For example::
+
+    import dpop_guard
+    from dpop_guard import Route
+
+    guard = dpop_guard.from_env(routes=(Route("/health", public=True),))
 """
 
 from __future__ import annotations

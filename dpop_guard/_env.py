@@ -14,18 +14,23 @@ secrets never appear in a message.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
+
+from ._json import JSONError, parse_object
 
 __all__ = ["EnvReader"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _SEPARATORS = re.compile(r"[\s,]+")
+# ASCII decimal notation only: float() would also take "1_0", Arabic-Indic or full-width
+# digits, which no operator means to type and a reviewer would not read as a number.
+_NUMBER: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+_MAX_JSON_DEPTH: Final = 32
 
 
 def _has_control(value: str) -> bool:
@@ -95,9 +100,10 @@ class EnvReader:
         return int(value)
 
     def number(self, key: str, default: float) -> float:
-        """A finite number.
+        """A finite number in ASCII decimal notation (``2.5``, ``1e3``).
 
-        :raises ValueError: naming the variable, for text, ``nan`` or an infinity.
+        :raises ValueError: naming the variable, for text, ``nan``, an infinity, or what only
+            Python's ``float()`` reads as a number (``1_0``, non-ASCII digits).
         """
         value = self.text(key)
         if value is None:
@@ -108,6 +114,10 @@ class EnvReader:
             raise ValueError(f"{self.name(key)} must be a number, got {value!r}") from None
         if not math.isfinite(number):
             raise ValueError(f"{self.name(key)} must be a finite number, got {value!r}")
+        if not _NUMBER.fullmatch(value):
+            raise ValueError(
+                f"{self.name(key)} must be a number in ASCII decimal notation, got {value!r}"
+            )
         return number
 
     def flag(self, key: str, default: bool) -> bool:
@@ -148,7 +158,9 @@ class EnvReader:
     def json_object(
         self, key: str, *, what: str = "a JSON object", secret: bool = False
     ) -> dict[str, Any] | None:
-        """A JSON object (e.g. a JWK), or ``None`` when unset.
+        """A JSON object (e.g. a JWK), or ``None`` when unset. Parsed strictly: a repeated
+        member, ``NaN`` or an infinity, a lone surrogate or more than 32 levels of nesting
+        is refused like any other non-object (never a ``RecursionError``).
 
         :param what: how the error message names the expected value.
         :raises ValueError: naming the variable, for anything but a JSON object.
@@ -157,9 +169,6 @@ class EnvReader:
         if value is None:
             return None
         try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise ValueError(f"{self.name(key)} must be {what}")
-        return parsed
+            return parse_object(value.encode("utf-8", "surrogatepass"), max_depth=_MAX_JSON_DEPTH)
+        except JSONError:
+            raise ValueError(f"{self.name(key)} must be {what}") from None

@@ -9,7 +9,10 @@ __all__ = ["missing_extra"]
 def missing_extra(extra: str, purpose: str) -> ModuleNotFoundError:
     """The error to raise when ``purpose`` needs ``pip install dpop_guard[extra]``.
 
-    >>> raise missing_extra("redis", "a redis:// replay store") from None
+    >>> raise missing_extra("redis", "a redis:// replay store")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ModuleNotFoundError: a redis:// replay store needs the 'redis' extra: pip install ...
     """
     error = ModuleNotFoundError(
         f"{purpose} needs the {extra!r} extra: pip install 'dpop_guard[{extra}]'"

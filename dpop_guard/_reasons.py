@@ -1,15 +1,43 @@
-"""The internal reasons the proof core gives for a refusal, as closed sets mypy checks.
+"""The internal reasons for every refusal and outage, as closed sets mypy checks.
 
 A reason is for logs, metrics and tests; it never reaches the client (the wire carries the
 error code and a fixed description). Each one names the check that failed, so a test can
-assert exactly which rule refused a proof.
+assert exactly which rule refused a request. :attr:`dpop_guard.errors.DPoPGuardError.reason`
+is a :data:`Reason`, so a misspelt reason at a raise site fails ``mypy --strict``.
+
+A reason is a fixed word, never built from what a peer sent: an upstream's HTTP status is
+``authlete_http_error`` (or ``introspection_http_error``) with the status logged beside it
+(``dpop_guard_upstream_status``) and kept on
+:attr:`dpop_guard.errors.IntrospectionUnavailable.upstream_status`, so metrics labelled by
+reason stay bounded.
 """
 
 from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["JSON_REASONS", "JWK_REASONS", "PROOF_REASONS", "JSONReason", "JWKReason", "ProofReason"]
+__all__ = [
+    "INTROSPECTION_REASONS",
+    "JSON_REASONS",
+    "JWK_REASONS",
+    "PROOF_REASONS",
+    "REASONS",
+    "IntrospectionReason",
+    "JSONReason",
+    "JWKReason",
+    "JWTReason",
+    "MTLSReason",
+    "Outage",
+    "ProofReason",
+    "ProxyReason",
+    "Reason",
+    "ReplayReason",
+    "RequestReason",
+    "ServiceReason",
+    "StepUpReason",
+    "TokenReason",
+    "Upstream",
+]
 
 JSONReason = Literal[
     "not_json",
@@ -76,8 +104,134 @@ ProofReason = (
 )
 """Every reason :mod:`dpop_guard.proof` gives, the ``jwk`` ones included."""
 
-JSON_REASONS: frozenset[str] = frozenset(get_args(JSONReason))
-JWK_REASONS: frozenset[str] = frozenset(get_args(JWKReason))
-PROOF_REASONS: frozenset[str] = frozenset(
-    r for part in get_args(ProofReason) for r in (get_args(part) or (part,))
+RequestReason = Literal[
+    # the Authorization header (RFC 6750 section 2.1, RFC 9449 section 7.1)
+    "authorization_missing",
+    "authorization_multiple",
+    "authorization_scheme_unsupported",
+    "bearer_with_dpop_proof",
+    # the request target and Host (RFC 9110 section 7.2)
+    "path_control_character",
+    "request_target_invalid",
+    "host_invalid",
+    "host_multiple",
+    # an endpoint decorator found no credentials (the middleware is missing or the path
+    # is public)
+    "not_authenticated",
+]
+"""Why the request itself was refused, before any token was looked at."""
+
+TokenReason = Literal[
+    "token_missing",
+    "token_too_long",
+    "token_malformed",
+    "token_expired",
+    # sender constraint (RFC 9449 sections 6 and 7.1)
+    "token_not_bound",
+    "bearer_scheme_refused",
+    "bound_token_as_bearer",
+    "jkt_mismatch",
+    "scope_missing",
+]
+"""Why the access token, its binding or its scopes were refused."""
+
+JWTReason = Literal[
+    "jwt_malformed",
+    "jwt_typ",
+    "jwt_alg",
+    "jwt_unknown_key",
+    "jwt_signature",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_expired",
+    "jwt_not_yet_valid",
+    "jwt_claims",
+]
+"""Why :mod:`dpop_guard.introspection.jwt` refused a JWT access token (RFC 9068)."""
+
+Upstream = Literal["authlete", "introspection"]
+"""The prefix of an introspection endpoint's reasons: Authlete's API, or an RFC 7662
+endpoint."""
+
+Outage = Literal["timeout", "unreachable", "transport_error", "http_error", "bad_response"]
+"""What went wrong on the way to an upstream; ``<upstream>_<outage>`` is the reason."""
+
+IntrospectionReason = Literal[
+    # outages (503), shared by every upstream: <upstream>_<outage>
+    "authlete_timeout",
+    "authlete_unreachable",
+    "authlete_transport_error",
+    "authlete_http_error",
+    "authlete_bad_response",
+    "introspection_timeout",
+    "introspection_unreachable",
+    "introspection_transport_error",
+    "introspection_http_error",
+    "introspection_bad_response",
+    "authlete_circuit_open",
+    "introspection_circuit_open",
+    # outages particular to Authlete's /auth/introspection
+    "authlete_internal_error",
+    "authlete_unknown_action",
+    "authlete_probe_inconclusive",
+    # the JWKS of a JWT access token issuer could not be fetched
+    "jwks_unavailable",
+    # Authlete's refusals: its action, in lower case
+    "authlete_bad_request",
+    "authlete_unauthorized",
+    "authlete_forbidden",
+    # an RFC 7662 answer that refuses the token
+    "introspection_inactive",
+    "introspection_audience",
+]
+"""Why an introspector refused a token, or could not ask (the JWKS fetch included)."""
+
+ReplayReason = Literal["jti_replayed", "replay_state_uncertain", "replay_store_error"]
+"""Why the replay check (:class:`dpop_guard.replay._guard.ReplayGuard`) refused a proof."""
+
+ProxyReason = Literal["proxy_header_malformed", "proxy_header_too_large"]
+"""Why a trusted proxy's ``Forwarded``/``X-Forwarded-*`` header was refused."""
+
+MTLSReason = Literal[
+    "client_cert_malformed",
+    "client_cert_unverified",
+    "certificate_missing",
+    "certificate_mismatch",
+    "token_not_certificate_bound",
+]
+"""Why a client certificate (RFC 8705) could not be used, or did not bind the token."""
+
+StepUpReason = Literal["acr_not_satisfied", "auth_time_missing", "auth_too_old"]
+"""Why the user's authentication falls short of the route's RFC 9470 requirement."""
+
+ServiceReason = Literal["internal_error"]
+"""An unexpected exception inside the guard: 503, logged with its type only."""
+
+Reason = (
+    ProofReason
+    | RequestReason
+    | TokenReason
+    | JWTReason
+    | IntrospectionReason
+    | ReplayReason
+    | ProxyReason
+    | MTLSReason
+    | StepUpReason
+    | ServiceReason
 )
+"""Every reason a :class:`~dpop_guard.errors.DPoPGuardError` carries."""
+
+
+def _members(annotation: object) -> frozenset[str]:
+    """The strings of a Literal, or of a union of Literals, however nested."""
+    args = get_args(annotation)
+    if not args:
+        return frozenset({annotation}) if isinstance(annotation, str) else frozenset()
+    return frozenset(r for part in args for r in _members(part))
+
+
+JSON_REASONS: frozenset[str] = _members(JSONReason)
+JWK_REASONS: frozenset[str] = _members(JWKReason)
+PROOF_REASONS: frozenset[str] = _members(ProofReason)
+INTROSPECTION_REASONS: frozenset[str] = _members(IntrospectionReason)
+REASONS: frozenset[str] = _members(Reason)

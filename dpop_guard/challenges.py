@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from .errors import (
     DPoPGuardError,
     InsufficientScope,
+    InsufficientUserAuthentication,
+    InvalidDPoPProof,
     ServiceUnavailable,
     UseDPoPNonce,
 )
 
 __all__ = [
+    "BEARER_SCHEME",
     "DPOP_NONCE_HEADER",
     "DPOP_SCHEME",
     "ErrorResponse",
@@ -27,6 +30,7 @@ __all__ = [
 ]
 
 DPOP_SCHEME = "DPoP"
+BEARER_SCHEME = "Bearer"
 DPOP_NONCE_HEADER = "DPoP-Nonce"
 
 # Anything but printable ASCII is replaced, so an upstream description can never split a
@@ -108,6 +112,7 @@ def challenge_for(
     algs: Sequence[str],
     realm: str | None = None,
     extra_params: Mapping[str, str] | None = None,
+    schemes: Sequence[str] = (DPOP_SCHEME,),
 ) -> ErrorResponse:
     """Map ``exc`` to its response.
 
@@ -116,6 +121,12 @@ def challenge_for(
       With no credentials at all (:class:`AuthenticationRequired`) the challenge carries
       no ``error`` (RFC 6750 section 3.1).
     - :class:`UseDPoPNonce` adds ``DPoP-Nonce``.
+    - :class:`InsufficientUserAuthentication` adds RFC 9470's ``acr_values`` and
+      ``max_age`` (where the route states them).
+    - ``schemes`` are the challenges to send, one ``WWW-Authenticate`` each: ``DPoP``
+      (with ``algs``) and/or ``Bearer`` (RFC 6750, for certificate-bound tokens, RFC 8705).
+      A proof or nonce error only ever concerns DPoP, so it is sent as a ``DPoP``
+      challenge alone, whatever ``schemes`` says.
     - :class:`ServiceUnavailable`: 503, ``Retry-After``, and no challenge, since the client
       did nothing wrong.
 
@@ -148,8 +159,16 @@ def challenge_for(
     if extra_params:
         upstream.update(extra_params)
     params.extend((name, upstream[name]) for name in _UPSTREAM_PARAMS if name in upstream)
-    params.append(("algs", " ".join(algs)))
-    headers.append((b"www-authenticate", build_challenge(DPOP_SCHEME, params).encode("latin-1")))
+    if isinstance(exc, InsufficientUserAuthentication):
+        if exc.acr_values:
+            params.append(("acr_values", " ".join(exc.acr_values)))
+        if exc.max_age is not None:
+            params.append(("max_age", str(exc.max_age)))
+    if isinstance(exc, (InvalidDPoPProof, UseDPoPNonce)) or not schemes:
+        schemes = (DPOP_SCHEME,)
+    for scheme in schemes:
+        own = [*params, ("algs", " ".join(algs))] if scheme == DPOP_SCHEME else params
+        headers.append((b"www-authenticate", build_challenge(scheme, own).encode("latin-1")))
     if isinstance(exc, UseDPoPNonce):
         headers.append((DPOP_NONCE_HEADER.lower().encode(), exc.nonce.encode("ascii")))
     return ErrorResponse(exc.status, tuple(headers), json.dumps(body).encode())

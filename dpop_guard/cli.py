@@ -4,8 +4,11 @@
   token file (the same code path as ``python -m dpop_guard.simulator``);
 - ``dpop-guard proof``: print a DPoP proof, for testing with curl;
 - ``dpop-guard check-config``: build the guard from the environment with the same builder
-  the app uses (:func:`dpop_guard.from_env`), reach the introspection endpoint (and Redis,
-  when configured); exit 1 on any problem.
+  the app uses (:func:`dpop_guard.from_env`), report the client-certificate source, reach
+  the introspection endpoint (and Redis, when configured); exit 1 on any problem;
+- ``dpop-guard conformance URL --token T --key key.json [--require-interaction-id]
+  [--json]``: send a deployed resource what the OpenID Foundation's FAPI 2.0 suite sends
+  (:mod:`dpop_guard.conformance`), print a table, exit 1 on any failed case.
 """
 
 from __future__ import annotations
@@ -54,23 +57,30 @@ def _proof(args: argparse.Namespace) -> int:
 
 
 async def _check(environ: Mapping[str, str]) -> list[str]:
-    """Problems found, as sentences; empty when all is well. The guard is built by
-    :func:`dpop_guard.guard.from_env`, the builder the app itself uses, so the two cannot
-    disagree about the configuration."""
+    """Problems found, as sentences; empty when all is well (see :func:`_report`)."""
+    return (await _report(environ))[1]
+
+
+async def _report(environ: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """Information and problems found, as sentences; no problems when all is well. The
+    guard is built by :func:`dpop_guard.guard.from_env`, the builder the app itself uses,
+    so the two cannot disagree about the configuration."""
     from .guard import from_env
 
     try:
         guard = from_env(environ=environ)
     except (ValueError, ImportError) as exc:
-        return [str(exc)]
+        return [], [str(exc)]
     try:
-        return await guard.check()
+        return guard.describe(), await guard.check()
     finally:
         await guard.aclose()
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    problems = asyncio.run(_check(os.environ))
+    info, problems = asyncio.run(_report(os.environ))
+    for line in info:
+        print(f"info: {line}")
     for problem in problems:
         print(f"problem: {problem}")
     if not problems:
@@ -97,6 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     proof.set_defaults(run=_proof)
     check = commands.add_parser("check-config", help="validate settings, reach the endpoint")
     check.set_defaults(run=_check_config)
+    from . import conformance
+
+    self_test = commands.add_parser(
+        "conformance", help="run the FAPI 2.0 resource-endpoint self-test against a URL"
+    )
+    conformance.add_arguments(self_test)
+    self_test.set_defaults(run=conformance.run_from_args)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -4,18 +4,20 @@ client (PAR, PKCE, ``private_key_jwt``, DPoP-bound token requests) to get real t
 Used by the demo, the tests and the benchmarks, and meant for our users' clients and
 test suites.
 
->>> signer = ProofSigner.generate("ES256")
->>> auth = DPoPAuth(signer, access_token)
->>> httpx.get("https://api.example.com/accounts", auth=auth)
+A DPoP-protected call::
 
-The whole FAPI 2.0 code flow against any RFC 8414 authorization server:
+    signer = ProofSigner.generate("ES256")
+    auth = DPoPAuth(signer, access_token)
+    httpx.get("https://api.example.com/accounts", auth=auth)
 
->>> client = await FAPIClient.discover(http, "https://as.example.com", client_id="app",
-...     client_key=ProofSigner.generate("PS256"), dpop_key=signer,
-...     redirect_uri="https://app.example.com/cb")
->>> started = await client.push_authorization_request(scope="read:accounts")
->>> # the browser visits started.authorization_url, and comes back to the redirect URI
->>> tokens = await client.exchange_code(callback_url, started)
+The whole FAPI 2.0 code flow against any RFC 8414 authorization server::
+
+    client = await FAPIClient.discover(http, "https://as.example.com", client_id="app",
+        client_key=ProofSigner.generate("PS256"), dpop_key=signer,
+        redirect_uri="https://app.example.com/cb")
+    started = await client.push_authorization_request(scope="read:accounts")
+    # the browser visits started.authorization_url, and comes back to the redirect URI
+    tokens = await client.exchange_code(callback_url, started)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwk as jose_jwk
 
 from ._b64 import b64url_encode
+from ._json import JSONError, parse_object
 from .jwk import jwk_thumbprint
 from .proof import DPOP_TYP, compute_ath
 
@@ -233,6 +236,9 @@ class DPoPAuth(httpx.Auth):
 JWT_BEARER: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEFAULT_ASSERTION_LIFETIME: Final = 60
 MAX_METADATA_BYTES: Final = 65536
+"""Bytes of a metadata document, PAR or token response read at most: a hostile or broken
+server cannot make the client buffer more (the cap holds while reading, not after)."""
+_MAX_JSON_DEPTH: Final = 32
 
 
 class OAuthError(Exception):
@@ -333,12 +339,18 @@ class AuthorizationServerMetadata:
             if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
                 raise OAuthError("invalid_response", f"the metadata has no usable {name}")
             values[name] = value
-        algs = document.get("dpop_signing_alg_values_supported") or ()
+        algs = document.get("dpop_signing_alg_values_supported")
+        if algs is None:
+            algs = []
+        if not isinstance(algs, list) or not all(isinstance(a, str) for a in algs):
+            raise OAuthError(
+                "invalid_response", "dpop_signing_alg_values_supported is not a list of names"
+            )
         return cls(
             issuer=issuer,
             iss_parameter_supported=document.get("authorization_response_iss_parameter_supported")
             is True,
-            dpop_signing_alg_values_supported=tuple(str(a) for a in algs),
+            dpop_signing_alg_values_supported=tuple(algs),
             raw=dict(document),
             **values,
         )
@@ -366,6 +378,51 @@ class TokenResponse:
     raw: Mapping[str, Any] = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A response read in full, but never beyond :data:`MAX_METADATA_BYTES`."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+    def json_object(self) -> dict[str, Any] | None:
+        """The body as a strict JSON object (no repeated member, NaN or lone surrogate, at
+        most 32 levels deep), or ``None`` for anything else."""
+        try:
+            return parse_object(self.content, max_depth=_MAX_JSON_DEPTH)
+        except JSONError:
+            return None
+
+
+async def _request(http: httpx.AsyncClient, method: str, url: str, **options: Any) -> _Answer:
+    """Send one request and read the answer, bounded while it arrives.
+
+    Compression is declined (``Accept-Encoding: identity``) and a compressed answer refused:
+    a decoder expands a small chunk into megabytes before any cap could look at it.
+
+    :raises OAuthError: ``invalid_response`` for a body over the cap or a compressed one.
+    """
+    headers = {**options.pop("headers", {}), "Accept-Encoding": "identity"}
+    async with http.stream(method, url, headers=headers, **options) as response:
+        if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+            raise OAuthError("invalid_response", "a compressed answer", status=response.status_code)
+        body = bytearray()
+        # Identity only (checked above), so the decoded bytes are the bytes received.
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_METADATA_BYTES:
+                raise OAuthError(
+                    "invalid_response", "the answer is too large", status=response.status_code
+                )
+    return _Answer(response.status_code, response.headers, bytes(body))
+
+
+def _whole_number(value: object) -> int | None:
+    """``value`` if it is a JSON integer (not a boolean), else ``None``."""
+    return value if type(value) is int else None
+
+
 def _well_known(issuer: str) -> str:
     # RFC 8414 §3.1: the well-known segment goes between the host and the issuer's path.
     parts = urlsplit(issuer)
@@ -373,12 +430,9 @@ def _well_known(issuer: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server{path}"
 
 
-def _error_from(response: httpx.Response) -> OAuthError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
+def _error_from(response: _Answer) -> OAuthError:
+    body = response.json_object()
+    if body is not None and isinstance(body.get("error"), str):
         return OAuthError(
             body["error"], str(body.get("error_description", "")), status=response.status_code
         )
@@ -429,19 +483,16 @@ class FAPIClient:
         :raises OAuthError: ``invalid_response`` on an unusable document.
         """
         headers = {"Accept": "application/json"}
-        response = await http.get(_well_known(issuer), headers=headers)
+        response = await _request(http, "GET", _well_known(issuer), headers=headers)
         if response.status_code == 404:
             # RFC 8414 §5: an OpenID provider may publish the same members only under
             # OpenID Connect Discovery's name (appended to the issuer).
             openid = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
-            response = await http.get(openid, headers=headers)
-        if response.status_code != 200 or len(response.content) > MAX_METADATA_BYTES:
+            response = await _request(http, "GET", openid, headers=headers)
+        if response.status_code != 200:
             raise OAuthError("invalid_response", "no authorization server metadata")
-        try:
-            document = response.json()
-        except ValueError as exc:
-            raise OAuthError("invalid_response", "the metadata is not JSON") from exc
-        if not isinstance(document, dict):
+        document = response.json_object()
+        if document is None:
             raise OAuthError("invalid_response", "the metadata is not a JSON object")
         return cls(
             http, AuthorizationServerMetadata.from_document(document, issuer=issuer), **options
@@ -460,16 +511,18 @@ class FAPIClient:
             ),
         }
 
-    async def _post(self, url: str, form: Mapping[str, str]) -> httpx.Response:
+    async def _post(self, url: str, form: Mapping[str, str]) -> _Answer:
         """POST ``form`` with fresh client authentication and a DPoP proof for ``url``;
         once more with the server's nonce if it asks for one."""
         origin = f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
-        response: httpx.Response | None = None
+        response: _Answer | None = None
         for _ in range(2):
             proof = self.dpop_key.sign(
                 htm="POST", htu=url, nonce=self._nonces.get(origin), iat=self.clock()
             )
-            response = await self.http.post(
+            response = await _request(
+                self.http,
+                "POST",
                 url,
                 data={**form, **self._authentication()},
                 headers={"DPoP": proof, "Accept": "application/json"},
@@ -506,9 +559,9 @@ class FAPIClient:
         response = await self._post(self.metadata.pushed_authorization_request_endpoint, form)
         if response.status_code not in (200, 201):
             raise _error_from(response)
-        body = response.json()
-        request_uri, expires_in = body.get("request_uri"), body.get("expires_in")
-        if not isinstance(request_uri, str) or not isinstance(expires_in, int):
+        body = response.json_object() or {}
+        request_uri, expires_in = body.get("request_uri"), _whole_number(body.get("expires_in"))
+        if not isinstance(request_uri, str) or not request_uri or expires_in is None:
             raise OAuthError("invalid_response", "the PAR response lacks request_uri/expires_in")
         query = urlencode({"client_id": self.client_id, "request_uri": request_uri})
         endpoint = self.metadata.authorization_endpoint
@@ -520,7 +573,15 @@ class FAPIClient:
 
         :raises OAuthError: the server's ``error``, or ``invalid_response`` on a mismatch.
         """
-        params = dict(parse_qsl(urlsplit(callback_url).query))
+        try:
+            pairs = parse_qsl(urlsplit(callback_url).query, max_num_fields=64)
+        except ValueError as exc:
+            raise OAuthError("invalid_response", "the callback has too many parameters") from exc
+        params = dict(pairs)
+        if len(params) != len(pairs):
+            # RFC 6749 §3.1: no parameter twice; which copy a reader takes decides whether
+            # the mix-up (iss) and CSRF (state) checks look at the values that are used.
+            raise OAuthError("invalid_response", "a callback parameter is repeated")
         if params.get("iss") != self.metadata.issuer:
             # FAPI 2.0 §5.3.3.2: a response without the right iss may be a mix-up attack.
             raise OAuthError("invalid_response", "the iss response parameter is missing or wrong")
@@ -549,7 +610,9 @@ class FAPIClient:
         response = await self._post(self.metadata.token_endpoint, form)
         if response.status_code != 200:
             raise _error_from(response)
-        body = response.json()
+        body = response.json_object()
+        if body is None:
+            raise OAuthError("invalid_response", "the token response is not a JSON object")
         token, token_type = body.get("access_token"), body.get("token_type")
         if not isinstance(token, str) or not isinstance(token_type, str):
             raise OAuthError("invalid_response", "the token response lacks access_token/token_type")
@@ -560,7 +623,7 @@ class FAPIClient:
         return TokenResponse(
             access_token=token,
             token_type=token_type,
-            expires_in=expires_in if isinstance(expires_in, int) else None,
+            expires_in=_whole_number(expires_in),
             scope=scope if isinstance(scope, str) else None,
             raw=body,
         )
@@ -570,12 +633,9 @@ class FAPIClient:
         return DPoPAuth(self.dpop_key, tokens.access_token)
 
 
-def _error_code(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
+def _error_code(response: _Answer) -> str | None:
+    body = response.json_object()
+    if body is not None and isinstance(body.get("error"), str):
         return str(body["error"])
     challenge = response.headers.get("www-authenticate", "")
     return "use_dpop_nonce" if 'error="use_dpop_nonce"' in challenge else None

@@ -31,6 +31,7 @@ import dataclasses
 import json
 import re
 import secrets
+import ssl
 import sys
 import time
 import uuid
@@ -45,10 +46,11 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from ._b64 import b64url_encode
+from .challenges import parse_challenge
 from .client import ProofSigner
 from .proof import DPOP_TYP, compute_ath
 
-__all__ = ["Case", "Outcome", "main", "run_conformance"]
+__all__ = ["MTLS_CASES", "Case", "Outcome", "main", "run_conformance", "run_mtls_conformance"]
 
 Expectation = Literal["refuse", "accept", "either"]
 
@@ -398,12 +400,22 @@ def _headers(req: _Request, ctx: _Context, interaction_id: str) -> list[tuple[st
     return headers
 
 
+def _asks_for_nonce(response: httpx.Response) -> bool:
+    """Whether a ``WWW-Authenticate`` of ``response`` is a ``DPoP`` challenge with
+    ``error=use_dpop_nonce`` (quoted or not, among other challenges or alone)."""
+    for value in response.headers.get_list("www-authenticate"):
+        try:
+            scheme, params = parse_challenge(value)
+        except ValueError:
+            continue
+        if scheme.lower() == "dpop" and params.get("error") == "use_dpop_nonce":
+            return True
+    return False
+
+
 def _nonce_challenge(response: httpx.Response) -> str | None:
     """The nonce to retry with, exactly under the suite's rule, else ``None``."""
-    if response.status_code != 401:
-        return None
-    challenge = response.headers.get("www-authenticate", "")
-    if not challenge.lower().startswith("dpop") or 'error="use_dpop_nonce"' not in challenge:
+    if response.status_code != 401 or not _asks_for_nonce(response):
         return None
     nonces = response.headers.get_list("dpop-nonce")
     if len(nonces) != 1 or not _NQCHAR.fullmatch(nonces[0]):
@@ -419,8 +431,7 @@ def _check_headers(response: httpx.Response, interaction_id: str, *, require_id:
         problems.append(f"x-fapi-interaction-id {echoed!r} is not the one sent")
     elif not echoed and require_id:
         problems.append("x-fapi-interaction-id not echoed")
-    challenge = response.headers.get("www-authenticate", "")
-    if 'error="use_dpop_nonce"' in challenge and _nonce_challenge(response) is None:
+    if _asks_for_nonce(response) and _nonce_challenge(response) is None:
         problems.append("use_dpop_nonce without exactly one valid DPoP-Nonce on a 401")
     date = response.headers.get("date")
     if date is None:
@@ -460,6 +471,11 @@ async def _run_case(
             break
         ctx.nonce = nonce
         used_nonce = True
+        # The retry is a new proof, as the suite's is: a server may have recorded the
+        # first jti before it asked for a nonce (an authorization server that issues the
+        # nonces is asked after the jti is recorded). Only the fixed-jti cases keep theirs.
+        if req.claims.get("jti") != ctx.fixed_jti:
+            req.claims["jti"] = secrets.token_urlsafe(16)
     assert response is not None
     # A nonce on a success replaces the stored one, as in the suite.
     next_nonce = response.headers.get_list("dpop-nonce")
@@ -520,6 +536,58 @@ async def run_conformance(
             await http.aclose()
 
 
+#: The certificate-bound (RFC 8705) cases: (name, expectation, with the certificate?, how
+#: the token is sent). Not the OIDF suite's: dpop_guard's own, for mTLS deployments.
+MTLS_CASES: tuple[tuple[str, Expectation, bool, Literal["header", "query"]], ...] = (
+    ("CertificateBoundTokenWithItsCertificate", "accept", True, "header"),
+    ("CertificateBoundTokenWithoutCertificate", "refuse", False, "header"),
+    ("CertificateBoundTokenInQuery", "refuse", True, "query"),
+    ("CertificateBoundTokenStillWorks", "accept", True, "header"),
+)
+
+
+async def run_mtls_conformance(
+    url: str,
+    *,
+    token: str,
+    with_certificate: httpx.AsyncClient,
+    without_certificate: httpx.AsyncClient,
+    method: str = "GET",
+    require_interaction_id: bool = False,
+) -> list[Outcome]:
+    """Run :data:`MTLS_CASES` against ``url`` with a certificate-bound ``token`` on the
+    ``Bearer`` scheme (RFC 8705 section 3).
+
+    :param with_certificate: a client presenting the certificate the token is bound to.
+    :param without_certificate: a client presenting none. A proxy that requires client
+        certificates refuses its TLS handshake: that counts as a refusal.
+    :returns: one :class:`Outcome` per case, in order.
+    """
+    outcomes = []
+    for name, expect, certificate, where in MTLS_CASES:
+        client = with_certificate if certificate else without_certificate
+        interaction_id = str(uuid.uuid4())
+        headers = [(_INTERACTION_ID, interaction_id)]
+        target = url
+        if where == "header":
+            headers.append(("Authorization", f"Bearer {token}"))
+        else:
+            target = url + ("&" if "?" in url else "?") + "access_token=" + token
+        try:
+            response = await client.request(method.upper(), target, headers=headers)
+        except httpx.TransportError as exc:
+            # Only a refusal may end in the handshake; an acceptance needs an answer.
+            passed = expect == "refuse" and not certificate
+            detail = f"no HTTP answer ({type(exc).__name__})"
+            outcomes.append(Outcome(name, expect, None, passed, detail))
+            continue
+        status = response.status_code
+        passed = status in (200, 201) if expect == "accept" else status in (400, 401, 403)
+        detail = _check_headers(response, interaction_id, require_id=require_interaction_id)
+        outcomes.append(Outcome(name, expect, status, passed and not detail, detail))
+    return outcomes
+
+
 def format_table(outcomes: Sequence[Outcome]) -> str:
     """The outcomes as a plain-text table: case, expected, got, pass, detail."""
     rows = [("case", "expected", "got", "pass", "detail")]
@@ -546,8 +614,19 @@ def format_table(outcomes: Sequence[Outcome]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``dpop-guard conformance`` arguments."""
     parser.add_argument("url", help="the protected resource URL, as clients address it")
-    parser.add_argument("--token", required=True, help="an access token bound to --key")
-    parser.add_argument("--key", required=True, type=Path, help="the DPoP private JWK file")
+    parser.add_argument(
+        "--token", required=True, help="an access token bound to --key (or to --mtls-cert)"
+    )
+    bound = parser.add_mutually_exclusive_group(required=True)
+    bound.add_argument("--key", type=Path, help="the DPoP private JWK file")
+    bound.add_argument(
+        "--mtls-cert",
+        type=Path,
+        help="the client certificate (PEM) a certificate-bound --token is bound to: runs "
+        "the RFC 8705 cases instead of the DPoP ones",
+    )
+    parser.add_argument("--mtls-key", type=Path, help="the private key (PEM) of --mtls-cert")
+    parser.add_argument("--ca", type=Path, help="CA file (PEM) to verify the server with")
     parser.add_argument("--method", default="GET", help="HTTP method the resource answers")
     parser.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     parser.add_argument(
@@ -558,9 +637,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run the self-test from parsed arguments; 0 when every case passed, else 1."""
-    jwk: Mapping[str, Any] = json.loads(args.key.read_text())
-    signer = ProofSigner.from_jwk(jwk)
+    """Run the self-test from parsed arguments; 0 when every case passed, 1 when one
+    failed, 2 when the key cannot be used."""
+    if args.mtls_cert is not None:
+        try:
+            contexts = _tls_contexts(args)
+        except OSError as exc:  # ssl.SSLError included
+            print(
+                f"--mtls-cert/--mtls-key/--ca: not usable ({type(exc).__name__})", file=sys.stderr
+            )
+            return 2
+        return _report(asyncio.run(_run_mtls(args, *contexts)), as_json=args.json)
+    try:
+        jwk: Mapping[str, Any] = json.loads(args.key.read_text())
+        signer = ProofSigner.from_jwk(jwk)
+    except Exception as exc:  # joserfc's own errors too: any of them means "unusable"
+        # The message names the file and the problem, never the key material.
+        print(f"--key {args.key}: not a usable private JWK ({type(exc).__name__})", file=sys.stderr)
+        return 2
     outcomes = asyncio.run(
         run_conformance(
             args.url,
@@ -570,11 +664,46 @@ def run_from_args(args: argparse.Namespace) -> int:
             require_interaction_id=args.require_interaction_id,
         )
     )
-    if args.json:
+    return _report(outcomes, as_json=args.json)
+
+
+def _report(outcomes: Sequence[Outcome], *, as_json: bool) -> int:
+    if as_json:
         print(json.dumps([dataclasses.asdict(o) for o in outcomes]))
     else:
         print(format_table(outcomes))
     return 0 if all(o.passed for o in outcomes) else 1
+
+
+def _tls_contexts(args: argparse.Namespace) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """TLS contexts presenting ``--mtls-cert`` and presenting nothing, both verifying the
+    server with ``--ca`` (or the system's CAs)."""
+    contexts = []
+    for certificate in (True, False):
+        ctx = ssl.create_default_context(cafile=None if args.ca is None else str(args.ca))
+        if certificate:
+            ctx.load_cert_chain(
+                str(args.mtls_cert), None if args.mtls_key is None else str(args.mtls_key)
+            )
+        contexts.append(ctx)
+    return contexts[0], contexts[1]
+
+
+async def _run_mtls(
+    args: argparse.Namespace, with_context: ssl.SSLContext, without_context: ssl.SSLContext
+) -> list[Outcome]:
+    async with (
+        httpx.AsyncClient(verify=with_context, timeout=10.0) as with_certificate,
+        httpx.AsyncClient(verify=without_context, timeout=10.0) as without_certificate,
+    ):
+        return await run_mtls_conformance(
+            args.url,
+            token=args.token,
+            with_certificate=with_certificate,
+            without_certificate=without_certificate,
+            method=args.method,
+            require_interaction_id=args.require_interaction_id,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,13 +5,14 @@ them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.authentication import BaseUser
 
-from .errors import InsufficientScope, InvalidToken
+from .errors import InsufficientScope, InsufficientUserAuthentication, InvalidToken
 from .introspection import TokenInfo
 
-__all__ = ["DPoPCredentials", "DPoPUser", "credentials_for"]
+__all__ = ["DPoPCredentials", "DPoPUser", "check_step_up", "credentials_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,23 @@ class DPoPCredentials:
     scheme: str
     interaction_id: str | None = None
     """The request's ``x-fapi-interaction-id`` (the client's UUID, or one minted for it)."""
+    x5t_s256: str | None = None
+    """The RFC 8705 certificate thumbprint the token is bound to (it matched the request's
+    client certificate), or ``None`` for a token not bound to a certificate."""
+    acr: str | None = None
+    """The authentication context class the user authenticated with (``acr``)."""
+    auth_time: int | None = None
+    """When the user authenticated, epoch seconds."""
+    resources: tuple[str, ...] = ()
+    """The resources (RFC 8707) the token was issued for."""
+    authorization_details: tuple[Any, ...] | None = None
+    """RFC 9396 authorization details (the consent), deeply read-only."""
+    grant_id: str | None = None
+    """The grant (consent) the token belongs to."""
+    consented_claims: tuple[str, ...] = ()
+    """The claims the user consented to."""
+    client_id_alias: str | None = None
+    """The client's alias, where the authorization server has one."""
 
 
 class DPoPUser(BaseUser):
@@ -53,6 +71,37 @@ class DPoPUser(BaseUser):
         return self.display_name
 
 
+def check_step_up(
+    acr: str | None,
+    auth_time: int | None,
+    *,
+    now: int,
+    acr_values: tuple[str, ...],
+    max_age: int | None,
+) -> None:
+    """Check a token's authentication facts against a step-up requirement (RFC 9470).
+
+    ``acr`` must be one of ``acr_values`` (when any are required); the user must have
+    authenticated at most ``max_age`` seconds before ``now``. An unknown ``acr`` or
+    ``auth_time`` is a shortfall: fail closed.
+
+    :raises InsufficientUserAuthentication: ``acr_not_satisfied`` or ``auth_time_missing``
+        or ``auth_too_old``, carrying the requirement for the challenge.
+    """
+    if acr_values and (acr is None or acr not in acr_values):
+        raise InsufficientUserAuthentication(
+            "acr_not_satisfied", acr_values=acr_values, max_age=max_age
+        )
+    if max_age is None:
+        return
+    if auth_time is None:
+        raise InsufficientUserAuthentication(
+            "auth_time_missing", acr_values=acr_values, max_age=max_age
+        )
+    if now - auth_time > max_age:
+        raise InsufficientUserAuthentication("auth_too_old", acr_values=acr_values, max_age=max_age)
+
+
 def credentials_for(
     info: TokenInfo,
     *,
@@ -61,6 +110,8 @@ def credentials_for(
     jkt: str | None,
     scheme: str,
     interaction_id: str | None = None,
+    acr_values: tuple[str, ...] = (),
+    max_age: int | None = None,
 ) -> DPoPCredentials:
     """The credentials of a request whose token ``info`` describes, once its expiry and
     the required scopes are checked here, from the token's facts. (A cached answer is
@@ -69,12 +120,18 @@ def credentials_for(
 
     :param jkt: the thumbprint of the proof key that passed, ``None`` on ``Bearer``.
     :raises InvalidToken: ``token_expired``.
+    :param acr_values: the route's step-up requirement (see :func:`check_step_up`).
+    :param max_age: the route's step-up requirement (see :func:`check_step_up`).
+    :raises InvalidToken: ``token_expired``.
     :raises InsufficientScope: ``scope_missing``, naming ``required``.
+    :raises InsufficientUserAuthentication: see :func:`check_step_up`.
     """
     if info.expires_at is not None and info.expires_at <= now:
         raise InvalidToken("token_expired", "The access token has expired.")
     if required and not info.scopes.issuperset(required):
         raise InsufficientScope("scope_missing", scope=" ".join(required))
+    if acr_values or max_age is not None:
+        check_step_up(info.acr, info.auth_time, now=now, acr_values=acr_values, max_age=max_age)
     return DPoPCredentials(
         subject=info.subject,
         client_id=info.client_id,
@@ -83,4 +140,12 @@ def credentials_for(
         expires_at=info.expires_at,
         scheme=scheme,
         interaction_id=interaction_id,
+        x5t_s256=info.x5t_s256,
+        acr=info.acr,
+        auth_time=info.auth_time,
+        resources=info.resources,
+        authorization_details=info.authorization_details,
+        grant_id=info.grant_id,
+        consented_claims=info.consented_claims,
+        client_id_alias=info.client_id_alias,
     )

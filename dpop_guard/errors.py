@@ -9,11 +9,14 @@
       InsufficientScope "insufficient_scope" 403  .scope = the required scopes
       InvalidDPoPProof "invalid_dpop_proof"  401
       UseDPoPNonce     "use_dpop_nonce"      401  .nonce = the fresh nonce
+      InsufficientUserAuthentication
+               "insufficient_user_authentication" 401  .acr_values, .max_age (RFC 9470)
       ServiceUnavailable                     503  our fault, not the client's
         IntrospectionUnavailable             503  Authlete unreachable, failing or garbled
         ReplayStoreUnavailable               503  the replay store failed or is full
 
-``reason`` is for logs and tests: a stable snake_case word such as ``htu_mismatch``. The
+``reason`` is for logs and tests: a stable snake_case word such as ``htu_mismatch``, one of
+the closed set :data:`dpop_guard._reasons.Reason` (so mypy rejects a misspelt one). The
 client only ever sees ``error`` (the wire code) and ``description`` (short, stable, no
 claim values, no token). ``challenge_params`` carries extra challenge attributes an
 upstream (Authlete) supplied, such as ``error_uri``. The mapping to HTTP lives in
@@ -26,8 +29,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar
 
+from ._reasons import Reason
+
 __all__ = [
     "INSUFFICIENT_SCOPE",
+    "INSUFFICIENT_USER_AUTHENTICATION",
     "INVALID_DPOP_PROOF",
     "INVALID_REQUEST",
     "INVALID_TOKEN",
@@ -35,6 +41,7 @@ __all__ = [
     "AuthenticationRequired",
     "DPoPGuardError",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "IntrospectionUnavailable",
     "InvalidDPoPProof",
     "InvalidRequest",
@@ -49,6 +56,7 @@ INVALID_TOKEN = "invalid_token"  # noqa: S105 - an error code, not a secret
 INSUFFICIENT_SCOPE = "insufficient_scope"
 INVALID_DPOP_PROOF = "invalid_dpop_proof"
 USE_DPOP_NONCE = "use_dpop_nonce"
+INSUFFICIENT_USER_AUTHENTICATION = "insufficient_user_authentication"
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -62,13 +70,13 @@ class DPoPGuardError(Exception):
 
     def __init__(
         self,
-        reason: str,
+        reason: Reason,
         description: str | None = None,
         *,
         status: int | None = None,
         challenge_params: Mapping[str, str] | None = None,
     ) -> None:
-        self.reason = reason
+        self.reason: Reason = reason
         self.description = description or self.default_description
         if status is not None:
             self.status = status
@@ -109,7 +117,7 @@ class InsufficientScope(DPoPGuardError):
 
     def __init__(
         self,
-        reason: str,
+        reason: Reason,
         description: str | None = None,
         *,
         scope: str,
@@ -118,6 +126,31 @@ class InsufficientScope(DPoPGuardError):
     ) -> None:
         super().__init__(reason, description, status=status, challenge_params=challenge_params)
         self.scope = scope
+
+
+class InsufficientUserAuthentication(DPoPGuardError):
+    """The user authenticated too weakly or too long ago for the route (RFC 9470 step-up).
+
+    ``acr_values`` (space-separated, possibly empty) and ``max_age`` (or ``None``) are the
+    route's requirement; they go into the challenge so the client can ask the authorization
+    server for a stronger or fresher authentication.
+    """
+
+    error = INSUFFICIENT_USER_AUTHENTICATION
+    status = 401
+    default_description = "A stronger or more recent user authentication is required."
+
+    def __init__(
+        self,
+        reason: Reason,
+        description: str | None = None,
+        *,
+        acr_values: tuple[str, ...] = (),
+        max_age: int | None = None,
+    ) -> None:
+        super().__init__(reason, description)
+        self.acr_values = tuple(acr_values)
+        self.max_age = max_age
 
 
 class InvalidDPoPProof(DPoPGuardError):
@@ -135,7 +168,7 @@ class UseDPoPNonce(DPoPGuardError):
     status = 401
     default_description = "A DPoP nonce issued by this server is required."
 
-    def __init__(self, reason: str, description: str | None = None, *, nonce: str) -> None:
+    def __init__(self, reason: Reason, description: str | None = None, *, nonce: str) -> None:
         super().__init__(reason, description)
         self.nonce = nonce
 
@@ -150,6 +183,9 @@ class ServiceUnavailable(DPoPGuardError):
 
 class IntrospectionUnavailable(ServiceUnavailable):
     """The introspection endpoint could not be reached or gave no usable answer."""
+
+    upstream_status: int | None = None
+    """The HTTP status the endpoint answered with, for an ``*_http_error`` (logs only)."""
 
 
 class ReplayStoreUnavailable(ServiceUnavailable):

@@ -6,9 +6,12 @@ The middleware authenticates (proof, introspection, binding, replay) and sets
 ``Security(dpop, scopes=[...])`` against the token's, from cached facts too, and returns the
 :class:`~dpop_guard.credentials.DPoPCredentials`.
 
->>> dpop = DPoPSecurity()
->>> @app.get("/accounts")
-... async def accounts(auth: DPoPCredentials = Security(dpop, scopes=["read:accounts"])): ...
+For example::
+
+    dpop = DPoPSecurity()
+
+    @app.get("/accounts")
+    async def accounts(auth: DPoPCredentials = Security(dpop, scopes=["read:accounts"])): ...
 
 Needs the ``fastapi`` extra.
 """
@@ -32,6 +35,7 @@ from starlette.requests import Request
 from .challenges import challenge_for
 from .credentials import DPoPCredentials
 from .errors import DPoPGuardError
+from .routes import check_acr_values, check_max_age
 from .settings import DEFAULT_ALGORITHMS
 from .starlette import check_scopes
 
@@ -44,6 +48,12 @@ class DPoPSecurity(SecurityBase):
     :param algs: the algorithms to advertise in challenges (the middleware's allow-list).
     :param realm: the optional ``realm`` challenge parameter.
     :param description: shown in the OpenAPI security scheme.
+    :param acr_values: step-up (RFC 9470): the token's ``acr`` must be one of these.
+    :param max_age: step-up (RFC 9470): the user authenticated at most this long ago.
+    :raises ValueError: an acr value that is not a token, or a bad ``max_age``.
+
+    One instance per requirement: ``DPoPSecurity(acr_values=("urn:mace:incommon:iap:silver",))``
+    for the routes that need a stronger login, scopes per route with ``Security``.
     """
 
     def __init__(
@@ -54,11 +64,16 @@ class DPoPSecurity(SecurityBase):
         scheme_name: str = "DPoP",
         description: str = "A DPoP-bound access token (RFC 9449): "
         "Authorization: DPoP <token> and a DPoP proof header.",
+        acr_values: Sequence[str] = (),
+        max_age: int | None = None,
     ) -> None:
         self.model = HTTPBase(scheme="DPoP", description=description)
         self.scheme_name = scheme_name
         self.algs = tuple(algs)
         self.realm = realm
+        self.acr_values = check_acr_values(acr_values)
+        check_max_age(max_age)
+        self.max_age = max_age
 
     def _refuse(self, exc: DPoPGuardError) -> HTTPException:
         response = challenge_for(exc, algs=self.algs, realm=self.realm)
@@ -69,6 +84,11 @@ class DPoPSecurity(SecurityBase):
         try:
             # Unauthenticated (the middleware is missing, or a rule made the path public):
             # refused rather than served.
-            return check_scopes(request, security_scopes.scopes)
+            return check_scopes(
+                request,
+                security_scopes.scopes,
+                acr_values=self.acr_values,
+                max_age=self.max_age,
+            )
         except DPoPGuardError as exc:
             raise self._refuse(exc) from None

@@ -3,9 +3,11 @@ introspector chain, the caches, the replay store, the nonce source and the lifes
 opens and closes their connections. The examples, the demo and ``dpop-guard check-config``
 all use it, so what is checked is what runs.
 
->>> guard = dpop_guard.from_env(routes=(Route("/health", public=True),))
->>> app = Starlette(routes=[...], lifespan=guard.lifespan)
->>> guard.install(app)
+For example::
+
+    guard = dpop_guard.from_env(routes=(Route("/health", public=True),))
+    app = Starlette(routes=[...], lifespan=guard.lifespan)
+    guard.install(app)
 
 Variables, besides those of :meth:`GuardSettings.from_env` and the introspectors' own:
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
     from .introspection.cached import SharedTokenCache
     from .metrics import Metrics
+    from .mtls import ClientCertificateSource
     from .simulator import SimulatorState
 
 __all__ = [
@@ -193,6 +196,7 @@ class DPoPGuard:
         simulator: SimulatorState | None = None,
         simulator_app: Any = None,
         closers: Sequence[Closer] = (),
+        certificate_source: ClientCertificateSource | None = None,
     ) -> None:
         self.settings = settings
         self.stores = stores
@@ -204,6 +208,7 @@ class DPoPGuard:
         self.metrics = metrics
         self.simulator = simulator
         self.simulator_app = simulator_app
+        self.certificate_source = certificate_source
         self._closers = list(closers)
         self._closed = False
 
@@ -219,6 +224,8 @@ class DPoPGuard:
             options["nonce_source"] = self.nonce_source
         if self.metrics is not None:
             options["metrics"] = self.metrics
+        if self.certificate_source is not None:
+            options["certificate_source"] = self.certificate_source
         return options
 
     def install(self, app: Starlette) -> None:
@@ -264,6 +271,14 @@ class DPoPGuard:
             except Exception as exc:  # one failing close must not leak the others
                 logger.warning("closing a guard client failed: %s", type(exc).__name__)
 
+    def describe(self) -> list[str]:
+        """What ``dpop-guard check-config`` reports as information (not problems)."""
+        source = self.certificate_source
+        if source is None:
+            return ["client certificates: none (DPoP-bound tokens only)"]
+        where = "trusted proxies only" if source.requires_trusted_proxy else "the ASGI server"
+        return [f"client certificates: {source.name} (believed from {where})"]
+
     async def check(self) -> list[str]:
         """What ``dpop-guard check-config`` reports: problems, as sentences (empty when all
         is well). Asks the introspection endpoint about a made-up token and pings Redis."""
@@ -287,7 +302,9 @@ class DPoPGuard:
             await self.upstream.introspect(_check_token(self.stores), request=facts)
             problems.append(f"{target} accepted a made-up token: is it the right endpoint?")
         except ServiceUnavailable as exc:
-            problems.append(f"{target} cannot be used: {exc.reason}")
+            status = getattr(exc, "upstream_status", None)
+            http = "" if status is None else f" (HTTP {status})"
+            problems.append(f"{target} cannot be used: {exc.reason}{http}")
         except DPoPGuardError:
             pass  # refused, as it should: the endpoint answers and our credentials work
         for name, component in (
@@ -306,6 +323,12 @@ class DPoPGuard:
             problems.append(
                 "nonces are required but DPOP_GUARD_NONCE_SECRET is not set: "
                 "nonces will only be valid in the process that issued them"
+            )
+        source = self.certificate_source
+        if source is not None and source.requires_trusted_proxy and not settings.trusted_proxies:
+            problems.append(
+                f"DPOP_GUARD_CLIENT_CERT_SOURCE={source.name} reads a header but "
+                "DPOP_GUARD_TRUSTED_PROXIES is not set: no certificate will ever be believed"
             )
         if settings.public_url is None and not settings.trusted_proxies:
             problems.append(
@@ -459,6 +482,15 @@ def from_env(
             )
         routes = (Route(SIMULATOR_MOUNT + "/*", public=True), *routes)
     settings = GuardSettings.from_env(env, routes=routes)
+    from .mtls import certificate_source_from_env
+
+    certificate_source = certificate_source_from_env(env)
+    mtls_routes = [r.pattern for r in settings.routes if r.sender_constraint != "dpop"]
+    if mtls_routes and certificate_source is None:
+        raise ValueError(
+            f"{ENV_PREFIX}CLIENT_CERT_SOURCE is not set, but routes accept certificate-bound "
+            f"tokens: {', '.join(mtls_routes)}"
+        )
     for url, name in (
         (stores.replay_store, "REPLAY_STORE"),
         (stores.introspection_cache or "", "INTROSPECTION_CACHE"),
@@ -511,6 +543,7 @@ def from_env(
         simulator=chain.simulator,
         simulator_app=chain.simulator_app,
         closers=closers,
+        certificate_source=certificate_source,
     )
 
 

@@ -102,6 +102,13 @@ class PublicKey:
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 JWK SHA-256 thumbprint of a public key, base64url without padding.
 
+    The key of RFC 9449 section 4.1 and its ``jkt`` from section 6.1:
+
+    >>> jwk_thumbprint({"kty": "EC", "crv": "P-256",
+    ...     "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
+    ...     "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"})
+    '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I'
+
     :raises JWKError: ``jwk_kty_unsupported`` or ``jwk_invalid`` if a required member is
         absent or not a string.
     """

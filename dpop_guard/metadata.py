@@ -77,11 +77,15 @@ def metadata_document(
     routes: Iterable[Route],
     algorithms: Sequence[str],
     bound_tokens_required: bool,
+    mtls: bool = False,
 ) -> dict[str, object]:
     """The RFC 9728 document: ``scopes_supported`` defaults to the scopes the rules name.
 
     :param algorithms: the proof ``alg`` allow-list (``dpop_signing_alg_values_supported``).
-    :param bound_tokens_required: ``dpop_bound_access_tokens_required``.
+    :param bound_tokens_required: ``dpop_bound_access_tokens_required``; forced to
+        ``False`` when ``mtls``, since certificate-bound tokens are then accepted too.
+    :param mtls: certificate-bound tokens are accepted on some route (a certificate source
+        is configured): ``tls_client_certificate_bound_access_tokens`` is ``true``.
     """
     scopes = meta.scopes_supported
     if scopes is None:
@@ -92,8 +96,10 @@ def metadata_document(
         "scopes_supported": list(scopes),
         "bearer_methods_supported": ["header"],
         "dpop_signing_alg_values_supported": list(algorithms),
-        "dpop_bound_access_tokens_required": bound_tokens_required,
+        "dpop_bound_access_tokens_required": bound_tokens_required and not mtls,
     }
+    if mtls:
+        document["tls_client_certificate_bound_access_tokens"] = True
     if meta.resource_name:
         document["resource_name"] = meta.resource_name
     return document
@@ -124,8 +130,12 @@ class MetadataEndpoint:
         await send({"type": "http.response.body", "body": b"" if head else self.body})
 
 
-def metadata_endpoint(settings: GuardSettings) -> MetadataEndpoint | None:
-    """The endpoint for ``settings.metadata``, or ``None`` when no metadata is set."""
+def metadata_endpoint(settings: GuardSettings, *, mtls: bool = False) -> MetadataEndpoint | None:
+    """The endpoint for ``settings.metadata``, or ``None`` when no metadata is set.
+
+    :param mtls: a route accepts certificate-bound tokens and a certificate source is
+        configured (see :func:`metadata_document`).
+    """
     meta = settings.metadata
     if meta is None:
         return None
@@ -134,5 +144,6 @@ def metadata_endpoint(settings: GuardSettings) -> MetadataEndpoint | None:
         routes=settings.routes,
         algorithms=settings.policy.algorithms,
         bound_tokens_required=not settings.allow_unbound_tokens,
+        mtls=mtls,
     )
     return MetadataEndpoint(meta, document)

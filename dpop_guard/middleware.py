@@ -4,10 +4,11 @@ Every scope type is handled on purpose: ``lifespan`` passes, ``http`` and ``webs
 are authenticated, anything else is refused. Per protected request, in order:
 ``Authorization`` -> exactly one ``DPoP`` header -> the target URL -> local proof
 verification -> ``jti`` record (so a replay never costs an introspection) ->
-introspection (cached) -> binding (proof key == token key) -> expiry and scopes, checked
-locally. The first failure becomes one response through
-:func:`~dpop_guard.challenges.challenge_for`. The body is never read, so streaming stays
-intact.
+introspection (cached) -> binding (:meth:`DPoPGuardMiddleware._bind`: proof key == token
+key, client certificate == token certificate, the route's sender constraint) -> expiry,
+scopes and step-up (``acr``/``auth_time``), checked locally. The first failure becomes one
+response through :func:`~dpop_guard.challenges.challenge_for`. The body is never read, so
+streaming stays intact.
 
 A websocket handshake is authenticated like the HTTP ``GET`` it is: ``htm`` is ``GET``
 and ``htu`` the ``http``/``https`` form of the ``ws``/``wss`` URL. A refused handshake is
@@ -21,7 +22,8 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,7 +35,7 @@ from ._memo import Public, RouteDecisions, TargetPaths
 from ._proxy import parse_networks
 from ._respond import refuse_websocket, send_response
 from ._target import target_url
-from .challenges import challenge_for
+from .challenges import BEARER_SCHEME, DPOP_SCHEME, challenge_for
 from .credentials import DPoPCredentials, DPoPUser, credentials_for
 from .errors import (
     DPoPGuardError,
@@ -45,16 +47,52 @@ from .errors import (
 from .introspection import InactiveToken, Introspector, RequestFacts, TokenInfo
 from .metadata import metadata_endpoint
 from .metrics import Metrics
+from .mtls import ClientCertificate, ClientCertificateSource, peer_is_trusted
 from .nonce import NonceSource
 from .proof import ProofVerifier, select_proof
 from .replay import ReplayStore
 from .replay._guard import ReplayGuard
-from .routes import Route, route_path
+from .routes import Route, SenderConstraint, route_for, route_path
 from .settings import GuardSettings
 
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
 
 logger = logging.getLogger("dpop_guard")
+
+_SCHEMES: dict[SenderConstraint, tuple[str, ...]] = {
+    "dpop": (DPOP_SCHEME,),
+    "mtls": (BEARER_SCHEME,),
+    "either": (DPOP_SCHEME, BEARER_SCHEME),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    """What a request on one route must satisfy, precomputed per route at start-up."""
+
+    scopes: tuple[str, ...]
+    acr_values: tuple[str, ...]
+    max_age: int | None
+    nonce: bool
+    constraint: SenderConstraint
+    schemes: tuple[str, ...]
+
+    @property
+    def bearer(self) -> bool:
+        """Whether the ``Bearer`` scheme can carry a (certificate-bound) token here."""
+        return self.constraint != "dpop"
+
+
+def _policy(route: Route | None, settings: GuardSettings) -> _Policy:
+    constraint: SenderConstraint = "dpop" if route is None else route.sender_constraint
+    return _Policy(
+        scopes=() if route is None else route.scopes,
+        acr_values=() if route is None else route.acr_values,
+        max_age=None if route is None else route.max_age,
+        nonce=settings.nonce_required(route),
+        constraint=constraint,
+        schemes=_SCHEMES[constraint],
+    )
 
 
 def _sync_lookup(introspector: Introspector) -> Callable[[str], TokenInfo | None] | None:
@@ -86,10 +124,17 @@ class DPoPGuardMiddleware:
     :param metrics: receives a :class:`~dpop_guard.metrics.Decision` per protected request
         (e.g. :class:`~dpop_guard.prometheus.PrometheusMetrics`).
     :param clock: wall-clock seconds, read once per request.
+    :param certificate_source: where the client's TLS certificate comes from
+        (:mod:`dpop_guard.mtls`), for certificate-bound tokens (RFC 8705). Required when a
+        route's ``sender_constraint`` is ``mtls`` or ``either``. When set, it is read on
+        every protected request, and a token bound to a certificate must come with it.
+    :raises ValueError: a route accepts mTLS but no ``certificate_source`` is given.
 
-    >>> app = DPoPGuardMiddleware(app, settings=GuardSettings(routes=(
-    ...     Route("/health", public=True), Route("/accounts", scopes=("read:accounts",)))),
-    ...     introspector=CachingIntrospector(AuthleteIntrospector(client, authlete)))
+    For example::
+
+        app = DPoPGuardMiddleware(app, settings=GuardSettings(routes=(
+            Route("/health", public=True), Route("/accounts", scopes=("read:accounts",)))),
+            introspector=CachingIntrospector(AuthleteIntrospector(client, authlete)))
     """
 
     def __init__(
@@ -102,6 +147,7 @@ class DPoPGuardMiddleware:
         nonce_source: NonceSource | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        certificate_source: ClientCertificateSource | None = None,
     ) -> None:
         self.app = app
         self.settings = settings = settings or GuardSettings()
@@ -117,7 +163,18 @@ class DPoPGuardMiddleware:
         self._clock = clock
         self._dates = DateHeader(clock) if settings.date_header else None
         self._networks = parse_networks(settings.trusted_proxies)
-        self._metadata = metadata_endpoint(settings)
+        self.certificate_source = certificate_source
+        mtls_routes = [r.pattern for r in settings.routes if r.sender_constraint != "dpop"]
+        if mtls_routes and certificate_source is None:
+            raise ValueError(
+                "routes accept certificate-bound tokens but no certificate_source is "
+                f"configured: {', '.join(mtls_routes)}"
+            )
+        # One precomputed policy per rule (keyed by identity: rules are frozen and held by
+        # the settings), and one for paths no rule matches.
+        self._policies = {id(r): _policy(r, settings) for r in settings.routes}
+        self._default_policy = _policy(None, settings)
+        self._metadata = metadata_endpoint(settings, mtls=bool(mtls_routes))
         self._routes = RouteDecisions(settings.routes)
         self._targets = TargetPaths()
         meta = settings.metadata
@@ -145,7 +202,7 @@ class DPoPGuardMiddleware:
         try:
             next_nonce = await self._admit(scope, method, path, trace)
         except DPoPGuardError as exc:
-            await self._reject(exc, scope, receive, send, trace)
+            await self._reject(exc, scope, receive, send, trace, self._schemes(path, method))
             return
         except Exception as exc:
             # A bug or an unexpected dependency failure: fail closed. Logged without locals
@@ -202,6 +259,10 @@ class DPoPGuardMiddleware:
             elif name == b"dpop":
                 dpop.append(value.decode("latin-1"))
         header = parse_authorization(authorization, max_token_bytes=self.settings.max_token_bytes)
+        policy = self._policy_for(route)
+        # Before the proof: a malformed certificate header (a proxy bug) is a 400 whatever
+        # else the request holds.
+        certificate = self._certificate(scope)
         htu = target_url(
             scope,
             public_url=self.settings.public_url,
@@ -215,22 +276,24 @@ class DPoPGuardMiddleware:
                 raise InvalidRequest(
                     "bearer_with_dpop_proof", "A DPoP proof requires the DPoP authorization scheme."
                 )
-            if not self.settings.allow_unbound_tokens:
+            unbound = self.settings.allow_unbound_tokens
+            if not policy.bearer and not unbound:
                 raise InvalidToken(
                     "bearer_scheme_refused", "A DPoP-bound access token is required."
                 )
-            facts = RequestFacts(
-                method=method, htu=htu, proof=None, jkt=None, path=path, lookup=trace.lookup
-            )
-            info = await self._introspect(header.token, facts, trace)
-            if info.jkt is not None:
+            if certificate is None and not unbound:
+                # Only a certificate-bound token may ride on Bearer here: without a
+                # certificate none can pass, so no introspection is spent on it.
                 raise InvalidToken(
-                    "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
+                    "certificate_missing", "The access token requires a client certificate."
                 )
+            facts = self._facts(method, htu, None, None, path, trace, policy, certificate)
+            info = await self._introspect(header.token, facts, trace)
+            self._bind(info, policy, None, certificate)
             jkt = next_nonce = None
         else:
             raw = select_proof(dpop)
-            nonces = self.nonce_source if self.settings.nonce_required(route) else None
+            nonces = self.nonce_source if policy.nonce else None
             timed = self.metrics is not None  # the timings go to metrics only
             started = time.perf_counter() if timed else 0.0
             try:
@@ -255,33 +318,130 @@ class DPoPGuardMiddleware:
             else:
                 # Send the proof's own htu: it already matched the request URL locally,
                 # and it spares the server a second, possibly different, normalisation.
-                facts = RequestFacts(
-                    method=method,
-                    htu=proof.htu,
-                    proof=raw,
-                    jkt=proof.jkt,
-                    path=path,
-                    lookup=trace.lookup,
+                facts = self._facts(
+                    method, proof.htu, raw, proof.jkt, path, trace, policy, certificate
                 )
                 info = await self._introspect(header.token, facts, trace)
-            if info.jkt is None:
-                if not self.settings.allow_unbound_tokens:
-                    raise InvalidToken("token_not_bound", "The access token is not DPoP-bound.")
-            elif not hmac.compare_digest(info.jkt, proof.jkt):
-                raise InvalidDPoPProof(
-                    "jkt_mismatch", "The DPoP proof key does not match the access token."
-                )
-            jkt, next_nonce = proof.jkt, proof.next_nonce
-        required = route.scopes if route is not None else ()
+            self._bind(info, policy, proof.jkt, certificate)
+            jkt = proof.jkt
+            # Nonce precedence: where this route requires our own (HMAC) nonces, they
+            # checked the proof, on a hit as on a miss, and only ours is relayed; otherwise
+            # the authorization server's next nonce (Authlete's dpopNonce, from a miss) is.
+            next_nonce = proof.next_nonce if nonces is not None else trace.lookup.dpop_nonce
         credentials = credentials_for(
             info,
             now=now,
-            required=required,
+            required=policy.scopes,
             jkt=jkt,
             scheme=header.scheme,
             interaction_id=trace.interaction_id,
+            acr_values=policy.acr_values,
+            max_age=policy.max_age,
         )
         return credentials, next_nonce
+
+    def _policy_for(self, route: Route | None) -> _Policy:
+        """The precomputed policy of ``route`` (``None``: no rule matched)."""
+        if route is None:
+            return self._default_policy
+        return self._policies.get(id(route)) or _policy(route, self.settings)
+
+    def _schemes(self, path: str, method: str) -> tuple[str, ...]:
+        """The challenge schemes for a refused ``method path`` (on the refusal path only,
+        so the route is matched again rather than carried through the hot path)."""
+        route = route_for(self.settings.routes, path, method)
+        if route is None or route.public:
+            return self._default_policy.schemes
+        return self._policy_for(route).schemes
+
+    def _certificate(self, scope: Scope) -> ClientCertificate | None:
+        """The client certificate of this request, or ``None`` (no source, or none sent).
+
+        :raises InvalidRequest: ``client_cert_malformed`` from the source.
+        """
+        source = self.certificate_source
+        if source is None:
+            return None
+        return source.certificate(scope, trusted_peer=peer_is_trusted(scope, self._networks))
+
+    @staticmethod
+    def _facts(
+        method: str,
+        htu: str,
+        proof: str | None,
+        jkt: str | None,
+        path: str,
+        trace: Trace,
+        policy: _Policy,
+        certificate: ClientCertificate | None,
+    ) -> RequestFacts:
+        return RequestFacts(
+            method=method,
+            htu=htu,
+            proof=proof,
+            jkt=jkt,
+            scopes=policy.scopes,
+            path=path,
+            lookup=trace.lookup,
+            client_certificate=certificate,
+            acr_values=policy.acr_values,
+            max_age=policy.max_age,
+        )
+
+    def _bind(
+        self,
+        info: TokenInfo,
+        policy: _Policy,
+        proof_jkt: str | None,
+        certificate: ClientCertificate | None,
+    ) -> None:
+        """Check the token's sender constraints against this request, on every request
+        (a cache hit included: the cached facts say what the token is bound to, this
+        request says what it presents).
+
+        - A token bound to a certificate (``x5t#S256``) needs that certificate, whatever
+          the route (RFC 8705 section 3).
+        - A token bound to a DPoP key needs the DPoP scheme and a proof by that key.
+        - The route then demands its own binding: ``dpop`` a DPoP-bound token, ``mtls`` a
+          certificate-bound one, ``either`` one of them (unless unbound tokens are
+          allowed). A token bound both ways has satisfied both above.
+
+        :param proof_jkt: the verified proof's key thumbprint, ``None`` on ``Bearer``.
+        :raises InvalidToken: ``certificate_missing``, ``certificate_mismatch``,
+            ``bound_token_as_bearer``, ``token_not_bound``, ``token_not_certificate_bound``.
+        :raises InvalidDPoPProof: ``jkt_mismatch``.
+        """
+        if info.x5t_s256 is not None:
+            if certificate is None:
+                raise InvalidToken(
+                    "certificate_missing", "The access token requires a client certificate."
+                )
+            if not hmac.compare_digest(info.x5t_s256, certificate.thumbprint):
+                raise InvalidToken(
+                    "certificate_mismatch",
+                    "The client certificate does not match the access token.",
+                )
+        if proof_jkt is None:
+            if info.jkt is not None:
+                raise InvalidToken(
+                    "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
+                )
+        elif info.jkt is not None and not hmac.compare_digest(info.jkt, proof_jkt):
+            raise InvalidDPoPProof(
+                "jkt_mismatch", "The DPoP proof key does not match the access token."
+            )
+        if self.settings.allow_unbound_tokens:
+            return
+        constraint = policy.constraint
+        if constraint == "mtls" or (constraint == "either" and proof_jkt is None):
+            if info.x5t_s256 is None:
+                raise InvalidToken(
+                    "token_not_certificate_bound",
+                    "The access token is not bound to a client certificate.",
+                )
+        elif constraint == "dpop" or info.x5t_s256 is None:
+            if info.jkt is None:
+                raise InvalidToken("token_not_bound", "The access token is not DPoP-bound.")
 
     def _cached_hit(self, token: str, trace: Trace, timed: bool) -> TokenInfo | None:
         """The cache's answer from memory, without a coroutine, or ``None`` for a miss
@@ -308,13 +468,20 @@ class DPoPGuardMiddleware:
             trace.introspection_seconds = time.perf_counter() - started
 
     async def _reject(
-        self, exc: DPoPGuardError, scope: Scope, receive: Receive, send: Send, trace: Trace
+        self,
+        exc: DPoPGuardError,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        trace: Trace,
+        schemes: Sequence[str] = (DPOP_SCHEME,),
     ) -> None:
         response = challenge_for(
             exc,
             algs=self.settings.policy.algorithms,
             realm=self.settings.realm,
             extra_params=self._challenge_params,
+            schemes=schemes,
         )
         self.decisions.observe("rejected", exc.reason, response.status, trace)
         if scope["type"] == "websocket":

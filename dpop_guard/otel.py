@@ -6,7 +6,9 @@ A :class:`~dpop_guard.metrics.Metrics` hook: each decision becomes a span
 ``http.response.status_code`` (for refusals). Spans become children of whatever span is
 current (a server span opened by an ASGI instrumentation, for instance).
 
->>> app.add_middleware(DPoPGuardMiddleware, ..., metrics=OpenTelemetrySpans())
+For example::
+
+    app.add_middleware(DPoPGuardMiddleware, ..., metrics=OpenTelemetrySpans())
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Prometheus metrics for the guard (``pip install dpop_guard[prometheus]``).
 
->>> metrics = PrometheusMetrics()
->>> app.add_middleware(DPoPGuardMiddleware, ..., metrics=metrics)
->>> app.mount("/metrics", prometheus_client.make_asgi_app())
+For example::
+
+    metrics = PrometheusMetrics()
+    app.add_middleware(DPoPGuardMiddleware, ..., metrics=metrics)
+    app.mount("/metrics", prometheus_client.make_asgi_app())
 
 Series: ``dpop_guard_requests_total{outcome,reason}``, ``dpop_guard_seconds{outcome}``
 (time in the guard), ``dpop_guard_verification_seconds``, ``dpop_guard_introspection_seconds``

@@ -273,7 +273,13 @@ class ProofTimeRefused(InvalidDPoPProof):
 
 
 def compute_ath(access_token: str) -> str:
-    """``ath``: base64url(SHA-256(ASCII(access_token))), unpadded (RFC 9449 section 4.2)."""
+    """``ath``: base64url(SHA-256(ASCII(access_token))), unpadded (RFC 9449 section 4.2).
+
+    The example of RFC 9449 section 7.1:
+
+    >>> compute_ath("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU")
+    'fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo'
+    """
     return b64url_encode(hashlib.sha256(access_token.encode("utf-8")).digest())
 
 
@@ -324,10 +330,15 @@ class ProofVerifier:
     header checks, the key import and the thumbprint run once per key. Only headers whose
     key has verified a signature are cached.
 
+    >>> from dpop_guard.testing import ProofSigner, make_proof
+    >>> signer, now = ProofSigner.generate("ES256"), 1_700_000_000
+    >>> dpop_header = make_proof(signer, htu="https://api.example.com/accounts",
+    ...     access_token="an-access-token", iat=now)
     >>> verifier = ProofVerifier(ProofPolicy())
     >>> proof = verifier.verify(dpop_header, method="GET",
-    ...     url="https://api.example.com/accounts", access_token=token, now=int(time.time()))
-    >>> proof.jkt
+    ...     url="https://api.example.com/accounts", access_token="an-access-token", now=now)
+    >>> proof.jkt == signer.jkt, proof.htm
+    (True, 'GET')
     """
 
     def __init__(

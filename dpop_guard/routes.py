@@ -11,6 +11,29 @@ they are at least as broad as the routers they front:
   (Starlette's ``$`` accepts a trailing ``\\n``, so ``/accounts%0A`` reaches ``/accounts``);
 - a path with dot segments never rides on a public rule;
 - a path that matches no rule is protected (fail closed).
+
+The per-route policy, all in :class:`Route`, validated when the rule is made (and, for
+``sender_constraint``, when the middleware is built)::
+
+    field              default  meaning
+    -----------------  -------  ------------------------------------------------------------
+    pattern            (req.)   path, ``{name}`` segments, optional trailing ``*``
+    methods            None     the methods covered (``GET`` covers ``HEAD``); None: all
+    public             False    no authentication at all (no dot segments ride on it)
+    scopes             ()       all required; else 403 ``insufficient_scope``
+    acr_values         ()       the token's ``acr`` must be one of them (RFC 9470); else 401
+                                ``insufficient_user_authentication`` with ``acr_values``
+    max_age            None     the user authenticated at most this many seconds ago
+                                (0..10 years); unknown ``auth_time`` fails
+    nonce              None     require a server nonce here; None follows
+                                ``GuardSettings.nonce``
+    sender_constraint  "dpop"   ``dpop``: DPoP-bound tokens on the DPoP scheme; ``mtls``:
+                                certificate-bound (RFC 8705), ``Bearer`` accepted; ``either``:
+                                one of the two. mtls/either need a ``certificate_source``.
+
+Scopes and step-up can also be stated at the endpoint
+(:func:`dpop_guard.starlette.requires_dpop`, :class:`dpop_guard.fastapi.DPoPSecurity`),
+checked from ``request.auth``.
 """
 
 from __future__ import annotations
@@ -18,11 +41,33 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from starlette.types import Scope
 
-__all__ = ["Route", "has_control_characters", "has_dot_segments", "route_for", "route_path"]
+__all__ = [
+    "MAX_MAX_AGE",
+    "SENDER_CONSTRAINTS",
+    "Route",
+    "SenderConstraint",
+    "check_acr_values",
+    "check_max_age",
+    "has_control_characters",
+    "has_dot_segments",
+    "route_for",
+    "route_path",
+]
+
+SenderConstraint = Literal["dpop", "mtls", "either"]
+"""How a route's tokens must be sender-constrained: by DPoP (RFC 9449), by a client
+certificate (RFC 8705) or by either."""
+SENDER_CONSTRAINTS: Final = ("dpop", "mtls", "either")
+#: The largest ``max_age`` a route may state: ten years of seconds. Anything larger is a
+#: typo, and keeping it bounded keeps the challenge parameter and the arithmetic small.
+MAX_MAX_AGE: Final = 10 * 365 * 24 * 3600
+# An acr value is an RFC 6749 NQCHAR-free token: printable ASCII without space, quote or
+# backslash, so that it survives a space-separated list and a quoted challenge parameter.
+_ACR: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,255}")
 
 _PLACEHOLDER: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 # C0 controls, DEL and C1 controls: no router should see them, and a permissive regex
@@ -45,7 +90,9 @@ class Route:
     ``methods`` are compared case-insensitively, and a rule listing ``GET`` also covers
     ``HEAD``.
 
-    >>> Route("/accounts/{account_id}/transactions", scopes=("read:transactions",))
+    >>> rule = Route("/accounts/{account_id}/transactions", scopes=("read:transactions",))
+    >>> rule.matches("/accounts/42/transactions", "head"), rule.matches("/accounts/42", "GET")
+    (True, False)
     """
 
     pattern: str
@@ -54,6 +101,12 @@ class Route:
     methods: tuple[str, ...] | None = None
     nonce: bool | None = None
     """Require a server nonce on this route; ``None`` follows ``GuardSettings.nonce``."""
+    acr_values: tuple[str, ...] = ()
+    """Step-up (RFC 9470): the token's ``acr`` must be one of these (empty: any)."""
+    max_age: int | None = None
+    """Step-up (RFC 9470): the user must have authenticated at most this many seconds ago."""
+    sender_constraint: SenderConstraint = "dpop"
+    """``dpop`` (default), ``mtls`` (RFC 8705 certificate-bound) or ``either``."""
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
     _methods: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
@@ -68,6 +121,15 @@ class Route:
         for scope in self.scopes:
             if not scope or " " in scope:
                 raise ValueError(f"invalid scope name {scope!r}")
+        object.__setattr__(self, "acr_values", check_acr_values(self.acr_values))
+        check_max_age(self.max_age)
+        if self.sender_constraint not in SENDER_CONSTRAINTS:
+            raise ValueError(
+                f"sender_constraint must be one of {', '.join(SENDER_CONSTRAINTS)}, "
+                f"got {self.sender_constraint!r}"
+            )
+        if self.public and (self.acr_values or self.max_age is not None):
+            raise ValueError(f"a public route cannot require step-up: {self.pattern!r}")
         pattern = self.pattern
         prefix = pattern.endswith("*")
         if prefix:
@@ -96,6 +158,33 @@ class Route:
         if self._methods is not None and _method(method) not in self._methods:
             return False
         return self.regex.fullmatch(path) is not None
+
+
+def check_acr_values(values: Iterable[str]) -> tuple[str, ...]:
+    """``values`` as a tuple, each an acr token (printable ASCII, no space, quote or
+    backslash, at most 255 characters), with no duplicates.
+
+    :raises ValueError: one string instead of a sequence, or a value that is not a token.
+    """
+    if isinstance(values, str):
+        raise ValueError("acr_values must be a sequence of acr values, not one string")
+    result = tuple(values)
+    for value in result:
+        if not isinstance(value, str) or not _ACR.fullmatch(value):
+            raise ValueError(f"invalid acr value {value!r}")
+    if len(set(result)) != len(result):
+        raise ValueError("acr_values holds a duplicate")
+    return result
+
+
+def check_max_age(value: int | None) -> None:
+    """:raises ValueError: ``value`` is not ``None`` or an int in ``0..MAX_MAX_AGE``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"max_age must be an int number of seconds, got {value!r}")
+    if not 0 <= value <= MAX_MAX_AGE:
+        raise ValueError(f"max_age must be between 0 and {MAX_MAX_AGE}, got {value!r}")
 
 
 def route_for(routes: Iterable[Route], path: str, method: str) -> Route | None:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
 from dpop_guard.client import ProofSigner
 from dpop_guard.simulator import SimulatorState, create_simulator_app
+from tests._support.harness import Harness
 from tests._support.redis_server import RedisServer
 from tests._support.servers import ServerThread
 
@@ -50,6 +52,27 @@ def _simulator(simulator_server: tuple[ServerThread, SimulatorState]) -> Iterato
 @pytest.fixture(name="simulator_url")
 def _simulator_url(simulator_server: tuple[ServerThread, SimulatorState]) -> str:
     return simulator_server[0].url
+
+
+@pytest.fixture(name="make_harness")
+async def _make_harness(
+    simulator: SimulatorState, simulator_url: str
+) -> AsyncIterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(**options: Any) -> Harness:
+        harness = Harness(simulator, simulator_url, **options)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        await harness.aclose()
+
+
+@pytest.fixture(name="h")
+def _h(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
 
 
 @pytest.fixture(name="reasons")

@@ -34,11 +34,11 @@ class TestChallengeFor:
     @pytest.mark.parametrize(
         ("exc", "status", "error"),
         [
-            (InvalidRequest("r"), 400, "invalid_request"),
-            (InvalidToken("r"), 401, "invalid_token"),
-            (InvalidDPoPProof("r"), 401, "invalid_dpop_proof"),
-            (InsufficientScope("r", scope="a b"), 403, "insufficient_scope"),
-            (UseDPoPNonce("r", nonce="n1"), 401, "use_dpop_nonce"),
+            (InvalidRequest("host_invalid"), 400, "invalid_request"),
+            (InvalidToken("token_malformed"), 401, "invalid_token"),
+            (InvalidDPoPProof("htu_mismatch"), 401, "invalid_dpop_proof"),
+            (InsufficientScope("scope_missing", scope="a b"), 403, "insufficient_scope"),
+            (UseDPoPNonce("nonce_missing", nonce="n1"), 401, "use_dpop_nonce"),
         ],
     )
     def test_error_codes(self, exc: DPoPGuardError, status: int, error: str) -> None:
@@ -54,23 +54,31 @@ class TestChallengeFor:
 
     def test_scope_param(self) -> None:
         """insufficient_scope names the required scopes."""
-        _, headers, _ = headers_of(InsufficientScope("r", scope="read:accounts"))
+        _, headers, _ = headers_of(InsufficientScope("scope_missing", scope="read:accounts"))
         assert parse_challenge(headers["www-authenticate"])[1]["scope"] == "read:accounts"
 
     def test_nonce_header(self) -> None:
         """use_dpop_nonce carries DPoP-Nonce."""
-        _, headers, _ = headers_of(UseDPoPNonce("r", nonce="abc"))
+        _, headers, _ = headers_of(UseDPoPNonce("nonce_missing", nonce="abc"))
         assert headers["dpop-nonce"] == "abc"
 
     def test_no_credentials(self) -> None:
         """Without credentials the challenge has no error (RFC 6750 section 3.1)."""
-        status, headers, body = headers_of(AuthenticationRequired("r"), realm="bank")
+        status, headers, body = headers_of(
+            AuthenticationRequired("authorization_missing"), realm="bank"
+        )
         assert status == 401
         _, params = parse_challenge(headers["www-authenticate"])
         assert params == {"realm": "bank", "algs": "ES256 PS256 EdDSA"}
         assert "error" not in body
 
-    @pytest.mark.parametrize("exc", [IntrospectionUnavailable("r"), ReplayStoreUnavailable("r")])
+    @pytest.mark.parametrize(
+        "exc",
+        [
+            IntrospectionUnavailable("authlete_timeout"),
+            ReplayStoreUnavailable("replay_store_error"),
+        ],
+    )
     def test_unavailable(self, exc: DPoPGuardError) -> None:
         """Outages are 503 with Retry-After and no challenge."""
         status, headers, body = headers_of(exc)
@@ -85,7 +93,7 @@ class TestChallengeFor:
     def test_upstream_params_filtered_and_sanitised(self) -> None:
         """Only known upstream params pass, and control characters never reach a header."""
         exc = InvalidToken(
-            "r",
+            "authlete_unauthorized",
             'bad "desc"\r\nX-Injected: 1',
             challenge_params={"error_uri": "https://e/x", "foo": "bar"},
         )
@@ -149,3 +157,34 @@ class TestBuildParse:
             parse_challenge(text)
         except ValueError:
             pass
+
+
+def test_insufficient_user_authentication_carries_rfc9470_params() -> None:
+    from dpop_guard.errors import InsufficientUserAuthentication
+
+    response = challenge_for(
+        InsufficientUserAuthentication("auth_too_old", acr_values=("a", "b"), max_age=0),
+        algs=("ES256",),
+    )
+    assert response.status == 401
+    [value] = [v for k, v in response.headers if k == b"www-authenticate"]
+    scheme, params = parse_challenge(value.decode())
+    assert scheme == "DPoP"
+    assert params["error"] == "insufficient_user_authentication"
+    assert params["acr_values"] == "a b"
+    assert params["max_age"] == "0"
+
+
+def test_bearer_and_dpop_challenges_for_either() -> None:
+    from dpop_guard.errors import AuthenticationRequired, InvalidDPoPProof
+
+    response = challenge_for(
+        AuthenticationRequired("authorization_missing"), algs=("ES256",), schemes=("DPoP", "Bearer")
+    )
+    values = [v.decode() for k, v in response.headers if k == b"www-authenticate"]
+    assert [parse_challenge(v)[0] for v in values] == ["DPoP", "Bearer"]
+    assert "algs" not in parse_challenge(values[1])[1]
+    # A proof error concerns DPoP only, whatever the route accepts.
+    response = challenge_for(InvalidDPoPProof("htu_mismatch"), algs=("ES256",), schemes=("Bearer",))
+    values = [v.decode() for k, v in response.headers if k == b"www-authenticate"]
+    assert [parse_challenge(v)[0] for v in values] == ["DPoP"]

@@ -79,7 +79,7 @@ class TestCheckConfig:
         ("env", "fragment"),
         [
             ({"DPOP_GUARD_IAT_WINDOW": "x"}, "DPOP_GUARD_IAT_WINDOW"),
-            ({"AUTHLETE_SERVICE_ACCESSTOKEN": "wrong"}, "authlete_http_401"),
+            ({"AUTHLETE_SERVICE_ACCESSTOKEN": "wrong"}, "authlete_http_error (HTTP 401)"),
             ({"DPOP_GUARD_REPLAY_STORE": f"redis://127.0.0.1:{free_port()}/0"}, "Redis"),
             ({"DPOP_GUARD_PUBLIC_URL": ""}, "Host header"),
             ({"DPOP_GUARD_NONCE": "required"}, "NONCE_SECRET"),
@@ -176,3 +176,38 @@ class TestSimulate:
             proc.wait(timeout=10)
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+class TestCheckConfigCertificates:
+    async def test_reports_the_certificate_source(self, simulator_url: str) -> None:
+        from dpop_guard.cli import _report
+
+        env = authlete_env(
+            simulator_url,
+            DPOP_GUARD_CLIENT_CERT_SOURCE="rfc9440",
+            DPOP_GUARD_TRUSTED_PROXIES="127.0.0.1",
+            DPOP_GUARD_PROXY_HEADERS="x-forwarded-proto",
+        )
+        info, problems = await _report(env)
+        assert problems == []
+        assert info == ["client certificates: rfc9440 (believed from trusted proxies only)"]
+        info, _ = await _report(authlete_env(simulator_url))
+        assert info == ["client certificates: none (DPoP-bound tokens only)"]
+
+    async def test_header_source_without_trusted_proxies_is_a_problem(
+        self, simulator_url: str
+    ) -> None:
+        problems = await _check(
+            authlete_env(
+                simulator_url,
+                DPOP_GUARD_CLIENT_CERT_SOURCE="nginx",
+                DPOP_GUARD_CLIENT_CERT_HEADER="X-Client-Cert",
+            )
+        )
+        assert any("no certificate will ever be believed" in p for p in problems), problems
+
+    async def test_asgi_tls_needs_no_proxy(self, simulator_url: str) -> None:
+        problems = await _check(
+            authlete_env(simulator_url, DPOP_GUARD_CLIENT_CERT_SOURCE="asgi-tls")
+        )
+        assert problems == []

@@ -10,7 +10,9 @@ import pytest
 
 from dpop_guard._defaults import _supervisor_workers
 
-_IDLE = "import sys; sys.stdin.read()"  # waits for its stdin to close: no sleep, no timer
+# Says it runs (so its /proc cmdline is its own, not the parent's before exec), then waits
+# for its stdin to close: no sleep, no timer.
+_IDLE = "import sys; print('ready', flush=True); sys.stdin.read()"
 
 
 @pytest.fixture(name="spawn")
@@ -20,8 +22,9 @@ def _spawn() -> Iterator[list[subprocess.Popen[bytes]]]:
     for process in started:
         process.kill()
         process.wait()
-        if process.stdin is not None:
-            process.stdin.close()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
 
 
 class TestSupervisorWorkers:
@@ -42,9 +45,11 @@ class TestSupervisorWorkers:
         ``--workers=N``); one that names none is one worker, one that cannot be read
         is unknown."""
         process = subprocess.Popen(  # noqa: S603 - our own interpreter
-            [sys.executable, "-c", _IDLE, *args], stdin=subprocess.PIPE
+            [sys.executable, "-c", _IDLE, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         spawn.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"ready\n"
         assert _supervisor_workers(process.pid) == expected
 
     def test_unreadable(self) -> None:

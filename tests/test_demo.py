@@ -1,16 +1,75 @@
-"""The README's demo command keeps working."""
+"""The README's demo command keeps working: the seven steps of the FAPI 2.0 code flow against
+the simulator and the example authorization server, then the refusals."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from dpop_guard.demo import _flow
 from dpop_guard.demo._run import main
 
+pytestmark = pytest.mark.e2e
 
-@pytest.mark.e2e
-def test_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    """The demo starts both servers as subprocesses, and every step behaves as expected."""
-    assert main() == 0
+STEPS = {
+    1: r"PAR, client authenticated by private_key_jwt +POST /par -> 201, assertion PS256",
+    2: r"request_uri back +urn:ietf:params:oauth:request_uri:\S+\.\.\., expires_in \d+ s",
+    3: r"authorization request, consent approved +GET /authorize -> 200, "
+    r"POST /authorize/decision -> 303",
+    4: r"code back on the redirect +code \S+\.\.\., state matches, iss http://127\.0\.0\.1:\d+",
+    5: r"token request, private_key_jwt \+ DPoP proof +POST /token -> 200, assertion PS256, "
+    r"DPoP proof (ES256|EdDSA)",
+    6: r"DPoP-bound access token back +token_type DPoP, scope read:accounts",
+    7: r"GET /accounts with a fresh DPoP proof +GET /accounts -> 200, 2 accounts of alice",
+}
+
+
+def assert_seven_steps(out: str) -> None:
+    for number, pattern in STEPS.items():
+        assert re.search(rf"^  ok {number} {pattern}", out, re.MULTILINE), (number, out)
+    assert "(introspected) = the DPoP key's thumbprint" in out
+    assert "acc-1001  Current" in out
+
+
+@pytest.mark.parametrize(("api", "alg"), [("V3", "ES256"), ("V2", "EdDSA")])
+def test_demo_runs(capsys: pytest.CaptureFixture[str], api: str, alg: str) -> None:
+    """The demo starts its three servers as subprocesses, walks the seven steps, shows the
+    refusals, and ends with the closing line; on either Authlete API version, with either
+    DPoP key algorithm of the guide."""
+    assert main(["--api", api, "--dpop-alg", alg]) == 0
     out = capsys.readouterr().out
-    assert "Every step behaved as expected." in out
+    assert f"Authlete API {api}" in out
+    assert f"DPoP proof {alg}" in out
+    assert_seven_steps(out)
+    assert "!! " not in out
     assert "0 Authlete introspection calls" in out
+    for refusal in ("401 invalid_dpop_proof", "403 insufficient_scope", "400 invalid_grant"):
+        assert refusal in out
+    assert out.rstrip().splitlines()[-1] == "Every step behaved as expected."
+
+
+def test_demo_never_prints_a_whole_token(capsys: pytest.CaptureFixture[str]) -> None:
+    """Tokens, codes and request URIs are abbreviated: no long random string is printed."""
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    # The longest unbroken base64url run the demo may print is a 12-character prefix; an
+    # access token (43 characters here) or a code would be longer.
+    words = {"authorization_server", "oauth-authorization-server"}  # names, not secrets
+    runs = set(re.findall(r"[A-Za-z0-9_-]{20,}", out)) - words
+    assert runs == set(), runs
+
+
+def test_a_step_that_misbehaves_fails_the_demo(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a step does not behave (here the consent page does not offer the user the demo
+    signs in as), the demo says which, stops, and exits non-zero."""
+    monkeypatch.setattr(_flow, "SUBJECT", "mallory")
+    assert main([]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^  !! 3 authorization request", out, re.MULTILINE), out
+    assert "does not offer 'mallory'" in out
+    assert "The flow stopped: step 3 authorization request" in out
+    assert "Every step behaved as expected." not in out
+    assert "ok 4 " not in out

@@ -17,13 +17,13 @@ from starlette.routing import Route as HTTPRoute
 
 from dpop_guard import DPoPAuth, DPoPCredentials, DPoPGuardMiddleware, ProofSigner
 from dpop_guard.challenges import parse_challenge
+from dpop_guard.demo.fastapi_accounts import create_app
 from dpop_guard.fastapi import DPoPSecurity
 from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
-from examples.fastapi_accounts import create_app
 
 ORIGIN = "https://api.bank.test"
 

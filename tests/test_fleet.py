@@ -26,9 +26,8 @@ from dpop_guard.simulator import (
 )
 from dpop_guard.testing import make_proof
 from tests._support.clock import Clock
+from tests._support.harness import ORIGIN, ROUTES, Harness, assert_rejected
 from tests._support.redis_server import RedisServer, free_port
-
-from .test_middleware import ORIGIN, ROUTES, Harness, assert_rejected
 
 SECRET = b"fleet-secret-0123456789abcdefghij"
 ROOT = Path(__file__).resolve().parent.parent

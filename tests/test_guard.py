@@ -282,3 +282,37 @@ class TestMissingExtras:
             """
         )
         assert f"pip install 'dpop_guard[{extra}]'" in result.stdout, result.stderr
+
+
+class TestCertificateSource:
+    def _env(self, **extra: str) -> dict[str, str]:
+        return {
+            "AUTHLETE_BASE_URL": "http://127.0.0.1:9",
+            "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
+            "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
+            **extra,
+        }
+
+    async def test_from_env_builds_the_source_and_hands_it_to_the_middleware(self) -> None:
+        from dpop_guard.mtls import Rfc9440CertificateSource
+
+        guard = from_env(environ=self._env(DPOP_GUARD_CLIENT_CERT_SOURCE="rfc9440"))
+        try:
+            assert isinstance(guard.certificate_source, Rfc9440CertificateSource)
+            assert guard.middleware_options["certificate_source"] is guard.certificate_source
+        finally:
+            await guard.aclose()
+
+    async def test_no_source_by_default(self) -> None:
+        guard = from_env(environ=self._env())
+        try:
+            assert guard.certificate_source is None
+            assert "certificate_source" not in guard.middleware_options
+        finally:
+            await guard.aclose()
+
+    def test_mtls_route_without_a_source_refused(self) -> None:
+        from dpop_guard import Route
+
+        with pytest.raises(ValueError, match="DPOP_GUARD_CLIENT_CERT_SOURCE"):
+            from_env(routes=(Route("/a", sender_constraint="mtls"),), environ=self._env())

@@ -16,9 +16,8 @@ from dpop_guard.errors import IntrospectionUnavailable, InvalidToken
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
 from dpop_guard.testing import make_proof
+from tests._support.harness import ORIGIN, inner_app
 from tests._support.oidc_provider import OIDCProvider
-
-from .test_middleware import ORIGIN, inner_app
 
 RESOURCE = "https://jwt.bank.test"
 FACTS = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof="p", jkt="j", path="/accounts")

@@ -91,3 +91,17 @@ class TestResourceMetadata:
         """The resource must be an absolute URL without query."""
         with pytest.raises(ValueError):
             ResourceMetadata(resource=resource)
+
+
+def test_document_announces_certificate_bound_tokens_only_with_mtls() -> None:
+    from dpop_guard.metadata import metadata_document
+
+    meta = ResourceMetadata(resource="https://api.bank.test")
+    plain = metadata_document(meta, routes=(), algorithms=("ES256",), bound_tokens_required=True)
+    assert "tls_client_certificate_bound_access_tokens" not in plain
+    assert plain["dpop_bound_access_tokens_required"] is True
+    mtls = metadata_document(
+        meta, routes=(), algorithms=("ES256",), bound_tokens_required=True, mtls=True
+    )
+    assert mtls["tls_client_certificate_bound_access_tokens"] is True
+    assert mtls["dpop_bound_access_tokens_required"] is False

@@ -60,7 +60,7 @@ class EchoApp:
         try:
             cert = self.source.certificate(scope, trusted_peer=trusted)
         except InvalidRequest as exc:
-            status, body = 400, {"reason": exc.reason, "trusted_peer": trusted}
+            status, body = 400, {"reason": str(exc.reason), "trusted_peer": trusted}
         else:
             status = 200
             body = {

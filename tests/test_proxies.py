@@ -36,8 +36,7 @@ from dpop_guard.simulator import (
     SimulatorState,
 )
 from dpop_guard.testing import make_proof
-
-from .test_middleware import assert_rejected, inner_app
+from tests._support.harness import assert_rejected, inner_app
 
 TRUSTED = ("10.0.0.0/8", "192.168.1.1")
 NGINX = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")

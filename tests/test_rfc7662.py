@@ -18,9 +18,8 @@ from dpop_guard.errors import IntrospectionUnavailable, InvalidToken
 from dpop_guard.introspection import InactiveToken, RequestFacts
 from dpop_guard.introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
 from dpop_guard.testing import make_proof
+from tests._support.harness import ORIGIN, inner_app
 from tests._support.oidc_provider import RS_CLIENT, OIDCProvider
-
-from .test_middleware import ORIGIN, inner_app
 
 FACTS = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof="p", jkt="j")
 
@@ -124,7 +123,8 @@ class TestAgainstOIDCProvider:
                 await RFC7662Introspector(http, settings).introspect(
                     provider.token(signer), request=FACTS
                 )
-        assert info.value.reason == "introspection_http_401"
+        assert info.value.reason == "introspection_http_error"
+        assert info.value.upstream_status == 401
 
 
 class TestWire:

@@ -373,3 +373,45 @@ class TestRequiresDPoP:
             requires_dpop("a")(lambda x: x)
         with pytest.raises(ValueError):
             requires_dpop("a b")
+
+
+class TestRoutePolicy:
+    """The per-route policy fields are validated when the rule is made."""
+
+    def test_defaults(self) -> None:
+        route = Route("/a")
+        assert (route.acr_values, route.max_age, route.sender_constraint) == ((), None, "dpop")
+
+    @pytest.mark.parametrize(
+        "acr_values",
+        [("",), ("a b",), ('a"b',), ("a\\b",), ("é",), ("a" * 256,), ("x", "x")],
+    )
+    def test_acr_values_must_be_distinct_tokens(self, acr_values: tuple[str, ...]) -> None:
+        with pytest.raises(ValueError):
+            Route("/a", acr_values=acr_values)
+
+    def test_acr_values_not_one_string(self) -> None:
+        with pytest.raises(ValueError):
+            Route("/a", acr_values="urn:gold")  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("max_age", [-1, 10 * 365 * 24 * 3600 + 1, 1.5, True, "60"])
+    def test_max_age_bounded_int(self, max_age: object) -> None:
+        with pytest.raises(ValueError):
+            Route("/a", max_age=max_age)  # type: ignore[arg-type]
+
+    def test_max_age_zero_allowed(self) -> None:
+        assert Route("/a", max_age=0).max_age == 0
+
+    def test_sender_constraint_closed_set(self) -> None:
+        with pytest.raises(ValueError):
+            Route("/a", sender_constraint="bearer")  # type: ignore[arg-type]
+
+    def test_public_route_cannot_require_step_up(self) -> None:
+        with pytest.raises(ValueError):
+            Route("/a", public=True, max_age=60)
+
+    def test_endpoint_declarations_validated(self) -> None:
+        with pytest.raises(ValueError):
+            requires_dpop("a", acr_values=("a b",))
+        with pytest.raises(ValueError):
+            requires_dpop("a", max_age=-1)

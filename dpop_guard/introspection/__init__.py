@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import InvalidToken
+
+if TYPE_CHECKING:
+    from ..mtls import ClientCertificate
 
 __all__ = ["InactiveToken", "Introspector", "Lookup", "RequestFacts", "TokenInfo"]
 
@@ -18,6 +21,7 @@ class Lookup:
     cached or looked up."""
 
     cache_hit: bool | None = None
+    dpop_nonce: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,9 @@ class RequestFacts:
     Empty means unknown, which path-sensitive policy treats as sensitive."""
     lookup: Lookup = field(default_factory=Lookup, compare=False, repr=False)
     """Filled in by the introspector chain (see :class:`Lookup`)."""
+    client_certificate: ClientCertificate | None = None
+    acr_values: tuple[str, ...] = ()
+    max_age: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,14 @@ class TokenInfo:
     scopes: frozenset[str]
     expires_at: int | None
     jkt: str | None
+    x5t_s256: str | None = None
+    acr: str | None = None
+    auth_time: int | None = None
+    resources: tuple[str, ...] = ()
+    authorization_details: tuple[Any, ...] | None = None
+    grant_id: str | None = None
+    consented_claims: tuple[str, ...] = ()
+    client_id_alias: str | None = None
 
 
 class InactiveToken(InvalidToken):

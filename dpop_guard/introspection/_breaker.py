@@ -13,10 +13,11 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import anyio
 
+from .._reasons import IntrospectionReason, Outage, Upstream
 from ..errors import DPoPGuardError, IntrospectionUnavailable
 from ._http import (
     PostTransport,
@@ -33,6 +34,7 @@ __all__ = [
     "breaker_from",
     "call_through",
     "json_object",
+    "outage",
     "post",
     "unavailable",
 ]
@@ -45,13 +47,30 @@ RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 _RETRY_BACKOFF: Final = 0.05
 
 
-def unavailable(reason: str, cause: BaseException | None = None) -> IntrospectionUnavailable:
-    """An outage with ``reason``, logged once. The reason is logged; never the request or
-    the response body, which hold the token."""
-    logger.warning("introspection unavailable: %s", reason, extra={"dpop_guard_reason": reason})
+def unavailable(
+    reason: IntrospectionReason,
+    cause: BaseException | None = None,
+    *,
+    upstream_status: int | None = None,
+) -> IntrospectionUnavailable:
+    """An outage with ``reason``, logged once. The reason (and the upstream's HTTP status,
+    if any) is logged; never the request or the response body, which hold the token."""
+    logger.warning(
+        "introspection unavailable: %s%s",
+        reason,
+        "" if upstream_status is None else f" (HTTP {upstream_status})",
+        extra={"dpop_guard_reason": reason, "dpop_guard_upstream_status": upstream_status},
+    )
     exc = IntrospectionUnavailable(reason)
+    exc.upstream_status = upstream_status
     exc.__cause__ = cause
     return exc
+
+
+def outage(upstream: Upstream, what: Outage) -> IntrospectionReason:
+    """``<upstream>_<what>``: every such pair is an :data:`IntrospectionReason`
+    (tests/test_reasons.py checks each one)."""
+    return cast(IntrospectionReason, f"{upstream}_{what}")
 
 
 class CircuitBreaker:
@@ -94,7 +113,7 @@ class CircuitBreaker:
     def success(self) -> None:
         self._failures, self._open_until, self._probing = 0, None, False
 
-    async def call(self, fn: Callable[[], Awaitable[T]], *, open_reason: str) -> T:
+    async def call(self, fn: Callable[[], Awaitable[T]], *, open_reason: IntrospectionReason) -> T:
         """Run ``fn`` through the breaker: refused at once while open; its outcome counts."""
         if not self.allow():
             raise IntrospectionUnavailable(open_reason)
@@ -146,7 +165,10 @@ def breaker_from(option: BreakerOption) -> CircuitBreaker | None:
 
 
 async def call_through(
-    breaker: CircuitBreaker | None, fn: Callable[[], Awaitable[T]], *, open_reason: str
+    breaker: CircuitBreaker | None,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    open_reason: IntrospectionReason,
 ) -> T:
     """``fn()`` through ``breaker``, or directly when there is none."""
     if breaker is None:
@@ -160,7 +182,7 @@ async def post(
     headers: Sequence[tuple[str, str]],
     body: bytes,
     *,
-    prefix: str,
+    prefix: Upstream,
     timeout: float | None = None,
     retries: int = 0,
 ) -> Response:
@@ -177,7 +199,7 @@ async def post(
         with anyio.fail_after(timeout):
             return await _attempts(transport, url, headers, body, prefix, retries)
     except TimeoutError as exc:
-        raise unavailable(f"{prefix}_timeout", exc) from exc
+        raise unavailable(outage(prefix, "timeout"), exc) from exc
 
 
 async def _attempts(
@@ -185,7 +207,7 @@ async def _attempts(
     url: str,
     headers: Sequence[tuple[str, str]],
     body: bytes,
-    prefix: str,
+    prefix: Upstream,
     retries: int,
 ) -> Response:
     attempts = retries + 1
@@ -194,29 +216,29 @@ async def _attempts(
         try:
             response = await transport.post(url, headers, body)
         except TransportTimeout as exc:
-            raise unavailable(f"{prefix}_timeout", exc) from exc
+            raise unavailable(outage(prefix, "timeout"), exc) from exc
         except TransportConnectError as exc:
             if not last:
                 await anyio.sleep(_RETRY_BACKOFF * (attempt + 1))
                 continue
-            raise unavailable(f"{prefix}_unreachable", exc) from exc
+            raise unavailable(outage(prefix, "unreachable"), exc) from exc
         except TransportError as exc:
-            raise unavailable(f"{prefix}_transport_error", exc) from exc
+            raise unavailable(outage(prefix, "transport_error"), exc) from exc
         if response.status in RETRY_STATUSES and not last:
             await anyio.sleep(_RETRY_BACKOFF * (attempt + 1))
             continue
         if response.status != 200:
-            raise unavailable(f"{prefix}_http_{response.status}")
+            raise unavailable(outage(prefix, "http_error"), upstream_status=response.status)
         return response
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def json_object(response: Response, *, prefix: str) -> dict[str, Any]:
+def json_object(response: Response, *, prefix: Upstream) -> dict[str, Any]:
     """The response body as a JSON object, or a ``<prefix>_bad_response`` outage."""
     try:
         data = json.loads(response.body)
     except ValueError as exc:
-        raise unavailable(f"{prefix}_bad_response", exc) from exc
+        raise unavailable(outage(prefix, "bad_response"), exc) from exc
     if not isinstance(data, dict):
-        raise unavailable(f"{prefix}_bad_response")
+        raise unavailable(outage(prefix, "bad_response"))
     return data

@@ -178,9 +178,11 @@ class AsyncioHTTPClient:
     while idle (nothing at all came back) is replaced and the request sent once more on a
     new connection; any other failure is not retried here.
 
-    >>> client = AsyncioHTTPClient()
-    >>> # response = await client.post(url, [("Content-Type", "application/json")], b"{}")
-    >>> # await client.aclose()
+    For example::
+
+        client = AsyncioHTTPClient()
+        response = await client.post(url, [("Content-Type", "application/json")], b"{}")
+        await client.aclose()
     """
 
     def __init__(self, *, max_idle: int = 32, ssl_context: ssl.SSLContext | None = None) -> None:

@@ -32,6 +32,7 @@ import anyio
 import httpx
 
 from .._env import EnvReader
+from .._reasons import IntrospectionReason
 from ..challenges import parse_challenge
 from ..errors import (
     DPoPGuardError,
@@ -61,6 +62,11 @@ logger = logging.getLogger("dpop_guard.introspection")
 
 DEFAULT_AUTHLETE_TIMEOUT: Final = 5.0
 _ACTION_STATUS = {"BAD_REQUEST": 400, "UNAUTHORIZED": 401, "FORBIDDEN": 403}
+_ACTION_REASON: dict[str, IntrospectionReason] = {
+    "BAD_REQUEST": "authlete_bad_request",
+    "UNAUTHORIZED": "authlete_unauthorized",
+    "FORBIDDEN": "authlete_forbidden",
+}
 _DEFAULT_CLASS: dict[str, type[DPoPGuardError]] = {
     "BAD_REQUEST": InvalidRequest,
     "UNAUTHORIZED": InvalidToken,
@@ -180,10 +186,10 @@ class AuthleteIntrospector:
 
     Every call is bounded by ``settings.timeout`` in total, retries included; retries
     happen only on a refused connection or a 429/502/503/504. Failures raise
-    :class:`IntrospectionUnavailable`, which the middleware answers with 503.
+    :class:`IntrospectionUnavailable`, which the middleware answers with 503. For example::
 
-    >>> async with httpx.AsyncClient() as client:
-    ...     introspector = AuthleteIntrospector(client, AuthleteSettings.from_env())
+        async with httpx.AsyncClient() as client:
+            introspector = AuthleteIntrospector(client, AuthleteSettings.from_env())
     """
 
     def __init__(
@@ -321,7 +327,7 @@ def _rejection(action: str, data: dict[str, Any], request: RequestFacts) -> DPoP
     cls = _ERROR_CLASS.get(code, _DEFAULT_CLASS[action])
     description = params.get("error_description")
     status = _ACTION_STATUS[action]
-    reason = f"authlete_{action.lower()}"
+    reason = _ACTION_REASON[action]
     extra = {k: v for k, v in params.items() if k == "error_uri"}
     logger.info(
         "authlete rejected the token: %s %s",

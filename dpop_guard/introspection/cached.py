@@ -44,6 +44,7 @@ from typing import Final, Generic, Protocol, TypeVar
 import anyio
 
 from .._digest import sha256
+from .._reasons import Reason
 from ..errors import ServiceUnavailable
 from . import InactiveToken, Introspector, RequestFacts, TokenInfo
 
@@ -81,7 +82,7 @@ class _Negative:
     would grow its traceback without bound)."""
 
     deadline: float
-    reason: str
+    reason: Reason
     description: str
     status: int
     challenge_params: Mapping[str, str]

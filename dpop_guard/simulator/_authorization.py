@@ -927,8 +927,10 @@ def authorization_routes(
     """The routes for both API versions, over ``store`` (the simulator's state: tokens
     issued here are introspected like minted ones) and ``auth`` (settings and clients).
 
-    >>> auth = AuthorizationService()
-    >>> app = Starlette(routes=[*authorization_routes(state, auth), ...])
+    For example::
+
+        auth = AuthorizationService()
+        app = Starlette(routes=[*authorization_routes(state, auth), ...])
     """
     api = _Endpoints(store, auth if auth is not None else AuthorizationService())
     routes = []

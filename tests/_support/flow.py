@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,10 +30,26 @@ from dpop_guard.simulator._authorization import (
     SimClient,
     SimService,
 )
+from dpop_guard.testing import submit_consent
 from tests._support.servers import ServerThread
 
 CLIENT_ID = 3_141_592_653
 REDIRECT_URI = "https://app.example.org/cb"
+__all__ = [
+    "CLIENT_ID",
+    "REDIRECT_URI",
+    "V2_AUTH",
+    "V3_AUTH",
+    "AuthleteCalls",
+    "LateApp",
+    "Registered",
+    "Stack",
+    "authlete_env",
+    "register",
+    "simulator_with_authorization",
+    "start_stack",
+    "submit_consent",  # the shared copy in dpop_guard.testing, re-exported for the tests
+]
 V3_AUTH = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
 V2_AUTH = {
     "Authorization": "Basic "
@@ -169,44 +184,6 @@ class LateApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
-
-
-class _FormParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action: str | None = None
-        self.fields: dict[str, str] = {}
-        self.buttons: dict[str, str] = {}
-        self._select: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.action = values.get("action")
-        elif tag == "input" and values.get("type") == "hidden":
-            self.fields[values["name"]] = values.get("value", "")
-        elif tag == "select":
-            self._select = values["name"]
-        elif tag == "option" and self._select and "selected" in values:
-            self.fields[self._select] = values["value"]
-        elif tag == "button":
-            self.buttons[values["id"]] = values["value"]
-
-
-async def submit_consent(
-    http: httpx.AsyncClient, authorization_url: str, *, button: str = "approve"
-) -> str:
-    """Load the consent page, submit its form as a browser would; the redirect target."""
-    page = await http.get(authorization_url)
-    assert page.status_code == 200, page.text
-    assert page.headers["x-frame-options"] == "DENY"
-    form = _FormParser()
-    form.feed(page.text)
-    assert form.action is not None
-    data = {**form.fields, "decision": form.buttons[button]}
-    answer = await http.post(str(page.url.join(form.action)), data=data)
-    assert answer.status_code == 303, answer.text
-    return answer.headers["location"]
 
 
 def _b64decode(segment: str) -> bytes:

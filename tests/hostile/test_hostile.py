@@ -22,8 +22,7 @@ from dpop_guard.client import ProofSigner
 from dpop_guard.proof import compute_ath
 from dpop_guard.simulator import DEFAULT_SERVICE_TOKEN, SimulatorState
 from dpop_guard.testing import DELETE, make_proof
-
-from ..test_middleware import ORIGIN, Harness
+from tests._support.harness import ORIGIN, Harness
 
 CORPUS = json.loads((Path(__file__).parent / "corpus.json").read_text())["cases"]
 

@@ -11,8 +11,7 @@ import pytest
 from dpop_guard import ProofSigner
 from dpop_guard.simulator import SimulatorState
 from dpop_guard.testing import make_proof
-
-from ..test_middleware import ORIGIN, Harness, assert_rejected
+from tests._support.harness import ORIGIN, Harness, assert_rejected
 
 RESENDS = 100
 

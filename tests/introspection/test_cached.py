@@ -153,7 +153,7 @@ class TestCachingIntrospector:
 
     async def test_outages_not_cached(self) -> None:
         """An outage is not remembered either."""
-        inner = Scripted(IntrospectionUnavailable("authlete_http_500"), info())
+        inner = Scripted(IntrospectionUnavailable("authlete_http_error"), info())
         cache = CachingIntrospector(inner, ttl=60)
         with pytest.raises(IntrospectionUnavailable):
             await cache.introspect("t", request=FACTS)
@@ -548,13 +548,13 @@ class TestSyncHit:
 
     async def test_negative_answer_raised_as_introspect(self) -> None:
         """A remembered inactive token raises the same error from both paths."""
-        inner = Scripted(InactiveToken("token_not_found", "The access token is not active."))
+        inner = Scripted(InactiveToken("introspection_inactive", "The access token is not active."))
         cache = CachingIntrospector(inner, ttl=60)
         with pytest.raises(InactiveToken) as from_async:
             await cache.introspect("t", request=FACTS)
         with pytest.raises(InactiveToken) as from_sync:
             cache.cached_sync("t")
-        assert from_sync.value.reason == from_async.value.reason == "token_not_found"
+        assert from_sync.value.reason == from_async.value.reason == "introspection_inactive"
         assert from_sync.value is not from_async.value and inner.calls == 1
 
     async def test_requires_fresh_is_never_answered_sync(self) -> None:

@@ -24,9 +24,8 @@ from dpop_guard.introspection.cached import CachingIntrospector
 from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
 from dpop_guard.testing import make_proof
 from tests._support.clock import Clock
+from tests._support.harness import inner_app
 from tests._support.servers import ServerThread
-
-from ..test_middleware import inner_app
 
 ISSUER = "https://as.test"
 AUDIENCE = "https://rs.test"

@@ -143,9 +143,17 @@ class TestUncertainty:
         assert await reason_of(guard, proof("c", iat=T0 - 1), T0 + 1) is None
 
     def test_built_in_stores_have_epochs(self) -> None:
-        """Both built-in stores implement the optional epoch method."""
-        assert isinstance(MemoryReplayStore(), EpochReplayStore)
-        assert callable(RedisReplayStore.add_with_epoch)
+        """Both built-in stores pass the guard's runtime check for the optional epoch
+        method (the guard dispatches on it: failing it silently drops fleet-wide epochs),
+        and a store without the method does not."""
+        assert issubclass(MemoryReplayStore, EpochReplayStore)
+        assert issubclass(RedisReplayStore, EpochReplayStore)
+
+        class Plain:
+            async def add_if_absent(self, key: str, *, ttl: int) -> bool:
+                return True
+
+        assert not issubclass(Plain, EpochReplayStore)
 
 
 @pytest.fixture(name="server")

@@ -8,7 +8,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from dpop_guard.replay import ReplayStore, replay_store_from_url
+from dpop_guard.replay import replay_store_from_url
 from dpop_guard.replay.redis import RedisReplayStore
 from tests._support.redis_server import free_port
 
@@ -22,9 +22,9 @@ async def _store(redis_url: str) -> AsyncIterator[RedisReplayStore]:
 
 class TestRedisReplayStore:
     async def test_protocol_and_factory(self, redis_url: str) -> None:
-        """It is a ReplayStore and the URL factory builds it."""
+        """The URL factory builds a RedisReplayStore."""
         store = replay_store_from_url(redis_url, maxsize=1)
-        assert isinstance(store, RedisReplayStore) and isinstance(store, ReplayStore)
+        assert isinstance(store, RedisReplayStore)
         await store.aclose()
 
     async def test_first_use_then_replay(self, store: RedisReplayStore) -> None:

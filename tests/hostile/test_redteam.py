@@ -1,0 +1,744 @@
+"""Red-team review of round 2: one test per finding, each named by its finding id.
+
+Findings whose fix belongs to another part of the package are strict ``xfail`` with the
+finding id as the reason: the suite stays green, and the fix flips the test (strict, so a
+fixed finding must drop its marker). Findings fixed on this branch are plain tests.
+
+Each test drives the real part: the demo's authorization server and the simulator as ASGI
+apps over ``httpx.ASGITransport``, the FAPI client against a hostile authorization server
+(a real Starlette app), and the pure functions (``target_url``, the environment readers)
+directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as HTTPRoute
+
+from dpop_guard._env import EnvReader
+from dpop_guard._proxy import parse_networks
+from dpop_guard._target import target_url
+from dpop_guard.client import (
+    MAX_METADATA_BYTES,
+    PKCE,
+    AuthorizationServerMetadata,
+    FAPIClient,
+    OAuthError,
+    ProofSigner,
+    PushedAuthorization,
+)
+from dpop_guard.demo.authorization_server import Config
+from dpop_guard.demo.authorization_server import create_app as create_authorization_server
+from dpop_guard.errors import DPoPGuardError
+from dpop_guard.guard import from_env
+from dpop_guard.introspection.authlete import AuthleteSettings
+from dpop_guard.routes import Route
+from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
+from dpop_guard.simulator._app import create_simulator_app
+
+ISSUER = "https://as.test"
+METADATA: dict[str, Any] = {
+    "issuer": ISSUER,
+    "authorization_endpoint": f"{ISSUER}/authorize",
+    "token_endpoint": f"{ISSUER}/token",
+    "pushed_authorization_request_endpoint": f"{ISSUER}/par",
+    "authorization_response_iss_parameter_supported": True,
+    "dpop_signing_alg_values_supported": ["ES256"],
+}
+
+
+# -- RT-1: X-Forwarded-Prefix makes two routed paths share one htu -------------------------
+
+
+def _forwarded_scope(path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "scheme": "http",
+        "headers": [
+            (b"host", b"api.bank.test"),
+            (b"x-forwarded-proto", b"https"),
+            (b"x-forwarded-prefix", b"/api"),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+@pytest.mark.xfail(strict=True, reason="RT-1")
+def test_rt1_forwarded_prefix_keeps_routed_paths_apart() -> None:
+    """Behind a trusted proxy that strips ``/api`` and says so in ``X-Forwarded-Prefix``,
+    the app routes ``/accounts`` (public ``/api/accounts``) and ``/api/accounts`` (public
+    ``/api/api/accounts``) to different endpoints. Their ``htu`` must differ too, or a
+    proof made for one endpoint is accepted at the other. Today the prefix is prepended
+    only when the path does not already start with it, so both are
+    ``https://api.bank.test/api/accounts``."""
+    networks = parse_networks(["127.0.0.1"])
+    headers = ("x-forwarded-proto", "x-forwarded-prefix")
+
+    def htu(path: str) -> str:
+        return target_url(
+            _forwarded_scope(path), public_url=None, networks=networks, proxy_headers=headers
+        )
+
+    assert htu("/accounts") == "https://api.bank.test/api/accounts"
+    assert htu("/api/accounts") == "https://api.bank.test/api/api/accounts"
+
+
+# -- RT-2, RT-6: the demo's authorization server -------------------------------------------
+
+AS_ENV = {
+    "AUTHLETE_BASE_URL": "http://127.0.0.1:9",  # never reached by these tests
+    "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
+    "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
+    "AS_ISSUER": "http://127.0.0.1:9100",
+}
+
+
+@pytest.mark.xfail(strict=True, reason="RT-2")
+async def test_rt2_consent_decision_with_many_fields_is_a_400() -> None:
+    """``POST /authorize/decision`` with nine form fields: ``parse_qs(...,
+    max_num_fields=8)`` raises ``ValueError`` and the server answers 500 with a traceback,
+    before any Authlete call. Client input must be a 400."""
+    app = create_authorization_server(AS_ENV)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=AS_ENV["AS_ISSUER"]) as http:
+        body = "&".join(f"f{i}=x" for i in range(9))
+        response = await http.post(
+            "/authorize/decision",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.xfail(strict=True, reason="RT-6")
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTHLETE_SERVICE_ACCESSTOKEN", "token\nX-Injected: yes"),
+        ("AUTHLETE_BASE_URL", "https://api.authlete.test/\r\nHost: evil"),
+        ("AS_ISSUER", "https://as.test/\x00"),
+    ],
+)
+def test_rt6_demo_authorization_server_reads_the_environment_strictly(
+    name: str, value: str
+) -> None:
+    """The demo's authorization server has its own environment reader that strips but
+    refuses nothing: a control character in a secret or a URL reaches an HTTP header or
+    the issuer. Every reader refuses it, naming the variable (the ``EnvReader`` rule)."""
+    environ = {**AS_ENV, name: value}
+    with pytest.raises(ValueError, match=name):
+        Config.from_env(environ)
+
+
+# -- RT-3: AUTHLETE_BASE_URL ----------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-3")
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api.authlete.test#fragment",  # the API path lands in the fragment
+        "https://api.authlete.test?x=1",  # ... or in the query
+        "https://user:password@api.authlete.test",  # a second credential in the URL
+        "http://api.authlete.test",  # the service token in clear text off loopback
+    ],
+)
+def test_rt3_authlete_base_url_is_an_origin(base_url: str) -> None:
+    """``AUTHLETE_BASE_URL=https://api.authlete.test#fragment`` is accepted, and the
+    introspection URL becomes ``https://api.authlete.test#fragment/api/<id>/auth/
+    introspection``: every call goes to ``/`` of the host. A query, user info, or plain
+    ``http`` to a host that is not loopback are accepted too. Start-up must refuse them,
+    naming the variable."""
+    environ = {
+        "AUTHLETE_BASE_URL": base_url,
+        "AUTHLETE_SERVICE_APIKEY": "123",
+        "AUTHLETE_SERVICE_ACCESSTOKEN": "service-token",
+    }
+    with pytest.raises(ValueError, match="AUTHLETE_BASE_URL"):
+        AuthleteSettings.from_env(environ)
+
+
+# -- RT-4: the environment reader (fixed here) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[" * 100_000,  # json.loads: RecursionError, which escaped as such
+        '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"kty": "EC", "x": NaN}',
+        '{"kty": "EC", "kty": "RSA"}',  # which member a reader takes is not defined
+        '{"kid": "\\ud800"}',
+    ],
+)
+def test_rt4_json_setting_is_parsed_strictly(value: str) -> None:
+    """A JSON setting (``DPOP_GUARD_INTROSPECTION_PRIVATE_KEY``) is parsed like every
+    other JSON we read: deep nesting is a ``ValueError`` naming the variable (it was a
+    bare ``RecursionError``), and ``NaN``, repeated members and lone surrogates are
+    refused (they were accepted)."""
+    env = EnvReader({"DPOP_GUARD_KEY": value}, prefix="DPOP_GUARD_")
+    with pytest.raises(ValueError, match="DPOP_GUARD_KEY must be a JWK"):
+        env.json_object("KEY", what="a JWK")
+
+
+@pytest.mark.parametrize(
+    "value",
+    # Arabic-Indic 12, full-width 30, Arabic-Indic 3.5: escaped so the source stays ASCII.
+    ["\u0661\u0662", "1_0", "\uff13\uff10", "\u0663.\u0665"],
+)
+def test_rt4_number_setting_is_ascii_decimal(value: str) -> None:
+    """``float()`` reads ``1_0`` as 10 and Arabic-Indic or full-width digits as numbers:
+    an Arabic-Indic ``12`` in ``DPOP_GUARD_CACHE_TTL`` was a 12 s cache. Only ASCII decimal notation is a
+    number."""
+    env = EnvReader({"DPOP_GUARD_CACHE_TTL": value}, prefix="DPOP_GUARD_")
+    with pytest.raises(ValueError, match="DPOP_GUARD_CACHE_TTL must be a number"):
+        env.number("CACHE_TTL", 60.0)
+
+
+def test_rt4_number_setting_still_reads_decimals() -> None:
+    """The usual spellings still read."""
+    for text, number in (("30", 30.0), (" 2.5 ", 2.5), ("1e3", 1000.0), (".5", 0.5)):
+        assert EnvReader({"T": text}).number("T", 1.0) == number
+
+
+# -- RT-5: the FAPI client against a hostile authorization server (fixed here) -------------
+
+
+def _hostile_server(
+    answers: dict[str, Callable[[Request], Response]],
+) -> Starlette:
+    async def endpoint(request: Request) -> Response:
+        return answers[request.url.path](request)
+
+    return Starlette(
+        routes=[HTTPRoute(path, endpoint, methods=["GET", "POST"]) for path in answers]
+    )
+
+
+@pytest.fixture(name="hostile")
+async def _hostile() -> AsyncIterator[Callable[..., FAPIClient]]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(answers: dict[str, Callable[[Request], Response]]) -> FAPIClient:
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=_hostile_server(answers)))
+        clients.append(http)
+        return FAPIClient(
+            http,
+            AuthorizationServerMetadata.from_document(METADATA, issuer=ISSUER),
+            client_id="c1",
+            client_key=ProofSigner.generate("ES256"),
+            dpop_key=ProofSigner.generate("ES256"),
+            redirect_uri="https://app.test/cb",
+        )
+
+    yield make
+    for http in clients:
+        await http.aclose()
+
+
+def _raw(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> Callable[[Request], Response]:
+    return lambda _request: Response(body, status, headers=headers, media_type="application/json")
+
+
+_PUSHED = PushedAuthorization(
+    "urn:r", 60, f"{ISSUER}/authorize?x", "s" * 22, PKCE.from_verifier("v" * 43)
+)
+_CALLBACK = f"https://app.test/cb?code=c&state={'s' * 22}&iss={ISSUER}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>not json</html>",  # was json.JSONDecodeError, not OAuthError
+        b'["request_uri", "expires_in"]',  # was AttributeError: 'list' has no 'get'
+        b'{"request_uri": "urn:r", "expires_in": true}',  # a bool passed as an int
+        b'{"request_uri": "urn:r", "expires_in": 60, "expires_in": 1}',
+    ],
+)
+async def test_rt5_par_answer_that_is_not_a_par_response(
+    hostile: Callable[..., FAPIClient], body: bytes
+) -> None:
+    """Any PAR answer that is not a JSON object with ``request_uri`` and a whole-number
+    ``expires_in`` is ``OAuthError("invalid_response")``, never another exception."""
+    client = hostile({"/par": _raw(body, 201)})
+    with pytest.raises(OAuthError) as caught:
+        await client.push_authorization_request(scope="read:accounts")
+    assert caught.value.error == "invalid_response"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b'{"access_token": "t", "token_type": "DPoP", "a": NaN}'],
+)
+async def test_rt5_token_answer_that_is_not_an_object(
+    hostile: Callable[..., FAPIClient], body: bytes
+) -> None:
+    """The token endpoint's 200 that is not a strict JSON object is ``invalid_response``
+    (it raised ``JSONDecodeError`` or ``AttributeError``)."""
+    client = hostile({"/token": _raw(body)})
+    with pytest.raises(OAuthError) as caught:
+        await client.exchange_code(_CALLBACK, _PUSHED)
+    assert caught.value.error == "invalid_response"
+
+
+@pytest.mark.parametrize("path", ["/par", "/token"])
+async def test_rt5_answers_are_bounded_while_read(
+    hostile: Callable[..., FAPIClient], path: str
+) -> None:
+    """An answer over the cap is refused (the metadata cap was checked only after the
+    whole body was in memory, and PAR and token answers had none)."""
+    client = hostile({path: _raw(b" " * (MAX_METADATA_BYTES + 1) + b"{}")})
+    with pytest.raises(OAuthError, match="too large"):
+        if path == "/par":
+            await client.push_authorization_request(scope="read:accounts")
+        else:
+            await client.exchange_code(_CALLBACK, _PUSHED)
+
+
+async def test_rt5_compressed_answer_is_refused(hostile: Callable[..., FAPIClient]) -> None:
+    """Compression is declined, and a compressed answer refused: a decoder would expand a
+    small chunk a thousandfold before any cap could look at it."""
+    import gzip
+
+    bomb = gzip.compress(b" " * (8 * MAX_METADATA_BYTES))
+    client = hostile({"/token": _raw(bomb, headers={"Content-Encoding": "gzip"})})
+    with pytest.raises(OAuthError, match="compressed"):
+        await client.exchange_code(_CALLBACK, _PUSHED)
+
+
+@pytest.mark.parametrize("algs", ["ES256", {"ES256": True}, 7, [1, 2]])
+def test_rt5_metadata_algorithm_list_is_a_list_of_names(algs: object) -> None:
+    """``dpop_signing_alg_values_supported: "ES256"`` became the algorithms
+    ``("E", "S", "2", "5", "6")``, and ``7`` raised ``TypeError``."""
+    with pytest.raises(OAuthError):
+        AuthorizationServerMetadata.from_document(
+            {**METADATA, "dpop_signing_alg_values_supported": algs}, issuer=ISSUER
+        )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"code=c&state={'s' * 22}&iss=https://evil.test&iss={ISSUER}",
+        f"code=evil&code=c&state={'s' * 22}&iss={ISSUER}",
+        f"code=c&state=x&state={'s' * 22}&iss={ISSUER}",
+    ],
+)
+def test_rt5_callback_with_a_repeated_parameter(query: str) -> None:
+    """A callback that repeats ``iss``, ``state`` or ``code`` is refused (RFC 6749 §3.1):
+    the last copy won, so the mix-up check could read a value another component ignores."""
+    client = FAPIClient(
+        httpx.AsyncClient(),  # never used: the callback is checked locally
+        AuthorizationServerMetadata.from_document(METADATA, issuer=ISSUER),
+        client_id="c1",
+        client_key=ProofSigner.generate("ES256"),
+        dpop_key=ProofSigner.generate("ES256"),
+        redirect_uri="https://app.test/cb",
+    )
+    with pytest.raises(OAuthError, match="repeated"):
+        client.code_from_callback(f"https://app.test/cb?{query}", _PUSHED)
+
+
+# -- RT-7: JWT revocation paths from the environment ---------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-7")
+def test_rt7_jwt_revocation_paths_from_the_environment() -> None:
+    """README and SECURITY.md document ``DPOP_GUARD_JWT_REVOCATION_PATHS``, but
+    :func:`from_env` never builds the revocation introspector, so setting it stops
+    start-up with ``revocation_paths needs a revocation introspector``, a message that
+    names no variable. Either wire the revocation introspector from the environment (then
+    this builds) or name what is missing."""
+    environ = {
+        "DPOP_GUARD_INTROSPECTION": "jwt",
+        "DPOP_GUARD_JWT_ISSUER": "https://as.test",
+        "DPOP_GUARD_JWT_AUDIENCE": "https://api.bank.test",
+        "DPOP_GUARD_JWT_REVOCATION_PATHS": "/payments",
+    }
+    try:
+        from_env(routes=(Route("/health", public=True),), environ=environ)
+    except ValueError as exc:
+        assert "DPOP_GUARD_JWT_REVOCATION_PATHS" in str(exc)
+
+
+# -- RT-8: the simulator's API bodies --------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-8")
+@pytest.mark.parametrize("api", ["auth/introspection", "auth/token/create"])
+async def test_rt8_simulator_deeply_nested_body_is_a_400(api: str) -> None:
+    """The simulator's introspection and token-creation APIs parse the body with
+    ``json.loads`` and catch ``ValueError`` only: ``[[[[...`` raises ``RecursionError`` and
+    answers 500. In development mode these APIs are public at ``/__authlete`` with the
+    published credentials. A malformed body is Authlete's ``A001201`` 400."""
+    app = create_simulator_app(SimulatorState())
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://authlete.test") as http:
+        response = await http.post(
+            f"/api/{DEFAULT_SERVICE_ID}/{api}",
+            content=b"[" * 100_000,
+            headers={
+                "Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}",
+                "Content-Type": "application/json",
+            },
+        )
+    assert response.status_code == 400
+    assert response.json()["resultCode"] == "A001201"
+
+
+# -- RT-9: a binding the guard does not check becomes "unbound" ----------------------------
+
+_FOREIGN_CNF: list[Any] = [
+    {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},  # RFC 8705 mTLS-bound
+    {"jwk": {"kty": "EC"}},  # RFC 7800 proof-of-possession key, not a thumbprint
+    "bound",  # not an object at all
+]
+
+
+def _binding_kept(make: Callable[[], Any]) -> None:
+    """``make()`` must refuse, or name a binding the middleware will check; an unbound
+    ``TokenInfo`` is a downgrade."""
+    from dpop_guard.errors import DPoPGuardError
+
+    try:
+        info = make()
+    except DPoPGuardError:
+        return
+    assert info.jkt is not None or getattr(info, "x5t_s256", None) is not None
+
+
+@pytest.mark.xfail(strict=True, reason="RT-9")
+@pytest.mark.parametrize("cnf", _FOREIGN_CNF)
+def test_rt9_rfc7662_foreign_confirmation_is_not_unbound(cnf: Any) -> None:
+    """An RFC 7662 answer whose ``cnf`` holds no ``jkt`` (an mTLS-bound token's
+    ``x5t#S256``, an RFC 7800 ``jwk``, a ``cnf`` that is not an object) gives a
+    ``TokenInfo`` with ``jkt=None``: an unbound token. With ``allow_unbound_tokens`` the
+    middleware then serves a stolen certificate-bound token as a Bearer token, without the
+    certificate. A ``cnf`` the guard cannot check must be refused (or carried, as
+    ``TokenInfo.x5t_s256``, and checked)."""
+    from dpop_guard.introspection.rfc7662 import token_info_from
+
+    _binding_kept(lambda: token_info_from({"active": True, "scope": "a", "cnf": cnf}, None))
+
+
+@pytest.mark.xfail(strict=True, reason="RT-9")
+@pytest.mark.parametrize("cnf", _FOREIGN_CNF)
+async def test_rt9_jwt_foreign_confirmation_is_not_unbound(cnf: Any) -> None:
+    """The same for a JWT access token (RFC 9068) whose ``cnf`` holds no ``jkt``."""
+    import time
+
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
+
+    settings = JWTAccessTokenSettings(
+        issuer=ISSUER, audience="https://api.bank.test", jwks_uri=f"{ISSUER}/jwks"
+    )
+    claims = {
+        "iss": ISSUER,
+        "aud": "https://api.bank.test",
+        "exp": int(time.time()) + 300,
+        "sub": "alice",
+        "scope": "read:accounts",
+        "cnf": cnf,
+    }
+    async with httpx.AsyncClient() as http:  # never used: the claims are checked directly
+        validator = JWTAccessTokenValidator(http, settings)
+        _binding_kept(lambda: validator._claims(claims))
+
+
+# -- RT-10: public_url + path is concatenated, and the path may not start with "/" ---------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-10")
+@pytest.mark.parametrize(
+    ("path", "root_path", "public_url"),
+    [
+        ("*", "", "https://api.bank.test/v1"),  # asterisk-form: htu .../v1*
+        ("*", "", "https://api.bank.test"),  # htu https://api.bank.test*: another authority
+        ("/v1x/accounts", "/v1", "https://api.bank.test"),  # root_path cut mid-segment
+    ],
+)
+def test_rt10_public_url_keeps_its_authority(path: str, root_path: str, public_url: str) -> None:
+    """``target_url`` appends the request path to ``public_url`` on the premise that the
+    path starts with ``/``. The request target ``*`` (``OPTIONS *``, which uvicorn passes
+    through as path ``*``) and a ``root_path`` stripped in the middle of a segment (the
+    strip is a bare ``startswith``, unlike :func:`~dpop_guard.routes.route_path`) break
+    it: ``https://api.bank.test`` + ``x/accounts`` is a URL on host
+    ``api.bank.testx``. Refuse a target that is not origin-form (400
+    ``request_target_invalid``) and strip ``root_path`` only at a segment boundary."""
+    from urllib.parse import urlsplit
+
+    from dpop_guard.errors import InvalidRequest
+
+    scope = {
+        "type": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": root_path,
+        "scheme": "https",
+        "headers": [(b"host", b"api.bank.test")],
+        "server": ("127.0.0.1", 443),
+    }
+    try:
+        htu = target_url(scope, public_url=public_url, networks=(), proxy_headers=())
+    except InvalidRequest as exc:
+        assert exc.reason == "request_target_invalid"
+        return
+    parts, public = urlsplit(htu), urlsplit(public_url)
+    assert parts.netloc == public.netloc
+    assert parts.path.startswith(public.path.rstrip("/") + "/")
+
+
+# -- RT-11: an evicting Redis reopens replays, and nothing checks for it --------------------
+
+
+@pytest.mark.redis  # its own redis-server
+@pytest.mark.xfail(strict=True, reason="RT-11")
+async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A ``jti`` is recorded before introspection, so a client with no token at all (its
+    own key, a junk token) writes replay records at request rate. On a Redis whose
+    ``maxmemory-policy`` evicts (``allkeys-*``, and ``volatile-*`` too, since every record
+    has a TTL), that flood evicts other clients' records and reopens their proofs. README
+    says to run ``noeviction``; nothing checks it. Start-up (``guard.startup()``, the
+    store's ``ping``) must refuse or warn loudly, naming ``maxmemory-policy``."""
+    import logging
+
+    import redis.asyncio as redis_asyncio
+
+    from tests._support.redis_server import RedisServer
+
+    server = RedisServer().start()
+    try:
+        admin = redis_asyncio.Redis.from_url(server.url)
+        await admin.config_set("maxmemory-policy", "allkeys-lru")
+        await admin.aclose()
+        guard = from_env(
+            routes=(Route("/health", public=True),),
+            environ={
+                "DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1",
+                "DPOP_GUARD_REPLAY_STORE": server.url,
+            },
+        )
+        refused = False
+        with caplog.at_level(logging.WARNING):
+            try:
+                await guard.startup()
+            except Exception:
+                refused = True
+        await guard.aclose()
+    finally:
+        server.stop()
+    assert refused or any("maxmemory-policy" in r.getMessage() for r in caplog.records)
+
+
+# -- RT-12: the JWT validator accepts RS256 by default --------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-12")
+def test_rt12_jwt_default_algorithms_are_fapi_2() -> None:
+    """FAPI 2.0 Security Profile §5.4.1 allows only PS256, ES256 and EdDSA (Ed25519) for
+    JWS; the JWT access-token validator accepts RS256 (PKCS#1 v1.5) by default. Keep it
+    out of the default (an explicit setting may still allow it for a non-FAPI issuer)."""
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings
+
+    settings = JWTAccessTokenSettings(
+        issuer=ISSUER, audience="https://api.bank.test", jwks_uri=f"{ISSUER}/jwks"
+    )
+    assert set(settings.algorithms) <= {"PS256", "ES256", "EdDSA"}
+
+
+# -- RT-13: DPoPSecurity on a FastAPI websocket route --------------------------------------
+
+
+@pytest.mark.e2e  # a uvicorn server
+@pytest.mark.xfail(strict=True, reason="RT-13")
+async def test_rt13_fastapi_websocket_route_is_refused_cleanly() -> None:
+    """``DPoPSecurity.__call__`` takes ``request: Request``, which FastAPI does not supply
+    on a websocket route: every handshake (authenticated or not) raises ``TypeError:
+    missing 1 required positional argument: 'request'``, a traceback from client input
+    answered 500, and a protected websocket can never be served. Take ``HTTPConnection``
+    (FastAPI supplies it for both) and refuse a websocket with the DPoP challenge or a
+    close before accept (uvicorn then answers 403), as
+    :func:`dpop_guard.starlette.requires_dpop` does. Under real uvicorn."""
+    from fastapi import FastAPI, Security, WebSocket
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    from dpop_guard.fastapi import DPoPSecurity
+    from tests._support.servers import ServerThread
+
+    dpop = DPoPSecurity()
+    app = FastAPI()
+    scoped = Security(dpop, scopes=["read:accounts"])
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, auth: Any = scoped) -> None:
+        await websocket.accept()
+        await websocket.send_text("served")
+        await websocket.close()
+
+    with ServerThread(app) as server:
+        url = server.url.replace("http://", "ws://") + "/ws"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, proxy=None) as connection:
+                await connection.recv()
+    assert refused.value.response.status_code in (401, 403)
+
+
+# -- RT-14: thieves with a stolen token queue the owner behind them ------------------------
+
+
+@pytest.mark.e2e  # the simulator over real HTTP
+@pytest.mark.xfail(strict=True, reason="RT-14")
+async def test_rt14_thieves_with_many_keys_do_not_queue_the_owner(
+    simulator: SimulatorState, simulator_url: str, signer: ProofSigner
+) -> None:
+    """A thief holding a stolen token but not its key sends it with proofs of 200
+    different keys of its own. Each (token, key) pair is its own single flight, so none
+    follows another; but every inner call for the token shares one FIFO limiter of 64.
+    The owner's cold request (first use, or the first after ``ttl``) waits behind all 200:
+    measured 2.1 s instead of 0.07 s with 50 ms per Authlete call (300 thieves), and 2
+    Authlete calls per thief request. Counted, not timed: the Authlete calls made while
+    the owner's request is in progress must be about one round of the limiter, not every
+    thief's."""
+    from tests.test_middleware import Harness
+
+    harness = Harness(simulator, simulator_url)
+    try:
+        simulator.latency = 0.05
+        token = harness.token(signer)
+        thieves = [ProofSigner.generate("ES256") for _ in range(200)]
+        during_owner: list[int] = []
+
+        async def thief(key: ProofSigner) -> None:
+            response = await harness.call(token, key)
+            assert response.status_code == 401
+
+        async def owner() -> None:
+            before = simulator.calls["auth/introspection"]
+            response = await harness.call(token, signer)
+            assert response.status_code == 200
+            during_owner.append(simulator.calls["auth/introspection"] - before)
+
+        from anyio import create_task_group
+        from anyio.lowlevel import checkpoint
+
+        async with create_task_group() as group:
+            for key in thieves:
+                group.start_soon(thief, key)
+            for _ in range(5):  # let every thief reach the introspector first
+                await checkpoint()
+            group.start_soon(owner)
+    finally:
+        await harness.aclose()
+    assert during_owner[0] <= 2 * 64 + 2
+
+
+# -- RT-15: requires_dpop admits a Bearer token ----------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RT-15")
+def test_rt15_requires_dpop_refuses_a_bearer_token() -> None:
+    """With ``allow_unbound_tokens`` on (one global switch, for legacy clients), the
+    middleware passes an unbound token under ``Bearer``, and
+    :func:`~dpop_guard.starlette.check_scopes`, behind ``requires_dpop`` and
+    ``DPoPSecurity``, accepts it: an endpoint that says it requires DPoP cannot insist on
+    a sender-constrained token. Refuse credentials without a binding there unless the
+    endpoint opts in (e.g. ``requires_dpop(..., allow_unbound=True)``)."""
+    from starlette.requests import HTTPConnection
+
+    from dpop_guard.credentials import DPoPCredentials
+    from dpop_guard.errors import DPoPGuardError
+    from dpop_guard.starlette import check_scopes
+
+    credentials = DPoPCredentials(
+        subject="alice",
+        client_id="c1",
+        scopes=frozenset({"payments:write"}),
+        jkt=None,  # what the middleware sets for a Bearer token
+        expires_at=None,
+        scheme="Bearer",
+    )
+    connection = HTTPConnection({"type": "http", "headers": [], "auth": credentials})
+    with pytest.raises(DPoPGuardError):
+        check_scopes(connection, ("payments:write",))
+
+
+# -- RT-16: a stolen JWT costs a revocation call before its binding is checked -------------
+
+
+@pytest.mark.e2e  # the simulator over real HTTP
+@pytest.mark.xfail(strict=True, reason="RT-16")
+async def test_rt16_jwt_binding_is_checked_before_the_revocation_call(
+    simulator: SimulatorState, simulator_url: str, signer: ProofSigner
+) -> None:
+    """On a revocation path, :class:`JWTAccessTokenValidator` asks the revocation
+    introspector before anything else is checked, although the token's own ``cnf.jkt``
+    already shows the proof key is not its key. So a thief with a stolen JWT (not the
+    key) turns every request on a revocation path into Authlete calls, none deduplicated
+    (the fresh path bypasses single flight) and none cached (a binding failure never is).
+    Compare ``cnf.jkt`` with the request's ``jkt`` (and scopes and expiry) first; ask the
+    revocation introspector only for a request that would otherwise pass."""
+    import time
+
+    from dpop_guard.introspection import RequestFacts
+    from dpop_guard.introspection.authlete import AuthleteIntrospector
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
+    from tests.test_middleware import authlete_settings
+
+    issuer_key = ProofSigner.generate("ES256")
+    jwks = {"keys": [{**issuer_key.public_jwk, "kid": "k1", "use": "sig", "alg": "ES256"}]}
+    jwks_app = Starlette(
+        routes=[HTTPRoute("/jwks", lambda _request: JSONResponse(jwks), methods=["GET"])]
+    )
+    token = issuer_key.sign_raw(
+        {"alg": "ES256", "typ": "at+jwt", "kid": "k1"},
+        {
+            "iss": ISSUER,
+            "aud": "https://api.bank.test",
+            "exp": int(time.time()) + 300,
+            "sub": "alice",
+            "scope": "payments:write",
+            "cnf": {"jkt": signer.jkt},  # bound to the owner's key
+        },
+    )
+    thief = ProofSigner.generate("ES256")
+    settings = JWTAccessTokenSettings(
+        issuer=ISSUER,
+        audience="https://api.bank.test",
+        jwks_uri=f"{ISSUER}/jwks",
+        revocation_paths=("/payments",),
+    )
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=jwks_app)) as jwks_http,
+        httpx.AsyncClient() as authlete_http,
+    ):
+        revocation = AuthleteIntrospector(authlete_http, authlete_settings(simulator_url))
+        validator = JWTAccessTokenValidator(jwks_http, settings, revocation=revocation)
+        facts = RequestFacts(
+            method="POST",
+            htu="https://api.bank.test/payments",
+            proof=thief.sign(htm="POST", htu="https://api.bank.test/payments", access_token=token),
+            jkt=thief.jkt,
+            path="/payments",
+        )
+        before = simulator.calls["auth/introspection"]
+        with contextlib.suppress(DPoPGuardError):
+            await validator.introspect(token, request=facts)
+    assert simulator.calls["auth/introspection"] == before
