@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import httpx
 
-from .client import DPoPAuth, OAuthError, ProofSigner, _error_from
+from .client import DPoPAuth, OAuthError, ProofSigner, _Answer, _error_from
 from .proof import DPOP_TYP, compute_ath
 
 __all__ = ["DELETE", "DPoPAuth", "ProofSigner", "make_proof", "submit_consent"]
@@ -130,7 +130,7 @@ async def submit_consent(
     """
     page = await http.get(authorization_url)
     if page.status_code != 200:
-        raise _error_from(page)
+        raise _error_from(_Answer(page.status_code, page.headers, page.content))
     if page.headers.get("x-frame-options", "").upper() != "DENY":
         raise OAuthError("invalid_response", "the consent page can be framed (clickjacking)")
     if len(page.content) > MAX_CONSENT_PAGE:
@@ -151,5 +151,5 @@ async def submit_consent(
     answer = await http.post(str(page.url.join(form.action)), data=data)
     location = answer.headers.get("location")
     if answer.status_code not in (302, 303) or not location:
-        raise _error_from(answer)
+        raise _error_from(_Answer(answer.status_code, answer.headers, answer.content))
     return str(answer.url.join(location))

@@ -617,7 +617,7 @@ async def test_rt14_thieves_with_many_keys_do_not_queue_the_owner(
     Authlete calls per thief request. Counted, not timed: the Authlete calls made while
     the owner's request is in progress must be about one round of the limiter, not every
     thief's."""
-    from tests.test_middleware import Harness
+    from tests._support.harness import Harness
 
     harness = Harness(simulator, simulator_url)
     try:
@@ -700,7 +700,7 @@ async def test_rt16_jwt_binding_is_checked_before_the_revocation_call(
     from dpop_guard.introspection import RequestFacts
     from dpop_guard.introspection.authlete import AuthleteIntrospector
     from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
-    from tests.test_middleware import authlete_settings
+    from tests._support.harness import authlete_settings
 
     issuer_key = ProofSigner.generate("ES256")
     jwks = {"keys": [{**issuer_key.public_jwk, "kid": "k1", "use": "sig", "alg": "ES256"}]}
