@@ -96,6 +96,7 @@ def target_url(
     public_url: str | None,
     networks: tuple[Network, ...],
     proxy_headers: Collection[str],
+    target: str | None = None,
 ) -> str:
     """The URL the client addressed: the configured public URL, else what trusted
     proxies report, else the request's own scheme and ``Host``.
@@ -105,12 +106,15 @@ def target_url(
         ``public_url``.
     :param proxy_headers: which forwarding headers those proxies set (the others are
         ignored even from them); see :attr:`GuardSettings.proxy_headers`.
+    :param target: :func:`request_target_path` of this scope, when the caller has it.
     :raises InvalidRequest: a request target or ``Host`` that is not valid, or more than
         one ``Host``.
     """
-    path = request_target_path(scope)
+    path = request_target_path(scope) if target is None else target
     if public_url is not None:
-        root = quote(scope.get("root_path", ""))
+        root = scope.get("root_path", "")
+        if root:
+            root = quote(root)
         if root and path.startswith(root):
             path = path[len(root) :]
         # public_url is an origin and a prefix validated at start-up; the path was just

@@ -33,17 +33,17 @@ holds positive facts only), so a fleet of N processes makes at most N rounds per
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Generic, Protocol, TypeVar
 
 import anyio
-from cachetools import TLRUCache
 
+from .._digest import sha256
 from .._reasons import Reason
 from ..errors import ServiceUnavailable
 from . import InactiveToken, Introspector, RequestFacts, TokenInfo
@@ -119,8 +119,68 @@ class _Slots:
     users: int = 0
 
 
+_V = TypeVar("_V")
+_EVICT_SCAN: Final = 8
+
+
+class _Expiring(Generic[_V]):
+    """At most ``maxsize`` entries, each with its own wall-clock deadline; the least
+    recently used goes first when full.
+
+    A plain dict in use order (a hit moves its entry to the end): a lookup is two dict
+    operations and one clock read, where ``cachetools.TLRUCache`` spends about as much
+    again as the rest of a cache hit on its timer context and linked-list bookkeeping.
+    An entry is dead once ``clock() >= deadline``; a dead entry is dropped when looked up
+    or when it reaches the front, so it can never be returned (it may hold a slot until
+    then, which only costs a re-introspection of the least recently used token).
+    """
+
+    __slots__ = ("_clock", "_data", "maxsize")
+
+    def __init__(self, maxsize: int, clock: Callable[[], float]) -> None:
+        self.maxsize = maxsize
+        self._clock = clock
+        self._data: dict[bytes, tuple[float, _V]] = {}
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._data)
+
+    def get(self, key: bytes) -> _V | None:
+        """The live value under ``key``, marked as just used; ``None`` if absent or dead."""
+        data = self._data
+        entry = data.get(key)
+        if entry is None:
+            return None
+        del data[key]
+        if self._clock() >= entry[0]:
+            return None
+        data[key] = entry
+        return entry[1]
+
+    def set(self, key: bytes, value: _V, deadline: float) -> None:
+        """Store ``value`` under ``key`` until ``deadline``, evicting dead entries at the
+        front, then the least recently used, to make room."""
+        data = self._data
+        data.pop(key, None)
+        if len(data) >= self.maxsize:
+            now = self._clock()
+            # The front is the least recently used: drop it, and any dead entry among
+            # the few behind it (bounded work per insertion, never a sweep).
+            for old in list(itertools.islice(data, _EVICT_SCAN)):
+                if len(data) >= self.maxsize or data[old][0] <= now:
+                    del data[old]
+        data[key] = (deadline, value)
+
+    def pop(self, key: bytes) -> None:
+        """Forget ``key``."""
+        self._data.pop(key, None)
+
+
 def _key(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    return sha256(token.encode("utf-8")).digest()
 
 
 def _seconds(name: str, value: float) -> float:
@@ -195,13 +255,9 @@ class CachingIntrospector:
         self.max_concurrent = _size("max_concurrent", max_concurrent)
         self.inner = inner
         self._clock = clock
-        self._cache: TLRUCache[bytes, tuple[float, TokenInfo]] = TLRUCache(
-            maxsize=_size("maxsize", maxsize), ttu=lambda _key, value, _now: value[0], timer=clock
-        )
-        self._negative: TLRUCache[bytes, _Negative] = TLRUCache(
-            maxsize=_size("negative_maxsize", negative_maxsize),
-            ttu=lambda _key, value, _now: value.deadline,
-            timer=clock,
+        self._cache: _Expiring[TokenInfo] = _Expiring(_size("maxsize", maxsize), clock)
+        self._negative: _Expiring[_Negative] = _Expiring(
+            _size("negative_maxsize", negative_maxsize), clock
         )
         self._flights: dict[tuple[bytes, str | None], _Flight] = {}
         self._slots: dict[bytes, _Slots] = {}
@@ -221,13 +277,41 @@ class CachingIntrospector:
 
     def peek(self, token: str) -> TokenInfo | None:
         """The cached facts for ``token``, if any (for diagnostics and tests)."""
-        entry = self._cache.get(_key(token))
-        return None if entry is None else entry[1]
+        return self._cache.get(_key(token))
 
     def invalidate(self, token: str) -> None:
         """Forget ``token`` (e.g. on a revocation event)."""
-        self._cache.pop(_key(token), None)
-        self._negative.pop(_key(token), None)
+        self._cache.pop(_key(token))
+        self._negative.pop(_key(token))
+
+    def cached_sync(self, token: str, request: RequestFacts | None = None) -> TokenInfo | None:
+        """The answer :meth:`introspect` would give from memory, without a coroutine: the
+        cached facts on a hit, ``None`` when the caller must await :meth:`introspect`
+        (a miss, a call in flight, or an inner introspector that must see the request
+        first: ``requires_fresh``, which needs ``request``). What the caller does with the
+        facts is the same either way (binding, expiry and scopes are checked on every
+        request, hit or miss).
+
+        :param request: the request facts, if the caller has built them (a hit then sets
+            ``request.lookup.cache_hit``); without them a hit is the caller's to report.
+        :raises InactiveToken: a remembered inactive-token answer, as :meth:`introspect`.
+        """
+        if self._requires_fresh is not None and (request is None or self._requires_fresh(request)):
+            return None
+        key = sha256(token.encode("utf-8")).digest()  # _key(), without the call
+        # Most of the time no token is remembered as inactive: skip the lookup then.
+        negative = self._negative.get(key) if self._negative._data else None
+        if negative is not None:
+            self.negative_hits += 1
+            if request is not None:
+                request.lookup.cache_hit = True
+            raise negative.error()
+        info = self._cache.get(key)
+        if info is not None:
+            self.hits += 1
+            if request is not None:
+                request.lookup.cache_hit = True
+        return info
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Answer from the cache, or introspect once for all concurrent callers with the
@@ -284,12 +368,12 @@ class CachingIntrospector:
         return await self._call(key, token, request)
 
     def _hit(self, key: bytes, request: RequestFacts) -> TokenInfo | None:
-        entry = self._cache.get(key)
-        if entry is None:
+        info = self._cache.get(key)
+        if info is None:
             return None
         self.hits += 1
         request.lookup.cache_hit = True
-        return entry[1]
+        return info
 
     def _raise_if_negative(self, key: bytes, request: RequestFacts) -> None:
         negative = self._negative.get(key)
@@ -319,8 +403,8 @@ class CachingIntrospector:
                 if not fresh:
                     # While we waited for a slot, another call may have answered.
                     self._raise_if_negative(key, request)
-                    if (entry := self._cache.get(key)) is not None:
-                        return entry[1]
+                    if (cached := self._cache.get(key)) is not None:
+                        return cached
                 info = None if fresh else await self._from_shared(key)
                 if info is not None:
                     return info
@@ -397,8 +481,8 @@ class CachingIntrospector:
             exc.status,
             exc.challenge_params,
         )
-        self._negative[key] = negative
-        self._cache.pop(key, None)  # the token is dead: forget what we knew of it
+        self._negative.set(key, negative, negative.deadline)
+        self._cache.pop(key)  # the token is dead: forget what we knew of it
         return negative
 
     def _store(self, key: bytes, info: TokenInfo, deadline: float | None = None) -> float | None:
@@ -409,7 +493,7 @@ class CachingIntrospector:
             deadline = min(deadline, float(info.expires_at))
         if deadline - now < 1.0:
             return None
-        self._cache[key] = (deadline, info)
+        self._cache.set(key, info, deadline)
         return deadline
 
     async def _from_shared(self, key: bytes) -> TokenInfo | None:
