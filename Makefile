@@ -11,7 +11,7 @@ UNIT   := not e2e and not redis and not slow and not fuzz
 
 LOWEST := .venv-lowest
 
-.PHONY: demo test test-unit doctest test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-fleet wheel-smoke clean
+.PHONY: demo test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-fleet wheel-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,17 @@ test-unit: $(STAMP)
 # The >>> examples in the package's docstrings (tests/test_hygiene.py runs them in `make test`).
 doctest: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules dpop_guard
+
+# The documentation site (mkdocs-material + mkdocstrings), built --strict: a broken
+# reference, link or snippet fails the build.
+docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --group docs
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
+
+# The fast unit suite on every Python the package supports (3.11 is the main venv; 3.12
+# and 3.13 come from pyenv where the machine has it, else from PATH), each in its own venv.
+test-versions: test-unit
+	tools/python-versions 3.12 3.13
 
 # The whole suite against the lowest version of each runtime dependency that
 # pyproject.toml allows (each "name>=X" pinned to X), in a venv of its own.

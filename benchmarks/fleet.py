@@ -16,10 +16,11 @@ lasts less than the cache TTL (so "per TTL" is "per run"):
   per introspection today (its two-call protocol), so one guard's figure is "one round per
   token per TTL" and "x one guard" above 1.0 means concurrent misses on different guards
   each went to Authlete.
-- Redis round trips per request: Redis's own ``INFO commandstats`` (this harness's
+- Redis commands per request: Redis's own ``INFO commandstats`` (this harness's
   ``INFO``/``FLUSHALL``/``CONFIG`` left out, and the once-per-connection ``CLIENT
-  SETINFO``/``HELLO``/``SELECT`` reported apart, as connection set-up). Every command is
-  one round trip today (no pipelining); the counts by command are in the JSON.
+  SETINFO``/``HELLO``/``SELECT`` reported apart, as connection set-up); the counts by
+  command are in the JSON. Redis round trips per request: the pipelines the guards' stores
+  sent (the commands of one event-loop tick share one).
 - Redis memory per key after the run (``used_memory`` growth over ``DBSIZE``: nearly all
   keys are replay records), the input of the replay store's sizing.
 
@@ -119,11 +120,13 @@ async def _fleet_run(
     )
     closers: list[Callable[[], Awaitable[None]]] = []
     guards = []
+    stores: list[RedisReplayStore | RedisTokenCache] = []
     for _ in range(n):
         client = httpx.AsyncClient()
         store = RedisReplayStore.from_url(redis_url)
         shared = RedisTokenCache.from_url(redis_url)
         closers += [client.aclose, store.aclose, shared.aclose]
+        stores += [store, shared]
         guards.append(
             DPoPGuardMiddleware(
                 bare,
@@ -162,7 +165,8 @@ async def _fleet_run(
         for close in closers:
             await close()
     elapsed = time.perf_counter() - started
-    return {"statuses": statuses, "seconds": elapsed}
+    round_trips = sum(s.batcher.round_trips for s in stores)
+    return {"statuses": statuses, "seconds": elapsed, "round_trips": round_trips}
 
 
 def fleet(
@@ -172,12 +176,19 @@ def fleet(
     concurrency: int = 32,
     sizes: tuple[int, ...] = FLEET_SIZES,
     seed: int = 13,
+    latency: float = 0.0,
 ) -> dict[str, Any]:
-    """One cold run per fleet size; see the module docstring for what is counted."""
+    """One cold run per fleet size; see the module docstring for what is counted.
+
+    :param latency: seconds the simulator waits before each answer (a real Authlete's round
+        trip widens the window in which misses on different guards overlap).
+    """
     if not 1 <= requests <= 20_000 or not 1 <= tokens <= 1000 or not 1 <= concurrency <= 256:
         raise ValueError("requests 1-20000, tokens 1-1000, concurrency 1-256")
     if not sizes or max(sizes) > 32 or min(sizes) < 1:
         raise ValueError("fleet sizes 1-32")
+    if not 0 <= latency <= 1:
+        raise ValueError("Authlete latency 0-1 s")
     from tests._support.redis_server import RedisServer
 
     picks = zipf_picks(requests, tokens, exponent, seed)
@@ -191,6 +202,7 @@ def fleet(
             minted = [
                 mint_token(sim, signer, ["read:accounts"], lifetime=3600) for _ in range(tokens)
             ]
+            httpx.post(f"{sim}/sim/faults", headers=ADMIN, json={"latency": latency})
             logger = logging.getLogger("dpop_guard")
             for n in sizes:
                 reasons = _Reasons()
@@ -223,7 +235,8 @@ def fleet(
                         "authlete_calls": calls,
                         "authlete_calls_per_token_per_ttl": calls / used,
                         "redis_commands": by_name,
-                        "redis_round_trips_per_request": per_request / len(statuses),
+                        "redis_commands_per_request": per_request / len(statuses),
+                        "redis_round_trips_per_request": run["round_trips"] / len(statuses),
                         "redis_connection_setup_commands": setup,
                         "redis_keys": keys,
                         "redis_bytes_per_key": memory / max(1, keys),
@@ -244,6 +257,7 @@ def fleet(
         "the Authlete simulator over HTTP; cold fleet per N; one run < one TTL",
         "requests": requests,
         "tokens": tokens,
+        "authlete_latency_ms": latency * 1000,
         "zipf_exponent": exponent,
         "concurrency": concurrency,
         "ttl_s": TTL,
@@ -259,15 +273,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"Fleet: {result['what']}. {result['requests']} requests, {result['tokens']} tokens "
         f"(Zipf {result['zipf_exponent']}), {result['concurrency']} at a time.",
         "",
-        "| guards | tokens used | Authlete calls | per token per TTL | x first row | Redis round "
-        "trips/request | connection set-up | non-200 | logged | seconds |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| guards | tokens used | Authlete calls | per token per TTL | x first row | Redis "
+        "commands/request | Redis round trips/request | connection set-up | non-200 | logged "
+        "| seconds |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['guards']} | {r['tokens_used']} | {r['authlete_calls']} | "
             f"{r['authlete_calls_per_token_per_ttl']:.2f} | "
             f"{r['authlete_calls_vs_one_guard']:.2f} | "
+            f"{r['redis_commands_per_request']:.2f} | "
             f"{r['redis_round_trips_per_request']:.2f} | "
             f"{r['redis_connection_setup_commands']} | {r['non_200']} | "
             f"{', '.join(f'{k} {v}' for k, v in r['logged_reasons'].items()) or '-'} | "
@@ -283,10 +299,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--zipf", type=float, default=1.1)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--sizes", default=",".join(map(str, FLEET_SIZES)))
+    parser.add_argument("--authlete-latency-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     try:
         sizes = tuple(int(s) for s in args.sizes.split(","))
-        result = fleet(args.requests, args.tokens, args.zipf, args.concurrency, sizes)
+        result = fleet(
+            args.requests,
+            args.tokens,
+            args.zipf,
+            args.concurrency,
+            sizes,
+            latency=args.authlete_latency_ms / 1000,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     RESULTS.mkdir(exist_ok=True)

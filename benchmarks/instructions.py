@@ -69,6 +69,9 @@ HOST = "rs.example.com"
 URL = f"https://{HOST}/accounts"
 ALGS = ("ES256", "PS256", "EdDSA")
 SCENARIOS = ("bare", "bare+verify", "hit", "miss")
+# The hit path with a proof key of each other algorithm (a token bound to that key): the
+# middleware's own instructions relative to that algorithm's own verify.
+ALG_HITS = tuple(f"hit {alg}" for alg in ALGS if alg != "ES256")
 IAT = 1_790_000_000  # the fixed clock of the guard and of every proof (Sep 2026)
 SMALL, LARGE = 50, 300
 
@@ -209,7 +212,7 @@ async def _child(
             await bare(scope, receive, send)
 
         app = ceiling
-    elif scenario in ("hit", "miss"):
+    elif scenario in ("hit", "miss") or scenario.startswith("hit "):
         client = httpx.AsyncClient()
         authlete = AuthleteSettings(
             base_url=data["simulator"],
@@ -218,7 +221,7 @@ async def _child(
             timeout=60.0,  # valgrind runs the guard ~50x slower than native
         )
         introspector: Any = AuthleteIntrospector(client, authlete)
-        if scenario == "hit":
+        if scenario.startswith("hit"):
             introspector = CachingIntrospector(introspector, ttl=600, clock=fixed)
         app = DPoPGuardMiddleware(
             bare,
@@ -244,11 +247,16 @@ async def _child(
             if message["status"] != 200 and len(refusals) < 3:
                 refusals.append(message["headers"])
 
-    for scope in scopes[:small]:
-        await app(scope, receive, send)
+    # Each scope is dropped once served, as a server drops it: kept in a list, what the
+    # guard leaves in it (scope["auth"], scope["user"]) would pile up in the collector's
+    # youngest generation and bill its collections to the guard.
+    warm, measured = scopes[:small][::-1], scopes[small:count][::-1]
+    del scopes
+    while warm:
+        await app(warm.pop(), receive, send)
     dump(f"{scenario}:warm")
-    for scope in scopes[small:count]:
-        await app(scope, receive, send)
+    while measured:
+        await app(measured.pop(), receive, send)
     dump(f"{scenario}:measured")
     if client is not None:
         await client.aclose()
@@ -438,6 +446,7 @@ def measure(
     large: int = LARGE,
     jobs: int = 2,
     method: str = "auto",
+    only: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Instructions per request for every scenario and algorithm, ``runs`` times (each run
     with freshly signed proofs). ``jobs`` valgrind processes run side by side: instruction
@@ -447,6 +456,8 @@ def measure(
         dumped by a client request after ``small`` requests and after ``large`` (needs a C
         compiler and valgrind's headers); ``process``: one interpreter per count and the
         difference of the totals; ``auto``: the first when it can be built.
+    :param only: measure just these scenarios (while iterating on one path; the derived
+        figures that need a missing scenario are left out).
     :raises SystemExit: without valgrind, or ``client-requests`` cannot be built."""
     from dpop_guard.demo import mint_token
     from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
@@ -455,19 +466,26 @@ def measure(
         raise ValueError("large must exceed small")
     started = time.monotonic()
     signers = _signers()
-    names = (*SCENARIOS, *(f"verify {alg}" for alg in ALGS))
+    names = (*SCENARIOS, *ALG_HITS, *(f"verify {alg}" for alg in ALGS))
+    if only:
+        unknown = set(only) - set(names)
+        if unknown:
+            raise SystemExit(f"unknown scenarios: {sorted(unknown)}; known: {names}")
+        names = tuple(name for name in names if name in only)
     tasks: list[tuple[int, str, int, Path]] = []
     per_run: list[dict[str, float]] = []
     with simulator() as sim, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        token = mint_token(sim, signers["ES256"], ["read:accounts"], lifetime=86400)
+        tokens = {
+            alg: mint_token(sim, signers[alg], ["read:accounts"], lifetime=86400) for alg in ALGS
+        }
 
         def data(run: int, index: int, name: str, tag: str) -> dict[str, Any]:
-            alg = name[7:] if name.startswith("verify ") else "ES256"
+            alg = name.partition(" ")[2] or "ES256"
             return {
-                "proofs": _proofs(signers[alg], token, large, f"{tag}{run}{index}"),
+                "proofs": _proofs(signers[alg], tokens[alg], large, f"{tag}{run}{index}"),
                 "jwk": dict(signers[alg].public_jwk),
-                "token": token,
+                "token": tokens[alg],
                 "simulator": sim,
                 "service_id": DEFAULT_SERVICE_ID,
                 "service": DEFAULT_SERVICE_TOKEN,
@@ -544,24 +562,44 @@ def summarise(
                 "spread": (max(values) - min(values)) / mid if mid else 0.0,
             }
         )
-    verify = statistics.median(run["verify ES256"] for run in per_run)
+    unit = "verify ES256" if "verify ES256" in per_run[0] else names[0]
+    verify = statistics.median(run[unit] for run in per_run)
 
-    def ratio(values: Callable[[dict[str, float]], float]) -> dict[str, Any]:
-        each = [values(run) / run["verify ES256"] for run in per_run]
+    def ratio(
+        values: Callable[[dict[str, float]], float], of: str = "verify ES256"
+    ) -> dict[str, Any]:
+        each = [values(run) / run[of] for run in per_run]
         return {"median": statistics.median(each), "min": min(each), "max": max(each)}
 
+    formulas: dict[str, tuple[tuple[str, ...], Callable[[dict[str, float]], float], str]] = {
+        "middleware_on_hit_vs_verify (hit - bare+verify)": (
+            ("hit", "bare+verify"),
+            lambda r: r["hit"] - r["bare+verify"],
+            "verify ES256",
+        ),
+        "middleware_on_hit_vs_verify (hit - bare - verify)": (
+            ("hit", "bare"),
+            lambda r: r["hit"] - r["bare"] - r["verify ES256"],
+            "verify ES256",
+        ),
+        "middleware_on_miss_vs_verify (miss - bare - verify)": (
+            ("miss", "bare"),
+            lambda r: r["miss"] - r["bare"] - r["verify ES256"],
+            "verify ES256",
+        ),
+        "PS256_verify_vs_ES256": (("verify PS256",), lambda r: r["verify PS256"], "verify ES256"),
+        "EdDSA_verify_vs_ES256": (("verify EdDSA",), lambda r: r["verify EdDSA"], "verify ES256"),
+    }
+    for alg in ALGS[1:]:
+        formulas[f"middleware_on_{alg}_hit_vs_{alg}_verify (hit {alg} - bare - verify {alg})"] = (
+            (f"hit {alg}", "bare"),
+            lambda r, alg=alg: r[f"hit {alg}"] - r["bare"] - r[f"verify {alg}"],  # type: ignore[misc]
+            f"verify {alg}",
+        )
     derived = {
-        "middleware_on_hit_vs_verify (hit - bare+verify)": ratio(
-            lambda r: r["hit"] - r["bare+verify"]
-        ),
-        "middleware_on_hit_vs_verify (hit - bare - verify)": ratio(
-            lambda r: r["hit"] - r["bare"] - r["verify ES256"]
-        ),
-        "middleware_on_miss_vs_verify (miss - bare - verify)": ratio(
-            lambda r: r["miss"] - r["bare"] - r["verify ES256"]
-        ),
-        "PS256_verify_vs_ES256": ratio(lambda r: r["verify PS256"]),
-        "EdDSA_verify_vs_ES256": ratio(lambda r: r["verify EdDSA"]),
+        label: ratio(values, of)
+        for label, (needs, values, of) in formulas.items()
+        if all(name in per_run[0] for name in (*needs, of))
     }
     return {
         "tool": "valgrind --tool=callgrind --trace-children=no (Ir, instructions executed)",
@@ -621,6 +659,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", nargs=3, metavar=("SCENARIO", "COUNT", "DATA"))
     parser.add_argument("--child-all", metavar="PLAN")
     parser.add_argument("--serve-simulator", type=int, metavar="PORT")
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated scenarios to measure (e.g. 'hit,bare+verify,verify ES256'); "
+        "the results are printed, not written",
+    )
     args = parser.parse_args(argv)
     if args.serve_simulator:
         _serve_simulator(args.serve_simulator)
@@ -636,9 +680,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--runs must be 1-10 and 1 <= --small < --large <= 100000")
     from .micro import RESULTS
 
+    only = [name.strip() for name in args.only.split(",")] if args.only else None
     result = measure(
-        args.runs, args.small, args.large, max(1, min(args.jobs, 8)), method=args.method
+        args.runs, args.small, args.large, max(1, min(args.jobs, 8)), method=args.method, only=only
     )
+    if only:
+        print(markdown(result))
+        return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "instructions.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

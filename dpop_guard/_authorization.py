@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .errors import AuthenticationRequired, InvalidRequest, InvalidToken
 
@@ -13,9 +12,9 @@ from .errors import AuthenticationRequired, InvalidRequest, InvalidToken
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
-@dataclass(frozen=True, slots=True)
-class AuthorizationHeader:
-    """The access token and the scheme it came with."""
+class AuthorizationHeader(NamedTuple):
+    """The access token and the scheme it came with. (Immutable; a named tuple because
+    it is built on every request and a frozen dataclass costs several times as much.)"""
 
     scheme: Literal["DPoP", "Bearer"]
     token: str

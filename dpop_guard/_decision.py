@@ -51,10 +51,13 @@ class DecisionLog:
         trace: Trace,
     ) -> None:
         """Record one decision."""
+        level = logging.INFO if outcome == "rejected" else logging.DEBUG
+        logs = logger.isEnabledFor(level)
+        if not logs and self.metrics is None:
+            return  # nobody listens: an accepted request in production, usually
         seconds = time.perf_counter() - trace.started
         cache_hit = trace.lookup.cache_hit
-        level = logging.INFO if outcome == "rejected" else logging.DEBUG
-        if logger.isEnabledFor(level):
+        if logs:
             extra = {
                 "dpop_guard_outcome": outcome,
                 "dpop_guard_reason": reason,

@@ -180,6 +180,11 @@ IntrospectionReason = Literal[
     "authlete_bad_request",
     "authlete_unauthorized",
     "authlete_forbidden",
+    # Authlete's refusals we tell apart: a token for another API (RFC 8707), a step-up
+    # shortfall (RFC 9470), a proof without Authlete's current DPoP nonce
+    "authlete_resource_mismatch",
+    "authlete_insufficient_user_authentication",
+    "authlete_use_dpop_nonce",
     # an RFC 7662 answer that refuses the token
     "introspection_inactive",
     "introspection_audience",

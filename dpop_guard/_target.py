@@ -12,6 +12,7 @@ A websocket handshake is checked like the HTTP ``GET`` it is: its ``htu`` is the
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Collection
@@ -93,12 +94,21 @@ def request_target_path(scope: Scope) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=8)
+def _public_parts(public_url: str) -> tuple[str, str, str]:
+    """Scheme, authority and path prefix of the (start-up validated) public URL; split
+    once per setting, not per request."""
+    public = urlsplit(public_url)
+    return public.scheme, public.netloc, public.path
+
+
 def target_url(
     scope: Scope,
     *,
     public_url: str | None,
     networks: tuple[Network, ...],
     proxy_headers: Collection[str],
+    target: str | None = None,
 ) -> str:
     """The URL the client addressed: the configured public URL, else what trusted
     proxies report, else the request's own scheme and ``Host``.
@@ -108,16 +118,18 @@ def target_url(
         ``public_url``.
     :param proxy_headers: which forwarding headers those proxies set (the others are
         ignored even from them); see :attr:`GuardSettings.proxy_headers`.
+    :param target: :func:`request_target_path` of this scope, when the caller has it.
     :raises InvalidRequest: a request target or ``Host`` that is not valid, or more than
         one ``Host``.
     """
-    path = request_target_path(scope)
+    path = request_target_path(scope) if target is None else target
     if public_url is not None:
         # The app's mount point is cut at a segment boundary only (the router's rule):
         # the rest is "" or starts with "/", so it can only extend public_url's path.
-        rest = strip_root(path, quote(scope.get("root_path", "")))
-        public = urlsplit(public_url)  # validated at start-up: origin and optional prefix
-        return urlunsplit((public.scheme, public.netloc, public.path + rest, "", ""))
+        root = scope.get("root_path", "")
+        rest = strip_root(path, quote(root)) if root else path
+        scheme, netloc, prefix = _public_parts(public_url)
+        return urlunsplit((scheme, netloc, prefix + rest, "", ""))
     hosts: list[str] = []
     forwarded: dict[bytes, list[str]] = {}
     for name, value in scope["headers"]:

@@ -89,7 +89,7 @@ DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
 
 
 def _is_redis_url(value: str) -> bool:
-    return urlsplit(value).scheme in ("redis", "rediss", "unix")
+    return urlsplit(value).scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -393,7 +393,7 @@ class _Chain:
 REVOCATION_MODES: Final = ("authlete", "authlete-standard", "rfc7662")
 
 
-def _jwt(env: Mapping[str, str], *, embedded: bool) -> _Chain:
+def _jwt(env: Mapping[str, str], resources: tuple[str, ...], *, embedded: bool) -> _Chain:
     """The JWT validator, and on revocation paths the introspector it also asks.
 
     :raises ValueError: naming ``DPOP_GUARD_JWT_REVOCATION_INTROSPECTION`` when revocation
@@ -403,7 +403,7 @@ def _jwt(env: Mapping[str, str], *, embedded: bool) -> _Chain:
 
     from .introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
 
-    settings = JWTAccessTokenSettings.from_env(env)
+    settings = JWTAccessTokenSettings.from_env(env, default_resources=resources)
     reader = EnvReader(env, ENV_PREFIX)
     revocation: _Chain | None = None
     if settings.revocation_paths:
@@ -414,10 +414,11 @@ def _jwt(env: Mapping[str, str], *, embedded: bool) -> _Chain:
                 f"{', '.join(REVOCATION_MODES)}): the introspector asked on those paths"
             )
         kind = reader.choice("JWT_REVOCATION_INTROSPECTION", REVOCATION_MODES, "authlete")
+        # No resources for it: the validator has checked the JWT's audience already.
         revocation = (
-            _rfc7662(env)
+            _rfc7662(env, ())
             if kind == "rfc7662"
-            else _authlete(env, standard=kind == "authlete-standard", embedded=embedded)
+            else _authlete(env, (), standard=kind == "authlete-standard", embedded=embedded)
         )
     elif reader.is_set("JWT_REVOCATION_INTROSPECTION"):
         raise ValueError(
@@ -440,27 +441,33 @@ def _jwt(env: Mapping[str, str], *, embedded: bool) -> _Chain:
     )
 
 
-def _rfc7662(env: Mapping[str, str]) -> _Chain:
+def _rfc7662(env: Mapping[str, str], resources: tuple[str, ...]) -> _Chain:
     from .introspection._http import AsyncioHTTPClient
     from .introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
 
-    settings = RFC7662Settings.from_env(env)
+    settings = RFC7662Settings.from_env(env, default_resources=resources)
     client = AsyncioHTTPClient()
     return _Chain(RFC7662Introspector(client, settings), [client.aclose])
 
 
-def _authlete(env: Mapping[str, str], *, standard: bool, embedded: bool) -> _Chain:
+def _authlete(
+    env: Mapping[str, str], resources: tuple[str, ...], *, standard: bool, embedded: bool
+) -> _Chain:
     from .introspection.authlete import AuthleteIntrospector
     from .introspection.rfc7662 import AuthleteStandardIntrospector
 
     if embedded:
-        authlete, http, simulator, simulator_app = _embedded_simulator()
+        from .introspection import resources_from_env
+
+        authlete, http, simulator, simulator_app = _embedded_simulator(
+            resources_from_env(env, default=resources)
+        )
     else:
         from .introspection._http import AsyncioHTTPClient
         from .introspection.authlete import AuthleteSettings
 
         try:
-            authlete = AuthleteSettings.from_env(env)
+            authlete = AuthleteSettings.from_env(env, default_resources=resources)
         except ValueError as exc:
             raise _authlete_problem(env, exc) from None
         http, simulator, simulator_app = AsyncioHTTPClient(), None, None
@@ -473,7 +480,7 @@ def _authlete(env: Mapping[str, str], *, standard: bool, embedded: bool) -> _Cha
     return _Chain(introspector, [http.aclose], simulator, simulator_app)
 
 
-def _embedded_simulator() -> tuple[Any, Any, SimulatorState, Any]:
+def _embedded_simulator(resources: tuple[str, ...]) -> tuple[Any, Any, SimulatorState, Any]:
     """Settings, an in-process client, state and app of the embedded simulator."""
     import httpx
 
@@ -496,6 +503,7 @@ def _embedded_simulator() -> tuple[Any, Any, SimulatorState, Any]:
         api_version="V2",
         api_key=DEFAULT_SERVICE_ID,
         api_secret=DEFAULT_API_SECRET,
+        resources=resources,
     )
     state = SimulatorState()
     app = create_simulator_app(state)
@@ -546,14 +554,22 @@ def from_env(
             _require("redis", "redis", f"{ENV_PREFIX}{name}={urlsplit(url).scheme}://...")
 
     # 2. The introspector for the mode (its own settings are read first, then it opens).
+    # DPOP_GUARD_RESOURCES (RFC 8707 audience) defaults to the public URL, this API's name,
+    # where the default cannot lock out tokens issued without one: Authlete lets a token
+    # without resources through, and RFC 9068 makes aud mandatory in JWTs. RFC 7662's aud
+    # is optional (many servers omit it), so there it is checked only when configured.
     mode = stores.introspection
+    public = (settings.public_url,) if settings.public_url else ()
     if mode == "jwt":
-        chain = _jwt(env, embedded=stores.development_simulator)
+        chain = _jwt(env, public, embedded=stores.development_simulator)
     elif mode == "rfc7662":
-        chain = _rfc7662(env)
+        chain = _rfc7662(env, ())
     else:
         chain = _authlete(
-            env, standard=mode == "authlete-standard", embedded=stores.development_simulator
+            env,
+            public if mode == "authlete" else (),
+            standard=mode == "authlete-standard",
+            embedded=stores.development_simulator,
         )
 
     # 3. The stores, then the cache in front of the introspector.

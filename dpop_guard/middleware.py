@@ -31,9 +31,10 @@ from ._authorization import parse_authorization
 from ._decision import DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
 from ._fapi import DateHeader, interaction_id, stamp_responses
+from ._memo import Public, RouteDecisions, TargetPaths
 from ._proxy import parse_networks
 from ._respond import refuse_websocket, send_response
-from ._target import request_target_path, target_url
+from ._target import target_url
 from .challenges import BEARER_SCHEME, DPOP_SCHEME, challenge_for
 from .credentials import DPoPCredentials, DPoPUser, credentials_for
 from .errors import (
@@ -43,7 +44,7 @@ from .errors import (
     InvalidToken,
     ServiceUnavailable,
 )
-from .introspection import Introspector, RequestFacts, TokenInfo
+from .introspection import InactiveToken, Introspector, RequestFacts, TokenInfo
 from .metadata import metadata_endpoint
 from .metrics import Metrics
 from .mtls import ClientCertificate, ClientCertificateSource, peer_is_trusted
@@ -51,14 +52,7 @@ from .nonce import NonceSource
 from .proof import ProofVerifier, select_proof
 from .replay import ReplayStore
 from .replay._guard import ReplayGuard
-from .routes import (
-    Route,
-    SenderConstraint,
-    has_control_characters,
-    has_dot_segments,
-    route_for,
-    route_path,
-)
+from .routes import Route, SenderConstraint, route_for, route_path
 from .settings import GuardSettings
 
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
@@ -99,6 +93,19 @@ def _policy(route: Route | None, settings: GuardSettings) -> _Policy:
         constraint=constraint,
         schemes=_SCHEMES[constraint],
     )
+
+
+def _sync_lookup(introspector: Introspector) -> Callable[[str], TokenInfo | None] | None:
+    """The introspector's ``cached_sync`` (a memory hit without a coroutine:
+    :meth:`CachingIntrospector.cached_sync`), if the class that defines it also defines
+    the ``introspect`` in use: a subclass that overrides ``introspect`` (to log, to add a
+    check) is then always called through it."""
+    kind = type(introspector)
+    owner = next((k for k in kind.__mro__ if "cached_sync" in vars(k)), None)
+    if owner is None or vars(owner).get("introspect") is not getattr(kind, "introspect", None):
+        return None
+    lookup = getattr(introspector, "cached_sync", None)
+    return lookup if callable(lookup) else None
 
 
 class DPoPGuardMiddleware:
@@ -145,8 +152,10 @@ class DPoPGuardMiddleware:
         self.app = app
         self.settings = settings = settings or GuardSettings()
         self.introspector = introspector
+        self._cached_sync = _sync_lookup(introspector)
         self.replay_store = default_replay_store(settings, replay_store)
         self.replay_guard = ReplayGuard(self.replay_store)
+        self._record_sync = self.replay_guard.record_sync if self.replay_guard.is_sync else None
         self.nonce_source = default_nonce_source(settings, nonce_source)
         self.metrics = metrics
         self.decisions = DecisionLog(metrics)
@@ -166,6 +175,8 @@ class DPoPGuardMiddleware:
         self._policies = {id(r): _policy(r, settings) for r in settings.routes}
         self._default_policy = _policy(None, settings)
         self._metadata = metadata_endpoint(settings, mtls=bool(mtls_routes))
+        self._routes = RouteDecisions(settings.routes)
+        self._targets = TargetPaths()
         meta = settings.metadata
         self._challenge_params = {} if meta is None else {"resource_metadata": meta.url}
 
@@ -217,26 +228,28 @@ class DPoPGuardMiddleware:
     async def _admit(self, scope: Scope, method: str, path: str, trace: Trace) -> str | None:
         """Decide one request: return the ``DPoP-Nonce`` to send (or ``None``), having set
         ``scope["auth"]`` and ``scope["user"]`` on a protected one; raise to refuse."""
-        if has_control_characters(path):
-            # Routers differ on these ("$" matches before a trailing "\n"): no rule can be
-            # trusted to cover them, so nobody is served.
-            raise InvalidRequest("path_control_character", "The request path is not valid.")
-        request_target_path(scope)  # "#" or control characters in the target: 400
-        route = route_for(self.settings.routes, path, method)
-        if route is not None and route.public:
-            if not has_dot_segments(path):
-                return None
-            # "/public/../private" must not ride on a public prefix into an app (or a
-            # framework) that resolves dot segments after us: protect it.
-            route = None
-        credentials, next_nonce = await self._authenticate(scope, method, path, route, trace)
+        # A control character in the path: 400 (no rule can be trusted to cover it);
+        # "/public/../private" is protected (see _memo.RouteDecisions).
+        route = self._routes.decide(path, method)
+        target = self._targets.path(scope)  # "#" or control characters in the target: 400
+        if isinstance(route, Public):
+            return None
+        credentials, next_nonce = await self._authenticate(
+            scope, method, path, route, trace, target
+        )
         self.decisions.observe("accepted", None, None, trace)
         scope["auth"] = credentials
         scope["user"] = DPoPUser(credentials)
         return next_nonce
 
     async def _authenticate(
-        self, scope: Scope, method: str, path: str, route: Route | None, trace: Trace
+        self,
+        scope: Scope,
+        method: str,
+        path: str,
+        route: Route | None,
+        trace: Trace,
+        target: str | None = None,
     ) -> tuple[DPoPCredentials, str | None]:
         authorization: list[str] = []
         dpop: list[str] = []
@@ -255,6 +268,7 @@ class DPoPGuardMiddleware:
             public_url=self.settings.public_url,
             networks=self._networks,
             proxy_headers=self.settings.proxy_headers,
+            target=target,
         )
         now = int(self._clock())
         if header.scheme == "Bearer":
@@ -280,19 +294,34 @@ class DPoPGuardMiddleware:
         else:
             raw = select_proof(dpop)
             nonces = self.nonce_source if policy.nonce else None
-            started = time.perf_counter()
+            timed = self.metrics is not None  # the timings go to metrics only
+            started = time.perf_counter() if timed else 0.0
             try:
                 proof = self.verifier.verify(
                     raw, method=method, url=htu, access_token=header.token, now=now, nonces=nonces
                 )
             finally:
-                trace.verification_seconds = time.perf_counter() - started
+                if timed:
+                    trace.verification_seconds = time.perf_counter() - started
             # Before introspection: a replayed proof must never cost an Authlete call.
-            await self.replay_guard.record(proof, now=now)
-            # Send the proof's own htu: it already matched the request URL locally, and
-            # it spares the server a second, possibly different, normalisation.
-            facts = self._facts(method, proof.htu, raw, proof.jkt, path, trace, policy, certificate)
-            info = await self._introspect(header.token, facts, trace)
+            if self._record_sync is not None:
+                self._record_sync(proof, now=now)  # the memory store: no coroutine
+            else:
+                await self.replay_guard.record(proof, now=now)
+            # A memory hit is answered without a coroutine and without building the
+            # request facts; every check below runs on a hit exactly as on a miss.
+            hit = (
+                None if self._cached_sync is None else self._cached_hit(header.token, trace, timed)
+            )
+            if hit is not None:
+                info = hit
+            else:
+                # Send the proof's own htu: it already matched the request URL locally,
+                # and it spares the server a second, possibly different, normalisation.
+                facts = self._facts(
+                    method, proof.htu, raw, proof.jkt, path, trace, policy, certificate
+                )
+                info = await self._introspect(header.token, facts, trace)
             self._bind(info, policy, proof.jkt, certificate)
             # Only a binding that holds: the proof key when the token is bound to it (then
             # equal, _bind checked), None for an unbound token under the DPoP scheme.
@@ -415,6 +444,23 @@ class DPoPGuardMiddleware:
         elif constraint == "dpop" or info.x5t_s256 is None:
             if info.jkt is None:
                 raise InvalidToken("token_not_bound", "The access token is not DPoP-bound.")
+
+    def _cached_hit(self, token: str, trace: Trace, timed: bool) -> TokenInfo | None:
+        """The cache's answer from memory, without a coroutine, or ``None`` for a miss
+        (then :meth:`_introspect`). The same facts a hit of ``introspect`` returns, and
+        the same ``InactiveToken`` for a remembered dead token."""
+        assert self._cached_sync is not None
+        started = time.perf_counter() if timed else 0.0
+        try:
+            info = self._cached_sync(token)
+        except InactiveToken:
+            trace.lookup.cache_hit = True
+            raise
+        if info is not None:
+            trace.lookup.cache_hit = True
+            if timed:
+                trace.introspection_seconds = time.perf_counter() - started
+        return info
 
     async def _introspect(self, token: str, facts: RequestFacts, trace: Trace) -> TokenInfo:
         started = time.perf_counter()

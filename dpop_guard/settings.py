@@ -38,7 +38,7 @@ def _positive(name: str, value: float) -> None:
 
 
 def _is_redis_url(value: str) -> bool:
-    return urlsplit(value).scheme in ("redis", "rediss", "unix")
+    return urlsplit(value).scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 def _origin(value: str) -> str:

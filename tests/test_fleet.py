@@ -27,6 +27,7 @@ from dpop_guard.simulator import (
 from dpop_guard.testing import make_proof
 from tests._support.clock import Clock
 from tests._support.harness import ORIGIN, ROUTES, Harness, assert_rejected
+from tests._support.redis_cluster import RedisCluster
 from tests._support.redis_server import RedisServer, free_port
 
 SECRET = b"fleet-secret-0123456789abcdefghij"
@@ -199,6 +200,81 @@ class TestSharedReplay:
                 tg.start_soon(one, i)
         assert statuses.count(200) == 1 and statuses.count(401) == 39
 
+    async def test_concurrent_copies_batched(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        redis_url: str,
+    ) -> None:
+        """40 concurrent copies through one instance, so their SET NX commands share
+        pipelines (fewer epoch reads than requests, counted by Redis): exactly one 200."""
+        import redis.asyncio as aioredis
+
+        h = make_harness(replay_store=RedisReplayStore.from_url(redis_url))
+        token = h.token(signer)
+        assert (await h.call(token, signer)).status_code == 200  # warm cache and pool
+        admin = aioredis.Redis.from_url(redis_url)
+        await admin.config_resetstat()
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+        statuses: list[int] = []
+
+        async def one() -> None:
+            statuses.append((await h.call(token, proof=proof)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(40):
+                tg.start_soon(one)
+        stats = await admin.info("commandstats")
+        await admin.aclose()
+        assert statuses.count(200) == 1 and statuses.count(401) == 39
+        assert stats["cmdstat_set"]["calls"] == 40
+        assert stats["cmdstat_get"]["calls"] < 40  # one marker read per batch
+
+    async def test_restart_under_load(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        """Redis restarted while 8 clients keep sending: 503s while it is down, and not
+        one once it answers again (stale pooled connections are replaced, not failed)."""
+        clock = Clock(time.time())
+        server = RedisServer().start()
+        try:
+            h = make_harness(replay_store=RedisReplayStore.from_url(server.url), clock=clock)
+            token = h.token(signer)
+            assert (await h.call(token, signer, iat=clock.now)).status_code == 200
+            phase = ["before"]
+            # Statuses by the phase each request started in; requests in flight when Redis
+            # was stopped are counted as "down" (they may fail closed).
+            seen: dict[str, list[int]] = {"before": [], "down": [], "back": []}
+
+            async def client() -> None:
+                for _ in range(30):
+                    started = phase[0]
+                    response = await h.call(token, signer, iat=clock.now)
+                    seen["down" if phase[0] != started else started].append(response.status_code)
+                    await anyio.sleep(0)
+
+            async def operator() -> None:
+                while len(seen["before"]) < 24:
+                    await anyio.sleep(0.001)
+                server.stop()
+                phase[0] = "down"
+                while len(seen["down"]) < 8:
+                    await anyio.sleep(0.001)
+                server.start()
+                clock.now += 1  # fresh proofs have an iat after the failure
+                phase[0] = "back"
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(operator)
+                    for _ in range(8):
+                        tg.start_soon(client)
+            assert set(seen["before"]) == {200}
+            assert 503 in seen["down"]
+            assert len(seen["back"]) >= 8 and set(seen["back"]) == {200}
+        finally:
+            server.stop()
+
     async def test_redis_outage_and_recovery(
         self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]
     ) -> None:
@@ -282,6 +358,34 @@ class TestSharedReplay:
 
 
 class TestSharedIntrospectionCache:
+    async def test_reads_of_one_tick_share_a_round_trip(self, redis_url: str) -> None:
+        """Concurrent reads of one key (a burst of misses for one token) go out once; each
+        caller gets the entry."""
+        import redis.asyncio as aioredis
+
+        from dpop_guard.introspection import TokenInfo
+
+        cache = RedisTokenCache.from_url(redis_url)
+        info = TokenInfo(
+            subject="s", client_id="c", scopes=frozenset({"a"}), expires_at=None, jkt="j"
+        )
+        await cache.set(b"k" * 32, info, time.time() + 60, 60)
+        admin = aioredis.Redis.from_url(redis_url)
+        await admin.config_resetstat()
+        found: list[object] = []
+
+        async def read() -> None:
+            found.append(await cache.get(b"k" * 32))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(read)
+        stats = await admin.info("commandstats")
+        await admin.aclose()
+        await cache.aclose()
+        assert len(found) == 10 and all(f is not None and f[0] == info for f in found)  # type: ignore[index]
+        assert stats["cmdstat_get"]["calls"] == 1
+
     async def test_one_round_for_the_fleet(
         self, make_harness: Callable[..., Harness], signer: ProofSigner, redis_url: str
     ) -> None:
@@ -294,6 +398,49 @@ class TestSharedIntrospectionCache:
         assert (await b.call(token, signer)).status_code == 200
         assert a.simulator.calls["auth/introspection"] == 2
         assert b.introspector.shared_hits == 1
+
+    async def test_one_round_for_concurrent_misses(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, redis_url: str
+    ) -> None:
+        """16 concurrent first uses of one token over 8 cold instances: one instance takes
+        the fleet's lock and asks Authlete, the others wait for its entry (one round)."""
+        fleet = [make_harness(shared=RedisTokenCache.from_url(redis_url)) for _ in range(8)]
+        token = fleet[0].token(signer)
+        statuses: list[int] = []
+
+        async def one(i: int) -> None:
+            statuses.append((await fleet[i % 8].call(token, signer)).status_code)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for i in range(16):
+                    tg.start_soon(one, i)
+        assert statuses == [200] * 16
+        assert fleet[0].simulator.calls["auth/introspection"] == 2  # one round: two calls
+        assert sum(h.introspector.shared_hits for h in fleet) == 7
+
+    async def test_lock_of_a_vanished_lead(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        redis_url: str,
+    ) -> None:
+        """A lock whose holder died (held, never released, no entry): the wait is bounded
+        and the instance asks Authlete itself."""
+        import redis.asyncio as aioredis
+
+        from dpop_guard.introspection.cached import _key
+
+        shared = RedisTokenCache.from_url(redis_url)
+        h = make_harness(shared=shared)
+        h.introspector.fleet_polls = 3
+        token = h.token(signer)
+        admin = aioredis.Redis.from_url(redis_url)
+        await admin.set(shared._lock(_key(token)), b"1", px=60_000)
+        await admin.aclose()
+        with anyio.fail_after(10):  # 3 polls, not the lock's 60 s
+            assert (await h.call(token, signer)).status_code == 200
+        assert h.simulator.calls["auth/introspection"] == 2
 
     async def test_binding_still_checked_on_shared_hit(
         self,
@@ -336,6 +483,71 @@ class TestSharedIntrospectionCache:
         assert token.encode() not in value and signer.jkt.encode() in value
         assert 50_000 < await client.pttl(keys[0]) <= 60_000
         await client.aclose()
+
+
+@pytest.fixture(name="cluster", scope="module")
+def _cluster() -> Iterator[RedisCluster]:
+    cluster = RedisCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.mark.redis
+class TestRedisCluster:
+    """The fleet through a real three-primary Redis Cluster (``redis+cluster://``)."""
+
+    async def test_concurrent_copies_across_instances(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, cluster: RedisCluster
+    ) -> None:
+        """40 concurrent copies spread over 4 instances: exactly one 200."""
+        # A generous budget: this test is about atomicity, on a loaded machine the first
+        # round trip also opens a connection to every node.
+        instances = [
+            make_harness(replay_store=RedisReplayStore.from_url(cluster.url, command_timeout=3))
+            for _ in range(4)
+        ]
+        token = instances[0].token(signer)
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+        statuses: list[int] = []
+
+        async def one(i: int) -> None:
+            statuses.append((await instances[i % 4].call(token, proof=proof)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(one, i)
+        assert statuses.count(200) == 1 and statuses.count(401) == 39
+
+    async def test_nonces_shared_cache_and_replay(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        cluster: RedisCluster,
+        reasons: list[str],
+    ) -> None:
+        """Nonce-requiring instances on one cluster: a nonce from one is accepted by the
+        other, the token costs one Authlete round for both, and a proof used on one is a
+        replay on the other."""
+        a, b = (
+            make_harness(
+                nonce="required",
+                nonce_secret=SECRET,
+                replay_store=RedisReplayStore.from_url(cluster.url, command_timeout=3),
+                shared=RedisTokenCache.from_url(cluster.url, command_timeout=3),
+            )
+            for _ in range(2)
+        )
+        token = a.token(signer)
+        nonce = (await a.call(token, signer)).headers["dpop-nonce"]
+        proof = make_proof(
+            signer, htu=ORIGIN + "/accounts", access_token=token, claims={"nonce": nonce}
+        )
+        assert (await a.call(token, proof=proof)).status_code == 200
+        response = await b.call(token, proof=proof)
+        assert_rejected(response, 401, "invalid_dpop_proof", "jti_replayed", reasons)
+        assert (await b.call(token, signer, claims={"nonce": nonce})).status_code == 200
+        assert a.simulator.calls["auth/introspection"] == 2
+        assert b.introspector.shared_hits == 1
 
 
 @pytest.fixture(name="workers", scope="module")

@@ -9,6 +9,7 @@ import textwrap
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from dpop_guard import DPoPGuard, from_env
 from dpop_guard.demo.accounts import create_app
@@ -221,6 +222,8 @@ class TestLifespan:
         async with guard.lifespan(None):
             await store.add_if_absent("k", ttl=5)
             await shared.get(b"k")
+            assert isinstance(store.client, aioredis.Redis)  # not a redis+cluster:// URL
+            assert isinstance(shared.client, aioredis.Redis)
             pools = [store.client.connection_pool, shared.client.connection_pool]
             connections = [c for p in pools for c in p._available_connections]
             assert connections and all(c.is_connected for c in connections)

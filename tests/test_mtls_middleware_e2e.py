@@ -309,12 +309,6 @@ def _authlete_deployment(
             asyncio.run_coroutine_threadsafe(http.aclose(), chain.loop).result(timeout=10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs helper A's branch: the simulator's /auth/token/create certificateThumbprint "
-    "and AuthleteIntrospector reading certificateThumbprint into TokenInfo.x5t_s256; "
-    "remove this marker at merge",
-)
 def test_simulator_certificate_bound_token_through_nginx(
     authlete_deployment: ProxyProcess,
     simulator_url: str,

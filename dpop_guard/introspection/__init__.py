@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
+from .._env import EnvReader
 from ..errors import InvalidToken
 
 if TYPE_CHECKING:
     from ..mtls import ClientCertificate
 
-__all__ = ["InactiveToken", "Introspector", "Lookup", "RequestFacts", "TokenInfo"]
+__all__ = [
+    "RESOURCES_ENV",
+    "InactiveToken",
+    "Introspector",
+    "Lookup",
+    "RequestFacts",
+    "TokenInfo",
+    "aud_matches",
+    "audiences",
+    "authorization_details_from",
+    "freeze_json",
+    "resources_from_env",
+    "standard_claims",
+    "thaw_json",
+    "validate_resources",
+]
+
+RESOURCES_ENV: Final = "DPOP_GUARD_RESOURCES"
+MAX_JSON_DEPTH: Final = 32
+# The confirmation members a binding is checked by: RFC 9449's key thumbprint and
+# RFC 8705's certificate thumbprint.
+_CHECKED_CONFIRMATIONS: Final = frozenset({"jkt", "x5t#S256"})
 
 
 @dataclass(slots=True)
@@ -22,6 +47,9 @@ class Lookup:
 
     cache_hit: bool | None = None
     dpop_nonce: str | None = None
+    """The next DPoP nonce the authorization server (Authlete's ``dpopNonce``) sent with a
+    success, for the middleware to relay as ``DPoP-Nonce``; never cached, so ``None`` on a
+    cache hit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +77,16 @@ class RequestFacts:
     Empty means unknown, which path-sensitive policy treats as sensitive."""
     lookup: Lookup = field(default_factory=Lookup, compare=False, repr=False)
     """Filled in by the introspector chain (see :class:`Lookup`)."""
-    client_certificate: ClientCertificate | None = None
+    client_certificate: ClientCertificate | None = field(default=None, repr=False)
+    """The certificate the client presented (RFC 8705), or ``None``. Authlete is sent it on
+    a miss so it can check a certificate binding itself."""
     acr_values: tuple[str, ...] = ()
+    """The route's RFC 9470 ``acr_values`` (one must be met); sent to Authlete on a miss.
+    Like ``scopes`` it must not change a cacheable answer: the caller checks
+    :attr:`TokenInfo.acr` itself on every request."""
     max_age: int | None = None
+    """The route's RFC 9470 ``max_age`` in seconds, or ``None``; sent to Authlete on a miss,
+    checked by the caller against :attr:`TokenInfo.auth_time` on every request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +94,22 @@ class TokenInfo:
     """The facts about an active access token.
 
     ``jkt`` is the thumbprint of the key the token is bound to, or ``None`` for a token
-    that is not sender-constrained. ``expires_at`` is epoch seconds, or ``None`` if the
-    server did not say.
+    not bound to a DPoP key. ``expires_at`` is epoch seconds, or ``None`` if the server did
+    not say. The fields after ``jkt`` are ``None`` or empty when the server did not say:
+
+    - ``x5t_s256``: RFC 8705 ``x5t#S256`` (base64url SHA-256 of the leaf certificate's DER)
+      the token is bound to; ``None``: not bound to a certificate.
+    - ``acr``: the RFC 9470 authentication context class of the user authentication behind
+      the token; ``None``: unknown (a route requiring ``acr_values`` then refuses).
+    - ``auth_time``: when the user authenticated, **epoch seconds** (Authlete's
+      ``authTime``, RFC 7662/9068 ``auth_time``); ``None``: unknown (Authlete's ``0``), so a
+      route with ``max_age`` refuses.
+    - ``resources``: the RFC 8707 resources (audiences) the token is for; ``()``: not said.
+    - ``authorization_details``: RFC 9396 details, deeply read-only (tuples and
+      ``MappingProxyType``); ``None``: the token carries none.
+    - ``grant_id``, ``consented_claims``, ``client_id_alias``: Authlete's ``grantId``,
+      ``consentedClaims``, ``clientIdAlias`` (the client's alias, whether or not the client
+      used it in the request).
     """
 
     subject: str | None
@@ -104,3 +153,141 @@ class Introspector(Protocol):
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Introspect ``token`` for ``request``."""
         ...
+
+
+def freeze_json(value: Any, *, depth: int = 0) -> Any:
+    """A deeply read-only copy of a parsed JSON value: objects become
+    ``MappingProxyType``, arrays tuples.
+
+    :raises ValueError: nested deeper than :data:`MAX_JSON_DEPTH`, or not JSON data.
+    """
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError("JSON nested too deeply")
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise ValueError("JSON object keys must be strings")
+        return MappingProxyType({k: freeze_json(v, depth=depth + 1) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze_json(v, depth=depth + 1) for v in value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise ValueError(f"not JSON data: {type(value).__name__}")
+
+
+def thaw_json(value: Any) -> Any:
+    """The plain JSON form (dicts and lists) of a :func:`freeze_json` value."""
+    if isinstance(value, Mapping):
+        return {k: thaw_json(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw_json(v) for v in value]
+    return value
+
+
+def authorization_details_from(value: Any) -> tuple[Any, ...] | None:
+    """RFC 9396 ``authorization_details``: ``None``, or a list of objects each with a string
+    ``type``, frozen.
+
+    :raises ValueError: for anything else.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("type"), str) for item in value
+    ):
+        raise ValueError("authorization_details must be a list of objects with a type")
+    frozen: tuple[Any, ...] = freeze_json(value)
+    return frozen
+
+
+def validate_resources(resources: Sequence[str]) -> tuple[str, ...]:
+    """RFC 8707 resource indicators: absolute URIs without a fragment (section 2).
+
+    :raises ValueError: naming the value that is not one.
+    """
+    checked = tuple(resources)
+    for resource in checked:
+        if not isinstance(resource, str):
+            raise ValueError(f"resources must be strings, got {resource!r}")
+        parts = urlsplit(resource)
+        if not parts.scheme or not (parts.netloc or parts.path) or "#" in resource:
+            raise ValueError(f"resources must be absolute URIs without a fragment: {resource!r}")
+    return checked
+
+
+def resources_from_env(
+    environ: Mapping[str, str] | None = None, *, default: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """``DPOP_GUARD_RESOURCES``: the RFC 8707 identifiers of this API, separated by
+    whitespace; ``none`` turns the audience check off; unset gives ``default`` (the
+    builder passes the public URL).
+
+    :raises ValueError: naming the variable, for a value that is not an absolute URI.
+    """
+    env = EnvReader(environ, "DPOP_GUARD_")
+    value = env.text("RESOURCES")
+    if value is None:
+        return tuple(default)
+    if value.lower() == "none":
+        return ()
+    try:
+        return validate_resources(value.split())
+    except ValueError as exc:
+        raise ValueError(f"{RESOURCES_ENV}: {exc}") from None
+
+
+def audiences(audience: str | None, resources: Sequence[str]) -> frozenset[str]:
+    """The identifiers a token's ``aud`` may name for this API: the configured
+    ``resources`` and the older single ``audience`` setting together."""
+    return frozenset(resources) | ({audience} if audience else frozenset())
+
+
+def aud_matches(aud: object, accepted: frozenset[str]) -> bool:
+    """Whether ``aud`` (a string or a list of strings) names one of ``accepted``; with
+    nothing configured, any ``aud`` passes."""
+    if not accepted:
+        return True
+    values = aud if isinstance(aud, list) else [aud]
+    return any(isinstance(v, str) and v in accepted for v in values)
+
+
+def standard_claims(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts an RFC 7662 answer or an RFC 9068 JWT carries beyond ``sub``, ``scope``,
+    ``exp`` and ``cnf.jkt``: ``cnf["x5t#S256"]`` (RFC 8705), ``acr`` and ``auth_time``
+    (RFC 9470, epoch seconds), ``authorization_details`` (RFC 9396) and ``aud`` as
+    :attr:`TokenInfo.resources`, as :class:`TokenInfo` keyword arguments.
+
+    :raises ValueError: a member of the wrong type.
+    """
+    cnf = data.get("cnf")
+    if cnf is not None and not isinstance(cnf, dict):
+        raise ValueError("cnf must be an object")
+    if cnf and set(cnf) - _CHECKED_CONFIRMATIONS:
+        # RFC 7800 allows other confirmation methods (a "jwk", a "jku", ...). One we
+        # cannot check must not read as "unbound": that would serve a bound token to
+        # anyone who holds it.
+        raise ValueError("cnf holds a confirmation method that is not checked here")
+    x5t = cnf.get("x5t#S256") if cnf else None
+    acr, auth_time, aud = data.get("acr"), data.get("auth_time"), data.get("aud")
+    if x5t is not None and not isinstance(x5t, str):
+        raise ValueError("cnf.x5t#S256 must be a string")
+    if acr is not None and not isinstance(acr, str):
+        raise ValueError("acr must be a string")
+    if auth_time is not None and (
+        not isinstance(auth_time, int) or isinstance(auth_time, bool) or auth_time < 0
+    ):
+        raise ValueError("auth_time must be epoch seconds")
+    if aud is None:
+        resources: tuple[str, ...] = ()
+    elif isinstance(aud, str):
+        resources = (aud,)
+    elif isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+        resources = tuple(aud)
+    else:
+        raise ValueError("aud must be a string or a list of strings")
+    return {
+        "x5t_s256": x5t or None,
+        "acr": acr or None,
+        "auth_time": auth_time,
+        "resources": resources,
+        "authorization_details": authorization_details_from(data.get("authorization_details")),
+    }

@@ -16,13 +16,43 @@ Call 1 ``OK`` and probe ``UNAUTHORIZED``: the token is bound to the key of the p
 Authlete just accepted, so ``TokenInfo.jkt`` is that proof's verified thumbprint. Probe
 ``OK``: unbound, ``jkt=None``. Anything else from the probe: unavailable (fail closed).
 Both run concurrently, so a miss costs one round trip.
+
+What else the check call carries (fixed configuration or the route's requirement, never
+something that makes a cached answer wrong for another request):
+
+- ``resources`` (RFC 8707): :attr:`AuthleteSettings.resources`, this API's identifiers, so
+  Authlete refuses a token issued for another API (the "cuckoo's token"). They are fixed
+  configuration, so the cache key stays the token. On ``OK`` the token's own resources
+  (``accessTokenResources``, else ``resources``), when it lists any, must also name one of
+  ours: the same rule, checked again here in case an Authlete ignores the parameter.
+- ``acrValues`` and ``maxAge`` (RFC 9470) from the route: Authlete refuses a shortfall on a
+  miss; ``acr`` and ``authTime`` come back in every ``OK`` and are cached, so the caller
+  checks them locally on hits (the answer itself stays valid for every route).
+- ``clientCertificate`` and ``clientCertificatePath`` (RFC 8705) when the request came with
+  a client certificate, on **both** calls. Authlete then checks a certificate binding
+  itself and returns ``certificateThumbprint``. The probe needs the certificate too: a
+  token bound only to a certificate, probed without one, would be refused, and that
+  refusal would be read as "bound to the DPoP key".
+
+DPoP nonces issued by Authlete (a service with ``dpopNonceRequired``): a refusal that
+carries ``dpopNonce`` because the proof lacked it (``use_dpop_nonce``, or
+``invalid_dpop_proof`` for a proof whose ``nonce`` is not the one Authlete now expects)
+raises :class:`UseDPoPNonce` with that nonce, which the middleware sends as the one
+``DPoP-Nonce`` of a 401 ``use_dpop_nonce`` challenge; on ``OK`` the next nonce is put in
+``request.lookup.dpop_nonce``. Neither is cached. Authlete checks its nonce only on a
+miss: on a cache hit no Authlete nonce is checked (the middleware's own nonces, where a
+route requires them, are checked on every request). Use one source per route, not both: a
+proof carries one ``nonce``, and Authlete's and the middleware's are different values, so
+a route requiring both could never be satisfied.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -37,13 +67,21 @@ from ..challenges import parse_challenge
 from ..errors import (
     DPoPGuardError,
     InsufficientScope,
+    InsufficientUserAuthentication,
     IntrospectionUnavailable,
     InvalidDPoPProof,
     InvalidRequest,
     InvalidToken,
     UseDPoPNonce,
 )
-from . import InactiveToken, RequestFacts, TokenInfo
+from . import (
+    InactiveToken,
+    RequestFacts,
+    TokenInfo,
+    authorization_details_from,
+    resources_from_env,
+    validate_resources,
+)
 from ._breaker import (
     DEFAULT_BREAKER,
     BreakerOption,
@@ -67,10 +105,13 @@ _ACTION_REASON: dict[str, IntrospectionReason] = {
     "UNAUTHORIZED": "authlete_unauthorized",
     "FORBIDDEN": "authlete_forbidden",
 }
+# FORBIDDEN without a known code is not read as insufficient_scope: we never send
+# ``scopes``, so Authlete cannot have judged them (a subject mismatch, for one, is
+# FORBIDDEN with invalid_request).
 _DEFAULT_CLASS: dict[str, type[DPoPGuardError]] = {
     "BAD_REQUEST": InvalidRequest,
     "UNAUTHORIZED": InvalidToken,
-    "FORBIDDEN": InsufficientScope,
+    "FORBIDDEN": InvalidToken,
 }
 _ERROR_CLASS: dict[str, type[DPoPGuardError]] = {
     "invalid_request": InvalidRequest,
@@ -79,6 +120,11 @@ _ERROR_CLASS: dict[str, type[DPoPGuardError]] = {
     "invalid_dpop_proof": InvalidDPoPProof,
     "use_dpop_nonce": UseDPoPNonce,
 }
+_STEP_UP: Final = "insufficient_user_authentication"
+_RESOURCE_MISMATCH: Final = "invalid_target"
+# RFC 9449 section 8.1: the DPoP-Nonce value is 1*NQCHAR; bounded so it fits a header.
+_NONCE: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,512}")
+_THUMBPRINT: Final = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 ApiVersion = Literal["V2", "V3"]
@@ -94,6 +140,10 @@ class AuthleteSettings:
 
     :param timeout: seconds for one introspection in total, retries included.
     :param retries: extra attempts after a connection failure or a 429/502/503/504.
+    :param resources: this API's RFC 8707 resource identifiers, sent as ``resources`` on
+        every miss so Authlete refuses tokens issued for another API (Authlete requires the
+        token to cover each one sent, so list the one identifier tokens are issued for).
+        ``()``: no audience check. :func:`dpop_guard.from_env` defaults it to the public URL.
     :raises ValueError: naming the field that is wrong.
     """
 
@@ -104,8 +154,10 @@ class AuthleteSettings:
     access_token: str | None = field(default=None, repr=False)
     timeout: float = DEFAULT_AUTHLETE_TIMEOUT
     retries: int = 1
+    resources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "resources", validate_resources(self.resources))
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url must be an absolute http(s) URL, got {self.base_url!r}")
@@ -144,12 +196,16 @@ class AuthleteSettings:
         return f"Bearer {self.access_token}"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> AuthleteSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, default_resources: tuple[str, ...] = ()
+    ) -> AuthleteSettings:
         """Read Authlete's own variable names: ``AUTHLETE_BASE_URL``,
         ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``,
         ``AUTHLETE_SERVICE_APISECRET``, ``AUTHLETE_SERVICE_ACCESSTOKEN``, plus our
-        ``DPOP_GUARD_AUTHLETE_TIMEOUT``. Values are read by :class:`~dpop_guard._env.EnvReader`
-        (stripped; control characters and non-finite numbers refused).
+        ``DPOP_GUARD_AUTHLETE_TIMEOUT`` and ``DPOP_GUARD_RESOURCES`` (unset:
+        ``default_resources``, which the builder sets to the public URL). Values are read
+        by :class:`~dpop_guard._env.EnvReader` (stripped; control characters and non-finite
+        numbers refused).
 
         :raises ValueError: naming what is missing or wrong (never a secret's value).
         """
@@ -160,6 +216,7 @@ class AuthleteSettings:
             "AUTHLETE_TIMEOUT", DEFAULT_AUTHLETE_TIMEOUT
         )
         version = env.text("API_VERSION", "V3")
+        resources = resources_from_env(environ, default=default_resources)
         try:
             return cls(
                 base_url=base_url,
@@ -168,6 +225,7 @@ class AuthleteSettings:
                 api_secret=env.text("SERVICE_APISECRET", secret=True),
                 access_token=env.text("SERVICE_ACCESSTOKEN", secret=True),
                 timeout=timeout,
+                resources=resources,
             )
         except ValueError as exc:
             raise ValueError(f"AUTHLETE_*: {exc}") from None
@@ -222,7 +280,18 @@ class AuthleteIntrospector:
         # cover, an answer about the route that cannot be cached for the token. The token's
         # scopes come back in every OK answer, and the caller checks them locally, so a
         # token lacking a route's scope costs one round of calls, not one per request.
-        body: dict[str, Any] = {"token": token}
+        certificate: dict[str, Any] = {}
+        if (cert := request.client_certificate) is not None:
+            certificate["clientCertificate"] = cert.pem()
+            if chain := list(cert.chain_pems()):
+                certificate["clientCertificatePath"] = chain
+        body: dict[str, Any] = {"token": token, **certificate}
+        if self.settings.resources:
+            body["resources"] = list(self.settings.resources)
+        if request.acr_values:
+            body["acrValues"] = list(request.acr_values)
+        if request.max_age is not None and request.max_age > 0:  # Authlete: 0 is no check
+            body["maxAge"] = request.max_age
         try:
             with anyio.fail_after(self.settings.timeout):
                 if request.proof is None:
@@ -239,7 +308,9 @@ class AuthleteIntrospector:
 
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(run, "check", body)
-                    tg.start_soon(run, "probe", {"token": token})
+                    # The probe differs from the check only by the missing proof: with the
+                    # same certificate, its refusal can only mean "needs the DPoP proof".
+                    tg.start_soon(run, "probe", {"token": token, **certificate})
         except TimeoutError as exc:
             raise _unavailable("authlete_timeout", exc) from exc
 
@@ -267,14 +338,26 @@ class AuthleteIntrospector:
             prefix="authlete",
             retries=self.settings.retries,
         )
-        return json_object(response, prefix="authlete")
+        try:
+            return json_object(response, prefix="authlete")
+        except RecursionError as exc:  # nested deeper than the JSON parser goes
+            raise _unavailable("authlete_bad_response", exc) from exc
 
     def _token_info(
         self, data: dict[str, Any], request: RequestFacts, *, jkt: str | None
     ) -> TokenInfo:
-        if data.get("action") == "OK":
-            return _parse_ok(data, jkt)
-        raise _failure(data, request)
+        if data.get("action") != "OK":
+            raise _failure(data, request)
+        info = _parse_ok(data, jkt)
+        ours = self.settings.resources
+        if ours and info.resources and not set(ours) & set(info.resources):
+            raise InactiveToken(
+                "authlete_resource_mismatch", "The access token is not meant for this resource."
+            )
+        nonce = data.get("dpopNonce")
+        if nonce is not None:
+            request.lookup.dpop_nonce = _nonce(nonce)
+        return info
 
 
 def _failure(data: dict[str, Any], request: RequestFacts) -> DPoPGuardError:
@@ -285,6 +368,26 @@ def _failure(data: dict[str, Any], request: RequestFacts) -> DPoPGuardError:
     if action not in _ACTION_STATUS:
         return _unavailable("authlete_unknown_action")
     return _rejection(action, data, request)
+
+
+def _nonce(value: object) -> str:
+    """Authlete's ``dpopNonce``, checked before it can reach a header."""
+    if not isinstance(value, str) or not _NONCE.fullmatch(value):
+        raise _unavailable("authlete_bad_response")
+    return value
+
+
+def _strings(value: object) -> tuple[str, ...] | None:
+    """A JSON array of strings (``null`` is empty), or ``None`` when it is anything else."""
+    if value is None:
+        return ()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+def _optional_str(value: object) -> bool:
+    return value is None or isinstance(value, str)
 
 
 def _parse_ok(data: dict[str, Any], jkt: str | None) -> TokenInfo:
@@ -303,6 +406,41 @@ def _parse_ok(data: dict[str, Any], jkt: str | None) -> TokenInfo:
         )
     ):
         raise _unavailable("authlete_bad_response")
+    thumbprint, acr, auth_time = (
+        data.get("certificateThumbprint"),
+        data.get("acr"),
+        data.get("authTime"),
+    )
+    grant_id, alias = data.get("grantId"), data.get("clientIdAlias")
+    # The token's own (possibly narrowed) resources; the original request's otherwise.
+    raw_resources = data.get("accessTokenResources")
+    if raw_resources is None:
+        raw_resources = data.get("resources")
+    resources = _strings(raw_resources)
+    claims = _strings(data.get("consentedClaims"))
+    details = data.get("authorizationDetails")
+    if (
+        (
+            thumbprint is not None
+            and not (isinstance(thumbprint, str) and _THUMBPRINT.fullmatch(thumbprint))
+        )
+        or not all(_optional_str(v) for v in (acr, grant_id, alias))
+        or (
+            auth_time is not None
+            and (not isinstance(auth_time, int) or isinstance(auth_time, bool) or auth_time < 0)
+        )
+        or resources is None
+        or claims is None
+        or (details is not None and not isinstance(details, dict))
+    ):
+        raise _unavailable("authlete_bad_response")
+    try:
+        # Authlete wraps RFC 9396's array: {"elements": [...]}.
+        authorization_details = (
+            None if details is None else authorization_details_from(details.get("elements"))
+        )
+    except ValueError as exc:
+        raise _unavailable("authlete_bad_response", exc) from exc
     return TokenInfo(
         subject=subject,
         client_id=None if client_id is None else str(client_id),
@@ -310,7 +448,29 @@ def _parse_ok(data: dict[str, Any], jkt: str | None) -> TokenInfo:
         # Authlete's expiresAt is in milliseconds.
         expires_at=None if expires_at is None else expires_at // 1000,
         jkt=jkt,
+        x5t_s256=thumbprint,
+        acr=acr or None,
+        # authTime is in seconds; Authlete's Java DTO sends 0 when it is not known.
+        auth_time=auth_time or None,
+        resources=resources,
+        authorization_details=authorization_details,
+        grant_id=grant_id or None,
+        consented_claims=claims,
+        client_id_alias=alias or None,
     )
+
+
+def _proof_nonce(proof: str | None) -> str | None:
+    """The ``nonce`` claim of a proof the middleware has already verified, or ``None``."""
+    if proof is None:
+        return None
+    try:
+        payload = proof.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error, RecursionError):
+        return None
+    nonce = claims.get("nonce") if isinstance(claims, dict) else None
+    return nonce if isinstance(nonce, str) else None
 
 
 def _rejection(action: str, data: dict[str, Any], request: RequestFacts) -> DPoPGuardError:
@@ -340,10 +500,31 @@ def _rejection(action: str, data: dict[str, Any], request: RequestFacts) -> DPoP
         return InsufficientScope(
             reason, description, scope=scope, status=status, challenge_params=extra
         )
+    if code == _RESOURCE_MISMATCH:
+        # Resources are fixed configuration: an answer about the token alone.
+        return InactiveToken(
+            "authlete_resource_mismatch",
+            "The access token is not meant for this resource.",
+            challenge_params=extra,
+        )
+    if code == _STEP_UP:
+        # RFC 9470: the challenge names the route's requirement, not Authlete's wording.
+        return InsufficientUserAuthentication(
+            "authlete_insufficient_user_authentication",
+            description,
+            acr_values=request.acr_values,
+            max_age=request.max_age,
+        )
     nonce = data.get("dpopNonce")
+    if action == "UNAUTHORIZED" and nonce is not None:
+        fresh = _nonce(nonce)
+        # A proof refused while Authlete expects a nonce the proof does not carry: ask for
+        # it. A proof that already carried exactly this nonce was refused for another cause.
+        if cls is UseDPoPNonce or (
+            cls is InvalidDPoPProof and _proof_nonce(request.proof) != fresh
+        ):
+            return UseDPoPNonce("authlete_use_dpop_nonce", description, nonce=fresh)
     if cls is UseDPoPNonce:
-        if isinstance(nonce, str) and nonce:
-            return UseDPoPNonce(reason, description, nonce=nonce)
         cls = InvalidDPoPProof
     if cls is InvalidToken and action == "UNAUTHORIZED" and data.get("usable") is False:
         # "does not exist" (existent false) or "has expired" (existent true, usable

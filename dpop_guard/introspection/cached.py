@@ -33,17 +33,17 @@ holds positive facts only), so a fleet of N processes makes at most N rounds per
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Generic, Protocol, TypeVar
 
 import anyio
-from cachetools import TLRUCache
 
+from .._digest import sha256
 from .._reasons import Reason
 from ..errors import ServiceUnavailable
 from . import InactiveToken, Introspector, RequestFacts, TokenInfo
@@ -60,6 +60,12 @@ logger = logging.getLogger("dpop_guard.introspection")
 DEFAULT_NEGATIVE_TTL: Final = 5.0
 MAX_NEGATIVE_TTL: Final = 60.0
 DEFAULT_TOKEN_CONCURRENCY: Final = 64
+FLEET_LOCK_TTL: Final = 2.0
+"""Seconds a fleet-wide lead on one token lasts if its holder never releases it."""
+FLEET_POLL_INTERVAL: Final = 0.01
+FLEET_POLLS: Final = 100
+"""Polls of the shared level by a worker that waits for another's answer (at most about
+one second), before it asks the introspector itself."""
 
 
 class SharedTokenCache(Protocol):
@@ -113,8 +119,68 @@ class _Slots:
     users: int = 0
 
 
+_V = TypeVar("_V")
+_EVICT_SCAN: Final = 8
+
+
+class _Expiring(Generic[_V]):
+    """At most ``maxsize`` entries, each with its own wall-clock deadline; the least
+    recently used goes first when full.
+
+    A plain dict in use order (a hit moves its entry to the end): a lookup is two dict
+    operations and one clock read, where ``cachetools.TLRUCache`` spends about as much
+    again as the rest of a cache hit on its timer context and linked-list bookkeeping.
+    An entry is dead once ``clock() >= deadline``; a dead entry is dropped when looked up
+    or when it reaches the front, so it can never be returned (it may hold a slot until
+    then, which only costs a re-introspection of the least recently used token).
+    """
+
+    __slots__ = ("_clock", "_data", "maxsize")
+
+    def __init__(self, maxsize: int, clock: Callable[[], float]) -> None:
+        self.maxsize = maxsize
+        self._clock = clock
+        self._data: dict[bytes, tuple[float, _V]] = {}
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._data)
+
+    def get(self, key: bytes) -> _V | None:
+        """The live value under ``key``, marked as just used; ``None`` if absent or dead."""
+        data = self._data
+        entry = data.get(key)
+        if entry is None:
+            return None
+        del data[key]
+        if self._clock() >= entry[0]:
+            return None
+        data[key] = entry
+        return entry[1]
+
+    def set(self, key: bytes, value: _V, deadline: float) -> None:
+        """Store ``value`` under ``key`` until ``deadline``, evicting dead entries at the
+        front, then the least recently used, to make room."""
+        data = self._data
+        data.pop(key, None)
+        if len(data) >= self.maxsize:
+            now = self._clock()
+            # The front is the least recently used: drop it, and any dead entry among
+            # the few behind it (bounded work per insertion, never a sweep).
+            for old in list(itertools.islice(data, _EVICT_SCAN)):
+                if len(data) >= self.maxsize or data[old][0] <= now:
+                    del data[old]
+        data[key] = (deadline, value)
+
+    def pop(self, key: bytes) -> None:
+        """Forget ``key``."""
+        self._data.pop(key, None)
+
+
 def _key(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    return sha256(token.encode("utf-8")).digest()
 
 
 def _seconds(name: str, value: float) -> float:
@@ -152,7 +218,10 @@ class CachingIntrospector:
       one client's needs); further calls wait first in, first out, so waiting is bounded
       and nobody starves.
     - With ``shared``, a miss asks the shared level before the inner introspector and
-      fills it after, so a fleet makes one round of calls per token per ``ttl``. An entry
+      fills it after, so a fleet makes one round of calls per token per ``ttl``. A shared
+      level that can lock (``claim``/``poll``/``release``, as RedisTokenCache) makes that
+      exact for concurrent misses too: one worker takes a short lock and asks, the others
+      poll the shared level for its answer (about a second at most, then they ask). An entry
       keeps its original deadline when copied between levels, so a revocation is never seen
       later than ``ttl`` after the first introspection. A failing shared level is skipped
       (logged), never trusted for more than it says: the binding check stays the same.
@@ -186,13 +255,9 @@ class CachingIntrospector:
         self.max_concurrent = _size("max_concurrent", max_concurrent)
         self.inner = inner
         self._clock = clock
-        self._cache: TLRUCache[bytes, tuple[float, TokenInfo]] = TLRUCache(
-            maxsize=_size("maxsize", maxsize), ttu=lambda _key, value, _now: value[0], timer=clock
-        )
-        self._negative: TLRUCache[bytes, _Negative] = TLRUCache(
-            maxsize=_size("negative_maxsize", negative_maxsize),
-            ttu=lambda _key, value, _now: value.deadline,
-            timer=clock,
+        self._cache: _Expiring[TokenInfo] = _Expiring(_size("maxsize", maxsize), clock)
+        self._negative: _Expiring[_Negative] = _Expiring(
+            _size("negative_maxsize", negative_maxsize), clock
         )
         self._flights: dict[tuple[bytes, str | None], _Flight] = {}
         self._slots: dict[bytes, _Slots] = {}
@@ -201,6 +266,7 @@ class CachingIntrospector:
             fresh if callable(fresh) else None
         )
         self.shared = shared
+        self.fleet_polls = FLEET_POLLS
         self.hits = 0
         self.misses = 0
         self.shared_hits = 0
@@ -211,13 +277,41 @@ class CachingIntrospector:
 
     def peek(self, token: str) -> TokenInfo | None:
         """The cached facts for ``token``, if any (for diagnostics and tests)."""
-        entry = self._cache.get(_key(token))
-        return None if entry is None else entry[1]
+        return self._cache.get(_key(token))
 
     def invalidate(self, token: str) -> None:
         """Forget ``token`` (e.g. on a revocation event)."""
-        self._cache.pop(_key(token), None)
-        self._negative.pop(_key(token), None)
+        self._cache.pop(_key(token))
+        self._negative.pop(_key(token))
+
+    def cached_sync(self, token: str, request: RequestFacts | None = None) -> TokenInfo | None:
+        """The answer :meth:`introspect` would give from memory, without a coroutine: the
+        cached facts on a hit, ``None`` when the caller must await :meth:`introspect`
+        (a miss, a call in flight, or an inner introspector that must see the request
+        first: ``requires_fresh``, which needs ``request``). What the caller does with the
+        facts is the same either way (binding, expiry and scopes are checked on every
+        request, hit or miss).
+
+        :param request: the request facts, if the caller has built them (a hit then sets
+            ``request.lookup.cache_hit``); without them a hit is the caller's to report.
+        :raises InactiveToken: a remembered inactive-token answer, as :meth:`introspect`.
+        """
+        if self._requires_fresh is not None and (request is None or self._requires_fresh(request)):
+            return None
+        key = sha256(token.encode("utf-8")).digest()  # _key(), without the call
+        # Most of the time no token is remembered as inactive: skip the lookup then.
+        negative = self._negative.get(key) if self._negative._data else None
+        if negative is not None:
+            self.negative_hits += 1
+            if request is not None:
+                request.lookup.cache_hit = True
+            raise negative.error()
+        info = self._cache.get(key)
+        if info is not None:
+            self.hits += 1
+            if request is not None:
+                request.lookup.cache_hit = True
+        return info
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Answer from the cache, or introspect once for all concurrent callers with the
@@ -274,12 +368,12 @@ class CachingIntrospector:
         return await self._call(key, token, request)
 
     def _hit(self, key: bytes, request: RequestFacts) -> TokenInfo | None:
-        entry = self._cache.get(key)
-        if entry is None:
+        info = self._cache.get(key)
+        if info is None:
             return None
         self.hits += 1
         request.lookup.cache_hit = True
-        return entry[1]
+        return info
 
     def _raise_if_negative(self, key: bytes, request: RequestFacts) -> None:
         negative = self._negative.get(key)
@@ -303,16 +397,21 @@ class CachingIntrospector:
         if slots is None:
             slots = self._slots[key] = _Slots(anyio.CapacityLimiter(self.max_concurrent))
         slots.users += 1
+        led = False
         try:
             async with slots.limiter:
                 if not fresh:
                     # While we waited for a slot, another call may have answered.
                     self._raise_if_negative(key, request)
-                    if (entry := self._cache.get(key)) is not None:
-                        return entry[1]
+                    if (cached := self._cache.get(key)) is not None:
+                        return cached
                 info = None if fresh else await self._from_shared(key)
                 if info is not None:
                     return info
+                if not fresh:
+                    led, info = await self._fleet_flight(key)
+                    if info is not None:
+                        return info
                 try:
                     info = await self.inner.introspect(token, request=request)
                 except InactiveToken as exc:
@@ -325,9 +424,54 @@ class CachingIntrospector:
                 await self._to_shared(key, info, deadline)
             return info
         finally:
+            if led:
+                await self._fleet_release(key)
             slots.users -= 1
             if slots.users == 0:
                 del self._slots[key]
+
+    async def _fleet_flight(self, key: bytes) -> tuple[bool, TokenInfo | None]:
+        """Single flight across the fleet, with a shared level that can lock (``claim``,
+        ``poll``, ``release``, as RedisTokenCache): ``(True, None)`` if this worker leads
+        (it calls the inner introspector, then releases); ``(False, info)`` if another
+        worker's answer arrived in the shared level; ``(False, None)`` to call the inner
+        introspector anyway: the lead released without an entry (it failed, or the token
+        is inactive: negative answers stay per process), the bounded wait ran out, or the
+        shared level failed."""
+        claim = getattr(self.shared, "claim", None)
+        poll = getattr(self.shared, "poll", None)
+        if claim is None or poll is None:
+            return False, None
+        try:
+            if await claim(key, ttl=FLEET_LOCK_TTL):
+                return True, None
+            for _ in range(self.fleet_polls):
+                await anyio.sleep(FLEET_POLL_INTERVAL)
+                found, held = await poll(key)
+                if found is not None:
+                    info, until = found
+                    if self._store(key, info, until) is not None:
+                        self.shared_hits += 1
+                        return False, info
+                if not held:
+                    break
+        except Exception as exc:
+            logger.warning(
+                "shared introspection cache unavailable: %s",
+                type(exc).__name__,
+                extra={"dpop_guard_reason": "shared_cache_error"},
+            )
+        return False, None
+
+    async def _fleet_release(self, key: bytes) -> None:
+        try:
+            await self.shared.release(key)  # type: ignore[union-attr]
+        except Exception as exc:  # the lock lapses by itself
+            logger.warning(
+                "shared introspection cache unavailable: %s",
+                type(exc).__name__,
+                extra={"dpop_guard_reason": "shared_cache_error"},
+            )
 
     def _remember_inactive(self, key: bytes, exc: InactiveToken) -> _Negative:
         negative = _Negative(
@@ -337,8 +481,8 @@ class CachingIntrospector:
             exc.status,
             exc.challenge_params,
         )
-        self._negative[key] = negative
-        self._cache.pop(key, None)  # the token is dead: forget what we knew of it
+        self._negative.set(key, negative, negative.deadline)
+        self._cache.pop(key)  # the token is dead: forget what we knew of it
         return negative
 
     def _store(self, key: bytes, info: TokenInfo, deadline: float | None = None) -> float | None:
@@ -349,7 +493,7 @@ class CachingIntrospector:
             deadline = min(deadline, float(info.expires_at))
         if deadline - now < 1.0:
             return None
-        self._cache[key] = (deadline, info)
+        self._cache.set(key, info, deadline)
         return deadline
 
     async def _from_shared(self, key: bytes) -> TokenInfo | None:

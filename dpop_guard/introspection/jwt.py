@@ -37,7 +37,17 @@ from .._b64 import b64url_decode
 from .._env import EnvReader
 from .._json import JSONError, parse_object
 from ..errors import InvalidToken
-from . import InactiveToken, Introspector, RequestFacts, TokenInfo
+from . import (
+    InactiveToken,
+    Introspector,
+    RequestFacts,
+    TokenInfo,
+    aud_matches,
+    audiences,
+    resources_from_env,
+    standard_claims,
+    validate_resources,
+)
 from ._breaker import unavailable as _unavailable
 
 __all__ = ["JWTAccessTokenSettings", "JWTAccessTokenValidator"]
@@ -50,7 +60,9 @@ _AT_JWT = ("at+jwt", "application/at+jwt")
 @dataclass(frozen=True, kw_only=True, slots=True)
 class JWTAccessTokenSettings:
     """:param issuer: the ``iss`` to require.
-    :param audience: a value the ``aud`` claim must contain (this resource).
+    :param audience: a value the ``aud`` claim must contain (this resource): the older,
+        single-valued spelling of ``resources``. Give either or both; ``aud`` must name one.
+    :param resources: this API's RFC 8707 identifiers (``DPOP_GUARD_RESOURCES``).
     :param jwks_uri: where the authorization server publishes its keys.
     :param algorithms: accepted signing algorithms (never ``none`` or HMAC).
     :param leeway: seconds of clock skew for ``exp`` and ``nbf``.
@@ -64,7 +76,7 @@ class JWTAccessTokenSettings:
     """
 
     issuer: str
-    audience: str
+    audience: str = ""
     jwks_uri: str
     algorithms: tuple[str, ...] = ("ES256", "PS256", "EdDSA", "RS256")
     leeway: int = 5
@@ -73,11 +85,16 @@ class JWTAccessTokenSettings:
     retry_interval: float = 5.0
     timeout: float = 5.0
     revocation_paths: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> JWTAccessTokenSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, default_resources: tuple[str, ...] = ()
+    ) -> JWTAccessTokenSettings:
         """``DPOP_GUARD_JWT_ISSUER``, ``_AUDIENCE``, ``_JWKS_URI`` (default: the issuer's
-        ``/jwks``), ``_ALGORITHMS`` (space-separated), ``_REVOCATION_PATHS``.
+        ``/jwks``), ``_ALGORITHMS`` (space-separated), ``_REVOCATION_PATHS``, and
+        ``DPOP_GUARD_RESOURCES`` (unset: ``default_resources`` unless ``_AUDIENCE`` is set,
+        so an existing configuration keeps its meaning).
 
         :raises ValueError: naming what is missing or wrong.
         """
@@ -88,10 +105,14 @@ class JWTAccessTokenSettings:
             extra["algorithms"] = algorithms
         if paths := env.items("REVOCATION_PATHS"):
             extra["revocation_paths"] = paths
+        audience = env.text("AUDIENCE") or ""
+        extra["resources"] = resources_from_env(
+            environ, default=() if audience else default_resources
+        )
         try:
             return cls(
                 issuer=issuer,
-                audience=env.text("AUDIENCE") or "",
+                audience=audience,
                 jwks_uri=env.text("JWKS_URI") or issuer.rstrip("/") + "/jwks",
                 **extra,
             )
@@ -101,8 +122,9 @@ class JWTAccessTokenSettings:
     def __post_init__(self) -> None:
         if urlsplit(self.jwks_uri).scheme not in ("http", "https"):
             raise ValueError("jwks_uri must be an http(s) URL")
-        if not self.issuer or not self.audience:
-            raise ValueError("issuer and audience are required")
+        object.__setattr__(self, "resources", validate_resources(self.resources))
+        if not self.issuer or not (self.audience or self.resources):
+            raise ValueError("issuer and audience (or resources) are required")
         bad = [a for a in self.algorithms if a == "none" or a.startswith("HS")]
         if bad or not self.algorithms:
             raise ValueError(f"algorithms must be asymmetric, got {bad or 'none'}")
@@ -120,9 +142,12 @@ class JWTAccessTokenValidator:
     """An :class:`Introspector` for JWT access tokens (RFC 9068).
 
     Checks the signature against the JWKS, ``typ`` (``at+jwt``), ``iss``, ``aud``, ``exp``
-    and ``nbf`` with leeway; returns ``sub``, ``client_id``, ``scope``, ``exp`` and
-    ``cnf.jkt``. Failures are 401 ``invalid_token``; a JWKS that cannot be fetched when it is
-    needed is a 503.
+    and ``nbf`` with leeway; returns ``sub``, ``client_id``, ``scope``, ``exp``,
+    ``cnf.jkt`` and ``cnf["x5t#S256"]`` (the RFC 8705 certificate binding), ``acr`` and
+    ``auth_time`` (RFC 9470), ``authorization_details`` (RFC 9396) and ``aud`` (as
+    :attr:`TokenInfo.resources`). ``aud`` must name one of ``settings.resources`` or
+    ``settings.audience``; a claim of the wrong type makes the token invalid. Failures are
+    401 ``invalid_token``; a JWKS that cannot be fetched when it is needed is a 503.
 
     :param client: an ``httpx.AsyncClient`` for the (rare) JWKS fetches.
     :param revocation: an introspector asked as well on ``settings.revocation_paths``.
@@ -156,6 +181,7 @@ class JWTAccessTokenValidator:
         self._failed = False  # whether the last attempt failed
         self._lock = anyio.Lock()
         self._revocation_prefixes = tuple(p.lower() for p in settings.revocation_paths)
+        self._audiences = audiences(settings.audience, settings.resources)
         self.fetches = 0  # successful fetches
         self.attempts = 0  # requests sent to the JWKS endpoint
 
@@ -276,8 +302,7 @@ class JWTAccessTokenValidator:
         s, now = self.settings, self._clock()
         if claims.get("iss") != s.issuer:
             raise InactiveToken("jwt_issuer", "The access token is not valid.")
-        aud = claims.get("aud")
-        if s.audience not in (aud if isinstance(aud, list) else [aud]):
+        if not aud_matches(claims.get("aud"), self._audiences):
             raise InactiveToken("jwt_audience", "The access token is not meant for this resource.")
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if not isinstance(exp, int) or isinstance(exp, bool) or exp <= now - s.leeway:
@@ -291,10 +316,16 @@ class JWTAccessTokenValidator:
             v is None or isinstance(v, str) for v in (sub, client_id, jkt)
         ):
             raise InactiveToken("jwt_claims", "The access token is not valid.")
+        try:
+            # cnf["x5t#S256"], acr, auth_time, authorization_details, aud (RFC 9068 2.2).
+            extra = standard_claims(claims)
+        except ValueError as exc:
+            raise InactiveToken("jwt_claims", "The access token is not valid.") from exc
         return TokenInfo(
             subject=sub,
             client_id=client_id,
             scopes=frozenset(scope.split()),
             expires_at=exp,
             jkt=jkt,
+            **extra,
         )

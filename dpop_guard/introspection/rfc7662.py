@@ -21,12 +21,23 @@ from joserfc import jwk as jose_jwk
 from joserfc import jwt as jose_jwt
 
 from .._env import EnvReader
-from . import InactiveToken, RequestFacts, TokenInfo
+from .._reasons import Upstream
+from . import (
+    InactiveToken,
+    RequestFacts,
+    TokenInfo,
+    aud_matches,
+    audiences,
+    resources_from_env,
+    standard_claims,
+    validate_resources,
+)
 from ._breaker import (
     DEFAULT_BREAKER,
     BreakerOption,
     breaker_from,
     call_through,
+    outage,
     post,
 )
 from ._breaker import unavailable as _unavailable
@@ -51,7 +62,9 @@ class RFC7662Settings:
     :param client_id: the resource server's client id at the authorization server.
     :param client_secret: for ``client_secret_basic``.
     :param private_key: a private JWK (dict) for ``private_key_jwt``.
-    :param audience: if set, the token's ``aud`` must contain it.
+    :param audience: if set, the token's ``aud`` must contain it (the older, single-valued
+        spelling of ``resources``; both may be given, and either then matches).
+    :param resources: this API's RFC 8707 identifiers: the token's ``aud`` must name one.
     :param timeout: seconds per introspection in total.
     """
 
@@ -61,8 +74,10 @@ class RFC7662Settings:
     private_key: Mapping[str, Any] | None = field(default=None, repr=False)
     audience: str | None = None
     timeout: float = 5.0
+    resources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "resources", validate_resources(self.resources))
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url must be an absolute http(s) URL, got {self.url!r}")
@@ -78,24 +93,31 @@ class RFC7662Settings:
         return "client_secret_basic" if self.client_secret is not None else "private_key_jwt"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> RFC7662Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, default_resources: tuple[str, ...] = ()
+    ) -> RFC7662Settings:
         """``DPOP_GUARD_INTROSPECTION_URL``, ``_CLIENT_ID``, ``_CLIENT_SECRET`` or
-        ``_PRIVATE_KEY`` (a JWK as JSON), ``_AUDIENCE``, and ``DPOP_GUARD_AUTHLETE_TIMEOUT``'s
-        sibling ``DPOP_GUARD_INTROSPECTION_TIMEOUT``.
+        ``_PRIVATE_KEY`` (a JWK as JSON), ``_AUDIENCE``, ``DPOP_GUARD_AUTHLETE_TIMEOUT``'s
+        sibling ``DPOP_GUARD_INTROSPECTION_TIMEOUT``, and ``DPOP_GUARD_RESOURCES`` (unset:
+        ``default_resources`` unless ``_AUDIENCE`` is set, so an existing configuration
+        keeps its meaning).
 
         :raises ValueError: naming what is missing or wrong (never a secret's value).
         """
         env = EnvReader(environ, "DPOP_GUARD_INTROSPECTION_")
         private_key = env.json_object("PRIVATE_KEY", what="a JWK in JSON", secret=True)
         timeout = env.number("TIMEOUT", 5.0)
+        audience = env.text("AUDIENCE")
+        resources = resources_from_env(environ, default=() if audience else default_resources)
         try:
             return cls(
                 url=env.text("URL") or "",
                 client_id=env.text("CLIENT_ID") or "",
                 client_secret=env.text("CLIENT_SECRET", secret=True),
                 private_key=private_key,
-                audience=env.text("AUDIENCE"),
+                audience=audience,
                 timeout=timeout,
+                resources=resources,
             )
         except ValueError as exc:
             raise ValueError(f"{env.prefix}*: {exc}") from None
@@ -104,8 +126,11 @@ class RFC7662Settings:
 class RFC7662Introspector:
     """Introspect with a standard RFC 7662 endpoint.
 
-    ``active: false`` is 401 ``invalid_token``; an answer for a token whose ``aud`` lacks the
-    configured audience likewise. ``cnf.jkt`` becomes :attr:`TokenInfo.jkt`. Outages (a
+    ``active: false`` is 401 ``invalid_token``; an answer for a token whose ``aud`` names
+    none of the configured resources (or the older ``audience``) likewise. ``cnf.jkt``
+    becomes :attr:`TokenInfo.jkt`, ``cnf["x5t#S256"]`` :attr:`TokenInfo.x5t_s256`; ``acr``,
+    ``auth_time`` and ``authorization_details`` are kept. A member of the wrong type is the
+    server's fault: :class:`IntrospectionUnavailable`, never read as "unbound". Outages (a
     non-200, a timeout, garbage) are :class:`IntrospectionUnavailable`, behind the same
     circuit breaker as the Authlete client.
 
@@ -123,6 +148,7 @@ class RFC7662Introspector:
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self.breaker = breaker_from(breaker)
+        self._audiences = audiences(settings.audience, settings.resources)
         self._key = (
             jose_jwk.import_key(dict(settings.private_key))
             if settings.private_key is not None
@@ -184,20 +210,31 @@ class RFC7662Introspector:
             raise _unavailable("introspection_bad_response", exc) from exc
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("introspection_bad_response")
-        return token_info_from(data, self.settings.audience)
+        return token_info_from(data, self._audiences)
 
 
-def token_info_from(data: dict[str, Any], audience: str | None) -> TokenInfo:
-    """The facts in an RFC 7662 answer (``active`` already known to be a bool)."""
+def token_info_from(
+    data: dict[str, Any],
+    audience: str | frozenset[str] | None,
+    *,
+    prefix: Upstream = "introspection",
+) -> TokenInfo:
+    """The facts in an RFC 7662 answer (``active`` already known to be a bool).
+
+    :param audience: the identifiers ``aud`` must name one of (a single one, or none: no
+        check).
+    """
     if not data["active"]:
         raise InactiveToken("introspection_inactive", "The access token is not active.")
-    if audience is not None:
-        aud = data.get("aud")
-        auds = aud if isinstance(aud, list) else [aud]
-        if audience not in auds:
-            raise InactiveToken(
-                "introspection_audience", "The access token is not meant for this resource."
-            )
+    accepted = audience if isinstance(audience, frozenset) else audiences(audience, ())
+    if not aud_matches(data.get("aud"), accepted):
+        raise InactiveToken(
+            "introspection_audience", "The access token is not meant for this resource."
+        )
+    try:
+        extra = standard_claims(data)
+    except ValueError as exc:
+        raise _unavailable(outage(prefix, "bad_response"), exc) from exc
     scope, exp, sub, client_id = (
         data.get("scope"),
         data.get("exp"),
@@ -220,6 +257,7 @@ def token_info_from(data: dict[str, Any], audience: str | None) -> TokenInfo:
         scopes=frozenset((scope or "").split()),
         expires_at=exp,
         jkt=jkt,
+        **extra,
     )
 
 
@@ -244,6 +282,8 @@ class AuthleteStandardIntrospector:
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self.audience = audience
+        # The same resources as the Authlete introspector's, checked against ``aud``.
+        self._audiences = audiences(audience, settings.resources)
         self.breaker = breaker_from(breaker)
         self._url = settings.introspection_url + "/standard"
         self._headers = (
@@ -277,4 +317,4 @@ class AuthleteStandardIntrospector:
             raise _unavailable("authlete_bad_response", exc) from exc
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("authlete_bad_response")
-        return token_info_from(data, self.audience)
+        return token_info_from(data, self._audiences, prefix="authlete")

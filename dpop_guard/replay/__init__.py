@@ -61,8 +61,9 @@ class EpochReplayStore(ReplayStore, Protocol):
 
 def replay_store_from_url(url: str, *, maxsize: int) -> ReplayStore:
     """``memory`` gives a :class:`MemoryReplayStore` of ``maxsize``; a ``redis://``,
-    ``rediss://`` or ``unix://`` URL gives a
-    :class:`~dpop_guard.replay.redis.RedisReplayStore` (needs the ``redis`` extra)."""
+    ``rediss://`` or ``unix://`` URL, or ``redis+cluster://host:port[,host:port...]`` for
+    a Redis Cluster, gives a :class:`~dpop_guard.replay.redis.RedisReplayStore` (needs the
+    ``redis`` extra)."""
     if url == "memory":
         return MemoryReplayStore(maxsize)
     from .redis import RedisReplayStore

@@ -29,11 +29,13 @@ seconds after each start of a store.
 from __future__ import annotations
 
 import logging
-from typing import Final
+from collections.abc import Callable
+from typing import Final, NoReturn
 
 from ..errors import InvalidDPoPProof, ReplayStoreUnavailable
 from ..proof import VerifiedProof
 from . import EpochReplayStore, ReplayStore
+from .memory import MemoryReplayStore
 
 __all__ = ["ReplayGuard"]
 
@@ -61,6 +63,17 @@ class ReplayGuard:
     def __init__(self, store: ReplayStore) -> None:
         self.store = store
         self._epoch_store = store if isinstance(store, EpochReplayStore) else None
+        # The in-memory store answers without awaiting, so it is called directly: no
+        # coroutine per request (its check-and-set is atomic either way: no await in it).
+        # Only where add_with_epoch is MemoryReplayStore's own, so a subclass that wraps
+        # it (fault injection, instrumentation) is still called through it.
+        self._sync: Callable[..., tuple[bool, int]] | None = (
+            store.add_with_epoch_sync
+            if isinstance(store, MemoryReplayStore)
+            and type(store).add_with_epoch is MemoryReplayStore.add_with_epoch
+            and "add_with_epoch" not in vars(store)
+            else None
+        )
         self._local_epoch: int | None = None  # for stores without an epoch marker
         self._epoch_seen: int | None = None
         self._failed_at: int | None = None
@@ -75,6 +88,9 @@ class ReplayGuard:
             ``IN_FLIGHT``, or at or before a failure this process saw; the client should
             send a fresh proof).
         """
+        if self._sync is not None:
+            self.record_sync(proof, now=now)
+            return
         try:
             if self._epoch_store is not None:
                 first, epoch = await self._epoch_store.add_with_epoch(
@@ -86,13 +102,48 @@ class ReplayGuard:
                     self._local_epoch = now
                 epoch = self._local_epoch
         except Exception as exc:
-            self._failed_at = now if self._failed_at is None else max(self._failed_at, now)
-            logger.warning(
-                "dpop_guard: replay store failed: %s",
-                type(exc).__name__,
-                extra={"dpop_guard_reason": "replay_store_error"},
-            )
-            raise ReplayStoreUnavailable("replay_store_error") from exc
+            self._failed(exc, now)
+        self._judge(proof, first, epoch)
+
+    @property
+    def is_sync(self) -> bool:
+        """Whether :meth:`record_sync` can be used (the store answers without awaiting)."""
+        return self._sync is not None
+
+    def record_sync(self, proof: VerifiedProof, *, now: int) -> None:
+        """:meth:`record` without a coroutine, for a store that answers without awaiting
+        (:attr:`is_sync`): the same record, the same checks, the same errors.
+
+        :raises RuntimeError: the store has no synchronous path (a programming error).
+        """
+        sync = self._sync
+        if sync is None:
+            raise RuntimeError("this replay store has no synchronous path; await record()")
+        try:
+            first, epoch = sync(proof.replay_key, ttl=proof.replay_ttl, now=now)
+        except Exception as exc:
+            self._failed(exc, now)
+        if first and epoch == self._epoch_seen and self._failed_at is None:
+            # The steady state, without a call: a first use, the epoch already known, no
+            # failure seen; only the proof's age against the epoch is left to check.
+            if proof.iat < epoch - IN_FLIGHT:
+                raise InvalidDPoPProof(
+                    "replay_state_uncertain", "The DPoP proof is too old; send a fresh one."
+                )
+            return
+        self._judge(proof, first, epoch)
+
+    def _failed(self, exc: Exception, now: int) -> NoReturn:
+        self._failed_at = now if self._failed_at is None else max(self._failed_at, now)
+        logger.warning(
+            "dpop_guard: replay store failed: %s",
+            type(exc).__name__,
+            extra={"dpop_guard_reason": "replay_store_error"},
+        )
+        raise ReplayStoreUnavailable("replay_store_error") from exc
+
+    def _judge(self, proof: VerifiedProof, first: bool, epoch: int) -> None:
+        """Refuse a replay, or a proof the store cannot vouch for (see the module)."""
         if not first:
             raise InvalidDPoPProof("jti_replayed", "The DPoP proof has been used before.")
         if epoch != self._epoch_seen:

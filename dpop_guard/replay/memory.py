@@ -82,10 +82,20 @@ class MemoryReplayStore:
 
         :raises ReplayStoreFull: as :meth:`add_if_absent`.
         """
+        return self.add_with_epoch_sync(key, ttl=ttl, now=now)
+
+    def add_with_epoch_sync(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+        """:meth:`add_with_epoch` without a coroutine: what
+        :meth:`~dpop_guard.replay._guard.ReplayGuard.record` calls for this store on the
+        request path. Atomic for the same reason (no ``await`` between check and set).
+
+        :raises ReplayStoreFull: as :meth:`add_if_absent`.
+        """
         first = self.add_if_absent_sync(key, ttl=ttl)
-        if self._epoch is None:
-            self._epoch = now
-        return first, self._epoch
+        epoch = self._epoch
+        if epoch is None:
+            epoch = self._epoch = now
+        return first, epoch
 
     def add_if_absent_sync(self, key: str, *, ttl: int) -> bool:
         """The same, for synchronous callers."""

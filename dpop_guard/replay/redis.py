@@ -10,21 +10,28 @@ marker ``<prefix>epoch`` holds the second the store's memory began; it is writte
 it missing first writes a new one that every worker then reads. Run Redis with
 ``maxmemory-policy noeviction``: an evicted record reopens its proof, and an evicting
 policy could drop records while keeping the marker.
+
+Redis Cluster (``redis+cluster://``): the marker is one key, on one primary. It detects the
+loss of that primary's memory, not of another's: a primary that restarts empty, or fails
+over to a replica that lagged, forgets its records while the marker stays. Run a cluster
+with persistence (``appendonly yes``) and replicas, or a single Redis. While the marker's
+primary is down every request fails closed (each batch reads the marker).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Final
 
 from .._extras import missing_extra
 
 try:
-    import redis.asyncio as redis
+    import redis.asyncio  # noqa: F401 - fails early, with the extra named
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("redis", "dpop_guard.replay.redis (a redis:// replay store)") from _exc
 
-from .._redis import redis_client
+from .._redis import Batcher, Client, redis_client
 
 __all__ = ["DEFAULT_PREFIX", "RedisReplayStore"]
 
@@ -44,15 +51,28 @@ class RedisReplayStore:
     scripts, so Redis Cluster works. Errors and timeouts propagate; the middleware answers
     503 (fail closed), never a pass.
 
-    :param client: a ``redis.asyncio.Redis``; its socket timeouts bound each command.
+    :param client: from :func:`dpop_guard._redis.redis_client` (a ``Redis`` or a
+        ``RedisCluster``).
+    :param command_timeout: seconds for one round trip (a batch: send and every reply).
+    :param connect_timeout: seconds for a cluster client's first discovery of the cluster.
     :param prefix: key prefix, to share a Redis with other uses.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         # Replay keys are 64 hex digits, so this name never collides with one.
         self.epoch_key = prefix + "epoch"
+        self.batcher = Batcher(client, timeout=command_timeout, connect_timeout=connect_timeout)
+        self._epoch_read: Final = ("GET", self.epoch_key)
+        self._started: int | None = None  # the epoch this store last started (logged)
 
     @classmethod
     def from_url(
@@ -64,37 +84,54 @@ class RedisReplayStore:
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
         **options: Any,
     ) -> RedisReplayStore:
-        """A store on a new client for ``url`` (``redis://host:port/db`` or ``rediss://``),
-        with bounded connect and command timeouts. Connections open lazily, in the event
-        loop that first uses them."""
+        """A store on a new client for ``url`` (``redis://host:port/db``, ``rediss://``,
+        ``unix://`` or ``redis+cluster://host:port,...``), with bounded connect and
+        command timeouts. Connections open lazily, in the event loop that first uses
+        them."""
         client = redis_client(
             url, connect_timeout=connect_timeout, command_timeout=command_timeout, **options
         )
-        return cls(client, prefix=prefix)
+        return cls(
+            client, prefix=prefix, command_timeout=command_timeout, connect_timeout=connect_timeout
+        )
+
+    def _set(self, key: str, ttl: int) -> asyncio.Future[Any]:
+        return self.batcher.submit(("SET", self.prefix + key, b"1", "NX", "PX", ttl * 1000))
 
     async def add_if_absent(self, key: str, *, ttl: int) -> bool:
         """``True`` if ``key`` was not recorded yet; raises on any Redis failure."""
-        return bool(await self.client.set(self.prefix + key, b"1", nx=True, px=ttl * 1000))
+        return _added(await self._set(key, ttl))
 
     async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
-        """Record ``key`` and read the epoch marker in one round trip (a pipeline of two
-        single-key commands, not a transaction, so Redis Cluster works). Only when the
-        marker is missing do two more commands follow: ``SET NX`` of ``now``, and a
-        ``GET`` if another worker won that race."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.set(self.prefix + key, b"1", nx=True, px=ttl * 1000)
-            pipe.get(self.epoch_key)
-            added, marker = await pipe.execute()
-        first = bool(added)
+        """Record ``key`` and read the epoch marker in one round trip: the concurrent
+        calls of one event-loop tick share one pipeline of their ``SET NX`` commands and
+        one ``GET`` of the marker (independent single-key commands, not a transaction,
+        so Redis Cluster works). Only when the marker is missing does a second round trip
+        follow: ``SET NX`` of ``now`` and a ``GET`` of the marker (shared by the callers
+        that found it missing), whose value is the epoch if another worker won."""
+        added = self._set(key, ttl)
+        marker_read = self.batcher.submit(self._epoch_read, shared=True)
+        first = _added(await added)
+        marker = _reply(await marker_read)
         if marker is None:
-            if await self.client.set(self.epoch_key, str(now).encode(), nx=True):
+            # Every caller of the tick that found it missing: one SET NX per distinct
+            # ``now`` (the first wins) and one GET after it, in one round trip.
+            start = self.batcher.submit(
+                ("SET", self.epoch_key, str(now).encode(), "NX"), shared=True
+            )
+            reread = self.batcher.submit(self._epoch_read, shared=True)
+            won, marker = await start, await reread
+            if _reply(won):
+                if self._started == now:  # the callers of one batch share one start
+                    return first, now
+                self._started = now
                 logger.warning(
                     "dpop_guard: the replay store has no epoch marker (first use, or it "
                     "lost its memory); proofs issued before now are refused",
                     extra={"dpop_guard_reason": "replay_epoch_started"},
                 )
                 return first, now
-            marker = await self.client.get(self.epoch_key)
+            marker = _reply(marker)
         try:
             return first, int(marker)
         except (TypeError, ValueError):
@@ -108,3 +145,15 @@ class RedisReplayStore:
     async def aclose(self) -> None:
         """Close the client's connections."""
         await self.client.aclose()
+
+
+def _reply(reply: Any) -> Any:
+    """A pipeline reply, or its error raised (the caller fails closed)."""
+    if isinstance(reply, BaseException):
+        raise reply
+    return reply
+
+
+def _added(reply: Any) -> bool:
+    # SET NX answers OK when it wrote the key and nil when the key existed.
+    return _reply(reply) is not None

@@ -21,6 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from ._app import create_simulator_app
 from ._state import (
@@ -42,6 +43,7 @@ __all__ = [
     "SimToken",
     "SimulatorState",
     "add_arguments",
+    "build",
     "create_simulator_app",
     "main",
     "seed",
@@ -55,29 +57,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
     parser.add_argument(
+        "--dpop-nonce-required",
+        action="store_true",
+        help="the service's dpopNonceRequired: DPoP-bound tokens need Authlete's nonce",
+    )
+    parser.add_argument(
+        "--dpop-nonce-duration", type=int, default=60, help="seconds each nonce is current"
+    )
+    parser.add_argument(
         "--tokens",
-        help="a JSON list of {subject, scopes, jkt?, lifetime?, token?} to issue at start",
+        help=(
+            "a JSON list of {subject, scopes, jkt?, x5t_s256?, resources?, acr?, lifetime?, "
+            "token?} to issue at start"
+        ),
     )
 
 
 def seed(state: SimulatorState, entries: list[dict[str, object]]) -> list[str]:
-    """Issue a token per entry (``subject``, ``scopes``, ``jkt``, ``lifetime``, and an
-    optional fixed ``token`` value for reproducible scripts); returns the tokens."""
+    """Issue a token per entry (``subject``, ``scopes``, ``jkt``, ``x5t_s256`` (a
+    certificate binding), ``resources``, ``acr``, ``lifetime``, and an optional fixed
+    ``token`` value for reproducible scripts); returns the tokens."""
     issued: list[str] = []
     for entry in entries:
-        subject, jkt = entry.get("subject"), entry.get("jkt")
-        scopes = entry.get("scopes", [])
+        subject, jkt, x5t = entry.get("subject"), entry.get("jkt"), entry.get("x5t_s256")
+        scopes, resources = entry.get("scopes", []), entry.get("resources", [])
+        acr = entry.get("acr")
         lifetime = entry.get("lifetime", 3600)
         if not (
-            (subject is None or isinstance(subject, str))
-            and (jkt is None or isinstance(jkt, str))
+            all(v is None or isinstance(v, str) for v in (subject, jkt, x5t, acr))
             and isinstance(scopes, list)
             and all(isinstance(s, str) for s in scopes)
+            and isinstance(resources, list)
+            and all(isinstance(r, str) for r in resources)
             and isinstance(lifetime, int | float)
         ):
-            raise ValueError("each token entry needs string subject/jkt, a list of scopes")
+            raise ValueError(
+                "each token entry needs string subject/jkt/x5t_s256/acr, lists of scopes "
+                "and resources"
+            )
+        strings = cast("tuple[str | None, ...]", (subject, jkt, x5t, acr))
         token = state.create_token(
-            subject=subject, scopes=scopes, lifetime=float(lifetime), jkt=jkt
+            subject=strings[0],
+            scopes=scopes,
+            lifetime=float(lifetime),
+            jkt=strings[1],
+            x5t_s256=strings[2],
+            resources=resources,
+            acr=strings[3],
         )
         fixed = entry.get("token")
         if isinstance(fixed, str) and fixed:
@@ -87,11 +113,23 @@ def seed(state: SimulatorState, entries: list[dict[str, object]]) -> list[str]:
     return issued
 
 
+def build(args: argparse.Namespace) -> tuple[SimulatorState, Any]:
+    """The state and ASGI app the parsed command-line ``args`` describe."""
+    from ._authorization import AuthorizationService, SimService
+
+    state = SimulatorState(latency=args.latency)
+    service = SimService(
+        dpop_nonce_required=args.dpop_nonce_required,
+        dpop_nonce_duration=args.dpop_nonce_duration,
+    )
+    return state, create_simulator_app(state, AuthorizationService(service=service))
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve the simulator with the parsed ``args`` until interrupted."""
     import uvicorn
 
-    state = SimulatorState(latency=args.latency)
+    state, app = build(args)
     if args.tokens:
         entries = json.loads(Path(args.tokens).read_text())
         for entry, token in zip(entries, seed(state, entries), strict=True):
@@ -103,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(create_simulator_app(state), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

@@ -13,6 +13,25 @@ call counts) live under ``/sim/``. Run it with ``python -m dpop_guard.simulator`
 
 Where Authlete's exact behaviour is not published (result codes for some failures, its
 ``iat`` window), the choices are marked ``[U]`` as in ``authlete-introspection.md``.
+
+What ``/auth/introspection`` checks, in this order (each only when the request asks):
+``token``; existence and expiry; ``subject`` (``FORBIDDEN``, ``invalid_request``);
+``scopes`` (``FORBIDDEN``, ``insufficient_scope``); ``resources`` (RFC 8707: a token that
+lists resources must cover each one sent, else ``FORBIDDEN``, ``invalid_target`` [U]; a
+token issued without resources is not restricted [U]); the certificate binding
+(``clientCertificate``, RFC 8705); the DPoP binding (``dpop``, ``htm``, ``htu``) and, when
+the service's ``dpop_nonce_required`` (or the request's ``dpopNonceRequired``) is on, the
+proof's ``nonce`` (``UNAUTHORIZED``, ``use_dpop_nonce``, with the expected ``dpopNonce``;
+every answer then carries ``dpopNonce``); ``acrValues``/``maxAge`` (RFC 9470:
+``UNAUTHORIZED``, ``insufficient_user_authentication`` [U]). ``OK`` carries the token's
+facts: ``certificateThumbprint``, ``acr``, ``authTime`` (seconds; ``0`` when unknown, as
+Authlete's Java DTO sends it), ``resources``/``accessTokenResources``,
+``authorizationDetails`` (``{"elements": [...]}``), ``grantId``, ``consentedClaims``,
+``clientIdAlias``/``clientIdAliasUsed``.
+
+Every request body is bounded (:data:`MAX_API_BODY` bytes) and parsed as strict JSON
+(no ``NaN``; nesting deeper than the parser allows is a malformed body), so a client
+never gets a 500.
 """
 
 from __future__ import annotations
@@ -21,9 +40,9 @@ import base64
 import hashlib
 import hmac
 import json
-import time
+import math
 from typing import Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 from joserfc import jwk as jose_jwk
@@ -34,11 +53,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._authorization import AuthorizationService, authorization_routes
+from ._authorization import (
+    MAX_API_BODY,
+    AuthorizationService,
+    authorization_routes,
+    details_elements,
+)
 from ._jose import eddsa_accepted as _eddsa_accepted
-from ._state import DEFAULT_CLIENT_ID, SimulatorState
+from ._mtls import check_certificate_binding, confirmation, token_create_thumbprint
+from ._state import DEFAULT_CLIENT_ID, SimToken, SimulatorState
 
-__all__ = ["create_simulator_app"]
+__all__ = ["MAX_API_BODY", "create_simulator_app"]
+
+MAX_LIFETIME: Final = 10 * 365 * 86_400  # seconds: accessTokenDuration is bounded
 
 _ALGS: Final = (
     "RS256",
@@ -103,9 +130,73 @@ class _ProofError(Exception):
     pass
 
 
+class _NonceError(_ProofError):
+    """The proof lacks the nonce Authlete expects (or carries a stale one)."""
+
+
+class _BadField(ValueError):
+    """A ``/auth/token/create`` field of the wrong type or range."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _client_id(raw: object) -> int | None:
+    """A numeric client ID as Authlete issues them (int64), bounded before ``int()``."""
+    if isinstance(raw, bool):
+        return None
+    text = str(raw)
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
+def _str_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name) or []
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _BadField(f"{name} must be a list of strings")
+    return value
+
+
+def _opt_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _BadField(f"{name} must be a string")
+    return value
+
+
+def _facts(record: SimToken) -> dict[str, Any]:
+    """What an ``OK`` answer says about the token besides its scopes and expiry."""
+    facts: dict[str, Any] = {
+        "clientIdAliasUsed": record.client_id_alias_used,
+        # Authlete's Java DTO holds authTime in a primitive long: 0 when unknown.
+        "authTime": record.auth_time or 0,
+    }
+    if record.x5t_s256 is not None:
+        facts["certificateThumbprint"] = record.x5t_s256
+    if record.client_id_alias is not None:
+        facts["clientIdAlias"] = record.client_id_alias
+    if record.acr is not None:
+        facts["acr"] = record.acr
+    if record.resources:
+        facts["resources"] = list(record.resources)
+        facts["accessTokenResources"] = list(record.resources)
+    if record.authorization_details is not None:
+        facts["authorizationDetails"] = {"elements": list(record.authorization_details)}
+    if record.grant_id is not None:
+        facts["grantId"] = record.grant_id
+    if record.consented_claims:
+        facts["consentedClaims"] = list(record.consented_claims)
+    return facts
+
+
 class _Simulator:
-    def __init__(self, state: SimulatorState) -> None:
+    def __init__(self, state: SimulatorState, auth: AuthorizationService) -> None:
         self.state = state
+        self.auth = auth
         with _eddsa_accepted():
             self.registry = jws.JWSRegistry(algorithms=list(_ALGS))
         # joserfc's default 512-byte header cap refuses every RSA-2048 proof.
@@ -131,20 +222,26 @@ class _Simulator:
         return self._authorized(request, None) or self._authorized(request, self.state.service_id)
 
     async def _body(self, request: Request) -> dict[str, Any] | None:
+        """The request body as a dict, or ``None`` when it is too large or malformed: read
+        at most :data:`MAX_API_BODY` bytes, strict JSON, bounded form fields."""
         ctype = request.headers.get("content-type", "")
-        raw = await request.body()
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_API_BODY:
+                return None
         if ctype.startswith("application/x-www-form-urlencoded"):
             try:
-                pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
-            except UnicodeDecodeError:
+                pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+            except ValueError:  # UnicodeDecodeError included
                 return None
             data: dict[str, Any] = dict(pairs)
             if "scopes" in data:
                 data["scopes"] = data["scopes"].split()
             return data
         try:
-            value = json.loads(raw or b"{}")
-        except ValueError:
+            value = json.loads(raw or b"{}", parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
             return None
         return value if isinstance(value, dict) else None
 
@@ -221,8 +318,19 @@ class _Simulator:
         self.state.log.append(entry)
         return JSONResponse(self._introspect(gated))
 
+    def _nonce_required(self, body: dict[str, Any]) -> bool:
+        return self.auth.service.dpop_nonce_required or body.get("dpopNonceRequired") is True
+
     def _introspect(self, body: dict[str, Any]) -> dict[str, Any]:
+        answer = self._decide(body)
+        if self._nonce_required(body):
+            # When nonces are required every answer names the one expected next.
+            answer["dpopNonce"] = self.auth.nonce(self.state.clock())
+        return answer
+
+    def _decide(self, body: dict[str, Any]) -> dict[str, Any]:
         state = self.state
+        now = state.clock()
         token = body.get("token")
         if not isinstance(token, str) or not token:
             code, msg = "A056201", "The request does not contain a valid access token."  # [U]
@@ -244,7 +352,7 @@ class _Simulator:
             )
         scheme = "DPoP" if record.jkt else "Bearer"
         extra = {"algs": _ALGS_PARAM} if record.jkt else {}
-        if record.expires_at <= time.time():
+        if record.expires_at <= now:
             # Authlete deletes an expired token on first sight: the next call says "does
             # not exist".
             del state.tokens[token]
@@ -266,9 +374,29 @@ class _Simulator:
                 sufficient=False,
                 refreshable=record.refreshable,
             )
+        known = {
+            "existent": True,
+            "usable": True,
+            "scopes": list(record.scopes),
+            "subject": record.subject,
+            "clientId": record.client_id,
+        }
+        subject = body.get("subject")
+        if subject is not None and subject != record.subject:
+            code, msg = "A064301", "The subject does not match the access token."  # [U] code
+            return _result(
+                "FORBIDDEN",
+                code,
+                msg,
+                _challenge(scheme, "invalid_request", code, msg),
+                sufficient=True,
+                **known,
+            )
         required = body.get("scopes") or []
         if isinstance(required, str):
             required = required.split()
+        if not isinstance(required, list):
+            required = [str(required)]
         missing = [s for s in required if s not in record.scopes]
         if missing:
             code = "A064302"
@@ -277,28 +405,72 @@ class _Simulator:
                 "FORBIDDEN",
                 code,
                 msg,
-                _challenge(scheme, "insufficient_scope", code, msg, scope=" ".join(required)),
-                existent=True,
-                usable=True,
+                _challenge(
+                    scheme, "insufficient_scope", code, msg, scope=" ".join(map(str, required))
+                ),
                 sufficient=False,
-                scopes=list(record.scopes),
-                subject=record.subject,
-                clientId=record.client_id,
+                **known,
+            )
+        resources = body.get("resources") or []
+        if not isinstance(resources, list):
+            resources = [resources]
+        uncovered = [r for r in resources if record.resources and r not in record.resources]
+        if uncovered:
+            code = "A064303"  # [U] code and error
+            msg = "The access token does not cover the required resource."
+            return _result(
+                "FORBIDDEN",
+                code,
+                msg,
+                _challenge(scheme, "invalid_target", code, msg),
+                sufficient=True,
+                **known,
+            )
+        refusal = check_certificate_binding(record.x5t_s256, body)
+        if refusal is not None:
+            return _result(
+                "UNAUTHORIZED",
+                refusal.code,
+                refusal.message,
+                _challenge("Bearer", "invalid_token", refusal.code, refusal.message),
+                sufficient=True,
+                **known,
             )
         dpop = body.get("dpop")
         if record.jkt is not None:
-            if not dpop:
+            if not dpop or not isinstance(dpop, str):
                 return _bound_refusal(
                     "invalid_token", "A065308", "Expected a DPoP header but none was provided."
                 )
             try:
                 self._check_proof(dpop, body, token, record.jkt)
+            except _NonceError as exc:
+                return _bound_refusal("use_dpop_nonce", "A065313", str(exc))  # [U] code
             except _ProofError as exc:
                 return _bound_refusal("invalid_dpop_proof", "A065311", str(exc))  # [U] code
         elif dpop and not state.accept_unbound_with_proof:
             code, msg = "A065312", "The access token is not bound to a DPoP key."  # [U]
             return _result(
                 "UNAUTHORIZED", code, msg, _challenge("Bearer", "invalid_token", code, msg)
+            )
+        step_up = self._step_up(record, body, now)
+        if step_up is not None:
+            code = "A065314"  # [U] code and answer
+            params = {
+                k: v
+                for k, v in (
+                    ("acr_values", " ".join(map(str, body.get("acrValues") or []))),
+                    ("max_age", str(body.get("maxAge") or "")),
+                )
+                if v
+            }
+            return _result(
+                "UNAUTHORIZED",
+                code,
+                step_up,
+                _challenge(scheme, "insufficient_user_authentication", code, step_up, **params),
+                sufficient=True,
+                **known,
             )
         code = "A056001"
         return _result(
@@ -315,9 +487,27 @@ class _Simulator:
             refreshable=record.refreshable,
             expiresAt=int(record.expires_at * 1000),
             grantType=record.grant_type,
-            clientIdAliasUsed=False,
             properties=[],
+            **_facts(record),
         )
+
+    @staticmethod
+    def _step_up(record: SimToken, body: dict[str, Any], now: float) -> str | None:
+        """RFC 9470: why the token's authentication falls short, or ``None``."""
+        acr_values = body.get("acrValues") or []
+        if isinstance(acr_values, str):  # a form body: space-separated, as scopes are
+            acr_values = acr_values.split()
+        if not isinstance(acr_values, list):
+            acr_values = [acr_values]
+        if acr_values and record.acr not in acr_values:
+            return "The authentication context of the access token is not acceptable."
+        max_age = body.get("maxAge")
+        if isinstance(max_age, str) and max_age.isascii() and max_age.isdigit():
+            max_age = int(max_age[:9])  # a form body; bounded before int()
+        if isinstance(max_age, int) and not isinstance(max_age, bool) and max_age > 0:
+            if record.auth_time is None or now - record.auth_time > max_age:
+                return "The user authentication of the access token is too old."
+        return None
 
     def _check_proof(self, proof: str, body: dict[str, Any], token: str, jkt: str) -> None:
         with _eddsa_accepted():
@@ -351,7 +541,7 @@ class _Simulator:
         ):
             raise _ProofError("The htu claim does not match.")
         iat = claims.get("iat")
-        now = time.time()
+        now = self.state.clock()
         if not isinstance(iat, (int, float)) or abs(now - iat) > self.state.iat_skew:
             raise _ProofError("The iat claim is out of range.")
         if claims.get("ath") != _b64(hashlib.sha256(token.encode()).digest()):
@@ -374,6 +564,10 @@ class _Simulator:
         replay_key = f"{jkt}:{jti}"
         if replay_key in seen:
             raise _ProofError("The DPoP proof has been used before.")
+        if self._nonce_required(body) and not self.auth.nonce_ok(claims.get("nonce"), now):
+            # Checked last: a proof refused for its nonce is not recorded, so the client's
+            # retry with the nonce is a new proof anyway.
+            raise _NonceError("The DPoP proof does not carry the expected nonce.")
         seen[replay_key] = now
 
     # -- /auth/introspection/standard (RFC 7662 helper) -------------------------------
@@ -394,7 +588,7 @@ class _Simulator:
             )
         token = dict(parse_qsl(parameters)).get("token", "")
         record = self.state.tokens.get(token)
-        if record is None or record.expires_at <= time.time():
+        if record is None or record.expires_at <= self.state.clock():
             content: dict[str, Any] = {"active": False}
         else:
             # [U] whether Authlete adds cnf.jkt here is not documented; the simulator does,
@@ -404,12 +598,21 @@ class _Simulator:
                 "scope": " ".join(record.scopes),
                 "client_id": str(record.client_id),
                 "exp": int(record.expires_at),
-                "token_type": "DPoP" if record.jkt else "Bearer",
+                "token_type": "DPoP" if record.jkt else "Bearer",  # [U]
             }
             if record.subject is not None:
                 content["sub"] = record.subject
-            if record.jkt is not None:
-                content["cnf"] = {"jkt": record.jkt}
+            cnf = confirmation(jkt=record.jkt, x5t_s256=record.x5t_s256)
+            if cnf is not None:
+                content["cnf"] = cnf
+            if record.resources:
+                content["aud"] = list(record.resources)
+            if record.acr is not None:
+                content["acr"] = record.acr
+            if record.auth_time is not None:
+                content["auth_time"] = record.auth_time
+            if record.authorization_details is not None:
+                content["authorization_details"] = list(record.authorization_details)
         code = "A145001"
         message = f"Introspection was performed successfully (active={content['active']})."
         return JSONResponse(_result("OK", code, message, json.dumps(content)))
@@ -419,18 +622,14 @@ class _Simulator:
         gated = await self._gate(request, "auth/token/create")
         if isinstance(gated, Response):
             return gated
-        scopes = gated.get("scopes") or []
-        if isinstance(scopes, str):
-            scopes = scopes.split()
-        lifetime = float(gated.get("accessTokenDuration") or 3600)
-        jkt = gated.get("dpopKeyThumbprint") or None
-        token = self.state.create_token(
-            subject=gated.get("subject"),
-            scopes=scopes,
-            lifetime=lifetime,
-            jkt=jkt,
-            client_id=int(gated.get("clientId") or DEFAULT_CLIENT_ID),
-        )
+        try:
+            fields = self._token_fields(gated)
+        except (_BadField, ValueError) as exc:
+            code, msg = "A109201", f"The token creation request is invalid: {exc}."  # [U]
+            return JSONResponse(
+                _result("BAD_REQUEST", code, msg, json.dumps({"error": "invalid_request"}))
+            )
+        token = self.state.create_token(**fields)
         record = self.state.tokens[token]
         code = "A109001"
         return JSONResponse(
@@ -440,14 +639,59 @@ class _Simulator:
                 "An access token was created successfully.",
                 "",
                 accessToken=token,
-                tokenType="DPoP" if jkt else "Bearer",
+                tokenType="DPoP" if record.jkt else "Bearer",
                 expiresAt=int(record.expires_at * 1000),
-                expiresIn=int(lifetime),
+                expiresIn=int(fields["lifetime"]),
                 subject=record.subject,
                 scopes=list(record.scopes),
                 clientId=record.client_id,
             )
         )
+
+    def _token_fields(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of :meth:`SimulatorState.create_token` from a
+        ``/auth/token/create`` body, every field type- and range-checked.
+
+        :raises _BadField: naming the field.
+        """
+        duration = body.get("accessTokenDuration") or 3600
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not math.isfinite(duration)
+            or not 0 < duration <= MAX_LIFETIME
+        ):
+            raise _BadField("accessTokenDuration must be a number of seconds")
+        raw_client = body.get("clientId")
+        client_id = DEFAULT_CLIENT_ID if raw_client in (None, "", 0) else _client_id(raw_client)
+        if client_id is None:
+            raise _BadField("clientId must be a number of at most 18 digits")
+        resources = _str_list(body, "resources")
+        for resource in resources:
+            parts = urlsplit(resource)
+            if not parts.scheme or "#" in resource:
+                raise _BadField("resources must be absolute URIs without a fragment")
+        auth_time = body.get("authTime")
+        if auth_time in (None, 0):
+            auth_time = None
+        elif isinstance(auth_time, bool) or not isinstance(auth_time, int) or auth_time < 0:
+            raise _BadField("authTime must be epoch seconds")
+        return {
+            "subject": _opt_str(body, "subject"),
+            "scopes": _str_list(body, "scopes"),
+            "lifetime": float(duration),
+            "jkt": _opt_str(body, "dpopKeyThumbprint"),
+            "client_id": client_id,
+            "x5t_s256": token_create_thumbprint(body),
+            "resources": resources,
+            "acr": _opt_str(body, "acr"),
+            "auth_time": auth_time,
+            "authorization_details": details_elements(body.get("authorizationDetails")),
+            "grant_id": _opt_str(body, "grantId"),
+            "consented_claims": _str_list(body, "consentedClaims"),
+            "client_id_alias": _opt_str(body, "clientIdAlias"),
+            "client_id_alias_used": body.get("clientIdAliasUsed") is True,
+        }
 
     # -- test hooks ----------------------------------------------------------------
     async def sim_stats(self, request: Request) -> Response:
@@ -458,12 +702,14 @@ class _Simulator:
     async def sim_faults(self, request: Request) -> Response:
         if not self._admin(request):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
-        body = await request.json()
+        body = await self._body(request)
+        if body is None:
+            return JSONResponse({"error": "malformed body"}, status_code=400)
         try:
             self.state.set_fault(
                 body.get("fault"), count=body.get("count"), latency=body.get("latency")
             )
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if body.get("reset_counters"):
             self.state.reset_counters()
@@ -478,8 +724,8 @@ def create_simulator_app(
     :class:`~dpop_guard.simulator._authorization.AuthorizationService` behind its
     authorization-server APIs (PAR, ``/auth/authorization``, ``/auth/token``), whose tokens
     live in the same state as those of ``/auth/token/create``."""
-    sim = _Simulator(state or SimulatorState())
     auth = authorization or AuthorizationService()
+    sim = _Simulator(state or SimulatorState(), auth)
     app = Starlette(
         routes=[
             *authorization_routes(sim.state, auth),

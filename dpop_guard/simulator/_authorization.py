@@ -29,7 +29,11 @@ The proof and assertion checks use joserfc, independently of :mod:`dpop_guard.pr
 the two cross-check each other. Where Authlete's result codes are not published the codes
 here are ours, marked ``[U]``; clients must key on ``action``, never on ``resultCode``.
 A DPoP proof sent to ``/pushed_auth_req`` binds the code to its key (RFC 9449 §10); the
-token request must then use the same key. Deliberately not done: refresh tokens,
+token request must then use the same key. The request's ``resource`` (RFC 8707, absolute
+URIs, repeatable), ``acr_values`` (RFC 9470) and ``authorization_details`` (RFC 9396, a
+JSON array of objects with a ``type``) are kept with the request; ``/auth/authorization/issue``
+takes Authlete's ``acr``, ``authTime`` and ``consentedClaims``; the issued token carries
+them all, as ``/auth/introspection`` then reports. Deliberately not done: refresh tokens,
 ``id_token``/OpenID Connect, JAR request objects, the ``dpop_jkt`` parameter, mTLS client
 authentication and certificate-bound tokens. Issued tokens expire by the simulator's wall
 clock (as minted ones do); ``AuthorizationService.clock`` drives every other time check.
@@ -60,11 +64,13 @@ from starlette.routing import Route
 from ._jose import eddsa_accepted
 
 __all__ = [
+    "MAX_API_BODY",
     "AuthorizationService",
     "SimClient",
     "SimService",
     "TokenStore",
     "authorization_routes",
+    "details_elements",
 ]
 
 JWT_BEARER: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -101,9 +107,37 @@ class TokenStore(Protocol):
         jkt: str | None = None,
         client_id: int = ...,
         refreshable: bool = False,
+        resources: tuple[str, ...] | list[str] = ...,
+        acr: str | None = ...,
+        auth_time: int | None = ...,
+        authorization_details: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = ...,
+        consented_claims: tuple[str, ...] | list[str] = ...,
     ) -> str:
         """Store a new access token and return it."""
         ...
+
+
+MAX_DETAILS: Final = 32  # authorization_details elements
+
+
+def details_elements(value: object) -> list[dict[str, Any]] | None:
+    """RFC 9396 ``authorization_details`` as Authlete takes them: a list of objects each
+    with a string ``type``, or Authlete's ``{"elements": [...]}`` wrapper; ``None`` when
+    absent.
+
+    :raises ValueError: for anything else, or more than :data:`MAX_DETAILS` elements.
+    """
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value.get("elements")
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_DETAILS
+        or not all(isinstance(item, dict) and isinstance(item.get("type"), str) for item in value)
+    ):
+        raise ValueError("authorization_details must be a list of objects with a type")
+    return value
 
 
 @dataclass
@@ -213,6 +247,9 @@ class _Request:
     code_challenge: str | None
     fapi2: bool
     dpop_jkt: str | None = None
+    resources: tuple[str, ...] = ()
+    acr_values: tuple[str, ...] = ()
+    authorization_details: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -220,6 +257,9 @@ class _Code:
     request: _Request
     subject: str
     expires_at: float
+    acr: str | None = None
+    auth_time: int | None = None
+    consented_claims: tuple[str, ...] = ()
 
 
 @dataclass
@@ -320,6 +360,10 @@ def _parse_parameters(raw: object) -> dict[str, str]:
         raise _Refusal("BAD_REQUEST", "invalid_request", "A301203", "Too many parameters.") from exc
     values: dict[str, str] = {}
     for name, value in pairs:
+        if name == "resource" and name in values:
+            # RFC 8707 §2: repeatable; URIs hold no space, so joining by one is lossless.
+            values[name] += " " + value
+            continue
         if name in values:
             raise _Refusal(
                 "BAD_REQUEST", "invalid_request", "A301202", f"The '{name}' parameter is repeated."
@@ -603,6 +647,22 @@ class _Endpoints:
                 )
             if not _UNRESERVED.fullmatch(challenge):
                 raise refuse("invalid_request", "A304210", "The code_challenge is malformed.")
+        resources = tuple(params.get("resource", "").split())
+        for resource in resources:
+            if not urlsplit(resource).scheme or "#" in resource:
+                raise refuse(
+                    "invalid_target", "A304211", "A resource must be an absolute URI."
+                )  # RFC 8707 §2
+        details: list[dict[str, Any]] | None = None
+        if "authorization_details" in params:
+            try:
+                details = details_elements(_json(params["authorization_details"].encode()))
+            except (ValueError, RecursionError) as exc:
+                raise refuse(
+                    "invalid_authorization_details",
+                    "A304212",
+                    "The authorization_details are malformed.",
+                ) from exc  # RFC 9396 §5
         return _Request(
             client_id=client.client_id,
             redirect_uri=redirect_uri,
@@ -610,6 +670,9 @@ class _Endpoints:
             state=params.get("state"),
             code_challenge=challenge,
             fapi2=fapi2,
+            resources=resources,
+            acr_values=tuple(params.get("acr_values", "").split()),
+            authorization_details=details,
         )
 
     # -- /pushed_auth_req (RFC 9126) -----------------------------------------------------
@@ -751,9 +814,38 @@ class _Endpoints:
             return JSONResponse(
                 _result("BAD_REQUEST", code, msg, _error_content("invalid_request", code, msg))
             )
+        acr, auth_time = body.get("acr"), body.get("authTime")
+        claims = body.get("consentedClaims") or []
+        if (
+            not (acr is None or isinstance(acr, str))
+            or not (
+                auth_time is None
+                or (
+                    isinstance(auth_time, int)
+                    and not isinstance(auth_time, bool)
+                    and auth_time >= 0
+                )
+            )
+            or not isinstance(claims, list)
+            or not all(isinstance(c, str) for c in claims)
+        ):
+            code, msg = "A004203", "The acr, authTime or consentedClaims parameter is malformed."
+            return JSONResponse(
+                _result(
+                    "INTERNAL_SERVER_ERROR", code, msg, _error_content("server_error", code, msg)
+                )
+            )
         code_value = secrets.token_urlsafe(32)
+        now = self.auth.clock()
         duration = self.auth.service.authorization_code_duration
-        self.auth._codes[code_value] = _Code(checked, subject, self.auth.clock() + duration)
+        self.auth._codes[code_value] = _Code(
+            checked,
+            subject,
+            now + duration,
+            acr=acr or None,
+            auth_time=auth_time or int(now),  # Authlete: the time of the authentication
+            consented_claims=tuple(claims),
+        )
         return JSONResponse(
             _result(
                 "LOCATION",
@@ -865,6 +957,11 @@ class _Endpoints:
             lifetime=lifetime,
             jkt=jkt,
             client_id=client.client_id,
+            resources=checked.resources,
+            acr=record.acr,
+            auth_time=record.auth_time,
+            authorization_details=checked.authorization_details,
+            consented_claims=record.consented_claims,
         )
         token_type = "DPoP" if jkt else "Bearer"
         content = {
@@ -898,8 +995,11 @@ class _Endpoints:
         if isinstance(body, Response):
             return body
         try:
+            number = _client_id(body["client_id"])
+            if number is None:
+                raise ValueError("client_id")
             client = SimClient(
-                client_id=int(body["client_id"]),
+                client_id=number,
                 redirect_uris=tuple(body["redirect_uris"]),
                 jwks=tuple(body["jwks"]["keys"]),
                 client_name=str(body.get("client_name", "FAPI 2.0 client")),
@@ -910,8 +1010,23 @@ class _Endpoints:
                     for k, v in body["service"].items()
                     if k in ("issuer", "token_endpoint", "pushed_auth_req_endpoint")
                 }
-                self.auth.service = replace(self.auth.service, **urls)
-        except (KeyError, TypeError, ValueError) as exc:
+                nonces = {
+                    k: v
+                    for k, v in body["service"].items()
+                    if k in ("dpop_nonce_required", "dpop_nonce_duration")
+                }
+                required, duration = (
+                    nonces.get("dpop_nonce_required"),
+                    nonces.get("dpop_nonce_duration"),
+                )
+                if not (required is None or isinstance(required, bool)) or not (
+                    duration is None
+                    or (isinstance(duration, int) and not isinstance(duration, bool))
+                ):
+                    raise TypeError("dpop_nonce_required is a boolean, dpop_nonce_duration seconds")
+                # replace() runs SimService's own range checks (ValueError on a bad value).
+                self.auth.service = replace(self.auth.service, **urls, **nonces)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return JSONResponse({"error": f"bad client: {type(exc).__name__}"}, status_code=400)
         self.auth.register(client)
         return JSONResponse({"client_id": client.client_id}, status_code=201)

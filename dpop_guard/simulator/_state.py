@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -40,6 +41,15 @@ class SimToken:
     jkt: str | None = None
     refreshable: bool = False
     grant_type: str = "AUTHORIZATION_CODE"
+    x5t_s256: str | None = None  # RFC 8705: bound to this certificate thumbprint
+    resources: tuple[str, ...] = ()  # RFC 8707; empty: not restricted to any resource [U]
+    acr: str | None = None  # RFC 9470
+    auth_time: int | None = None  # epoch seconds
+    authorization_details: tuple[dict[str, Any], ...] | None = None  # RFC 9396 elements
+    grant_id: str | None = None
+    consented_claims: tuple[str, ...] = ()
+    client_id_alias: str | None = None
+    client_id_alias_used: bool = False
 
 
 @dataclass
@@ -58,6 +68,9 @@ class SimulatorState:
     iat_skew: int = 60  # [U] Authlete's window is not published
     calls: Counter[str] = field(default_factory=Counter)
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
+    clock: Callable[[], float] = time.time
+    """Drives every time check of the introspection APIs (expiry, ``iat``, ``maxAge``,
+    nonces); tests inject one instead of sleeping."""
     _seen_jti: dict[str, float] = field(default_factory=dict, repr=False)
 
     def create_token(
@@ -69,16 +82,37 @@ class SimulatorState:
         jkt: str | None = None,
         client_id: int = DEFAULT_CLIENT_ID,
         refreshable: bool = False,
+        x5t_s256: str | None = None,
+        resources: tuple[str, ...] | list[str] = (),
+        acr: str | None = None,
+        auth_time: int | None = None,
+        authorization_details: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None,
+        grant_id: str | None = None,
+        consented_claims: tuple[str, ...] | list[str] = (),
+        client_id_alias: str | None = None,
+        client_id_alias_used: bool = False,
     ) -> str:
-        """Issue a token (what Authlete's ``/auth/token/create`` does)."""
+        """Issue a token (what Authlete's ``/auth/token/create`` does), bound to ``jkt``
+        (DPoP) and/or ``x5t_s256`` (a certificate), carrying the given facts."""
         token = secrets.token_urlsafe(32)
         self.tokens[token] = SimToken(
             subject=subject,
             scopes=tuple(scopes),
-            expires_at=time.time() + lifetime,
+            expires_at=self.clock() + lifetime,
             client_id=client_id,
             jkt=jkt,
             refreshable=refreshable,
+            x5t_s256=x5t_s256,
+            resources=tuple(resources),
+            acr=acr,
+            auth_time=auth_time,
+            authorization_details=(
+                None if authorization_details is None else tuple(authorization_details)
+            ),
+            grant_id=grant_id,
+            consented_claims=tuple(consented_claims),
+            client_id_alias=client_id_alias,
+            client_id_alias_used=client_id_alias_used,
         )
         return token
 
@@ -89,6 +123,16 @@ class SimulatorState:
         until cleared; ``latency`` delays every answer."""
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}")
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= 1_000_000
+        ):
+            raise ValueError("count must be a whole number from 1 to 1000000")
+        if latency is not None and (
+            isinstance(latency, bool)
+            or not isinstance(latency, int | float)
+            or not 0 <= latency <= 60  # also refuses nan
+        ):
+            raise ValueError("latency must be a number of seconds from 0 to 60")
         self.fault, self.fault_remaining = fault, count
         if latency is not None:
             self.latency = latency

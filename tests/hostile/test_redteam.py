@@ -577,7 +577,6 @@ def test_rt7_revocation_settings_that_cannot_be_built_name_the_variable(
 # -- RT-8: the simulator's API bodies --------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="RT-8")
 @pytest.mark.parametrize("api", ["auth/introspection", "auth/token/create"])
 async def test_rt8_simulator_deeply_nested_body_is_a_400(api: str) -> None:
     """The simulator's introspection and token-creation APIs parse the body with
@@ -620,7 +619,6 @@ def _binding_kept(make: Callable[[], Any]) -> None:
     assert info.jkt is not None or getattr(info, "x5t_s256", None) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="RT-9")
 @pytest.mark.parametrize("cnf", _FOREIGN_CNF)
 def test_rt9_rfc7662_foreign_confirmation_is_not_unbound(cnf: Any) -> None:
     """An RFC 7662 answer whose ``cnf`` holds no ``jkt`` (an mTLS-bound token's
@@ -634,7 +632,6 @@ def test_rt9_rfc7662_foreign_confirmation_is_not_unbound(cnf: Any) -> None:
     _binding_kept(lambda: token_info_from({"active": True, "scope": "a", "cnf": cnf}, None))
 
 
-@pytest.mark.xfail(strict=True, reason="RT-9")
 @pytest.mark.parametrize("cnf", _FOREIGN_CNF)
 async def test_rt9_jwt_foreign_confirmation_is_not_unbound(cnf: Any) -> None:
     """The same for a JWT access token (RFC 9068) whose ``cnf`` holds no ``jkt``."""

@@ -511,3 +511,118 @@ class TestFreshPaths:
         for _ in range(3):
             await cache.introspect("t", request=sensitive)
         assert inner.calls == 4
+
+
+class TestSyncHit:
+    """``cached_sync``: the memory hit without a coroutine gives what ``introspect`` gives."""
+
+    async def test_miss_then_same_facts_as_introspect(self) -> None:
+        """None before the first introspection; afterwards the very facts a hit of
+        ``introspect`` returns, counted as a hit, with no inner call."""
+        inner = Scripted(info())
+        cache = CachingIntrospector(inner, ttl=60)
+        assert cache.cached_sync("t") is None
+        first = await cache.introspect("t", request=FACTS)
+        async_hit = await cache.introspect("t", request=FACTS)
+        sync_hit = cache.cached_sync("t")
+        assert sync_hit is first is async_hit and inner.calls == 1
+        assert (cache.hits, cache.misses) == (2, 1)
+        assert cache.cached_sync("other") is None
+
+    async def test_reports_hit_on_request_facts(self) -> None:
+        """Given request facts, a hit is noted on their lookup, as ``introspect`` does."""
+        cache = CachingIntrospector(Scripted(info()), ttl=60)
+        await cache.introspect("t", request=FACTS)
+        facts = RequestFacts(method="GET", htu="https://rs/a", proof="p", jkt="JKT")
+        assert cache.cached_sync("t", facts) is not None and facts.lookup.cache_hit is True
+
+    async def test_expiry_as_introspect(self) -> None:
+        """An entry past its ttl is gone for the sync lookup too (the boundary included)."""
+        clock = Clock(1000.0)
+        cache = CachingIntrospector(Scripted(info()), ttl=30, clock=clock)
+        await cache.introspect("t", request=FACTS)
+        clock.now += 29.999
+        assert cache.cached_sync("t") is not None
+        clock.now += 0.001
+        assert cache.cached_sync("t") is None
+
+    async def test_negative_answer_raised_as_introspect(self) -> None:
+        """A remembered inactive token raises the same error from both paths."""
+        inner = Scripted(InactiveToken("introspection_inactive", "The access token is not active."))
+        cache = CachingIntrospector(inner, ttl=60)
+        with pytest.raises(InactiveToken) as from_async:
+            await cache.introspect("t", request=FACTS)
+        with pytest.raises(InactiveToken) as from_sync:
+            cache.cached_sync("t")
+        assert from_sync.value.reason == from_async.value.reason == "introspection_inactive"
+        assert from_sync.value is not from_async.value and inner.calls == 1
+
+    async def test_requires_fresh_is_never_answered_sync(self) -> None:
+        """With an inner introspector that may need a fresh answer, the sync lookup
+        answers only with the request facts in hand, and never for a fresh path."""
+
+        class Sensitive(Scripted):
+            def requires_fresh(self, request: RequestFacts) -> bool:
+                return request.path == "/payments"
+
+        cache = CachingIntrospector(Sensitive(info()), ttl=60)
+        plain = replace(FACTS, path="/accounts")
+        await cache.introspect("t", request=plain)
+        assert cache.cached_sync("t") is None  # no facts: cannot ask requires_fresh
+        assert cache.cached_sync("t", plain) is not None
+        assert cache.cached_sync("t", replace(FACTS, path="/payments")) is None
+
+    async def test_invalidate_reaches_sync_path(self) -> None:
+        """An invalidated token is a miss for the sync lookup at once."""
+        cache = CachingIntrospector(Scripted(info()), ttl=60)
+        await cache.introspect("t", request=FACTS)
+        cache.invalidate("t")
+        assert cache.cached_sync("t") is None
+
+
+class TestBoundedLRU:
+    async def test_maxsize_and_least_recently_used_first(self) -> None:
+        """Never more than maxsize entries; a token just used survives an eviction that
+        takes the least recently used one."""
+        cache = CachingIntrospector(Scripted(info()), ttl=60, maxsize=3)
+        for token in ("a", "b", "c"):
+            await cache.introspect(token, request=FACTS)
+        assert cache.cached_sync("a") is not None  # "a" is now the most recently used
+        await cache.introspect("d", request=FACTS)
+        assert len(cache) == 3
+        assert cache.peek("b") is None
+        assert all(cache.peek(t) is not None for t in ("a", "c", "d"))
+
+    async def test_dead_entries_make_room_first(self) -> None:
+        """When full, expired entries near the front go before live ones."""
+        clock = Clock(1000.0)
+        inner = Scripted(info(expires_at=1010), info(), info(), info())
+        cache = CachingIntrospector(inner, ttl=60, maxsize=2, clock=clock)
+        await cache.introspect("short", request=FACTS)  # lives until 1010
+        await cache.introspect("long", request=FACTS)
+        clock.now = 1011
+        await cache.introspect("new", request=FACTS)
+        assert cache.peek("long") is not None and cache.peek("new") is not None
+        assert len(cache) == 2
+
+
+class TestMiddlewareUsesSyncHit:
+    def test_only_where_introspect_is_the_caches_own(self) -> None:
+        """The middleware answers memory hits through ``cached_sync`` only when the
+        introspector's ``introspect`` is the cache's own: a subclass that overrides it
+        (to log, to add a check) is always called through it; a plain introspector has
+        no sync path."""
+        from dpop_guard.middleware import _sync_lookup
+
+        class Audited(CachingIntrospector):
+            async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+                return await super().introspect(token, request=request)
+
+        class Tuned(CachingIntrospector):
+            pass
+
+        inner = Scripted(info())
+        assert _sync_lookup(CachingIntrospector(inner)) is not None
+        assert _sync_lookup(Tuned(inner)) is not None
+        assert _sync_lookup(Audited(inner)) is None
+        assert _sync_lookup(inner) is None

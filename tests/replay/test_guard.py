@@ -244,3 +244,97 @@ class TestFleetOnRealRedis:
         assert await reason_of(fresh, used, T0 + 30) == "replay_state_uncertain"
         assert await reason_of(fresh, used, T0 + 31) == "jti_replayed"  # and it is spent
         await fresh.store.aclose()  # type: ignore[attr-defined]
+
+
+class TestSyncRecord:
+    """The memory store is recorded without a coroutine; same record, checks, errors."""
+
+    def test_sync_only_for_the_memory_store_itself(self) -> None:
+        """The sync path is used for MemoryReplayStore, never for another store or a
+        subclass that wraps its async method (that wrapper must keep being called)."""
+
+        class Wrapped(MemoryReplayStore):
+            async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+                return await super().add_with_epoch(key, ttl=ttl, now=now)
+
+        assert ReplayGuard(MemoryReplayStore()).is_sync
+        assert not ReplayGuard(Wrapped()).is_sync
+        assert not ReplayGuard(Switchable(MemoryReplayStore())).is_sync
+        with pytest.raises(RuntimeError):
+            ReplayGuard(Wrapped()).record_sync(proof("a", iat=T0), now=T0)
+
+    async def test_same_reasons_as_async_path(self) -> None:
+        """A sequence of uses gets the same answers through record_sync as through a
+        store only reachable by awaiting (first use, replay, too old for the epoch)."""
+        sync_guard = ReplayGuard(MemoryReplayStore(epoch=T0))
+
+        class AsyncOnly(MemoryReplayStore):
+            async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+                return await super().add_with_epoch(key, ttl=ttl, now=now)
+
+        async_guard = ReplayGuard(AsyncOnly(epoch=T0))
+        uses = [("a", T0), ("a", T0), ("b", T0 - 5), ("c", T0 + 1), ("c", T0 + 1)]
+
+        def sync_reason(p: VerifiedProof) -> str | None:
+            try:
+                sync_guard.record_sync(p, now=T0 + 2)
+            except InvalidDPoPProof as exc:
+                return exc.reason
+            return None
+
+        got_sync = [sync_reason(proof(j, iat=iat)) for j, iat in uses]
+        got_async = [await reason_of(async_guard, proof(j, iat=iat), T0 + 2) for j, iat in uses]
+        assert (
+            got_sync
+            == got_async
+            == [
+                None,
+                "jti_replayed",
+                "replay_state_uncertain",
+                None,
+                "jti_replayed",
+            ]
+        )
+
+    async def test_concurrent_uses_exactly_one_passes(self) -> None:
+        """Fifty tasks present the same proof at once, through record (which takes the
+        sync path) and record_sync alike: exactly one is accepted."""
+        import anyio
+
+        guard = ReplayGuard(MemoryReplayStore())
+        p = proof("race", iat=T0)
+        outcomes: list[str | None] = []
+
+        async def via_record() -> None:
+            await anyio.lowlevel.checkpoint()
+            outcomes.append(await reason_of(guard, p, T0))
+
+        async def via_sync() -> None:
+            await anyio.lowlevel.checkpoint()
+            try:
+                guard.record_sync(p, now=T0)
+                outcomes.append(None)
+            except InvalidDPoPProof as exc:
+                outcomes.append(exc.reason)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(via_record if i % 2 else via_sync)
+        assert outcomes.count(None) == 1
+        assert outcomes.count("jti_replayed") == 49
+
+    def test_full_store_fails_closed(self) -> None:
+        """A full memory store is a 503 through the sync path, and later proofs issued at
+        or before that second are refused as uncertain."""
+        guard = ReplayGuard(MemoryReplayStore(maxsize=1, clock=FakeMonotonic()))
+        guard.record_sync(proof("one", iat=T0), now=T0)
+        with pytest.raises(ReplayStoreUnavailable):
+            guard.record_sync(proof("two", iat=T0), now=T0)
+        store = guard.store
+        assert isinstance(store, MemoryReplayStore)
+        store._clock = lambda: 1e9  # the first record expired
+        with pytest.raises(InvalidDPoPProof) as refused:
+            guard.record_sync(proof("three", iat=T0), now=T0 + 1)
+        assert refused.value.reason == "replay_state_uncertain"
+        store._clock = lambda: 2e9  # "three"'s record expired
+        guard.record_sync(proof("four", iat=T0 + 1), now=T0 + 1)  # issued after the failure

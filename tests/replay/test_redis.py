@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 
 import anyio
@@ -10,7 +11,7 @@ import redis.asyncio as aioredis
 
 from dpop_guard.replay import replay_store_from_url
 from dpop_guard.replay.redis import RedisReplayStore
-from tests._support.redis_server import free_port
+from tests._support.redis_server import RedisServer, free_port
 
 
 @pytest.fixture(name="store")
@@ -109,3 +110,131 @@ class TestRedisReplayStore:
     async def test_ping(self, store: RedisReplayStore) -> None:
         """ping() answers True when the server is up."""
         assert await store.ping() is True
+
+
+async def _command_calls(url: str, command: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    stats = await client.info("commandstats")
+    await client.aclose()
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def _reset_stats(url: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    await client.config_resetstat()
+    await client.aclose()
+
+
+class TestBatching:
+    async def test_concurrent_copies_in_one_batch(self, redis_url: str) -> None:
+        """40 concurrent uses of one proof on one store go out as one pipeline (one shared
+        epoch read): the first SET NX of the batch wins, exactly one True."""
+        store = RedisReplayStore.from_url(redis_url)
+        await store.add_with_epoch("warm", ttl=70, now=1000)  # marker written, pool open
+        await _reset_stats(redis_url)
+        results: list[tuple[bool, int]] = []
+
+        async def attempt() -> None:
+            results.append(await store.add_with_epoch("race", ttl=70, now=1001))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(40):
+                tg.start_soon(attempt)
+        assert [first for first, _ in results].count(True) == 1 and len(results) == 40
+        assert {epoch for _, epoch in results} == {1000}
+        assert await _command_calls(redis_url, "set") == 40
+        assert await _command_calls(redis_url, "get") == 1  # one batch, one marker read
+        await store.aclose()
+
+    async def test_distinct_keys_in_one_batch(self, store: RedisReplayStore) -> None:
+        """Each command of a batch gets its own answer."""
+        assert await store.add_if_absent("d0", ttl=70) is True
+        results: dict[str, bool] = {}
+
+        async def attempt(key: str) -> None:
+            results[key] = await store.add_if_absent(key, ttl=70)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(attempt, f"d{i}")
+        assert results == {f"d{i}": i != 0 for i in range(10)}
+
+    async def test_failed_batch_fails_every_request(self) -> None:
+        """A Redis that stops answering (SIGSTOP): every request of the batch raises
+        within the command timeout (the middleware answers each with 503); none passes."""
+        server = RedisServer().start()
+        store = RedisReplayStore.from_url(server.url, command_timeout=0.2)
+        try:
+            assert (await store.add_with_epoch("before", ttl=70, now=1000))[0] is True
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGSTOP)
+            errors: list[BaseException] = []
+
+            async def attempt(i: int) -> None:
+                try:
+                    await store.add_with_epoch(f"h{i}", ttl=70, now=1001)
+                except aioredis.RedisError as exc:
+                    errors.append(exc)
+
+            with anyio.fail_after(5):  # a hang would be the bug; the timeout is 0.2 s
+                async with anyio.create_task_group() as tg:
+                    for i in range(10):
+                        tg.start_soon(attempt, i)
+            assert len(errors) == 10
+            assert all(isinstance(e, aioredis.TimeoutError) for e in errors)
+        finally:
+            if server.proc is not None:
+                server.proc.send_signal(signal.SIGCONT)
+            await store.aclose()
+            server.stop()
+
+    async def test_unreachable_batch_fails_every_request(self) -> None:
+        """Connection refused: every request of the batch raises ConnectionError."""
+        store = RedisReplayStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+        errors: list[BaseException] = []
+
+        async def attempt(i: int) -> None:
+            try:
+                await store.add_if_absent(f"u{i}", ttl=70)
+            except aioredis.ConnectionError as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for i in range(5):
+                    tg.start_soon(attempt, i)
+        assert len(errors) == 5
+        await store.aclose()
+
+
+class TestRecovery:
+    async def test_restart_costs_no_request(self) -> None:
+        """Redis restarted: every pooled connection is stale, and the first batch on each
+        is sent again on a new connection (nothing of it reached Redis), so no request
+        fails once Redis answers again."""
+        server = RedisServer().start()
+        store = RedisReplayStore.from_url(server.url)
+        try:
+            # Open several pooled connections: batches of different ticks in flight at once.
+            async def add(key: str) -> None:
+                await store.add_if_absent(key, ttl=70)
+
+            async def batch(tag: str) -> None:
+                async with anyio.create_task_group() as tg:
+                    for i in range(5):
+                        tg.start_soon(add, f"{tag}{i}")
+
+            async with anyio.create_task_group() as tg:
+                for n in range(6):
+                    tg.start_soon(batch, f"p{n}-")
+                    await anyio.sleep(0)
+            assert isinstance(store.client, aioredis.Redis)
+            pooled = len(store.client.connection_pool._available_connections)
+            assert pooled >= 2
+            server.stop()
+            server.start()
+            for i in range(2 * pooled):
+                assert await store.add_if_absent(f"after{i}", ttl=70) is True
+        finally:
+            await store.aclose()
+            server.stop()

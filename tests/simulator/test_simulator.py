@@ -303,8 +303,29 @@ class TestSeed:
         assert state.tokens["fixed-1"].subject == "alice" and state.tokens["fixed-1"].jkt == "j"
         assert state.tokens[issued[1]].subject is None
 
+    def test_seeds_certificate_bound_tokens(self) -> None:
+        """An entry may bind the token to a certificate and give resources and acr."""
+        from dpop_guard.simulator import seed
+
+        state = SimulatorState()
+        (token,) = seed(
+            state,
+            [{"subject": "a", "scopes": [], "x5t_s256": "X" * 43, "resources": ["https://rs"]}],
+        )
+        record = state.tokens[token]
+        assert (record.x5t_s256, record.resources, record.acr) == ("X" * 43, ("https://rs",), None)
+
     @pytest.mark.parametrize(
-        "entry", [{"subject": 1}, {"scopes": "a b"}, {"scopes": [1]}, {"lifetime": "x"}]
+        "entry",
+        [
+            {"subject": 1},
+            {"scopes": "a b"},
+            {"scopes": [1]},
+            {"lifetime": "x"},
+            {"x5t_s256": 5},
+            {"resources": "https://rs"},
+            {"acr": ["a"]},
+        ],
     )
     def test_refuses_bad_entries(self, entry: dict[str, object]) -> None:
         """A malformed entry is refused before anything is issued."""
@@ -312,3 +333,137 @@ class TestSeed:
 
         with pytest.raises(ValueError, match="token entry"):
             seed(SimulatorState(), [entry])
+
+
+class TestWaveTwoShape:
+    """The wire shape of what the simulator added for RFC 8705, 8707, 9396 and 9470."""
+
+    async def post(self, http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+        response = await http.post(V3_PATH, json=body, headers=V3_AUTH)
+        assert response.status_code == 200
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def test_ok_facts_in_authlete_shape(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """authorizationDetails wrapped in elements, both resources fields, authTime in
+        seconds, the alias and whether it was used."""
+        token = simulator.create_token(
+            subject="a",
+            scopes=[],
+            resources=["https://rs"],
+            auth_time=1_700_000_000,
+            authorization_details=[{"type": "t"}],
+            client_id_alias="alias",
+            client_id_alias_used=True,
+        )
+        data = await self.post(http, {"token": token})
+        assert data["authorizationDetails"] == {"elements": [{"type": "t"}]}
+        assert data["resources"] == data["accessTokenResources"] == ["https://rs"]
+        assert data["authTime"] == 1_700_000_000
+        assert (data["clientIdAlias"], data["clientIdAliasUsed"]) == ("alias", True)
+
+    async def test_unknown_auth_time_is_zero(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """As Authlete's Java DTO sends it: 0, not absent."""
+        data = await self.post(http, {"token": simulator.create_token(subject="a", scopes=[])})
+        assert data["authTime"] == 0 and "certificateThumbprint" not in data
+
+    async def test_decision_order(self, http: httpx.AsyncClient, simulator: SimulatorState) -> None:
+        """subject before scopes before resources, each FORBIDDEN with its own error."""
+        token = simulator.create_token(subject="a", scopes=["s"], resources=["https://rs"])
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"subject": "b", "scopes": ["x"], "resources": ["https://x"]}, "invalid_request"),
+            ({"scopes": ["x"], "resources": ["https://x"]}, "insufficient_scope"),
+            ({"resources": ["https://x"]}, "invalid_target"),
+        ]
+        for extra, error in cases:
+            data = await self.post(http, {"token": token, **extra})
+            assert data["action"] == "FORBIDDEN"
+            assert data["responseContent"].startswith(f'Bearer error="{error}"'), error
+
+    async def test_certificate_refusal_is_bearer_unauthorized(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """A certificate-bound token without its certificate: UNAUTHORIZED, usable true
+        (a binding failure, not a dead token)."""
+        token = simulator.create_token(subject="a", scopes=[], x5t_s256="X" * 43)
+        data = await self.post(http, {"token": token})
+        assert data["action"] == "UNAUTHORIZED" and data["usable"] is True
+        assert data["responseContent"].startswith('Bearer error="invalid_token"')
+
+    async def test_step_up_challenge_names_the_requirement(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """acrValues/maxAge unmet: RFC 9470's error with acr_values and max_age."""
+        token = simulator.create_token(subject="a", scopes=[], acr="low")
+        data = await self.post(http, {"token": token, "acrValues": ["high"], "maxAge": 60})
+        assert data["action"] == "UNAUTHORIZED"
+        content = data["responseContent"]
+        assert 'error="insufficient_user_authentication"' in content
+        assert 'acr_values="high"' in content and 'max_age="60"' in content
+
+    async def test_request_level_nonce_requirement(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """dpopNonceRequired on the request: every answer names the expected nonce, and
+        a DPoP-bound token's proof without it is use_dpop_nonce."""
+        signer = ProofSigner.generate("ES256")
+        token = simulator.create_token(subject="a", scopes=[], jkt=signer.jkt)
+        htu = "https://rs/accounts"
+        proof = make_proof(signer, htu=htu, access_token=token)
+        body = {"token": token, "dpop": proof, "htm": "GET", "htu": htu}
+        data = await self.post(http, body | {"dpopNonceRequired": True})
+        assert data["action"] == "UNAUTHORIZED" and data["dpopNonce"]
+        assert data["responseContent"].startswith('DPoP error="use_dpop_nonce"')
+        gone = await self.post(http, {"token": "nope", "dpopNonceRequired": True})
+        assert gone["existent"] is False and gone["dpopNonce"]
+        retry = make_proof(signer, htu=htu, access_token=token, claims={"nonce": data["dpopNonce"]})
+        ok = await self.post(http, body | {"dpop": retry, "dpopNonceRequired": True})
+        assert ok["action"] == "OK" and ok["dpopNonce"]
+
+
+class TestCommandLine:
+    async def test_nonce_options(self) -> None:
+        """--dpop-nonce-required and --dpop-nonce-duration set the service: answers for a
+        DPoP-bound token's proof without a nonce ask for one."""
+        import argparse
+
+        from dpop_guard.simulator import add_arguments, build
+
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        args = parser.parse_args(["--dpop-nonce-required", "--dpop-nonce-duration", "30"])
+        state, app = build(args)
+        assert app.state.authorization.service.dpop_nonce_duration == 30
+        signer = ProofSigner.generate("ES256")
+        token = state.create_token(subject="a", scopes=[], jkt=signer.jkt)
+        htu = "https://rs/accounts"
+        body = {
+            "token": token,
+            "dpop": make_proof(signer, htu=htu, access_token=token),
+            "htm": "GET",
+            "htu": htu,
+        }
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
+            data = (await http.post(V3_PATH, json=body, headers=V3_AUTH)).json()
+        assert data["action"] == "UNAUTHORIZED" and data["dpopNonce"]
+
+
+class TestFormStepUp:
+    async def test_form_encoded_step_up(
+        self, http: httpx.AsyncClient, simulator: SimulatorState
+    ) -> None:
+        """In a form body acrValues is space-separated (never a substring match) and
+        maxAge a number."""
+        token = simulator.create_token(subject="a", scopes=[], acr="high", auth_time=1)
+        for form in ({"acrValues": "higher"}, {"acrValues": "high", "maxAge": "60"}):
+            response = await http.post(V3_PATH, data={"token": token, **form}, headers=V3_AUTH)
+            assert response.json()["action"] == "UNAUTHORIZED", form
+        response = await http.post(
+            V3_PATH, data={"token": token, "acrValues": "low high"}, headers=V3_AUTH
+        )
+        assert response.json()["action"] == "OK"

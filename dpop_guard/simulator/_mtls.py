@@ -1,8 +1,7 @@
 """Authlete's RFC 8705 certificate binding, for the development simulator.
 
-Pure functions the simulator calls (this file moves to ``dpop_guard/simulator/`` once the
-simulator package exists); they decide, the simulator builds Authlete's response around the
-decision. What Authlete does, as far as it is documented (``[U]``: undocumented detail,
+Pure functions the simulator calls: they decide, the simulator builds Authlete's response
+around the decision. What Authlete does, as far as it is documented (``[U]``: undocumented detail,
 chosen to be the strict reading):
 
 - ``/auth/token/create`` takes ``certificateThumbprint`` (``x5t#S256``) and binds the new
@@ -21,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .errors import InvalidRequest
-from .mtls import ClientCertificate
+from ..errors import InvalidRequest
+from ..mtls import ClientCertificate
 
 __all__ = [
     "BindingRefusal",
