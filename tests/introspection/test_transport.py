@@ -49,9 +49,11 @@ class Server:
         self.ssl = ssl_context
         self.connections = 0
         self.requests: list[bytes] = []
+        self.writers: list[asyncio.StreamWriter] = []
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.writers.append(writer)
         try:
             await self.handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -66,6 +68,10 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         self.server.close()
+        # Since Python 3.12, wait_closed() waits for every connection's handler; a handler
+        # holding a keep-alive connection open ends once its transport is closed here.
+        for writer in self.writers:
+            writer.close()
         await self.server.wait_closed()
 
 
