@@ -26,8 +26,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_TOKEN_BYTES: Final = 8192
-DEFAULT_CACHE_TTL: Final = 60.0
-DEFAULT_CACHE_MAXSIZE: Final = 100_000
 DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
 ENV_PREFIX: Final = "DPOP_GUARD_"
 
@@ -68,8 +66,6 @@ class GuardSettings:
         nonces are only valid in the process that issued them.
     :param nonce_step: seconds per nonce time step; a nonce lives two steps.
     :param replay_store: ``memory`` or a ``redis://``/``rediss://`` URL (a shared store).
-    :param introspection_cache: optional ``redis://`` URL of a shared second-level
-        introspection cache.
     :param metadata: serve RFC 9728 metadata and announce it in challenges.
     :param trusted_proxies: addresses or CIDRs of the proxies whose ``Forwarded`` /
         ``X-Forwarded-Proto``/``-Host``/``-Prefix`` headers are believed when ``public_url``
@@ -80,9 +76,6 @@ class GuardSettings:
         Required whenever ``trusted_proxies`` is set; the headers not named are ignored even
         from trusted proxies, since a proxy passes those through from the client.
     :param max_token_bytes: longer access tokens are refused before any other work.
-    :param cache_ttl: how long introspection results are reused; revocations are seen up
-        to this late. ``0`` disables the cache.
-    :param cache_maxsize: introspection cache entries.
     :param replay_maxsize: in-memory replay store entries; when full, requests fail closed.
     :param date_header: add a ``Date`` to every response that lacks one. Off by default:
         uvicorn, hypercorn and daphne send their own, and a second ``Date`` breaks RFC 9110
@@ -98,13 +91,10 @@ class GuardSettings:
     nonce_secret: bytes | None = field(default=None, repr=False)
     nonce_step: int = DEFAULT_NONCE_STEP
     replay_store: str = "memory"
-    introspection_cache: str | None = None
     metadata: ResourceMetadata | None = None
     trusted_proxies: tuple[str, ...] = ()
     proxy_headers: tuple[str, ...] = ()
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
-    cache_ttl: float = DEFAULT_CACHE_TTL
-    cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
     replay_maxsize: int = DEFAULT_REPLAY_MAXSIZE
     date_header: bool = False
 
@@ -118,8 +108,6 @@ class GuardSettings:
         _positive("nonce_step", self.nonce_step)
         if self.replay_store != "memory" and not _is_redis_url(self.replay_store):
             raise ValueError("replay_store must be 'memory' or a redis:// or rediss:// URL")
-        if self.introspection_cache is not None and not _is_redis_url(self.introspection_cache):
-            raise ValueError("introspection_cache must be a redis:// or rediss:// URL")
         object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
         parse_networks(self.trusted_proxies)  # raises ValueError naming a bad entry
         object.__setattr__(
@@ -127,10 +115,7 @@ class GuardSettings:
             "proxy_headers",
             parse_proxy_headers(self.proxy_headers, trusted_proxies=bool(self.trusted_proxies)),
         )
-        if self.cache_ttl < 0:
-            raise ValueError("cache_ttl must not be negative")
         _positive("max_token_bytes", self.max_token_bytes)
-        _positive("cache_maxsize", self.cache_maxsize)
         _positive("replay_maxsize", self.replay_maxsize)
         object.__setattr__(self, "routes", tuple(self.routes))
 
@@ -164,11 +149,12 @@ class GuardSettings:
         ``MAX_TOKEN_BYTES``, ``PUBLIC_URL``, ``REALM``, ``ALLOW_UNBOUND_TOKENS``
         (``true``/``false``), ``NONCE`` (``off``/``required``), ``NONCE_SECRET``,
         ``NONCE_STEP``, ``REPLAY_STORE`` (``memory`` or a Redis URL),
-        ``INTROSPECTION_CACHE`` (a Redis URL), ``AUTHORIZATION_SERVERS`` (space-separated
-        issuers; turns on RFC 9728 metadata for ``RESOURCE``, by default ``PUBLIC_URL``),
+        ``AUTHORIZATION_SERVERS`` (space-separated issuers; turns on RFC 9728 metadata for
+        ``RESOURCE``, by default ``PUBLIC_URL``),
         ``RESOURCE_NAME``, ``TRUSTED_PROXIES`` (addresses or CIDRs), ``PROXY_HEADERS``
-        (e.g. ``x-forwarded-for x-forwarded-proto``), ``CACHE_TTL``,
-        ``CACHE_MAXSIZE``, ``REPLAY_MAXSIZE``.
+        (e.g. ``x-forwarded-for x-forwarded-proto``), ``REPLAY_MAXSIZE``. The cache's
+        variables are the builder's (:class:`~dpop_guard.guard.StoreSettings`): the
+        middleware never reads them.
 
         :raises ValueError: naming the variable that is wrong.
         """
@@ -199,7 +185,6 @@ class GuardSettings:
                 nonce_secret=secret.encode() if secret else None,
                 nonce_step=int(number("NONCE_STEP", DEFAULT_NONCE_STEP, int)),
                 replay_store=get("REPLAY_STORE") or "memory",
-                introspection_cache=get("INTROSPECTION_CACHE"),
                 trusted_proxies=tuple(
                     p for p in re.split(r"[\s,]+", get("TRUSTED_PROXIES") or "") if p
                 ),
@@ -211,8 +196,6 @@ class GuardSettings:
                     authorization_servers=tuple(servers.split()),
                     resource_name=get("RESOURCE_NAME"),
                 ),
-                cache_ttl=number("CACHE_TTL", DEFAULT_CACHE_TTL, float),
-                cache_maxsize=int(number("CACHE_MAXSIZE", DEFAULT_CACHE_MAXSIZE, int)),
                 max_token_bytes=int(number("MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES, int)),
                 replay_maxsize=int(number("REPLAY_MAXSIZE", DEFAULT_REPLAY_MAXSIZE, int)),
             )

@@ -96,6 +96,7 @@ class TestModes:
         [
             ({"DPOP_GUARD_CACHE_TTL": "nan"}, "DPOP_GUARD_CACHE_TTL"),
             ({"DPOP_GUARD_CACHE_TTL": "inf"}, "DPOP_GUARD_CACHE_TTL"),
+            ({"DPOP_GUARD_CACHE_TTL": "-1"}, "cache_ttl"),
             ({"DPOP_GUARD_CACHE_MAXSIZE": "1.5"}, "DPOP_GUARD_CACHE_MAXSIZE"),
             ({"DPOP_GUARD_REPLAY_STORE": "memcached://x"}, "replay_store"),
             ({"DPOP_GUARD_REALM": "a\nb"}, "DPOP_GUARD_REALM"),

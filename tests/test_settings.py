@@ -102,8 +102,6 @@ class TestGuardSettings:
                 "DPOP_GUARD_PUBLIC_URL": "https://api.example.com/",
                 "DPOP_GUARD_REALM": "bank",
                 "DPOP_GUARD_ALLOW_UNBOUND_TOKENS": "true",
-                "DPOP_GUARD_CACHE_TTL": "15",
-                "DPOP_GUARD_CACHE_MAXSIZE": "10",
                 "DPOP_GUARD_REPLAY_MAXSIZE": "100",
                 "DPOP_GUARD_MAX_TOKEN_BYTES": "2048",
                 "DPOP_GUARD_MAX_JTI_LENGTH": "64",
@@ -119,7 +117,6 @@ class TestGuardSettings:
         assert settings.policy.max_proof_bytes == 4096
         assert settings.public_url == "https://api.example.com"
         assert settings.realm == "bank" and settings.allow_unbound_tokens
-        assert settings.cache_ttl == 15 and settings.cache_maxsize == 10
         assert settings.replay_maxsize == 100
         assert settings.max_token_bytes == 2048 and settings.policy.max_jti_length == 64
         assert settings.policy.max_json_depth == 4
@@ -138,7 +135,6 @@ class TestGuardSettings:
             ({"DPOP_GUARD_ALGORITHMS": "none"}, "algorithms"),
             ({"DPOP_GUARD_PUBLIC_URL": "api.example.com"}, "public_url"),
             ({"DPOP_GUARD_PUBLIC_URL": "https://api.example.com/?q=1"}, "public_url"),
-            ({"DPOP_GUARD_CACHE_TTL": "-1"}, "cache_ttl"),
         ],
     )
     def test_from_env_errors(self, env: dict[str, str], message: str) -> None:
