@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	tools/ensure-command nginx nginx   # the demo's mTLS leg runs behind nginx
 	$(BIN)/python -m dpop_guard.demo
 
 test: $(STAMP)
