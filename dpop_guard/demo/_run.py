@@ -1,7 +1,8 @@
 """``python -m dpop_guard.demo`` (or ``make demo``): the Authlete simulator, the example
 authorization server and the accounts API on loopback, each in a process of its own; the
 seven steps of the FAPI 2.0 code flow by :class:`~dpop_guard.client.FAPIClient`; then what
-the API and the authorization server refuse, with the token the flow got."""
+the API and the authorization server refuse, with the token the flow got; then, where nginx
+is installed, certificate-bound tokens through nginx (:mod:`dpop_guard.demo._mtls`)."""
 
 from __future__ import annotations
 
@@ -294,7 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, (command, environ, ready) in servers.items():
             stack.enter_context(process(command, environ, ready, SERVICE_AUTH, stderr=logs[name]))
         # The mTLS leg's API behind nginx (None, and the leg skipped, without nginx).
-        mtls = stack.enter_context(deployment(uvicorn, dict(env)))
+        try:
+            mtls = stack.enter_context(deployment(uvicorn, dict(env)))
+        except RuntimeError as exc:
+            print(f"\nnginx, in front of the mTLS leg's API, did not start: {exc}")
+            return 1
         demo = Demo(
             simulator=simulator,
             authorization_server=issuer,
