@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import ssl
 import statistics
@@ -181,6 +182,7 @@ async def _round(http: httpx.AsyncClient, url: str, headers: list[dict[str, str]
 
 def run(rounds: int, requests: int) -> dict[str, Any]:
     versions = fast_stack()
+    load_before = os.getloadavg()[0]
     pki = PKI.generate()
     with tempfile.TemporaryDirectory(prefix="bench-mtls-") as tmp:
         with deployment(Path(tmp), pki) as (d, simulator):
@@ -247,6 +249,9 @@ def run(rounds: int, requests: int) -> dict[str, Any]:
         "stack": f"{describe_stack(versions)}; {nginx_name} ({tls}, keep-alive to the app)",
         "client": f"httpx {httpx.__version__} over asyncio, {CONNECTIONS} keep-alive TLS "
         "connections presenting a client certificate",
+        "machine": f"{os.cpu_count()} CPUs, shared and unpinned (client, nginx and the app "
+        f"compete); 1-minute load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after",
         "rounds": rounds,
         "requests_per_round": requests,
         "scenarios": summary,
@@ -264,6 +269,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Stack: {result['stack']}.  ",
         f"Client: {result['client']}.  ",
+        f"Machine: {result['machine']}: noisy, compare within one run only.  ",
         f"{result['rounds']} interleaved rounds of {result['requests_per_round']} requests; "
         "median (min-max). CPU from /proc (utime + stime over the round, 10 ms ticks).",
         "",
@@ -284,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     requests = max(100, min(args.requests, 100_000))
     result = run(rounds, requests)
     print(f"Stack: {result['stack']}\nClient: {result['client']}")
+    print(f"Machine: {result['machine']}")
     print(f"{rounds} interleaved rounds of {requests} requests; median (min-max)\n")
     print(f"{'scenario':<36} {'req/s':>18} {'app CPU us/req':>18} {'nginx CPU us/req':>18}")
     for name, s in result["scenarios"].items():
