@@ -11,7 +11,7 @@ UNIT   := not e2e and not redis and not slow and not fuzz
 
 LOWEST := .venv-lowest
 
-.PHONY: demo test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-fleet wheel-smoke clean
+.PHONY: demo test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-fleet bench-mtls wheel-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	tools/ensure-command nginx nginx   # the demo's mTLS leg runs behind nginx
 	$(BIN)/python -m dpop_guard.demo
 
 test: $(STAMP)
@@ -88,6 +89,11 @@ bench: $(STAMP)
 bench-instructions: $(STAMP)
 	tools/ensure-command valgrind
 	$(BIN)/python -m benchmarks.instructions
+
+# A cache hit on an mTLS route against a DPoP route, both through the same nginx.
+bench-mtls: $(STAMP)
+	tools/ensure-command nginx nginx
+	$(BIN)/python -m benchmarks.mtls
 
 bench-fleet: $(STAMP)
 	tools/ensure-command redis-server

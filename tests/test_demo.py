@@ -1,5 +1,6 @@
 """The README's demo command keeps working: the seven steps of the FAPI 2.0 code flow against
-the simulator and the example authorization server, then the refusals."""
+the simulator and the example authorization server, then the refusals, then the mTLS leg
+behind nginx."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 
 import pytest
 
-from dpop_guard.demo import _flow
+from dpop_guard.demo import _flow, _mtls
 from dpop_guard.demo._run import main
 
 pytestmark = pytest.mark.e2e
@@ -23,6 +24,28 @@ STEPS = {
     6: r"DPoP-bound access token back +token_type DPoP, scope read:accounts",
     7: r"GET /accounts with a fresh DPoP proof +GET /accounts -> 200, 2 accounts of alice",
 }
+
+
+MTLS_LEG = {
+    "token bound to alice's certificate": r"x5t#S256 \S+\.\.\., sent as Bearer",
+    "alice's certificate": r"200 OK, accounts of alice",
+    "bob's certificate, alice's token": r"401 invalid_token",
+    "no certificate": r"401 invalid_token",
+    "no cert, X-Client-Cert forged as alice's": r"401 invalid_token",
+    "bob's cert, X-Client-Cert forged as alice's": r"401 invalid_token",
+}
+
+
+def assert_mtls_leg(out: str) -> None:
+    """The mTLS leg ran behind nginx (``make test`` installs it: never skipped here)."""
+    assert "The mTLS leg was skipped" not in out
+    assert re.search(r"^  nginx/\S+ at https://127\.0\.0\.1:\d+", out, re.MULTILINE), out
+    for title, pattern in MTLS_LEG.items():
+        assert re.search(rf"^  ok {re.escape(title)} +{pattern}$", out, re.MULTILINE), (title, out)
+    assert '"The client certificate does not match the access token."' in out
+    assert '"The access token requires a client certificate."' in out
+    # The leg comes after the other steps and before the closing line.
+    assert out.index("What the authorization server refuses") < out.index("Certificate-bound")
 
 
 def assert_seven_steps(out: str) -> None:
@@ -46,6 +69,7 @@ def test_demo_runs(capsys: pytest.CaptureFixture[str], api: str, alg: str) -> No
     assert "0 Authlete introspection calls" in out
     for refusal in ("401 invalid_dpop_proof", "403 insufficient_scope", "400 invalid_grant"):
         assert refusal in out
+    assert_mtls_leg(out)
     assert out.rstrip().splitlines()[-1] == "Every step behaved as expected."
 
 
@@ -58,6 +82,19 @@ def test_demo_never_prints_a_whole_token(capsys: pytest.CaptureFixture[str]) -> 
     words = {"authorization_server", "oauth-authorization-server"}  # names, not secrets
     runs = set(re.findall(r"[A-Za-z0-9_-]{20,}", out)) - words
     assert runs == set(), runs
+
+
+def test_without_nginx_the_demo_says_the_mtls_leg_was_skipped(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where nginx is not installed (outside ``make demo``, which installs it), the demo
+    still passes, and says plainly that the mTLS leg did not run."""
+    monkeypatch.setattr(_mtls, "find_command", lambda name: None)
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "The mTLS leg was skipped: nginx is not installed" in out
+    assert "Certificate-bound" not in out
+    assert out.rstrip().splitlines()[-1] == "Every step behaved as expected."
 
 
 def test_a_step_that_misbehaves_fails_the_demo(

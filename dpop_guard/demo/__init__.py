@@ -2,7 +2,9 @@
 Authlete development simulator, the example authorization server
 (:mod:`dpop_guard.demo.authorization_server`) and the accounts API
 (:mod:`dpop_guard.demo.accounts`) on loopback, walks the seven steps of Authlete's FAPI 2.0
-guide with :class:`dpop_guard.client.FAPIClient`, and shows what the API refuses.
+guide with :class:`dpop_guard.client.FAPIClient`, and shows what the API refuses; then
+certificate-bound tokens (RFC 8705) through Debian's nginx with a throw-away CA, where nginx
+is installed (``make demo`` installs it), and says so plainly where it is not.
 
 The helpers here (starting a server process, the environment that points an app at a
 running simulator, minting a token without the code flow) are shared with the benchmarks.

@@ -1,7 +1,8 @@
 """``python -m dpop_guard.demo`` (or ``make demo``): the Authlete simulator, the example
 authorization server and the accounts API on loopback, each in a process of its own; the
 seven steps of the FAPI 2.0 code flow by :class:`~dpop_guard.client.FAPIClient`; then what
-the API and the authorization server refuse, with the token the flow got."""
+the API and the authorization server refuse, with the token the flow got; then, where nginx
+is installed, certificate-bound tokens through nginx (:mod:`dpop_guard.demo._mtls`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..simulator import DEFAULT_SERVICE_ID
 from ..testing import submit_consent
 from . import SERVICE_AUTH, authlete_api, free_port, process, simulator_env, tail
 from ._flow import FlowResult, SevenSteps, StepFailed
+from ._mtls import MTLSDeployment, MTLSLeg, deployment
 from ._report import Exchanges, Report
 
 CLIENT_ID: Final = 2_718_281_828
@@ -46,8 +48,10 @@ class Demo:
         api: str,
         api_version: str,
         dpop_alg: str = "ES256",
+        mtls: MTLSDeployment | None = None,
     ) -> None:
         self.simulator, self.issuer, self.api = simulator, authorization_server, api
+        self.mtls = mtls
         self.api_version = api_version
         self.report = Report()
         self.exchanges = Exchanges()
@@ -115,6 +119,13 @@ class Demo:
             await self.cache(http, result)
             print("What the authorization server refuses")
             await self.as_refusals(fapi, result)
+            if self.mtls is None:
+                print(
+                    "\nThe mTLS leg was skipped: nginx is not installed "
+                    "(`make demo` installs it; or apt-get install nginx)"
+                )
+            else:
+                await MTLSLeg(self.mtls, self.simulator, self.report).run(http)
         return self.report.failures
 
     async def api_refusals(self, http: httpx.AsyncClient, result: FlowResult) -> None:
@@ -283,12 +294,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs = {name: stack.enter_context(tempfile.TemporaryFile()) for name in servers}
         for name, (command, environ, ready) in servers.items():
             stack.enter_context(process(command, environ, ready, SERVICE_AUTH, stderr=logs[name]))
+        # The mTLS leg's API behind nginx (None, and the leg skipped, without nginx).
+        try:
+            mtls = stack.enter_context(deployment(uvicorn, dict(env)))
+        except RuntimeError as exc:
+            print(f"\nnginx, in front of the mTLS leg's API, did not start: {exc}")
+            return 1
         demo = Demo(
             simulator=simulator,
             authorization_server=issuer,
             api=api,
             api_version=version,
             dpop_alg=args.dpop_alg,
+            mtls=mtls,
         )
         try:
             failures = asyncio.run(asyncio.wait_for(demo.run(), DEMO_TIMEOUT))

@@ -18,6 +18,14 @@ fleet::
 For development without Authlete, ``DPOP_GUARD_DEVELOPMENT_SIMULATOR=1`` runs it against
 the embedded simulator, mounted at ``/__authlete`` so a client can mint test tokens. That
 mode is never chosen for you: without it, a missing Authlete configuration stops start-up.
+
+:func:`create_mtls_app` adds ``GET /mtls/accounts``, which takes certificate-bound tokens
+(RFC 8705, ``Authorization: Bearer``) behind a TLS proxy; the demo's mTLS leg runs it
+behind nginx::
+
+    DPOP_GUARD_CLIENT_CERT_SOURCE=nginx DPOP_GUARD_CLIENT_CERT_HEADER=X-Client-Cert \\
+    DPOP_GUARD_TRUSTED_PROXIES=127.0.0.1 \\
+    uvicorn --factory dpop_guard.demo.accounts:create_mtls_app --no-proxy-headers
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from ..credentials import DPoPCredentials
 from ..guard import from_env
 from ..routes import Route
 
-__all__ = ["ACCOUNTS", "ROUTES", "TRANSACTIONS", "create_app"]
+__all__ = ["ACCOUNTS", "MTLS_ROUTES", "ROUTES", "TRANSACTIONS", "create_app", "create_mtls_app"]
 
 # The seed scenario: two customers and their accounts, keyed by the token's subject.
 ACCOUNTS: dict[str, list[dict[str, str]]] = {
@@ -61,6 +69,12 @@ ROUTES = (
     Route("/accounts", scopes=("read:accounts",), methods=("GET",)),
     Route("/accounts/{account_id}/transactions", scopes=("read:transactions",), methods=("GET",)),
 )
+# The same API with one route for certificate-bound tokens: the DPoP routes keep every DPoP
+# rule, so one proxy (client certificates optional) serves both kinds of client.
+MTLS_ROUTES = (
+    *ROUTES,
+    Route("/mtls/accounts", scopes=("read:accounts",), methods=("GET",), sender_constraint="mtls"),
+)
 
 
 async def health(request: Request) -> JSONResponse:
@@ -82,23 +96,36 @@ async def transactions(request: Request) -> JSONResponse:
     return JSONResponse({"account_id": account_id, "transactions": TRANSACTIONS[account_id]})
 
 
-def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
-    """Build the protected app from ``environ`` (default: ``os.environ``).
+def create_app(environ: Mapping[str, str] | None = None, *, mtls: bool = False) -> Starlette:
+    """Build the protected app from ``environ`` (default: ``os.environ``); with ``mtls``,
+    also ``GET /mtls/accounts`` for certificate-bound tokens (:data:`MTLS_ROUTES`).
 
-    :raises ValueError: the configuration is missing or invalid (named in the message).
+    :raises ValueError: the configuration is missing or invalid (named in the message; with
+        ``mtls``, ``DPOP_GUARD_CLIENT_CERT_SOURCE`` must name where the certificate is).
     """
-    guard = from_env(routes=ROUTES, environ=environ)
+    guard = from_env(routes=MTLS_ROUTES if mtls else ROUTES, environ=environ)
+    routes = [
+        HTTPRoute("/health", health),
+        HTTPRoute("/accounts", accounts),
+        HTTPRoute("/accounts/{account_id}/transactions", transactions),
+    ]
+    if mtls:
+        routes.append(HTTPRoute("/mtls/accounts", accounts))
     app = Starlette(
-        routes=[
-            HTTPRoute("/health", health),
-            HTTPRoute("/accounts", accounts),
-            HTTPRoute("/accounts/{account_id}/transactions", transactions),
-        ],
+        routes=routes,
         lifespan=guard.lifespan,
     )
     guard.install(app)
     app.state.guard = guard
     return app
+
+
+def create_mtls_app(environ: Mapping[str, str] | None = None) -> Starlette:
+    """:func:`create_app` with the mTLS route (``uvicorn --factory``).
+
+    :raises ValueError: as :func:`create_app`.
+    """
+    return create_app(environ, mtls=True)
 
 
 def __getattr__(name: str) -> Any:
