@@ -13,8 +13,9 @@ For example::
     @app.get("/accounts")
     async def accounts(auth: DPoPCredentials = Security(dpop, scopes=["read:accounts"])): ...
 
-On a websocket route the same dependency refuses the handshake before ``accept``: with the
-challenge as an HTTP denial response where the server supports one, else a close (1008).
+On a websocket route the same dependency refuses the handshake before ``accept`` with a
+close (1008), which the server answers 403; the middleware has already answered any
+unauthenticated handshake with its challenge.
 A token that is not sender-constrained is refused unless ``allow_unbound=True``.
 
 Needs the ``fastapi`` extra.
@@ -41,7 +42,7 @@ from .credentials import DPoPCredentials
 from .errors import DPoPGuardError
 from .routes import check_acr_values, check_max_age
 from .settings import DEFAULT_ALGORITHMS
-from .starlette import check_scopes, denial_response_supported
+from .starlette import check_scopes
 
 __all__ = ["DPoPSecurity"]
 
@@ -84,11 +85,13 @@ class DPoPSecurity(SecurityBase):
         self.allow_unbound = allow_unbound
 
     def _refuse(self, exc: DPoPGuardError, conn: HTTPConnection) -> Exception:
-        if conn.scope["type"] == "websocket" and not denial_response_supported(conn):
-            # No HTTP answer is possible: close before accept (the server answers 403).
+        if conn.scope["type"] == "websocket":
+            # Close before accept (the server answers 403). Only Starlette releases newer
+            # than our floor (0.40) turn an HTTPException on a websocket into a denial
+            # response; older ones answer 500. The middleware has already answered every
+            # unauthenticated handshake with its challenge; what is refused here is a
+            # scope or step-up shortfall of an authenticated one.
             return WebSocketException(code=1008, reason=exc.error)
-        # HTTP, or a handshake the server can deny with a response: FastAPI renders the
-        # HTTPException as the challenge (a websocket denial response on a websocket).
         response = challenge_for(exc, algs=self.algs, realm=self.realm)
         headers = {k.decode(): v.decode() for k, v in response.headers if k != b"content-type"}
         return HTTPException(response.status, detail=json.loads(response.body), headers=headers)
@@ -99,8 +102,8 @@ class DPoPSecurity(SecurityBase):
         """Check the connection (a request or a websocket handshake: FastAPI supplies an
         ``HTTPConnection`` for both) against the route's scopes.
 
-        :raises HTTPException: the challenge, on a request or a deniable handshake.
-        :raises WebSocketException: close code 1008, on a handshake that cannot be denied.
+        :raises HTTPException: the challenge, on a request.
+        :raises WebSocketException: close code 1008, on a websocket handshake.
         """
         try:
             # Unauthenticated (the middleware is missing, or a rule made the path public):
