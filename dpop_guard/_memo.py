@@ -15,11 +15,12 @@ from typing import Final
 
 from starlette.types import Scope
 
+from ._authorization import AuthorizationHeader, parse_authorization
 from ._target import request_target_path
 from .errors import InvalidRequest
 from .routes import Route, has_control_characters, has_dot_segments, route_for
 
-__all__ = ["PUBLIC", "Public", "RouteDecisions", "TargetPaths"]
+__all__ = ["PUBLIC", "Authorizations", "Public", "RouteDecisions", "TargetPaths"]
 
 MEMO_SIZE: Final = 1024
 
@@ -105,3 +106,40 @@ class TargetPaths:
             memo.clear()
         memo[raw] = path
         return path
+
+
+class Authorizations:
+    """:func:`~dpop_guard._authorization.parse_authorization` of one ``Authorization``
+    value, remembered per raw value: a client presents the same token on every request,
+    and the parse is a pure function of the value and ``max_token_bytes`` (about 7,000
+    instructions per request saved; ``benchmarks/README.md``). Refusals are raised afresh
+    and never remembered.
+
+    :param max_token_bytes: the token length bound, as ``parse_authorization`` takes it.
+    :param maxsize: values remembered before the memo starts over.
+    """
+
+    __slots__ = ("_memo", "max_token_bytes", "maxsize")
+
+    def __init__(self, max_token_bytes: int, maxsize: int = MEMO_SIZE) -> None:
+        self._memo: dict[bytes, AuthorizationHeader] = {}
+        self.max_token_bytes = max_token_bytes
+        self.maxsize = maxsize
+
+    def parse(self, values: list[bytes]) -> AuthorizationHeader:
+        """The parsed header of a request's ``Authorization`` values (raw bytes).
+
+        :raises DPoPGuardError: as ``parse_authorization``.
+        """
+        if len(values) == 1:
+            found = self._memo.get(values[0])
+            if found is not None:
+                return found
+        header = parse_authorization(
+            [v.decode("latin-1") for v in values], max_token_bytes=self.max_token_bytes
+        )
+        memo = self._memo
+        if len(memo) >= self.maxsize:
+            memo.clear()
+        memo[values[0]] = header  # exactly one value, or the parse has refused
+        return header

@@ -102,6 +102,19 @@ def _public_parts(public_url: str) -> tuple[str, str, str]:
     return public.scheme, public.netloc, public.path
 
 
+@functools.lru_cache(maxsize=1024)
+def _public_target(public_url: str, root: str, path: str) -> str:
+    """``htu`` under a configured public URL: a pure function of the (validated) public
+    URL, the server's ``root_path`` and the (validated) request target path, so it is
+    remembered, bounded (about 10,000 instructions per request saved; see
+    ``benchmarks/README.md``). Nothing raises here, so no refusal is ever remembered."""
+    # The app's mount point is cut at a segment boundary only (the router's rule): the
+    # rest is "" or starts with "/", so it can only extend public_url's path.
+    rest = strip_root(path, quote(root)) if root else path
+    scheme, netloc, prefix = _public_parts(public_url)
+    return urlunsplit((scheme, netloc, prefix + rest, "", ""))
+
+
 def target_url(
     scope: Scope,
     *,
@@ -124,12 +137,7 @@ def target_url(
     """
     path = request_target_path(scope) if target is None else target
     if public_url is not None:
-        # The app's mount point is cut at a segment boundary only (the router's rule):
-        # the rest is "" or starts with "/", so it can only extend public_url's path.
-        root = scope.get("root_path", "")
-        rest = strip_root(path, quote(root)) if root else path
-        scheme, netloc, prefix = _public_parts(public_url)
-        return urlunsplit((scheme, netloc, prefix + rest, "", ""))
+        return _public_target(public_url, scope.get("root_path", ""), path)
     hosts: list[str] = []
     forwarded: dict[bytes, list[str]] = {}
     for name, value in scope["headers"]:

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._authorization import parse_authorization
 from ._decision import DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
-from ._fapi import DateHeader, interaction_id, stamp_responses
-from ._memo import Public, RouteDecisions, TargetPaths
+from ._fapi import INTERACTION_ID, DateHeader, interaction_id_of, stamp_responses
+from ._memo import Authorizations, Public, RouteDecisions, TargetPaths
 from ._proxy import parse_networks
 from ._respond import refuse_websocket, send_response
 from ._target import target_url
@@ -58,6 +57,8 @@ from .settings import GuardSettings
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
 
 logger = logging.getLogger("dpop_guard")
+
+_INTERACTION_ID = INTERACTION_ID.encode()
 
 _SCHEMES: dict[SenderConstraint, tuple[str, ...]] = {
     "dpop": (DPOP_SCHEME,),
@@ -177,6 +178,7 @@ class DPoPGuardMiddleware:
         self._metadata = metadata_endpoint(settings, mtls=bool(mtls_routes))
         self._routes = RouteDecisions(settings.routes)
         self._targets = TargetPaths()
+        self._authorizations = Authorizations(settings.max_token_bytes)
         meta = settings.metadata
         self._challenge_params = {} if meta is None else {"resource_metadata": meta.url}
 
@@ -189,7 +191,18 @@ class DPoPGuardMiddleware:
             # A scope type this guard does not know could carry anything: never pass it.
             logger.warning("dpop_guard: refusing an ASGI scope of type %r", kind)
             return
-        interaction = interaction_id(scope)
+        # One pass over the headers for everything the guard reads from them.
+        sent_id: bytes | None = None
+        authorization: list[bytes] = []
+        dpop: list[bytes] = []
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization.append(value)
+            elif name == b"dpop":
+                dpop.append(value)
+            elif name == _INTERACTION_ID and sent_id is None:
+                sent_id = value
+        interaction = interaction_id_of(sent_id)
         scope.setdefault("state", {})["fapi_interaction_id"] = interaction
         send = stamp_responses(send, interaction, self._dates)
         websocket = kind == "websocket"
@@ -198,9 +211,9 @@ class DPoPGuardMiddleware:
         if not websocket and self._metadata is not None and self._metadata.serves(path, method):
             await self._metadata(send, method)
             return
-        trace = Trace(interaction_id=interaction)
+        trace = Trace(interaction)
         try:
-            next_nonce = await self._admit(scope, method, path, trace)
+            next_nonce = await self._admit(scope, method, path, trace, authorization, dpop)
         except DPoPGuardError as exc:
             await self._reject(exc, scope, receive, send, trace, self._schemes(path, method))
             return
@@ -225,7 +238,15 @@ class DPoPGuardMiddleware:
 
         await self.app(scope, receive, send_with_nonce)
 
-    async def _admit(self, scope: Scope, method: str, path: str, trace: Trace) -> str | None:
+    async def _admit(
+        self,
+        scope: Scope,
+        method: str,
+        path: str,
+        trace: Trace,
+        authorization: list[bytes],
+        dpop: list[bytes],
+    ) -> str | None:
         """Decide one request: return the ``DPoP-Nonce`` to send (or ``None``), having set
         ``scope["auth"]`` and ``scope["user"]`` on a protected one; raise to refuse."""
         # A control character in the path: 400 (no rule can be trusted to cover it);
@@ -235,7 +256,7 @@ class DPoPGuardMiddleware:
         if isinstance(route, Public):
             return None
         credentials, next_nonce = await self._authenticate(
-            scope, method, path, route, trace, target
+            scope, method, path, route, trace, target, authorization, dpop
         )
         self.decisions.observe("accepted", None, None, trace)
         scope["auth"] = credentials
@@ -249,16 +270,11 @@ class DPoPGuardMiddleware:
         path: str,
         route: Route | None,
         trace: Trace,
-        target: str | None = None,
+        target: str | None,
+        authorization: list[bytes],
+        dpop: list[bytes],
     ) -> tuple[DPoPCredentials, str | None]:
-        authorization: list[str] = []
-        dpop: list[str] = []
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization.append(value.decode("latin-1"))
-            elif name == b"dpop":
-                dpop.append(value.decode("latin-1"))
-        header = parse_authorization(authorization, max_token_bytes=self.settings.max_token_bytes)
+        header = self._authorizations.parse(authorization)
         policy = self._policy_for(route)
         # Before the proof: a malformed certificate header (a proxy bug) is a 400 whatever
         # else the request holds.
@@ -292,7 +308,7 @@ class DPoPGuardMiddleware:
             self._bind(info, policy, None, certificate)
             jkt = next_nonce = None
         else:
-            raw = select_proof(dpop)
+            raw = select_proof([value.decode("latin-1") for value in dpop])
             nonces = self.nonce_source if policy.nonce else None
             timed = self.metrics is not None  # the timings go to metrics only
             started = time.perf_counter() if timed else 0.0

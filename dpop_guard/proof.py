@@ -305,6 +305,9 @@ class VerifiedProof(NamedTuple):
     is about to expire."""
 
 
+_new_tuple = tuple.__new__
+
+
 def select_proof(values: Sequence[str]) -> str:
     """Pick the single ``DPoP`` header value (RFC 9449 section 4.3 step 1).
 
@@ -452,9 +455,24 @@ class ProofVerifier:
         now: int,
         nonces: NonceSource | None,
     ) -> VerifiedProof:
-        """The claims, in stages: their types, the request, the nonce, time, ``ath``."""
-        jti, iat = self._check_types(claims)
-        htm, htu = _check_request(claims, method, url)
+        """The claims, in stages: their types, the request, the nonce, time, ``ath``.
+
+        The common cases are checked inline, the rest by the helpers below: a call costs
+        about 1,000 instructions here, and the inline checks saved about 4,000 per proof
+        (``benchmarks/README.md``). Every check still runs, in the same order."""
+        # jti a non-empty, bounded string; iat a number (RFC 9449 section 4.2).
+        jti = claims.get("jti")
+        if type(jti) is not str or not jti:  # str subclasses cannot come out of JSON
+            raise _fail("jti_missing")
+        if len(jti) > self._max_jti:
+            raise _fail("jti_too_long")
+        iat = claims.get("iat")
+        if type(iat) is not int and type(iat) is not float:  # not bool, a subclass of int
+            raise _fail("iat_missing")
+        htm = claims.get("htm")
+        htu = claims.get("htu")
+        if type(htm) is not str or htm != method or type(htu) is not str or htu != url:
+            htm, htu = _check_request(claims, method, url)  # refuses, or htu normalised
         if nonces is None and "nonce" not in claims:
             # The common case, without a call: no nonce asked for, none sent.
             nonce = next_nonce = None
@@ -463,25 +481,27 @@ class ProofVerifier:
             nonce, nonce_lifetime, next_nonce = _check_nonce(claims, jkt, now, nonces)
             window = self.policy.past_window(nonce_lifetime)
             replay_ttl = self.policy.replay_ttl(nonce_lifetime)
-        _check_time(claims, iat, now, window, self._skew)
+        skew = self._skew
+        if not now - window <= iat < now + skew + 1 or "nbf" in claims or "exp" in claims:
+            _check_time(claims, iat, now, window, skew)  # refuses, or nbf and exp hold
         if access_token is not None:
             self._check_ath(claims, access_token)
         replay_key = sha256(f"{jkt}:{jti}".encode()).hexdigest()
-        return VerifiedProof(
-            jkt, jti, int(iat), htm, htu, nonce, replay_key, replay_ttl, next_nonce
+        # tuple.__new__ directly: the named tuple's __new__ would only pass these on.
+        return _new_tuple(
+            VerifiedProof,
+            (
+                jkt,
+                jti,
+                iat if type(iat) is int else int(iat),
+                htm,
+                htu,
+                nonce,
+                replay_key,
+                replay_ttl,
+                next_nonce,
+            ),
         )
-
-    def _check_types(self, claims: dict[str, Any]) -> tuple[str, int | float]:
-        """``jti`` a non-empty, bounded string; ``iat`` a number (RFC 9449 section 4.2)."""
-        jti = claims.get("jti")
-        if not isinstance(jti, str) or not jti:
-            raise _fail("jti_missing")
-        if len(jti) > self._max_jti:
-            raise _fail("jti_too_long")
-        iat = claims.get("iat")
-        if type(iat) is not int and type(iat) is not float:  # not bool, a subclass of int
-            raise _fail("iat_missing")
-        return jti, iat
 
     def _check_ath(self, claims: dict[str, Any], access_token: str) -> None:
         """``ath`` is the hash of the presented access token (RFC 9449 section 4.3 step 11)."""

@@ -223,3 +223,22 @@ class TestVerifiers:
         good = signer._signature(b"message")
         assert key.verify(good, b"message") is True
         assert key.verify(bytes(len(good)), b"message") is False
+
+
+@pytest.mark.parametrize("size", [32, 48, 66])
+def test_der_signature_is_encode_dss_signature(size: int) -> None:
+    """The hand-built DER of an ES* signature is byte for byte the library's."""
+    import random
+
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from dpop_guard.jwk import _der_signature
+
+    draw = random.Random(size)
+    edges = [bytes(size), b"\x00" * (size - 1) + b"\x01", b"\xff" * size, b"\x80" + bytes(size - 1)]
+    edges += [b"\x00" + b"\x80" + bytes(size - 2), b"\x7f" + b"\xff" * (size - 1)]
+    values = edges + [draw.randbytes(size) for _ in range(200)]
+    for r in values:
+        for s in (values[draw.randrange(len(values))], r):
+            expected = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+            assert _der_signature(r, s) == expected

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from dpop_guard._memo import PUBLIC, RouteDecisions, TargetPaths
+from dpop_guard._authorization import parse_authorization
+from dpop_guard._memo import PUBLIC, Authorizations, RouteDecisions, TargetPaths
 from dpop_guard._target import request_target_path
-from dpop_guard.errors import InvalidRequest
+from dpop_guard.errors import AuthenticationRequired, InvalidRequest, InvalidToken
 from dpop_guard.routes import Route, route_for
 
 ROUTES = (
@@ -79,3 +80,33 @@ def test_target_paths_same_as_function_and_bounded() -> None:
 def test_target_without_raw_path() -> None:
     """A server that sends no raw_path gets the quoted path, as before."""
     assert TargetPaths().path({"type": "http", "path": "/a b"}) == "/a%20b"
+
+
+@pytest.mark.parametrize("value", ["DPoP abc.def", "bearer  xyz=", "DPOP tok~en"])
+def test_authorizations_same_as_function(value: str) -> None:
+    memo = Authorizations(max_token_bytes=64)
+    expected = parse_authorization([value], max_token_bytes=64)
+    assert memo.parse([value.encode()]) == expected
+    assert memo.parse([value.encode()]) == expected  # from the memo
+
+
+def test_authorization_refusals_every_time_and_never_remembered() -> None:
+    memo = Authorizations(max_token_bytes=8)
+    for _ in range(2):
+        with pytest.raises(InvalidToken) as caught:
+            memo.parse([b"DPoP " + b"a" * 9])
+        assert caught.value.reason == "token_too_long"
+        with pytest.raises(AuthenticationRequired):
+            memo.parse([b"Basic abc"])
+        with pytest.raises(InvalidRequest):
+            memo.parse([b"DPoP a", b"DPoP a"])
+        with pytest.raises(AuthenticationRequired):
+            memo.parse([])
+    assert memo._memo == {}
+
+
+def test_authorizations_bounded() -> None:
+    memo = Authorizations(max_token_bytes=64, maxsize=2)
+    for i in range(5):
+        memo.parse([f"DPoP t{i}".encode()])
+        assert len(memo._memo) <= 2

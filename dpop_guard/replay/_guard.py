@@ -67,7 +67,7 @@ class ReplayGuard:
         # coroutine per request (its check-and-set is atomic either way: no await in it).
         # Only where add_with_epoch is MemoryReplayStore's own, so a subclass that wraps
         # it (fault injection, instrumentation) is still called through it.
-        self._sync: Callable[..., tuple[bool, int]] | None = (
+        self._sync: Callable[[str, int, int], tuple[bool, int]] | None = (
             store.add_with_epoch_sync
             if isinstance(store, MemoryReplayStore)
             and type(store).add_with_epoch is MemoryReplayStore.add_with_epoch
@@ -120,7 +120,7 @@ class ReplayGuard:
         if sync is None:
             raise RuntimeError("this replay store has no synchronous path; await record()")
         try:
-            first, epoch = sync(proof.replay_key, ttl=proof.replay_ttl, now=now)
+            first, epoch = sync(proof.replay_key, proof.replay_ttl, now)
         except Exception as exc:
             self._failed(exc, now)
         if first and epoch == self._epoch_seen and self._failed_at is None:

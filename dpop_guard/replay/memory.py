@@ -75,7 +75,7 @@ class MemoryReplayStore:
 
         :raises ReplayStoreFull: if no slot is free even after dropping expired records.
         """
-        return self.add_if_absent_sync(key, ttl=ttl)
+        return self.add_if_absent_sync(key, ttl)
 
     async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
         """Record ``key``; the epoch is the wall-clock ``now`` of the first call.
@@ -84,20 +84,20 @@ class MemoryReplayStore:
         """
         return self.add_with_epoch_sync(key, ttl=ttl, now=now)
 
-    def add_with_epoch_sync(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+    def add_with_epoch_sync(self, key: str, ttl: int, now: int) -> tuple[bool, int]:
         """:meth:`add_with_epoch` without a coroutine: what
         :meth:`~dpop_guard.replay._guard.ReplayGuard.record` calls for this store on the
         request path. Atomic for the same reason (no ``await`` between check and set).
 
         :raises ReplayStoreFull: as :meth:`add_if_absent`.
         """
-        first = self.add_if_absent_sync(key, ttl=ttl)
+        first = self.add_if_absent_sync(key, ttl)
         epoch = self._epoch
         if epoch is None:
             epoch = self._epoch = now
         return first, epoch
 
-    def add_if_absent_sync(self, key: str, *, ttl: int) -> bool:
+    def add_if_absent_sync(self, key: str, ttl: int) -> bool:
         """The same, for synchronous callers."""
         now = self._clock()
         heap = self._heap
