@@ -4,7 +4,7 @@ Every scope type is handled on purpose: ``lifespan`` passes, ``http`` and ``webs
 are authenticated, anything else is refused. Per protected request, in order:
 ``Authorization`` -> exactly one ``DPoP`` header -> the target URL -> local proof
 verification -> ``jti`` record (so a replay never costs an introspection) ->
-introspection (cached) -> binding (:meth:`DPoPGuardMiddleware._bind`: proof key == token
+introspection (cached) -> binding (:func:`~dpop_guard._binding.check_binding`: proof key == token
 key, client certificate == token certificate, the route's sender constraint) -> expiry,
 scopes and step-up (``acr``/``auth_time``), checked locally. The first failure becomes one
 response through :func:`~dpop_guard.challenges.challenge_for`. The body is never read, so
@@ -19,14 +19,13 @@ server then answers 403).
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._binding import Policy, check_binding, policy_for
 from ._decision import DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
 from ._fapi import INTERACTION_ID, DateHeader, interaction_id_of, stamp_responses
@@ -34,11 +33,10 @@ from ._memo import Authorizations, Public, RouteDecisions, TargetPaths
 from ._proxy import parse_networks
 from ._respond import refuse_websocket, send_response
 from ._target import target_url
-from .challenges import BEARER_SCHEME, DPOP_SCHEME, challenge_for
+from .challenges import DPOP_SCHEME, challenge_for
 from .credentials import DPoPCredentials, DPoPUser, credentials_for
 from .errors import (
     DPoPGuardError,
-    InvalidDPoPProof,
     InvalidRequest,
     InvalidToken,
     ServiceUnavailable,
@@ -51,7 +49,7 @@ from .nonce import NonceSource
 from .proof import ProofVerifier, select_proof
 from .replay import ReplayStore
 from .replay._guard import ReplayGuard
-from .routes import Route, SenderConstraint, route_for, route_path
+from .routes import Route, route_for, route_path
 from .settings import GuardSettings
 
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
@@ -59,41 +57,6 @@ __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
 logger = logging.getLogger("dpop_guard")
 
 _INTERACTION_ID = INTERACTION_ID.encode()
-
-_SCHEMES: dict[SenderConstraint, tuple[str, ...]] = {
-    "dpop": (DPOP_SCHEME,),
-    "mtls": (BEARER_SCHEME,),
-    "either": (DPOP_SCHEME, BEARER_SCHEME),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Policy:
-    """What a request on one route must satisfy, precomputed per route at start-up."""
-
-    scopes: tuple[str, ...]
-    acr_values: tuple[str, ...]
-    max_age: int | None
-    nonce: bool
-    constraint: SenderConstraint
-    schemes: tuple[str, ...]
-
-    @property
-    def bearer(self) -> bool:
-        """Whether the ``Bearer`` scheme can carry a (certificate-bound) token here."""
-        return self.constraint != "dpop"
-
-
-def _policy(route: Route | None, settings: GuardSettings) -> _Policy:
-    constraint: SenderConstraint = "dpop" if route is None else route.sender_constraint
-    return _Policy(
-        scopes=() if route is None else route.scopes,
-        acr_values=() if route is None else route.acr_values,
-        max_age=None if route is None else route.max_age,
-        nonce=settings.nonce_required(route),
-        constraint=constraint,
-        schemes=_SCHEMES[constraint],
-    )
 
 
 def _sync_lookup(introspector: Introspector) -> Callable[[str], TokenInfo | None] | None:
@@ -173,8 +136,8 @@ class DPoPGuardMiddleware:
             )
         # One precomputed policy per rule (keyed by identity: rules are frozen and held by
         # the settings), and one for paths no rule matches.
-        self._policies = {id(r): _policy(r, settings) for r in settings.routes}
-        self._default_policy = _policy(None, settings)
+        self._policies = {id(r): policy_for(r, settings) for r in settings.routes}
+        self._default_policy = policy_for(None, settings)
         self._metadata = metadata_endpoint(settings, mtls=bool(mtls_routes))
         self._routes = RouteDecisions(settings.routes)
         self._targets = TargetPaths()
@@ -305,7 +268,9 @@ class DPoPGuardMiddleware:
                 )
             facts = self._facts(method, htu, None, None, path, trace, policy, certificate)
             info = await self._introspect(header.token, facts, trace)
-            self._bind(info, policy, None, certificate)
+            check_binding(
+                info, policy, None, certificate, allow_unbound=self.settings.allow_unbound_tokens
+            )
             jkt = next_nonce = None
         else:
             raw = select_proof([value.decode("latin-1") for value in dpop])
@@ -338,9 +303,15 @@ class DPoPGuardMiddleware:
                     method, proof.htu, raw, proof.jkt, path, trace, policy, certificate
                 )
                 info = await self._introspect(header.token, facts, trace)
-            self._bind(info, policy, proof.jkt, certificate)
+            check_binding(
+                info,
+                policy,
+                proof.jkt,
+                certificate,
+                allow_unbound=self.settings.allow_unbound_tokens,
+            )
             # Only a binding that holds: the proof key when the token is bound to it (then
-            # equal, _bind checked), None for an unbound token under the DPoP scheme.
+            # equal, check_binding checked), None for an unbound token under the DPoP scheme.
             jkt = info.jkt
             # Nonce precedence: where this route requires our own (HMAC) nonces, they
             # checked the proof, on a hit as on a miss, and only ours is relayed; otherwise
@@ -358,11 +329,11 @@ class DPoPGuardMiddleware:
         )
         return credentials, next_nonce
 
-    def _policy_for(self, route: Route | None) -> _Policy:
+    def _policy_for(self, route: Route | None) -> Policy:
         """The precomputed policy of ``route`` (``None``: no rule matched)."""
         if route is None:
             return self._default_policy
-        return self._policies.get(id(route)) or _policy(route, self.settings)
+        return self._policies.get(id(route)) or policy_for(route, self.settings)
 
     def _schemes(self, path: str, method: str) -> tuple[str, ...]:
         """The challenge schemes for a refused ``method path`` (on the refusal path only,
@@ -390,7 +361,7 @@ class DPoPGuardMiddleware:
         jkt: str | None,
         path: str,
         trace: Trace,
-        policy: _Policy,
+        policy: Policy,
         certificate: ClientCertificate | None,
     ) -> RequestFacts:
         return RequestFacts(
@@ -405,61 +376,6 @@ class DPoPGuardMiddleware:
             acr_values=policy.acr_values,
             max_age=policy.max_age,
         )
-
-    def _bind(
-        self,
-        info: TokenInfo,
-        policy: _Policy,
-        proof_jkt: str | None,
-        certificate: ClientCertificate | None,
-    ) -> None:
-        """Check the token's sender constraints against this request, on every request
-        (a cache hit included: the cached facts say what the token is bound to, this
-        request says what it presents).
-
-        - A token bound to a certificate (``x5t#S256``) needs that certificate, whatever
-          the route (RFC 8705 section 3).
-        - A token bound to a DPoP key needs the DPoP scheme and a proof by that key.
-        - The route then demands its own binding: ``dpop`` a DPoP-bound token, ``mtls`` a
-          certificate-bound one, ``either`` one of them (unless unbound tokens are
-          allowed). A token bound both ways has satisfied both above.
-
-        :param proof_jkt: the verified proof's key thumbprint, ``None`` on ``Bearer``.
-        :raises InvalidToken: ``certificate_missing``, ``certificate_mismatch``,
-            ``bound_token_as_bearer``, ``token_not_bound``, ``token_not_certificate_bound``.
-        :raises InvalidDPoPProof: ``jkt_mismatch``.
-        """
-        if info.x5t_s256 is not None:
-            if certificate is None:
-                raise InvalidToken(
-                    "certificate_missing", "The access token requires a client certificate."
-                )
-            if not hmac.compare_digest(info.x5t_s256, certificate.thumbprint):
-                raise InvalidToken(
-                    "certificate_mismatch",
-                    "The client certificate does not match the access token.",
-                )
-        if proof_jkt is None:
-            if info.jkt is not None:
-                raise InvalidToken(
-                    "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
-                )
-        elif info.jkt is not None and not hmac.compare_digest(info.jkt, proof_jkt):
-            raise InvalidDPoPProof(
-                "jkt_mismatch", "The DPoP proof key does not match the access token."
-            )
-        if self.settings.allow_unbound_tokens:
-            return
-        constraint = policy.constraint
-        if constraint == "mtls" or (constraint == "either" and proof_jkt is None):
-            if info.x5t_s256 is None:
-                raise InvalidToken(
-                    "token_not_certificate_bound",
-                    "The access token is not bound to a client certificate.",
-                )
-        elif constraint == "dpop" or info.x5t_s256 is None:
-            if info.jkt is None:
-                raise InvalidToken("token_not_bound", "The access token is not DPoP-bound.")
 
     def _cached_hit(self, token: str, trace: Trace, timed: bool) -> TokenInfo | None:
         """The cache's answer from memory, without a coroutine, or ``None`` for a miss

@@ -1,0 +1,102 @@
+"""The binding rules (RFC 9449 section 7.1, RFC 8705 section 3) as a table: what the token is
+bound to, what the route demands, what the request presented."""
+
+from __future__ import annotations
+
+import pytest
+
+from dpop_guard._binding import check_binding, policy_for
+from dpop_guard.errors import DPoPGuardError
+from dpop_guard.introspection import TokenInfo
+from dpop_guard.mtls import ClientCertificate
+from dpop_guard.routes import Route
+from dpop_guard.settings import GuardSettings
+from tests._support.pki import PKI
+
+_PKI = PKI.generate()
+ALICE = ClientCertificate.from_der(_PKI.alice.der)
+BOB = ClientCertificate.from_der(_PKI.bob.der)
+KEY = "jkt-of-the-proof-key"
+
+
+def token(*, jkt: str | None = None, x5t: str | None = None) -> TokenInfo:
+    return TokenInfo(
+        subject="alice", client_id="c", scopes=frozenset(), expires_at=None, jkt=jkt, x5t_s256=x5t
+    )
+
+
+# token bound to (jkt, x5t), route constraint, proof key, certificate -> reason or None
+CASES = [
+    ("dpop-bound, right key", (KEY, None), "dpop", KEY, None, None),
+    ("dpop-bound, another key", (KEY, None), "dpop", "other", None, "jkt_mismatch"),
+    ("dpop-bound as Bearer", (KEY, None), "dpop", None, None, "bound_token_as_bearer"),
+    ("dpop-bound as Bearer on mtls", (KEY, None), "mtls", None, ALICE, "bound_token_as_bearer"),
+    ("unbound with a proof", (None, None), "dpop", KEY, None, "token_not_bound"),
+    ("cert-bound, right cert, Bearer", (None, ALICE.thumbprint), "mtls", None, ALICE, None),
+    ("cert-bound, no cert", (None, ALICE.thumbprint), "mtls", None, None, "certificate_missing"),
+    (
+        "cert-bound, another cert",
+        (None, ALICE.thumbprint),
+        "mtls",
+        None,
+        BOB,
+        "certificate_mismatch",
+    ),
+    ("cert-bound on a dpop route", (None, ALICE.thumbprint), "dpop", KEY, ALICE, "token_not_bound"),
+    ("dpop-bound on an mtls route", (KEY, None), "mtls", KEY, ALICE, "token_not_certificate_bound"),
+    (
+        "unbound on either, Bearer",
+        (None, None),
+        "either",
+        None,
+        ALICE,
+        "token_not_certificate_bound",
+    ),
+    ("dpop-bound on either", (KEY, None), "either", KEY, None, None),
+    ("cert-bound on either, Bearer", (None, ALICE.thumbprint), "either", None, ALICE, None),
+    ("bound both ways, both presented", (KEY, ALICE.thumbprint), "dpop", KEY, ALICE, None),
+    ("bound both ways, no cert", (KEY, ALICE.thumbprint), "dpop", KEY, None, "certificate_missing"),
+    (
+        "bound both ways, no proof",
+        (KEY, ALICE.thumbprint),
+        "mtls",
+        None,
+        ALICE,
+        "bound_token_as_bearer",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("bound", "constraint", "proof_jkt", "certificate", "reason"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_binding(
+    bound: tuple[str | None, str | None],
+    constraint: str,
+    proof_jkt: str | None,
+    certificate: ClientCertificate | None,
+    reason: str | None,
+) -> None:
+    """Each combination is admitted or refused with its own reason."""
+    policy = policy_for(Route("/r", sender_constraint=constraint), GuardSettings())  # type: ignore[arg-type]
+    info = token(jkt=bound[0], x5t=bound[1])
+    if reason is None:
+        check_binding(info, policy, proof_jkt, certificate, allow_unbound=False)
+        return
+    with pytest.raises(DPoPGuardError) as refused:
+        check_binding(info, policy, proof_jkt, certificate, allow_unbound=False)
+    assert refused.value.reason == reason
+
+
+def test_unbound_allowed_still_checks_bindings_that_exist() -> None:
+    """allow_unbound admits an unbound token, never a bound one presented wrongly."""
+    policy = policy_for(Route("/r"), GuardSettings())
+    check_binding(token(), policy, KEY, None, allow_unbound=True)
+    with pytest.raises(DPoPGuardError) as refused:
+        check_binding(token(jkt=KEY), policy, "other", None, allow_unbound=True)
+    assert refused.value.reason == "jkt_mismatch"
+    with pytest.raises(DPoPGuardError) as refused:
+        check_binding(token(x5t=ALICE.thumbprint), policy, KEY, BOB, allow_unbound=True)
+    assert refused.value.reason == "certificate_mismatch"
