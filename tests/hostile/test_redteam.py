@@ -801,7 +801,6 @@ async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
 # -- RT-12: the JWT validator accepts RS256 by default --------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="RT-12")
 def test_rt12_jwt_default_algorithms_are_fapi_2() -> None:
     """FAPI 2.0 Security Profile §5.4.1 allows only PS256, ES256 and EdDSA (Ed25519) for
     JWS; the JWT access-token validator accepts RS256 (PKCS#1 v1.5) by default. Keep it
@@ -1063,7 +1062,6 @@ async def test_rt15_requires_dpop_and_dpop_security_refuse_bearer(allow_unbound:
 
 
 @pytest.mark.e2e  # the simulator over real HTTP
-@pytest.mark.xfail(strict=True, reason="RT-16")
 async def test_rt16_jwt_binding_is_checked_before_the_revocation_call(
     simulator: SimulatorState, simulator_url: str, signer: ProofSigner
 ) -> None:
@@ -1121,3 +1119,113 @@ async def test_rt16_jwt_binding_is_checked_before_the_revocation_call(
         with contextlib.suppress(DPoPGuardError):
             await validator.introspect(token, request=facts)
     assert simulator.calls["auth/introspection"] == before
+
+
+_PKI_CACHE: list[Any] = []
+
+
+def _pki() -> Any:
+    from tests._support.pki import PKI
+
+    if not _PKI_CACHE:
+        _PKI_CACHE.append(PKI.generate())
+    return _PKI_CACHE[0]
+
+
+@pytest.mark.e2e  # the simulator over real HTTP
+@pytest.mark.parametrize(
+    ("case", "expected_reason"),
+    [
+        ("certificate_missing", "certificate_missing"),  # x5t#S256-bound, no certificate
+        ("certificate_mismatch", "certificate_mismatch"),  # x5t#S256-bound, another one
+        ("bearer", "bound_token_as_bearer"),  # jkt-bound, sent without a proof
+        ("expired", "jwt_expired"),
+        ("audience", "jwt_audience"),
+    ],
+)
+async def test_rt16_neighbours_cost_no_revocation_call(
+    simulator: SimulatorState,
+    simulator_url: str,
+    signer: ProofSigner,
+    case: str,
+    expected_reason: str,
+) -> None:
+    """The neighbours of RT-16: whatever the token itself decides (its certificate
+    binding, DPoP binding on a ``Bearer`` request, expiry, audience) is checked before the
+    revocation introspector is asked, so none of them costs an Authlete call."""
+    import time
+
+    from dpop_guard.introspection import RequestFacts
+    from dpop_guard.introspection.authlete import AuthleteIntrospector
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
+    from dpop_guard.mtls import ClientCertificate
+    from tests._support.harness import authlete_settings
+
+    pki = _pki()
+    issuer_key = ProofSigner.generate("ES256")
+    jwks = {"keys": [{**issuer_key.public_jwk, "kid": "k1", "use": "sig", "alg": "ES256"}]}
+    jwks_app = Starlette(
+        routes=[HTTPRoute("/jwks", lambda _request: JSONResponse(jwks), methods=["GET"])]
+    )
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": "https://api.bank.test",
+        "exp": int(time.time()) + 300,
+        "sub": "alice",
+        "scope": "payments:write",
+        "cnf": {"jkt": signer.jkt},
+    }
+    certificate: ClientCertificate | None = None
+    jkt: str | None = signer.jkt
+    if case.startswith("certificate"):
+        claims["cnf"] = {"x5t#S256": pki.alice.x5t_s256}
+        if case == "certificate_mismatch":
+            certificate = ClientCertificate.from_der(pki.mallory.der)
+    elif case == "bearer":
+        jkt = None
+    elif case == "expired":
+        claims["exp"] = int(time.time()) - 600
+    else:
+        claims["aud"] = "https://elsewhere.test"
+    token = issuer_key.sign_raw({"alg": "ES256", "typ": "at+jwt", "kid": "k1"}, claims)
+    settings = JWTAccessTokenSettings(
+        issuer=ISSUER,
+        audience="https://api.bank.test",
+        jwks_uri=f"{ISSUER}/jwks",
+        revocation_paths=("/payments",),
+    )
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=jwks_app)) as jwks_http,
+        httpx.AsyncClient() as authlete_http,
+    ):
+        revocation = AuthleteIntrospector(authlete_http, authlete_settings(simulator_url))
+        validator = JWTAccessTokenValidator(jwks_http, settings, revocation=revocation)
+        facts = RequestFacts(
+            method="POST",
+            htu="https://api.bank.test/payments",
+            proof=None
+            if jkt is None
+            else signer.sign(htm="POST", htu="https://api.bank.test/payments", access_token=token),
+            jkt=jkt,
+            path="/payments",
+            client_certificate=certificate,
+        )
+        before = simulator.calls["auth/introspection"]
+        with pytest.raises(DPoPGuardError) as raised:
+            await validator.introspect(token, request=facts)
+    assert raised.value.reason == expected_reason
+    assert simulator.calls["auth/introspection"] == before
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES384"])
+def test_rt12_other_algorithms_only_when_configured(algorithm: str) -> None:
+    """The neighbours of RT-12: an algorithm outside FAPI 2.0's list is accepted only when
+    configured (``DPOP_GUARD_JWT_ALGORITHMS``), never by default."""
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings
+
+    base = {"DPOP_GUARD_JWT_ISSUER": ISSUER, "DPOP_GUARD_JWT_AUDIENCE": "https://api.bank.test"}
+    assert algorithm not in JWTAccessTokenSettings.from_env(base).algorithms
+    configured = JWTAccessTokenSettings.from_env(
+        {**base, "DPOP_GUARD_JWT_ALGORITHMS": f"PS256 {algorithm}"}
+    )
+    assert configured.algorithms == ("PS256", algorithm)
