@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import anyio
 import httpx
@@ -50,6 +50,7 @@ from . import (
     validate_resources,
 )
 from ._breaker import unavailable as _unavailable
+from ._endpoint import check_service_url
 
 __all__ = ["FAPI_ALGORITHMS", "JWTAccessTokenSettings", "JWTAccessTokenValidator"]
 
@@ -126,8 +127,9 @@ class JWTAccessTokenSettings:
             raise ValueError(f"{env.prefix}*: {exc}") from None
 
     def __post_init__(self) -> None:
-        if urlsplit(self.jwks_uri).scheme not in ("http", "https"):
-            raise ValueError("jwks_uri must be an http(s) URL")
+        check_service_url("jwks_uri", self.jwks_uri)  # https unless loopback, no query
+        if self.issuer:
+            check_service_url("issuer", self.issuer)
         object.__setattr__(self, "resources", validate_resources(self.resources))
         if not self.issuer or not (self.audience or self.resources):
             raise ValueError("issuer and audience (or resources) are required")

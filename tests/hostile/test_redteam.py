@@ -248,7 +248,6 @@ def test_rt6_demo_authorization_server_names_the_variable(
 # -- RT-3: AUTHLETE_BASE_URL ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="RT-3")
 @pytest.mark.parametrize(
     "base_url",
     [
@@ -271,6 +270,99 @@ def test_rt3_authlete_base_url_is_an_origin(base_url: str) -> None:
     }
     with pytest.raises(ValueError, match="AUTHLETE_BASE_URL"):
         AuthleteSettings.from_env(environ)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api.authlete.test/",
+        "https://api.authlete.test/prefix",
+        "https://api.authlete.test:8443",
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://[::1]:8080/prefix",
+        "http://localhost:8080",
+    ],
+)
+def test_rt3_neighbours_origin_and_path_accepted(base_url: str) -> None:
+    """The neighbours of RT-3 that must keep working: an origin with a port or a path,
+    and plain ``http`` to loopback (development servers, sidecars)."""
+    environ = {
+        "AUTHLETE_BASE_URL": base_url,
+        "AUTHLETE_SERVICE_APIKEY": "123",
+        "AUTHLETE_SERVICE_ACCESSTOKEN": "service-token",
+    }
+    settings = AuthleteSettings.from_env(environ)
+    assert settings.introspection_url == base_url.rstrip("/") + "/api/123/auth/introspection"
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api.authlete.test?",  # an empty query is still a query
+        "https://api.authlete.test/#",
+        "https://:secret@api.authlete.test",  # a password without a user name
+        "http://127.0.0.1.nip.io",  # a name that resolves to loopback is still a name
+        "http://localhost.example",
+        "https://api.authlete.test:99999",
+        "https://api.authlete.tést",
+        "https://api.authlete.test/a b",
+    ],
+)
+def test_rt3_neighbours_refused_without_echoing_user_info(base_url: str) -> None:
+    """The neighbours of RT-3: an empty query or fragment, a password alone, a DNS name
+    that only looks local, a bad port, non-ASCII, a space: all refused naming the
+    variable, and a password never appears in the message."""
+    environ = {
+        "AUTHLETE_BASE_URL": base_url,
+        "AUTHLETE_SERVICE_APIKEY": "123",
+        "AUTHLETE_SERVICE_ACCESSTOKEN": "service-token",
+    }
+    with pytest.raises(ValueError, match="AUTHLETE_BASE_URL") as refused:
+        AuthleteSettings.from_env(environ)
+    assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("access_token", "tök€n"), ("access_token", "t\r\nX: y"), ("api_secret", "s€cret")],
+)
+def test_rt3_neighbours_secrets_fit_in_a_header(field: str, value: str) -> None:
+    """A credential that is not latin-1 (or holds a control character) cannot be sent in
+    a header: refused at start-up, naming the field, never echoing the value."""
+    version = "V2" if field == "api_secret" else "V3"
+    kwargs: dict[str, Any] = {"access_token": "t"} if version == "V3" else {"api_secret": "s"}
+    kwargs[field] = value
+    with pytest.raises(ValueError, match=field) as refused:
+        AuthleteSettings(
+            base_url="https://api.authlete.test", api_version=version, api_key="123", **kwargs
+        )
+    assert value not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://as.test/introspect?x=1",
+        "https://as.test/introspect#x",
+        "https://u:pw@as.test/introspect",
+        "http://as.test/introspect",
+    ],
+)
+def test_rt3_neighbours_rfc7662_and_jwt_urls(url: str) -> None:
+    """The same rule for the RFC 7662 endpoint, the JWKS URI and the JWT issuer."""
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings
+    from dpop_guard.introspection.rfc7662 import RFC7662Settings
+
+    with pytest.raises(ValueError, match="url") as refused:
+        RFC7662Settings(url=url, client_id="rs", client_secret="s")
+    assert "pw" not in str(refused.value)
+    with pytest.raises(ValueError, match="jwks_uri"):
+        JWTAccessTokenSettings(issuer=ISSUER, audience="https://api.bank.test", jwks_uri=url)
+    with pytest.raises(ValueError, match="issuer"):
+        JWTAccessTokenSettings(
+            issuer=url, audience="https://api.bank.test", jwks_uri=f"{ISSUER}/jwks"
+        )
 
 
 # -- RT-4: the environment reader (fixed here) ----------------------------------------------
