@@ -850,7 +850,6 @@ def test_rt10_root_path_is_cut_at_a_segment_boundary(
 
 
 @pytest.mark.redis  # its own redis-server
-@pytest.mark.xfail(strict=True, reason="RT-11")
 async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -870,6 +869,7 @@ async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
     try:
         admin = redis_asyncio.Redis.from_url(server.url)
         await admin.config_set("maxmemory-policy", "allkeys-lru")
+        await admin.config_set("maxmemory", "2mb")  # without a limit nothing is evicted
         await admin.aclose()
         guard = from_env(
             routes=(Route("/health", public=True),),
@@ -888,6 +888,57 @@ async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
     finally:
         server.stop()
     assert refused or any("maxmemory-policy" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.redis  # its own redis-server
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--maxmemory-policy", "allkeys-lru", "--maxmemory", "2mb"), "evicting"),
+        (("--maxmemory-policy", "volatile-ttl", "--maxmemory", "2mb"), "evicting"),
+        (("--maxmemory-policy", "allkeys-lru", "--maxmemory", "0"), "ok"),  # no limit
+        (("--maxmemory-policy", "noeviction", "--maxmemory", "2mb"), "ok"),
+        (("--rename-command", "CONFIG", ""), "unknown"),  # as managed Redis does
+    ],
+)
+async def test_rt11_neighbours_eviction_policy(
+    caplog: pytest.LogCaptureFixture, args: tuple[str, ...], expected: str
+) -> None:
+    """The neighbours of RT-11: ``volatile-*`` evicts records too (they all have TTLs),
+    no ``maxmemory`` means no eviction whatever the policy, ``noeviction`` is fine, and a
+    server that refuses ``CONFIG`` is a warning that the policy could not be checked.
+    ``dpop-guard check-config`` reports an evicting store as a problem."""
+    import logging
+
+    from dpop_guard.cli import _check
+    from tests._support.redis_server import RedisServer
+
+    server = RedisServer(args=args).start()
+    try:
+        environ = {
+            "DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1",
+            "DPOP_GUARD_REPLAY_STORE": server.url,
+            "DPOP_GUARD_PUBLIC_URL": "https://api.bank.test",
+        }
+        guard = from_env(routes=(Route("/health", public=True),), environ=environ)
+        with caplog.at_level(logging.WARNING, logger="dpop_guard.replay"):
+            await guard.startup()
+        await guard.aclose()
+        problems = await _check(environ)
+    finally:
+        server.stop()
+    logged = [r for r in caplog.records if r.name == "dpop_guard.replay"]
+    flagged = [p for p in problems if "maxmemory-policy" in p]
+    if expected == "evicting":
+        assert [r.levelname for r in logged] == ["ERROR"]
+        assert "maxmemory-policy" in logged[0].getMessage()
+        assert len(flagged) == 1 and "DPOP_GUARD_REPLAY_STORE" in flagged[0]
+    elif expected == "unknown":
+        assert [r.levelname for r in logged] == ["WARNING"]
+        assert "could not check" in logged[0].getMessage()
+        assert flagged == []
+    else:
+        assert logged == [] and flagged == []
 
 
 # -- RT-12: the JWT validator accepts RS256 by default --------------------------------------
