@@ -174,6 +174,9 @@ IntrospectionReason = Literal[
     "authlete_internal_error",
     "authlete_unknown_action",
     "authlete_probe_inconclusive",
+    # more proof keys than a token's bound have calls in flight for one token (503, at
+    # once, never queued: see dpop_guard.introspection.cached)
+    "introspection_token_contested",
     # the JWKS of a JWT access token issuer could not be fetched
     "jwks_unavailable",
     # Authlete's refusals: its action, in lower case

@@ -325,6 +325,13 @@ class DPoPGuard:
                 await client.ping()
             except Exception as exc:
                 problems.append(f"{name}: Redis does not answer ({type(exc).__name__})")
+                continue
+            # An evicting Redis reopens replayed proofs (see dpop_guard.replay.redis).
+            check_eviction = getattr(component, "check_eviction", None)
+            if check_eviction is not None:
+                outcome, sentence = await check_eviction()
+                if outcome == "evicting":
+                    problems.append(f"{name}: {sentence}")
         settings = self.settings
         if settings.nonce_routes and settings.nonce_secret is None:
             problems.append(

@@ -185,7 +185,7 @@ class TestRevocationAndFailures:
         token = provider.token(signer, resource=RESOURCE)
         await validator.introspect(token, request=FACTS)  # /accounts: local only
         payments = RequestFacts(
-            method="POST", htu=ORIGIN + "/payments/1", proof="p", jkt="j", path="/payments/1"
+            method="POST", htu=ORIGIN + "/payments/1", proof="p", jkt=signer.jkt, path="/payments/1"
         )
         with pytest.raises(InvalidToken):
             await validator.introspect(token, request=payments)

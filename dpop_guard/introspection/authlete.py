@@ -56,7 +56,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -92,6 +91,7 @@ from ._breaker import (
     post,
 )
 from ._breaker import unavailable as _unavailable
+from ._endpoint import check_header_secret, check_service_url
 from ._http import PostTransport, as_transport
 
 __all__ = ["AuthleteIntrospector", "AuthleteSettings", "CircuitBreaker"]
@@ -158,10 +158,11 @@ class AuthleteSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resources", validate_resources(self.resources))
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an absolute http(s) URL, got {self.base_url!r}")
+        # An origin and an optional path only; https unless loopback (see _endpoint).
+        check_service_url("base_url", self.base_url)
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        for name in ("api_key", "api_secret", "access_token"):
+            check_header_secret(name, getattr(self, name))
         version = self.api_version.upper()
         if version not in ("V2", "V3"):
             raise ValueError(f"api_version must be V2 or V3, got {self.api_version!r}")
@@ -210,7 +211,7 @@ class AuthleteSettings:
         :raises ValueError: naming what is missing or wrong (never a secret's value).
         """
         env = EnvReader(environ, "AUTHLETE_")
-        base_url = env.required("BASE_URL")
+        base_url = check_service_url("AUTHLETE_BASE_URL", env.required("BASE_URL"))
         api_key = env.required("SERVICE_APIKEY")
         timeout = EnvReader(environ, "DPOP_GUARD_").number(
             "AUTHLETE_TIMEOUT", DEFAULT_AUTHLETE_TIMEOUT

@@ -20,6 +20,31 @@ Why it cannot be turned into an amplifier:
   any number of times costs one round of calls per ``negative_ttl``. Rejections that
   depend on the proof or the request (binding, proof, nonce) are never remembered.
 
+Why thieves with a stolen token cannot queue its owner (a thief has the token, not its
+key, and can make proofs with any number of keys of its own):
+
+- Calls are bounded per token *and proof key* (``max_concurrent``, first in, first out):
+  callers with one key wait only behind calls with that key, which only its holder can
+  make. No caller ever waits behind another key's calls.
+- At most ``max_keys`` (8) distinct keys of a token may have calls in flight at once; a
+  caller with a further key is refused at once with a 503
+  (``introspection_token_contested``, ``Retry-After``), never queued. This bounds what a
+  thief can make the introspection endpoint do for one token (``max_keys`` x
+  ``max_concurrent`` calls at most, in practice ``max_keys`` rounds: a thief's calls for
+  one key are single-flighted), where a single FIFO bound per token made the owner wait
+  behind every thief.
+- The token's key, once known, is exempt, so the owner's call can always start: a
+  successful introspection reveals which key the token is bound to, and that binding never
+  changes, so it is remembered until the token expires (longer than the facts, ``ttl``):
+  after that, a caller with another key is refused locally (``jkt_mismatch``, as the
+  middleware would refuse it on a hit) without a call or a slot, and the owner's key skips
+  the bound. That covers every cold request but the very first use of a token: before
+  any success nothing tells the owner's key from a thief's (Authlete returns no
+  ``cnf.jkt``), and a thief holding a token that its owner has never used could keep the
+  owner's first call refused (503, with ``Retry-After``, never hung) while it keeps
+  ``max_keys`` flights going. Refusing is the price of a bound; queueing (the former
+  design) cost the owner as much and bounded nothing per key.
+
 Why the default ``negative_ttl`` is 5 s: these answers are final for a real token (an
 expired token never comes back, a revoked one neither), so the only client a negative
 entry can wrong is one that presents a token in the instant before the authorization
@@ -33,6 +58,7 @@ holds positive facts only), so a fleet of N processes makes at most N rounds per
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import logging
 import math
@@ -45,10 +71,11 @@ import anyio
 
 from .._digest import sha256
 from .._reasons import Reason
-from ..errors import ServiceUnavailable
+from ..errors import IntrospectionUnavailable, InvalidDPoPProof, InvalidToken, ServiceUnavailable
 from . import InactiveToken, Introspector, RequestFacts, TokenInfo
 
 __all__ = [
+    "DEFAULT_KEYS_IN_FLIGHT",
     "DEFAULT_NEGATIVE_TTL",
     "DEFAULT_TOKEN_CONCURRENCY",
     "CachingIntrospector",
@@ -60,6 +87,12 @@ logger = logging.getLogger("dpop_guard.introspection")
 DEFAULT_NEGATIVE_TTL: Final = 5.0
 MAX_NEGATIVE_TTL: Final = 60.0
 DEFAULT_TOKEN_CONCURRENCY: Final = 64
+"""Inner calls at once per token and proof key."""
+DEFAULT_KEYS_IN_FLIGHT: Final = 8
+"""Distinct proof keys of one token with calls in flight at once (the token's own key,
+once known, not counted)."""
+BINDING_TTL: Final = 86_400.0
+"""Seconds a token's binding is remembered when the token states no expiry."""
 FLEET_LOCK_TTL: Final = 2.0
 """Seconds a fleet-wide lead on one token lasts if its holder never releases it."""
 FLEET_POLL_INTERVAL: Final = 0.01
@@ -112,11 +145,13 @@ class _Flight:
 
 @dataclass(slots=True)
 class _Slots:
-    """The per-token bound on concurrent inner calls (FIFO, so every waiter is served
-    after at most ``ahead / limit`` rounds: bounded waiting, never starvation)."""
+    """The bound on concurrent inner calls for one token and one proof key (FIFO, so
+    every waiter is served after at most ``ahead / limit`` rounds of its own key's calls:
+    bounded waiting, never starvation)."""
 
     limiter: anyio.CapacityLimiter
     users: int = 0
+    counted: bool = False  # whether it counts towards the token's max_keys
 
 
 _V = TypeVar("_V")
@@ -214,9 +249,12 @@ class CachingIntrospector:
       proofs for its thumbprint, so a thief with a stolen token cannot hold up the
       owner's request. If a call is rejected for a reason that may be specific to its
       proof, its followers then call concurrently, each with its own proof.
-    - At most ``max_concurrent`` inner calls per token at once (64 by default, far beyond
-      one client's needs); further calls wait first in, first out, so waiting is bounded
-      and nobody starves.
+    - At most ``max_concurrent`` inner calls per token and proof key at once (64 by
+      default, far beyond one client's needs); further calls with that key wait first in,
+      first out. At most ``max_keys`` distinct keys per token have calls in flight; a
+      further key is refused at once (503), and the token's own key, known from an
+      earlier success, is never refused and never counted. A key other than the one a
+      token is known to be bound to is refused locally (see the module docstring).
     - With ``shared``, a miss asks the shared level before the inner introspector and
       fills it after, so a fleet makes one round of calls per token per ``ttl``. A shared
       level that can lock (``claim``/``poll``/``release``, as RedisTokenCache) makes that
@@ -232,6 +270,7 @@ class CachingIntrospector:
     :param ttl: seconds a positive answer is reused (finite, above 0).
     :param negative_ttl: seconds an inactive-token answer is reused (finite, above 0, at
         most 60); see the module docstring for the default of 5.
+    :param max_keys: distinct proof keys of one token with calls in flight at once (8).
     :param clock: wall-clock seconds (token expiry is wall-clock).
     :raises ValueError: a setting out of range.
     """
@@ -245,6 +284,7 @@ class CachingIntrospector:
         negative_ttl: float = DEFAULT_NEGATIVE_TTL,
         negative_maxsize: int = 10_000,
         max_concurrent: int = DEFAULT_TOKEN_CONCURRENCY,
+        max_keys: int = DEFAULT_KEYS_IN_FLIGHT,
         clock: Callable[[], float] = time.time,
         shared: SharedTokenCache | None = None,
     ) -> None:
@@ -259,8 +299,15 @@ class CachingIntrospector:
         self._negative: _Expiring[_Negative] = _Expiring(
             _size("negative_maxsize", negative_maxsize), clock
         )
+        self.max_keys = _size("max_keys", max_keys)
         self._flights: dict[tuple[bytes, str | None], _Flight] = {}
-        self._slots: dict[bytes, _Slots] = {}
+        self._slots: dict[tuple[bytes, str | None], _Slots] = {}
+        self._keys_in_flight: dict[bytes, int] = {}  # token: keys with slots (not its own)
+        # Token: the key it is bound to, learnt from a success; kept until the token
+        # expires (a binding never changes), as long as the facts would be kept.
+        self._bindings: _Expiring[str] = _Expiring(self._cache.maxsize, clock)
+        self.contested = 0  # callers refused by the max_keys bound
+        self.binding_refusals = 0  # callers refused locally for another token's key
         fresh = getattr(inner, "requires_fresh", None)
         self._requires_fresh: Callable[[RequestFacts], bool] | None = (
             fresh if callable(fresh) else None
@@ -319,12 +366,14 @@ class CachingIntrospector:
         key = _key(token)
         if self._requires_fresh is not None and self._requires_fresh(request):
             self._raise_if_negative(key, request)
+            self._check_binding(key, request)
             self.misses += 1
             request.lookup.cache_hit = False
             return await self._call(key, token, request, fresh=True)
         self._raise_if_negative(key, request)
         if (info := self._hit(key, request)) is not None:
             return info
+        self._check_binding(key, request)
         group = (key, request.jkt)
         flight = self._flights.get(group)
         if flight is not None:
@@ -367,6 +416,27 @@ class CachingIntrospector:
         request.lookup.cache_hit = False
         return await self._call(key, token, request)
 
+    def _check_binding(self, key: bytes, request: RequestFacts) -> None:
+        """Refuse, without a call, a request whose proof key is not the one the token is
+        known to be bound to (the refusal the middleware gives on a hit).
+
+        :raises InvalidDPoPProof: ``jkt_mismatch``.
+        :raises InvalidToken: ``bound_token_as_bearer``.
+        """
+        bound = self._bindings.get(key)
+        if bound is None:
+            return
+        if request.jkt is None:
+            self.binding_refusals += 1
+            raise InvalidToken(
+                "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
+            )
+        if not hmac.compare_digest(bound, request.jkt):
+            self.binding_refusals += 1
+            raise InvalidDPoPProof(
+                "jkt_mismatch", "The DPoP proof key does not match the access token."
+            )
+
     def _hit(self, key: bytes, request: RequestFacts) -> TokenInfo | None:
         info = self._cache.get(key)
         if info is None:
@@ -393,9 +463,22 @@ class CachingIntrospector:
     ) -> TokenInfo:
         """One inner call (after the shared level, unless ``fresh``) within the token's
         concurrency bound; caches what it learns."""
-        slots = self._slots.get(key)
+        group = (key, request.jkt)
+        slots = self._slots.get(group)
+        counted = False
         if slots is None:
-            slots = self._slots[key] = _Slots(anyio.CapacityLimiter(self.max_concurrent))
+            own = request.jkt is not None and request.jkt == self._bindings.get(key)
+            if not own:
+                keys = self._keys_in_flight.get(key, 0)
+                if keys >= self.max_keys:
+                    # Refused now rather than queued: a queue here is what let thieves
+                    # with many keys hold up the owner (see the module docstring).
+                    self.contested += 1
+                    raise IntrospectionUnavailable("introspection_token_contested")
+                self._keys_in_flight[key] = keys + 1
+                counted = True
+            slots = self._slots[group] = _Slots(anyio.CapacityLimiter(self.max_concurrent))
+            slots.counted = counted
         slots.users += 1
         led = False
         try:
@@ -428,7 +511,13 @@ class CachingIntrospector:
                 await self._fleet_release(key)
             slots.users -= 1
             if slots.users == 0:
-                del self._slots[key]
+                del self._slots[group]
+                if slots.counted:
+                    left = self._keys_in_flight[key] - 1
+                    if left:
+                        self._keys_in_flight[key] = left
+                    else:
+                        del self._keys_in_flight[key]
 
     async def _fleet_flight(self, key: bytes) -> tuple[bool, TokenInfo | None]:
         """Single flight across the fleet, with a shared level that can lock (``claim``,
@@ -491,6 +580,11 @@ class CachingIntrospector:
         deadline = now + self.ttl if deadline is None else min(deadline, now + self.ttl)
         if info.expires_at is not None:
             deadline = min(deadline, float(info.expires_at))
+        if info.jkt is not None:
+            # The binding outlives the facts: it never changes while the token lives.
+            until = float(info.expires_at) if info.expires_at is not None else now + BINDING_TTL
+            if until > now:
+                self._bindings.set(key, info.jkt, until)
         if deadline - now < 1.0:
             return None
         self._cache.set(key, info, deadline)

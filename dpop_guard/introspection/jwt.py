@@ -18,14 +18,15 @@ those paths, so a revoked token is refused there on the first request after the 
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import posixpath
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import Any, Final
+from urllib.parse import unquote
 
 import anyio
 import httpx
@@ -36,7 +37,7 @@ from joserfc.errors import JoseError
 from .._b64 import b64url_decode
 from .._env import EnvReader
 from .._json import JSONError, parse_object
-from ..errors import InvalidToken
+from ..errors import InvalidDPoPProof, InvalidToken
 from . import (
     InactiveToken,
     Introspector,
@@ -49,8 +50,12 @@ from . import (
     validate_resources,
 )
 from ._breaker import unavailable as _unavailable
+from ._endpoint import check_service_url
 
-__all__ = ["JWTAccessTokenSettings", "JWTAccessTokenValidator"]
+__all__ = ["FAPI_ALGORITHMS", "JWTAccessTokenSettings", "JWTAccessTokenValidator"]
+
+FAPI_ALGORITHMS: Final = ("ES256", "PS256", "EdDSA")
+"""FAPI 2.0 Security Profile section 5.4.1: the JWS algorithms a FAPI party may use."""
 
 logger = logging.getLogger("dpop_guard.introspection")
 
@@ -64,7 +69,9 @@ class JWTAccessTokenSettings:
         single-valued spelling of ``resources``. Give either or both; ``aud`` must name one.
     :param resources: this API's RFC 8707 identifiers (``DPOP_GUARD_RESOURCES``).
     :param jwks_uri: where the authorization server publishes its keys.
-    :param algorithms: accepted signing algorithms (never ``none`` or HMAC).
+    :param algorithms: accepted signing algorithms (never ``none`` or HMAC). The default is
+        FAPI 2.0 Security Profile section 5.4.1's list (PS256, ES256, EdDSA); RS256
+        (PKCS#1 v1.5) may be added explicitly for an issuer outside FAPI.
     :param leeway: seconds of clock skew for ``exp`` and ``nbf``.
     :param jwks_ttl: seconds the key set is reused before it is fetched again.
     :param refresh_interval: the least seconds between two fetches on unknown ``kid``.
@@ -78,7 +85,7 @@ class JWTAccessTokenSettings:
     issuer: str
     audience: str = ""
     jwks_uri: str
-    algorithms: tuple[str, ...] = ("ES256", "PS256", "EdDSA", "RS256")
+    algorithms: tuple[str, ...] = FAPI_ALGORITHMS
     leeway: int = 5
     jwks_ttl: float = 600.0
     refresh_interval: float = 30.0
@@ -120,8 +127,9 @@ class JWTAccessTokenSettings:
             raise ValueError(f"{env.prefix}*: {exc}") from None
 
     def __post_init__(self) -> None:
-        if urlsplit(self.jwks_uri).scheme not in ("http", "https"):
-            raise ValueError("jwks_uri must be an http(s) URL")
+        check_service_url("jwks_uri", self.jwks_uri)  # https unless loopback, no query
+        if self.issuer:
+            check_service_url("issuer", self.issuer)
         object.__setattr__(self, "resources", validate_resources(self.resources))
         if not self.issuer or not (self.audience or self.resources):
             raise ValueError("issuer and audience (or resources) are required")
@@ -269,9 +277,22 @@ class JWTAccessTokenValidator:
         )
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
-        """Validate ``token`` locally (and by introspection on revocation-sensitive paths)."""
+        """Validate ``token`` locally (and by introspection on revocation-sensitive paths).
+
+        The revocation introspector is asked last, only for a request that would otherwise
+        pass what the token itself decides: signature, issuer, audience and expiry
+        (:meth:`_validate`), then the token's sender constraints against this request's
+        proof key and certificate (:func:`_check_binding`). So a thief holding a stolen JWT
+        but not its key costs no call to the authorization server.
+
+        :raises InvalidDPoPProof: ``jkt_mismatch`` (before any revocation call).
+        :raises InvalidToken: ``certificate_missing``, ``certificate_mismatch``,
+            ``bound_token_as_bearer`` (before any revocation call), or what
+            :meth:`_validate` and the revocation introspector raise.
+        """
         info = await self._validate(token)
         if self.revocation is not None and self.requires_fresh(request):
+            _check_binding(info, request)
             await self.revocation.introspect(token, request=request)  # raises if revoked
         return info
 
@@ -329,3 +350,34 @@ class JWTAccessTokenValidator:
             jkt=jkt,
             **extra,
         )
+
+
+def _check_binding(info: TokenInfo, request: RequestFacts) -> None:
+    """Refuse a request that presents the wrong key or certificate for what the token is
+    bound to: the token's own half of the middleware's binding check (which runs again
+    after, with the route's policy). Only a binding the token names can fail here, so a
+    request this refuses is one the middleware would refuse too.
+
+    :raises InvalidDPoPProof: ``jkt_mismatch``.
+    :raises InvalidToken: ``certificate_missing``, ``certificate_mismatch``,
+        ``bound_token_as_bearer``.
+    """
+    if info.x5t_s256 is not None:
+        certificate = request.client_certificate
+        if certificate is None:
+            raise InvalidToken(
+                "certificate_missing", "The access token requires a client certificate."
+            )
+        if not hmac.compare_digest(info.x5t_s256, certificate.thumbprint):
+            raise InvalidToken(
+                "certificate_mismatch", "The client certificate does not match the access token."
+            )
+    if info.jkt is not None:
+        if request.jkt is None:
+            raise InvalidToken(
+                "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
+            )
+        if not hmac.compare_digest(info.jkt, request.jkt):
+            raise InvalidDPoPProof(
+                "jkt_mismatch", "The DPoP proof key does not match the access token."
+            )

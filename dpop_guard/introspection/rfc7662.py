@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 from joserfc import jwk as jose_jwk
@@ -41,6 +41,7 @@ from ._breaker import (
     post,
 )
 from ._breaker import unavailable as _unavailable
+from ._endpoint import check_service_url
 from ._http import PostTransport, as_transport
 from .authlete import AuthleteSettings
 
@@ -78,9 +79,7 @@ class RFC7662Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resources", validate_resources(self.resources))
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url must be an absolute http(s) URL, got {self.url!r}")
+        check_service_url("url", self.url)  # an origin and a path; https unless loopback
         if not self.client_id:
             raise ValueError("client_id is required")
         if (self.client_secret is None) == (self.private_key is None):

@@ -9,7 +9,14 @@ marker ``<prefix>epoch`` holds the second the store's memory began; it is writte
 ``SET NX`` and no expiry, so it disappears exactly when the records do, and whoever sees
 it missing first writes a new one that every worker then reads. Run Redis with
 ``maxmemory-policy noeviction``: an evicted record reopens its proof, and an evicting
-policy could drop records while keeping the marker.
+policy could drop records while keeping the marker. :meth:`RedisReplayStore.ping` (run by
+``guard.startup()``) checks it: ``CONFIG GET maxmemory maxmemory-policy``, and anything but
+``noeviction`` with a memory limit is logged as an ERROR (and reported by
+``dpop-guard check-config``). ``volatile-*`` policies count too: every record has a TTL, so
+every record is a candidate. Without a limit (``maxmemory 0``, 64-bit Redis) nothing is
+evicted whatever the policy. A server that refuses ``CONFIG`` (managed Redis often renames
+or disables it) cannot be checked: that is a warning, since the operator may have set
+``noeviction`` in the provider's console.
 
 Redis Cluster (``redis+cluster://``): the marker is one key, on one primary. It detects the
 loss of that primary's memory, not of another's: a primary that restarts empty, or fails
@@ -22,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from .._extras import missing_extra
 
@@ -33,13 +40,16 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
 
 from .._redis import Batcher, Client, redis_client
 
-__all__ = ["DEFAULT_PREFIX", "RedisReplayStore"]
+__all__ = ["DEFAULT_PREFIX", "EvictionCheck", "RedisReplayStore"]
 
 logger = logging.getLogger("dpop_guard.replay")
 
 DEFAULT_PREFIX: Final = "dpop_guard:jti:"
 DEFAULT_CONNECT_TIMEOUT: Final = 1.0
 DEFAULT_COMMAND_TIMEOUT: Final = 0.5
+
+EvictionCheck = tuple[Literal["ok", "evicting", "unknown"], str]
+"""The outcome of :meth:`RedisReplayStore.check_eviction` and a sentence explaining it."""
 
 
 class RedisReplayStore:
@@ -139,8 +149,59 @@ class RedisReplayStore:
             return first, now
 
     async def ping(self) -> bool:
-        """Whether the server answers (for start-up checks and health endpoints)."""
-        return bool(await self.client.ping())
+        """Whether the server answers (for start-up checks and health endpoints); also
+        checks, once per call, that the server cannot evict records
+        (:meth:`check_eviction`), logging an ERROR if it can and a warning if it could not
+        tell. Neither refuses start-up: requests are still served, and the log names the
+        setting to change.
+
+        :raises Exception: whatever the client raises when the server does not answer.
+        """
+        answered = bool(await self.client.ping())
+        outcome, sentence = await self.check_eviction()
+        if outcome == "evicting":
+            logger.error(
+                "dpop_guard: %s", sentence, extra={"dpop_guard_reason": "replay_store_evicts"}
+            )
+        elif outcome == "unknown":
+            logger.warning(
+                "dpop_guard: %s",
+                sentence,
+                extra={"dpop_guard_reason": "replay_store_eviction_unknown"},
+            )
+        return answered
+
+    async def check_eviction(self) -> EvictionCheck:
+        """Whether the server may evict replay records: ``("evicting", why)`` when
+        ``maxmemory`` is set and ``maxmemory-policy`` is not ``noeviction`` (on any node of
+        a cluster), ``("unknown", why)`` when ``CONFIG GET`` is refused or fails, and
+        ``("ok", "")`` otherwise. The sentence names ``maxmemory-policy``."""
+        try:
+            reply = await self.client.config_get("maxmemory*")
+        except Exception as exc:  # CONFIG disabled or renamed (managed Redis), ACLs
+            return (
+                "unknown",
+                "could not check the replay store's maxmemory-policy "
+                f"(CONFIG GET failed: {type(exc).__name__}); make sure it is noeviction, "
+                "or a flood of records can evict others and reopen their proofs",
+            )
+        for config in _node_configs(reply):
+            policy = _text(config.get("maxmemory-policy"))
+            limit = _text(config.get("maxmemory"))
+            if policy is None or limit is None:
+                return (
+                    "unknown",
+                    "could not read the replay store's maxmemory-policy; make sure it is "
+                    "noeviction",
+                )
+            if policy != "noeviction" and limit.strip() not in ("0", ""):
+                return (
+                    "evicting",
+                    f"the replay store's Redis has maxmemory-policy {policy} with maxmemory "
+                    f"{limit}: under memory pressure it evicts replay records and reopens "
+                    "their proofs; set maxmemory-policy noeviction",
+                )
+        return "ok", ""
 
     async def aclose(self) -> None:
         """Close the client's connections."""
@@ -157,3 +218,17 @@ def _reply(reply: Any) -> Any:
 def _added(reply: Any) -> bool:
     # SET NX answers OK when it wrote the key and nil when the key existed.
     return _reply(reply) is not None
+
+
+def _node_configs(reply: Any) -> list[dict[str, Any]]:
+    """``CONFIG GET``'s answer as one mapping per node: a plain client answers one
+    mapping, a cluster client may answer one per node."""
+    if isinstance(reply, dict) and reply and all(isinstance(v, dict) for v in reply.values()):
+        return [{_text(k): v for k, v in node.items()} for node in reply.values()]
+    if isinstance(reply, dict):
+        return [{_text(k): v for k, v in reply.items()}]
+    return [{}]
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

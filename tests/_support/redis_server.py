@@ -19,7 +19,7 @@ def free_port() -> int:
 class RedisServer:
     """Start, stop and restart ``redis-server`` on one port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -30,6 +30,7 @@ class RedisServer:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.args = args  # extra redis-server options, e.g. ("--maxmemory", "2mb")
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(  # noqa: S603 - a fixed binary with fixed arguments
@@ -47,6 +48,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -248,7 +248,6 @@ def test_rt6_demo_authorization_server_names_the_variable(
 # -- RT-3: AUTHLETE_BASE_URL ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="RT-3")
 @pytest.mark.parametrize(
     "base_url",
     [
@@ -271,6 +270,99 @@ def test_rt3_authlete_base_url_is_an_origin(base_url: str) -> None:
     }
     with pytest.raises(ValueError, match="AUTHLETE_BASE_URL"):
         AuthleteSettings.from_env(environ)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api.authlete.test/",
+        "https://api.authlete.test/prefix",
+        "https://api.authlete.test:8443",
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://[::1]:8080/prefix",
+        "http://localhost:8080",
+    ],
+)
+def test_rt3_neighbours_origin_and_path_accepted(base_url: str) -> None:
+    """The neighbours of RT-3 that must keep working: an origin with a port or a path,
+    and plain ``http`` to loopback (development servers, sidecars)."""
+    environ = {
+        "AUTHLETE_BASE_URL": base_url,
+        "AUTHLETE_SERVICE_APIKEY": "123",
+        "AUTHLETE_SERVICE_ACCESSTOKEN": "service-token",
+    }
+    settings = AuthleteSettings.from_env(environ)
+    assert settings.introspection_url == base_url.rstrip("/") + "/api/123/auth/introspection"
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api.authlete.test?",  # an empty query is still a query
+        "https://api.authlete.test/#",
+        "https://:secret@api.authlete.test",  # a password without a user name
+        "http://127.0.0.1.nip.io",  # a name that resolves to loopback is still a name
+        "http://localhost.example",
+        "https://api.authlete.test:99999",
+        "https://api.authlete.tést",
+        "https://api.authlete.test/a b",
+    ],
+)
+def test_rt3_neighbours_refused_without_echoing_user_info(base_url: str) -> None:
+    """The neighbours of RT-3: an empty query or fragment, a password alone, a DNS name
+    that only looks local, a bad port, non-ASCII, a space: all refused naming the
+    variable, and a password never appears in the message."""
+    environ = {
+        "AUTHLETE_BASE_URL": base_url,
+        "AUTHLETE_SERVICE_APIKEY": "123",
+        "AUTHLETE_SERVICE_ACCESSTOKEN": "service-token",
+    }
+    with pytest.raises(ValueError, match="AUTHLETE_BASE_URL") as refused:
+        AuthleteSettings.from_env(environ)
+    assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("access_token", "tök€n"), ("access_token", "t\r\nX: y"), ("api_secret", "s€cret")],
+)
+def test_rt3_neighbours_secrets_fit_in_a_header(field: str, value: str) -> None:
+    """A credential that is not latin-1 (or holds a control character) cannot be sent in
+    a header: refused at start-up, naming the field, never echoing the value."""
+    v2 = field == "api_secret"
+    kwargs: dict[str, Any] = (
+        {"api_version": "V2", "api_secret": "s"} if v2 else {"access_token": "t"}
+    )
+    kwargs[field] = value
+    with pytest.raises(ValueError, match=field) as refused:
+        AuthleteSettings(base_url="https://api.authlete.test", api_key="123", **kwargs)
+    assert value not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://as.test/introspect?x=1",
+        "https://as.test/introspect#x",
+        "https://u:pw@as.test/introspect",
+        "http://as.test/introspect",
+    ],
+)
+def test_rt3_neighbours_rfc7662_and_jwt_urls(url: str) -> None:
+    """The same rule for the RFC 7662 endpoint, the JWKS URI and the JWT issuer."""
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings
+    from dpop_guard.introspection.rfc7662 import RFC7662Settings
+
+    with pytest.raises(ValueError, match="url") as refused:
+        RFC7662Settings(url=url, client_id="rs", client_secret="s")
+    assert "pw" not in str(refused.value)
+    with pytest.raises(ValueError, match="jwks_uri"):
+        JWTAccessTokenSettings(issuer=ISSUER, audience="https://api.bank.test", jwks_uri=url)
+    with pytest.raises(ValueError, match="issuer"):
+        JWTAccessTokenSettings(
+            issuer=url, audience="https://api.bank.test", jwks_uri=f"{ISSUER}/jwks"
+        )
 
 
 # -- RT-4: the environment reader (fixed here) ----------------------------------------------
@@ -758,7 +850,6 @@ def test_rt10_root_path_is_cut_at_a_segment_boundary(
 
 
 @pytest.mark.redis  # its own redis-server
-@pytest.mark.xfail(strict=True, reason="RT-11")
 async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -778,6 +869,7 @@ async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
     try:
         admin = redis_asyncio.Redis.from_url(server.url)
         await admin.config_set("maxmemory-policy", "allkeys-lru")
+        await admin.config_set("maxmemory", "2mb")  # without a limit nothing is evicted
         await admin.aclose()
         guard = from_env(
             routes=(Route("/health", public=True),),
@@ -798,10 +890,60 @@ async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
     assert refused or any("maxmemory-policy" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.redis  # its own redis-server
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--maxmemory-policy", "allkeys-lru", "--maxmemory", "2mb"), "evicting"),
+        (("--maxmemory-policy", "volatile-ttl", "--maxmemory", "2mb"), "evicting"),
+        (("--maxmemory-policy", "allkeys-lru", "--maxmemory", "0"), "ok"),  # no limit
+        (("--maxmemory-policy", "noeviction", "--maxmemory", "2mb"), "ok"),
+        (("--rename-command", "CONFIG", ""), "unknown"),  # as managed Redis does
+    ],
+)
+async def test_rt11_neighbours_eviction_policy(
+    caplog: pytest.LogCaptureFixture, args: tuple[str, ...], expected: str
+) -> None:
+    """The neighbours of RT-11: ``volatile-*`` evicts records too (they all have TTLs),
+    no ``maxmemory`` means no eviction whatever the policy, ``noeviction`` is fine, and a
+    server that refuses ``CONFIG`` is a warning that the policy could not be checked.
+    ``dpop-guard check-config`` reports an evicting store as a problem."""
+    import logging
+
+    from dpop_guard.cli import _check
+    from tests._support.redis_server import RedisServer
+
+    server = RedisServer(args=args).start()
+    try:
+        environ = {
+            "DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1",
+            "DPOP_GUARD_REPLAY_STORE": server.url,
+            "DPOP_GUARD_PUBLIC_URL": "https://api.bank.test",
+        }
+        guard = from_env(routes=(Route("/health", public=True),), environ=environ)
+        with caplog.at_level(logging.WARNING, logger="dpop_guard.replay"):
+            await guard.startup()
+        await guard.aclose()
+        problems = await _check(environ)
+    finally:
+        server.stop()
+    logged = [r for r in caplog.records if r.name == "dpop_guard.replay"]
+    flagged = [p for p in problems if "maxmemory-policy" in p]
+    if expected == "evicting":
+        assert [r.levelname for r in logged] == ["ERROR"]
+        assert "maxmemory-policy" in logged[0].getMessage()
+        assert len(flagged) == 1 and "DPOP_GUARD_REPLAY_STORE" in flagged[0]
+    elif expected == "unknown":
+        assert [r.levelname for r in logged] == ["WARNING"]
+        assert "could not check" in logged[0].getMessage()
+        assert flagged == []
+    else:
+        assert logged == [] and flagged == []
+
+
 # -- RT-12: the JWT validator accepts RS256 by default --------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="RT-12")
 def test_rt12_jwt_default_algorithms_are_fapi_2() -> None:
     """FAPI 2.0 Security Profile §5.4.1 allows only PS256, ES256 and EdDSA (Ed25519) for
     JWS; the JWT access-token validator accepts RS256 (PKCS#1 v1.5) by default. Keep it
@@ -900,50 +1042,101 @@ async def test_rt13_websocket_without_denial_extension_is_closed_1008() -> None:
 # -- RT-14: thieves with a stolen token queue the owner behind them ------------------------
 
 
-@pytest.mark.e2e  # the simulator over real HTTP
-@pytest.mark.xfail(strict=True, reason="RT-14")
-async def test_rt14_thieves_with_many_keys_do_not_queue_the_owner(
-    simulator: SimulatorState, simulator_url: str, signer: ProofSigner
-) -> None:
-    """A thief holding a stolen token but not its key sends it with proofs of 200
-    different keys of its own. Each (token, key) pair is its own single flight, so none
-    follows another; but every inner call for the token shares one FIFO limiter of 64.
-    The owner's cold request (first use, or the first after ``ttl``) waits behind all 200:
-    measured 2.1 s instead of 0.07 s with 50 ms per Authlete call (300 thieves), and 2
-    Authlete calls per thief request. Counted, not timed: the Authlete calls made while
-    the owner's request is in progress must be about one round of the limiter, not every
-    thief's."""
-    from tests._support.harness import Harness
+async def _rt14_flood(
+    simulator: SimulatorState,
+    simulator_url: str,
+    signer: ProofSigner,
+    *,
+    warm: bool,
+    thieves: int = 200,
+) -> tuple[int, int, set[int]]:
+    """200 thieves with a stolen token and keys of their own, then the owner: returns the
+    Authlete calls made while the owner's request was in progress, its status and the
+    thieves' statuses. ``warm``: the owner used the token before, and its facts have since
+    expired (``ttl`` passed, by the cache's injected clock)."""
+    import time
 
-    harness = Harness(simulator, simulator_url)
+    from anyio import create_task_group
+    from anyio.lowlevel import checkpoint
+
+    from dpop_guard.introspection.authlete import AuthleteIntrospector
+    from dpop_guard.introspection.cached import CachingIntrospector
+    from tests._support.harness import Harness, authlete_settings
+
+    offset = [0.0]
+    authlete_http = httpx.AsyncClient()
+    cache = CachingIntrospector(
+        AuthleteIntrospector(authlete_http, authlete_settings(simulator_url)),
+        ttl=60,
+        clock=lambda: time.time() + offset[0],
+    )
+    harness = Harness(simulator, simulator_url, introspector=cache)
+    during_owner: list[int] = []
+    owner_status: list[int] = []
+    statuses: set[int] = set()
     try:
         simulator.latency = 0.05
         token = harness.token(signer)
-        thieves = [ProofSigner.generate("ES256") for _ in range(200)]
-        during_owner: list[int] = []
+        if warm:
+            assert (await harness.call(token, signer)).status_code == 200
+            offset[0] = 61.0  # the cached facts are gone; the token is still valid
+        keys = [ProofSigner.generate("ES256") for _ in range(thieves)]
 
         async def thief(key: ProofSigner) -> None:
-            response = await harness.call(token, key)
-            assert response.status_code == 401
+            statuses.add((await harness.call(token, key)).status_code)
 
         async def owner() -> None:
             before = simulator.calls["auth/introspection"]
             response = await harness.call(token, signer)
-            assert response.status_code == 200
+            owner_status.append(response.status_code)
             during_owner.append(simulator.calls["auth/introspection"] - before)
 
-        from anyio import create_task_group
-        from anyio.lowlevel import checkpoint
-
         async with create_task_group() as group:
-            for key in thieves:
+            for key in keys:
                 group.start_soon(thief, key)
             for _ in range(5):  # let every thief reach the introspector first
                 await checkpoint()
             group.start_soon(owner)
     finally:
         await harness.aclose()
-    assert during_owner[0] <= 2 * 64 + 2
+        await authlete_http.aclose()
+    return during_owner[0], owner_status[0], statuses
+
+
+@pytest.mark.e2e  # the simulator over real HTTP
+async def test_rt14_thieves_with_many_keys_do_not_queue_the_owner(
+    simulator: SimulatorState, simulator_url: str, signer: ProofSigner
+) -> None:
+    """A thief holding a stolen token but not its key sends it with proofs of 200
+    different keys of its own. Every inner call for the token shared one FIFO limiter of
+    64, so the owner's cold request (the first after ``ttl``) waited behind all 200:
+    measured 2.1 s instead of 0.07 s with 50 ms per Authlete call (300 thieves), and 2
+    Authlete calls per thief request. Counted, not timed: the Authlete calls made while
+    the owner's request is in progress must be the owner's own round, and every thief
+    is refused (its key is not the one the token is known to be bound to)."""
+    during_owner, owner_status, statuses = await _rt14_flood(
+        simulator, simulator_url, signer, warm=True
+    )
+    assert owner_status == 200
+    assert statuses == {401}
+    assert during_owner <= 2
+
+
+@pytest.mark.e2e  # the simulator over real HTTP
+async def test_rt14_neighbour_first_use_is_bounded(
+    simulator: SimulatorState, simulator_url: str, signer: ProofSigner
+) -> None:
+    """The neighbour of RT-14 no cache can tell apart: a token its owner has never used.
+    Nothing distinguishes the owner's key yet, so the bound holds for everyone: at most 8
+    keys' calls in flight, every further key refused at once with a 503 (never queued,
+    never a pass); the owner's request costs at most one round of the 8, and its retry
+    passes."""
+    during_owner, owner_status, statuses = await _rt14_flood(
+        simulator, simulator_url, signer, warm=False
+    )
+    assert owner_status in (200, 503)
+    assert statuses <= {401, 503} and 503 in statuses
+    assert during_owner <= 2 * 8 + 2
 
 
 # -- RT-15: requires_dpop admits a Bearer token ----------------------------------------------
@@ -1063,7 +1256,6 @@ async def test_rt15_requires_dpop_and_dpop_security_refuse_bearer(allow_unbound:
 
 
 @pytest.mark.e2e  # the simulator over real HTTP
-@pytest.mark.xfail(strict=True, reason="RT-16")
 async def test_rt16_jwt_binding_is_checked_before_the_revocation_call(
     simulator: SimulatorState, simulator_url: str, signer: ProofSigner
 ) -> None:
@@ -1121,3 +1313,113 @@ async def test_rt16_jwt_binding_is_checked_before_the_revocation_call(
         with contextlib.suppress(DPoPGuardError):
             await validator.introspect(token, request=facts)
     assert simulator.calls["auth/introspection"] == before
+
+
+_PKI_CACHE: list[Any] = []
+
+
+def _pki() -> Any:
+    from tests._support.pki import PKI
+
+    if not _PKI_CACHE:
+        _PKI_CACHE.append(PKI.generate())
+    return _PKI_CACHE[0]
+
+
+@pytest.mark.e2e  # the simulator over real HTTP
+@pytest.mark.parametrize(
+    ("case", "expected_reason"),
+    [
+        ("certificate_missing", "certificate_missing"),  # x5t#S256-bound, no certificate
+        ("certificate_mismatch", "certificate_mismatch"),  # x5t#S256-bound, another one
+        ("bearer", "bound_token_as_bearer"),  # jkt-bound, sent without a proof
+        ("expired", "jwt_expired"),
+        ("audience", "jwt_audience"),
+    ],
+)
+async def test_rt16_neighbours_cost_no_revocation_call(
+    simulator: SimulatorState,
+    simulator_url: str,
+    signer: ProofSigner,
+    case: str,
+    expected_reason: str,
+) -> None:
+    """The neighbours of RT-16: whatever the token itself decides (its certificate
+    binding, DPoP binding on a ``Bearer`` request, expiry, audience) is checked before the
+    revocation introspector is asked, so none of them costs an Authlete call."""
+    import time
+
+    from dpop_guard.introspection import RequestFacts
+    from dpop_guard.introspection.authlete import AuthleteIntrospector
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
+    from dpop_guard.mtls import ClientCertificate
+    from tests._support.harness import authlete_settings
+
+    pki = _pki()
+    issuer_key = ProofSigner.generate("ES256")
+    jwks = {"keys": [{**issuer_key.public_jwk, "kid": "k1", "use": "sig", "alg": "ES256"}]}
+    jwks_app = Starlette(
+        routes=[HTTPRoute("/jwks", lambda _request: JSONResponse(jwks), methods=["GET"])]
+    )
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": "https://api.bank.test",
+        "exp": int(time.time()) + 300,
+        "sub": "alice",
+        "scope": "payments:write",
+        "cnf": {"jkt": signer.jkt},
+    }
+    certificate: ClientCertificate | None = None
+    jkt: str | None = signer.jkt
+    if case.startswith("certificate"):
+        claims["cnf"] = {"x5t#S256": pki.alice.x5t_s256}
+        if case == "certificate_mismatch":
+            certificate = ClientCertificate.from_der(pki.mallory.der)
+    elif case == "bearer":
+        jkt = None
+    elif case == "expired":
+        claims["exp"] = int(time.time()) - 600
+    else:
+        claims["aud"] = "https://elsewhere.test"
+    token = issuer_key.sign_raw({"alg": "ES256", "typ": "at+jwt", "kid": "k1"}, claims)
+    settings = JWTAccessTokenSettings(
+        issuer=ISSUER,
+        audience="https://api.bank.test",
+        jwks_uri=f"{ISSUER}/jwks",
+        revocation_paths=("/payments",),
+    )
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=jwks_app)) as jwks_http,
+        httpx.AsyncClient() as authlete_http,
+    ):
+        revocation = AuthleteIntrospector(authlete_http, authlete_settings(simulator_url))
+        validator = JWTAccessTokenValidator(jwks_http, settings, revocation=revocation)
+        facts = RequestFacts(
+            method="POST",
+            htu="https://api.bank.test/payments",
+            proof=None
+            if jkt is None
+            else signer.sign(htm="POST", htu="https://api.bank.test/payments", access_token=token),
+            jkt=jkt,
+            path="/payments",
+            client_certificate=certificate,
+        )
+        before = simulator.calls["auth/introspection"]
+        with pytest.raises(DPoPGuardError) as raised:
+            await validator.introspect(token, request=facts)
+    assert raised.value.reason == expected_reason
+    assert simulator.calls["auth/introspection"] == before
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES384"])
+def test_rt12_other_algorithms_only_when_configured(algorithm: str) -> None:
+    """The neighbours of RT-12: an algorithm outside FAPI 2.0's list is accepted only when
+    configured (``DPOP_GUARD_JWT_ALGORITHMS``), never by default."""
+    from dpop_guard.introspection.jwt import JWTAccessTokenSettings
+
+    base = {"DPOP_GUARD_JWT_ISSUER": ISSUER, "DPOP_GUARD_JWT_AUDIENCE": "https://api.bank.test"}
+    assert algorithm not in JWTAccessTokenSettings.from_env(base).algorithms
+    configured = JWTAccessTokenSettings.from_env(
+        {**base, "DPOP_GUARD_JWT_ALGORITHMS": f"PS256 {algorithm}"}
+    )
+    assert configured.algorithms == ("PS256", algorithm)

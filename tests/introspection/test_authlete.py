@@ -445,7 +445,7 @@ class TestSettings:
                     "AUTHLETE_SERVICE_APIKEY": "1",
                     "AUTHLETE_SERVICE_ACCESSTOKEN": "t",
                 },
-                "base_url",
+                "AUTHLETE_BASE_URL",
             ),
             (
                 {

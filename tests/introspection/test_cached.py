@@ -410,16 +410,45 @@ class TestSingleFlightUnderAttack:
             inner.release()
         return rejected, accepted, first_wave
 
-    async def test_thieves_with_own_keys_do_not_delay_owner(self) -> None:
-        """40 thieves, each with its own key, start first; the owner's call starts in the
-        same wave (41 calls in flight at once), not after the thieves' rejections."""
+    async def test_keys_beyond_the_bound_are_refused_at_once(self) -> None:
+        """40 thieves, each with its own key, then the owner, on a token never used: 8 keys
+        (``max_keys``) have calls in flight, every further key is refused at once with a
+        503 (``introspection_token_contested``), none is queued; once the wave answers, the
+        owner's retry passes."""
         inner = Gated(by_key("OWNER"))
         cache = CachingIntrospector(inner, ttl=60)
         thieves = [f"THIEF{i}" for i in range(40)]
-        rejected, accepted, (started, in_flight) = await self.run(cache, inner, thieves)
-        assert in_flight == 41 and "OWNER" in started
-        assert sorted(rejected) == sorted(thieves) and [i.jkt for i in accepted] == ["OWNER"]
-        assert inner.calls == 41
+        contested: list[str] = []
+        rejected: list[str] = []
+
+        async def call(jkt: str) -> None:
+            try:
+                await cache.introspect("t", request=replace(FACTS, jkt=jkt))
+            except InvalidDPoPProof:
+                rejected.append(jkt)
+            except IntrospectionUnavailable as exc:
+                assert exc.reason == "introspection_token_contested" and exc.status == 503
+                contested.append(jkt)
+
+        async with anyio.create_task_group() as tg:
+            for jkt in [*thieves, "OWNER"]:
+                tg.start_soon(call, jkt)
+                await checkpoint()
+            await wait_all_tasks_blocked()
+            assert inner.in_flight == 8 and inner.started == thieves[:8]
+            assert contested == [*thieves[8:], "OWNER"]  # refused while the 8 wait
+            inner.release()
+        assert sorted(rejected) == sorted(thieves[:8]) and cache.contested == 33
+        passed: list[TokenInfo] = []
+
+        async def owner() -> None:
+            passed.append(await cache.introspect("t", request=replace(FACTS, jkt="OWNER")))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(owner)
+            await wait_all_tasks_blocked()
+            inner.release()
+        assert [i.jkt for i in passed] == ["OWNER"] and inner.calls == 9
 
     async def test_thieves_sharing_a_key_do_not_delay_owner(self) -> None:
         """40 requests of one thief key: one call for them (they wait for their leader),
@@ -435,35 +464,77 @@ class TestSingleFlightUnderAttack:
         assert rejected == ["THIEF"] and inner.calls == 2
         assert len(accepted) == 40 and {i.jkt for i in accepted} == {"OWNER"}
 
-    async def test_per_token_bound_is_fifo(self) -> None:
-        """With max_concurrent=4, 12 thieves and the owner arriving 5th: never more than 4
-        inner calls at once, and the owner is in the second wave, not the last."""
+    async def test_one_keys_calls_never_wait_behind_anothers(self) -> None:
+        """``max_concurrent`` bounds the calls of one token *and key*: with a bound of 1
+        and a thief's call in flight, the owner's call starts at once."""
         inner = Gated(by_key("OWNER"))
-        cache = CachingIntrospector(inner, ttl=60, max_concurrent=4)
-        rejected: list[str] = []
+        cache = CachingIntrospector(inner, ttl=60, max_concurrent=1)
+        outcomes: list[str] = []
 
         async def call(jkt: str) -> None:
             try:
                 await cache.introspect("t", request=replace(FACTS, jkt=jkt))
+                outcomes.append(jkt)
             except InvalidDPoPProof:
-                rejected.append(jkt)
+                outcomes.append("refused " + jkt)
 
-        arrivals = [f"T{i}" for i in range(4)] + ["OWNER"] + [f"T{i}" for i in range(4, 12)]
-        waves: list[list[str | None]] = []
         async with anyio.create_task_group() as tg:
-            for jkt in arrivals:
-                tg.start_soon(call, jkt)
-                await checkpoint()
-            for _ in range(4):
-                await wait_all_tasks_blocked()
-                waves.append(list(inner.started[sum(map(len, waves)) :]))
-                inner.release()
-        assert inner.peak == 4
-        assert waves[0] == ["T0", "T1", "T2", "T3"]
-        assert "OWNER" in waves[1]
-        # Once the owner's call filled the cache, the thieves still queued were refused
-        # locally (no inner call): the bound bought the owner time, not the thieves.
-        assert inner.calls < len(arrivals)
+            tg.start_soon(call, "T0")
+            await wait_all_tasks_blocked()
+            tg.start_soon(call, "OWNER")
+            await wait_all_tasks_blocked()
+            assert inner.started == ["T0", "OWNER"] and inner.peak == 2
+            inner.release()
+        assert sorted(outcomes) == ["OWNER", "refused T0"]
+
+    async def test_known_binding_refuses_other_keys_after_ttl(self) -> None:
+        """After ``ttl`` the facts are gone but the token's binding is not (it never
+        changes): another key is refused locally, a Bearer use too, with no call and no
+        slot, so the owner's next cold call always starts."""
+        now = [1000.0]
+        inner = Gated(by_key("OWNER"))
+        cache = CachingIntrospector(inner, ttl=60, max_keys=1, clock=lambda: now[0])
+
+        async def owner() -> None:
+            await cache.introspect("t", request=replace(FACTS, jkt="OWNER"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(owner)
+            await wait_all_tasks_blocked()
+            inner.release()
+        now[0] += 61  # the facts expired
+        with pytest.raises(InvalidDPoPProof) as mismatch:
+            await cache.introspect("t", request=replace(FACTS, jkt="THIEF"))
+        with pytest.raises(InvalidToken) as bearer:
+            await cache.introspect("t", request=replace(FACTS, jkt=None, proof=None))
+        assert (mismatch.value.reason, bearer.value.reason) == (
+            "jkt_mismatch",
+            "bound_token_as_bearer",
+        )
+        assert inner.calls == 1 and cache.binding_refusals == 2
+        # No other key of this token can take a slot now, so the owner's cold call
+        # always starts.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(owner)
+            await wait_all_tasks_blocked()
+            assert inner.in_flight == 1
+            inner.release()
+        assert inner.calls == 2 and cache.contested == 0
+
+    async def test_binding_is_forgotten_when_the_token_expires(self) -> None:
+        """The binding is remembered until the token's ``exp``, no longer: past it the
+        inner introspector answers again (here: the token is inactive)."""
+        now = [1000.0]
+        answers: list[TokenInfo | Exception] = [
+            info(jkt="OWNER", expires_at=1100),
+            InactiveToken("authlete_unauthorized", "expired"),
+        ]
+        inner = Scripted(*answers)
+        cache = CachingIntrospector(inner, ttl=60, clock=lambda: now[0])
+        await cache.introspect("t", request=replace(FACTS, jkt="OWNER"))
+        now[0] = 1101.0
+        with pytest.raises(InactiveToken):
+            await cache.introspect("t", request=replace(FACTS, jkt="THIEF"))
 
     async def test_outage_shared_within_key_only(self) -> None:
         """An outage is shared by the callers waiting on that call (no stampede); a caller

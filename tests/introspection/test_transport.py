@@ -372,15 +372,17 @@ class TestAsyncioHTTPClient:
         client = AsyncioHTTPClient()
         server = await serve(replying(ok()))
         async with server as url:
-            introspector = AuthleteIntrospector(
-                client,
-                AuthleteSettings(
-                    base_url=url.partition("/api/")[0],
-                    api_key="1",
-                    access_token="t\nX-Injected: yes",
-                ),
-                breaker=None,
+            settings = AuthleteSettings(
+                base_url=url.partition("/api/")[0], api_key="1", access_token="t"
             )
+            with pytest.raises(ValueError, match="access_token") as refused:
+                AuthleteSettings(
+                    base_url=settings.base_url, api_key="1", access_token="t\nX-Injected: yes"
+                )
+            assert "Injected" not in str(refused.value)
+            # The settings refuse it first; the transport must hold on its own too.
+            object.__setattr__(settings, "access_token", "t\nX-Injected: yes")
+            introspector = AuthleteIntrospector(client, settings, breaker=None)
             with pytest.raises(IntrospectionUnavailable) as info:
                 await introspector.introspect("tok", request=FACTS)
         await client.aclose()
