@@ -194,7 +194,9 @@ async def asgi(n: int, rounds: int) -> list[dict[str, Any]]:
     state = SimulatorState()
     sim = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_simulator_app(state)))
     authlete = AuthleteSettings(
-        base_url="http://sim.invalid", api_key=DEFAULT_SERVICE_ID, access_token=DEFAULT_SERVICE_TOKEN
+        base_url="http://sim.invalid",
+        api_key=DEFAULT_SERVICE_ID,
+        access_token=DEFAULT_SERVICE_TOKEN,
     )
     settings = GuardSettings(
         routes=(Route("/accounts", scopes=("read:accounts",)),), public_url="https://rs.example.com"
