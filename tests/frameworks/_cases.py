@@ -9,10 +9,11 @@ shows the framework, not a path rule, enforced the scope.
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import httpx
 import pytest
@@ -22,6 +23,8 @@ from websockets.exceptions import InvalidStatus
 from dpop_guard import DPoPGuard, Route, from_env, parse_challenge
 from dpop_guard.client import DPoPAuth, ProofSigner
 from dpop_guard.demo import mint_token, simulator_env
+from dpop_guard.simulator import SimulatorState
+from tests._support.servers import ServerThread
 
 __all__ = [
     "CASES",
@@ -171,3 +174,41 @@ async def check_websocket_refused(
 
 def case_ids(cases: Sequence[Case]) -> list[str]:
     return [case.name for case in cases]
+
+
+class FrameworkCases:
+    """The shared cases as tests, in front of one framework's app under uvicorn in a
+    thread. A module per framework subclasses it naming the app's module (imported only
+    when that class runs, so a framework's import cost stays in its own tests) and who
+    enforces scopes there."""
+
+    app_module: ClassVar[str]
+    enforcer: ClassVar[Enforcer]
+
+    @pytest.fixture(name="server", scope="class")
+    @classmethod
+    def _server(
+        cls, simulator_server: tuple[ServerThread, SimulatorState]
+    ) -> Iterator[ServerThread]:
+        create_app = importlib.import_module(cls.app_module).create_app
+        with ServerThread(create_app(app_environ(simulator_server[0].url))) as server:
+            yield server
+
+    @pytest.mark.parametrize("case", CASES, ids=case_ids(CASES))
+    async def test_case(
+        self, case: Case, server: ServerThread, simulator_url: str, reasons: list[str]
+    ) -> None:
+        """Each shared case earns its status, challenge error and reason."""
+        await check_case(
+            case,
+            base_url=server.url,
+            simulator_url=simulator_url,
+            enforcer=self.enforcer,
+            reasons=reasons,
+        )
+
+    async def test_websocket_refused_without_credentials(
+        self, server: ServerThread, reasons: list[str]
+    ) -> None:
+        """A handshake without credentials is refused by the middleware, never accepted."""
+        await check_websocket_refused(server.url, reasons=reasons)
