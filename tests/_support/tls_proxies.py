@@ -10,13 +10,8 @@ never a skip.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
-from types import TracebackType
 
-import uvicorn
 from starlette.types import ASGIApp
 
 from dpop_guard.demo._nginx import (
@@ -29,6 +24,7 @@ from dpop_guard.demo._nginx import (
     render,
     switch,
 )
+from tests._support.servers import ServerThread
 
 from .pki import PKIFiles
 
@@ -80,7 +76,7 @@ def haproxy(
     return ProxyProcess(argv, port, directory / "haproxy.log")
 
 
-class DirectPeerServer:
+class DirectPeerServer(ServerThread):
     """uvicorn on ``127.0.0.1:<free port>`` with ``proxy_headers=False``.
 
     With proxy headers on (uvicorn's default), uvicorn rewrites ``scope["client"]`` from
@@ -89,44 +85,4 @@ class DirectPeerServer:
     """
 
     def __init__(self, app: ASGIApp) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.address}"
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", access_log=False, proxy_headers=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def start(self) -> DirectPeerServer:
-        self.thread.start()
-        deadline = time.monotonic() + _START_SECONDS
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
-        if self.thread.is_alive():
-            self.server.force_exit = True
-            self.thread.join(timeout=10)
-        self.sock.close()
-
-    def __enter__(self) -> DirectPeerServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().__init__(app, lifespan="off", proxy_headers=False)
