@@ -25,7 +25,9 @@ class DPoPCredentials:
     client_id: str | None
     scopes: frozenset[str]
     jkt: str | None
-    """The proof key's thumbprint; ``None`` only for an allowed unbound Bearer token."""
+    """The thumbprint of the DPoP key the token is bound to (the proof was signed by it),
+    or ``None`` for a token not bound to a DPoP key (certificate-bound, or an allowed
+    unbound one)."""
     expires_at: int | None
     scheme: str
     interaction_id: str | None = None
@@ -155,8 +157,7 @@ def credentials_for(
     older than the request, and the cache serves every route, so whatever the
     introspector checked, these are checked again.)
 
-    :param jkt: the thumbprint of the proof key that passed, ``None`` on ``Bearer``.
-    :raises InvalidToken: ``token_expired``.
+    :param jkt: the thumbprint of the DPoP key the token is bound to, ``None`` when none.
     :param acr_values: the route's step-up requirement (see :func:`check_step_up`).
     :param max_age: the route's step-up requirement (see :func:`check_step_up`).
     :raises InvalidToken: ``token_expired``.
