@@ -16,6 +16,7 @@ from typing import Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
 from ._extras import missing_extra
+from ._url import REDIS_CLUSTER_SCHEMES, is_redis_url
 
 try:
     import redis.asyncio as redis
@@ -32,13 +33,7 @@ __all__ = ["CLUSTER_SCHEMES", "Batcher", "Client", "is_redis_url", "redis_client
 Client: TypeAlias = "redis.Redis | RedisCluster"
 Command: TypeAlias = tuple[Any, ...]
 
-CLUSTER_SCHEMES: Final = ("redis+cluster", "rediss+cluster")
-SCHEMES: Final = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
-
-
-def is_redis_url(url: str) -> bool:
-    """Whether ``url`` names a Redis server or cluster this module can connect to."""
-    return urlsplit(url).scheme in SCHEMES
+CLUSTER_SCHEMES: Final = REDIS_CLUSTER_SCHEMES
 
 
 def _no_retries() -> Retry:

@@ -1,8 +1,21 @@
-"""``htu`` normalisation (RFC 9449 section 4.3 step 9, RFC 3986 section 6.2.2-6.2.3)."""
+"""URLs: ``htu`` normalisation (RFC 9449 section 4.3 step 9, RFC 3986 section
+6.2.2-6.2.3), and which URLs name a Redis server (read by the settings without importing
+redis-py)."""
 
 from __future__ import annotations
 
+from typing import Final
 from urllib.parse import urlsplit
+
+REDIS_CLUSTER_SCHEMES: Final = ("redis+cluster", "rediss+cluster")
+REDIS_SCHEMES: Final = ("redis", "rediss", "unix", *REDIS_CLUSTER_SCHEMES)
+
+
+def is_redis_url(url: str) -> bool:
+    """Whether ``url`` names a Redis server or cluster (``redis://``, ``rediss://``,
+    ``unix://``, ``redis+cluster://``, ``rediss+cluster://``)."""
+    return urlsplit(url).scheme in REDIS_SCHEMES
+
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

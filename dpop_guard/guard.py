@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from ._env import EnvReader
 from ._extras import missing_extra
+from ._url import is_redis_url
 from .introspection import Introspector
 from .nonce import HMACNonceSource, NonceSource
 from .replay import ReplayStore, replay_store_from_url
@@ -88,10 +89,6 @@ DEFAULT_CACHE_MAXSIZE: Final = 100_000
 DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
 
 
-def _is_redis_url(value: str) -> bool:
-    return urlsplit(value).scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StoreSettings:
     """What the builder reads besides the middleware's settings: which introspector, its
@@ -123,9 +120,9 @@ class StoreSettings:
                 f"introspection must be one of {', '.join(INTROSPECTION_MODES)}, "
                 f"got {self.introspection!r}"
             )
-        if self.replay_store != "memory" and not _is_redis_url(self.replay_store):
+        if self.replay_store != "memory" and not is_redis_url(self.replay_store):
             raise ValueError("replay_store must be 'memory' or a redis:// or rediss:// URL")
-        if self.introspection_cache is not None and not _is_redis_url(self.introspection_cache):
+        if self.introspection_cache is not None and not is_redis_url(self.introspection_cache):
             raise ValueError("introspection_cache must be a redis:// or rediss:// URL")
         if not self.cache_ttl >= 0:  # also refuses nan
             raise ValueError("cache_ttl must not be negative")
@@ -557,7 +554,7 @@ def from_env(
         (stores.replay_store, "REPLAY_STORE"),
         (stores.introspection_cache or "", "INTROSPECTION_CACHE"),
     ):
-        if _is_redis_url(url):
+        if is_redis_url(url):
             _require("redis", "redis", f"{ENV_PREFIX}{name}={urlsplit(url).scheme}://...")
 
     # 2. The introspector for the mode (its own settings are read first, then it opens).

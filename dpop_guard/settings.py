@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from ._env import EnvReader
 from ._proxy import parse_networks, parse_proxy_headers
+from ._url import is_redis_url
 from .metadata import ResourceMetadata
 from .nonce import DEFAULT_NONCE_STEP
 from .proof import DEFAULT_ALGORITHMS, ProofPolicy  # ProofPolicy lives with the verifier
@@ -33,10 +34,6 @@ ENV_PREFIX: Final = "DPOP_GUARD_"
 def _positive(name: str, value: float) -> None:
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
-
-
-def _is_redis_url(value: str) -> bool:
-    return urlsplit(value).scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 def _origin(value: str) -> str:
@@ -106,7 +103,7 @@ class GuardSettings:
         if self.nonce_secret is not None and len(self.nonce_secret) < 16:
             raise ValueError("nonce_secret must be at least 16 bytes")
         _positive("nonce_step", self.nonce_step)
-        if self.replay_store != "memory" and not _is_redis_url(self.replay_store):
+        if self.replay_store != "memory" and not is_redis_url(self.replay_store):
             raise ValueError("replay_store must be 'memory' or a redis:// or rediss:// URL")
         object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
         parse_networks(self.trusted_proxies)  # raises ValueError naming a bad entry
