@@ -374,9 +374,7 @@ def _proofs(signer: Any, token: str | None, count: int, tag: str) -> list[str]:
 def simulator() -> Iterator[str]:
     """The Authlete simulator in its own process (not traced), with an ``iat`` window wide
     enough for the fixed clock: it checks proofs against its own wall clock."""
-    from dpop_guard.demo import process
-
-    from .load import free_port
+    from dpop_guard.demo import free_port, process
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.demo import mint_token, simulator_env
+from dpop_guard.demo import free_port, mint_token, simulator_env
 from dpop_guard.demo import process as serve
 from dpop_guard.simulator import DEFAULT_SERVICE_TOKEN
 
@@ -73,12 +72,6 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pin(core: int) -> list[str]:

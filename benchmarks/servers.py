@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,9 @@ from starlette.routing import Route as HTTPRoute
 
 from dpop_guard import DPoPCredentials, Route, from_env
 from dpop_guard.client import DPoPAuth, ProofSigner
-from dpop_guard.demo import mint_token, simulator_env
+from dpop_guard.demo import free_port, mint_token, simulator_env
+
+from .load import pin
 
 SERVERS = ("uvicorn", "hypercorn", "granian")
 KINDS = ("bare", "protected")
@@ -110,17 +111,6 @@ def __getattr__(name: str) -> Any:
     if name in KINDS:
         return create_bare() if name == "bare" else create_protected()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pin(core: int) -> list[str]:
-    taskset = shutil.which("taskset")
-    return [taskset, "-c", str(core)] if taskset and (os.cpu_count() or 1) > 1 else []
 
 
 def _tool(name: str) -> str:

@@ -27,9 +27,10 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
+from dpop_guard.demo import free_port
 from dpop_guard.demo import process as serve
 
-from .load import Stack, free_port, pin, run_wrk, stack
+from .load import Stack, pin, run_wrk, stack
 from .micro import RESULTS, machine
 
 CHUNK = 10  # seconds of load per batch of freshly signed proofs

@@ -12,13 +12,13 @@ import httpx
 import pytest
 
 from dpop_guard.cli import _check, main
+from dpop_guard.demo import free_port
 from dpop_guard.proof import verify_proof
 from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
-from tests._support.redis_server import free_port
 
 
 class TestProof:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from dpop_guard import DPoPAuth, ProofSigner, Route
+from dpop_guard.demo import free_port
 from dpop_guard.introspection.redis_cache import RedisTokenCache
 from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.replay.redis import RedisReplayStore
@@ -28,7 +29,7 @@ from dpop_guard.testing import make_proof
 from tests._support.clock import Clock
 from tests._support.harness import ORIGIN, ROUTES, Harness, assert_rejected
 from tests._support.redis_cluster import RedisCluster
-from tests._support.redis_server import RedisServer, free_port
+from tests._support.redis_server import RedisServer
 
 SECRET = b"fleet-secret-0123456789abcdefghij"
 ROOT = Path(__file__).resolve().parent.parent

@@ -235,7 +235,7 @@ class TestConfiguration:
 class TestAuthorizationServerEdges:
     async def test_authlete_down_is_503(self) -> None:
         """Authlete unreachable: every endpoint answers 503, never a decision."""
-        from tests._support.redis_server import free_port
+        from dpop_guard.demo import free_port
 
         issuer = "http://127.0.0.1:1"
         app = create_as({**authlete_env(f"http://127.0.0.1:{free_port()}"), "AS_ISSUER": issuer})

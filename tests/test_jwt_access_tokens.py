@@ -193,7 +193,7 @@ class TestRevocationAndFailures:
 
     async def test_jwks_unreachable(self, http: httpx.AsyncClient) -> None:
         """No JWKS and none cached: 503, not a refusal of the client."""
-        from tests._support.redis_server import free_port
+        from dpop_guard.demo import free_port
 
         settings = JWTAccessTokenSettings(
             issuer="https://as", audience=RESOURCE, jwks_uri=f"http://127.0.0.1:{free_port()}/jwks"

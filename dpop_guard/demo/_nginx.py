@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal
 
+from . import free_port
 from ._pki import PKIFiles
 
 __all__ = [
@@ -33,14 +34,6 @@ NGINX_TEMPLATE: Final = Path(__file__).with_name("nginx-mtls.conf")
 START_SECONDS: Final = 10.0
 
 Verify = Literal["required", "optional"]
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (the proxies bind it themselves)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def render(template: Path, values: Mapping[str, str]) -> str:

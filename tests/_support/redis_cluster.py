@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from .redis_server import free_port
+from dpop_guard.demo import free_port
 
 
 def _cluster_port() -> int:

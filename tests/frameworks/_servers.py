@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,17 +17,13 @@ from typing import IO
 
 import httpx
 
+from dpop_guard.demo import free_port
+
 __all__ = ["SERVERS", "Served", "command", "free_port", "serve"]
 
 SERVERS = ("uvicorn", "hypercorn", "granian")
 ROOT = Path(__file__).resolve().parents[2]
 READY_SECONDS = 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tool(name: str) -> str:

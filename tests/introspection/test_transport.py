@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from dpop_guard import AuthleteIntrospector, AuthleteSettings, IntrospectionUnavailable
+from dpop_guard.demo import free_port
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection._http import (
     MAX_INFORMATIONAL,
@@ -29,7 +30,6 @@ from dpop_guard.introspection._http import (
     TransportError,
     TransportHeaderError,
 )
-from tests._support.redis_server import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
