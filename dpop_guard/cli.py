@@ -99,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     proof = commands.add_parser("proof", help="print a DPoP proof")
     proof.add_argument("--htu", required=True, help="the request URL")
     proof.add_argument("--htm", default="GET")
-    proof.add_argument("--token", help="the access token (sets ath)")
+    proof.add_argument(
+        "--token", help="the access token (sets ath); write --token=VALUE if it begins with '-'"
+    )
     proof.add_argument("--nonce")
     proof.add_argument("--key", help="a private JWK file")
     proof.add_argument("--new-key", help="generate a key into this file")

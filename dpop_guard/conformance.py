@@ -615,7 +615,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``dpop-guard conformance`` arguments."""
     parser.add_argument("url", help="the protected resource URL, as clients address it")
     parser.add_argument(
-        "--token", required=True, help="an access token bound to --key (or to --mtls-cert)"
+        "--token",
+        required=True,
+        help="an access token bound to --key (or to --mtls-cert); write --token=VALUE, since a "
+        "token may begin with '-'",
     )
     bound = parser.add_mutually_exclusive_group(required=True)
     bound.add_argument("--key", type=Path, help="the DPoP private JWK file")

@@ -8,6 +8,7 @@ the refusal cases must fail (a self-test that cannot fail proves nothing).
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -22,7 +23,13 @@ from starlette.routing import Route as HTTPRoute
 
 from dpop_guard import cli, from_env
 from dpop_guard.client import ProofSigner
-from dpop_guard.conformance import CASES, _private_jwk, format_table, run_conformance
+from dpop_guard.conformance import (
+    CASES,
+    _private_jwk,
+    add_arguments,
+    format_table,
+    run_conformance,
+)
 from dpop_guard.demo.accounts import ROUTES, accounts, health, transactions
 from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.simulator import (
@@ -125,7 +132,8 @@ async def test_the_command_line(
     token = await mint(simulator_url, signer)
     key = tmp_path / "key.json"
     key.write_text(json.dumps(_private_jwk(signer) | {"alg": signer.alg}))
-    argv = ["conformance", f"{api.url}/accounts", "--token", token, "--key", str(key), "--json"]
+    # "--token=": an access token may begin with "-", which argparse would take for an option.
+    argv = ["conformance", f"{api.url}/accounts", f"--token={token}", "--key", str(key), "--json"]
     # cli.main runs its own event loop: off this test's loop, in a worker thread.
     import anyio.to_thread
 
@@ -164,3 +172,12 @@ def test_an_unusable_key_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
     key.write_text('{"kty": "EC"}')
     assert cli.main(["conformance", "http://127.0.0.1:9/", "--token", "t", "--key", str(key)]) == 2
     assert "not a usable private JWK" in capsys.readouterr().err
+
+
+def test_a_token_beginning_with_a_dash() -> None:
+    """``--token=-...`` carries a token that begins with ``-`` (a bare ``--token -...`` is
+    taken by argparse for an option)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["http://rs/accounts", "--token=-abc", "--key", "k.json"])
+    assert args.token == "-abc"

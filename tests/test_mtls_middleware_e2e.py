@@ -350,8 +350,7 @@ def test_mtls_self_test_passes_through_the_proxy(
     argv = [
         "conformance",
         deployment.proxy.url + "/accounts",
-        "--token",
-        token,
+        f"--token={token}",  # a token may begin with "-"
         "--mtls-cert",
         str(certfile),
         "--mtls-key",
