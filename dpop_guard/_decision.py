@@ -35,8 +35,9 @@ class Trace:
         "verification_seconds",
     )
 
-    def __init__(self, interaction_id: str | None = None) -> None:
-        self.started: float = time.perf_counter()
+    def __init__(self, interaction_id: str | None = None, started: float | None = None) -> None:
+        """:param started: when the request began (``time.perf_counter``); now if not given."""
+        self.started: float = time.perf_counter() if started is None else started
         self.interaction_id = interaction_id
         self.verification_seconds: float | None = None
         self.introspection_seconds: float | None = None
@@ -51,6 +52,11 @@ class DecisionLog:
 
     def __init__(self, metrics: Metrics | None) -> None:
         self.metrics = metrics
+
+    def listening(self) -> bool:
+        """Whether an accepted request is observed at all (metrics, or DEBUG logs): the
+        middleware builds a request's :class:`Trace` up front only then."""
+        return self.metrics is not None or logger.isEnabledFor(logging.DEBUG)
 
     def observe(
         self,

@@ -129,11 +129,33 @@ class DateHeader:
         return self._value
 
 
-def stamp_responses(send: Send, interaction: str, dates: DateHeader | None = None) -> Send:
+def stamp_responses(
+    send: Send, interaction: str, dates: DateHeader | None = None, *, websocket: bool = False
+) -> Send:
     """Wrap ``send`` so each response head (HTTP, a websocket's ``accept`` or its HTTP
     denial) carries the interaction id, unless the app set one itself, and, with
-    ``dates``, an HTTP response head a ``Date`` unless it has one."""
+    ``dates``, an HTTP response head a ``Date`` unless it has one.
+
+    :param websocket: the scope is a websocket's (its heads are ``websocket.accept`` and
+        ``websocket.http.response.start``), not an HTTP request's.
+    """
     pair = (_HEADER, interaction.encode("ascii"))
+    if dates is None and not websocket:
+        # The common case, on every request: an HTTP response and the server's own Date.
+        # About 2,000 instructions per request fewer than the general wrapper below.
+        async def stamp_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers") or ()
+                for name, _ in headers:
+                    # Only a name of the right length can match: lower() just those.
+                    if len(name) == _HEADER_SIZE and name.lower() == _HEADER:
+                        break
+                else:
+                    # A new list: the app's own may belong to a response object it reuses.
+                    message["headers"] = [*headers, pair]
+            await send(message)
+
+        return stamp_id
 
     async def stamped(message: Message) -> None:
         kind = message["type"]
@@ -141,7 +163,6 @@ def stamp_responses(send: Send, interaction: str, dates: DateHeader | None = Non
             headers = message.get("headers") or ()
             has_id = has_date = False
             for name, _ in headers:  # a loop, not a set: one response head per request
-                # Only a name of the right length can match: lower() just those.
                 size = len(name)
                 if size == _HEADER_SIZE and name.lower() == _HEADER:
                     has_id = True
@@ -151,7 +172,6 @@ def stamp_responses(send: Send, interaction: str, dates: DateHeader | None = Non
             if dates is not None and kind != "websocket.accept" and not has_date:
                 added.append((b"date", dates.value()))
             if added:
-                # A new list: the app's own may belong to a response object it reuses.
                 message["headers"] = [*headers, *added]
         await send(message)
 

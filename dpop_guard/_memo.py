@@ -1,8 +1,9 @@
 """Memoised per-request decisions that depend only on the request line and the settings.
 
-A route decision is a pure function of ``(path, method)`` and the (immutable) route
-rules, and the request target's validity a pure function of ``raw_path``: a client sends
-the same few of each again and again, so both are remembered. The memos are bounded: a
+The route, its policy, the request target's validity and (under a configured public URL)
+the ``htu`` are a pure function of the request line and the (immutable) settings, and the
+parse of ``Authorization`` a pure function of its value: a client sends the same few of
+each again and again, so both are remembered. The memos are bounded: a
 client sending endless new paths only makes them start over (``dict.clear`` every
 ``maxsize`` new keys), which costs it the computation it would cost without a memo.
 Refusals are never remembered (they are raised afresh each time, so each carries its own
@@ -11,101 +12,114 @@ traceback), and nothing request-specific beyond the key is kept.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Final, Literal, NamedTuple
 
 from starlette.types import Scope
 
 from ._authorization import AuthorizationHeader, parse_authorization
-from ._target import request_target_path
+from ._binding import Policy
+from ._target import public_target, request_target_path
 from .errors import InvalidRequest
-from .routes import Route, has_control_characters, has_dot_segments, route_for
+from .routes import Route, has_control_characters, has_dot_segments, route_for, route_path
 
-__all__ = ["PUBLIC", "Authorizations", "Public", "RouteDecisions", "TargetPaths"]
+__all__ = ["Authorizations", "RequestShapes", "Shape"]
 
 MEMO_SIZE: Final = 1024
 
 
-class Public:
-    """The decision "a public route: pass the request through untouched"."""
+class Shape(NamedTuple):
+    """What the request line decides, before any header is read: a pure function of the
+    scope's ``type``, ``method``, ``path``, ``root_path`` and ``raw_path`` and of the
+    (immutable) settings. (A named tuple: built once per distinct request line.)"""
 
-    __slots__ = ()
+    path: str
+    """The routed path (relative to ``root_path``, decoded), as the router sees it."""
+    kind: Literal["metadata", "public", "protected"]
+    """``metadata``: the RFC 9728 document is answered; ``public``: passed through
+    untouched; ``protected``: authenticated against :attr:`policy`."""
+    route: Route | None
+    """The matched rule (``None``: no rule matched, or a public rule's dot-segment path)."""
+    policy: Policy | None
+    """The route's precomputed policy, for a protected request."""
+    target: str | None
+    """The request target's path, still percent-encoded, query removed (protected only)."""
+    htu: str | None
+    """The URL proofs are checked against when it does not depend on the headers (a
+    configured public URL); ``None``: compose it per request from ``Host`` and the
+    trusted proxies' headers."""
 
-    def __repr__(self) -> str:
-        return "PUBLIC"
 
-
-PUBLIC: Final = Public()
-
-
-class RouteDecisions:
-    """What the rules decide for ``method path``: :data:`PUBLIC`, or the :class:`Route`
-    (``None``: no rule matched) a protected request is checked against.
+class RequestShapes:
+    """:class:`Shape` per request line, remembered (about 9,000 instructions per request
+    saved against deciding the route, the target and the ``htu`` each time;
+    ``benchmarks/README.md``). A client sending endless new request lines only makes the
+    memo start over (``dict.clear`` every ``maxsize`` new keys), which costs it what it
+    would cost without a memo. Refusals are never remembered: they are raised afresh.
 
     :param routes: the path rules, in order (the first match wins).
-    :param maxsize: decisions remembered before the memo starts over.
+    :param policy_of: the precomputed policy of a rule (``None``: no rule matched).
+    :param public_url: the configured public URL, or ``None``.
+    :param serves_metadata: whether ``(path, method)`` asks for the RFC 9728 document.
+    :param maxsize: shapes remembered before the memo starts over.
     """
 
-    __slots__ = ("_memo", "_routes", "maxsize")
+    __slots__ = ("_memo", "_policy_of", "_public_url", "_routes", "_serves_metadata", "maxsize")
 
-    def __init__(self, routes: tuple[Route, ...], maxsize: int = MEMO_SIZE) -> None:
+    def __init__(
+        self,
+        routes: tuple[Route, ...],
+        policy_of: Callable[[Route | None], Policy],
+        *,
+        public_url: str | None = None,
+        serves_metadata: Callable[[str, str], bool] | None = None,
+        maxsize: int = MEMO_SIZE,
+    ) -> None:
         self._routes = routes
-        self._memo: dict[tuple[str, str], Route | Public | None] = {}
+        self._policy_of = policy_of
+        self._public_url = public_url
+        self._serves_metadata = serves_metadata
+        self._memo: dict[tuple[str, str, str, bytes | None, bool], Shape] = {}
         self.maxsize = maxsize
 
-    def decide(self, path: str, method: str) -> Route | Public | None:
-        """The decision for ``method path`` (``path`` as the router sees it).
+    def get(self, scope: Scope, method: str, websocket: bool) -> Shape:
+        """The shape of this request line.
 
-        :raises InvalidRequest: ``path_control_character``: routers differ on these
-            (``$`` matches before a trailing ``\\n``), so no rule can be trusted to
-            cover them and nobody is served.
+        :raises InvalidRequest: ``path_control_character`` (routers differ on these:
+            ``$`` matches before a trailing ``\\n``, so no rule can be trusted to cover
+            them and nobody is served) or ``request_target_invalid``
+            (:func:`~dpop_guard._target.request_target_path`).
         """
-        key = (path, method)
+        key = (scope["path"], scope.get("root_path", ""), method, scope.get("raw_path"), websocket)
         memo = self._memo
-        if key in memo:
-            return memo[key]
+        shape = memo.get(key)
+        if shape is not None:
+            return shape
+        shape = self._decide(scope, key[1], method, websocket)
+        if len(memo) >= self.maxsize:
+            memo.clear()
+        memo[key] = shape
+        return shape
+
+    def _decide(self, scope: Scope, root: str, method: str, websocket: bool) -> Shape:
+        path = route_path(scope)
+        serves = self._serves_metadata
+        if not websocket and serves is not None and serves(path, method):
+            return Shape(path, "metadata", None, None, None, None)
         if has_control_characters(path):
             raise InvalidRequest("path_control_character", "The request path is not valid.")
         route = route_for(self._routes, path, method)
-        decision: Route | Public | None = route
+        # "#" or control characters in the target: 400, whatever the rules say.
+        target = request_target_path(scope)
         if route is not None and route.public:
             # "/public/../private" must not ride on a public prefix into an app (or a
             # framework) that resolves dot segments after us: protect it.
-            decision = None if has_dot_segments(path) else PUBLIC
-        if len(memo) >= self.maxsize:
-            memo.clear()
-        memo[key] = decision
-        return decision
-
-
-class TargetPaths:
-    """:func:`~dpop_guard._target.request_target_path`, remembered per ``raw_path``.
-
-    :param maxsize: paths remembered before the memo starts over.
-    """
-
-    __slots__ = ("_memo", "maxsize")
-
-    def __init__(self, maxsize: int = MEMO_SIZE) -> None:
-        self._memo: dict[bytes, str] = {}
-        self.maxsize = maxsize
-
-    def path(self, scope: Scope) -> str:
-        """The request target's path, still percent-encoded, query removed.
-
-        :raises InvalidRequest: ``request_target_invalid``, as ``request_target_path``.
-        """
-        raw: bytes | None = scope.get("raw_path")
-        if not raw:
-            return request_target_path(scope)  # rare: the server sent no raw_path
-        memo = self._memo
-        found = memo.get(raw)
-        if found is not None:
-            return found
-        path = request_target_path(scope)
-        if len(memo) >= self.maxsize:
-            memo.clear()
-        memo[raw] = path
-        return path
+            if not has_dot_segments(path):
+                return Shape(path, "public", route, None, None, None)
+            route = None
+        public_url = self._public_url
+        htu = None if public_url is None else public_target(public_url, root, target)
+        return Shape(path, "protected", route, self._policy_of(route), target, htu)
 
 
 class Authorizations:

@@ -1,15 +1,17 @@
-"""The memoised route decisions and request-target checks: the same answers as the
-functions they remember, bounded, and refusals never remembered."""
+"""The memoised request shapes (route, policy, target, htu) and Authorization parses: the
+same answers as the functions they remember, bounded, and refusals never remembered."""
 
 from __future__ import annotations
 
 import pytest
 
 from dpop_guard._authorization import parse_authorization
-from dpop_guard._memo import PUBLIC, Authorizations, RouteDecisions, TargetPaths
+from dpop_guard._binding import policy_for
+from dpop_guard._memo import Authorizations, RequestShapes
 from dpop_guard._target import request_target_path
 from dpop_guard.errors import AuthenticationRequired, InvalidRequest, InvalidToken
 from dpop_guard.routes import Route, route_for
+from dpop_guard.settings import GuardSettings
 
 ROUTES = (
     Route("/health", public=True),
@@ -27,59 +29,93 @@ CASES = [
 ]
 
 
+def shapes(maxsize: int = 1024, public_url: str | None = None) -> RequestShapes:
+    policies = {id(r): policy_for(r, GuardSettings(routes=ROUTES)) for r in ROUTES}
+    default = policy_for(None, GuardSettings(routes=ROUTES))
+    return RequestShapes(
+        ROUTES,
+        lambda route: default if route is None else policies[id(route)],
+        public_url=public_url,
+        serves_metadata=lambda path, method: path == "/.well-known/meta" and method == "GET",
+        maxsize=maxsize,
+    )
+
+
+def scope(raw: bytes, root: str = "") -> dict[str, object]:
+    path = raw.decode("latin-1").partition("?")[0]
+    return {"type": "http", "path": root + path, "root_path": root, "raw_path": root.encode() + raw}
+
+
 @pytest.mark.parametrize(("path", "method"), CASES)
 def test_same_decision_as_route_for(path: str, method: str) -> None:
     """Remembered or not, the decision is route_for's, with public dot-segment paths
     protected (no rule) and other public paths passed."""
-    decisions = RouteDecisions(ROUTES)
+    memo = shapes()
     route = route_for(ROUTES, path, method)
-    expected: object = route
-    if route is not None and route.public:
-        expected = None if "/.." in path or "/./" in path else PUBLIC
-    assert decisions.decide(path, method) is expected
-    assert decisions.decide(path, method) is expected  # from the memo
+    public = route is not None and route.public and "/.." not in path and "/./" not in path
+    for _ in range(2):  # computed, then from the memo
+        shape = memo.get(scope(path.encode()), method, False)
+        assert shape.kind == ("public" if public else "protected")
+        assert shape.route is (route if public or route is None or not route.public else None)
+        assert (shape.policy is None) == public
+        assert shape.path == path
+
+
+def test_metadata_first_and_never_for_websockets() -> None:
+    """The RFC 9728 document is answered before any rule is read; a websocket never gets it."""
+    memo = shapes()
+    assert memo.get(scope(b"/.well-known/meta"), "GET", False).kind == "metadata"
+    assert memo.get(scope(b"/.well-known/meta"), "GET", True).kind == "protected"
 
 
 def test_control_characters_refused_every_time() -> None:
     """A path with a control character is refused on each request, never remembered."""
-    decisions = RouteDecisions(ROUTES)
+    memo = shapes()
     for _ in range(2):
         with pytest.raises(InvalidRequest) as refused:
-            decisions.decide("/health\n", "GET")
+            memo.get({"type": "http", "path": "/health\n", "raw_path": b"/health%0A"}, "GET", False)
         assert refused.value.reason == "path_control_character"
-    assert decisions._memo == {}
+    assert memo._memo == {}
 
 
-def test_route_memo_bounded() -> None:
-    """Endless new paths never grow the memo past its size."""
-    decisions = RouteDecisions(ROUTES, maxsize=8)
+def test_invalid_targets_refused_every_time() -> None:
+    """A target with "#" is refused on each request, public rule or not, never remembered."""
+    memo = shapes()
+    for raw in (b"/accounts#frag", b"/health#x"):
+        for _ in range(2):
+            with pytest.raises(InvalidRequest) as refused:
+                memo.get(scope(raw), "GET", False)
+            assert refused.value.reason == "request_target_invalid"
+    assert memo._memo == {}
+
+
+def test_memo_bounded() -> None:
+    """Endless new request lines never grow the memo past its size."""
+    memo = shapes(maxsize=8)
     for i in range(100):
-        decisions.decide(f"/p{i}", "GET")
-        assert len(decisions._memo) <= 8
+        memo.get(scope(f"/p{i}?q=1".encode()), "GET", False)
+        assert len(memo._memo) <= 8
 
 
-def scope(raw: bytes) -> dict[str, object]:
-    return {"type": "http", "path": raw.decode("latin-1"), "raw_path": raw}
-
-
-def test_target_paths_same_as_function_and_bounded() -> None:
-    """Valid targets give request_target_path's answer, remembered within a bound;
-    invalid ones are refused every time and never remembered."""
-    paths = TargetPaths(maxsize=4)
-    for i in range(20):
-        raw = f"/a{i}?q=1".encode()
-        assert paths.path(scope(raw)) == request_target_path(scope(raw)) == f"/a{i}"
-        assert len(paths._memo) <= 4
-    for _ in range(2):
-        with pytest.raises(InvalidRequest) as refused:
-            paths.path(scope(b"/a#frag"))
-        assert refused.value.reason == "request_target_invalid"
-    assert b"/a#frag" not in paths._memo
+def test_target_and_htu_under_a_public_url() -> None:
+    """The target is request_target_path's (query cut), and under a public URL the htu is
+    composed from it, with the mount point cut at a segment boundary."""
+    memo = shapes(public_url="https://api.example.com/v2")
+    for raw, root, htu in (
+        (b"/accounts?x=1", "", "https://api.example.com/v2/accounts"),
+        (b"/accounts", "/mnt", "https://api.example.com/v2/accounts"),
+        (b"/a%20b", "", "https://api.example.com/v2/a%20b"),
+    ):
+        shape = memo.get(scope(raw, root), "GET", False)
+        assert shape.target == request_target_path(scope(raw, root))
+        assert shape.htu == htu
+    assert shapes().get(scope(b"/accounts"), "GET", False).htu is None  # from the headers
 
 
 def test_target_without_raw_path() -> None:
     """A server that sends no raw_path gets the quoted path, as before."""
-    assert TargetPaths().path({"type": "http", "path": "/a b"}) == "/a%20b"
+    shape = shapes().get({"type": "http", "path": "/a b"}, "GET", False)
+    assert shape.target == "/a%20b"
 
 
 @pytest.mark.parametrize("value", ["DPoP abc.def", "bearer  xyz=", "DPOP tok~en"])
