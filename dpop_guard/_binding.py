@@ -58,7 +58,6 @@ def check_binding(
     policy: Policy,
     proof_jkt: str | None,
     certificate: ClientCertificate | None,
-    *,
     allow_unbound: bool,
 ) -> None:
     """Check the token's sender constraints against this request, on every request

@@ -53,11 +53,6 @@ class DecisionLog:
     def __init__(self, metrics: Metrics | None) -> None:
         self.metrics = metrics
 
-    def listening(self) -> bool:
-        """Whether an accepted request is observed at all (metrics, or DEBUG logs): the
-        middleware builds a request's :class:`Trace` up front only then."""
-        return self.metrics is not None or logger.isEnabledFor(logging.DEBUG)
-
     def observe(
         self,
         outcome: Literal["accepted", "rejected"],

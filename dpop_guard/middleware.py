@@ -192,7 +192,8 @@ class DPoPGuardMiddleware:
         method: str = "GET" if websocket else scope["method"]
         # What a request cost, for logs and metrics: built up front only when someone
         # listens to accepted requests (otherwise on a miss or a refusal, when needed).
-        trace = Trace(interaction) if self.decisions.listening() else None
+        listening = self.metrics is not None or logger.isEnabledFor(logging.DEBUG)
+        trace = Trace(interaction) if listening else None
         started = time.perf_counter() if trace is None else trace.started
         cache_hit = False
         try:
@@ -238,7 +239,7 @@ class DPoPGuardMiddleware:
                         )
                     # Before introspection: a replayed proof must never cost an Authlete call.
                     if self._record_sync is not None:
-                        self._record_sync(proof, now=now)  # the memory store: no coroutine
+                        self._record_sync(proof, now)  # the memory store: no coroutine
                     else:
                         await self.replay_guard.record(proof, now=now)
                     # A memory hit is answered without a coroutine and without building the
@@ -269,9 +270,7 @@ class DPoPGuardMiddleware:
                         )
                         info = await self._introspect(header.token, facts, trace)
                         next_nonce = trace.lookup.dpop_nonce
-                    check_binding(
-                        info, policy, proof.jkt, certificate, allow_unbound=self._allow_unbound
-                    )
+                    check_binding(info, policy, proof.jkt, certificate, self._allow_unbound)
                     # Only a binding that holds: the proof key when the token is bound to it
                     # (then equal, check_binding checked), None for an unbound token under
                     # the DPoP scheme.
@@ -282,15 +281,15 @@ class DPoPGuardMiddleware:
                     # from a miss) is.
                     if nonces is not None:
                         next_nonce = proof.next_nonce
-                credentials = credentials_for(
+                credentials = credentials_for(  # by position: see credentials_for
                     info,
-                    now=now,
-                    required=policy.scopes,
-                    jkt=jkt,
-                    scheme=header.scheme,
-                    interaction_id=interaction,
-                    acr_values=policy.acr_values,
-                    max_age=policy.max_age,
+                    now,
+                    policy.scopes,
+                    jkt,
+                    header.scheme,
+                    interaction,
+                    policy.acr_values,
+                    policy.max_age,
                 )
                 scope["auth"] = credentials
                 scope["user"] = DPoPUser(credentials)
@@ -347,7 +346,7 @@ class DPoPGuardMiddleware:
             )
         facts = self._facts(method, htu, None, None, shape, trace, certificate)
         info = await self._introspect(token, facts, trace)
-        check_binding(info, shape.policy, None, certificate, allow_unbound=unbound)
+        check_binding(info, shape.policy, None, certificate, unbound)
         return info
 
     def _timed_verify(

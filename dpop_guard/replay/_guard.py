@@ -110,7 +110,7 @@ class ReplayGuard:
         """Whether :meth:`record_sync` can be used (the store answers without awaiting)."""
         return self._sync is not None
 
-    def record_sync(self, proof: VerifiedProof, *, now: int) -> None:
+    def record_sync(self, proof: VerifiedProof, now: int) -> None:
         """:meth:`record` without a coroutine, for a store that answers without awaiting
         (:attr:`is_sync`): the same record, the same checks, the same errors.
 
