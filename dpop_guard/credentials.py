@@ -66,7 +66,6 @@ class _Draft:
 
 
 _new_draft = object.__new__
-_set_class = object.__setattr__
 
 
 class DPoPUser(BaseUser):
@@ -169,5 +168,5 @@ def credentials_for(
     draft.grant_id = info.grant_id
     draft.consented_claims = info.consented_claims
     draft.client_id_alias = info.client_id_alias
-    _set_class(draft, "__class__", DPoPCredentials)  # now frozen, like any other
+    draft.__class__ = DPoPCredentials  # now frozen, like any other (a plain store: _Draft is not)
     return draft  # type: ignore[no-any-return]  # its class is DPoPCredentials now
