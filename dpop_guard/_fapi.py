@@ -56,7 +56,7 @@ _MASK48: Final = (1 << 48) - 1
 
 
 class _Minter:
-    __slots__ = ("add", "counter", "factor", "prefix")
+    __slots__ = ("prefix", "steps")
 
     def __init__(self) -> None:
         self.seed()
@@ -68,9 +68,10 @@ class _Minter:
         bits = draw.getrandbits(80) & ~(0xF << 28) & ~(0xC << 12)
         head = f"{bits | (0x4 << 28) | (0x8 << 12):020x}"
         self.prefix = f"{head[:8]}-{head[8:12]}-{head[12:16]}-{head[16:20]}-"
-        self.factor = draw.getrandbits(48) | 1  # odd: a bijection modulo 2**48
-        self.add = draw.getrandbits(48)
-        self.counter = itertools.count()
+        factor = draw.getrandbits(48) | 1  # odd: a bijection modulo 2**48
+        # add + n * factor for n = 0, 1, 2, ...: counted in C, one addition per id (the
+        # multiplication per id cost about 1,000 instructions more), atomic under the GIL.
+        self.steps = itertools.count(draw.getrandbits(48), factor)
 
 
 _MINTER = _Minter()
@@ -81,8 +82,9 @@ def mint_uuid() -> str:
     """A version 4, RFC 4122 variant UUID in its canonical form, unique in this process
     (and, with its random prefix, across processes)."""
     m = _MINTER
-    # printf-style: about 1,000 instructions fewer than an f-string's format spec.
-    return m.prefix + "%012x" % ((next(m.counter) * m.factor + m.add) & _MASK48)
+    # Twelve hex digits of the permuted counter: to_bytes().hex() costs about 900
+    # instructions fewer than "%012x" formatting, and 2,000 fewer than an f-string.
+    return m.prefix + (next(m.steps) & _MASK48).to_bytes(6, "big").hex()
 
 
 def interaction_id(scope: Scope) -> str:

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._binding import Policy, check_binding, policy_for
 from ._decision import DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
-from ._fapi import INTERACTION_ID, DateHeader, interaction_id_of, stamp_responses
+from ._fapi import INTERACTION_ID, DateHeader, interaction_id_of, mint_uuid, stamp_responses
 from ._memo import Authorizations, RequestShapes, Shape
 from ._proxy import parse_networks
 from ._respond import refuse_websocket, send_response
@@ -185,7 +185,7 @@ class DPoPGuardMiddleware:
                 dpop.append(value)
             elif name == _INTERACTION_ID and sent_id is None:
                 sent_id = value
-        interaction = interaction_id_of(sent_id)
+        interaction = mint_uuid() if sent_id is None else interaction_id_of(sent_id)
         scope.setdefault("state", {})["fapi_interaction_id"] = interaction
         websocket = kind == "websocket"
         send = stamp_responses(send, interaction, self._dates, websocket=websocket)
