@@ -177,13 +177,22 @@ class TestStrictJSON:
 
 
 # Pieces of nearly flat objects, where the fast path and its edges meet: few member names
-# (so duplicates), numbers that overflow or are not JSON, strings with ":" or a backslash,
+# (so duplicates), numbers that overflow or are not JSON, strings with ":", "," or a backslash,
 # whitespace, and now and then a nested container, a bad octet or trailing text.
 _names = st.sampled_from(
     ['"a"', '"b"', '"jti"', '"htu"', '"iat"', '"ath"', '""', '"\\u0061"', '"\\ud800"']
 )
 _good_scalars = ["1", "-0", "1790000000", "1.5", "1e-400", "true", "null", '"GET"']
-_good_scalars += ['"https://rs.example.com/a"', '":"', '"x\\"y"', '"\\ud83d\\ude00"', "{}", "[]"]
+_good_scalars += [
+    '"https://rs.example.com/a,b"',
+    '":"',
+    '","',
+    '",,"',
+    '"x\\"y"',
+    '"\\ud83d\\ude00"',
+    "{}",
+    "[]",
+]
 _bad_scalars = ["1e400", "-1E+400", "NaN", "Infinity", '{"a":1,"a":2}', "[1e400]", "01", '"\x01"']
 _scalars = st.sampled_from(_good_scalars * 4 + _bad_scalars)
 _spaces = st.sampled_from(["", "", "", " ", "\n"])
