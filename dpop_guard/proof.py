@@ -505,9 +505,11 @@ class ProofVerifier:
     ) -> VerifiedProof:
         """The claims, in stages: their types, the request, the nonce, time, ``ath``.
 
-        The common cases are checked inline, the rest by the helpers below: a call costs
-        about 1,000 instructions here, and the inline checks saved about 4,000 per proof
-        (``benchmarks/README.md``). Every check still runs, in the same order."""
+        The full check, for every proof :meth:`verify` does not accept inline (and the
+        one place every claim refusal is raised). The common cases are checked inline
+        here too, the rest by the helpers below: a call costs about 1,000 instructions,
+        and the inline checks saved about 4,000 per proof (``benchmarks/README.md``).
+        Every check runs, in the same order."""
         # jti a non-empty, bounded string; iat a number (RFC 9449 section 4.2).
         jti = claims.get("jti")
         if type(jti) is not str or not jti:  # str subclasses cannot come out of JSON
