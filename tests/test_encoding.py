@@ -46,6 +46,40 @@ class TestBase64url:
             return
         assert b64url_encode(data) == text
 
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    *b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=. \n",
+                    0,
+                    0x80,
+                    0xFF,
+                ]
+            ),
+            max_size=40,
+        ).map(bytes)
+    )
+    def test_octets_decode_only_canonical(self, raw: bytes) -> None:
+        """The verifier's decoder of a segment's octets accepts exactly the canonical
+        spellings: what it decodes encodes back to the same octets, and it agrees with
+        the text decoder wherever the octets are text."""
+        from dpop_guard._b64 import b64url_decode_octets
+
+        try:
+            data = b64url_decode_octets(raw)
+        except ValueError:
+            data = None
+        if data is not None:
+            assert b64url_encode(data).encode() == raw
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            return
+        try:
+            assert b64url_decode(text) == data
+        except ValueError:
+            assert data is None
+
     @pytest.mark.parametrize(
         "bad",
         [
