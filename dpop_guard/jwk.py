@@ -165,17 +165,47 @@ def _der_signature(r: bytes, s: bytes) -> bytes:
     return b"\x30\x81" + size.to_bytes(1, "big") + body
 
 
+def _der_heads(size: int) -> tuple[tuple[tuple[bytes, bytes], ...], ...]:
+    """``heads[r0 >> 7][s0 >> 7]``: the DER octets before ``r`` and between ``r`` and
+    ``s`` when neither starts with a zero octet, by whether each needs a zero octet in
+    front to stay positive. Only for curves whose SEQUENCE fits a short-form length."""
+    assert 2 * (size + 3) < 0x80
+    return tuple(
+        tuple(
+            (
+                bytes((0x30, 2 * (size + 2) + hr + hs, 0x02, size + hr)) + b"\x00" * hr,
+                bytes((0x02, size + hs)) + b"\x00" * hs,
+            )
+            for hs in (0, 1)
+        )
+        for hr in (0, 1)
+    )
+
+
 def _ec_verifier(
     key: ec.EllipticCurvePublicKey, size: int, hash_cls: type[hashes.HashAlgorithm]
 ) -> Callable[[bytes, bytes], bool]:
     algorithm = ec.ECDSA(hash_cls())
+    key_verify = key.verify
+    length = 2 * size
+    # P-256 and P-384: the DER comes from a table unless R or S starts with a zero octet
+    # (1 in 128), in 6 operations where _der_signature takes 3 calls and about 90
+    # bytecodes: about 6,000 instructions fewer per ES256 proof. P-521's R and S start
+    # with a zero octet half the time, and its SEQUENCE needs a long-form length.
+    heads = _der_heads(size) if size < 60 else None
 
     def verify(signature: bytes, message: bytes) -> bool:
         # JWS ECDSA signatures are raw R || S, each exactly the curve size (RFC 7518 3.4).
-        if len(signature) != 2 * size:
+        if len(signature) != length:
             return False
+        r0, s0 = signature[0], signature[size]
+        if r0 and s0 and heads is not None:
+            head, middle = heads[r0 >> 7][s0 >> 7]
+            der = b"".join((head, signature[:size], middle, signature[size:]))
+        else:
+            der = _der_signature(signature[:size], signature[size:])
         try:
-            key.verify(_der_signature(signature[:size], signature[size:]), message, algorithm)
+            key_verify(der, message, algorithm)
         except InvalidSignature:
             return False
         return True

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpop_guard._b64 import b64url_decode, b64url_encode
@@ -45,6 +45,40 @@ class TestBase64url:
         except ValueError:
             return
         assert b64url_encode(data) == text
+
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    *b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=. \n",
+                    0,
+                    0x80,
+                    0xFF,
+                ]
+            ),
+            max_size=40,
+        ).map(bytes)
+    )
+    def test_octets_decode_only_canonical(self, raw: bytes) -> None:
+        """The verifier's decoder of a segment's octets accepts exactly the canonical
+        spellings: what it decodes encodes back to the same octets, and it agrees with
+        the text decoder wherever the octets are text."""
+        from dpop_guard._b64 import b64url_decode_octets
+
+        try:
+            data = b64url_decode_octets(raw)
+        except ValueError:
+            data = None
+        if data is not None:
+            assert b64url_encode(data).encode() == raw
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            return
+        try:
+            assert b64url_decode(text) == data
+        except ValueError:
+            assert data is None
 
     @pytest.mark.parametrize(
         "bad",
@@ -174,3 +208,80 @@ class TestStrictJSON:
             assert exc.reason == "lone_surrogate"
             return
         value["k"].encode("utf-8")
+
+
+# Pieces of nearly flat objects, where the fast path and its edges meet: few member names
+# (so duplicates), numbers that overflow or are not JSON, strings with ":", "," or a backslash,
+# whitespace, and now and then a nested container, a bad octet or trailing text.
+_names = st.sampled_from(
+    ['"a"', '"b"', '"jti"', '"htu"', '"iat"', '"ath"', '""', '"\\u0061"', '"\\ud800"']
+)
+_good_scalars = ["1", "-0", "1790000000", "1.5", "1e-400", "true", "null", '"GET"']
+_good_scalars += [
+    '"https://rs.example.com/a,b"',
+    '":"',
+    '","',
+    '",,"',
+    '"x\\"y"',
+    '"\\ud83d\\ude00"',
+    "{}",
+    "[]",
+]
+_bad_scalars = ["1e400", "-1E+400", "NaN", "Infinity", '{"a":1,"a":2}', "[1e400]", "01", '"\x01"']
+_scalars = st.sampled_from(_good_scalars * 4 + _bad_scalars)
+_spaces = st.sampled_from(["", "", "", " ", "\n"])
+
+
+@st.composite
+def _nearly_flat(draw: st.DrawFn) -> bytes:
+    members = draw(st.lists(st.tuples(_names, _spaces, _scalars, _spaces), min_size=0, max_size=6))
+    text = "{" + ",".join(f"{n}{w}:{x}{v}" for n, w, v, x in members) + "}"
+    text = draw(st.sampled_from(["", "", "", " "])) + text + draw(_spaces)
+    raw = text.encode()
+    tail = draw(st.sampled_from([b""] * 8 + [b"\xff", b"}", b"x"]))
+    return raw + tail
+
+
+class TestFastPathIsTheStrictPath:
+    """``parse_object`` parses flat objects on a fast path and hands everything else to
+    ``_parse_strict``: on every document both give the same value or the same refusal."""
+
+    @staticmethod
+    def _outcome(parse: Any, raw: bytes, depth: int) -> Any:
+        try:
+            return ("value", parse(raw, depth))
+        except JSONError as exc:
+            return ("refused", exc.reason)
+
+    @settings(max_examples=400)  # about one document in twenty is accepted on the fast path
+    @given(_nearly_flat(), st.sampled_from([0, 1, 2, 8]))
+    def test_same_outcome(self, raw: bytes, depth: int) -> None:
+        from dpop_guard._json import _parse_strict
+
+        fast = self._outcome(lambda d, m: parse_object(d, max_depth=m), raw, depth)
+        assert fast == self._outcome(_parse_strict, raw, depth)
+
+    @given(st.binary(max_size=60), st.sampled_from([0, 1, 8]))
+    def test_same_outcome_on_any_bytes(self, raw: bytes, depth: int) -> None:
+        from dpop_guard._json import _parse_strict
+
+        fast = self._outcome(lambda d, m: parse_object(d, max_depth=m), raw, depth)
+        assert fast == self._outcome(_parse_strict, raw, depth)
+
+    def test_flat_claims_take_the_fast_path(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A proof's usual claims never reach the strict path (which is what saves the
+        instructions); a nested object does."""
+        from dpop_guard import _json
+
+        calls: list[bytes] = []
+
+        def strict(data: bytes, max_depth: int) -> dict[str, Any]:
+            calls.append(data)
+            return {}
+
+        monkeypatch.setattr(_json, "_parse_strict", strict)
+        claims = b'{"jti":"p-1","htm":"GET","htu":"https://rs.example.com/a","iat":1790000000}'
+        assert parse_object(claims) == json.loads(claims)
+        assert calls == []
+        parse_object(b'{"cnf":{"jkt":"x"}}')
+        assert calls == [b'{"cnf":{"jkt":"x"}}']

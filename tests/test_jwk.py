@@ -242,3 +242,46 @@ def test_der_signature_is_encode_dss_signature(size: int) -> None:
         for s in (values[draw.randrange(len(values))], r):
             expected = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
             assert _der_signature(r, s) == expected
+
+
+@pytest.mark.parametrize("size", [32, 48])
+def test_der_table_is_encode_dss_signature(size: int) -> None:
+    """The table the ES256/ES384 verifier builds its DER from gives the library's bytes
+    whenever it is used (R and S each without a leading zero octet)."""
+    import random
+
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from dpop_guard.jwk import _der_heads
+
+    heads = _der_heads(size)
+    draw = random.Random(size)
+    firsts = [1, 0x7F, 0x80, 0xFF]
+    values = [bytes([f]) + draw.randbytes(size - 1) for f in firsts for _ in range(8)]
+    values += [bytes([draw.randrange(1, 256)]) + draw.randbytes(size - 1) for _ in range(200)]
+    for r in values:
+        for s in (values[draw.randrange(len(values))], r):
+            head, middle = heads[r[0] >> 7][s[0] >> 7]
+            expected = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+            assert b"".join((head, r, middle, s)) == expected
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512"])
+def test_ec_verify_accepts_every_signature_shape(alg: str) -> None:
+    """Real signatures, whatever their R and S start with (a zero octet, a set high bit),
+    verify through the table or the general DER builder alike; a flipped bit does not."""
+    signer = ProofSigner.generate(alg)
+    key = import_public_jwk(dict(signer.public_jwk), alg=alg)
+    size = len(signer._signature(b"m")) // 2
+    shapes = set()
+    for i in range(400):
+        message = b"message-%d" % i
+        signature = signer._signature(message)
+        r0, s0 = signature[0], signature[size]
+        shapes.add((r0 == 0, r0 >> 7, s0 == 0, s0 >> 7))
+        assert key.verify(signature, message) is True
+        assert key.verify(signature[:-1] + bytes([signature[-1] ^ 1]), message) is False
+    if alg == "ES512":  # P-521's R and S start with a zero octet half the time
+        assert (True, 0, True, 0) in shapes and (False, 0, False, 0) in shapes
+    else:  # every table entry was used
+        assert {(False, hr, False, hs) for hr in (0, 1) for hs in (0, 1)} <= shapes

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from dpop_guard._b64 import b64url_encode
 from dpop_guard.client import ProofSigner
-from dpop_guard.errors import InvalidDPoPProof, InvalidRequest, UseDPoPNonce
+from dpop_guard.errors import DPoPGuardError, InvalidDPoPProof, InvalidRequest, UseDPoPNonce
 from dpop_guard.nonce import HMACNonceSource
 from dpop_guard.proof import (
     ProofPolicy,
@@ -808,3 +808,90 @@ class TestImportPurity:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
         )
         assert result.stdout.strip() == "[]", result.stdout
+
+
+_FAST_SIGNER = ProofSigner.generate("ES256")
+_FAST_NONCES = HMACNonceSource(b"fast-path-nonce-secret-0123456789")
+_MISSING: Any = object()
+
+
+def _claim(draw: st.DrawFn, common: Any, *odd: Any) -> Any:
+    """A claim's value: ``common`` three times in four, else one of ``odd`` or absent."""
+    if draw(st.integers(0, 3)):
+        return common
+    return draw(st.sampled_from([*odd, _MISSING]))
+
+
+@st.composite
+def _claims(draw: st.DrawFn) -> dict[str, Any]:
+    """Claims around the common proof's: each member usual, odd, of the wrong type or
+    absent, and now and then a nonce, nbf or exp."""
+    values = {
+        "jti": _claim(draw, "j-1", "", "j" * 256, "j" * 257, 7, None),
+        "iat": _claim(draw, NOW, NOW - 60, NOW - 61, NOW + 10, NOW + 11, NOW + 10.5, True, "1"),
+        "htm": _claim(draw, "GET", "POST", "get", 1),
+        "htu": _claim(draw, URL, "https://RS.example.com:443/accounts", URL + "/x", None),
+        "ath": _claim(draw, compute_ath(TOKEN), compute_ath("other"), "\u00e9", 5),
+        "nonce": _claim(draw, _MISSING, "n", 5, None),
+        "nbf": _claim(draw, _MISSING, NOW, NOW + 11, "x"),
+        "exp": _claim(draw, _MISSING, NOW + 1, NOW, -1),
+    }
+    return {name: value for name, value in values.items() if value is not _MISSING}
+
+
+def _result(call: Any) -> Any:
+    try:
+        return ("accepted", call())
+    except DPoPGuardError as exc:
+        detail = (getattr(exc, "claim", None), getattr(exc, "nonce", None))
+        return (type(exc), exc.reason, exc.args, detail)
+
+
+class TestInlineClaimsAreTheFullCheck:
+    """``verify`` checks the common proof's claims inline and leaves the rest to
+    ``_check_claims``: on any claims, verifying the signed proof gives what the full
+    check gives for its claims (the same proof, or the same refusal and reason)."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        _claims(),
+        st.sampled_from([TOKEN, None]),
+        st.booleans(),
+        st.sampled_from([None, _FAST_NONCES]),
+    )
+    def test_same_result(
+        self, claims: dict[str, Any], token: str | None, seen: bool, nonces: Any
+    ) -> None:
+        proof = _FAST_SIGNER.sign_raw(
+            {"typ": "dpop+jwt", "alg": "ES256", "jwk": dict(_FAST_SIGNER.public_jwk)}, claims
+        )
+        inline, full = ProofVerifier(POLICY), ProofVerifier(POLICY)
+        if seen:  # the token's ath already computed, as on every request but its first
+            inline._ath[TOKEN] = full._ath[TOKEN] = compute_ath(TOKEN)
+        parsed = json.loads(json.dumps(claims))
+        got = _result(
+            lambda: inline.verify(
+                proof, method="GET", url=URL, access_token=token, now=NOW, nonces=nonces
+            )
+        )
+        expected = _result(
+            lambda: full._check_claims(parsed, _FAST_SIGNER.jkt, "GET", URL, token, NOW, nonces)
+        )
+        assert got == expected
+
+    def test_common_proof_is_checked_inline(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The usual proof never reaches _check_claims (which is what saves the
+        instructions), once its token's ath is known; its first use does."""
+        calls: list[str] = []
+        full = ProofVerifier._check_claims
+
+        def spy(self: ProofVerifier, *args: Any) -> Any:
+            calls.append(args[0]["jti"])
+            return full(self, *args)
+
+        monkeypatch.setattr(ProofVerifier, "_check_claims", spy)
+        verifier = ProofVerifier(POLICY)
+        for jti in ("first", "second"):
+            proof = proof_for(_FAST_SIGNER, claims={"jti": jti})
+            verifier.verify(proof, method="GET", url=URL, access_token=TOKEN, now=NOW)
+        assert calls == ["first"]
