@@ -294,8 +294,6 @@ class VerifiedProof(NamedTuple):
     htm: str
     htu: str
     nonce: str | None
-    replay_key: str
-    """Hex SHA-256 of ``jkt:jti``: the key under which the caller records the proof."""
     replay_ttl: int
     """Seconds the replay record must live from the proof's first use: every second at
     which any verifier with this policy could accept it again (see
@@ -303,6 +301,14 @@ class VerifiedProof(NamedTuple):
     next_nonce: str | None = None
     """A newer server nonce to send in ``DPoP-Nonce`` with the response, when the one used
     is about to expire."""
+
+    @property
+    def replay_key(self) -> str:
+        """Hex SHA-256 of ``jkt:jti``: the key under which a shared store records the proof
+        (fixed length, and the same in every version of a fleet). Derived when asked: an
+        in-process store is keyed by ``jkt:jti`` itself (its memory is not shared), so a
+        hit with the memory store hashes nothing (about 5,000 instructions)."""
+        return sha256(f"{self.jkt}:{self.jti}".encode()).hexdigest()
 
 
 _new_tuple = tuple.__new__
@@ -461,7 +467,6 @@ class ProofVerifier:
                     htm,
                     htu,
                     None,
-                    sha256(f"{jkt}:{jti}".encode()).hexdigest(),
                     self._replay_ttl,
                     None,
                 ),
@@ -536,7 +541,6 @@ class ProofVerifier:
             _check_time(claims, iat, now, window, skew)  # refuses, or nbf and exp hold
         if access_token is not None:
             self._check_ath(claims, access_token)
-        replay_key = sha256(f"{jkt}:{jti}".encode()).hexdigest()
         # tuple.__new__ directly: the named tuple's __new__ would only pass these on.
         return _new_tuple(
             VerifiedProof,
@@ -547,7 +551,6 @@ class ProofVerifier:
                 htm,
                 htu,
                 nonce,
-                replay_key,
                 replay_ttl,
                 next_nonce,
             ),

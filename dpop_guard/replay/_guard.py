@@ -120,7 +120,9 @@ class ReplayGuard:
         if sync is None:
             raise RuntimeError("this replay store has no synchronous path; await record()")
         try:
-            first, epoch = sync(proof.replay_key, proof.replay_ttl, now)
+            # Keyed by jkt:jti itself: this store is the process's own, so no digest is
+            # needed to keep keys fixed-length or alike across versions of a fleet.
+            first, epoch = sync(f"{proof.jkt}:{proof.jti}", proof.replay_ttl, now)
         except Exception as exc:
             self._failed(exc, now)
         if first and epoch == self._epoch_seen and self._failed_at is None:

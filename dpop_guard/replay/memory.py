@@ -28,7 +28,8 @@ class MemoryReplayStore:
     Full means fail closed: when ``maxsize`` live records exist, :class:`ReplayStoreFull`
     is raised (the middleware answers 503) rather than evicting a record that may still be
     needed. Size it as ``peak requests/s x replay TTL`` with headroom. Each record costs
-    roughly 250 bytes (a 64-character key, a dict slot, a heap tuple and a float).
+    roughly 250 bytes (the ``jkt:jti`` key of about 80 characters, a dict slot, a heap tuple
+    and a float; a ``jti`` of the maximum 256 characters adds about 200).
 
     Its epoch (see :class:`~dpop_guard.replay.EpochReplayStore`) is the wall-clock second
     of its first use: its memory is the process's, so proofs issued before this process

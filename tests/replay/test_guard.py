@@ -3,7 +3,6 @@ injected clock (no sleeps), on the memory store and on a real redis-server."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -33,8 +32,7 @@ class FakeMonotonic:
 
 
 def proof(jti: str, *, iat: int, ttl: int = PLAIN_TTL, jkt: str = "JKT") -> VerifiedProof:
-    key = hashlib.sha256(f"{jkt}:{jti}".encode()).hexdigest()
-    return VerifiedProof(jkt, jti, iat, "GET", "https://rs/a", None, key, ttl)
+    return VerifiedProof(jkt, jti, iat, "GET", "https://rs/a", None, ttl)
 
 
 async def reason_of(guard: ReplayGuard, p: VerifiedProof, now: int) -> str | None:
