@@ -132,21 +132,28 @@ class DateHeader:
 
 
 def stamp_responses(
-    send: Send, interaction: str, dates: DateHeader | None = None, *, websocket: bool = False
-) -> Send:
-    """Wrap ``send`` so each response head (HTTP, a websocket's ``accept`` or its HTTP
-    denial) carries the interaction id, unless the app set one itself, and, with
-    ``dates``, an HTTP response head a ``Date`` unless it has one.
+    send: Send, sent: bytes | None, dates: DateHeader | None = None, *, websocket: bool = False
+) -> tuple[str, Send]:
+    """The request's interaction id (:func:`interaction_id_of` the first
+    ``x-fapi-interaction-id`` value ``sent``), and ``send`` wrapped so each response head
+    (HTTP, a websocket's ``accept`` or its HTTP denial) carries it, unless the app set one
+    itself, and, with ``dates``, an HTTP response head a ``Date`` unless it has one. (One
+    call for both: a call costs about 800 instructions, on every request.)
 
     :param websocket: the scope is a websocket's (its heads are ``websocket.accept`` and
         ``websocket.http.response.start``), not an HTTP request's.
     """
+    if sent is None:
+        m = _MINTER  # mint_uuid(), without the call
+        interaction = m.prefix + (next(m.steps) & _MASK48).to_bytes(6, "big").hex()
+    else:
+        interaction = interaction_id_of(sent)
     pair = (_HEADER, interaction.encode("ascii"))
     if dates is None and not websocket:
         # The common case, on every request: an HTTP response and the server's own Date.
         # A plain function returning the server's own awaitable, not a coroutine function:
         # ``await send(message)`` then makes one coroutine per message, not two (about
-        # 7,000 instructions per request fewer than the general wrapper below).
+        # 1,600 instructions per request fewer than a coroutine function).
         def stamp_id(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = message.get("headers") or ()
@@ -159,7 +166,7 @@ def stamp_responses(
                     message["headers"] = [*headers, pair]
             return send(message)
 
-        return stamp_id
+        return interaction, stamp_id
 
     async def stamped(message: Message) -> None:
         kind = message["type"]
@@ -179,4 +186,4 @@ def stamp_responses(
                 message["headers"] = [*headers, *added]
         await send(message)
 
-    return stamped
+    return interaction, stamped

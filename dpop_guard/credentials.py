@@ -65,9 +65,6 @@ class _Draft:
     __slots__ = DPoPCredentials.__slots__  # the same layout: what __class__ assignment needs
 
 
-_new_draft = object.__new__
-
-
 class DPoPUser(BaseUser):
     """``request.user`` for a request that passed: authenticated, named by its subject (or,
     for a client-credentials token, its client id)."""
@@ -152,7 +149,7 @@ def credentials_for(
     if acr_values or max_age is not None:
         check_step_up(info.acr, info.auth_time, now=now, acr_values=acr_values, max_age=max_age)
     # Filled here rather than in an __init__: one call frame fewer per request.
-    draft: Any = _new_draft(_Draft)  # typed by DPoPCredentials: the same slots
+    draft: Any = _Draft()  # typed by DPoPCredentials: the same slots
     draft.subject = info.subject
     draft.client_id = info.client_id
     draft.scopes = info.scopes

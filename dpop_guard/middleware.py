@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._binding import Policy, check_binding, policy_for
 from ._decision import DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
-from ._fapi import INTERACTION_ID, DateHeader, interaction_id_of, mint_uuid, stamp_responses
+from ._fapi import INTERACTION_ID, DateHeader, stamp_responses
 from ._memo import Authorizations, RequestShapes, Shape
 from ._proxy import parse_networks
 from ._respond import refuse_websocket, send_response
@@ -185,10 +185,9 @@ class DPoPGuardMiddleware:
                 dpop.append(value)
             elif name == _INTERACTION_ID and sent_id is None:
                 sent_id = value
-        interaction = mint_uuid() if sent_id is None else interaction_id_of(sent_id)
-        scope.setdefault("state", {})["fapi_interaction_id"] = interaction
         websocket = kind == "websocket"
-        send = stamp_responses(send, interaction, self._dates, websocket=websocket)
+        interaction, send = stamp_responses(send, sent_id, self._dates, websocket=websocket)
+        scope.setdefault("state", {})["fapi_interaction_id"] = interaction
         method: str = "GET" if websocket else scope["method"]
         # What a request cost, for logs and metrics: built up front only when someone
         # listens to accepted requests (otherwise on a miss or a refusal, when needed).
@@ -216,11 +215,9 @@ class DPoPGuardMiddleware:
                     )
                     jkt = next_nonce = None
                 else:
-                    raw = (
-                        dpop[0].decode("latin-1")
-                        if len(dpop) == 1
-                        else select_proof([value.decode("latin-1") for value in dpop])
-                    )
+                    # The header's octets go to the verifier as they are (text only on
+                    # a miss, for the introspector: two copies of the proof fewer).
+                    raw = dpop[0] if len(dpop) == 1 else select_proof(dpop)
                     nonces = self.nonce_source if policy.nonce else None
                     timed = trace is not None and self.metrics is not None  # for metrics only
                     if not timed:
@@ -266,7 +263,13 @@ class DPoPGuardMiddleware:
                         # locally, and it spares the server a second, possibly different,
                         # normalisation.
                         facts = self._facts(
-                            method, proof.htu, raw, proof.jkt, shape, trace, certificate
+                            method,
+                            proof.htu,
+                            raw.decode("ascii"),
+                            proof.jkt,
+                            shape,
+                            trace,
+                            certificate,
                         )
                         info = await self._introspect(header.token, facts, trace)
                         next_nonce = trace.lookup.dpop_nonce
@@ -351,7 +354,7 @@ class DPoPGuardMiddleware:
 
     def _timed_verify(
         self,
-        raw: str,
+        raw: bytes,
         method: str,
         htu: str,
         token: str,

@@ -36,7 +36,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, AnyStr, Final, Literal, NamedTuple
 
 from ._b64 import b64url_decode, b64url_decode_octets, b64url_encode
 from ._digest import sha256
@@ -316,8 +316,9 @@ _compare_digest = hmac.compare_digest
 _DOT: Final = ord(".")  # ``int in bytes`` is a memchr; ``bytes in bytes`` first tries int()
 
 
-def select_proof(values: Sequence[str]) -> str:
-    """Pick the single ``DPoP`` header value (RFC 9449 section 4.3 step 1).
+def select_proof(values: Sequence[AnyStr]) -> AnyStr:
+    """Pick the single ``DPoP`` header value (RFC 9449 section 4.3 step 1), as text or as
+    octets.
 
     :raises InvalidDPoPProof: no ``DPoP`` header.
     :raises InvalidRequest: more than one.
@@ -375,7 +376,7 @@ class ProofVerifier:
 
     def verify(
         self,
-        proof: str,
+        proof: str | bytes,
         *,
         method: str,
         url: str,
@@ -386,6 +387,8 @@ class ProofVerifier:
         """Check ``proof`` for a request ``method url`` at time ``now`` (whole epoch
         seconds: the floor of the clock).
 
+        :param proof: the ``DPoP`` header value, as text or as the header's own octets
+            (an ASCII-only value either way; anything else is ``proof_malformed``).
         :param url: the request URL as the client addressed it; query and fragment are
             ignored, scheme and host compared case-insensitively, default ports dropped.
         :param access_token: when given, ``ath`` must be its hash.
@@ -402,7 +405,10 @@ class ProofVerifier:
             raise _fail("proof_too_large", "The DPoP proof is too large.")
         if not proof.isascii():
             raise _fail("proof_malformed")
-        signing_input, _, signature_b64 = proof.encode().rpartition(b".")
+        # The DPoP header's own octets when the caller has them (the middleware does):
+        # no text to decode and encode again, two copies of the whole proof fewer.
+        data = proof if isinstance(proof, bytes) else proof.encode()
+        signing_input, _, signature_b64 = data.rpartition(b".")
         header_b64, dot, payload_b64 = signing_input.partition(b".")
         if not dot or _DOT in payload_b64:  # not exactly three segments
             raise _fail("proof_malformed")
@@ -645,7 +651,7 @@ def _check_time(claims: dict[str, Any], iat: float, now: int, window: int, skew:
 
 
 def verify_proof(
-    proof: str,
+    proof: str | bytes,
     *,
     method: str,
     url: str,
