@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Literal
 
 from .errors import AuthenticationRequired, InvalidRequest, InvalidToken
 
@@ -12,9 +13,12 @@ from .errors import AuthenticationRequired, InvalidRequest, InvalidToken
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
-class AuthorizationHeader(NamedTuple):
-    """The access token and the scheme it came with. (Immutable; a named tuple because
-    it is built on every request and a frozen dataclass costs several times as much.)"""
+@dataclass(frozen=True, slots=True)
+class AuthorizationHeader:
+    """The access token and the scheme it came with. (A slotted dataclass: it is built
+    once per distinct header value and remembered (``_memo.Authorizations``), and read on
+    every request, where a slot is read in a few instructions and a named tuple's field
+    through its descriptor in about 150.)"""
 
     scheme: Literal["DPoP", "Bearer"]
     token: str
