@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 __all__ = ["MemoryReplayStore", "ReplayStoreFull"]
 
@@ -41,8 +41,9 @@ class MemoryReplayStore:
     Full means fail closed: when ``maxsize`` live records exist, :class:`ReplayStoreFull`
     is raised (the middleware answers 503) rather than evicting a record that may still be
     needed. Size it as ``peak requests/s x replay TTL`` with headroom. Each record costs
-    roughly 250 bytes (the ``jkt:jti`` key of about 80 characters, a dict slot, a queued tuple
-    and a float; a ``jti`` of the maximum 256 characters adds about 200).
+    roughly 250 bytes (the key: under the replay guard the pair ``(jkt, jti)``, the ``jti``
+    of about 20-40 characters; a dict slot, a queued tuple and a float; a ``jti`` of the
+    maximum 256 characters adds about 220).
 
     Its epoch (see :class:`~dpop_guard.replay.EpochReplayStore`) is the wall-clock second
     of its first use: its memory is the process's, so proofs issued before this process
@@ -67,8 +68,8 @@ class MemoryReplayStore:
             raise ValueError("maxsize must be positive")
         self.maxsize = maxsize
         self._clock = clock
-        self._expiry: dict[str, float] = {}
-        self._queues: dict[int, deque[tuple[float, str]]] = {}  # lifetime: (deadline, key)
+        self._expiry: dict[Hashable, float] = {}
+        self._queues: dict[int, deque[tuple[float, Hashable]]] = {}  # lifetime: (deadline, key)
         self._earliest = math.inf  # no queue head is earlier
         self._epoch: int | None = epoch
 
@@ -112,7 +113,7 @@ class MemoryReplayStore:
         """
         return self.add_with_epoch_sync(key, ttl=ttl, now=now)
 
-    def add_with_epoch_sync(self, key: str, ttl: int, now: int) -> tuple[bool, int]:
+    def add_with_epoch_sync(self, key: Hashable, ttl: int, now: int) -> tuple[bool, int]:
         """:meth:`add_with_epoch` without a coroutine: what
         :meth:`~dpop_guard.replay._guard.ReplayGuard.record` calls for this store on the
         request path. Atomic for the same reason (no ``await`` between check and set).
