@@ -47,6 +47,7 @@ from dpop_guard._b64 import b64url_decode
 from dpop_guard.jwk import import_public_jwk
 from dpop_guard.proof import compute_ath
 from dpop_guard.replay import MemoryReplayStore
+from dpop_guard.replay._guard import ReplayGuard
 from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
@@ -96,7 +97,7 @@ def _verify_variants(alg: str, n: int, rounds: int) -> dict[str, Callable[[int],
         header, payload, sig = proof.split(".")
         pairs.append((b64url_decode(sig), f"{header}.{payload}".encode()))
     verifier = ProofVerifier(ProofPolicy(algorithms=(alg,)))
-    store = MemoryReplayStore()
+    guard = ReplayGuard(MemoryReplayStore(epoch=now))  # the middleware's own record
     registry = jws.JWSRegistry(algorithms=[alg])
     registry.max_header_length = 8192
 
@@ -115,7 +116,7 @@ def _verify_variants(alg: str, n: int, rounds: int) -> dict[str, Callable[[int],
             proof = verifier.verify(
                 next(proofs), method="GET", url=URL, access_token=TOKEN, now=now
             )
-            store.add_if_absent_sync(proof.replay_key, ttl=proof.replay_ttl)
+            guard.record_sync(proof, now)
 
     def naive_joserfc(k: int) -> None:
         for token in cycle(k):

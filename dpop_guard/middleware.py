@@ -248,6 +248,8 @@ class DPoPGuardMiddleware:
                             hit = self._cached_sync(header.token)
                         except InactiveToken:
                             cache_hit = True  # a remembered dead token
+                            if trace is not None:
+                                trace.lookup.cache_hit = True
                             raise
                     if hit is not None:
                         info = hit

@@ -44,6 +44,20 @@ class TestMetricsHook:
         assert (refused.outcome, refused.reason, refused.status) == ("rejected", "typ_invalid", 401)
         assert refused.introspection_seconds is None and refused.cache_hit is None
 
+    async def test_remembered_dead_token_is_a_cache_hit(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """A token refused once is refused again from the negative cache, and the second
+        decision says so (a hit), as a live token's second use does."""
+        recorder = Recorder()
+        h = make_harness(metrics=recorder)
+        for _ in range(2):
+            response = await h.call("not-a-live-token", signer)
+            assert response.status_code == 401
+        first, second = recorder.decisions
+        assert (first.reason, first.cache_hit) == ("authlete_unauthorized", False)
+        assert (second.reason, second.cache_hit) == ("authlete_unauthorized", True)
+
     async def test_prometheus(
         self, make_harness: Callable[..., Harness], signer: ProofSigner
     ) -> None:

@@ -45,6 +45,13 @@ class MemoryReplayStore:
     of about 20-40 characters; a dict slot, a queued tuple and a float; a ``jti`` of the
     maximum 256 characters adds about 220).
 
+    The replay guard the middleware uses calls it directly and records each proof under the
+    pair ``(jkt, jti)``; through the plain :class:`~dpop_guard.replay.ReplayStore` methods
+    (``add_if_absent``, ``add_with_epoch``: a wrapper, a subclass that overrides them) a
+    proof is recorded under its ``replay_key`` instead. Guards that share one store
+    therefore see each other's proofs when each reaches it the same way (both directly, or
+    both through one wrapper), as the middleware's do.
+
     Its epoch (see :class:`~dpop_guard.replay.EpochReplayStore`) is the wall-clock second
     of its first use: its memory is the process's, so proofs issued before this process
     began recording cannot be vouched for, and are refused by the replay guard (a restart
@@ -117,21 +124,30 @@ class MemoryReplayStore:
         """:meth:`add_with_epoch` without a coroutine: what
         :meth:`~dpop_guard.replay._guard.ReplayGuard.record` calls for this store on the
         request path. Atomic for the same reason (no ``await`` between check and set).
-        The check-and-set is here rather than in a helper: one call per request, not two
-        (about 1,200 instructions).
+        The check-and-set is :meth:`add_if_absent_sync`'s, so a subclass that overrides it
+        (fault injection, instrumentation) is called on every path.
 
         :raises ReplayStoreFull: as :meth:`add_if_absent`.
         """
+        first = self.add_if_absent_sync(key, ttl)
         epoch = self._epoch
         if epoch is None:
             epoch = self._epoch = now
+        return first, epoch
+
+    def add_if_absent_sync(self, key: Hashable, ttl: int) -> bool:
+        """The check-and-set itself, for synchronous callers: :meth:`add_if_absent` without
+        a coroutine.
+
+        :raises ReplayStoreFull: as :meth:`add_if_absent`.
+        """
         clock = self._clock()
         if self._earliest <= clock:  # skip the call when nothing has expired
             self._purge(clock, _PURGE_PER_ADD)
         expiry = self._expiry
         deadline = expiry.get(key)
         if deadline is not None and deadline > clock:
-            return False, epoch
+            return False
         if deadline is None and len(expiry) >= self.maxsize:
             self._purge(clock, None)
             if len(expiry) >= self.maxsize:
@@ -143,9 +159,4 @@ class MemoryReplayStore:
             if deadline < self._earliest:
                 self._earliest = deadline
         queue.append((deadline, key))
-        return True, epoch
-
-    def add_if_absent_sync(self, key: str, ttl: int) -> bool:
-        """The same, for synchronous callers (a first use sets the epoch to the wall-clock
-        second, as :meth:`add_with_epoch` would)."""
-        return self.add_with_epoch_sync(key, ttl, int(time.time()))[0]
+        return True

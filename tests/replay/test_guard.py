@@ -4,7 +4,7 @@ injected clock (no sleeps), on the memory store and on a real redis-server."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 
 import pytest
 import redis.asyncio as aioredis
@@ -260,6 +260,34 @@ class TestSyncRecord:
         assert not ReplayGuard(Switchable(MemoryReplayStore())).is_sync
         with pytest.raises(RuntimeError):
             ReplayGuard(Wrapped()).record_sync(proof("a", iat=T0), now=T0)
+
+    async def test_a_subclass_check_and_set_is_called_on_the_sync_path(self) -> None:
+        """A subclass that overrides the check-and-set itself (add_if_absent_sync: fault
+        injection here) is called on the guard's sync path: its failure is a 503, never
+        skipped."""
+
+        class Failing(MemoryReplayStore):
+            def add_if_absent_sync(self, key: Hashable, ttl: int) -> bool:
+                raise ConnectionError("injected")
+
+        guard = ReplayGuard(Failing(epoch=T0))
+        assert guard.is_sync
+        with pytest.raises(ReplayStoreUnavailable):
+            guard.record_sync(proof("a", iat=T0), T0)
+        with pytest.raises(ReplayStoreUnavailable):
+            await guard.record(proof("b", iat=T0), now=T0)
+
+    async def test_guards_sharing_one_store_see_each_others_proofs(self) -> None:
+        """Two guards on one memory store record under the same key: a proof used through
+        one is a replay through the other, on the sync and the async path alike."""
+        store = MemoryReplayStore(epoch=T0)
+        one, two = ReplayGuard(store), ReplayGuard(store)
+        one.record_sync(proof("a", iat=T0), T0)
+        assert await reason_of(two, proof("a", iat=T0), T0) == "jti_replayed"
+        await two.record(proof("b", iat=T0), now=T0)
+        with pytest.raises(InvalidDPoPProof) as refused:
+            one.record_sync(proof("b", iat=T0), T0)
+        assert refused.value.reason == "jti_replayed"
 
     async def test_same_reasons_as_async_path(self) -> None:
         """A sequence of uses gets the same answers through record_sync as through a
