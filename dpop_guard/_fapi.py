@@ -138,7 +138,7 @@ def stamp_responses(
     ``x-fapi-interaction-id`` value ``sent``), and ``send`` wrapped so each response head
     (HTTP, a websocket's ``accept`` or its HTTP denial) carries it, unless the app set one
     itself, and, with ``dates``, an HTTP response head a ``Date`` unless it has one. (One
-    call for both: a call costs about 800 instructions, on every request.)
+    call for both, on every request.)
 
     :param websocket: the scope is a websocket's (its heads are ``websocket.accept`` and
         ``websocket.http.response.start``), not an HTTP request's.

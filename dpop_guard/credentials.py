@@ -132,8 +132,7 @@ def credentials_for(
     the required scopes are checked here, from the token's facts. (A cached answer is
     older than the request, and the cache serves every route, so whatever the
     introspector checked, these are checked again.) The middleware passes every argument
-    by position, on every request: keyword arguments cost a call about 60 instructions
-    each.
+    by position.
 
     :param jkt: the thumbprint of the DPoP key the token is bound to, ``None`` when none.
     :param acr_values: the route's step-up requirement (see :func:`check_step_up`).

@@ -199,8 +199,8 @@ class DPoPGuardMiddleware:
             shape = self._shapes.get(scope, method, websocket)  # 400 on a bad request line
             if shape.policy is not None:
                 # The protected path, inline: one coroutine per request, and an await only
-                # where a store or the introspector really does I/O (about 6,000
-                # instructions per hit saved against two nested coroutines).
+                # where a store or the introspector really does I/O (the shell pass in
+                # benchmarks/README.md says what each step of this shape saved).
                 policy = shape.policy
                 header = self._authorizations.parse(authorization)
                 # Before the proof: a malformed certificate header (a proxy bug) is a 400
