@@ -372,16 +372,12 @@ class CachingIntrospector:
             if request is not None:
                 request.lookup.cache_hit = True
             raise negative.error()
-        # _Expiring.get, without the call (on every hit): live, and marked as just used.
-        data = self._cache._data
-        entry = data.pop(key, None)
-        if entry is None or self._clock() >= entry[0]:
-            return None
-        data[key] = entry
-        self.hits += 1
-        if request is not None:
-            request.lookup.cache_hit = True
-        return entry[1]
+        info = self._cache.get(key)
+        if info is not None:
+            self.hits += 1
+            if request is not None:
+                request.lookup.cache_hit = True
+        return info
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
         """Answer from the cache, or introspect once for all concurrent callers with the
