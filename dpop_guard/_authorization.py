@@ -17,8 +17,8 @@ _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 class AuthorizationHeader:
     """The access token and the scheme it came with. (A slotted dataclass: it is built
     once per distinct header value and remembered (``_memo.Authorizations``), and read on
-    every request, where a slot is read in a few instructions and a named tuple's field
-    through its descriptor in about 150.)"""
+    every request; with :class:`~dpop_guard._memo.Shape`, about 1,400 instructions per hit
+    fewer than as named tuples, ``benchmarks/README.md``.)"""
 
     scheme: Literal["DPoP", "Bearer"]
     token: str

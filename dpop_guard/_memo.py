@@ -34,8 +34,7 @@ class Shape:
     """What the request line decides, before any header is read: a pure function of the
     scope's ``type``, ``method``, ``path``, ``root_path`` and ``raw_path`` and of the
     (immutable) settings. (A slotted dataclass: built once per distinct request line and
-    read on every request, where a slot is read in a few instructions and a named tuple's
-    field through its descriptor in about 150.)"""
+    read on every request; see :class:`~dpop_guard._authorization.AuthorizationHeader`.)"""
 
     path: str
     """The routed path (relative to ``root_path``, decoded), as the router sees it."""
@@ -55,11 +54,12 @@ class Shape:
 
 
 class RequestShapes:
-    """:class:`Shape` per request line, remembered (about 9,000 instructions per request
-    saved against deciding the route, the target and the ``htu`` each time;
-    ``benchmarks/README.md``). A client sending endless new request lines only makes the
-    memo start over (``dict.clear`` every ``maxsize`` new keys), which costs it what it
-    would cost without a memo. Refusals are never remembered: they are raised afresh.
+    """:class:`Shape` per request line, remembered: one lookup where the route, the
+    request target and the ``htu`` each had a memo of their own (part of the first step
+    of the shell pass in ``benchmarks/README.md``). A client sending endless new request
+    lines only makes the memo start over (``dict.clear`` every ``maxsize`` new keys),
+    which costs it what it would cost without a memo. Refusals are never remembered:
+    they are raised afresh.
 
     :param routes: the path rules, in order (the first match wins).
     :param policy_of: the precomputed policy of a rule (``None``: no rule matched).
