@@ -38,11 +38,17 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.demo import SERVICE_AUTH, free_port, mint_token, process, simulator_env
+from dpop_guard.demo import (
+    SERVICE_AUTH,
+    free_port,
+    mint_token,
+    process,
+    simulator_env,
+    token_create,
+)
 from dpop_guard.demo._mtls import nginx_version
 from dpop_guard.demo._nginx import find_command, nginx
 from dpop_guard.demo._pki import PKI, PKIFiles
-from dpop_guard.simulator import DEFAULT_SERVICE_ID
 
 from .load import describe_stack, fast_stack, interleaved, tree_cpu
 
@@ -122,17 +128,10 @@ def deployment(directory: Path, pki: PKI) -> Iterator[tuple[Deployment, str]]:
 
 
 def mtls_token(simulator: str, pki: PKI) -> str:
-    response = httpx.post(
-        f"{simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
-        headers=SERVICE_AUTH,
-        json={
-            "grantType": "AUTHORIZATION_CODE",
-            "subject": "alice",
-            "scopes": ["read:accounts"],
-            "certificateThumbprint": pki.alice.x5t_s256,
-            "accessTokenDuration": 3600,
-        },
+    url, body = token_create(
+        simulator, ["read:accounts"], lifetime=3600, x5t_s256=pki.alice.x5t_s256
     )
+    response = httpx.post(url, headers=SERVICE_AUTH, json=body)
     response.raise_for_status()
     token: str = response.json()["accessToken"]
     return token

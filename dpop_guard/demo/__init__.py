@@ -34,6 +34,7 @@ __all__ = [
     "process",
     "simulator_env",
     "tail",
+    "token_create",
 ]
 
 SERVICE_AUTH = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
@@ -130,20 +131,35 @@ def simulator_env(
     return env
 
 
+def token_create(
+    simulator: str,
+    scopes: list[str],
+    *,
+    lifetime: int,
+    jkt: str | None = None,
+    x5t_s256: str | None = None,
+) -> tuple[str, dict[str, object]]:
+    """The simulator's ``/auth/token/create`` URL and body for a token for alice, bound to
+    the DPoP key ``jkt`` or to the certificate ``x5t_s256`` (what the authorization server
+    would issue after PAR, the code and the token request). Send it with
+    :data:`SERVICE_AUTH`; the answer's ``accessToken`` is the token."""
+    body: dict[str, object] = {
+        "grantType": "AUTHORIZATION_CODE",
+        "subject": "alice",
+        "scopes": scopes,
+        "accessTokenDuration": lifetime,
+    }
+    if jkt is not None:
+        body["dpopKeyThumbprint"] = jkt
+    if x5t_s256 is not None:
+        body["certificateThumbprint"] = x5t_s256
+    return f"{simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create", body
+
+
 def mint_token(simulator: str, signer: ProofSigner, scopes: list[str], *, lifetime: int) -> str:
-    """A token for alice bound to ``signer``, from the simulator's /auth/token/create (what
-    the authorization server would issue after PAR, the code and the token request)."""
-    response = httpx.post(
-        f"{simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
-        headers=SERVICE_AUTH,
-        json={
-            "grantType": "AUTHORIZATION_CODE",
-            "subject": "alice",
-            "scopes": scopes,
-            "dpopKeyThumbprint": signer.jkt,
-            "accessTokenDuration": lifetime,
-        },
-    )
+    """A token for alice bound to ``signer``, from :func:`token_create`."""
+    url, body = token_create(simulator, scopes, lifetime=lifetime, jkt=signer.jkt)
+    response = httpx.post(url, headers=SERVICE_AUTH, json=body)
     response.raise_for_status()
     token: str = response.json()["accessToken"]
     return token

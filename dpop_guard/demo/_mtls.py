@@ -23,8 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from ..challenges import parse_challenge
-from ..simulator import DEFAULT_SERVICE_ID
-from . import SERVICE_AUTH, free_port, process
+from . import SERVICE_AUTH, free_port, process, token_create
 from ._nginx import find_command, nginx
 from ._pki import PKI, Identity, PKIFiles
 from ._report import Report, outcome, short
@@ -129,17 +128,10 @@ class MTLSLeg:
         """A token for alice bound to ``identity``'s certificate, from the simulator's
         ``/auth/token/create`` with ``certificateThumbprint`` (what the authorization server
         issues after a token request over mutual TLS)."""
-        response = await http.post(
-            f"{self.simulator}/api/{DEFAULT_SERVICE_ID}/auth/token/create",
-            headers=SERVICE_AUTH,
-            json={
-                "grantType": "AUTHORIZATION_CODE",
-                "subject": "alice",
-                "scopes": ["read:accounts"],
-                "certificateThumbprint": identity.x5t_s256,
-                "accessTokenDuration": 600,
-            },
+        url, body = token_create(
+            self.simulator, ["read:accounts"], lifetime=600, x5t_s256=identity.x5t_s256
         )
+        response = await http.post(url, headers=SERVICE_AUTH, json=body)
         response.raise_for_status()
         token: str = response.json()["accessToken"]
         return token
