@@ -46,7 +46,7 @@ from dpop_guard.demo import (
     simulator_env,
     token_create,
 )
-from dpop_guard.demo._mtls import nginx_version
+from dpop_guard.demo._mtls import behind_nginx, nginx_version
 from dpop_guard.demo._nginx import find_command, nginx
 from dpop_guard.demo._pki import PKI, PKIFiles
 
@@ -85,14 +85,7 @@ def deployment(directory: Path, pki: PKI) -> Iterator[tuple[Deployment, str]]:
     simulator = f"http://127.0.0.1:{sim_port}"
     env = simulator_env(simulator)
     proxy = nginx(directory / "nginx", files, f"127.0.0.1:{api_port}", verify="optional")
-    api_env = dict(
-        env,
-        DPOP_GUARD_PUBLIC_URL=proxy.url,
-        DPOP_GUARD_CLIENT_CERT_SOURCE="nginx",
-        DPOP_GUARD_CLIENT_CERT_HEADER="X-Client-Cert",
-        DPOP_GUARD_TRUSTED_PROXIES="127.0.0.1",
-        DPOP_GUARD_PROXY_HEADERS="x-forwarded",
-    )
+    api_env = behind_nginx(env, proxy.url)
     uvicorn = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
     with ExitStack() as stack:
         stack.enter_context(

@@ -54,6 +54,20 @@ def nginx_version(command: str) -> str:
     return text.rsplit(" ", 1)[-1] if text else "nginx (version unknown)"
 
 
+def behind_nginx(env: dict[str, str], public_url: str) -> dict[str, str]:
+    """``env`` for the accounts API behind the packaged ``nginx-mtls.conf`` on loopback:
+    the certificate from nginx's ``X-Client-Cert``, nginx the one trusted proxy, and the
+    forwarding headers it sets (replacing the client's copies)."""
+    return dict(
+        env,
+        DPOP_GUARD_PUBLIC_URL=public_url,
+        DPOP_GUARD_CLIENT_CERT_SOURCE="nginx",
+        DPOP_GUARD_CLIENT_CERT_HEADER="X-Client-Cert",
+        DPOP_GUARD_TRUSTED_PROXIES="127.0.0.1",
+        DPOP_GUARD_PROXY_HEADERS="x-forwarded",
+    )
+
+
 @contextmanager
 def deployment(uvicorn: list[str], env: dict[str, str]) -> Iterator[MTLSDeployment | None]:
     """Start the mTLS accounts API and nginx in front of it until the block ends; ``None``
@@ -74,15 +88,7 @@ def deployment(uvicorn: list[str], env: dict[str, str]) -> Iterator[MTLSDeployme
         api_port = free_port()
         proxy = nginx(directory / "nginx", files, f"127.0.0.1:{api_port}", verify="optional")
         upstream = f"http://127.0.0.1:{api_port}"
-        api_env = dict(
-            env,
-            DPOP_GUARD_PUBLIC_URL=proxy.url,
-            DPOP_GUARD_CLIENT_CERT_SOURCE="nginx",
-            DPOP_GUARD_CLIENT_CERT_HEADER="X-Client-Cert",
-            DPOP_GUARD_TRUSTED_PROXIES="127.0.0.1",
-            # What nginx-mtls.conf sets (replacing the client's copies).
-            DPOP_GUARD_PROXY_HEADERS="x-forwarded",
-        )
+        api_env = behind_nginx(env, proxy.url)
         log = stack.enter_context(open(directory / "api.log", "w+b"))
         stack.enter_context(
             process(
