@@ -196,13 +196,26 @@ class DPoPGuardMiddleware:
         started = time.perf_counter() if trace is None else trace.started
         cache_hit = False
         try:
-            shape = self._shapes.get(scope, method, websocket)  # 400 on a bad request line
+            # The memo's key (RequestShapes.key_of) built here: a hit is a lookup in C.
+            shape = self._shapes[
+                (
+                    scope["path"],
+                    scope.get("root_path", ""),
+                    method,
+                    scope.get("raw_path"),
+                    websocket,
+                )
+            ]  # 400 on a bad request line
             if shape.policy is not None:
                 # The protected path, inline: one coroutine per request, and an await only
                 # where a store or the introspector really does I/O (the shell pass in
                 # benchmarks/README.md says what each step of this shape saved).
                 policy = shape.policy
-                header = self._authorizations.parse(authorization)
+                header = (
+                    self._authorizations[authorization[0]]  # the memo: a lookup in C
+                    if len(authorization) == 1
+                    else self._authorizations.parse(authorization)  # refused
+                )
                 # Before the proof: a malformed certificate header (a proxy bug) is a 400
                 # whatever else the request holds.
                 certificate = None if self.certificate_source is None else self._certificate(scope)

@@ -54,7 +54,7 @@ def test_same_decision_as_route_for(path: str, method: str) -> None:
     route = route_for(ROUTES, path, method)
     public = route is not None and route.public and "/.." not in path and "/./" not in path
     for _ in range(2):  # computed, then from the memo
-        shape = memo.get(scope(path.encode()), method, False)
+        shape = memo.shape_of(scope(path.encode()), method, False)
         assert shape.kind == ("public" if public else "protected")
         assert shape.route is (route if public or route is None or not route.public else None)
         assert (shape.policy is None) == public
@@ -64,8 +64,8 @@ def test_same_decision_as_route_for(path: str, method: str) -> None:
 def test_metadata_first_and_never_for_websockets() -> None:
     """The RFC 9728 document is answered before any rule is read; a websocket never gets it."""
     memo = shapes()
-    assert memo.get(scope(b"/.well-known/meta"), "GET", False).kind == "metadata"
-    assert memo.get(scope(b"/.well-known/meta"), "GET", True).kind == "protected"
+    assert memo.shape_of(scope(b"/.well-known/meta"), "GET", False).kind == "metadata"
+    assert memo.shape_of(scope(b"/.well-known/meta"), "GET", True).kind == "protected"
 
 
 def test_control_characters_refused_every_time() -> None:
@@ -73,9 +73,11 @@ def test_control_characters_refused_every_time() -> None:
     memo = shapes()
     for _ in range(2):
         with pytest.raises(InvalidRequest) as refused:
-            memo.get({"type": "http", "path": "/health\n", "raw_path": b"/health%0A"}, "GET", False)
+            memo.shape_of(
+                {"type": "http", "path": "/health\n", "raw_path": b"/health%0A"}, "GET", False
+            )
         assert refused.value.reason == "path_control_character"
-    assert memo._memo == {}
+    assert memo == {}
 
 
 def test_invalid_targets_refused_every_time() -> None:
@@ -84,17 +86,17 @@ def test_invalid_targets_refused_every_time() -> None:
     for raw in (b"/accounts#frag", b"/health#x"):
         for _ in range(2):
             with pytest.raises(InvalidRequest) as refused:
-                memo.get(scope(raw), "GET", False)
+                memo.shape_of(scope(raw), "GET", False)
             assert refused.value.reason == "request_target_invalid"
-    assert memo._memo == {}
+    assert memo == {}
 
 
 def test_memo_bounded() -> None:
     """Endless new request lines never grow the memo past its size."""
     memo = shapes(maxsize=8)
     for i in range(100):
-        memo.get(scope(f"/p{i}?q=1".encode()), "GET", False)
-        assert len(memo._memo) <= 8
+        memo.shape_of(scope(f"/p{i}?q=1".encode()), "GET", False)
+        assert len(memo) <= 8
 
 
 def test_target_and_htu_under_a_public_url() -> None:
@@ -106,15 +108,15 @@ def test_target_and_htu_under_a_public_url() -> None:
         (b"/accounts", "/mnt", "https://api.example.com/v2/accounts"),
         (b"/a%20b", "", "https://api.example.com/v2/a%20b"),
     ):
-        shape = memo.get(scope(raw, root), "GET", False)
+        shape = memo.shape_of(scope(raw, root), "GET", False)
         assert shape.target == request_target_path(scope(raw, root))
         assert shape.htu == htu
-    assert shapes().get(scope(b"/accounts"), "GET", False).htu is None  # from the headers
+    assert shapes().shape_of(scope(b"/accounts"), "GET", False).htu is None  # from the headers
 
 
 def test_target_without_raw_path() -> None:
     """A server that sends no raw_path gets the quoted path, as before."""
-    shape = shapes().get({"type": "http", "path": "/a b"}, "GET", False)
+    shape = shapes().shape_of({"type": "http", "path": "/a b"}, "GET", False)
     assert shape.target == "/a%20b"
 
 
@@ -138,11 +140,41 @@ def test_authorization_refusals_every_time_and_never_remembered() -> None:
             memo.parse([b"DPoP a", b"DPoP a"])
         with pytest.raises(AuthenticationRequired):
             memo.parse([])
-    assert memo._memo == {}
+    assert memo == {}
 
 
 def test_authorizations_bounded() -> None:
     memo = Authorizations(max_token_bytes=64, maxsize=2)
     for i in range(5):
         memo.parse([f"DPoP t{i}".encode()])
-        assert len(memo._memo) <= 2
+        assert len(memo) <= 2
+
+
+def test_middleware_keys_its_shapes_by_key_of() -> None:
+    """The middleware builds the memo key inline: it is RequestShapes.key_of's, for a
+    request with and without raw_path and root_path."""
+    import asyncio
+
+    from dpop_guard.middleware import DPoPGuardMiddleware
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        return None
+
+    async def send(message: object) -> None:
+        return None
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request"}
+
+    guard = DPoPGuardMiddleware(
+        app,
+        introspector=object(),
+        settings=GuardSettings(routes=ROUTES),  # type: ignore[arg-type]
+    )
+    scopes = [
+        {"type": "http", "method": "GET", "path": "/health", "headers": []},
+        {**scope(b"/health?x=1", "/mnt"), "method": "GET", "headers": []},
+    ]
+    for one in scopes:
+        asyncio.run(guard(one, receive, send))  # type: ignore[arg-type]
+    assert list(guard._shapes) == [RequestShapes.key_of(s, "GET", False) for s in scopes]
