@@ -55,7 +55,9 @@ class MemoryReplayStore:
     Its epoch (see :class:`~dpop_guard.replay.EpochReplayStore`) is the wall-clock second
     of its first use: its memory is the process's, so proofs issued before this process
     began recording cannot be vouched for, and are refused by the replay guard (a restart
-    of a single-process server does not reopen the proofs used before it).
+    of a single-process server does not reopen the proofs used before it). Once set, the
+    epoch never changes (nothing here forgets a live record), and the replay guard relies
+    on that: after its first record it calls :meth:`add_if_absent_sync` itself.
 
     :param maxsize: live records at most.
     :param clock: a monotonic clock in seconds (tests pass their own).

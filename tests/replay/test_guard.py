@@ -277,6 +277,51 @@ class TestSyncRecord:
         with pytest.raises(ReplayStoreUnavailable):
             await guard.record(proof("b", iat=T0), now=T0)
 
+    def test_check_and_set_called_after_the_epoch_is_known(self) -> None:
+        """Once the guard knows the store's epoch it calls the check-and-set itself: a
+        subclass's override is still called on every record, its failure a 503, and a
+        replay and a proof older than the epoch are still refused."""
+        calls: list[Hashable] = []
+
+        class Flaky(MemoryReplayStore):
+            down = False
+
+            def add_if_absent_sync(self, key: Hashable, ttl: int) -> bool:
+                calls.append(key)
+                if self.down:
+                    raise ConnectionError("injected")
+                return super().add_if_absent_sync(key, ttl)
+
+        store = Flaky(epoch=T0)
+        guard = ReplayGuard(store)
+        guard.record_sync(proof("a", iat=T0), T0)  # the epoch is learnt here
+        guard.record_sync(proof("b", iat=T0), T0)
+        with pytest.raises(InvalidDPoPProof) as refused:
+            guard.record_sync(proof("b", iat=T0), T0)
+        assert refused.value.reason == "jti_replayed"
+        with pytest.raises(InvalidDPoPProof) as refused:
+            guard.record_sync(proof("old", iat=T0 - 2), T0 + 1)
+        assert refused.value.reason == "replay_state_uncertain"
+        store.down = True
+        with pytest.raises(ReplayStoreUnavailable):
+            guard.record_sync(proof("c", iat=T0 + 1), T0 + 1)
+        assert [key[1] for key in calls] == ["a", "b", "b", "old", "c"]  # type: ignore[index]
+
+    def test_an_overridden_epoch_record_is_called_every_time(self) -> None:
+        """A subclass that overrides add_with_epoch_sync (its own epoch rule) is called on
+        every record, never bypassed once the epoch is known."""
+        seen: list[int] = []
+
+        class Instrumented(MemoryReplayStore):
+            def add_with_epoch_sync(self, key: Hashable, ttl: int, now: int) -> tuple[bool, int]:
+                seen.append(now)
+                return super().add_with_epoch_sync(key, ttl, now)
+
+        guard = ReplayGuard(Instrumented(epoch=T0))
+        for i in range(3):
+            guard.record_sync(proof(f"p{i}", iat=T0 + i), T0 + i)
+        assert seen == [T0, T0 + 1, T0 + 2]
+
     async def test_guards_sharing_one_store_see_each_others_proofs(self) -> None:
         """Two guards on one memory store record under the same key: a proof used through
         one is a replay through the other, on the sync and the async path alike."""
