@@ -3,6 +3,8 @@ same answers as the functions they remember, bounded, and refusals never remembe
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 
 from dpop_guard._authorization import parse_authorization
@@ -10,6 +12,7 @@ from dpop_guard._binding import policy_for
 from dpop_guard._memo import Authorizations, RequestShapes
 from dpop_guard._target import request_target_path
 from dpop_guard.errors import AuthenticationRequired, InvalidRequest, InvalidToken
+from dpop_guard.introspection import Introspector
 from dpop_guard.routes import Route, route_for
 from dpop_guard.settings import GuardSettings
 
@@ -166,15 +169,14 @@ def test_middleware_keys_its_shapes_by_key_of() -> None:
     async def receive() -> dict[str, object]:
         return {"type": "http.request"}
 
+    never_called = cast(Introspector, object())  # public routes only
     guard = DPoPGuardMiddleware(
-        app,
-        introspector=object(),
-        settings=GuardSettings(routes=ROUTES),  # type: ignore[arg-type]
+        app, introspector=never_called, settings=GuardSettings(routes=ROUTES)
     )
-    scopes = [
+    scopes: list[dict[str, Any]] = [
         {"type": "http", "method": "GET", "path": "/health", "headers": []},
         {**scope(b"/health?x=1", "/mnt"), "method": "GET", "headers": []},
     ]
     for one in scopes:
-        asyncio.run(guard(one, receive, send))  # type: ignore[arg-type]
+        asyncio.run(guard(one, receive, send))
     assert list(guard._shapes) == [RequestShapes.key_of(s, "GET", False) for s in scopes]
