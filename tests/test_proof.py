@@ -203,6 +203,34 @@ class TestStructure:
             verify(proof)
         assert info.value.reason in ("proof_malformed", "header_invalid")
 
+    @pytest.mark.parametrize("where", ["header", "payload", "signature", "dot"])
+    @pytest.mark.parametrize("cached", [False, True])
+    def test_non_ascii_octets_are_malformed(
+        self, signer: ProofSigner, where: str, cached: bool
+    ) -> None:
+        """A non-ASCII octet anywhere in the header's octets is proof_malformed, whichever
+        check meets it first: a header not yet cached, a payload whose signature is valid
+        (signed over the octets as sent) or not, a signature, next to a dot."""
+        verifier = ProofVerifier(ProofPolicy())
+        good = proof_for(signer).encode()
+        if cached:  # the header's key is known: the header is not parsed again
+            verifier.verify(good, method="GET", url=URL, access_token=None, now=NOW)
+        header, payload, signature = proof_for(signer).encode().split(b".")
+        if where == "header":
+            proof = header + b"\xc3\xa9." + payload + b"." + signature
+        elif where == "signature":
+            proof = header + b"." + payload + b"." + signature[:-2] + b"\xff"
+        elif where == "dot":
+            proof = header + b".\x80" + payload + b"." + signature
+        else:
+            signing_input = header + b"." + payload[:-4] + b"\xe9"
+            signed = b64url_encode(signer._signature(signing_input)).encode()
+            proof = signing_input + b"." + signed
+        for variant in (proof, proof[:-3] + b"AAA"):  # valid signature, then not
+            with pytest.raises(InvalidDPoPProof) as refused:
+                verifier.verify(variant, method="GET", url=URL, access_token=None, now=NOW)
+            assert refused.value.reason == "proof_malformed"
+
     def test_two_proofs_joined_by_comma(self, signer: ProofSigner) -> None:
         """Two proofs folded into one header value are refused."""
         with pytest.raises(InvalidDPoPProof) as info:
