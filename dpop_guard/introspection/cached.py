@@ -222,6 +222,19 @@ def _key(token: str) -> bytes:
     return sha256(token.encode("utf-8")).digest()
 
 
+class _Digests(dict[str, bytes]):
+    """Token: its cache key (:func:`_key`), computed on first use (``__missing__``, so a
+    hit is a lookup in C); it starts over when full (``_DIGESTS_MAX`` tokens)."""
+
+    __slots__ = ()
+
+    def __missing__(self, token: str) -> bytes:
+        if len(self) >= _DIGESTS_MAX:
+            self.clear()
+        key = self[token] = _key(token)
+        return key
+
+
 def _seconds(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number of seconds")
@@ -322,7 +335,7 @@ class CachingIntrospector:
         # (the middleware remembers its Authorization parse), so the SHA-256 runs once per
         # token, not per request (about 3,000 instructions per hit). Bounded (the tokens
         # it holds may be large); it starts over when full.
-        self._digests: dict[str, bytes] = {}
+        self._digests = _Digests()
         self.hits = 0
         self.misses = 0
         self.shared_hits = 0
@@ -333,13 +346,7 @@ class CachingIntrospector:
 
     def _key(self, token: str) -> bytes:
         """The cache key of ``token`` (its SHA-256), remembered."""
-        digests = self._digests
-        key = digests.get(token)
-        if key is None:
-            if len(digests) >= _DIGESTS_MAX:
-                digests.clear()
-            key = digests[token] = _key(token)
-        return key
+        return self._digests[token]
 
     def peek(self, token: str) -> TokenInfo | None:
         """The cached facts for ``token``, if any (for diagnostics and tests)."""
@@ -364,7 +371,7 @@ class CachingIntrospector:
         """
         if self._requires_fresh is not None and (request is None or self._requires_fresh(request)):
             return None
-        key = self._digests.get(token) or self._key(token)
+        key = self._digests[token]
         # Most of the time no token is remembered as inactive: skip the lookup then.
         negative = self._negative.get(key) if self._negative._data else None
         if negative is not None:
