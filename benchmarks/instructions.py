@@ -154,6 +154,7 @@ def _scope(token: str, proof: str) -> dict[str, Any]:
         "root_path": "",
         "server": (HOST, 443),
         "client": ("127.0.0.1", 50000),
+        "state": {},  # as uvicorn sends it (its lifespan state, copied per request)
         "headers": [
             (b"host", HOST.encode()),
             (b"authorization", f"DPoP {token}".encode()),

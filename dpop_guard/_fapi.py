@@ -38,6 +38,7 @@ logger = logging.getLogger("dpop_guard")
 INTERACTION_ID: Final = "x-fapi-interaction-id"
 _HEADER: Final = INTERACTION_ID.encode()
 _HEADER_SIZE: Final = len(_HEADER)
+Header = tuple[bytes, bytes]
 _UUID: Final = re.compile(
     rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
@@ -132,7 +133,7 @@ class DateHeader:
 
 
 def stamp_responses(
-    send: Send, sent: bytes | None, dates: DateHeader | None = None, *, websocket: bool = False
+    send: Send, sent: bytes | None, dates: DateHeader | None = None, websocket: bool = False
 ) -> tuple[str, Send]:
     """The request's interaction id (:func:`interaction_id_of` the first
     ``x-fapi-interaction-id`` value ``sent``), and ``send`` wrapped so each response head
@@ -153,8 +154,10 @@ def stamp_responses(
         # The common case, on every request: an HTTP response and the server's own Date.
         # A plain function returning the server's own awaitable, not a coroutine function:
         # ``await send(message)`` then makes one coroutine per message, not two (about
-        # 1,600 instructions per request fewer than a coroutine function).
-        def stamp_id(message: Message) -> Awaitable[None]:
+        # 1,600 instructions per request fewer than a coroutine function). ``send`` and
+        # ``pair`` are bound as defaults, not closed over: no cells to make per request
+        # (about 500 instructions fewer); a server calls it with the message alone.
+        def stamp_id(message: Message, send: Send = send, pair: Header = pair) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = message.get("headers") or ()
                 for name, _ in headers:
@@ -168,7 +171,9 @@ def stamp_responses(
 
         return interaction, stamp_id
 
-    async def stamped(message: Message) -> None:
+    async def stamped(
+        message: Message, send: Send = send, pair: Header = pair, dates: DateHeader | None = dates
+    ) -> None:
         kind = message["type"]
         if kind in _STARTS:
             headers = message.get("headers") or ()

@@ -79,3 +79,26 @@ def test_built_credentials_copy_and_pickle() -> None:
     built = _built()
     assert copy.copy(built) == built
     assert pickle.loads(pickle.dumps(built)) == built  # noqa: S301 - our own bytes
+
+
+def test_user_is_its_credentials_slot_alone() -> None:
+    """The middleware builds request.user as DPoPUser(credentials) without calling its
+    __init__: that is only sound while the one slot is all __init__ sets. A new slot (in
+    DPoPUser or a base) or more work in __init__ fails here."""
+    import inspect
+
+    from dpop_guard.credentials import DPoPUser
+
+    slots = [s for k in DPoPUser.__mro__ for s in getattr(k, "__slots__", ())]
+    assert slots == ["credentials"]
+    body = [
+        line.strip()
+        for line in inspect.getsource(DPoPUser.__init__).splitlines()[1:]
+        if line.strip()
+    ]
+    assert body == ["self.credentials = credentials"]
+    credentials = credentials_for(INFO, 1_800_000_000, (), "jkt-1", "DPoP")
+    built = object.__new__(DPoPUser)
+    built.credentials = credentials
+    assert built.credentials is DPoPUser(credentials).credentials
+    assert built.is_authenticated and built.display_name == "alice"
