@@ -5,8 +5,8 @@ and RFC 8705 section 3), run on every request, cache hits included.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
+from hmac import compare_digest
 
 from .challenges import BEARER_SCHEME, DPOP_SCHEME
 from .errors import InvalidDPoPProof, InvalidToken
@@ -81,7 +81,7 @@ def check_binding(
             raise InvalidToken(
                 "certificate_missing", "The access token requires a client certificate."
             )
-        if not hmac.compare_digest(info.x5t_s256, certificate.thumbprint):
+        if not compare_digest(info.x5t_s256, certificate.thumbprint):
             raise InvalidToken(
                 "certificate_mismatch",
                 "The client certificate does not match the access token.",
@@ -91,7 +91,7 @@ def check_binding(
             raise InvalidToken(
                 "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
             )
-    elif info.jkt is not None and not hmac.compare_digest(info.jkt, proof_jkt):
+    elif info.jkt is not None and not compare_digest(info.jkt, proof_jkt):
         raise InvalidDPoPProof(
             "jkt_mismatch", "The DPoP proof key does not match the access token."
         )

@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from logging import DEBUG
+from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -206,9 +208,9 @@ class DPoPGuardMiddleware:
         method: str = "GET" if websocket else scope["method"]
         # What a request cost, for logs and metrics: built up front only when someone
         # listens to accepted requests (otherwise on a miss or a refusal, when needed).
-        listening = self.metrics is not None or logger.isEnabledFor(logging.DEBUG)
+        listening = self.metrics is not None or logger.isEnabledFor(DEBUG)
         trace = Trace(interaction) if listening else None
-        started = time.perf_counter() if trace is None else trace.started
+        started = perf_counter() if trace is None else trace.started
         cache_hit = False
         try:
             # The memo's key (RequestShapes.key_of) built here: a hit is a lookup in C.
@@ -275,7 +277,7 @@ class DPoPGuardMiddleware:
                     # request facts; every check below runs on a hit exactly as on a miss.
                     hit = None
                     if self._cached_sync is not None:
-                        looked_up = time.perf_counter() if timed else 0.0
+                        looked_up = perf_counter() if timed else 0.0
                         try:
                             hit = self._cached_sync(header.token)
                         except InactiveToken:
@@ -289,7 +291,7 @@ class DPoPGuardMiddleware:
                         if trace is not None:
                             trace.lookup.cache_hit = True
                             if timed:
-                                trace.introspection_seconds = time.perf_counter() - looked_up
+                                trace.introspection_seconds = perf_counter() - looked_up
                         next_nonce = None  # an authorization server's nonce comes on a miss
                     else:
                         trace = trace or Trace(interaction, started)
@@ -404,13 +406,13 @@ class DPoPGuardMiddleware:
         trace: Trace,
     ) -> VerifiedProof:
         """The proof's verification, timed for the metrics."""
-        started = time.perf_counter()
+        started = perf_counter()
         try:
             return self.verifier.verify(
                 raw, method=method, url=htu, access_token=token, now=now, nonces=nonces
             )
         finally:
-            trace.verification_seconds = time.perf_counter() - started
+            trace.verification_seconds = perf_counter() - started
 
     def _target_url(self, scope: Scope, shape: Shape) -> str:
         """``htu`` from ``Host`` and the trusted proxies' headers (no public URL)."""
@@ -484,11 +486,11 @@ class DPoPGuardMiddleware:
         )
 
     async def _introspect(self, token: str, facts: RequestFacts, trace: Trace) -> TokenInfo:
-        started = time.perf_counter()
+        started = perf_counter()
         try:
             return await self.introspector.introspect(token, request=facts)
         finally:
-            trace.introspection_seconds = time.perf_counter() - started
+            trace.introspection_seconds = perf_counter() - started
 
     async def _reject(
         self,
