@@ -98,7 +98,7 @@ _FLAT_SCAN = json.JSONDecoder(  # type: ignore[attr-defined]
 ).scan_once
 
 
-def parse_object(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+def parse_object(data: bytes, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     """Parse ``data`` as a UTF-8 JSON object.
 
     :raises JSONError: with reason ``not_json``, ``not_object``, ``duplicate_member``,
