@@ -128,3 +128,25 @@ def test_fleet_runs() -> None:
         assert row["authlete_calls"] >= row["tokens_used"]
         assert row["redis_commands_per_request"] >= 1.0
         assert 0 < row["redis_round_trips_per_request"] <= row["redis_commands_per_request"]
+
+
+def test_cpu_split_attributes_perf_rows() -> None:
+    """perf's per-object rows are summed into the parts of the stack."""
+    from benchmarks.cpu_split import OTHER, shares
+
+    report = """# Samples: 916
+    40.62%  _rust.abi3.so
+    28.38%  libpython3.11.so.1.0
+    25.13%  [kernel.kallsyms]
+     2.65%  libc.so.6
+     1.99%  loop.cpython-311-x86_64-linux-gnu.so
+     0.39%  parser.cpython-311-x86_64-linux-gnu.so
+     0.41%  _json.cpython-311-x86_64-linux-gnu.so
+     0.07%  [vdso]
+"""
+    found = shares(report)
+    assert found["OpenSSL (cryptography)"] == pytest.approx(0.4062)
+    assert found["kernel"] == pytest.approx(0.2520)
+    assert found["uvloop + httptools"] == pytest.approx(0.0238)
+    assert found[OTHER] == pytest.approx(0.0041)
+    assert sum(found.values()) == pytest.approx(0.9964)
