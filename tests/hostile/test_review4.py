@@ -120,11 +120,6 @@ def _scope(headers: Any, **extra: Any) -> dict[str, Any]:
     } | extra
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review4 finding: a repeat is refused from a second pass over scope['headers'], "
-    "which a one-shot iterable (the ASGI spec allows any Iterable) no longer yields",
-)
 @pytest.mark.parametrize(
     ("twice", "reason"),
     [("authorization", "authorization_multiple"), ("dpop", "dpop_header_multiple")],
@@ -154,6 +149,21 @@ async def test_a_state_of_none_is_replaced(h: Harness, signer: ProofSigner) -> N
     sent = await _drive(h.app, scope)
     assert sent[0]["status"] == 200
     assert isinstance(scope["state"], dict) and "fapi_interaction_id" in scope["state"]
+
+
+@pytest.mark.parametrize("state", [[], (), "text", 7])
+async def test_a_state_that_is_no_mapping_is_503_not_a_traceback(
+    h: Harness, signer: ProofSigner, reasons: list[str], state: object
+) -> None:
+    """A server's ``state`` the guard cannot write into is the server's bug: a 503
+    internal_error with the guard's challenge, never an exception out of the middleware."""
+    token = h.token(signer)
+    proof = make_proof(signer, htm="GET", htu=ORIGIN + "/accounts", access_token=token)
+    scope = _scope([(b"authorization", f"DPoP {token}".encode()), (b"dpop", proof.encode())])
+    scope["state"] = state
+    sent = await _drive(h.app, scope)
+    assert sent[0]["status"] == 503
+    assert reasons[-1] == "internal_error"
 
 
 URL = ORIGIN + "/accounts"

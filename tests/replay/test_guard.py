@@ -307,6 +307,26 @@ class TestSyncRecord:
             guard.record_sync(proof("c", iat=T0 + 1), T0 + 1)
         assert [key[1] for key in calls] == ["a", "b", "b", "old", "c"]  # type: ignore[index]
 
+    def test_a_subclass_that_forgets_is_asked_for_its_epoch_every_time(self) -> None:
+        """A subclass may lose its records and start a new epoch (a restart): the guard
+        never takes the epoch it saw for granted with it, so a proof used before the
+        restart is refused after it (the guard's direct path is MemoryReplayStore's
+        alone)."""
+
+        class Restartable(MemoryReplayStore):
+            def restart(self) -> None:
+                self._expiry.clear()
+                self._queues.clear()
+                self._epoch = None
+
+        store = Restartable()
+        guard = ReplayGuard(store)
+        guard.record_sync(proof("x", iat=T0), T0)
+        store.restart()
+        with pytest.raises(InvalidDPoPProof) as refused:
+            guard.record_sync(proof("x", iat=T0), T0 + 5)
+        assert refused.value.reason == "replay_state_uncertain"
+
     def test_an_overridden_epoch_record_is_called_every_time(self) -> None:
         """A subclass that overrides add_with_epoch_sync (its own epoch rule) is called on
         every record, never bypassed once the epoch is known."""
