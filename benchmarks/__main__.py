@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from typing import Any
 
 from .load import MIN_ROUNDS, scenarios
 from .micro import RESULTS, asgi, machine, micro, replay_scale, worst_case
-from .report import markdown, plot
+from .report import markdown, plot, save
 
 
 class Progress:
@@ -109,9 +108,8 @@ def main() -> None:
         "load_rounds": args.rounds,
         "fleet": fleet_result,
     }
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
-    (RESULTS / f"{name}.md").write_text(table)
+    save(name, result, table, show=False)
     plot(result, RESULTS / f"{name}.png")
     print(table)
     print(f"written: {RESULTS}/{name}.json, {name}.md, {name}.png")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import re
 import shutil
 import statistics
@@ -35,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from .load import Scenario, Server, Stack, _run, _server, describe_stack, fast_stack, stack
-from .micro import RESULTS, machine
+from .micro import machine
+from .report import save
 
 GROUPS = (
     ("OpenSSL (cryptography)", ("_rust.abi3", "libcrypto", "libssl")),
@@ -178,12 +178,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=4, help="seconds per sampled run")
     args = parser.parse_args()
     result = cpu_split(args.rounds, args.duration)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cpu_split.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    (RESULTS / "cpu_split.md").write_text(table)
-    print(table)
-    print(f"written: {RESULTS / 'cpu_split.json'}, cpu_split.md")
+    save("cpu_split", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import random
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -59,7 +57,7 @@ from dpop_guard.replay.redis import RedisReplayStore
 from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
 
 from .instructions import HOST, URL, _bare_app, _scope, simulator
-from .micro import RESULTS
+from .report import save
 
 FLEET_SIZES = (1, 2, 4, 8, 16, 32)
 ADMIN = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
@@ -313,12 +311,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fleet.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    (RESULTS / "fleet.md").write_text(table)
-    print(table)
-    print(f"written: {RESULTS}/fleet.json, fleet.md", file=sys.stderr)
+    save("fleet", result, markdown(result))
 
 
 if __name__ == "__main__":

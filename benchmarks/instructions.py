@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not 1 <= args.runs <= 10 or not 1 <= args.small < args.large <= 100_000:
         parser.error("--runs must be 1-10 and 1 <= --small < --large <= 100000")
-    from .micro import RESULTS
+    from .report import save  # the in-process children never need it
 
     only = [name.strip() for name in args.only.split(",")] if args.only else None
     result = measure(
@@ -689,12 +689,7 @@ def main(argv: list[str] | None = None) -> None:
     if only:
         print(markdown(result))
         return
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "instructions.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    (RESULTS / "instructions.md").write_text(table)
-    print(table)
-    print(f"written: {RESULTS}/instructions.json, instructions.md")
+    save("instructions", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import socket
 import ssl
@@ -51,8 +50,8 @@ from dpop_guard.demo._nginx import find_command, nginx
 from dpop_guard.demo._pki import PKI, PKIFiles
 
 from .load import describe_stack, fast_stack, interleaved, tree_cpu
+from .report import save
 
-RESULTS = Path(__file__).with_name("results")
 CONNECTIONS = 8
 
 
@@ -287,9 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'scenario':<36} {'req/s':>18} {'app CPU us/req':>18} {'nginx CPU us/req':>18}")
     for name, s in result["scenarios"].items():
         print(f"{name:<36} {_fmt(s['rps']):>18} {_fmt(s['api_us']):>18} {_fmt(s['nginx_us']):>18}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "mtls.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "mtls.md").write_text(markdown(result))
+    save("mtls", result, markdown(result), show=False)
     return 0
 
 

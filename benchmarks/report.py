@@ -1,9 +1,23 @@
-"""The Markdown table and the plot of one benchmark run."""
+"""The Markdown table and the plot of one benchmark run, and where results are written."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+from .micro import RESULTS
+
+
+def save(name: str, result: dict[str, Any], table: str, *, show: bool = True) -> None:
+    """Write ``results/<name>.json`` and ``results/<name>.md`` (``table``); with ``show``,
+    print the table and what was written."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(table)
+    if show:
+        print(table)
+        print(f"written: {RESULTS}/{name}.json, {name}.md")
 
 
 def _fmt_ratio(row: dict[str, Any]) -> str:
