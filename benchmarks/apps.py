@@ -1,7 +1,10 @@
 """Apps the load benchmark serves besides ``examples.accounts``.
 
-- ``bare``: one Starlette route and nothing else: the ceiling for this server and machine.
-- ``ceiling``: the bare route plus one raw ES256 verify per request (``cryptography``
+- ``bare``: the accounts app without the guard: its routes, in its order, and for
+  ``/accounts`` the body it answers the benchmark's token (alice's accounts), so that a
+  guarded scenario differs from it by the guard alone (every scenario also receives the
+  same request bytes, ``Authorization`` and ``DPoP`` included: ``load.py``).
+- ``ceiling``: the bare app plus one raw ES256 verify per request (``cryptography``
   directly, a fixed key and signature, no parsing): the true ceiling of any DPoP guard on
   this stack, since every request must verify one signature.
 - ``delegated``: the "Authlete helper" model, no local check and no cache: every request
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 from cryptography.hazmat.primitives import hashes
@@ -23,16 +26,35 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from dpop_guard.demo.accounts import ACCOUNTS as _BY_SUBJECT
 from dpop_guard.introspection.authlete import AuthleteSettings
 
-ACCOUNTS = {"accounts": [{"account_id": "acc-1001", "currency": "EUR", "balance": "1520.40"}]}
+# What the accounts app answers the benchmark's token (minted for alice).
+ACCOUNTS = {"subject": "alice", "accounts": _BY_SUBJECT["alice"]}
 
 
 async def _accounts(request: Request) -> JSONResponse:
     return JSONResponse(ACCOUNTS)
 
 
-bare = Starlette(routes=[Route("/accounts", _accounts), Route("/health", _accounts)])
+async def _health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok", "worker": os.getpid()})
+
+
+async def _transactions(request: Request) -> JSONResponse:
+    return JSONResponse({"error": "not_found"}, status_code=404)  # never asked for here
+
+
+def _routes(accounts: Callable[[Request], Awaitable[Response]]) -> list[Route]:
+    """The accounts app's routes, in its order (route matching costs the same)."""
+    return [
+        Route("/health", _health),
+        Route("/accounts", accounts),
+        Route("/accounts/{account_id}/transactions", _transactions),
+    ]
+
+
+bare = Starlette(routes=_routes(_accounts))
 
 
 def _ceiling() -> Starlette:
@@ -45,7 +67,7 @@ def _ceiling() -> Starlette:
         public.verify(signature, data, algorithm)
         return JSONResponse(ACCOUNTS)
 
-    return Starlette(routes=[Route("/accounts", accounts), Route("/health", _accounts)])
+    return Starlette(routes=_routes(accounts))
 
 
 ceiling = _ceiling()
@@ -94,9 +116,7 @@ def _delegated() -> Starlette:
         yield
         await client.aclose()
 
-    return Starlette(
-        routes=[Route("/accounts", accounts), Route("/health", _accounts)], lifespan=lifespan
-    )
+    return Starlette(routes=_routes(accounts), lifespan=lifespan)
 
 
 delegated = _delegated()
