@@ -11,7 +11,7 @@ UNIT   := not e2e and not redis and not slow and not fuzz
 
 LOWEST := .venv-lowest
 
-.PHONY: demo test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-split bench-fleet bench-mtls wheel-smoke clean
+.PHONY: demo test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-http-instructions bench-split bench-fleet bench-mtls wheel-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,13 @@ bench: $(STAMP)
 bench-instructions: $(STAMP)
 	tools/ensure-command valgrind
 	$(BIN)/python -m benchmarks.instructions
+
+# The server's instructions per request over real HTTP (uvicorn under callgrind).
+bench-http-instructions: $(STAMP)
+	tools/ensure-command redis-server
+	tools/ensure-command wrk
+	tools/ensure-command valgrind
+	$(BIN)/python -m benchmarks.http_instructions
 
 # The server's CPU per request by part of the stack (OpenSSL, Python, kernel, ...), sampled.
 bench-split: $(STAMP)

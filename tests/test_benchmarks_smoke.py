@@ -150,3 +150,16 @@ def test_cpu_split_attributes_perf_rows() -> None:
     assert found["uvloop + httptools"] == pytest.approx(0.0238)
     assert found[OTHER] == pytest.approx(0.0041)
     assert sum(found.values()) == pytest.approx(0.9964)
+
+
+def test_http_instructions_table() -> None:
+    """The over-HTTP counts give the guard's share as hit - ceiling, per ceiling - bare."""
+    from benchmarks.http_instructions import SCENARIOS, markdown
+
+    counts = (240_000, 1_100_000, 1_200_000)
+    rows = [
+        {"scenario": s.name, "requests": 1000, "instructions_per_request": n}
+        for s, n in zip(SCENARIOS, counts, strict=True)
+    ]
+    table = markdown({"stack": "uvicorn", "duration_s": 15, "rows": rows})
+    assert "hit - ceiling = 100,000 instructions, 0.116 of the ceiling's verify" in table
