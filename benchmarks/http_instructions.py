@@ -27,7 +27,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,8 +36,19 @@ from typing import Any
 import httpx
 
 from dpop_guard.demo import free_port
+from dpop_guard.demo import process as serve
 
-from .load import LUA, PUBLIC_URL, Scenario, Stack, describe_stack, fast_stack, pin, stack
+from .load import (
+    LUA,
+    PUBLIC_URL,
+    Scenario,
+    Stack,
+    describe_stack,
+    fast_stack,
+    pin,
+    stack,
+    uvicorn_command,
+)
 from .micro import machine
 from .report import save
 
@@ -81,36 +91,18 @@ def _traced_server(scenario: Scenario, parts: Stack, directory: Path) -> Iterato
         _tool("valgrind"),
         "--tool=callgrind",
         f"--callgrind-out-file={directory}/callgrind.%p",
-        sys.executable,
-        "-m",
-        "uvicorn",
-        scenario.app,
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
+        *uvicorn_command(scenario.app, port),
     ]
-    server = subprocess.Popen(  # noqa: S603 - our interpreter under valgrind
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 300  # imports under valgrind take a while
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"{scenario.app} under callgrind exited with {server.returncode}")
-            try:
-                if httpx.get(f"{url}/health", timeout=10).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{scenario.app} under callgrind did not come up")
-            time.sleep(1)
+    with (
+        (directory / "server.log").open("wb") as log,
+        serve(
+            command,
+            env,
+            f"{url}/health",
+            stderr=log,
+            startup=300,  # imports under valgrind
+        ) as server,
+    ):
         for _ in range(20):  # warm: imports done on first use, the key and token caches
             proof = parts.signer.sign(
                 htm="GET", htu=PUBLIC_URL + "/accounts", access_token=parts.token
@@ -118,13 +110,6 @@ def _traced_server(scenario: Scenario, parts: Stack, directory: Path) -> Iterato
             headers = {"Authorization": f"DPoP {parts.token}", "DPoP": proof}
             httpx.get(f"{url}/accounts", headers=headers, timeout=120)
         yield url, server.pid
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
 
 
 def count(scenario: Scenario, parts: Stack, duration: int) -> dict[str, Any]:

@@ -342,6 +342,28 @@ class Server:
     pid: int
 
 
+def uvicorn_command(app: str, port: int, workers: int = 1) -> list[str]:
+    """The production stack's command line for ``app``: uvicorn with uvloop and httptools,
+    the access log off."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--workers",
+        str(workers),
+    ]
+
+
 @contextmanager
 def _server(scenario: Scenario, parts: Stack) -> Iterator[Server]:
     """One scenario's server, started once for every round, its caches warmed."""
@@ -351,21 +373,7 @@ def _server(scenario: Scenario, parts: Stack) -> Iterator[Server]:
     if scenario.launcher == "uvicorn":
         command = [
             *(pin(0) if scenario.workers == 1 else []),
-            sys.executable,
-            "-m",
-            "uvicorn",
-            scenario.app,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--workers",
-            str(scenario.workers),
+            *uvicorn_command(scenario.app, port, scenario.workers),
         ]
     else:  # examples.serve: uvicorn's defaults pick uvloop and httptools (checked above)
         command = [

@@ -65,22 +65,26 @@ def process(
     *,
     cwd: str | None = None,
     stderr: IO[bytes] | None = None,
+    startup: float = 30.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``args`` (in ``cwd``, by default the current directory) until the block ends;
-    ready once ``ready_url`` answers below 500 (within 30 s). Also used by the benchmarks.
+    ready once ``ready_url`` answers below 500 (within ``startup`` seconds). Also used by
+    the benchmarks.
 
     :param stderr: a file for the process's standard error (default: ours); when it exits
         before it is ready, the end of that file is in the message.
+    :param startup: seconds the process has to come up (more under valgrind).
     :raises SystemExit: when the process exits or does not come up in time.
     """
     proc = subprocess.Popen(args, cwd=cwd, env=env, stderr=stderr)  # noqa: S603 - our own interpreter
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + startup
         while True:
             if proc.poll() is not None:
                 raise SystemExit(f"{' '.join(args)} exited with {proc.returncode}{tail(stderr)}")
             try:
-                if httpx.get(ready_url, headers=headers, timeout=0.5).status_code < 500:
+                answer = httpx.get(ready_url, headers=headers, timeout=max(0.5, startup / 60))
+                if answer.status_code < 500:
                     break
             except httpx.TransportError:
                 pass
