@@ -1,7 +1,9 @@
-"""Second reader's checks of the hit-path changes (memo dicts, header pass without lists,
-bytes proofs without an up-front ASCII scan): the same status, challenge and reason for
-every mix of repeated headers, a proof with a non-ASCII octet anywhere refused as
-proof_malformed whatever else holds, and the shape memo's key faithful to the scope."""
+"""The hit path's shortcuts answer as the plain checks would (memo dicts, one header pass
+that counts values, bytes proofs without an up-front ASCII scan, the server's state
+reused): the same status, challenge and reason for every mix of repeated headers, one-shot
+header iterables included; a proof with a non-ASCII octet anywhere refused as
+proof_malformed whatever else holds; the shape memo's key faithful to the scope; a server
+state of None replaced, one that is no mapping a 503."""
 
 from __future__ import annotations
 
