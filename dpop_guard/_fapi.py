@@ -22,12 +22,11 @@ from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Final
 
-from starlette.types import Message, Scope, Send
+from starlette.types import Message, Send
 
 __all__ = [
     "INTERACTION_ID",
     "DateHeader",
-    "interaction_id",
     "interaction_id_of",
     "mint_uuid",
     "stamp_responses",
@@ -88,20 +87,11 @@ def mint_uuid() -> str:
     return m.prefix + (next(m.steps) & _MASK48).to_bytes(6, "big").hex()
 
 
-def interaction_id(scope: Scope) -> str:
-    """The request's interaction id: the first ``x-fapi-interaction-id`` if it is a UUID
-    in its canonical form, else a new one (logged as a replacement when one was sent)."""
-    sent: bytes | None = None
-    for name, value in scope["headers"]:
-        if name == _HEADER:
-            sent = value
-            break
-    return interaction_id_of(sent)
-
-
 def interaction_id_of(sent: bytes | None) -> str:
-    """:func:`interaction_id` from the first ``x-fapi-interaction-id`` value (``None``:
-    none was sent), for a caller that has already read the headers."""
+    """The request's interaction id from its first ``x-fapi-interaction-id`` value
+    (``None``: none was sent; the middleware reads it in its one pass over the headers):
+    that value if it is a UUID in its canonical form, else a new one (logged as a
+    replacement when one was sent)."""
     if sent is not None and _UUID.fullmatch(sent):
         # Echoed exactly as sent: conformance suites compare the echo byte for byte.
         return sent.decode("ascii")
