@@ -122,6 +122,16 @@ def _scope(headers: Any, **extra: Any) -> dict[str, Any]:
     } | extra
 
 
+def _guarded_scope(h: Harness, signer: ProofSigner, **extra: Any) -> dict[str, Any]:
+    """A request for /accounts with a fresh token and proof, the scope's ``extra`` keys
+    set as given."""
+    token = h.token(signer)
+    proof = make_proof(signer, htm="GET", htu=ORIGIN + "/accounts", access_token=token)
+    return _scope(
+        [(b"authorization", f"DPoP {token}".encode()), (b"dpop", proof.encode())], **extra
+    )
+
+
 @pytest.mark.parametrize(
     ("twice", "reason"),
     [("authorization", "authorization_multiple"), ("dpop", "dpop_header_multiple")],
@@ -144,10 +154,7 @@ async def test_repeat_refused_for_what_it_is_with_one_shot_headers(
 async def test_a_state_of_none_is_replaced(h: Harness, signer: ProofSigner) -> None:
     """A server that sends ``state: None`` gets a state dict, not a TypeError out of the
     middleware (a 500 with a traceback)."""
-    token = h.token(signer)
-    proof = make_proof(signer, htm="GET", htu=ORIGIN + "/accounts", access_token=token)
-    scope = _scope([(b"authorization", f"DPoP {token}".encode()), (b"dpop", proof.encode())])
-    scope["state"] = None
+    scope = _guarded_scope(h, signer, state=None)
     sent = await _drive(h.app, scope)
     assert sent[0]["status"] == 200
     assert isinstance(scope["state"], dict) and "fapi_interaction_id" in scope["state"]
@@ -159,10 +166,7 @@ async def test_a_state_that_is_no_mapping_is_503_not_a_traceback(
 ) -> None:
     """A server's ``state`` the guard cannot write into is the server's bug: a 503
     internal_error with the guard's challenge, never an exception out of the middleware."""
-    token = h.token(signer)
-    proof = make_proof(signer, htm="GET", htu=ORIGIN + "/accounts", access_token=token)
-    scope = _scope([(b"authorization", f"DPoP {token}".encode()), (b"dpop", proof.encode())])
-    scope["state"] = state
+    scope = _guarded_scope(h, signer, state=state)
     sent = await _drive(h.app, scope)
     assert sent[0]["status"] == 503
     assert reasons[-1] == "internal_error"
