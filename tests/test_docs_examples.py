@@ -40,7 +40,15 @@ DOCS = ROOT / "docs"
 PAGES = [*sorted(DOCS.rglob("*.md")), ROOT / "README.md"]
 # Pages that must hold at least one example the runner executes.
 RUNNABLE_PAGES = frozenset(
-    {"index.md", "observability.md", "checks.md", "nonces.md", "simulator.md", "metadata.md"}
+    {
+        "checks.md",
+        "index.md",
+        "metadata.md",
+        "mtls.md",
+        "nonces.md",
+        "observability.md",
+        "simulator.md",
+    }
 )
 
 _MARK = re.compile(r"<!--\s*(?:(run)|(serve)|file:\s*(\S+))\s*-->")
