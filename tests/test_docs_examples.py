@@ -42,6 +42,7 @@ PAGES = [*sorted(DOCS.rglob("*.md")), ROOT / "README.md"]
 RUNNABLE_PAGES = frozenset(
     {
         "checks.md",
+        "fapi2.md",
         "index.md",
         "metadata.md",
         "mtls.md",
