@@ -53,7 +53,7 @@ RUNNABLE_PAGES = frozenset(
 )
 
 _MARK = re.compile(r"<!--\s*(?:(run)|(serve)|file:\s*(\S+))\s*-->")
-_FENCE = re.compile(r"(`{3,}|~{3,})\s*([\w+-]*)")
+_FENCE = re.compile(r"(`{3,}|~{3,})\s*([\w+-]*)(?:\s+\S.*)?")  # ```python title="app.py"
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 _CONFIGURATION = ("DPOP_GUARD_", "AUTHLETE_")
 _LOGGERS = ("", "dpop_guard", "dpop_guard.introspection", "uvicorn", "uvicorn.error")
@@ -259,6 +259,16 @@ def test_a_marker_without_a_block_is_an_error(tmp_path: Path) -> None:
     page.write_text("<!-- run -->\n\nText, not a block.\n", encoding="utf-8")
     with pytest.raises(AssertionError, match="not followed by a block"):
         marked_blocks(page)
+
+
+def test_a_block_with_attributes_and_indentation_is_read(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        '- a step:\n\n    <!-- run -->\n    ```python title="x.py"\n    x = 1\n    ```\n',
+        encoding="utf-8",
+    )
+    (block,) = marked_blocks(page)
+    assert (block.kind, block.language, block.code) == ("run", "python", "x = 1\n")
 
 
 def test_a_failing_example_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
