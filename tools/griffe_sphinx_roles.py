@@ -30,7 +30,7 @@ logger = logging.getLogger("mkdocs.plugins.griffe_sphinx_roles")
 EXTERNAL = ("os.", "httpx.", "starlette.", "redis.", "anyio.", "ssl.", "asyncio.", "typing.")
 
 _ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj):`(~?)([^`]+)`")
-# Keep in step with docs/reference.md: the modules whose objects have a page anchor.
+# Keep in step with docs/reference/*.md: the modules whose objects have a page anchor.
 RENDERED = frozenset(
     {
         "dpop_guard",
