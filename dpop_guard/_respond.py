@@ -1,13 +1,16 @@
-"""The answers the guard sends itself: an error response over HTTP, or the refusal of a
-websocket handshake before ``accept``."""
+"""The answers the guard sends itself: an error response over HTTP, as a Starlette
+``Response`` for the endpoint helpers, or the refusal of a websocket handshake before
+``accept``. The status, headers and body are :func:`~dpop_guard.challenges.challenge_for`'s;
+this module only puts them on the wire."""
 
 from __future__ import annotations
 
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .challenges import ErrorResponse
 
-__all__ = ["refuse_websocket", "send_response"]
+__all__ = ["as_response", "refuse_websocket", "send_response"]
 
 
 async def send_response(response: ErrorResponse, send: Send, prefix: str) -> None:
@@ -16,6 +19,16 @@ async def send_response(response: ErrorResponse, send: Send, prefix: str) -> Non
     headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
     await send({"type": f"{prefix}.start", "status": response.status, "headers": headers})
     await send({"type": f"{prefix}.body", "body": response.body})
+
+
+def as_response(error: ErrorResponse) -> Response:
+    """``error`` as a Starlette ``Response``: the same status, headers (every
+    ``WWW-Authenticate`` kept, none merged) and body the middleware sends."""
+    response = Response(error.body, status_code=error.status)
+    # Response set content-length (and no content-type, the body being bytes); the
+    # error's own headers carry the content-type.
+    response.raw_headers.extend(error.headers)
+    return response
 
 
 async def refuse_websocket(
