@@ -442,3 +442,76 @@ class TestStarletteRequires:
         assert refused.status_code == 403 and refused.text == "Forbidden"
         assert "www-authenticate" not in refused.headers
         assert "cache-control" not in refused.headers
+
+
+class TestRefusalHandler:
+    """DPoPRefusal raised by an app's own code gets the middleware's answer."""
+
+    @staticmethod
+    def app() -> Starlette:
+        from starlette.routing import WebSocketRoute
+        from starlette.websockets import WebSocket
+
+        from dpop_guard.errors import InsufficientScope
+
+        refusal = InsufficientScope("scope_missing", scope="admin")
+
+        async def endpoint(request: Request) -> JSONResponse:
+            raise DPoPRefusal(refusal, algs=("ES256",))
+
+        async def stream(websocket: WebSocket) -> None:
+            raise DPoPRefusal(refusal, algs=("ES256",))
+
+        app = Starlette(routes=[HTTPRoute("/x", endpoint), WebSocketRoute("/ws", stream)])
+        app.add_exception_handler(DPoPRefusal, refusal_handler)
+        return app
+
+    async def test_http(self) -> None:
+        """Over HTTP: the 403, its challenge, no-store and the JSON body."""
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app()), base_url=ORIGIN
+        ) as client:
+            response = await client.get("/x")
+        assert response.status_code == 403
+        assert response.headers["www-authenticate"] == (
+            'DPoP error="insufficient_scope", error_description="The access token does not '
+            'cover the required scope.", scope="admin", algs="ES256"'
+        )
+        assert response.headers["cache-control"] == "no-store"
+        assert response.json()["error"] == "insufficient_scope"
+
+    @pytest.mark.parametrize("denial", [True, False])
+    async def test_websocket(self, denial: bool) -> None:
+        """On a handshake, never an accepted socket: the same response before accept where
+        the server offers websocket.http.response, else a close (1008)."""
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "websocket.connect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "websocket",
+            "asgi": {"version": "3.0"},
+            "scheme": "wss",
+            "path": "/ws",
+            "raw_path": b"/ws",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"api.bank.test")],
+            "server": ("api.bank.test", 443),
+            "subprotocols": [],
+            "extensions": {"websocket.http.response": {}} if denial else {},
+        }
+        await self.app()(scope, receive, send)
+        if not denial:
+            assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+            return
+        start, *bodies = sent
+        assert start["type"] == "websocket.http.response.start" and start["status"] == 403
+        headers = {k.decode(): v.decode() for k, v in start["headers"]}
+        assert headers["cache-control"] == "no-store"
+        body = b"".join(message.get("body", b"") for message in bodies)
+        assert json.loads(body)["error"] == "insufficient_scope"
