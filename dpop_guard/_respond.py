@@ -23,12 +23,25 @@ async def send_response(response: ErrorResponse, send: Send, prefix: str) -> Non
 
 def as_response(error: ErrorResponse) -> Response:
     """``error`` as a Starlette ``Response``: the same status, headers (every
-    ``WWW-Authenticate`` kept, none merged) and body the middleware sends."""
-    response = Response(error.body, status_code=error.status)
-    # Response set content-length (and no content-type, the body being bytes); the
-    # error's own headers carry the content-type.
-    response.raw_headers.extend(error.headers)
-    return response
+    ``WWW-Authenticate`` kept, none merged) and body the middleware sends. Sent on a
+    websocket handshake (an exception handler's answer there), it refuses the handshake as
+    :func:`refuse_websocket` does."""
+    return _ErrorAnswer(error)
+
+
+class _ErrorAnswer(Response):
+    def __init__(self, error: ErrorResponse) -> None:
+        super().__init__(error.body, status_code=error.status)
+        # Response set content-length (and no content-type, the body being bytes); the
+        # error's own headers carry the content-type.
+        self.raw_headers.extend(error.headers)
+        self.error = error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await refuse_websocket(self.error, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 async def refuse_websocket(

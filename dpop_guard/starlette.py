@@ -215,16 +215,13 @@ class DPoPRefusal(HTTPException):
         super().__init__(self.response.status, detail=exc.description, headers=headers)
 
 
-async def refusal_handler(conn: HTTPConnection, exc: Exception) -> Response | None:
+async def refusal_handler(request: Request, exc: Exception) -> Response:
     """The exception handler for :class:`DPoPRefusal` (``guard.install(app)`` registers
     it; by hand: ``app.add_exception_handler(DPoPRefusal, refusal_handler)``): the
     response over HTTP; on a websocket handshake, the same response where the server can
     send one before ``accept``, else a close (1008)."""
     if not isinstance(exc, DPoPRefusal):  # registered for DPoPRefusal only
         raise exc
-    if isinstance(conn, WebSocket):
-        await _deny_websocket(conn, exc.response)
-        return None
     return as_response(exc.response)
 
 
