@@ -190,6 +190,15 @@ class TestDocsRoutes:
             response = await client.get(path)
             assert response.status_code == 401 and response.json() == NO_CREDENTIALS
 
+    @pytest.mark.parametrize("docs_url", ["/docs*", "/docs/{page}"])
+    async def test_pattern_characters_refused(self, docs_url: str, simulator_url: str) -> None:
+        """A docs URL that a rule would read as a pattern (wider than the literal path
+        FastAPI serves) stops install instead of opening more than the docs."""
+        guard = from_env(environ=environ(simulator_url))
+        with pytest.raises(ValueError, match="docs_url"):
+            install(lambda **kw: FastAPI(docs_url=docs_url))(guard)
+        await guard.aclose()
+
     async def test_declared_once_kept(self, serve: Callable[..., Any]) -> None:
         """A rule the app already declares is not duplicated, and settings keep the order:
         learned rules first, then the configured ones."""
