@@ -50,7 +50,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ._respond import as_response
+from ._respond import as_response, refuse_websocket
 from .challenges import ErrorResponse, challenge_for
 from .credentials import DPoPCredentials, check_step_up
 from .errors import AuthenticationRequired, DPoPGuardError, InsufficientScope, InvalidToken
@@ -233,7 +233,4 @@ def denial_response_supported(conn: HTTPConnection) -> bool:
 
 
 async def _deny_websocket(websocket: WebSocket, error: ErrorResponse) -> None:
-    if denial_response_supported(websocket):
-        await websocket.send_denial_response(as_response(error))
-    else:
-        await websocket.close(code=1008)
+    await refuse_websocket(error, websocket.scope, websocket.receive, websocket.send)
