@@ -1,6 +1,18 @@
 """Errors to HTTP: status, ``WWW-Authenticate`` (RFC 9449 section 7.1, RFC 6750 section 3),
 ``DPoP-Nonce``, ``Cache-Control: no-store`` and a small JSON body. The only place that
-maps an error to the wire.
+maps an error to the wire: the middleware, :func:`~dpop_guard.starlette.requires_dpop` and
+:class:`~dpop_guard.fastapi.DPoPSecurity` all answer with :func:`challenge_for`'s response,
+so a client sees one shape wherever a request is refused.
+
+The body is always ``{"error": ..., "error_description": ...}`` (:data:`ERROR_BODY_SCHEMA`).
+Its ``error`` is the challenge's, except where the challenge may not carry one:
+
+- no credentials at all: RFC 6750 section 3.1 says the challenge then carries no error
+  code, so the ``WWW-Authenticate`` has only ``algs`` (and ``realm``), and the body says
+  ``authentication_required``, a code of this API's own (not one of RFC 6750's, which
+  would tell the client its request or token was wrong: none was sent);
+- an outage (503): no challenge at all, since the client did nothing wrong, and the body
+  says ``temporarily_unavailable`` (RFC 6749's word for it).
 """
 
 from __future__ import annotations
@@ -20,9 +32,12 @@ from .errors import (
 )
 
 __all__ = [
+    "AUTHENTICATION_REQUIRED",
     "BEARER_SCHEME",
     "DPOP_NONCE_HEADER",
     "DPOP_SCHEME",
+    "ERROR_BODY_SCHEMA",
+    "TEMPORARILY_UNAVAILABLE",
     "ErrorResponse",
     "build_challenge",
     "challenge_for",
@@ -32,6 +47,29 @@ __all__ = [
 DPOP_SCHEME = "DPoP"
 BEARER_SCHEME = "Bearer"
 DPOP_NONCE_HEADER = "DPoP-Nonce"
+
+AUTHENTICATION_REQUIRED = "authentication_required"
+"""The body's ``error`` when no credentials were sent (the challenge has none)."""
+TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
+"""The body's ``error`` on a 503 (there is no challenge)."""
+
+ERROR_BODY_SCHEMA: dict[str, object] = {
+    "title": "DPoPError",
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "string",
+            "description": "The challenge's error code (RFC 6750, RFC 9449, RFC 9470), or "
+            f"{AUTHENTICATION_REQUIRED} when no credentials were sent, or "
+            f"{TEMPORARILY_UNAVAILABLE} on a 503.",
+            "examples": ["invalid_token", "invalid_dpop_proof", "insufficient_scope"],
+        },
+        "error_description": {"type": "string"},
+    },
+    "required": ["error", "error_description"],
+    "additionalProperties": False,
+}
+"""The JSON Schema of every error body the guard sends (used in OpenAPI)."""
 
 # Anything but printable ASCII is replaced, so an upstream description can never split a
 # header (CR/LF) or fail latin-1 encoding.
@@ -130,19 +168,19 @@ def challenge_for(
     - :class:`ServiceUnavailable`: 503, ``Retry-After``, and no challenge, since the client
       did nothing wrong.
 
-    Every response carries ``Cache-Control: no-store``. The body is a small JSON object
-    with the same ``error`` and ``error_description``; it never holds a token or a claim.
+    Every response carries ``Cache-Control: no-store``. The body is
+    ``{"error": ..., "error_description": ...}``: the challenge's code, or
+    :data:`AUTHENTICATION_REQUIRED` without credentials, or :data:`TEMPORARILY_UNAVAILABLE`
+    on a 503 (see the module's docstring); it never holds a token or a claim.
     """
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"cache-control", b"no-store"),
         (b"pragma", b"no-cache"),
     ]
-    body: dict[str, str] = {}
     if isinstance(exc, ServiceUnavailable):
         headers.append((b"retry-after", str(exc.retry_after).encode()))
-        body = {"error": "temporarily_unavailable", "error_description": exc.description}
-        return ErrorResponse(exc.status, tuple(headers), json.dumps(body).encode())
+        return _response(exc.status, headers, TEMPORARILY_UNAVAILABLE, exc.description)
 
     params: list[tuple[str, str]] = []
     if realm is not None:
@@ -150,9 +188,6 @@ def challenge_for(
     if exc.error is not None:
         params.append(("error", exc.error))
         params.append(("error_description", exc.description))
-        body = {"error": exc.error, "error_description": exc.description}
-    else:
-        body = {"error_description": exc.description}
     upstream = dict(exc.challenge_params)
     if isinstance(exc, InsufficientScope):
         upstream["scope"] = exc.scope
@@ -171,4 +206,11 @@ def challenge_for(
         headers.append((b"www-authenticate", build_challenge(scheme, own).encode("latin-1")))
     if isinstance(exc, UseDPoPNonce):
         headers.append((DPOP_NONCE_HEADER.lower().encode(), exc.nonce.encode("ascii")))
-    return ErrorResponse(exc.status, tuple(headers), json.dumps(body).encode())
+    return _response(exc.status, headers, exc.error or AUTHENTICATION_REQUIRED, exc.description)
+
+
+def _response(
+    status: int, headers: list[tuple[bytes, bytes]], error: str, description: str
+) -> ErrorResponse:
+    body = json.dumps({"error": error, "error_description": description})
+    return ErrorResponse(status, tuple(headers), body.encode())

@@ -13,6 +13,16 @@ For example::
     @app.get("/accounts")
     async def accounts(auth: DPoPCredentials = Security(dpop, scopes=["read:accounts"])): ...
 
+A refusal is :class:`~dpop_guard.starlette.DPoPRefusal`, which ``guard.install(app)``
+answers exactly as the middleware does: the same status, ``WWW-Authenticate`` challenge,
+``Cache-Control: no-store`` and body ``{"error": ..., "error_description": ...}`` (not
+FastAPI's ``{"detail": ...}``). ``guard.install(app)`` also makes FastAPI's documentation
+routes (``openapi_url``, ``docs_url``, ``swagger_ui_oauth2_redirect_url``, ``redoc_url``)
+public, and :func:`document_refusals` declares the ``401`` and ``403`` of every operation
+that uses a ``DPoP`` scheme in OpenAPI, with the body's schema. Swagger UI cannot send
+DPoP proofs (it would need the client's private key to sign one per request): ``/docs``
+shows the API, and its "Try it out" is refused.
+
 On a websocket route the same dependency refuses the handshake before ``accept`` with a
 close (1008), which the server answers 403; the middleware has already answered any
 unauthenticated handshake with its challenge.
@@ -23,13 +33,15 @@ Needs the ``fastapi`` extra.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import copy
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ._extras import missing_extra
 
 try:
-    from fastapi import HTTPException, WebSocketException
+    from fastapi import FastAPI, WebSocketException
     from fastapi.openapi.models import HTTPBase
     from fastapi.security import SecurityScopes
     from fastapi.security.base import SecurityBase
@@ -37,14 +49,101 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("fastapi", "dpop_guard.fastapi") from _exc
 from starlette.requests import HTTPConnection
 
-from .challenges import challenge_for
+from .challenges import ERROR_BODY_SCHEMA
 from .credentials import DPoPCredentials
 from .errors import DPoPGuardError
 from .routes import check_acr_values, check_max_age
 from .settings import DEFAULT_ALGORITHMS
-from .starlette import check_scopes
+from .starlette import DPoPRefusal, check_scopes
 
-__all__ = ["DPoPSecurity"]
+__all__ = ["REFUSAL_RESPONSES", "DPoPSecurity", "document_refusals"]
+
+_ERROR_SCHEMA_NAME = "DPoPError"
+_HEADERS = {
+    "WWW-Authenticate": {
+        "description": "The challenge (RFC 9449 section 7.1, RFC 6750 section 3): "
+        'DPoP error="...", error_description="...", algs="..."; no error when no '
+        "credentials were sent.",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {"description": "no-store", "schema": {"type": "string"}},
+}
+
+
+def _refusal(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": _HEADERS,
+        "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{_ERROR_SCHEMA_NAME}"}}
+        },
+    }
+
+
+REFUSAL_RESPONSES: dict[str, dict[str, Any]] = {
+    "401": _refusal(
+        "No credentials (authentication_required), or an invalid token, proof or nonce "
+        "(invalid_token, invalid_dpop_proof, use_dpop_nonce, "
+        "insufficient_user_authentication)."
+    ),
+    "403": _refusal("The token does not cover the operation's scopes (insufficient_scope)."),
+}
+"""The OpenAPI responses :func:`document_refusals` adds to each protected operation."""
+
+_DOCUMENTED: weakref.WeakSet[FastAPI] = weakref.WeakSet()
+
+
+def document_refusals(app: FastAPI) -> None:
+    """Declare, in ``app``'s OpenAPI, the ``401`` and ``403`` (:data:`REFUSAL_RESPONSES`)
+    of every operation whose security names an HTTP ``DPoP`` scheme (a
+    :class:`DPoPSecurity`), with the error body's schema as ``components.schemas.DPoPError``.
+    A response the operation declares itself is kept. ``guard.install(app)`` calls this;
+    calling it again does nothing.
+
+    It wraps ``app.openapi`` (FastAPI's documented way to extend the schema), so the
+    operations are read when the schema is first built, after every route is added.
+    """
+    if app in _DOCUMENTED:
+        return
+    _DOCUMENTED.add(app)
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = build()
+        if fresh:
+            _add_refusals(schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_refusals(schema: dict[str, Any]) -> None:
+    components = schema.setdefault("components", {})
+    dpop = {
+        name
+        for name, scheme in components.get("securitySchemes", {}).items()
+        if scheme.get("type") == "http" and str(scheme.get("scheme", "")).lower() == "dpop"
+    }
+    protected = False
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            if not any(
+                name in requirement
+                for requirement in operation.get("security", ())
+                for name in dpop
+            ):
+                continue
+            responses = operation.setdefault("responses", {})
+            for status, response in REFUSAL_RESPONSES.items():
+                responses.setdefault(status, copy.deepcopy(response))
+            protected = True
+    if protected:
+        components.setdefault("schemas", {}).setdefault(
+            _ERROR_SCHEMA_NAME, copy.deepcopy(ERROR_BODY_SCHEMA)
+        )
 
 
 class DPoPSecurity(SecurityBase):
@@ -70,7 +169,8 @@ class DPoPSecurity(SecurityBase):
         realm: str | None = None,
         scheme_name: str = "DPoP",
         description: str = "A DPoP-bound access token (RFC 9449): "
-        "Authorization: DPoP <token> and a DPoP proof header.",
+        "Authorization: DPoP <token> and a DPoP proof header, signed by the client's key "
+        "for each request. Swagger UI cannot sign proofs, so its requests are refused.",
         acr_values: Sequence[str] = (),
         max_age: int | None = None,
         allow_unbound: bool = False,
@@ -92,9 +192,7 @@ class DPoPSecurity(SecurityBase):
             # unauthenticated handshake with its challenge; what is refused here is a
             # scope or step-up shortfall of an authenticated one.
             return WebSocketException(code=1008, reason=exc.error)
-        response = challenge_for(exc, algs=self.algs, realm=self.realm)
-        headers = {k.decode(): v.decode() for k, v in response.headers if k != b"content-type"}
-        return HTTPException(response.status, detail=json.loads(response.body), headers=headers)
+        return DPoPRefusal(exc, algs=self.algs, realm=self.realm)
 
     async def __call__(
         self, conn: HTTPConnection, security_scopes: SecurityScopes
@@ -102,7 +200,7 @@ class DPoPSecurity(SecurityBase):
         """Check the connection (a request or a websocket handshake: FastAPI supplies an
         ``HTTPConnection`` for both) against the route's scopes.
 
-        :raises HTTPException: the challenge, on a request.
+        :raises DPoPRefusal: the challenge, on a request.
         :raises WebSocketException: close code 1008, on a websocket handshake.
         """
         try:

@@ -235,11 +235,14 @@ class DPoPGuard:
     def install(self, app: Starlette) -> None:
         """Add the middleware to a Starlette (or FastAPI) ``app``; in development-simulator
         mode, also mount the simulator at ``/__authlete``. Pass :meth:`lifespan` to the app
-        so the guard's connections are closed at shutdown."""
+        so the guard's connections are closed at shutdown. FastAPI's documentation routes
+        become public rules, and refusals raised in the app get the middleware's answer."""
+        from ._install import prepare_app
         from .middleware import DPoPGuardMiddleware
 
         if self.simulator_app is not None:
             app.mount(SIMULATOR_MOUNT, app=self.simulator_app)
+        self.settings = prepare_app(app, self.settings)
         app.add_middleware(DPoPGuardMiddleware, **self.middleware_options)
 
     @contextlib.asynccontextmanager

@@ -1,5 +1,5 @@
 """Endpoint-level scope enforcement for plain Starlette: the documented way to require
-scopes.
+scopes, and the replacement for Starlette's ``@requires``.
 
 The middleware authenticates (proof, introspection, binding, replay) and sets
 ``request.auth``; :func:`requires_dpop` then checks, where dispatch happened, that the
@@ -24,6 +24,16 @@ which the middleware passes under ``Bearer`` when ``allow_unbound_tokens`` is on
 switch serves legacy clients where the operator chose it, but an endpoint that requires
 DPoP must not silently accept a bearer token. An endpoint that may serve them says so with
 ``allow_unbound=True``.
+
+Starlette's own ``@requires("read:accounts")`` also works on ``request.auth.scopes``, but
+it is not equivalent: a shortfall is a plain-text ``403 Forbidden`` (``{"detail":
+"Forbidden"}`` in FastAPI) with no ``WWW-Authenticate`` challenge and no
+``Cache-Control: no-store``, and it serves an unbound bearer token. Use
+:func:`requires_dpop` instead.
+
+Code of your own that refuses inside an endpoint raises :class:`DPoPRefusal`;
+``guard.install(app)`` registers :func:`refusal_handler`, which answers it with the
+middleware's response.
 """
 
 from __future__ import annotations
@@ -35,17 +45,25 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from ._respond import as_response, refuse_websocket
 from .challenges import ErrorResponse, challenge_for
 from .credentials import DPoPCredentials, check_step_up
 from .errors import AuthenticationRequired, DPoPGuardError, InsufficientScope, InvalidToken
 from .routes import check_acr_values, check_max_age
 from .settings import DEFAULT_ALGORITHMS
 
-__all__ = ["check_scopes", "denial_response_supported", "requires_dpop"]
+__all__ = [
+    "DPoPRefusal",
+    "check_scopes",
+    "denial_response_supported",
+    "refusal_handler",
+    "requires_dpop",
+]
 
 _Endpoint = Callable[..., Any]
 _Wrapped = Callable[..., Awaitable[Any]]
@@ -157,7 +175,7 @@ def requires_dpop(
             try:
                 check(request)
             except DPoPGuardError as exc:
-                return _response(refusal(exc))
+                return as_response(refusal(exc))
             if is_async:
                 return await endpoint(*args, **kwargs)
             return await run_in_threadpool(endpoint, *args, **kwargs)
@@ -167,10 +185,44 @@ def requires_dpop(
     return decorate
 
 
-def _response(error: ErrorResponse) -> Response:
-    response = Response(error.body, status_code=error.status)
-    response.raw_headers.extend(error.headers)
-    return response
+class DPoPRefusal(HTTPException):
+    """A refusal raised inside the app (by :class:`~dpop_guard.fastapi.DPoPSecurity`, or by
+    your own code), answered by :func:`refusal_handler` with the same status, challenge,
+    ``Cache-Control: no-store`` and JSON body the middleware sends.
+
+    :param exc: the error; its response is built by
+        :func:`~dpop_guard.challenges.challenge_for`.
+    :param algs: the algorithms to advertise in the challenge (the middleware's allow-list).
+    :param realm: the optional ``realm`` challenge parameter.
+
+    It is an ``HTTPException``, so an app where the handler is not registered still answers
+    with the right status and headers (``WWW-Authenticate`` values joined into one field,
+    RFC 9110 section 11.6.1), only with the framework's own body (Starlette: the
+    description as text; FastAPI: ``{"detail": description}``).
+    """
+
+    def __init__(
+        self, exc: DPoPGuardError, *, algs: Sequence[str], realm: str | None = None
+    ) -> None:
+        self.error = exc
+        self.response = challenge_for(exc, algs=algs, realm=realm)
+        headers: dict[str, str] = {}
+        for name, value in self.response.headers:
+            key = name.decode("latin-1")
+            if key != "content-type":
+                text = value.decode("latin-1")
+                headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        super().__init__(self.response.status, detail=exc.description, headers=headers)
+
+
+async def refusal_handler(request: Request, exc: Exception) -> Response:
+    """The exception handler for :class:`DPoPRefusal` (``guard.install(app)`` registers
+    it; by hand: ``app.add_exception_handler(DPoPRefusal, refusal_handler)``): the
+    response over HTTP; on a websocket handshake, the same response where the server can
+    send one before ``accept``, else a close (1008)."""
+    if not isinstance(exc, DPoPRefusal):  # registered for DPoPRefusal only
+        raise exc
+    return as_response(exc.response)
 
 
 def denial_response_supported(conn: HTTPConnection) -> bool:
@@ -181,7 +233,4 @@ def denial_response_supported(conn: HTTPConnection) -> bool:
 
 
 async def _deny_websocket(websocket: WebSocket, error: ErrorResponse) -> None:
-    if denial_response_supported(websocket):
-        await websocket.send_denial_response(_response(error))
-    else:
-        await websocket.close(code=1008)
+    await refuse_websocket(error, websocket.scope, websocket.receive, websocket.send)

@@ -8,11 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dpop_guard.challenges import build_challenge, challenge_for, parse_challenge
+from dpop_guard.challenges import (
+    AUTHENTICATION_REQUIRED,
+    ERROR_BODY_SCHEMA,
+    TEMPORARILY_UNAVAILABLE,
+    build_challenge,
+    challenge_for,
+    parse_challenge,
+)
 from dpop_guard.errors import (
     AuthenticationRequired,
     DPoPGuardError,
     InsufficientScope,
+    InsufficientUserAuthentication,
     IntrospectionUnavailable,
     InvalidDPoPProof,
     InvalidRequest,
@@ -22,6 +30,18 @@ from dpop_guard.errors import (
 )
 
 ALGS = ("ES256", "PS256", "EdDSA")
+# One of each class a request can be refused with.
+ALL_ERRORS = [
+    AuthenticationRequired("authorization_missing"),
+    InvalidRequest("host_invalid"),
+    InvalidToken("token_malformed"),
+    InvalidDPoPProof("htu_mismatch", 'A "quoted" description'),
+    InsufficientScope("scope_missing", scope="a b"),
+    InsufficientUserAuthentication("auth_too_old", acr_values=("gold",), max_age=5),
+    UseDPoPNonce("nonce_missing", nonce="n1"),
+    IntrospectionUnavailable("authlete_timeout"),
+    ReplayStoreUnavailable("replay_store_error"),
+]
 
 
 def headers_of(exc: DPoPGuardError, **kwargs: str) -> tuple[int, dict[str, str], dict[str, str]]:
@@ -63,14 +83,36 @@ class TestChallengeFor:
         assert headers["dpop-nonce"] == "abc"
 
     def test_no_credentials(self) -> None:
-        """Without credentials the challenge has no error (RFC 6750 section 3.1)."""
+        """Without credentials the challenge has no error (RFC 6750 section 3.1), and the
+        body, which keeps the one shape, says authentication_required."""
         status, headers, body = headers_of(
             AuthenticationRequired("authorization_missing"), realm="bank"
         )
         assert status == 401
         _, params = parse_challenge(headers["www-authenticate"])
         assert params == {"realm": "bank", "algs": "ES256 PS256 EdDSA"}
-        assert "error" not in body
+        assert headers["cache-control"] == "no-store"
+        assert body == {
+            "error": AUTHENTICATION_REQUIRED,
+            "error_description": "Authentication with a DPoP-bound access token is required.",
+        }
+
+    @pytest.mark.parametrize("exc", ALL_ERRORS, ids=lambda exc: type(exc).__name__)
+    def test_one_body_shape(self, exc: DPoPGuardError) -> None:
+        """Every refusal's body is {"error", "error_description"}, valid under
+        ERROR_BODY_SCHEMA, its error the challenge's wherever the challenge has one, and
+        every response is application/json and no-store."""
+        _, headers, body = headers_of(exc)
+        assert set(body) == set(ERROR_BODY_SCHEMA["required"])  # type: ignore[call-overload]
+        assert all(isinstance(value, str) and value for value in body.values())
+        assert body["error_description"] == exc.description
+        assert headers["content-type"] == "application/json"
+        assert headers["cache-control"] == "no-store"
+        if "www-authenticate" in headers:
+            params = parse_challenge(headers["www-authenticate"])[1]
+            assert body["error"] == params.get("error", AUTHENTICATION_REQUIRED)
+        else:
+            assert body["error"] == TEMPORARILY_UNAVAILABLE
 
     @pytest.mark.parametrize(
         "exc",

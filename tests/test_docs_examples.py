@@ -2,7 +2,9 @@
 the line before it (blank lines allowed), which the built site does not show.
 
 - ``<!-- run -->`` before a ````python`` block: the block is executed. A page's blocks run
-  in the page's order, in one namespace, in a fresh temporary working directory.
+  in the page's order, in one namespace, in a fresh temporary working directory, with every
+  ``DPOP_GUARD_*``/``AUTHLETE_*`` variable removed but ``DPOP_GUARD_DEVELOPMENT_SIMULATOR=1``
+  (the embedded Authlete simulator).
 - ``<!-- file: NAME -->`` before any block: the block is written to ``NAME`` in that
   directory (an ``app.py`` that a later ``serve`` block imports, a ``.env``).
 - ``<!-- serve -->`` before a ````sh`` block of the form
@@ -43,12 +45,15 @@ RUNNABLE_PAGES = frozenset(
     {
         "checks.md",
         "fapi2.md",
+        "frameworks.md",
         "index.md",
         "metadata.md",
         "mtls.md",
         "nonces.md",
         "observability.md",
+        "policy.md",
         "simulator.md",
+        "usage.md",
     }
 )
 
@@ -57,6 +62,9 @@ _FENCE = re.compile(r"(`{3,}|~{3,})\s*([\w+-]*)(?:\s+\S.*)?")  # ```python title
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 _CONFIGURATION = ("DPOP_GUARD_", "AUTHLETE_")
 _LOGGERS = ("", "dpop_guard", "dpop_guard.introspection", "uvicorn", "uvicorn.error")
+# What a page's ``run`` blocks see until a ``serve`` block sets its own: a development
+# checkout's environment, the embedded Authlete simulator switched on by name.
+ENVIRONMENT = {"DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1"}
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,11 @@ def _page_run(
 ) -> Iterator[PageRun]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    for name in list(os.environ):
+        if name.startswith(_CONFIGURATION):
+            monkeypatch.delenv(name)
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
     run = PageRun(request.param, tmp_path, monkeypatch)
     sys.modules[run.module.__name__] = run.module
     # An example may configure logging, as a program would; the next test gets it back.

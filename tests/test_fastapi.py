@@ -1,10 +1,13 @@
-"""FastAPI: per-route scopes through Security, OpenAPI's DPoP scheme, and Starlette's
-@requires, with the Authlete simulator over real HTTP."""
+"""FastAPI and the Starlette endpoint helpers: per-route scopes through Security, one error
+shape wherever a request is refused, the docs routes public by construction, and the
+refusals declared in OpenAPI; with the Authlete simulator over real HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
+from contextlib import AsyncExitStack
+from typing import Annotated, Any
 
 import httpx
 import pytest
@@ -15,30 +18,57 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route as HTTPRoute
 
-from dpop_guard import DPoPAuth, DPoPCredentials, DPoPGuardMiddleware, ProofSigner
-from dpop_guard.challenges import parse_challenge
+from dpop_guard import DPoPAuth, DPoPCredentials, ProofSigner, Route, from_env
+from dpop_guard.challenges import ERROR_BODY_SCHEMA, parse_challenge
 from dpop_guard.demo.fastapi_accounts import create_app
-from dpop_guard.fastapi import DPoPSecurity
+from dpop_guard.fastapi import DPoPSecurity, document_refusals
 from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
+from dpop_guard.starlette import DPoPRefusal, refusal_handler, requires_dpop
 
 ORIGIN = "https://api.bank.test"
+NO_CREDENTIALS = {
+    "error": "authentication_required",
+    "error_description": "Authentication with a DPoP-bound access token is required.",
+}
+
+
+def environ(simulator_url: str) -> dict[str, str]:
+    return {
+        "AUTHLETE_BASE_URL": simulator_url,
+        "AUTHLETE_API_VERSION": "V3",
+        "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
+        "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
+        "DPOP_GUARD_PUBLIC_URL": ORIGIN,
+    }
+
+
+@pytest.fixture(name="serve")
+async def _serve(simulator_url: str) -> AsyncIterator[Callable[..., Any]]:
+    """Builds a guarded app (``build(guard)`` returns it), runs its lifespan and returns an
+    in-process client."""
+    async with AsyncExitStack() as stack:
+
+        async def serve(
+            build: Callable[[Any], Any], routes: tuple[Route, ...] = ()
+        ) -> httpx.AsyncClient:
+            guard = from_env(routes=routes, environ=environ(simulator_url))
+            app = build(guard)
+            await stack.enter_async_context(guard.lifespan(app))
+            transport = httpx.ASGITransport(app=app)
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url=ORIGIN)
+            )
+
+        yield serve
 
 
 @pytest.fixture(name="client")
 async def _client(simulator_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        {
-            "AUTHLETE_BASE_URL": simulator_url,
-            "AUTHLETE_API_VERSION": "V3",
-            "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
-            "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
-            "DPOP_GUARD_PUBLIC_URL": ORIGIN,
-        }
-    )
+    app = create_app(environ(simulator_url))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN) as client,
@@ -46,11 +76,25 @@ async def _client(simulator_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def shape(response: httpx.Response) -> tuple[int, list[str], dict[str, str | None], Any]:
+    """What a client sees of a refusal: status, every challenge, the caching and type
+    headers, and the parsed body."""
+    kept = ("cache-control", "pragma", "content-type", "dpop-nonce", "retry-after")
+    headers = {name: response.headers.get(name) for name in kept}
+    return (
+        response.status_code,
+        response.headers.get_list("www-authenticate"),
+        headers,
+        response.json(),
+    )
+
+
 class TestFastAPIAccounts:
     async def test_routes_and_scopes(
         self, client: httpx.AsyncClient, simulator: SimulatorState, signer: ProofSigner
     ) -> None:
-        """Each route's Security scopes are enforced, from cached facts as well."""
+        """Each route's Security scopes are enforced, from cached facts as well, and a
+        refusal has the middleware's body, not FastAPI's {"detail": ...}."""
         token = simulator.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt)
         auth = DPoPAuth(signer, token)
         listing = await client.get("/accounts", auth=auth)
@@ -63,7 +107,11 @@ class TestFastAPIAccounts:
         _, params = parse_challenge(refused.headers["www-authenticate"])
         assert params["error"] == "insufficient_scope" and params["scope"] == "read:balances"
         assert refused.headers["cache-control"] == "no-store"
-        assert refused.json()["detail"]["error"] == "insufficient_scope"
+        assert refused.headers["content-type"] == "application/json"
+        assert refused.json() == {
+            "error": "insufficient_scope",
+            "error_description": "The access token does not cover the required scope.",
+        }
         assert simulator.calls["auth/introspection"] == 2  # one round, then the cache
 
     async def test_balances_with_scope(
@@ -76,28 +124,242 @@ class TestFastAPIAccounts:
         assert response.json()["balances"][0]["amount"] == "9800.00"
 
     async def test_middleware_still_authenticates(self, client: httpx.AsyncClient) -> None:
-        """Without credentials the middleware answers before FastAPI does."""
+        """Without credentials the middleware answers before FastAPI does: a challenge with
+        no error (RFC 6750 section 3.1) and the body's authentication_required."""
         response = await client.get("/accounts")
         assert response.status_code == 401
         assert parse_challenge(response.headers["www-authenticate"])[1] == {
             "algs": "ES256 PS256 EdDSA"
         }
+        assert response.headers["cache-control"] == "no-store"
+        assert response.json() == NO_CREDENTIALS
 
     async def test_openapi_shows_dpop(self, client: httpx.AsyncClient) -> None:
-        """/openapi.json (public) declares the DPoP HTTP scheme and the routes' use of it."""
+        """/openapi.json declares the DPoP HTTP scheme, the routes' use of it, and their 401
+        and 403 with the error body's schema; /health, which is public, declares none."""
         spec = (await client.get("/openapi.json")).json()
         scheme = spec["components"]["securitySchemes"]["DPoP"]
         assert scheme["type"] == "http" and scheme["scheme"] == "DPoP"
-        assert {"DPoP": ["read:balances"]} in spec["paths"]["/accounts/{account_id}/balances"][
-            "get"
-        ]["security"]
-        assert (await client.get("/docs")).status_code == 200
+        assert "Swagger UI cannot sign proofs" in scheme["description"]
+        balances = spec["paths"]["/accounts/{account_id}/balances"]["get"]
+        assert {"DPoP": ["read:balances"]} in balances["security"]
+        for status in ("401", "403"):
+            declared = balances["responses"][status]
+            assert declared["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/DPoPError"
+            }
+            assert set(declared["headers"]) == {"WWW-Authenticate", "Cache-Control"}
+        assert spec["components"]["schemas"]["DPoPError"] == ERROR_BODY_SCHEMA
+        assert set(spec["paths"]["/health"]["get"]["responses"]) == {"200"}
 
 
-class TestWithoutMiddleware:
-    async def test_dependency_refuses_unauthenticated(self) -> None:
-        """If the middleware is missing (or the path public), the dependency refuses."""
+class TestDocsRoutes:
+    """FastAPI serves its documentation itself; guard.install(app) makes exactly those
+    routes public, with no rule declared for them."""
+
+    @pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"])
+    async def test_default_urls_public(self, serve: Callable[..., Any], path: str) -> None:
+        """Each of FastAPI's default documentation routes answers 200 with no credentials,
+        GET and HEAD."""
+        client = await serve(install(FastAPI))
+        assert (await client.get(path)).status_code == 200
+        assert (await client.head(path)).status_code != 401
+
+    async def test_other_methods_stay_protected(self, serve: Callable[..., Any]) -> None:
+        """The learned rules cover GET (and HEAD) only: a POST to /docs is refused by the
+        middleware, and a path under /docs is not public."""
+        client = await serve(install(FastAPI))
+        assert (await client.post("/docs")).status_code == 401
+        assert (await client.get("/docs/x")).status_code == 401
+        assert (await client.get("/openapi.json/..")).status_code in (400, 401)
+
+    async def test_custom_urls_learned(self, serve: Callable[..., Any]) -> None:
+        """Moved docs are learned where they are; the default paths are then protected."""
+        client = await serve(
+            install(lambda **kw: FastAPI(docs_url="/api/docs", openapi_url="/api/spec.json"))
+        )
+        assert (await client.get("/api/docs")).status_code == 200
+        assert (await client.get("/api/spec.json")).status_code == 200
+        assert (await client.get("/docs")).status_code == 401
+        assert (await client.get("/openapi.json")).status_code == 401
+
+    async def test_docs_off_learns_nothing(self, serve: Callable[..., Any]) -> None:
+        """With openapi_url=None FastAPI serves no docs, and nothing is made public."""
+        client = await serve(install(lambda **kw: FastAPI(openapi_url=None)))
+        for path in ("/docs", "/openapi.json", "/redoc"):
+            response = await client.get(path)
+            assert response.status_code == 401 and response.json() == NO_CREDENTIALS
+
+    @pytest.mark.parametrize("docs_url", ["/docs*", "/docs/{page}"])
+    async def test_pattern_characters_refused(self, docs_url: str, simulator_url: str) -> None:
+        """A docs URL that a rule would read as a pattern (wider than the literal path
+        FastAPI serves) stops install instead of opening more than the docs."""
+        guard = from_env(environ=environ(simulator_url))
+        with pytest.raises(ValueError, match="docs_url"):
+            install(lambda **kw: FastAPI(docs_url=docs_url))(guard)
+        await guard.aclose()
+
+    async def test_declared_once_kept(self, serve: Callable[..., Any]) -> None:
+        """A rule the app already declares is not duplicated, and settings keep the order:
+        learned rules first, then the configured ones."""
+        guards: list[Any] = []
+
+        def build(guard: Any) -> FastAPI:
+            guards.append(guard)
+            return install(FastAPI)(guard)
+
+        await serve(build, routes=(Route("/docs", public=True, methods=("GET",)),))
+        patterns = [rule.pattern for rule in guards[0].settings.routes]
+        assert patterns.count("/docs") == 1 and patterns[-1] == "/docs"
+        assert "/openapi.json" in patterns
+
+
+def install(factory: Callable[..., FastAPI]) -> Callable[[Any], FastAPI]:
+    def build(guard: Any) -> FastAPI:
+        app = factory()
+
+        @app.get("/accounts")
+        async def accounts(
+            auth: Annotated[DPoPCredentials, Security(DPoPSecurity(), scopes=["a"])],
+        ) -> dict[str, str | None]:
+            return {"subject": auth.subject}
+
+        guard.install(app)
+        return app
+
+    return build
+
+
+def starlette_middleware_rule(guard: Any) -> Starlette:
+    """The scope as a path rule: the middleware refuses."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        return JSONResponse({"subject": request.auth.subject})
+
+    app = Starlette(routes=[HTTPRoute("/x", endpoint)])
+    guard.install(app)
+    return app
+
+
+def starlette_requires_dpop(guard: Any) -> Starlette:
+    """The scope on the endpoint with requires_dpop."""
+
+    @requires_dpop("read:balances")
+    async def endpoint(request: Request) -> JSONResponse:
+        return JSONResponse({"subject": request.auth.subject})
+
+    app = Starlette(routes=[HTTPRoute("/x", endpoint)])
+    guard.install(app)
+    return app
+
+
+def fastapi_security(guard: Any) -> FastAPI:
+    """The scope on the endpoint with Security(DPoPSecurity())."""
+    app = FastAPI()
+
+    @app.get("/x")
+    async def endpoint(
+        auth: Annotated[DPoPCredentials, Security(DPoPSecurity(), scopes=["read:balances"])],
+    ) -> dict[str, str | None]:
+        return {"subject": auth.subject}
+
+    guard.install(app)
+    return app
+
+
+SCOPED = (Route("/x", scopes=("read:balances",)),)
+PUBLIC = (Route("/x", public=True),)
+ADAPTERS: Mapping[str, tuple[Callable[[Any], Any], tuple[Route, ...], tuple[Route, ...]]] = {
+    # name: (app, rules when the scope is refused, rules when no credentials reach it)
+    "middleware": (starlette_middleware_rule, SCOPED, ()),
+    "requires_dpop": (starlette_requires_dpop, (), PUBLIC),
+    "DPoPSecurity": (fastapi_security, (), PUBLIC),
+}
+
+
+class TestOneShape:
+    """The middleware, requires_dpop and DPoPSecurity answer the same refusal identically:
+    status, challenges, Cache-Control, Content-Type and body."""
+
+    async def test_scope_refused(
+        self, serve: Callable[..., Any], simulator: SimulatorState, signer: ProofSigner
+    ) -> None:
+        """A token without read:balances: 403 insufficient_scope, the same everywhere."""
+        token = simulator.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt)
+        seen = {}
+        for name, (build, rules, _) in ADAPTERS.items():
+            client = await serve(build, rules)
+            seen[name] = shape(await client.get("/x", auth=DPoPAuth(signer, token)))
+        status, challenges, headers, body = seen["middleware"]
+        assert status == 403 and len(challenges) == 1
+        scheme, params = parse_challenge(challenges[0])
+        assert (scheme, params["error"], params["scope"]) == (
+            "DPoP",
+            "insufficient_scope",
+            "read:balances",
+        )
+        assert params["algs"] == "ES256 PS256 EdDSA"
+        assert headers["cache-control"] == "no-store"
+        assert headers["content-type"] == "application/json"
+        assert body["error"] == "insufficient_scope" and set(body) == {
+            "error",
+            "error_description",
+        }
+        assert seen["requires_dpop"] == seen["middleware"]
+        assert seen["DPoPSecurity"] == seen["middleware"]
+
+    async def test_no_credentials(self, serve: Callable[..., Any]) -> None:
+        """No credentials (the middleware on a protected path; the endpoint helpers behind
+        a public rule): 401, a challenge with no error, the body's authentication_required."""
+        seen = {}
+        for name, (build, _, rules) in ADAPTERS.items():
+            client = await serve(build, rules)
+            seen[name] = shape(await client.get("/x"))
+        status, challenges, headers, body = seen["middleware"]
+        assert status == 401
+        assert [parse_challenge(c) for c in challenges] == [("DPoP", {"algs": "ES256 PS256 EdDSA"})]
+        assert headers["cache-control"] == "no-store"
+        assert body == NO_CREDENTIALS
+        assert seen["requires_dpop"] == seen["middleware"]
+        assert seen["DPoPSecurity"] == seen["middleware"]
+
+    async def test_unbound_token_refused_by_helpers(
+        self, serve: Callable[..., Any], simulator: SimulatorState, simulator_url: str
+    ) -> None:
+        """Under allow_unbound_tokens the middleware lets a Bearer token through; both
+        endpoint helpers refuse it with the same 401 invalid_token."""
+        token = simulator.create_token(subject="alice", scopes=["read:balances"])
+        seen = {}
+        for name in ("requires_dpop", "DPoPSecurity"):
+            build = ADAPTERS[name][0]
+            guard = from_env(
+                environ={**environ(simulator_url), "DPOP_GUARD_ALLOW_UNBOUND_TOKENS": "true"}
+            )
+            app = build(guard)
+            async with (
+                guard.lifespan(app),
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url=ORIGIN
+                ) as client,
+            ):
+                response = await client.get("/x", headers={"Authorization": f"Bearer {token}"})
+            seen[name] = shape(response)
+        status, challenges, headers, body = seen["requires_dpop"]
+        assert status == 401 and parse_challenge(challenges[0])[1]["error"] == "invalid_token"
+        assert headers["cache-control"] == "no-store"
+        assert body == {
+            "error": "invalid_token",
+            "error_description": "The access token is not sender-constrained.",
+        }
+        assert seen["DPoPSecurity"] == seen["requires_dpop"]
+
+
+class TestWithoutInstall:
+    async def test_handler_by_hand(self) -> None:
+        """Without guard.install, registering refusal_handler by hand gives the same body;
+        the dependency refuses an unauthenticated request (no middleware)."""
         app = FastAPI()
+        app.add_exception_handler(DPoPRefusal, refusal_handler)
         dpop = DPoPSecurity()
 
         @app.get("/x")
@@ -109,16 +371,63 @@ class TestWithoutMiddleware:
         ) as client:
             response = await client.get("/x")
         assert response.status_code == 401
-        assert response.headers["www-authenticate"].startswith("DPoP ")
+        assert response.headers["www-authenticate"] == 'DPoP algs="ES256 PS256 EdDSA"'
+        assert response.headers["cache-control"] == "no-store"
+        assert response.json() == NO_CREDENTIALS
+
+    async def test_without_handler_still_challenges(self) -> None:
+        """Without the handler, FastAPI's own HTTPException handler answers: the same
+        status, challenge and Cache-Control, FastAPI's body (never a 500)."""
+        app = FastAPI()
+
+        @app.get("/x")
+        async def x(
+            auth: DPoPCredentials = Security(DPoPSecurity(realm="bank")),  # noqa: B008
+        ) -> dict[str, str]:
+            return {}
+
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=ORIGIN
+        ) as client:
+            response = await client.get("/x")
+        assert response.status_code == 401
+        assert parse_challenge(response.headers["www-authenticate"]) == (
+            "DPoP",
+            {"realm": "bank", "algs": "ES256 PS256 EdDSA"},
+        )
+        assert response.headers["cache-control"] == "no-store"
+        assert response.json() == {"detail": NO_CREDENTIALS["error_description"]}
+
+    def test_document_refusals_keeps_declared(self) -> None:
+        """An operation's own 403 is kept; an unprotected operation gets nothing; calling
+        document_refusals twice adds nothing twice."""
+        app = FastAPI()
+        dpop = DPoPSecurity()
+
+        @app.get("/a", responses={403: {"description": "mine"}})
+        async def a(auth: DPoPCredentials = Security(dpop)) -> dict[str, str]:  # noqa: B008
+            return {}
+
+        @app.get("/b")
+        async def b() -> dict[str, str]:
+            return {}
+
+        document_refusals(app)
+        document_refusals(app)
+        spec = app.openapi()
+        assert spec["paths"]["/a"]["get"]["responses"]["403"]["description"] == "mine"
+        assert "DPoPError" in json.dumps(spec["paths"]["/a"]["get"]["responses"]["401"])
+        assert set(spec["paths"]["/b"]["get"]["responses"]) == {"200"}
+        assert app.openapi() is spec
 
 
 class TestStarletteRequires:
-    async def test_requires_decorator(
-        self, simulator: SimulatorState, simulator_url: str, signer: ProofSigner
+    async def test_plain_requires_differs(
+        self, simulator: SimulatorState, serve: Callable[..., Any], signer: ProofSigner
     ) -> None:
-        """request.auth.scopes makes Starlette's @requires work unchanged; request.user is the
-        authenticated subject."""
-        from dpop_guard import AuthleteIntrospector, AuthleteSettings, GuardSettings
+        """Starlette's own @requires reads request.auth.scopes, so it works, but a shortfall
+        is its plain-text 403 with no challenge and no Cache-Control: what the docs say,
+        and why requires_dpop replaces it."""
 
         @requires(["read:accounts"])
         async def ok(request: Request) -> JSONResponse:
@@ -129,26 +438,89 @@ class TestStarletteRequires:
         async def admin(request: Request) -> JSONResponse:
             return JSONResponse({"ok": True})
 
-        http = httpx.AsyncClient()
-        inner = Starlette(routes=[HTTPRoute("/ok", ok), HTTPRoute("/admin", admin)])
-        settings = GuardSettings(public_url=ORIGIN)
-        app: Any = DPoPGuardMiddleware(
-            inner,
-            settings=settings,
-            introspector=AuthleteIntrospector(
-                http,
-                AuthleteSettings(
-                    base_url=simulator_url,
-                    api_key=DEFAULT_SERVICE_ID,
-                    access_token=DEFAULT_SERVICE_TOKEN,
-                ),
-            ),
-        )
+        def build(guard: Any) -> Starlette:
+            app = Starlette(routes=[HTTPRoute("/ok", ok), HTTPRoute("/admin", admin)])
+            guard.install(app)
+            return app
+
+        client = await serve(build)
         token = simulator.create_token(subject="a", scopes=["read:accounts"], jkt=signer.jkt)
+        response = await client.get("/ok", auth=DPoPAuth(signer, token))
+        assert response.json() == {"user": "a", "auth": True}
+        refused = await client.get("/admin", auth=DPoPAuth(signer, token))
+        assert refused.status_code == 403 and refused.text == "Forbidden"
+        assert "www-authenticate" not in refused.headers
+        assert "cache-control" not in refused.headers
+
+
+class TestRefusalHandler:
+    """DPoPRefusal raised by an app's own code gets the middleware's answer."""
+
+    @staticmethod
+    def app() -> Starlette:
+        from starlette.routing import WebSocketRoute
+        from starlette.websockets import WebSocket
+
+        from dpop_guard.errors import InsufficientScope
+
+        refusal = InsufficientScope("scope_missing", scope="admin")
+
+        async def endpoint(request: Request) -> JSONResponse:
+            raise DPoPRefusal(refusal, algs=("ES256",))
+
+        async def stream(websocket: WebSocket) -> None:
+            raise DPoPRefusal(refusal, algs=("ES256",))
+
+        app = Starlette(routes=[HTTPRoute("/x", endpoint), WebSocketRoute("/ws", stream)])
+        app.add_exception_handler(DPoPRefusal, refusal_handler)
+        return app
+
+    async def test_http(self) -> None:
+        """Over HTTP: the 403, its challenge, no-store and the JSON body."""
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=ORIGIN, auth=DPoPAuth(signer, token)
+            transport=httpx.ASGITransport(app=self.app()), base_url=ORIGIN
         ) as client:
-            response = await client.get("/ok")
-            assert response.json() == {"user": "a", "auth": True}
-            assert (await client.get("/admin")).status_code == 403
-        await http.aclose()
+            response = await client.get("/x")
+        assert response.status_code == 403
+        assert response.headers["www-authenticate"] == (
+            'DPoP error="insufficient_scope", error_description="The access token does not '
+            'cover the required scope.", scope="admin", algs="ES256"'
+        )
+        assert response.headers["cache-control"] == "no-store"
+        assert response.json()["error"] == "insufficient_scope"
+
+    @pytest.mark.parametrize("denial", [True, False])
+    async def test_websocket(self, denial: bool) -> None:
+        """On a handshake, never an accepted socket: the same response before accept where
+        the server offers websocket.http.response, else a close (1008)."""
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "websocket.connect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "websocket",
+            "asgi": {"version": "3.0"},
+            "scheme": "wss",
+            "path": "/ws",
+            "raw_path": b"/ws",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"api.bank.test")],
+            "server": ("api.bank.test", 443),
+            "subprotocols": [],
+            "extensions": {"websocket.http.response": {}} if denial else {},
+        }
+        await self.app()(scope, receive, send)
+        if not denial:
+            assert sent == [{"type": "websocket.close", "code": 1008}]
+            return
+        start, *bodies = sent
+        assert start["type"] == "websocket.http.response.start" and start["status"] == 403
+        headers = {k.decode(): v.decode() for k, v in start["headers"]}
+        assert headers["cache-control"] == "no-store"
+        body = b"".join(message.get("body", b"") for message in bodies)
+        assert json.loads(body)["error"] == "insufficient_scope"

@@ -1,8 +1,10 @@
 """The accounts API in FastAPI: ``uvicorn dpop_guard.demo.fastapi_accounts:app``.
 
-The middleware authenticates every request but ``/health`` and the docs; each route declares
-its scopes with ``Security`` (checked from cached token facts too), and ``/docs`` shows the
-DPoP scheme. Configuration as in :mod:`dpop_guard.demo.accounts` (Authlete's environment
+The middleware authenticates every request but ``/health`` and the docs (``/docs`` and
+``/openapi.json`` are public because FastAPI serves them: ``guard.install(app)`` learns them
+from the app, no second declaration); each route declares its scopes with ``Security``
+(checked from cached token facts too), and ``/docs`` shows the DPoP scheme and each
+operation's 401 and 403. Configuration as in :mod:`dpop_guard.demo.accounts` (Authlete's environment
 names and ``DPOP_GUARD_*``, read by :func:`dpop_guard.from_env`);
 ``DPOP_GUARD_DEVELOPMENT_SIMULATOR=1`` runs it against the embedded simulator.
 """
@@ -19,11 +21,7 @@ from dpop_guard.fastapi import DPoPSecurity
 
 from .accounts import ACCOUNTS, TRANSACTIONS
 
-ROUTES = (
-    Route("/health", public=True),
-    Route("/docs", public=True),
-    Route("/openapi.json", public=True),
-)
+ROUTES = (Route("/health", public=True),)
 dpop = DPoPSecurity()
 ReadAccounts = Annotated[DPoPCredentials, Security(dpop, scopes=["read:accounts"])]
 ReadBalances = Annotated[DPoPCredentials, Security(dpop, scopes=["read:balances"])]
