@@ -29,7 +29,7 @@ Variables, besides those of :meth:`GuardSettings.from_env` and the introspectors
   (readiness answers 503 until it recovers); by default the lifespan refuses to start.
 - ``DPOP_GUARD_READINESS_PATH`` (default ``/readyz``), ``DPOP_GUARD_LIVENESS_PATH``
   (default ``/livez``), each ``off`` to serve none; ``DPOP_GUARD_READINESS_TIMEOUT``
-  (seconds, default 2): see :mod:`dpop_guard.health`.
+  (seconds, default 2): see :mod:`dpop_guard._health`.
 
 Start-up is strict: a ``DPOP_GUARD_*`` name that nothing reads, a missing
 ``DPOP_GUARD_PUBLIC_URL`` (outside the development simulator; ``request`` says to believe
@@ -49,8 +49,8 @@ from urllib.parse import urlsplit
 
 from ._env import ConfigurationError, EnvReader
 from ._extras import missing_extra
+from ._health import DEFAULT_READINESS_TIMEOUT, Liveness, ProbeResult, Readiness, probe_all
 from ._url import is_redis_url
-from .health import DEFAULT_READINESS_TIMEOUT, Liveness, ProbeResult, Readiness, probe_all
 from .introspection import Introspector
 from .nonce import HMACNonceSource, NonceSource
 from .replay import ReplayStore, replay_store_from_url
@@ -363,7 +363,7 @@ class DPoPGuard:
             await self.aclose()
 
     async def startup(self) -> None:
-        """Probe every dependency (:mod:`dpop_guard.health`) once; safe to call twice.
+        """Probe every dependency (:mod:`dpop_guard._health`) once; safe to call twice.
 
         :raises ConfigurationError: one line per failing dependency, naming its variable,
             where it points and the cause, unless ``DPOP_GUARD_START_DEGRADED=1``: then each
@@ -457,7 +457,7 @@ class DPoPGuard:
 
 def _probe_line(result: ProbeResult) -> str:
     """A failed probe as one line, with the cause's reason in brackets."""
-    from .health import sentence
+    from ._health import sentence
 
     return f"{sentence(result)} [{result.cause}]"
 

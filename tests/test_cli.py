@@ -238,3 +238,32 @@ class TestCheckConfigCertificates:
             authlete_env(simulator_url, DPOP_GUARD_CLIENT_CERT_SOURCE="asgi-tls")
         )
         assert problems == []
+
+
+class TestHelp:
+    def test_version(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """dpop-guard --version prints the package's version."""
+        import dpop_guard
+
+        with pytest.raises(SystemExit) as info:
+            main(["--version"])
+        assert info.value.code == 0
+        assert capsys.readouterr().out.strip() == f"dpop-guard {dpop_guard.__version__}"
+
+    @pytest.mark.parametrize(
+        ("command", "words"),
+        [
+            ("check-config", "DPOP_GUARD_PUBLIC_URL is set"),
+            ("conformance", "total deadline"),
+            ("proof", "Sign a DPoP proof"),
+            ("simulate", "never use it in"),
+        ],
+    )
+    def test_every_subcommand_explains_itself(
+        self, command: str, words: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--help on each subcommand says what it does, not only its options."""
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+        assert words in " ".join(capsys.readouterr().out.split())
