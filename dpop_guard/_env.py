@@ -126,7 +126,7 @@ class EnvReader:
             what = "a secret" if secret else "a value"
             raise ConfigurationError(
                 self.name(key),
-                f"holds a control character; refused as {what}",
+                f"holds a control character; control characters are refused in {what}",
                 "set it again without line breaks or other invisible characters",
             )
         return value
