@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_READINESS_TIMEOUT",
+    "FATAL_CAUSES",
     "Cause",
     "Liveness",
     "ProbeResult",
@@ -114,6 +115,18 @@ _REASON_SUFFIXES: Final[tuple[tuple[str, Cause], ...]] = (
 )
 
 
+Failure = tuple[Cause, str]
+"""A probe's finding: the cause, and a sentence when the cause's own is not enough."""
+
+FATAL_CAUSES: Final[frozenset[Cause]] = frozenset(
+    {"dns", "credentials", "tls", "accepts_any_token"}
+)
+"""Causes that waiting does not cure: they stop start-up (unless started degraded). The
+others (a refused connection, a timeout, a 5xx, an evicting Redis) are logged and leave the
+guard starting, with readiness 503 until they clear: a dependency may be briefly down at a
+deploy."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     """One dependency's state.
@@ -129,6 +142,7 @@ class ProbeResult:
     variable: str
     target: str
     cause: Cause | None = None
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
@@ -144,7 +158,7 @@ class ProbeResult:
 
 def sentence(result: ProbeResult) -> str:
     """One line for a failed probe: the variable, where it points, what went wrong."""
-    text = _CAUSE_TEXT[result.cause or "other"]
+    text = result.detail or _CAUSE_TEXT[result.cause or "other"]
     return f"{result.variable} ({result.target}): {result.dependency} unusable, {text}"
 
 
@@ -153,7 +167,7 @@ class _Dependency:
     name: str
     variable: str
     target: str
-    probe: Callable[[], Awaitable[Cause | None]]
+    probe: Callable[[], Awaitable[Failure | None]]
     credentials: str | None = None  # the variables to blame for a refused credential
 
 
@@ -167,7 +181,7 @@ def _safe_target(url: str) -> str:
 
 def dependencies(guard: DPoPGuard) -> list[_Dependency]:
     """What ``guard`` needs to serve a request, each with its probe."""
-    from .guard import ENV_PREFIX
+    from .settings import ENV_PREFIX
 
     if guard.stores.introspection == "jwt":
         # The key set itself, not the validator's cached copy of it.
@@ -203,55 +217,55 @@ def dependencies(guard: DPoPGuard) -> list[_Dependency]:
     return deps
 
 
-async def _probe_introspection(guard: DPoPGuard) -> Cause | None:
+async def _probe_introspection(guard: DPoPGuard) -> Failure | None:
     from .errors import DPoPGuardError, ServiceUnavailable
     from .introspection import RequestFacts
 
     breaker = guard.breaker
     if breaker is not None and breaker.state == "open":
-        return "circuit_open"
+        return "circuit_open", ""
     facts = RequestFacts("GET", "https://probe.invalid/", None, None)
     try:
         await guard.upstream.introspect(guard.probe_token(), request=facts)
     except ServiceUnavailable as exc:
-        return classify(exc)
+        return classify(exc), ""
     except DPoPGuardError:
         return None  # refused, as it should: the endpoint answers and our credentials work
     except Exception as exc:  # an HTTP client's own error, not mapped by the introspector
-        return classify(exc)
-    return "accepts_any_token"
+        return classify(exc), ""
+    return "accepts_any_token", ""
 
 
-async def _probe_jwks(url: str) -> Cause | None:
+async def _probe_jwks(url: str) -> Failure | None:
     import httpx
 
     try:
         async with httpx.AsyncClient() as client:
             response = await client.get(url)
     except httpx.HTTPError as exc:
-        return classify(exc)
+        return classify(exc), ""
     if response.status_code in (401, 403):
-        return "credentials"
+        return "credentials", ""
     if response.status_code >= 500:
-        return "server_error"
+        return "server_error", ""
     try:
         keys = response.json().get("keys") if response.status_code == 200 else None
     except (ValueError, AttributeError):
         keys = None
-    return None if isinstance(keys, list) else "bad_response"
+    return None if isinstance(keys, list) else ("bad_response", "")
 
 
-def _redis_probe(component: object, client: Any) -> Callable[[], Awaitable[Cause | None]]:
-    async def probe() -> Cause | None:
+def _redis_probe(component: object, client: Any) -> Callable[[], Awaitable[Failure | None]]:
+    async def probe() -> Failure | None:
         try:
             await client.ping()
         except Exception as exc:
-            return classify(exc)
+            return classify(exc), ""
         check_eviction = getattr(component, "check_eviction", None)
         if check_eviction is not None:
-            outcome, _ = await check_eviction()
+            outcome, why = await check_eviction()
             if outcome == "evicting":
-                return "eviction"
+                return "eviction", str(why)
         return None
 
     return probe
@@ -269,15 +283,16 @@ async def probe_all(guard: DPoPGuard, timeout: float) -> list[ProbeResult]:
         await asyncio.wait(pending)
     results = []
     for dep, task in zip(deps, tasks, strict=True):
-        cause: Cause | None
+        failure: Failure | None
         if task in pending:
-            cause = "timeout"
-        elif task.exception() is not None:
-            cause = classify(task.exception())  # type: ignore[arg-type]
+            failure = "timeout", ""
+        elif (error := task.exception()) is not None:
+            failure = classify(error), ""
         else:
-            cause = task.result()
+            failure = task.result()
+        cause, detail = failure if failure is not None else (None, "")
         blamed = dep.credentials if cause == "credentials" and dep.credentials else dep.variable
-        results.append(ProbeResult(dep.name, blamed, dep.target, cause))
+        results.append(ProbeResult(dep.name, blamed, dep.target, cause, detail))
     return results
 
 

@@ -422,7 +422,7 @@ def _headers(req: _Request, ctx: _Context, interaction_id: str) -> list[tuple[st
     return headers
 
 
-def _asks_for_nonce(response: httpx.Response) -> bool:
+def _asks_for_nonce(response: _Answer) -> bool:
     """Whether a ``WWW-Authenticate`` of ``response`` is a ``DPoP`` challenge with
     ``error=use_dpop_nonce`` (quoted or not, among other challenges or alone)."""
     for value in response.headers.get_list("www-authenticate"):
@@ -435,7 +435,7 @@ def _asks_for_nonce(response: httpx.Response) -> bool:
     return False
 
 
-def _nonce_challenge(response: httpx.Response) -> str | None:
+def _nonce_challenge(response: _Answer) -> str | None:
     """The nonce to retry with, exactly under the suite's rule, else ``None``."""
     if response.status_code != 401 or not _asks_for_nonce(response):
         return None
@@ -445,7 +445,7 @@ def _nonce_challenge(response: httpx.Response) -> str | None:
     return nonces[0]
 
 
-def _check_headers(response: httpx.Response, interaction_id: str, *, require_id: bool) -> str:
+def _check_headers(response: _Answer, interaction_id: str, *, require_id: bool) -> str:
     """Problems with the FAPI response headers (empty when there are none)."""
     problems = []
     echoed = response.headers.get_list(_INTERACTION_ID)
@@ -592,7 +592,7 @@ async def run_conformance(
                 deadline,
                 case.name,
                 case.expect,
-                lambda case=case: _run_case(case, ctx, http, require_id=require_interaction_id),  # type: ignore[misc]
+                lambda case=case: _run_case(case, ctx, http, require_id=require_interaction_id),
             )
             for case in cases
         ]

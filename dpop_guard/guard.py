@@ -49,7 +49,14 @@ from urllib.parse import urlsplit
 
 from ._env import ConfigurationError, EnvReader
 from ._extras import missing_extra
-from ._health import DEFAULT_READINESS_TIMEOUT, Liveness, ProbeResult, Readiness, probe_all
+from ._health import (
+    DEFAULT_READINESS_TIMEOUT,
+    FATAL_CAUSES,
+    Liveness,
+    ProbeResult,
+    Readiness,
+    probe_all,
+)
 from ._url import is_redis_url
 from .introspection import Introspector
 from .nonce import HMACNonceSource, NonceSource
@@ -365,26 +372,35 @@ class DPoPGuard:
     async def startup(self) -> None:
         """Probe every dependency (:mod:`dpop_guard._health`) once; safe to call twice.
 
-        :raises ConfigurationError: one line per failing dependency, naming its variable,
-            where it points and the cause, unless ``DPOP_GUARD_START_DEGRADED=1``: then each
-            is logged as a warning and the guard starts (readiness answers 503, protected
-            requests fail closed, until it recovers).
+        A failure that waiting does not cure (an unresolvable name, refused credentials, a
+        TLS failure: :data:`~dpop_guard._health.FATAL_CAUSES`) stops start-up; any other (a
+        refused connection, a timeout, a 5xx, an evicting Redis) is logged as a warning and
+        the guard starts, answering 503 on readiness and failing protected requests closed
+        until it clears.
+
+        :raises ConfigurationError: one line naming the variable, where it points and the
+            cause, unless ``DPOP_GUARD_START_DEGRADED=1`` (then it is logged too).
         """
         if self._started:
             return
         self._started = True
+        ping = getattr(self.replay_store, "ping", None)
+        if ping is not None:  # the store's own check logs an evicting Redis, once
+            with contextlib.suppress(Exception):
+                await ping()
         failures = [r for r in await self.probe() if not r.ok]
-        if not failures:
-            return
-        if self.stores.start_degraded:
-            for result in failures:
+        fatal = [r for r in failures if r.cause in FATAL_CAUSES]
+        degraded = self.stores.start_degraded
+        for result in failures:
+            if degraded or result not in fatal:
                 logger.warning(
-                    "starting degraded (%s=1): %s",
-                    ENV_PREFIX + "START_DEGRADED",
+                    "starting degraded: %s",
                     _probe_line(result),
                     extra={"dpop_guard_reason": result.cause},
                 )
+        if not fatal or degraded:
             return
+        failures = fatal
         first = failures[0]
         others = "".join(f"; also {_probe_line(r)}" for r in failures[1:])
         raise ConfigurationError(
