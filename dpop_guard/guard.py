@@ -463,9 +463,9 @@ class DPoPGuard:
                 f"DPOP_GUARD_CLIENT_CERT_SOURCE={source.name} reads a header but "
                 "DPOP_GUARD_TRUSTED_PROXIES is not set: no certificate will ever be believed"
             )
-        if settings.public_url is None and not settings.trusted_proxies:
+        if settings.public_url is None and not settings.trusted_proxies and not self.simulator:
             problems.append(
-                "neither DPOP_GUARD_PUBLIC_URL nor DPOP_GUARD_TRUSTED_PROXIES is set: "
+                "DPOP_GUARD_PUBLIC_URL=request and DPOP_GUARD_TRUSTED_PROXIES is not set: "
                 "htu is checked against the Host header, which clients control"
             )
         return problems
@@ -504,8 +504,7 @@ class OperationsMiddleware:
         if first["type"] == "lifespan.startup":
             try:
                 await self.guard.startup()
-            except ConfigurationError as exc:
-                logger.error("%s", exc)
+            except ConfigurationError as exc:  # the server logs the message: once
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 await self.guard.aclose()
                 return

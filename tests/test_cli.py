@@ -90,6 +90,7 @@ class TestCheckConfig:
             ({"DPOP_GUARD_CACHE_TLL": "30"}, "did you mean DPOP_GUARD_CACHE_TTL?"),
             ({"AUTHLETE_API_VERSION": "v4"}, "AUTHLETE_API_VERSION must be V2 or V3"),
             ({"DPOP_GUARD_PUBLIC_URL": ""}, "Host header"),
+            ({"DPOP_GUARD_PUBLIC_URL": "request"}, "DPOP_GUARD_PUBLIC_URL=request and"),
             ({"DPOP_GUARD_NONCE": "required"}, "NONCE_SECRET"),
         ],
     )
