@@ -262,3 +262,71 @@ class TestNames:
         text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
         missing = [n for n in ENV_NAMES if f"DPOP_GUARD_{n}" not in text]
         assert missing == []
+
+
+class _Recording(dict[str, str]):
+    """An environment that remembers every name looked up."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+
+_PUBLIC = {"DPOP_GUARD_PUBLIC_URL": "https://rs.test"}
+_AUTHLETE = {
+    "AUTHLETE_BASE_URL": "https://authlete.test",
+    "AUTHLETE_SERVICE_APIKEY": "715948317",
+    "AUTHLETE_SERVICE_ACCESSTOKEN": "t",
+}
+_MODES = {
+    "authlete": {**_PUBLIC, **_AUTHLETE},
+    "authlete-standard": {**_PUBLIC, **_AUTHLETE, "DPOP_GUARD_INTROSPECTION": "authlete-standard"},
+    "rfc7662": {
+        **_PUBLIC,
+        "DPOP_GUARD_INTROSPECTION": "rfc7662",
+        "DPOP_GUARD_INTROSPECTION_URL": "https://as.test/introspect",
+        "DPOP_GUARD_INTROSPECTION_CLIENT_ID": "rs",
+        "DPOP_GUARD_INTROSPECTION_CLIENT_SECRET": "s",
+    },
+    "jwt+revocation": {
+        **_PUBLIC,
+        **_AUTHLETE,
+        "DPOP_GUARD_INTROSPECTION": "jwt",
+        "DPOP_GUARD_JWT_ISSUER": "https://as.test",
+        "DPOP_GUARD_JWT_REVOCATION_PATHS": "/payments",
+        "DPOP_GUARD_JWT_REVOCATION_INTROSPECTION": "authlete",
+    },
+    "simulator+mtls": {
+        "DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1",
+        "DPOP_GUARD_CLIENT_CERT_SOURCE": "nginx",
+        "DPOP_GUARD_CLIENT_CERT_HEADER": "X-Client-Cert",
+    },
+}
+
+
+@pytest.mark.parametrize("mode", sorted(_MODES))
+async def test_every_name_read_is_listed(mode: str) -> None:
+    """Every DPOP_GUARD_* variable the builder reads, in every mode, is in ENV_NAMES: the
+    list that refuses unknown names cannot miss one a reader uses (which would refuse a
+    valid setting)."""
+    from dpop_guard import from_env
+
+    environ = _Recording(_MODES[mode])
+    guard = from_env(environ=environ)
+    await guard.aclose()
+    read = {name for name in environ.asked if name.startswith("DPOP_GUARD_")}
+    assert len(read) > 20
+    former = {"DPOP_GUARD_IAT_WINDOW", "DPOP_GUARD_IAT_LEEWAY"}  # read only to be refused
+    assert read - former - {"DPOP_GUARD_" + name for name in ENV_NAMES} == set()
