@@ -360,9 +360,10 @@ class DPoPGuard:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
-        """An ASGI lifespan: checks the replay store at start-up, closes every client the
-        guard opened (HTTP pools, Redis) at shutdown. Nest it in your own lifespan with
-        ``async with guard.lifespan(app):``."""
+        """An ASGI lifespan: probes the dependencies at start-up (:meth:`startup`), closes
+        every client the guard opened (HTTP pools, Redis) at shutdown. Nest it in your own
+        lifespan with ``async with guard.lifespan(app):``; :meth:`install` runs the same
+        start-up check in front of the app, ending a failed start-up with one line."""
         await self.startup()
         try:
             yield
