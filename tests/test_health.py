@@ -312,3 +312,34 @@ class TestReadiness:
             assert (await http.get("/livez")).status_code == 401
             assert (await http.get("/readyz")).status_code == 401
         await app.state.guard.aclose()
+
+
+async def jwks(request: Request) -> JSONResponse:
+    return JSONResponse({"keys": []})
+
+
+async def test_jwks_down_then_back() -> None:
+    """In jwt mode readiness fetches the key set itself (not the validator's cached copy):
+    503 naming ``jwks`` while nothing serves it, 200 while it is served."""
+    from tests._support.servers import ServerThread
+
+    issuer = ServerThread(Starlette(routes=[HTTPRoute("/jwks", jwks)])).start()
+    env = {
+        **PUBLIC,
+        "DPOP_GUARD_INTROSPECTION": "jwt",
+        "DPOP_GUARD_JWT_ISSUER": issuer.url,
+    }
+    app = app_for(env)
+    try:
+        async with client(app) as http:
+            up = await http.get("/readyz")
+            issuer.stop()
+            down = await http.get("/readyz")
+    finally:
+        issuer.stop()
+        await app.state.guard.aclose()
+    assert up.status_code == 200, up.text
+    assert up.json()["checks"] == {"jwks": {"ok": True}}
+    assert down.status_code == 503
+    assert down.json()["failing"] == ["jwks"]
+    assert down.json()["checks"]["jwks"]["reason"] == "connect"
