@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "AuthleteIntrospector": ".introspection.authlete",
     "AuthleteSettings": ".introspection.authlete",
     "CachingIntrospector": ".introspection.cached",
+    "ConfigurationError": "._env",
     "DPoPAuth": ".client",
     "DPoPCredentials": ".credentials",
     "DPoPGuard": ".guard",
@@ -66,6 +67,7 @@ __all__ = [
     "AuthleteIntrospector",
     "AuthleteSettings",
     "CachingIntrospector",
+    "ConfigurationError",
     "DPoPAuth",
     "DPoPCredentials",
     "DPoPGuard",
@@ -116,6 +118,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ above
+    from ._env import ConfigurationError
     from .challenges import build_challenge, challenge_for, parse_challenge
     from .client import DPoPAuth, ProofSigner
     from .credentials import DPoPCredentials, DPoPUser

@@ -4,11 +4,12 @@
   token file (the same code path as ``python -m dpop_guard.simulator``);
 - ``dpop-guard proof``: print a DPoP proof, for testing with curl;
 - ``dpop-guard check-config``: build the guard from the environment with the same builder
-  the app uses (:func:`dpop_guard.from_env`), report the client-certificate source, reach
-  the introspection endpoint (and Redis, when configured); exit 1 on any problem;
-- ``dpop-guard conformance URL --token T --key key.json [--require-interaction-id]
+  the app uses (:func:`dpop_guard.from_env`), run the start-up probes, report; exit 1 on
+  any problem (see :data:`CHECK_CONFIG_HELP`);
+- ``dpop-guard conformance URL --token-file F --key key.json [--require-interaction-id]
   [--json]``: send a deployed resource what the OpenID Foundation's FAPI 2.0 suite sends
-  (:mod:`dpop_guard.conformance`), print a table, exit 1 on any failed case.
+  (:mod:`dpop_guard.conformance`), print a table, exit 1 on any failed case;
+- ``dpop-guard --version``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .client import ProofSigner
+
+CHECK_CONFIG_HELP = """\
+Build the guard from this environment exactly as the app's start-up does
+(dpop_guard.from_env), then probe what it depends on, and report. It checks:
+
+  - every DPOP_GUARD_* variable is one the guard reads (a misspelt name is refused,
+    with the closest known name suggested);
+  - every value: numbers, booleans, URLs, secrets' shape, the introspection mode and
+    its own variables (AUTHLETE_*, DPOP_GUARD_INTROSPECTION_*, DPOP_GUARD_JWT_*);
+  - DPOP_GUARD_PUBLIC_URL is set (or 'request'), outside the development simulator;
+  - the introspection endpoint answers a made-up token with our credentials (a refused
+    credential, an unresolvable name, a refused connection, a TLS failure, a timeout and
+    a 5xx are told apart), or the JWKS can be fetched in jwt mode;
+  - Redis (replay store, shared cache) answers PING and cannot evict keys;
+  - nonce, proxy and client-certificate settings that would not work together.
+
+Prints "problem: ..." lines (one per problem) and exits 1, or "ok" and exits 0.
+Secrets are never printed.
+"""
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -89,30 +110,55 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dpop-guard", description="dpop_guard operator tools")
-    commands = parser.add_subparsers(dest="command", required=True)
-    simulate = commands.add_parser("simulate", help="run the Authlete simulator")
+    parser = argparse.ArgumentParser(
+        prog="dpop-guard",
+        description="dpop_guard operator tools: check a configuration, run the FAPI 2.0 "
+        "resource self-test, make a DPoP proof, run the development simulator.",
+    )
+    parser.add_argument("--version", action="version", version=f"dpop-guard {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
+    simulate = commands.add_parser(
+        "simulate",
+        help="run the Authlete simulator (development only)",
+        description="Serve an Authlete-compatible API for development and tests, optionally "
+        "seeded with tokens from a file. Its credentials are public: never use it in "
+        "production.",
+    )
     from .simulator import add_arguments
 
     add_arguments(simulate)
     simulate.set_defaults(run=_simulate)
-    proof = commands.add_parser("proof", help="print a DPoP proof")
+    proof = commands.add_parser(
+        "proof",
+        help="print a DPoP proof (for curl)",
+        description="Sign a DPoP proof (RFC 9449) for one request and print it, e.g. "
+        'curl -H "DPoP: $(dpop-guard proof --key k.json --htu URL --token T)" ...',
+    )
     proof.add_argument("--htu", required=True, help="the request URL")
-    proof.add_argument("--htm", default="GET")
+    proof.add_argument("--htm", default="GET", help="the request method (default GET)")
     proof.add_argument(
         "--token", help="the access token (sets ath); write --token=VALUE if it begins with '-'"
     )
-    proof.add_argument("--nonce")
+    proof.add_argument("--nonce", help="the server's DPoP-Nonce, when it asked for one")
     proof.add_argument("--key", help="a private JWK file")
     proof.add_argument("--new-key", help="generate a key into this file")
-    proof.add_argument("--alg", default="ES256", help="for --new-key")
+    proof.add_argument("--alg", default="ES256", help="for --new-key (default ES256)")
     proof.set_defaults(run=_proof)
-    check = commands.add_parser("check-config", help="validate settings, reach the endpoint")
+    check = commands.add_parser(
+        "check-config",
+        help="validate the environment's settings and probe the dependencies",
+        description=CHECK_CONFIG_HELP,
+        formatter_class=raw,
+    )
     check.set_defaults(run=_check_config)
     from . import conformance
 
     self_test = commands.add_parser(
-        "conformance", help="run the FAPI 2.0 resource-endpoint self-test against a URL"
+        "conformance",
+        help="run the FAPI 2.0 resource-endpoint self-test against a URL",
+        description=conformance.__doc__,
+        formatter_class=raw,
     )
     conformance.add_arguments(self_test)
     self_test.set_defaults(run=conformance.run_from_args)

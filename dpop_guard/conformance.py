@@ -16,7 +16,11 @@ This does NOT exercise the authorization server, and it does not prove the serve
 replay store is fleet-wide: the replay case sends both copies to the same URL, which may
 land on different instances behind a load balancer (that is the point, if so).
 
-Example (or ``dpop-guard conformance URL --token T --key key.json``)::
+Bounded: each case has a total deadline (``deadline``, 30 s by default: a target that
+dribbles its answer a byte at a time cannot hold a case past it), and at most
+:data:`MAX_BODY_BYTES` of an answer is read (only its status and headers are judged).
+
+Example (or ``dpop-guard conformance URL --token-file token.txt --key key.json``)::
 
     outcomes = asyncio.run(run_conformance("https://api.bank.example/accounts",
                                            token=token, signer=ProofSigner.from_jwk(jwk)))
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -50,7 +55,24 @@ from .challenges import parse_challenge
 from .client import ProofSigner
 from .proof import DPOP_TYP, compute_ath
 
-__all__ = ["MTLS_CASES", "Case", "Outcome", "main", "run_conformance", "run_mtls_conformance"]
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "MAX_BODY_BYTES",
+    "MTLS_CASES",
+    "TOKEN_ENV",
+    "Case",
+    "Outcome",
+    "main",
+    "run_conformance",
+    "run_mtls_conformance",
+]
+
+DEFAULT_DEADLINE = 30.0
+"""Seconds one case may take in total, retries included."""
+MAX_BODY_BYTES = 1 << 20
+"""At most this much of an answer's body is read; the rest is never downloaded."""
+TOKEN_ENV = "DPOP_CONFORMANCE_TOKEN"  # noqa: S105 - the name of a variable
+"""The environment variable ``--token-env`` reads by default."""
 
 Expectation = Literal["refuse", "accept", "either"]
 
@@ -400,7 +422,7 @@ def _headers(req: _Request, ctx: _Context, interaction_id: str) -> list[tuple[st
     return headers
 
 
-def _asks_for_nonce(response: httpx.Response) -> bool:
+def _asks_for_nonce(response: _Answer) -> bool:
     """Whether a ``WWW-Authenticate`` of ``response`` is a ``DPoP`` challenge with
     ``error=use_dpop_nonce`` (quoted or not, among other challenges or alone)."""
     for value in response.headers.get_list("www-authenticate"):
@@ -413,7 +435,7 @@ def _asks_for_nonce(response: httpx.Response) -> bool:
     return False
 
 
-def _nonce_challenge(response: httpx.Response) -> str | None:
+def _nonce_challenge(response: _Answer) -> str | None:
     """The nonce to retry with, exactly under the suite's rule, else ``None``."""
     if response.status_code != 401 or not _asks_for_nonce(response):
         return None
@@ -423,7 +445,7 @@ def _nonce_challenge(response: httpx.Response) -> str | None:
     return nonces[0]
 
 
-def _check_headers(response: httpx.Response, interaction_id: str, *, require_id: bool) -> str:
+def _check_headers(response: _Answer, interaction_id: str, *, require_id: bool) -> str:
     """Problems with the FAPI response headers (empty when there are none)."""
     problems = []
     echoed = response.headers.get_list(_INTERACTION_ID)
@@ -452,6 +474,41 @@ def _check_headers(response: httpx.Response, interaction_id: str, *, require_id:
     return "; ".join(problems)
 
 
+class _Answer:
+    """What a case judges of an answer: status and headers, the body read up to
+    :data:`MAX_BODY_BYTES` and dropped."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.is_success = response.is_success
+
+
+async def _send(
+    client: httpx.AsyncClient, method: str, url: str, headers: list[tuple[str, str]]
+) -> _Answer:
+    """One request whose body is read only up to :data:`MAX_BODY_BYTES`."""
+    async with client.stream(method, url, headers=headers) as response:
+        read = 0
+        async for chunk in response.aiter_raw():
+            read += len(chunk)
+            if read >= MAX_BODY_BYTES:
+                break  # leaving the block closes the connection: the rest is never read
+        return _Answer(response)
+
+
+async def _within(deadline: float, name: str, expect: Expectation, run: Any) -> Outcome:
+    """``run()``'s outcome, or a failure once ``deadline`` seconds have passed."""
+    try:
+        with anyio.fail_after(deadline):
+            outcome: Outcome = await run()
+            return outcome
+    except TimeoutError:
+        return Outcome(name, expect, None, False, f"no complete answer within {deadline:g} s")
+    except httpx.TransportError as exc:
+        return Outcome(name, expect, None, False, f"no HTTP answer ({type(exc).__name__})")
+
+
 async def _run_case(
     case: Case, ctx: _Context, client: httpx.AsyncClient, *, require_id: bool
 ) -> Outcome:
@@ -462,10 +519,10 @@ async def _run_case(
     url = req.url
     if req.query_token:
         url = url + ("&" if "?" in url else "?") + "access_token=" + ctx.token
-    response: httpx.Response | None = None
+    response: _Answer | None = None
     used_nonce = False
     for _attempt in range(2):
-        response = await client.request(ctx.method, url, headers=_headers(req, ctx, interaction_id))
+        response = await _send(client, ctx.method, url, _headers(req, ctx, interaction_id))
         nonce = _nonce_challenge(response)
         if nonce is None:
             break
@@ -510,6 +567,7 @@ async def run_conformance(
     client: httpx.AsyncClient | None = None,
     cases: Sequence[Case] = CASES,
     require_interaction_id: bool = False,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> list[Outcome]:
     """Run ``cases`` against the resource at ``url``, one after another.
 
@@ -522,6 +580,7 @@ async def run_conformance(
     :param require_interaction_id: fail a case whose answer does not echo the
         ``x-fapi-interaction-id`` sent (ConnectID and the UK require it; plain FAPI 2.0
         only advises it).
+    :param deadline: seconds each case may take in total; a case still waiting then fails.
     :returns: one :class:`Outcome` per case, in order.
     """
     ctx = _Context(url=url, method=method.upper(), token=token, signer=signer)
@@ -529,7 +588,13 @@ async def run_conformance(
     http = client or httpx.AsyncClient(timeout=10.0)
     try:
         return [
-            await _run_case(case, ctx, http, require_id=require_interaction_id) for case in cases
+            await _within(
+                deadline,
+                case.name,
+                case.expect,
+                lambda case=case: _run_case(case, ctx, http, require_id=require_interaction_id),
+            )
+            for case in cases
         ]
     finally:
         if own:
@@ -554,6 +619,7 @@ async def run_mtls_conformance(
     without_certificate: httpx.AsyncClient,
     method: str = "GET",
     require_interaction_id: bool = False,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> list[Outcome]:
     """Run :data:`MTLS_CASES` against ``url`` with a certificate-bound ``token`` on the
     ``Bearer`` scheme (RFC 8705 section 3).
@@ -574,7 +640,12 @@ async def run_mtls_conformance(
         else:
             target = url + ("&" if "?" in url else "?") + "access_token=" + token
         try:
-            response = await client.request(method.upper(), target, headers=headers)
+            with anyio.fail_after(deadline):
+                response = await _send(client, method.upper(), target, headers)
+        except TimeoutError:
+            detail = f"no complete answer within {deadline:g} s"
+            outcomes.append(Outcome(name, expect, None, False, detail))
+            continue
         except httpx.TransportError as exc:
             # Only a refusal may end in the handshake; an acceptance needs an answer.
             passed = expect == "refuse" and not certificate
@@ -614,11 +685,24 @@ def format_table(outcomes: Sequence[Outcome]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``dpop-guard conformance`` arguments."""
     parser.add_argument("url", help="the protected resource URL, as clients address it")
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--token-file",
+        type=Path,
+        help="a file holding the access token bound to --key (or to --mtls-cert); '-' reads "
+        "standard input",
+    )
+    source.add_argument(
+        "--token-env",
+        nargs="?",
+        const=TOKEN_ENV,
+        metavar="VARIABLE",
+        help=f"read the access token from this environment variable (default {TOKEN_ENV})",
+    )
+    source.add_argument(
         "--token",
-        required=True,
-        help="an access token bound to --key (or to --mtls-cert); write --token=VALUE, since a "
-        "token may begin with '-'",
+        help="deprecated: the token on the command line shows in the process list; use "
+        "--token-file or --token-env",
     )
     bound = parser.add_mutually_exclusive_group(required=True)
     bound.add_argument("--key", type=Path, help="the DPoP private JWK file")
@@ -637,11 +721,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fail when x-fapi-interaction-id is not echoed (UK, ConnectID)",
     )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE,
+        help=f"seconds each case may take in total (default {DEFAULT_DEADLINE:g}); a target "
+        "that answers slower fails the case",
+    )
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The token from --token-file, --token-env or (deprecated) --token; ``None``, with the
+    reason on standard error, when there is none. The token itself is never printed."""
+    import os
+
+    if args.token is not None:
+        print(
+            "warning: --token shows the token in the process list; use --token-file or --token-env",
+            file=sys.stderr,
+        )
+        return str(args.token)
+    if args.token_file is not None:
+        try:
+            raw = (
+                sys.stdin.read(64 * 1024)
+                if str(args.token_file) == "-"
+                else args.token_file.read_text()
+            )
+        except (OSError, UnicodeDecodeError) as exc:
+            print(
+                f"--token-file {args.token_file}: unreadable ({type(exc).__name__})",
+                file=sys.stderr,
+            )
+            return None
+        where = f"--token-file {args.token_file}"
+    else:
+        raw = os.environ.get(args.token_env, "")
+        where = f"--token-env {args.token_env}"
+    token = raw.strip()
+    if not token or any(c.isspace() or not c.isprintable() for c in token):
+        print(f"{where}: holds no token (one line, no spaces)", file=sys.stderr)
+        return None
+    return token
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the self-test from parsed arguments; 0 when every case passed, 1 when one
-    failed, 2 when the key cannot be used."""
+    failed, 2 when the key or the token cannot be used."""
+    token = _token(args)
+    if token is None:
+        return 2
+    args.token = token
+    if not args.deadline > 0:
+        print("--deadline must be a positive number of seconds", file=sys.stderr)
+        return 2
     if args.mtls_cert is not None:
         try:
             contexts = _tls_contexts(args)
@@ -665,6 +798,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             signer=signer,
             method=args.method,
             require_interaction_id=args.require_interaction_id,
+            deadline=args.deadline,
         )
     )
     return _report(outcomes, as_json=args.json)
@@ -706,11 +840,12 @@ async def _run_mtls(
             without_certificate=without_certificate,
             method=args.method,
             require_interaction_id=args.require_interaction_id,
+            deadline=args.deadline,
         )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dpop_guard.conformance URL --token T --key key.json``."""
+    """``python -m dpop_guard.conformance URL --token-file F --key key.json``."""
     parser = argparse.ArgumentParser(prog="dpop-guard conformance", description=__doc__)
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))

@@ -23,9 +23,18 @@ Variables, besides those of :meth:`GuardSettings.from_env` and the introspectors
   (``AUTHLETE_*``, or ``DPOP_GUARD_INTROSPECTION_URL`` and its siblings). Required then,
   never guessed; it is asked uncached, so a revocation is seen on the next request to
   those paths. Set without revocation paths it stops start-up too (nothing would ask it).
-- ``DPOP_GUARD_REPLAY_STORE`` (``memory`` or a Redis URL), ``DPOP_GUARD_REPLAY_MAXSIZE``,
-  ``DPOP_GUARD_INTROSPECTION_CACHE`` (a Redis URL), ``DPOP_GUARD_CACHE_TTL`` (``0``: no
+- ``DPOP_GUARD_INTROSPECTION_CACHE`` (a Redis URL), ``DPOP_GUARD_CACHE_TTL`` (``0``: no
   cache), ``DPOP_GUARD_CACHE_MAXSIZE``.
+- ``DPOP_GUARD_START_DEGRADED``: start even when a dependency fails its start-up probe
+  (readiness answers 503 until it recovers); by default the lifespan refuses to start.
+- ``DPOP_GUARD_READINESS_PATH`` (default ``/readyz``), ``DPOP_GUARD_LIVENESS_PATH``
+  (default ``/livez``), each ``off`` to serve none; ``DPOP_GUARD_READINESS_TIMEOUT``
+  (seconds, default 2): see :mod:`dpop_guard._health`.
+
+Start-up is strict: a ``DPOP_GUARD_*`` name that nothing reads, a missing
+``DPOP_GUARD_PUBLIC_URL`` (outside the development simulator; ``request`` says to believe
+the request's host) and every invalid value raise a one-line
+:class:`~dpop_guard._env.ConfigurationError` naming the variable.
 """
 
 from __future__ import annotations
@@ -38,17 +47,32 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
-from ._env import EnvReader
+from ._env import ConfigurationError, EnvReader
 from ._extras import missing_extra
+from ._health import (
+    DEFAULT_READINESS_TIMEOUT,
+    FATAL_CAUSES,
+    Liveness,
+    ProbeResult,
+    Readiness,
+    probe_all,
+)
 from ._url import is_redis_url
 from .introspection import Introspector
 from .nonce import HMACNonceSource, NonceSource
 from .replay import ReplayStore, replay_store_from_url
-from .settings import ENV_PREFIX, GuardSettings, Route
+from .settings import (
+    ENV_PREFIX,
+    GuardSettings,
+    Route,
+    check_env_names,
+    field_error,
+)
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from .introspection._breaker import CircuitBreaker
     from .introspection.cached import SharedTokenCache
     from .metrics import Metrics
     from .mtls import ClientCertificateSource
@@ -86,7 +110,48 @@ _AUTHLETE_NAMES: Final = (
 )
 DEFAULT_CACHE_TTL: Final = 60.0
 DEFAULT_CACHE_MAXSIZE: Final = 100_000
-DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
+DEFAULT_READINESS_PATH: Final = "/readyz"
+DEFAULT_LIVENESS_PATH: Final = "/livez"
+# What the variables of each introspector's settings class set, for messages that name the
+# variable rather than the field.
+_AUTHLETE_FIELDS: Final = {
+    "base_url": "AUTHLETE_BASE_URL",
+    "api_version": "AUTHLETE_API_VERSION",
+    "api_key": "AUTHLETE_SERVICE_APIKEY",
+    "api_secret": "AUTHLETE_SERVICE_APISECRET",
+    "access_token": "AUTHLETE_SERVICE_ACCESSTOKEN",
+    "timeout": ENV_PREFIX + "AUTHLETE_TIMEOUT",
+    "resources": ENV_PREFIX + "RESOURCES",
+}
+_RFC7662_FIELDS: Final = {
+    "url": ENV_PREFIX + "INTROSPECTION_URL",
+    "client_id": ENV_PREFIX + "INTROSPECTION_CLIENT_ID",
+    "client_secret": ENV_PREFIX + "INTROSPECTION_CLIENT_SECRET",
+    "private_key": ENV_PREFIX + "INTROSPECTION_PRIVATE_KEY",
+    "audience": ENV_PREFIX + "INTROSPECTION_AUDIENCE",
+    "timeout": ENV_PREFIX + "INTROSPECTION_TIMEOUT",
+    "resources": ENV_PREFIX + "RESOURCES",
+}
+_JWT_FIELDS: Final = {
+    "issuer": ENV_PREFIX + "JWT_ISSUER",
+    "audience": ENV_PREFIX + "JWT_AUDIENCE",
+    "jwks_uri": ENV_PREFIX + "JWT_JWKS_URI",
+    "algorithms": ENV_PREFIX + "JWT_ALGORITHMS",
+    "revocation_paths": ENV_PREFIX + "JWT_REVOCATION_PATHS",
+    "resources": ENV_PREFIX + "RESOURCES",
+}
+# The fix each variable's message ends with, when the problem does not say it.
+_FIXES: Final = {
+    "AUTHLETE_BASE_URL": "set it to your Authlete cluster, e.g. https://jp.authlete.com",
+    "AUTHLETE_SERVICE_APIKEY": "set it to the service id (V3) or API key (V2) from the "
+    "Authlete console",
+    "AUTHLETE_SERVICE_APISECRET": "set it to the service's API secret (V2)",
+    "AUTHLETE_SERVICE_ACCESSTOKEN": "set it to a service access token from the Authlete "
+    "console (V3)",
+    "AUTHLETE_API_VERSION": "set it to V3 (or V2 for a legacy service)",
+    ENV_PREFIX + "PUBLIC_URL": "set it to the URL clients address, e.g. "
+    "https://api.example.com (or to 'request' to believe the request's host)",
+}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -94,25 +159,30 @@ class StoreSettings:
     """What the builder reads besides the middleware's settings: which introspector, its
     caches, the replay store.
 
+    The replay store is the middleware's setting (:class:`GuardSettings`), read once.
+
     :param introspection: the introspector to build.
     :param development_simulator: run against the embedded simulator (development only).
-    :param replay_store: ``memory`` or a ``redis://``/``rediss://``/``unix://`` URL.
-    :param replay_maxsize: entries of the in-memory replay store; when full, requests
-        fail closed.
     :param introspection_cache: a Redis URL for the fleet-wide second cache level.
     :param cache_ttl: seconds introspection results are reused (revocations are seen up to
         this late); ``0`` disables the cache.
     :param cache_maxsize: entries of the local introspection cache.
+    :param start_degraded: start when a dependency fails its start-up probe.
+    :param readiness_path: where :attr:`DPoPGuard.readiness` answers (``None``: nowhere).
+    :param liveness_path: where :attr:`DPoPGuard.liveness` answers (``None``: nowhere).
+    :param readiness_timeout: seconds a readiness answer may take, probes included.
     :raises ValueError: naming the field that is wrong.
     """
 
     introspection: IntrospectionMode = "authlete"
     development_simulator: bool = False
-    replay_store: str = "memory"
-    replay_maxsize: int = DEFAULT_REPLAY_MAXSIZE
     introspection_cache: str | None = None
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
+    start_degraded: bool = False
+    readiness_path: str | None = DEFAULT_READINESS_PATH
+    liveness_path: str | None = DEFAULT_LIVENESS_PATH
+    readiness_timeout: float = DEFAULT_READINESS_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.introspection not in INTROSPECTION_MODES:
@@ -120,14 +190,18 @@ class StoreSettings:
                 f"introspection must be one of {', '.join(INTROSPECTION_MODES)}, "
                 f"got {self.introspection!r}"
             )
-        if self.replay_store != "memory" and not is_redis_url(self.replay_store):
-            raise ValueError("replay_store must be 'memory' or a redis:// or rediss:// URL")
         if self.introspection_cache is not None and not is_redis_url(self.introspection_cache):
             raise ValueError("introspection_cache must be a redis:// or rediss:// URL")
         if not self.cache_ttl >= 0:  # also refuses nan
             raise ValueError("cache_ttl must not be negative")
-        if self.cache_maxsize <= 0 or self.replay_maxsize <= 0:
-            raise ValueError("cache_maxsize and replay_maxsize must be positive")
+        if self.cache_maxsize <= 0:
+            raise ValueError("cache_maxsize must be positive")
+        for name in ("readiness_path", "liveness_path"):
+            path = getattr(self, name)
+            if path is not None and not (path.startswith("/") and path.isprintable()):
+                raise ValueError(f"{name} must be a path beginning with /, got {path!r}")
+        if not 0 < self.readiness_timeout <= 60:  # also refuses nan
+            raise ValueError("readiness_timeout must be between 0 and 60 seconds")
         if self.development_simulator and self.introspection not in (
             "authlete",
             "authlete-standard",
@@ -141,32 +215,37 @@ class StoreSettings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, prefix: str = ENV_PREFIX
     ) -> StoreSettings:
-        """``INTROSPECTION``, ``DEVELOPMENT_SIMULATOR``, ``REPLAY_STORE``,
-        ``REPLAY_MAXSIZE``, ``INTROSPECTION_CACHE``, ``CACHE_TTL``, ``CACHE_MAXSIZE``.
+        """``INTROSPECTION``, ``DEVELOPMENT_SIMULATOR``, ``INTROSPECTION_CACHE``,
+        ``CACHE_TTL``, ``CACHE_MAXSIZE``, ``START_DEGRADED``, ``READINESS_PATH``,
+        ``LIVENESS_PATH``, ``READINESS_TIMEOUT``.
 
-        :raises ValueError: naming the variable that is wrong.
+        :raises ConfigurationError: naming the variable that is wrong.
         """
         env = EnvReader(environ, prefix)
-        mode = env.choice("INTROSPECTION", INTROSPECTION_MODES, "authlete")
-        # Strict on purpose: only "1" turns on a mode whose credentials are public.
-        flag = env.text("DEVELOPMENT_SIMULATOR")
-        if flag not in (None, "0", "1"):
-            raise ValueError(
-                f"{env.name('DEVELOPMENT_SIMULATOR')} must be 1 (use the embedded simulator) "
-                f"or 0, got {flag!r}"
-            )
+
+        def path(key: str, default: str) -> str | None:
+            value = env.text(key, default) or default
+            return None if value.lower() == "off" else value
+
+        fields = (
+            "introspection introspection_cache cache_ttl cache_maxsize readiness_path "
+            "liveness_path readiness_timeout"
+        ).split()
         try:
             return cls(
-                introspection=mode,  # type: ignore[arg-type]
-                development_simulator=flag == "1",
-                replay_store=env.text("REPLAY_STORE", "memory") or "memory",
-                replay_maxsize=env.integer("REPLAY_MAXSIZE", DEFAULT_REPLAY_MAXSIZE),
+                introspection=env.choice("INTROSPECTION", INTROSPECTION_MODES, "authlete"),  # type: ignore[arg-type]
+                development_simulator=env.flag("DEVELOPMENT_SIMULATOR", False),
                 introspection_cache=env.text("INTROSPECTION_CACHE"),
                 cache_ttl=env.number("CACHE_TTL", DEFAULT_CACHE_TTL),
                 cache_maxsize=env.integer("CACHE_MAXSIZE", DEFAULT_CACHE_MAXSIZE),
+                start_degraded=env.flag("START_DEGRADED", False),
+                readiness_path=path("READINESS_PATH", DEFAULT_READINESS_PATH),
+                liveness_path=path("LIVENESS_PATH", DEFAULT_LIVENESS_PATH),
+                readiness_timeout=env.number("READINESS_TIMEOUT", DEFAULT_READINESS_TIMEOUT),
             )
         except ValueError as exc:
-            raise ValueError(f"{prefix}*: {exc}") from None
+            table = {name: prefix + name.upper() for name in fields}
+            raise field_error(exc, table, fallback=prefix + "*") from None
 
 
 Closer = Callable[[], Awaitable[None]]
@@ -184,6 +263,15 @@ class DPoPGuard:
     :param simulator: the embedded simulator's state, in development-simulator mode only.
     :param simulator_app: the embedded simulator's ASGI app, mounted by :meth:`install`.
     :param closers: called, in order, when the guard closes.
+    :param breaker: the upstream's circuit breaker, whose state readiness reports.
+    :param upstream_variable: the variable that points at the upstream (for messages).
+    :param upstream_target: where the upstream is, without credentials (for messages).
+    :param credential_variables: the variables holding the upstream's credentials, named
+        when it refuses them.
+
+    :attr:`readiness` and :attr:`liveness` are mountable ASGI apps; :meth:`install`
+    answers them at ``stores.readiness_path`` and ``stores.liveness_path`` before
+    authentication, so they are public without a second declaration.
     """
 
     def __init__(
@@ -201,6 +289,10 @@ class DPoPGuard:
         simulator_app: Any = None,
         closers: Sequence[Closer] = (),
         certificate_source: ClientCertificateSource | None = None,
+        breaker: CircuitBreaker | None = None,
+        upstream_variable: str = "AUTHLETE_BASE_URL",
+        upstream_target: str = "",
+        credential_variables: str | None = None,
     ) -> None:
         self.settings = settings
         self.stores = stores
@@ -213,8 +305,29 @@ class DPoPGuard:
         self.simulator = simulator
         self.simulator_app = simulator_app
         self.certificate_source = certificate_source
+        self.breaker = breaker
+        self.upstream_variable = upstream_variable
+        self.upstream_target = upstream_target
+        self.credential_variables = credential_variables
+        self.readiness = Readiness(self, stores.readiness_timeout)
+        self.liveness = Liveness()
         self._closers = list(closers)
         self._closed = False
+        self._started = False
+
+    @property
+    def probes(self) -> dict[str, Any]:
+        """The probe apps by path, as :meth:`install` serves them."""
+        paths: dict[str, Any] = {}
+        if self.stores.readiness_path is not None:
+            paths[self.stores.readiness_path] = self.readiness
+        if self.stores.liveness_path is not None:
+            paths[self.stores.liveness_path] = self.liveness
+        return paths
+
+    def probe_token(self) -> str:
+        """The made-up token a probe introspects (see :func:`_check_token`)."""
+        return _check_token(self.stores)
 
     @property
     def middleware_options(self) -> dict[str, Any]:
@@ -233,10 +346,12 @@ class DPoPGuard:
         return options
 
     def install(self, app: Starlette) -> None:
-        """Add the middleware to a Starlette (or FastAPI) ``app``; in development-simulator
-        mode, also mount the simulator at ``/__authlete``. Pass :meth:`lifespan` to the app
-        so the guard's connections are closed at shutdown. FastAPI's documentation routes
-        become public rules, and refusals raised in the app get the middleware's answer."""
+        """Add the middleware to a Starlette (or FastAPI) ``app``, in front of it the
+        probes (answered before authentication) and the start-up check (a failure ends
+        start-up with its one line, no traceback); in development-simulator mode, also mount
+        the simulator at ``/__authlete``. FastAPI's documentation routes become public rules,
+        and refusals raised in the app get the middleware's answer. The guard's connections
+        are closed at shutdown; passing :meth:`lifespan` to the app as well does no harm."""
         from ._install import prepare_app
         from .middleware import DPoPGuardMiddleware
 
@@ -244,12 +359,14 @@ class DPoPGuard:
             app.mount(SIMULATOR_MOUNT, app=self.simulator_app)
         self.settings = prepare_app(app, self.settings)
         app.add_middleware(DPoPGuardMiddleware, **self.middleware_options)
+        app.add_middleware(OperationsMiddleware, guard=self)  # added last: runs first
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
-        """An ASGI lifespan: checks the replay store at start-up, closes every client the
-        guard opened (HTTP pools, Redis) at shutdown. Nest it in your own lifespan with
-        ``async with guard.lifespan(app):``."""
+        """An ASGI lifespan: probes the dependencies at start-up (:meth:`startup`), closes
+        every client the guard opened (HTTP pools, Redis) at shutdown. Nest it in your own
+        lifespan with ``async with guard.lifespan(app):``; :meth:`install` runs the same
+        start-up check in front of the app, ending a failed start-up with one line."""
         await self.startup()
         try:
             yield
@@ -257,15 +374,56 @@ class DPoPGuard:
             await self.aclose()
 
     async def startup(self) -> None:
-        """Log (do not fail on) a replay store that does not answer: requests fail closed
-        with 503 until it is back."""
-        ping = getattr(self.replay_store, "ping", None)
-        if ping is None:
+        """Probe every dependency (:mod:`dpop_guard._health`) once; safe to call twice.
+
+        A failure that waiting does not cure (an unresolvable name, refused credentials, a
+        TLS failure: :data:`~dpop_guard._health.FATAL_CAUSES`) stops start-up; any other (a
+        refused connection, a timeout, a 5xx, an evicting Redis) is logged as a warning and
+        the guard starts, answering 503 on readiness and failing protected requests closed
+        until it clears.
+
+        :raises ConfigurationError: one line naming the variable, where it points and the
+            cause, unless ``DPOP_GUARD_START_DEGRADED=1`` (then it is logged too).
+        """
+        if self._started:
             return
-        try:
-            await ping()
-        except Exception as exc:
-            logger.warning("replay store unreachable at start-up: %s", type(exc).__name__)
+        self._started = True
+        ping = getattr(self.replay_store, "ping", None)
+        if ping is not None:  # the store's own check logs an evicting Redis, once
+            with contextlib.suppress(Exception):
+                await ping()
+        failures = [r for r in await self.probe() if not r.ok]
+        fatal = [r for r in failures if r.cause in FATAL_CAUSES]
+        degraded = self.stores.start_degraded
+        for result in failures:
+            if degraded or result not in fatal:
+                logger.warning(
+                    "starting degraded: %s",
+                    _probe_line(result),
+                    extra={"dpop_guard_reason": result.cause},
+                )
+        if not fatal or degraded:
+            return
+        failures = fatal
+        first = failures[0]
+        others = "".join(f"; also {_probe_line(r)}" for r in failures[1:])
+        raise ConfigurationError(
+            first.variable,
+            _probe_line(first) + others,
+            f"set {ENV_PREFIX}START_DEGRADED=1 to start anyway",
+        )
+
+    async def probe(self) -> list[ProbeResult]:
+        """Every dependency probed once, within the readiness timeout, or within the
+        upstream's own timeout when that is longer (a start-up probe must not report a
+        timeout the requests would not see)."""
+        return await probe_all(self, max(self.stores.readiness_timeout, self._upstream_timeout))
+
+    @property
+    def _upstream_timeout(self) -> float:
+        settings = getattr(self.upstream, "settings", None)
+        timeout = getattr(settings, "timeout", None)
+        return float(timeout) + 1.0 if isinstance(timeout, (int, float)) else 0.0
 
     async def aclose(self) -> None:
         """Close every client the guard opened; safe to call twice."""
@@ -288,50 +446,15 @@ class DPoPGuard:
 
     async def check(self) -> list[str]:
         """What ``dpop-guard check-config`` reports: problems, as sentences (empty when all
-        is well). Asks the introspection endpoint about a made-up token and pings Redis."""
-        from .errors import DPoPGuardError, ServiceUnavailable
-        from .introspection import RequestFacts
-
+        is well). Runs the start-up probes (the introspection endpoint asked about a made-up
+        token with our credentials, Redis pinged and its eviction policy read)."""
         problems: list[str] = []
         if self.simulator is not None:
             problems.append(
                 f"{DEVELOPMENT_SIMULATOR}=1: requests are checked against the embedded "
                 "development simulator, whose credentials are public"
             )
-        target = {
-            "authlete": "Authlete",
-            "authlete-standard": "Authlete",
-            "rfc7662": "the RFC 7662 endpoint",
-            "jwt": "the JWKS endpoint",
-        }[self.stores.introspection]
-        facts = RequestFacts("GET", "https://check-config.invalid/", None, None)
-        try:
-            await self.upstream.introspect(_check_token(self.stores), request=facts)
-            problems.append(f"{target} accepted a made-up token: is it the right endpoint?")
-        except ServiceUnavailable as exc:
-            status = getattr(exc, "upstream_status", None)
-            http = "" if status is None else f" (HTTP {status})"
-            problems.append(f"{target} cannot be used: {exc.reason}{http}")
-        except DPoPGuardError:
-            pass  # refused, as it should: the endpoint answers and our credentials work
-        for name, component in (
-            (ENV_PREFIX + "REPLAY_STORE", self.replay_store),
-            (ENV_PREFIX + "INTROSPECTION_CACHE", self.shared_cache),
-        ):
-            client = getattr(component, "client", None)
-            if client is None:
-                continue
-            try:
-                await client.ping()
-            except Exception as exc:
-                problems.append(f"{name}: Redis does not answer ({type(exc).__name__})")
-                continue
-            # An evicting Redis reopens replayed proofs (see dpop_guard.replay.redis).
-            check_eviction = getattr(component, "check_eviction", None)
-            if check_eviction is not None:
-                outcome, sentence = await check_eviction()
-                if outcome == "evicting":
-                    problems.append(f"{name}: {sentence}")
+        problems.extend(_probe_line(r) for r in await self.probe() if not r.ok)
         settings = self.settings
         if settings.nonce_routes and settings.nonce_secret is None:
             problems.append(
@@ -344,12 +467,66 @@ class DPoPGuard:
                 f"DPOP_GUARD_CLIENT_CERT_SOURCE={source.name} reads a header but "
                 "DPOP_GUARD_TRUSTED_PROXIES is not set: no certificate will ever be believed"
             )
-        if settings.public_url is None and not settings.trusted_proxies:
+        if settings.public_url is None and not settings.trusted_proxies and not self.simulator:
             problems.append(
-                "neither DPOP_GUARD_PUBLIC_URL nor DPOP_GUARD_TRUSTED_PROXIES is set: "
+                "DPOP_GUARD_PUBLIC_URL=request and DPOP_GUARD_TRUSTED_PROXIES is not set: "
                 "htu is checked against the Host header, which clients control"
             )
         return problems
+
+
+def _probe_line(result: ProbeResult) -> str:
+    """A failed probe as one line, with the cause's reason in brackets."""
+    from ._health import sentence
+
+    return f"{sentence(result)} [{result.cause}]"
+
+
+class OperationsMiddleware:
+    """What :meth:`DPoPGuard.install` puts in front of the app: the probe paths answered
+    before authentication, and the lifespan's start-up probe, whose failure ends start-up
+    with its one line (``lifespan.startup.failed``) instead of a traceback."""
+
+    def __init__(self, app: Any, guard: DPoPGuard) -> None:
+        self.app = app
+        self.guard = guard
+        self.probes = guard.probes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            probe = self.probes.get(scope["path"])
+            if probe is not None:
+                await probe(scope, receive, send)
+                return
+        elif scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Any, receive: Any, send: Any) -> None:
+        first = await receive()
+        if first["type"] == "lifespan.startup":
+            try:
+                await self.guard.startup()
+            except ConfigurationError as exc:  # the server logs the message: once
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                await self.guard.aclose()
+                return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return first
+            return await receive()
+
+        async def closing_send(message: Any) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.guard.aclose()
+            await send(message)
+
+        await self.app(scope, replay, closing_send)
 
 
 def _check_token(stores: StoreSettings) -> str:
@@ -363,21 +540,20 @@ def _check_token(stores: StoreSettings) -> str:
     return f"{header}.e30.c2ln"
 
 
-def _authlete_problem(environ: Mapping[str, str], exc: ValueError) -> ValueError:
-    """The Authlete configuration error, with a hint at look-alike names that are set."""
-    message = str(exc)
+def _authlete_problem(environ: Mapping[str, str], exc: ValueError) -> ConfigurationError:
+    """The Authlete configuration error naming the variable, with a hint at look-alike
+    names that are set. (Authlete's SDKs read other ``AUTHLETE_*`` names, so an unknown one
+    is not refused.) A production error never suggests the development simulator."""
+    error = field_error(exc, _AUTHLETE_FIELDS, fallback="AUTHLETE_*", fixes=_FIXES)
     present = [k for k in environ if k.startswith("AUTHLETE") and k not in _AUTHLETE_NAMES]
     hints = []
     for name in sorted(present):
         close = difflib.get_close_matches(name, _AUTHLETE_NAMES, n=1)
         if close:
             hints.append(f"{name} is set: did you mean {close[0]}?")
-    suffix = (
-        f" ({'; '.join(hints)})"
-        if hints
-        else f" (to develop against the embedded simulator, set {DEVELOPMENT_SIMULATOR}=1)"
-    )
-    return ValueError(message + suffix)
+    if not hints:
+        return error
+    return ConfigurationError(error.variable, error.problem, "; ".join([*hints, error.fix]))
 
 
 def _require(module: str, extra: str, purpose: str) -> None:
@@ -395,6 +571,9 @@ class _Chain:
     closers: list[Closer]
     simulator: SimulatorState | None = None
     simulator_app: Any = None
+    breaker: CircuitBreaker | None = None
+    where: tuple[str, str] = ("AUTHLETE_BASE_URL", "")
+    credentials: str | None = None
 
 
 REVOCATION_MODES: Final = ("authlete", "authlete-standard", "rfc7662")
@@ -410,7 +589,10 @@ def _jwt(env: Mapping[str, str], resources: tuple[str, ...], *, embedded: bool) 
 
     from .introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
 
-    settings = JWTAccessTokenSettings.from_env(env, default_resources=resources)
+    try:
+        settings = JWTAccessTokenSettings.from_env(env, default_resources=resources)
+    except ValueError as exc:
+        raise field_error(exc, _JWT_FIELDS, fallback=ENV_PREFIX + "JWT_*") from None
     reader = EnvReader(env, ENV_PREFIX)
     revocation: _Chain | None = None
     if settings.revocation_paths:
@@ -438,13 +620,15 @@ def _jwt(env: Mapping[str, str], resources: tuple[str, ...], *, embedded: bool) 
         settings,
         revocation=revocation.introspector if revocation is not None else None,
     )
+    where = (ENV_PREFIX + "JWT_JWKS_URI", settings.jwks_uri)
     if revocation is None:
-        return _Chain(validator, [jwks_client.aclose])
+        return _Chain(validator, [jwks_client.aclose], where=where)
     return _Chain(
         validator,
         [jwks_client.aclose, *revocation.closers],
         revocation.simulator,
         revocation.simulator_app,
+        where=where,
     )
 
 
@@ -452,9 +636,22 @@ def _rfc7662(env: Mapping[str, str], resources: tuple[str, ...]) -> _Chain:
     from .introspection._http import AsyncioHTTPClient
     from .introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
 
-    settings = RFC7662Settings.from_env(env, default_resources=resources)
+    try:
+        settings = RFC7662Settings.from_env(env, default_resources=resources)
+    except ValueError as exc:
+        raise field_error(exc, _RFC7662_FIELDS, fallback=ENV_PREFIX + "INTROSPECTION_*") from None
     client = AsyncioHTTPClient()
-    return _Chain(RFC7662Introspector(client, settings), [client.aclose])
+    introspector = RFC7662Introspector(client, settings)
+    where = (ENV_PREFIX + "INTROSPECTION_URL", settings.url)
+    secret = "CLIENT_SECRET" if settings.client_secret is not None else "PRIVATE_KEY"
+    credentials = f"{ENV_PREFIX}INTROSPECTION_CLIENT_ID/{ENV_PREFIX}INTROSPECTION_{secret}"
+    return _Chain(
+        introspector,
+        [client.aclose],
+        breaker=introspector.breaker,
+        where=where,
+        credentials=credentials,
+    )
 
 
 def _authlete(
@@ -479,12 +676,22 @@ def _authlete(
             raise _authlete_problem(env, exc) from None
         http, simulator, simulator_app = AsyncioHTTPClient(), None, None
     # authlete-standard: Authlete's RFC 7662 helper API, cnf.jkt checked locally.
-    introspector: Introspector = (
+    introspector = (
         AuthleteStandardIntrospector(http, authlete)
         if standard
         else AuthleteIntrospector(http, authlete)
     )
-    return _Chain(introspector, [http.aclose], simulator, simulator_app)
+    where = ("AUTHLETE_BASE_URL", authlete.base_url)
+    secret = "ACCESSTOKEN" if authlete.api_version == "V3" else "APISECRET"
+    return _Chain(
+        introspector,
+        [http.aclose],
+        simulator,
+        simulator_app,
+        breaker=introspector.breaker,
+        where=where,
+        credentials=f"AUTHLETE_SERVICE_APIKEY/AUTHLETE_SERVICE_{secret}",
+    )
 
 
 def _embedded_simulator(resources: tuple[str, ...]) -> tuple[Any, Any, SimulatorState, Any]:
@@ -528,19 +735,23 @@ def from_env(
     :param routes: the path rules (code, not environment); in development-simulator mode
         ``/__authlete/*`` is added in front of them as public.
     :param metrics: handed to the middleware.
-    :raises ValueError: one message naming the variable that is missing or wrong.
+    :raises ConfigurationError: one line naming the variable that is missing, unknown or
+        wrong (a :class:`ValueError`; uncaught, it ends the process with that line).
     :raises ImportError: a configured backend needs an extra that is not installed.
     """
     import os
 
     env: Mapping[str, str] = os.environ if environ is None else environ
     # 1. Read and check every setting before the first client is opened.
+    check_env_names(env)
     stores = StoreSettings.from_env(env)
     if stores.development_simulator:
         if EnvReader(env).is_set("AUTHLETE_BASE_URL"):
-            raise ValueError(
-                f"{DEVELOPMENT_SIMULATOR}=1 and AUTHLETE_BASE_URL are both set: the embedded "
-                "simulator would hide the real Authlete; unset one of them"
+            raise ConfigurationError(
+                DEVELOPMENT_SIMULATOR,
+                "is set together with AUTHLETE_BASE_URL: the embedded simulator would hide "
+                "the real Authlete",
+                "unset one of them",
             )
         routes = (Route(SIMULATOR_MOUNT + "/*", public=True), *routes)
     settings = GuardSettings.from_env(env, routes=routes)
@@ -549,12 +760,13 @@ def from_env(
     certificate_source = certificate_source_from_env(env)
     mtls_routes = [r.pattern for r in settings.routes if r.sender_constraint != "dpop"]
     if mtls_routes and certificate_source is None:
-        raise ValueError(
-            f"{ENV_PREFIX}CLIENT_CERT_SOURCE is not set, but routes accept certificate-bound "
-            f"tokens: {', '.join(mtls_routes)}"
+        raise ConfigurationError(
+            f"{ENV_PREFIX}CLIENT_CERT_SOURCE",
+            "is not set, but routes accept certificate-bound tokens: " + ", ".join(mtls_routes),
+            "set it to the proxy or server that passes client certificates",
         )
     for url, name in (
-        (stores.replay_store, "REPLAY_STORE"),
+        (settings.replay_store, "REPLAY_STORE"),
         (stores.introspection_cache or "", "INTROSPECTION_CACHE"),
     ):
         if is_redis_url(url):
@@ -579,9 +791,18 @@ def from_env(
             embedded=stores.development_simulator,
         )
 
+    # Required outside development, once the introspector's own settings are known good.
+    if not stores.development_simulator and not EnvReader(env, ENV_PREFIX).is_set("PUBLIC_URL"):
+        raise ConfigurationError(
+            ENV_PREFIX + "PUBLIC_URL",
+            "is not set: htu would be checked against the Host header, which clients "
+            "control, and tokens for other APIs would not be told apart",
+            _FIXES[ENV_PREFIX + "PUBLIC_URL"],
+        )
+
     # 3. The stores, then the cache in front of the introspector.
     closers = chain.closers
-    replay_store = replay_store_from_url(stores.replay_store, maxsize=stores.replay_maxsize)
+    replay_store = replay_store_from_url(settings.replay_store, maxsize=settings.replay_maxsize)
     _add_closer(closers, replay_store)
     shared: SharedTokenCache | None = None
     if stores.introspection_cache is not None:
@@ -614,6 +835,10 @@ def from_env(
         simulator_app=chain.simulator_app,
         closers=closers,
         certificate_source=certificate_source,
+        breaker=chain.breaker,
+        upstream_variable=chain.where[0],
+        upstream_target=chain.where[1],
+        credential_variables=chain.credentials,
     )
 
 

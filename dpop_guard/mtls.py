@@ -614,13 +614,9 @@ _PREFIX: Final = "DPOP_GUARD_"
 
 
 def _env_value(environ: Mapping[str, str], name: str) -> str | None:
-    raw = environ.get(_PREFIX + name)
-    if raw is None:
-        return None
-    value = raw.strip()
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ValueError(f"{_PREFIX}{name}: control characters are not allowed")
-    return value or None
+    from ._env import EnvReader  # the one reader: one control-character rule
+
+    return EnvReader(environ, _PREFIX).text(name)
 
 
 def certificate_source_from_env(environ: Mapping[str, str]) -> ClientCertificateSource | None:

@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, AnyStr, Final, Literal, NamedTuple
 
@@ -186,70 +184,6 @@ class ProofPolicy:
         :meth:`past_window`, ``S`` the future skew, ``1`` the whole-second rounding).
         """
         return self.past_window(nonce_lifetime) + self.max_future_skew + 1
-
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, prefix: str = "DPOP_GUARD_"
-    ) -> ProofPolicy:
-        """Read the proof policy from ``{prefix}*`` variables: ``ALGORITHMS`` (space- or
-        comma-separated), ``PROOF_MAX_AGE``, ``PROOF_MAX_FUTURE_SKEW``,
-        ``MAX_PROOF_BYTES``, ``MAX_JTI_LENGTH``, ``MAX_JSON_DEPTH``, ``MIN_RSA_BITS``,
-        ``MAX_RSA_BITS``, ``RSA_EXPONENT_65537_ONLY`` and ``ALLOW_ED448``
-        (``true``/``false``). The former ``IAT_WINDOW`` and ``IAT_LEEWAY`` are refused
-        with a message naming their successors, so an old setting is never silently lost.
-
-        :raises ValueError: naming the variable that is wrong.
-        """
-        env = os.environ if environ is None else environ
-        for old, new in _RENAMED_ENV.items():
-            if env.get(prefix + old, "").strip():
-                raise ValueError(f"{prefix}{old} is no longer read: set {prefix}{new}")
-        kwargs: dict[str, Any] = {}
-        if (algs := _env_text(env, prefix, "ALGORITHMS")) is not None:
-            kwargs["algorithms"] = tuple(a for a in re.split(r"[\s,]+", algs) if a)
-        for field_name, var in _INT_ENV.items():
-            if (raw := _env_text(env, prefix, var)) is not None:
-                try:
-                    kwargs[field_name] = int(raw)
-                except ValueError:
-                    raise ValueError(f"{prefix}{var} must be an integer, got {raw!r}") from None
-        for field_name, var in _BOOL_ENV.items():
-            if (raw := _env_text(env, prefix, var)) is not None:
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(f"{prefix}{var} must be true or false, got {raw!r}")
-                kwargs[field_name] = raw.lower() in ("true", "1")
-        try:
-            return cls(**kwargs)
-        except ValueError as exc:
-            name = next((n for n in (*_INT_ENV, *_BOOL_ENV) if str(exc).startswith(n)), None)
-            var = {**_INT_ENV, **_BOOL_ENV}.get(name or "", "ALGORITHMS")
-            raise ValueError(f"{prefix}{var}: {exc}") from None
-
-
-_INT_ENV: Final = {
-    "max_age": "PROOF_MAX_AGE",
-    "max_future_skew": "PROOF_MAX_FUTURE_SKEW",
-    "max_proof_bytes": "MAX_PROOF_BYTES",
-    "max_jti_length": "MAX_JTI_LENGTH",
-    "max_json_depth": "MAX_JSON_DEPTH",
-    "min_rsa_bits": "MIN_RSA_BITS",
-    "max_rsa_bits": "MAX_RSA_BITS",
-}
-_BOOL_ENV: Final = {
-    "rsa_exponent_65537_only": "RSA_EXPONENT_65537_ONLY",
-    "allow_ed448": "ALLOW_ED448",
-}
-_RENAMED_ENV: Final = {"IAT_WINDOW": "PROOF_MAX_AGE", "IAT_LEEWAY": "PROOF_MAX_FUTURE_SKEW"}
-
-
-def _env_text(env: Mapping[str, str], prefix: str, name: str) -> str | None:
-    value = env.get(prefix + name)
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ValueError(f"{prefix}{name} holds a control character")
-    return value
 
 
 class ProofTimeRefused(InvalidDPoPProof):

@@ -1,5 +1,12 @@
 """Frozen configuration objects, each validated on creation, each readable from the
 environment (``from_env``) with the mapping passed in so tests can hand it a dict.
+
+Rules that live here: every ``DPOP_GUARD_*`` variable is named once, in :data:`ENV_NAMES`
+(anything else under the prefix stops start-up, with the closest name suggested); the proof
+policy's variables are read here (:func:`proof_policy_from_env`), not by the verifier; every
+value goes through the one reader, :class:`~dpop_guard._env.EnvReader` (one boolean dialect,
+one control-character rule); every error is a one-line
+:class:`~dpop_guard._env.ConfigurationError` naming the variable, never a field.
 """
 
 from __future__ import annotations
@@ -7,10 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from ._env import EnvReader
+from ._env import ConfigurationError, EnvReader, check_names
 from ._proxy import parse_networks, parse_proxy_headers
 from ._url import is_redis_url
 from .metadata import ResourceMetadata
@@ -20,15 +27,133 @@ from .routes import Route, route_for
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
+    "ENV_NAMES",
+    "PUBLIC_URL_FROM_REQUEST",
     "GuardSettings",
     "ProofPolicy",
     "ResourceMetadata",
     "Route",
+    "check_env_names",
+    "field_error",
+    "proof_policy_from_env",
 ]
 
 DEFAULT_MAX_TOKEN_BYTES: Final = 8192
 DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
 ENV_PREFIX: Final = "DPOP_GUARD_"
+PUBLIC_URL_FROM_REQUEST: Final = "request"
+"""``DPOP_GUARD_PUBLIC_URL=request``: the explicit choice to check ``htu`` against the
+request's ``Host`` (or a trusted proxy's headers) instead of a configured URL."""
+
+ENV_NAMES: Final[Mapping[str, str]] = {
+    # -- the proof (read by proof_policy_from_env)
+    "ALGORITHMS": "the DPoP proof alg allow-list",
+    "PROOF_MAX_AGE": "seconds a proof stays acceptable after its iat",
+    "PROOF_MAX_FUTURE_SKEW": "seconds a proof's iat may lie ahead of the server clock",
+    "MAX_PROOF_BYTES": "the DPoP header size limit",
+    "MAX_JTI_LENGTH": "the jti length limit",
+    "MAX_JSON_DEPTH": "the proof's JSON nesting limit",
+    "MIN_RSA_BITS": "the smallest RSA key accepted",
+    "MAX_RSA_BITS": "the largest RSA key accepted",
+    "RSA_EXPONENT_65537_ONLY": "accept only e = 65537",
+    "ALLOW_ED448": "let EdDSA name Ed448 keys",
+    # -- the middleware (GuardSettings.from_env)
+    "PUBLIC_URL": "the URL clients address, or 'request'",
+    "REALM": "the challenge's realm",
+    "ALLOW_UNBOUND_TOKENS": "accept tokens that are not DPoP-bound",
+    "NONCE": "off or required",
+    "NONCE_SECRET": "the fleet's nonce HMAC secret",
+    "NONCE_STEP": "seconds per nonce time step",
+    "MAX_TOKEN_BYTES": "the access-token size limit",
+    "REPLAY_STORE": "memory or a Redis URL",
+    "REPLAY_MAXSIZE": "entries of the in-memory replay store",
+    "AUTHORIZATION_SERVERS": "issuers announced in RFC 9728 metadata",
+    "RESOURCE": "the RFC 9728 resource identifier",
+    "RESOURCE_NAME": "the RFC 9728 resource name",
+    "TRUSTED_PROXIES": "addresses or CIDRs of trusted proxies",
+    "PROXY_HEADERS": "which headers the trusted proxies set",
+    # -- the builder (dpop_guard.guard)
+    "INTROSPECTION": "authlete, authlete-standard, rfc7662 or jwt",
+    "DEVELOPMENT_SIMULATOR": "run against the embedded simulator",
+    "INTROSPECTION_CACHE": "a Redis URL for the shared introspection cache",
+    "CACHE_TTL": "seconds introspection results are reused",
+    "CACHE_MAXSIZE": "entries of the local introspection cache",
+    "RESOURCES": "this API's RFC 8707 resource identifiers",
+    "START_DEGRADED": "start even when a dependency fails its start-up probe",
+    "READINESS_PATH": "where the readiness probe answers ('off': nowhere)",
+    "LIVENESS_PATH": "where the liveness probe answers ('off': nowhere)",
+    "READINESS_TIMEOUT": "seconds the readiness probe may take",
+    # -- the introspectors
+    "AUTHLETE_TIMEOUT": "seconds for one call to Authlete, retries included",
+    "INTROSPECTION_URL": "the RFC 7662 endpoint",
+    "INTROSPECTION_CLIENT_ID": "our client id at the RFC 7662 endpoint",
+    "INTROSPECTION_CLIENT_SECRET": "its secret (client_secret_basic)",
+    "INTROSPECTION_PRIVATE_KEY": "its private JWK (private_key_jwt)",
+    "INTROSPECTION_AUDIENCE": "the aud an RFC 7662 answer must name",
+    "INTROSPECTION_TIMEOUT": "seconds for one RFC 7662 call",
+    "JWT_ISSUER": "the JWT access tokens' issuer",
+    "JWT_AUDIENCE": "the aud a JWT access token must name",
+    "JWT_JWKS_URI": "where the issuer's keys are",
+    "JWT_ALGORITHMS": "the JWT access tokens' alg allow-list",
+    "JWT_REVOCATION_PATHS": "paths that also ask an introspector",
+    "JWT_REVOCATION_INTROSPECTION": "which introspector those paths ask",
+    # -- client certificates (dpop_guard.mtls)
+    "CLIENT_CERT_SOURCE": "where client certificates come from",
+    "CLIENT_CERT_HEADER": "nginx's certificate header",
+}
+"""Every ``DPOP_GUARD_*`` variable, without the prefix, with what it sets: the one list
+:func:`check_env_names` holds the environment against (docs/configuration.md has them all)."""
+
+_RENAMED_ENV: Final = {"IAT_WINDOW": "PROOF_MAX_AGE", "IAT_LEEWAY": "PROOF_MAX_FUTURE_SKEW"}
+
+
+def check_env_names(environ: Mapping[str, str], prefix: str = ENV_PREFIX) -> None:
+    """Refuse a ``DPOP_GUARD_*`` variable that nothing reads (a former name is told its
+    successor; a misspelt one, the closest name).
+
+    :raises ConfigurationError: naming the variable.
+    """
+    for old, new in _RENAMED_ENV.items():
+        if prefix + old in environ:
+            raise ConfigurationError(prefix + old, "is no longer read", f"set {prefix}{new}")
+    check_names(
+        environ,
+        prefix,
+        frozenset(prefix + name for name in ENV_NAMES),
+        what="a dpop_guard setting",
+    )
+
+
+def field_error(
+    exc: ValueError,
+    fields: Mapping[str, str],
+    *,
+    fallback: str,
+    fixes: Mapping[str, str] | None = None,
+) -> ConfigurationError:
+    """``exc``, raised by a settings class about its fields, as a one-line
+    :class:`ConfigurationError` that names the variables instead of the fields
+    (``access_token is required`` becomes ``AUTHLETE_SERVICE_ACCESSTOKEN is required``).
+
+    :param fields: field name to variable name.
+    :param fallback: the variable blamed when the message names none.
+    :param fixes: variable name to the fix its message ends with.
+    """
+    if isinstance(exc, ConfigurationError):
+        variable, message, fix = exc.variable, exc.problem, exc.fix
+    else:
+        # A settings class's own "AUTHLETE_*: " prefix says less than the names below.
+        message = re.sub(r"^[A-Z][A-Z0-9_]*\*: ", "", str(exc))
+        if fields:
+            names = sorted(fields, key=len, reverse=True)
+            pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+            message = pattern.sub(lambda m: fields[m.group(1)], message)
+        first = re.match(r"[A-Z][A-Z0-9]*_[A-Z0-9_]+", message)
+        variable = first.group(0) if first else fallback
+        fix = ""
+    if not fix and fixes:
+        fix = fixes.get(variable or "", "")
+    return ConfigurationError(variable, message, fix)
 
 
 def _positive(name: str, value: float) -> None:
@@ -142,8 +267,9 @@ class GuardSettings:
     ) -> GuardSettings:
         """Read ``DPOP_GUARD_*`` settings. Routes are code, not environment.
 
-        The proof policy's variables (see :meth:`ProofPolicy.from_env`), and
-        ``MAX_TOKEN_BYTES``, ``PUBLIC_URL``, ``REALM``, ``ALLOW_UNBOUND_TOKENS``
+        The proof policy's variables (see :func:`proof_policy_from_env`), and
+        ``MAX_TOKEN_BYTES``, ``PUBLIC_URL`` (``request``: believe the request's host),
+        ``REALM``, ``ALLOW_UNBOUND_TOKENS``
         (``true``/``false``), ``NONCE`` (``off``/``required``), ``NONCE_SECRET``,
         ``NONCE_STEP``, ``REPLAY_STORE`` (``memory`` or a Redis URL),
         ``AUTHORIZATION_SERVERS`` (space-separated issuers; turns on RFC 9728 metadata for
@@ -153,48 +279,97 @@ class GuardSettings:
         variables are the builder's (:class:`~dpop_guard.guard.StoreSettings`): the
         middleware never reads them.
 
-        :raises ValueError: naming the variable that is wrong.
+        :raises ConfigurationError: naming the variable that is wrong.
         """
-        # One reader for every from_env: stripped, no control characters, finite numbers.
-        reader = EnvReader(environ, prefix)
-        get = reader.text
-
-        def number(name: str, default: float, kind: type[int] | type[float]) -> float:
-            if kind is int:
-                return reader.integer(name, int(default))
-            return reader.number(name, default)
-
-        policy = ProofPolicy.from_env(environ, prefix=prefix)
-        secret = get("NONCE_SECRET")
-        servers = get("AUTHORIZATION_SERVERS")
-        resource = get("RESOURCE") or get("PUBLIC_URL")
-        unbound = (get("ALLOW_UNBOUND_TOKENS") or "false").lower()
-        if unbound not in ("true", "false", "1", "0"):
-            raise ValueError(f"{prefix}ALLOW_UNBOUND_TOKENS must be true or false")
+        env = EnvReader(environ, prefix)
+        policy = proof_policy_from_env(environ, prefix=prefix)
+        secret = env.text("NONCE_SECRET", secret=True)
+        servers = env.items("AUTHORIZATION_SERVERS")
+        public_url = env.text("PUBLIC_URL")
+        if public_url is not None and public_url.lower() == PUBLIC_URL_FROM_REQUEST:
+            public_url = None
+        resource = env.text("RESOURCE") or public_url
         try:
             return cls(
                 policy=policy,
                 routes=tuple(routes),
-                public_url=get("PUBLIC_URL"),
-                realm=get("REALM"),
-                allow_unbound_tokens=unbound in ("true", "1"),
-                nonce=(get("NONCE") or "off").lower(),  # type: ignore[arg-type]
+                public_url=public_url,
+                realm=env.text("REALM"),
+                allow_unbound_tokens=env.flag("ALLOW_UNBOUND_TOKENS", False),
+                nonce=env.choice("NONCE", ("off", "required"), "off"),  # type: ignore[arg-type]
                 nonce_secret=secret.encode() if secret else None,
-                nonce_step=int(number("NONCE_STEP", DEFAULT_NONCE_STEP, int)),
-                replay_store=get("REPLAY_STORE") or "memory",
-                trusted_proxies=tuple(
-                    p for p in re.split(r"[\s,]+", get("TRUSTED_PROXIES") or "") if p
-                ),
-                proxy_headers=tuple(re.split(r"[\s,]+", get("PROXY_HEADERS") or "")),
+                nonce_step=env.integer("NONCE_STEP", DEFAULT_NONCE_STEP),
+                replay_store=env.text("REPLAY_STORE", "memory") or "memory",
+                trusted_proxies=env.items("TRUSTED_PROXIES"),
+                proxy_headers=env.items("PROXY_HEADERS"),
                 metadata=None
                 if not (servers and resource)
                 else ResourceMetadata(
                     resource=resource,
-                    authorization_servers=tuple(servers.split()),
-                    resource_name=get("RESOURCE_NAME"),
+                    authorization_servers=servers,
+                    resource_name=env.text("RESOURCE_NAME"),
                 ),
-                max_token_bytes=int(number("MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES, int)),
-                replay_maxsize=int(number("REPLAY_MAXSIZE", DEFAULT_REPLAY_MAXSIZE, int)),
+                max_token_bytes=env.integer("MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES),
+                replay_maxsize=env.integer("REPLAY_MAXSIZE", DEFAULT_REPLAY_MAXSIZE),
             )
         except ValueError as exc:
-            raise ValueError(f"{prefix}*: {exc}") from None
+            raise field_error(exc, _guard_fields(prefix), fallback=prefix + "*") from None
+
+
+def _guard_fields(prefix: str) -> dict[str, str]:
+    """GuardSettings' fields (and ResourceMetadata's), each to its variable."""
+    names = (
+        "public_url realm nonce_secret nonce_step nonce replay_store trusted_proxies "
+        "proxy_headers max_token_bytes replay_maxsize resource_name resource"
+    ).split()
+    table = {name: prefix + name.upper() for name in names}
+    table["authorization_servers"] = prefix + "AUTHORIZATION_SERVERS"
+    return table
+
+
+_POLICY_INTEGERS: Final = {
+    "max_age": "PROOF_MAX_AGE",
+    "max_future_skew": "PROOF_MAX_FUTURE_SKEW",
+    "max_proof_bytes": "MAX_PROOF_BYTES",
+    "max_jti_length": "MAX_JTI_LENGTH",
+    "max_json_depth": "MAX_JSON_DEPTH",
+    "min_rsa_bits": "MIN_RSA_BITS",
+    "max_rsa_bits": "MAX_RSA_BITS",
+}
+_POLICY_FLAGS: Final = {
+    "rsa_exponent_65537_only": "RSA_EXPONENT_65537_ONLY",
+    "allow_ed448": "ALLOW_ED448",
+}
+
+
+def proof_policy_from_env(
+    environ: Mapping[str, str] | None = None, *, prefix: str = ENV_PREFIX
+) -> ProofPolicy:
+    """The :class:`ProofPolicy` from ``{prefix}*`` variables: ``ALGORITHMS`` (space- or
+    comma-separated), ``PROOF_MAX_AGE``, ``PROOF_MAX_FUTURE_SKEW``, ``MAX_PROOF_BYTES``,
+    ``MAX_JTI_LENGTH``, ``MAX_JSON_DEPTH``, ``MIN_RSA_BITS``, ``MAX_RSA_BITS``,
+    ``RSA_EXPONENT_65537_ONLY`` and ``ALLOW_ED448`` (booleans as
+    :meth:`~dpop_guard._env.EnvReader.flag` reads them). The former ``IAT_WINDOW`` and
+    ``IAT_LEEWAY`` are refused with a message naming their successors, so an old setting
+    is never silently lost.
+
+    :raises ConfigurationError: naming the variable that is wrong.
+    """
+    env = EnvReader(environ, prefix)
+    for old, new in _RENAMED_ENV.items():
+        if env.is_set(old):
+            raise ConfigurationError(env.name(old), "is no longer read", f"set {prefix}{new}")
+    kwargs: dict[str, Any] = {}
+    if algorithms := env.items("ALGORITHMS"):
+        kwargs["algorithms"] = algorithms
+    for field_name, key in _POLICY_INTEGERS.items():
+        if env.is_set(key):
+            kwargs[field_name] = env.integer(key, 0)
+    for field_name, key in _POLICY_FLAGS.items():
+        kwargs[field_name] = env.flag(key, False)
+    fields = {f: prefix + k for f, k in {**_POLICY_INTEGERS, **_POLICY_FLAGS}.items()}
+    try:
+        return ProofPolicy(**kwargs)
+    except ValueError as exc:
+        fields["algorithms"] = prefix + "ALGORITHMS"
+        raise field_error(exc, fields, fallback=prefix + "ALGORITHMS") from None

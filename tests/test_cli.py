@@ -79,9 +79,18 @@ class TestCheckConfig:
         ("env", "fragment"),
         [
             ({"DPOP_GUARD_IAT_WINDOW": "x"}, "DPOP_GUARD_IAT_WINDOW"),
-            ({"AUTHLETE_SERVICE_ACCESSTOKEN": "wrong"}, "authlete_http_error (HTTP 401)"),
-            ({"DPOP_GUARD_REPLAY_STORE": f"redis://127.0.0.1:{free_port()}/0"}, "Redis"),
+            (
+                {"AUTHLETE_SERVICE_ACCESSTOKEN": "wrong"},
+                "AUTHLETE_SERVICE_APIKEY/AUTHLETE_SERVICE_ACCESSTOKEN (http://127.0.0.1:",
+            ),
+            (
+                {"DPOP_GUARD_REPLAY_STORE": f"redis://127.0.0.1:{free_port()}/0"},
+                "replay_store unusable, the connection was refused or reset [connect]",
+            ),
+            ({"DPOP_GUARD_CACHE_TLL": "30"}, "did you mean DPOP_GUARD_CACHE_TTL?"),
+            ({"AUTHLETE_API_VERSION": "v4"}, "AUTHLETE_API_VERSION must be V2 or V3"),
             ({"DPOP_GUARD_PUBLIC_URL": ""}, "Host header"),
+            ({"DPOP_GUARD_PUBLIC_URL": "request"}, "DPOP_GUARD_PUBLIC_URL=request and"),
             ({"DPOP_GUARD_NONCE": "required"}, "NONCE_SECRET"),
         ],
     )
@@ -92,8 +101,24 @@ class TestCheckConfig:
 
     async def test_unreachable(self) -> None:
         """Nothing listening."""
-        problems = await _check(authlete_env(f"http://127.0.0.1:{free_port()}"))
-        assert problems == ["Authlete cannot be used: authlete_unreachable"]
+        port = free_port()
+        problems = await _check(authlete_env(f"http://127.0.0.1:{port}"))
+        assert problems == [
+            f"AUTHLETE_BASE_URL (http://127.0.0.1:{port}): introspection unusable, "
+            "the connection was refused or reset [connect]"
+        ]
+
+    async def test_unresolvable(self) -> None:
+        """A name that does not resolve is told apart from a refused connection."""
+        problems = await _check(authlete_env("https://authlete.invalid"))
+        assert problems == [
+            "AUTHLETE_BASE_URL (https://authlete.invalid): introspection unusable, "
+            "its host name does not resolve (DNS) [dns]"
+        ]
+
+    async def test_lower_case_version_accepted(self, simulator_url: str) -> None:
+        """AUTHLETE_API_VERSION is read case-insensitively: v3 is V3."""
+        assert await _check(authlete_env(simulator_url, AUTHLETE_API_VERSION="v3")) == []
 
     async def test_jwt_mode_needs_no_authlete(self) -> None:
         """With DPOP_GUARD_INTROSPECTION=jwt, no Authlete variable is asked for; the JWKS
@@ -107,7 +132,10 @@ class TestCheckConfig:
                 "DPOP_GUARD_PUBLIC_URL": "https://api.bank.test",
             }
         )
-        assert problems == ["the JWKS endpoint cannot be used: jwks_unavailable"]
+        assert problems == [
+            f"DPOP_GUARD_JWT_JWKS_URI ({issuer}/jwks): jwks unusable, "
+            "the connection was refused or reset [connect]"
+        ]
 
     async def test_same_builder_as_the_app(self) -> None:
         """check-config refuses exactly what start-up refuses: an unknown mode, or a
@@ -211,3 +239,32 @@ class TestCheckConfigCertificates:
             authlete_env(simulator_url, DPOP_GUARD_CLIENT_CERT_SOURCE="asgi-tls")
         )
         assert problems == []
+
+
+class TestHelp:
+    def test_version(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """dpop-guard --version prints the package's version."""
+        import dpop_guard
+
+        with pytest.raises(SystemExit) as info:
+            main(["--version"])
+        assert info.value.code == 0
+        assert capsys.readouterr().out.strip() == f"dpop-guard {dpop_guard.__version__}"
+
+    @pytest.mark.parametrize(
+        ("command", "words"),
+        [
+            ("check-config", "DPOP_GUARD_PUBLIC_URL is set"),
+            ("conformance", "total deadline"),
+            ("proof", "Sign a DPoP proof"),
+            ("simulate", "never use it in"),
+        ],
+    )
+    def test_every_subcommand_explains_itself(
+        self, command: str, words: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--help on each subcommand says what it does, not only its options."""
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+        assert words in " ".join(capsys.readouterr().out.split())

@@ -64,7 +64,12 @@ def _api(
     request: pytest.FixtureRequest, simulator_server: tuple[ServerThread, SimulatorState]
 ) -> Iterator[ServerThread]:
     server, _ = simulator_server
-    env = {"AUTHLETE_BASE_URL": server.url, **CONFIGURATIONS[request.param]}
+    # htu is the test server's own URL, whatever port it got: believe the request's host.
+    env = {
+        "AUTHLETE_BASE_URL": server.url,
+        "DPOP_GUARD_PUBLIC_URL": "request",
+        **CONFIGURATIONS[request.param],
+    }
     with ServerThread(example_app(env)) as api:
         yield api
 
@@ -132,8 +137,11 @@ async def test_the_command_line(
     token = await mint(simulator_url, signer)
     key = tmp_path / "key.json"
     key.write_text(json.dumps(_private_jwk(signer) | {"alg": signer.alg}))
-    # "--token=": an access token may begin with "-", which argparse would take for an option.
-    argv = ["conformance", f"{api.url}/accounts", f"--token={token}", "--key", str(key), "--json"]
+    # From a file, so that the token never shows in the process list.
+    token_file = tmp_path / "token.txt"
+    token_file.write_text(token + "\n")
+    argv = ["conformance", f"{api.url}/accounts", "--token-file", str(token_file)]
+    argv += ["--key", str(key), "--json"]
     # cli.main runs its own event loop: off this test's loop, in a worker thread.
     import anyio.to_thread
 

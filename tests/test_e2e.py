@@ -30,6 +30,7 @@ def _api(simulator_server: tuple[ServerThread, SimulatorState]) -> Iterator[Serv
         "AUTHLETE_API_VERSION": "V3",
         "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
         "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
+        "DPOP_GUARD_PUBLIC_URL": "request",  # htu is the test server's URL, on any port
     }
     with ServerThread(create_app(env)) as api:
         yield api

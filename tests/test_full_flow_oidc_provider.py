@@ -85,6 +85,7 @@ def _rfc7662_api(provider: OIDCProvider) -> Iterator[ServerThread]:
         "DPOP_GUARD_INTROSPECTION_URL": provider.introspection_url,
         "DPOP_GUARD_INTROSPECTION_CLIENT_ID": RS_CLIENT[0],
         "DPOP_GUARD_INTROSPECTION_CLIENT_SECRET": RS_CLIENT[1],
+        "DPOP_GUARD_PUBLIC_URL": "request",  # htu is the test server's URL, on any port
     }
     with ServerThread(create_api(env)) as api:
         yield api
@@ -96,6 +97,7 @@ def _jwt_api(provider: OIDCProvider) -> Iterator[ServerThread]:
         "DPOP_GUARD_INTROSPECTION": "jwt",
         "DPOP_GUARD_JWT_ISSUER": provider.issuer,
         "DPOP_GUARD_JWT_AUDIENCE": JWT_RESOURCE,
+        "DPOP_GUARD_PUBLIC_URL": "request",  # htu is the test server's URL, on any port
     }
     with ServerThread(create_api(env)) as api:
         yield api

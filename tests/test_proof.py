@@ -765,41 +765,6 @@ class TestPolicy:
         with pytest.raises(ValueError, match=field):
             ProofPolicy(**kwargs)
 
-    def test_from_env(self) -> None:
-        """The DPOP_GUARD_PROOF_* names and the key switches are read."""
-        policy = ProofPolicy.from_env(
-            {
-                "DPOP_GUARD_PROOF_MAX_AGE": " 30 ",
-                "DPOP_GUARD_PROOF_MAX_FUTURE_SKEW": "5",
-                "DPOP_GUARD_ALLOW_ED448": "true",
-                "DPOP_GUARD_RSA_EXPONENT_65537_ONLY": "1",
-                "DPOP_GUARD_ALGORITHMS": "ES256,EdDSA",
-            }
-        )
-        assert (policy.max_age, policy.max_future_skew) == (30, 5)
-        assert policy.allow_ed448 and policy.rsa_exponent_65537_only
-        assert policy.algorithms == ("ES256", "EdDSA")
-        assert ProofPolicy.from_env({}) == ProofPolicy()
-
-    @pytest.mark.parametrize(
-        ("env", "message"),
-        [
-            ({"DPOP_GUARD_IAT_WINDOW": "60"}, "DPOP_GUARD_IAT_WINDOW .*DPOP_GUARD_PROOF_MAX_AGE"),
-            ({"DPOP_GUARD_IAT_LEEWAY": "5"}, "DPOP_GUARD_PROOF_MAX_FUTURE_SKEW"),
-            ({"DPOP_GUARD_PROOF_MAX_AGE": "nan"}, "DPOP_GUARD_PROOF_MAX_AGE"),
-            ({"DPOP_GUARD_PROOF_MAX_AGE": "0"}, "DPOP_GUARD_PROOF_MAX_AGE"),
-            ({"DPOP_GUARD_PROOF_MAX_FUTURE_SKEW": "1e9"}, "DPOP_GUARD_PROOF_MAX_FUTURE_SKEW"),
-            ({"DPOP_GUARD_PROOF_MAX_FUTURE_SKEW": "99999"}, "DPOP_GUARD_PROOF_MAX_FUTURE_SKEW"),
-            ({"DPOP_GUARD_ALLOW_ED448": "yes"}, "DPOP_GUARD_ALLOW_ED448"),
-            ({"DPOP_GUARD_PROOF_MAX_AGE": "6\x000"}, "DPOP_GUARD_PROOF_MAX_AGE"),
-            ({"DPOP_GUARD_ALGORITHMS": "none"}, "DPOP_GUARD_ALGORITHMS"),
-        ],
-    )
-    def test_from_env_errors(self, env: dict[str, str], message: str) -> None:
-        """Bad or renamed variables raise ValueError naming the variable."""
-        with pytest.raises(ValueError, match=message):
-            ProofPolicy.from_env(env)
-
     def test_ed448_only_by_setting(self) -> None:
         """Through the verifier: an Ed448 key under EdDSA needs allow_ed448."""
         from cryptography.hazmat.primitives import serialization

@@ -412,7 +412,7 @@ class TestSettings:
 
     def test_from_env_requires_proxy_headers(self) -> None:
         """Trusted proxies without PROXY_HEADERS stop start-up."""
-        with pytest.raises(ValueError, match="proxy_headers"):
+        with pytest.raises(ValueError, match="DPOP_GUARD_PROXY_HEADERS"):
             GuardSettings.from_env({"DPOP_GUARD_TRUSTED_PROXIES": "10.0.0.0/8"})
 
 

@@ -16,6 +16,7 @@ PUBLIC = [
     "AuthleteIntrospector",
     "AuthleteSettings",
     "CachingIntrospector",
+    "ConfigurationError",
     "DPoPAuth",
     "DPoPCredentials",
     "DPoPGuard",

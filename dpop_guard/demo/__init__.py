@@ -123,6 +123,8 @@ def simulator_env(
     own variable names: ``base`` (default ``os.environ``) plus the URL and the credentials
     of ``api_version`` (V3: the service access token; V2: the API key and secret)."""
     env = dict(os.environ if base is None else base)
+    # Local runs address the app by whatever host the test or the browser uses.
+    env.setdefault("DPOP_GUARD_PUBLIC_URL", "request")
     env.update(
         AUTHLETE_BASE_URL=simulator,
         AUTHLETE_API_VERSION=api_version,

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
 import anyio
 
@@ -100,6 +100,17 @@ class CircuitBreaker:
     @property
     def is_open(self) -> bool:
         return self._open_until is not None
+
+    @property
+    def state(self) -> Literal["closed", "open", "half-open"]:
+        """``closed`` (calls go out), ``open`` (refused at once until the cooldown ends) or
+        ``half-open`` (the cooldown is over: the next call is the trial). For readiness
+        probes and metrics; reading it changes nothing."""
+        if self._open_until is None:
+            return "closed"
+        if self._probing or self._clock() >= self._open_until:
+            return "half-open"
+        return "open"
 
     def allow(self) -> bool:
         """Whether a call may go out now."""

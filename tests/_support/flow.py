@@ -224,5 +224,6 @@ def start_stack() -> Iterator[Stack]:
             pushed_auth_req_endpoint=f"{issuer}/par",
         )
         late.app = create_as({**authlete_env(simulator.url), "AS_ISSUER": issuer})
-        with as_server, ServerThread(create_api(authlete_env(simulator.url))) as api:
+        api_env = {**authlete_env(simulator.url), "DPOP_GUARD_PUBLIC_URL": "request"}
+        with as_server, ServerThread(create_api(api_env)) as api:
             yield Stack(simulator, as_server, api, state, auth)

@@ -14,7 +14,8 @@ from typing import Any
 
 from ._names import FRAMEWORKS
 
-_framework = os.environ.get("DPOP_GUARD_MATRIX_APP", "starlette")
+# Popped: the guard refuses DPOP_GUARD_* names it does not read.
+_framework = os.environ.pop("DPOP_GUARD_MATRIX_APP", "starlette")
 if _framework not in FRAMEWORKS:
     raise ValueError(f"DPOP_GUARD_MATRIX_APP must be one of {FRAMEWORKS}, got {_framework!r}")
 app: Any = importlib.import_module(f"{__package__}.{_framework}_app").create_app()
