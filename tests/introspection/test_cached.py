@@ -697,3 +697,23 @@ class TestMiddlewareUsesSyncHit:
         assert _sync_lookup(Tuned(inner)) is not None
         assert _sync_lookup(Audited(inner)) is None
         assert _sync_lookup(inner) is None
+
+
+@pytest.mark.parametrize("length", [2048, 8192])
+def test_token_keys_remembered_are_bounded_in_bytes(length: int) -> None:
+    """A flood of distinct maximal tokens (looked up, never cached) leaves at most about
+    1.2 MiB behind: tokens up to 2 KiB are remembered with their key, 512 at most; longer
+    ones are never remembered."""
+    import tracemalloc
+
+    cache = CachingIntrospector(Scripted(info()), ttl=60)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(3000):
+            assert cache.cached_sync(f"{i:08d}".ljust(length, "x")) is None
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    retained = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert retained < 1.3 * 2**20
