@@ -25,8 +25,8 @@ from dpop_guard.introspection.cached import CachingIntrospector
 from dpop_guard.mtls import ClientCertificate
 from dpop_guard.simulator import SimulatorState
 from tests._support.clock import Clock
+from tests._support.gated import Gated, wait_all_tasks_blocked
 from tests._support.harness import authlete_settings
-from tests.introspection.test_cached import Gated, wait_all_tasks_blocked
 
 THIEVES = 40
 TTL = 60.0
