@@ -264,24 +264,34 @@ class Audience:
     required: bool
     reason: IntrospectionReason | JWTReason
 
-    def admits(self, aud: object) -> bool:
-        """Whether ``aud`` (a string, a list or tuple of strings, or ``None``) passes."""
-        if not self.accepted:
-            return True
-        if aud is None or isinstance(aud, str):
-            values: Sequence[object] = () if aud is None else (aud,)
-        elif isinstance(aud, (list, tuple)):
-            values = aud
-        else:
-            return False
-        if not values:
-            return not self.required
-        return any(isinstance(v, str) and v in self.accepted for v in values)
-
     def check(self, aud: object) -> None:
-        """:raises InactiveToken: ``aud`` does not pass (an answer about the token alone)."""
-        if not self.admits(aud):
-            raise InactiveToken(self.reason, "The access token is not meant for this resource.")
+        """Refuse ``aud`` (a string, a list or tuple of strings, or ``None``) unless it
+        names one of :attr:`accepted` (or nothing is accepted, or it names nothing and
+        naming is not required). One method, one frame: it runs on every cache hit.
+
+        :raises InactiveToken: with :attr:`reason` (an answer about the token alone).
+        """
+        accepted = self.accepted
+        if not accepted:
+            return
+        try:
+            if aud.__class__ is tuple and aud and not accepted.isdisjoint(aud):
+                return  # the common case on a hit: TokenInfo.resources naming one of ours
+        except TypeError:  # an unhashable member: judged one by one below
+            pass
+        values: object = (aud,) if isinstance(aud, str) else () if aud is None else aud
+        if isinstance(values, (list, tuple)):
+            if not values:
+                if not self.required:
+                    return
+            else:
+                try:
+                    if not accepted.isdisjoint(values):
+                        return
+                except TypeError:  # an unhashable member (not a string): look one by one
+                    if any(isinstance(v, str) and v in accepted for v in values):
+                        return
+        raise InactiveToken(self.reason, "The access token is not meant for this resource.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,6 @@ from .._digest import sha256
 from .._reasons import Reason
 from ..errors import DPoPGuardError, IntrospectionUnavailable, ServiceUnavailable
 from . import (
-    Audience,
     CacheScope,
     InactiveToken,
     Introspector,
@@ -247,6 +246,10 @@ _Group = tuple[bytes, str | None, str | None]
 """A single-flight group: the token's key, and the proof key and certificate presented."""
 
 
+def _admit_any(resources: object) -> None:
+    """The audience rule of an introspector that states none: nothing to check again."""
+
+
 def _presented(request: RequestFacts) -> tuple[str | None, str | None]:
     """The proof key and certificate thumbprints a request presents."""
     certificate = request.client_certificate
@@ -356,7 +359,12 @@ class CachingIntrospector:
                 "without it, entries of different configurations would mix"
             )
         self.scope = scope
-        self._audience: Audience | None = None if scope is None else scope.audience
+        # Every answer given from memory or from the shared level passes this API's
+        # audience rule, as the inner introspector's own miss would (whoever wrote the
+        # entry); raises InactiveToken with the inner introspector's reason.
+        self._admit: Callable[[object], None] = (
+            _admit_any if scope is None else scope.audience.check
+        )
         self._namespace = b"" if scope is None else scope.namespace
         self.shared = shared
         self.fleet_polls = FLEET_POLLS
@@ -409,7 +417,7 @@ class CachingIntrospector:
         """
         if self._requires_fresh is not None and (request is None or self._requires_fresh(request)):
             return None
-        key = self._key(token)
+        key = self._digests.get(token) or self._key(token)
         # Most of the time no token is remembered as inactive: skip the lookup then.
         negative = self._negative.get(key) if self._negative._data else None
         if negative is not None:
@@ -422,7 +430,7 @@ class CachingIntrospector:
             self.hits += 1
             if request is not None:
                 request.lookup.cache_hit = True
-            self._admit(info)
+            self._admit(info.resources)
         return info
 
     async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
@@ -503,23 +511,13 @@ class CachingIntrospector:
             raise
         return True
 
-    def _admit(self, info: TokenInfo) -> None:
-        """Check an answer given from memory or from the shared level against this API's
-        audience, as the inner introspector checked it on the miss: whoever wrote the
-        entry, it must pass the rule this API's own miss would apply.
-
-        :raises InactiveToken: the audience reason of the inner introspector.
-        """
-        if self._audience is not None:
-            self._audience.check(info.resources)
-
     def _hit(self, key: bytes, request: RequestFacts) -> TokenInfo | None:
         info = self._cache.get(key)
         if info is None:
             return None
         self.hits += 1
         request.lookup.cache_hit = True
-        self._admit(info)
+        self._admit(info.resources)
         return info
 
     def _raise_if_negative(self, key: bytes, request: RequestFacts) -> None:
@@ -565,7 +563,7 @@ class CachingIntrospector:
                     # While we waited for a slot, another call may have answered.
                     self._raise_if_negative(key, request)
                     if (cached := self._cache.get(key)) is not None:
-                        self._admit(cached)
+                        self._admit(cached.resources)
                         return cached
                 info = None if fresh else await self._from_shared(key)
                 if info is not None:
@@ -623,6 +621,8 @@ class CachingIntrospector:
                         return False, info
                 if not held:
                     break
+        except DPoPGuardError:  # an entry refused by this API's rule: a refusal, not an outage
+            raise
         except Exception as exc:
             logger.warning(
                 "shared introspection cache unavailable: %s",
@@ -692,7 +692,7 @@ class CachingIntrospector:
     def _adopt(self, key: bytes, info: TokenInfo, until: float) -> bool:
         """Take an entry of the shared level into memory: checked first (:meth:`_admit`),
         then stored; ``False`` if it is too close to its end to keep."""
-        self._admit(info)
+        self._admit(info.resources)
         return self._store(key, info, until) is not None
 
     async def _to_shared(self, key: bytes, info: TokenInfo, deadline: float) -> None:

@@ -30,7 +30,13 @@ from starlette.routing import Route as HTTPRoute
 from starlette.types import Receive, Scope, Send
 
 from dpop_guard import CachingIntrospector, DPoPGuardMiddleware, GuardSettings, ProofSigner, Route
-from dpop_guard.introspection import Introspector, ScopedIntrospector, TokenInfo
+from dpop_guard.introspection import (
+    Audience,
+    InactiveToken,
+    Introspector,
+    ScopedIntrospector,
+    TokenInfo,
+)
 from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings
 from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
 from dpop_guard.introspection.redis_cache import RedisTokenCache
@@ -466,3 +472,43 @@ def test_a_shared_cache_needs_a_scope() -> None:
     shared = RedisTokenCache.from_url("redis://127.0.0.1:1/0", secret=SECRET)  # never used
     with pytest.raises(ValueError, match="cache_scope"):
         CachingIntrospector(Unscoped(), shared=shared)
+
+
+# -- the audience rule, as data -------------------------------------------------------
+
+# accepted, required, aud -> admitted
+AUDIENCE_CASES: list[tuple[str, frozenset[str], bool, object, bool]] = [
+    ("nothing configured", frozenset(), True, ["https://x.test"], True),
+    ("string names ours", frozenset({A}), True, A, True),
+    ("string names another", frozenset({A}), True, B, False),
+    ("list with ours", frozenset({A}), True, [B, A], True),
+    ("tuple with ours (cached facts)", frozenset({A}), True, (A,), True),
+    ("tuple without ours (cached facts)", frozenset({A}), False, (B,), False),
+    ("none named, required", frozenset({A}), True, None, False),
+    ("none named, not required", frozenset({A}), False, None, True),
+    ("empty list, required", frozenset({A}), True, [], False),
+    ("empty tuple, not required", frozenset({A}), False, (), True),
+    ("a number", frozenset({A}), False, 5, False),
+    ("an object", frozenset({A}), False, {"aud": A}, False),
+    ("unhashable member, ours too", frozenset({A}), True, [[1], A], True),
+    ("unhashable member only", frozenset({A}), True, ([1],), False),
+    ("non-string member only", frozenset({A}), False, [1], False),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "accepted", "required", "aud", "admitted"),
+    AUDIENCE_CASES,
+    ids=[c[0] for c in AUDIENCE_CASES],
+)
+def test_audience_rule(
+    case: str, accepted: frozenset[str], required: bool, aud: object, admitted: bool
+) -> None:
+    """One rule for a server's raw ``aud`` and for cached ``resources``."""
+    audience = Audience(accepted, required, "jwt_audience")
+    if admitted:
+        audience.check(aud)
+        return
+    with pytest.raises(InactiveToken) as refused:
+        audience.check(aud)
+    assert refused.value.reason == "jwt_audience"
