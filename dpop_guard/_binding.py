@@ -1,27 +1,55 @@
-"""What a route demands of a request's binding, and the check itself: pure functions of the
-token's facts, the route's policy and what the request presented (after RFC 9449 section 7.1
-and RFC 8705 section 3), run on every request, cache hits included.
+"""Every binding refusal lives in this module (RFC 9449 section 7.1, RFC 8705 section 3).
+
+Rule 1: a request's binding is judged by :func:`check_binding` and nowhere else. It has two
+halves, and each refusal reason is raised once, below:
+
+- :func:`check_token_binding`, the token's own half, which no route can relax: a token
+  bound to a certificate needs that certificate (``certificate_missing``,
+  ``certificate_mismatch``); a token bound to a DPoP key needs the DPoP scheme and a proof
+  by that key (``bound_token_as_bearer``, ``jkt_mismatch``). An unbound token passes.
+  It needs only thumbprints, so the introspection cache runs it against a binding it
+  remembers (refusing a thief without an upstream call) and the JWT validator before its
+  revocation call: they refuse exactly what the middleware would refuse on a hit.
+- the route's half: what the route demands of the token (``token_not_bound``,
+  ``token_not_certificate_bound``), unless unbound tokens are allowed.
+
+Sans-IO: thumbprints and the policy in, an error out. No x509, no framework, no settings
+object is imported here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from hmac import compare_digest
+from typing import TYPE_CHECKING, Protocol
 
 from .challenges import BEARER_SCHEME, DPOP_SCHEME
 from .errors import InvalidDPoPProof, InvalidToken
-from .introspection import TokenInfo
-from .mtls import ClientCertificate
-from .routes import Route, SenderConstraint
-from .settings import GuardSettings
 
-__all__ = ["Policy", "check_binding", "policy_for"]
+if TYPE_CHECKING:
+    from .introspection import TokenInfo
+    from .routes import Route, SenderConstraint
+
+__all__ = ["Policy", "check_binding", "check_token_binding", "policy_for"]
 
 _SCHEMES: dict[SenderConstraint, tuple[str, ...]] = {
     "dpop": (DPOP_SCHEME,),
     "mtls": (BEARER_SCHEME,),
     "either": (DPOP_SCHEME, BEARER_SCHEME),
 }
+
+
+class _Certificate(Protocol):
+    """What the check needs of a client certificate: its RFC 8705 ``x5t#S256``."""
+
+    @property
+    def thumbprint(self) -> str: ...
+
+
+class _NonceRule(Protocol):
+    """What :func:`policy_for` needs of the settings."""
+
+    def nonce_required(self, route: Route | None) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +69,9 @@ class Policy:
         return self.constraint != "dpop"
 
 
-def policy_for(route: Route | None, settings: GuardSettings) -> Policy:
+def policy_for(route: Route | None, settings: _NonceRule) -> Policy:
+    """The policy of ``route`` (``None``: the default, DPoP only) under ``settings``
+    (a :class:`~dpop_guard.settings.GuardSettings`)."""
     constraint: SenderConstraint = "dpop" if route is None else route.sender_constraint
     return Policy(
         scopes=() if route is None else route.scopes,
@@ -53,48 +83,73 @@ def policy_for(route: Route | None, settings: GuardSettings) -> Policy:
     )
 
 
+def check_token_binding(
+    jkt: str | None,
+    x5t_s256: str | None,
+    proof_jkt: str | None,
+    certificate_thumbprint: str | None,
+) -> None:
+    """The token's own half: refuse a request that does not present what the token is
+    bound to, whatever the route.
+
+    :param jkt: the DPoP key thumbprint the token is bound to, or ``None``.
+    :param x5t_s256: the certificate thumbprint the token is bound to, or ``None``.
+    :param proof_jkt: the verified proof's key thumbprint, ``None`` on ``Bearer``.
+    :param certificate_thumbprint: the presented certificate's ``x5t#S256``, or ``None``.
+    :raises InvalidToken: ``certificate_missing``, ``certificate_mismatch``,
+        ``bound_token_as_bearer``.
+    :raises InvalidDPoPProof: ``jkt_mismatch``.
+    """
+    if x5t_s256 is not None:
+        if certificate_thumbprint is None:
+            raise InvalidToken(
+                "certificate_missing", "The access token requires a client certificate."
+            )
+        if not compare_digest(x5t_s256, certificate_thumbprint):
+            raise InvalidToken(
+                "certificate_mismatch",
+                "The client certificate does not match the access token.",
+            )
+    if jkt is not None:
+        if proof_jkt is None:
+            raise InvalidToken(
+                "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
+            )
+        if not compare_digest(jkt, proof_jkt):
+            raise InvalidDPoPProof(
+                "jkt_mismatch", "The DPoP proof key does not match the access token."
+            )
+
+
 def check_binding(
     info: TokenInfo,
     policy: Policy,
     proof_jkt: str | None,
-    certificate: ClientCertificate | None,
+    certificate: _Certificate | None,
     allow_unbound: bool,
 ) -> None:
     """Check the token's sender constraints against this request, on every request
     (a cache hit included: the cached facts say what the token is bound to, this
     request says what it presents).
 
-    - A token bound to a certificate (``x5t#S256``) needs that certificate, whatever
-      the route (RFC 8705 section 3).
-    - A token bound to a DPoP key needs the DPoP scheme and a proof by that key.
+    - The token's own binding first (:func:`check_token_binding`).
     - The route then demands its own binding: ``dpop`` a DPoP-bound token, ``mtls`` a
       certificate-bound one, ``either`` one of them (unless unbound tokens are
       allowed). A token bound both ways has satisfied both above.
 
     :param proof_jkt: the verified proof's key thumbprint, ``None`` on ``Bearer``.
+    :param certificate: the presented client certificate (anything with a
+        ``thumbprint``), or ``None``.
     :raises InvalidToken: ``certificate_missing``, ``certificate_mismatch``,
         ``bound_token_as_bearer``, ``token_not_bound``, ``token_not_certificate_bound``.
     :raises InvalidDPoPProof: ``jkt_mismatch``.
     """
-    if info.x5t_s256 is not None:
-        if certificate is None:
-            raise InvalidToken(
-                "certificate_missing", "The access token requires a client certificate."
-            )
-        if not compare_digest(info.x5t_s256, certificate.thumbprint):
-            raise InvalidToken(
-                "certificate_mismatch",
-                "The client certificate does not match the access token.",
-            )
-    if proof_jkt is None:
-        if info.jkt is not None:
-            raise InvalidToken(
-                "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
-            )
-    elif info.jkt is not None and not compare_digest(info.jkt, proof_jkt):
-        raise InvalidDPoPProof(
-            "jkt_mismatch", "The DPoP proof key does not match the access token."
-        )
+    check_token_binding(
+        info.jkt,
+        info.x5t_s256,
+        proof_jkt,
+        None if certificate is None else certificate.thumbprint,
+    )
     if allow_unbound:
         return
     constraint = policy.constraint

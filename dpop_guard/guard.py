@@ -808,7 +808,7 @@ def from_env(
     if stores.introspection_cache is not None:
         from .introspection.redis_cache import RedisTokenCache
 
-        shared = RedisTokenCache.from_url(stores.introspection_cache)
+        shared = RedisTokenCache.from_env(stores.introspection_cache, env)
         _add_closer(closers, shared)
     introspector = chain.introspector
     # JWT access tokens are checked locally: there is nothing to cache.

@@ -3,9 +3,12 @@ bound to, what the route demands, what the request presented."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from dpop_guard._binding import check_binding, policy_for
+from dpop_guard._binding import check_binding, check_token_binding, policy_for
 from dpop_guard.errors import DPoPGuardError
 from dpop_guard.introspection import TokenInfo
 from dpop_guard.mtls import ClientCertificate
@@ -100,3 +103,43 @@ def test_unbound_allowed_still_checks_bindings_that_exist() -> None:
     with pytest.raises(DPoPGuardError) as refused:
         check_binding(token(x5t=ALICE.thumbprint), policy, KEY, BOB, allow_unbound=True)
     assert refused.value.reason == "certificate_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("bound", "constraint", "proof_jkt", "certificate", "reason"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_the_tokens_half_is_what_any_route_refuses(
+    bound: tuple[str | None, str | None],
+    constraint: str,
+    proof_jkt: str | None,
+    certificate: ClientCertificate | None,
+    reason: str | None,
+) -> None:
+    """check_token_binding (what the cache and the JWT validator run against a known
+    binding, without a route) refuses exactly the table's refusals that are about the
+    token's own binding, with the same reason, and nothing that depends on the route."""
+    own = {"jkt_mismatch", "bound_token_as_bearer", "certificate_missing", "certificate_mismatch"}
+    thumbprint = None if certificate is None else certificate.thumbprint
+    if reason not in own:
+        check_token_binding(*bound, proof_jkt, thumbprint)
+        return
+    with pytest.raises(DPoPGuardError) as refused:
+        check_token_binding(*bound, proof_jkt, thumbprint)
+    assert refused.value.reason == reason
+
+
+def test_the_binding_rules_import_no_x509_and_no_settings() -> None:
+    """The rule module is sans-IO: importing it loads neither the certificate parser
+    (cryptography's x509) nor the settings module nor a framework."""
+    code = (
+        "import sys, dpop_guard._binding; "
+        "bad = [m for m in ('cryptography.x509', 'dpop_guard.mtls', 'dpop_guard.settings', "
+        "'starlette.requests', 'httpx') if m in sys.modules]; "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""

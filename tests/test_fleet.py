@@ -385,7 +385,7 @@ class TestSharedIntrospectionCache:
         await admin.aclose()
         await cache.aclose()
         assert len(found) == 10 and all(f is not None and f[0] == info for f in found)  # type: ignore[index]
-        assert stats["cmdstat_get"]["calls"] == 1
+        assert stats["cmdstat_getrange"]["calls"] == 1  # a bounded read (GETRANGE)
 
     async def test_one_round_for_the_fleet(
         self, make_harness: Callable[..., Harness], signer: ProofSigner, redis_url: str
@@ -437,7 +437,9 @@ class TestSharedIntrospectionCache:
         h.introspector.fleet_polls = 3
         token = h.token(signer)
         admin = aioredis.Redis.from_url(redis_url)
-        await admin.set(shared._lock(_key(token)), b"1", px=60_000)
+        # The lock of this configuration's namespace and this token.
+        scope = h.introspector.scope
+        await admin.set(shared._lock(scope.namespace + _key(token)), b"1", px=60_000)
         await admin.aclose()
         with anyio.fail_after(10):  # 3 polls, not the lock's 60 s
             assert (await h.call(token, signer)).status_code == 200

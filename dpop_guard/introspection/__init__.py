@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from .._env import EnvReader
+from .._reasons import IntrospectionReason, JWTReason
 from ..errors import InvalidToken
 
 if TYPE_CHECKING:
@@ -16,12 +19,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RESOURCES_ENV",
+    "Audience",
+    "CacheScope",
     "InactiveToken",
     "Introspector",
     "Lookup",
     "RequestFacts",
+    "ScopedIntrospector",
     "TokenInfo",
-    "aud_matches",
     "audiences",
     "authorization_details_from",
     "freeze_json",
@@ -241,13 +246,96 @@ def audiences(audience: str | None, resources: Sequence[str]) -> frozenset[str]:
     return frozenset(resources) | ({audience} if audience else frozenset())
 
 
-def aud_matches(aud: object, accepted: frozenset[str]) -> bool:
-    """Whether ``aud`` (a string or a list of strings) names one of ``accepted``; with
-    nothing configured, any ``aud`` passes."""
-    if not accepted:
-        return True
-    values = aud if isinstance(aud, list) else [aud]
-    return any(isinstance(v, str) and v in accepted for v in values)
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """The audience rule (RFC 8707 resources, RFC 7662/9068 ``aud``), in one place: run by
+    an introspector on what the server answered, and by the cache on every answer it
+    gives from memory or from a shared level (:class:`CacheScope`), since such an answer
+    may have been written by another writer.
+
+    :param accepted: this API's identifiers; empty: no check.
+    :param required: whether a token naming no audience is refused (RFC 7662 ``aud`` and
+        RFC 9068, where the server states it); ``False`` lets it pass (Authlete, which
+        judges the ``resources`` it is sent itself).
+    :param reason: the refusal's reason, named after the introspector.
+    """
+
+    accepted: frozenset[str]
+    required: bool
+    reason: IntrospectionReason | JWTReason
+
+    def check(self, aud: object) -> None:
+        """Refuse ``aud`` (a string, a list or tuple of strings, or ``None``) unless it
+        names one of :attr:`accepted` (or nothing is accepted, or it names nothing and
+        naming is not required). One method, one frame: it runs on every cache hit.
+
+        :raises InactiveToken: with :attr:`reason` (an answer about the token alone).
+        """
+        accepted = self.accepted
+        if not accepted:
+            return
+        try:
+            if aud.__class__ is tuple and aud and not accepted.isdisjoint(aud):
+                return  # the common case on a hit: TokenInfo.resources naming one of ours
+        except TypeError:  # an unhashable member: judged one by one below
+            pass
+        values: object = (aud,) if isinstance(aud, str) else () if aud is None else aud
+        if isinstance(values, (list, tuple)):
+            if not values:
+                if not self.required:
+                    return
+            else:
+                try:
+                    if not accepted.isdisjoint(values):
+                        return
+                except TypeError:  # an unhashable member (not a string): look one by one
+                    if any(isinstance(v, str) and v in accepted for v in values):
+                        return
+        raise InactiveToken(self.reason, "The access token is not meant for this resource.")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheScope:
+    """What an introspector's answers are valid for, as a cache needs it.
+
+    ``namespace`` is 16 bytes derived from everything that decides an answer (the mode,
+    the endpoint or issuer, the service or client identity, the audience, the API
+    version; never a secret): a shared cache keys every entry under it, so an entry
+    written by one configuration is never read by another. ``audience`` is the rule the
+    cache checks again on every hit, whoever wrote the entry.
+    """
+
+    namespace: bytes
+    audience: Audience
+
+    @classmethod
+    def of(cls, mode: str, audience: Audience, **facts: object) -> CacheScope:
+        """The scope of an introspector of ``mode`` whose answers depend on ``facts``
+        (JSON values; identities only, never a secret: they are hashed, but a digest of
+        a secret must not reach a shared store either)."""
+        canonical = json.dumps(
+            {
+                "mode": mode,
+                "audience": sorted(audience.accepted),
+                "audience_required": audience.required,
+                **facts,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return cls(hashlib.sha256(canonical.encode()).digest()[:16], audience)
+
+
+@runtime_checkable
+class ScopedIntrospector(Introspector, Protocol):
+    """An introspector that states its :class:`CacheScope` (all of ours do), which a
+    :class:`~dpop_guard.introspection.cached.CachingIntrospector` needs for a shared
+    level and uses to check the audience on every hit."""
+
+    @property
+    def cache_scope(self) -> CacheScope:
+        """The scope of this introspector's answers."""
+        ...
 
 
 def standard_claims(data: Mapping[str, Any]) -> dict[str, Any]:

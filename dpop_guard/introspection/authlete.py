@@ -22,9 +22,11 @@ something that makes a cached answer wrong for another request):
 
 - ``resources`` (RFC 8707): :attr:`AuthleteSettings.resources`, this API's identifiers, so
   Authlete refuses a token issued for another API (the "cuckoo's token"). They are fixed
-  configuration, so the cache key stays the token. On ``OK`` the token's own resources
+  configuration, part of :attr:`AuthleteIntrospector.cache_scope`, so a shared cache never
+  serves one API's answer to another. On ``OK`` the token's own resources
   (``accessTokenResources``, else ``resources``), when it lists any, must also name one of
-  ours: the same rule, checked again here in case an Authlete ignores the parameter.
+  ours: the same rule (:class:`~dpop_guard.introspection.Audience`), checked again here in
+  case an Authlete ignores the parameter, and by the cache on every hit.
 - ``acrValues`` and ``maxAge`` (RFC 9470) from the route: Authlete refuses a shortfall on a
   miss; ``acr`` and ``authTime`` come back in every ``OK`` and are cached, so the caller
   checks them locally on hits (the answer itself stays valid for every route).
@@ -74,6 +76,8 @@ from ..errors import (
     UseDPoPNonce,
 )
 from . import (
+    Audience,
+    CacheScope,
     InactiveToken,
     RequestFacts,
     TokenInfo,
@@ -262,6 +266,20 @@ class AuthleteIntrospector:
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self._url = settings.introspection_url
+        # Authlete's rule: a token listing resources must name one of ours; one listing
+        # none passes (Authlete judges the ``resources`` we send it).
+        self._audience = Audience(
+            frozenset(settings.resources), required=False, reason="authlete_resource_mismatch"
+        )
+        self.cache_scope = CacheScope.of(
+            "authlete",
+            self._audience,
+            url=self._url,
+            version=settings.api_version,
+            service=settings.api_key,
+        )
+        """What a cache of these answers is keyed by (API version, endpoint, service,
+        resources) and checks again on every hit (the resources)."""
         self._headers = (
             ("Authorization", settings.authorization),
             ("Content-Type", "application/json"),
@@ -350,11 +368,7 @@ class AuthleteIntrospector:
         if data.get("action") != "OK":
             raise _failure(data, request)
         info = _parse_ok(data, jkt)
-        ours = self.settings.resources
-        if ours and info.resources and not set(ours) & set(info.resources):
-            raise InactiveToken(
-                "authlete_resource_mismatch", "The access token is not meant for this resource."
-            )
+        self._audience.check(info.resources)
         nonce = data.get("dpopNonce")
         if nonce is not None:
             request.lookup.dpop_nonce = _nonce(nonce)

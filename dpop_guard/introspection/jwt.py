@@ -18,7 +18,6 @@ those paths, so a revoked token is refused there on the first request after the 
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import posixpath
@@ -35,15 +34,17 @@ from joserfc import jws
 from joserfc.errors import JoseError
 
 from .._b64 import b64url_decode
+from .._binding import check_token_binding
 from .._env import EnvReader
 from .._json import JSONError, parse_object
-from ..errors import InvalidDPoPProof, InvalidToken
+from ..errors import InvalidToken
 from . import (
+    Audience,
+    CacheScope,
     InactiveToken,
     Introspector,
     RequestFacts,
     TokenInfo,
-    aud_matches,
     audiences,
     resources_from_env,
     standard_claims,
@@ -189,7 +190,19 @@ class JWTAccessTokenValidator:
         self._failed = False  # whether the last attempt failed
         self._lock = anyio.Lock()
         self._revocation_prefixes = tuple(p.lower() for p in settings.revocation_paths)
-        self._audiences = audiences(settings.audience, settings.resources)
+        self._audience = Audience(
+            audiences(settings.audience, settings.resources), required=True, reason="jwt_audience"
+        )
+        self.cache_scope = CacheScope.of(
+            "jwt",
+            self._audience,
+            issuer=settings.issuer,
+            jwks_uri=settings.jwks_uri,
+            algorithms=sorted(settings.algorithms),
+            leeway=settings.leeway,
+        )
+        """What a cache of this validator's answers is keyed by (issuer, key set,
+        algorithms, audience) and checks again on every hit (the audience)."""
         self.fetches = 0  # successful fetches
         self.attempts = 0  # requests sent to the JWKS endpoint
 
@@ -282,8 +295,9 @@ class JWTAccessTokenValidator:
         The revocation introspector is asked last, only for a request that would otherwise
         pass what the token itself decides: signature, issuer, audience and expiry
         (:meth:`_validate`), then the token's sender constraints against this request's
-        proof key and certificate (:func:`_check_binding`). So a thief holding a stolen JWT
-        but not its key costs no call to the authorization server.
+        proof key and certificate (:func:`~dpop_guard._binding.check_token_binding`). So a
+        thief holding a stolen JWT but not its key costs no call to the authorization
+        server.
 
         :raises InvalidDPoPProof: ``jkt_mismatch`` (before any revocation call).
         :raises InvalidToken: ``certificate_missing``, ``certificate_mismatch``,
@@ -292,7 +306,13 @@ class JWTAccessTokenValidator:
         """
         info = await self._validate(token)
         if self.revocation is not None and self.requires_fresh(request):
-            _check_binding(info, request)
+            certificate = request.client_certificate
+            check_token_binding(
+                info.jkt,
+                info.x5t_s256,
+                request.jkt,
+                None if certificate is None else certificate.thumbprint,
+            )
             await self.revocation.introspect(token, request=request)  # raises if revoked
         return info
 
@@ -323,8 +343,7 @@ class JWTAccessTokenValidator:
         s, now = self.settings, self._clock()
         if claims.get("iss") != s.issuer:
             raise InactiveToken("jwt_issuer", "The access token is not valid.")
-        if not aud_matches(claims.get("aud"), self._audiences):
-            raise InactiveToken("jwt_audience", "The access token is not meant for this resource.")
+        self._audience.check(claims.get("aud"))
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if not isinstance(exp, int) or isinstance(exp, bool) or exp <= now - s.leeway:
             raise InactiveToken("jwt_expired", "The access token has expired.")
@@ -350,34 +369,3 @@ class JWTAccessTokenValidator:
             jkt=jkt,
             **extra,
         )
-
-
-def _check_binding(info: TokenInfo, request: RequestFacts) -> None:
-    """Refuse a request that presents the wrong key or certificate for what the token is
-    bound to: the token's own half of the middleware's binding check (which runs again
-    after, with the route's policy). Only a binding the token names can fail here, so a
-    request this refuses is one the middleware would refuse too.
-
-    :raises InvalidDPoPProof: ``jkt_mismatch``.
-    :raises InvalidToken: ``certificate_missing``, ``certificate_mismatch``,
-        ``bound_token_as_bearer``.
-    """
-    if info.x5t_s256 is not None:
-        certificate = request.client_certificate
-        if certificate is None:
-            raise InvalidToken(
-                "certificate_missing", "The access token requires a client certificate."
-            )
-        if not hmac.compare_digest(info.x5t_s256, certificate.thumbprint):
-            raise InvalidToken(
-                "certificate_mismatch", "The client certificate does not match the access token."
-            )
-    if info.jkt is not None:
-        if request.jkt is None:
-            raise InvalidToken(
-                "bound_token_as_bearer", "A DPoP-bound access token requires the DPoP scheme."
-            )
-        if not hmac.compare_digest(info.jkt, request.jkt):
-            raise InvalidDPoPProof(
-                "jkt_mismatch", "The DPoP proof key does not match the access token."
-            )

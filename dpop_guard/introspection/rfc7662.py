@@ -23,10 +23,11 @@ from joserfc import jwt as jose_jwt
 from .._env import EnvReader
 from .._reasons import Upstream
 from . import (
+    Audience,
+    CacheScope,
     InactiveToken,
     RequestFacts,
     TokenInfo,
-    aud_matches,
     audiences,
     resources_from_env,
     standard_claims,
@@ -147,7 +148,12 @@ class RFC7662Introspector:
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self.breaker = breaker_from(breaker)
-        self._audiences = audiences(settings.audience, settings.resources)
+        self._audience = _audience(audiences(settings.audience, settings.resources))
+        self.cache_scope = CacheScope.of(
+            "rfc7662", self._audience, url=settings.url, client_id=settings.client_id
+        )
+        """What a cache of these answers is keyed by (the endpoint and our client id at
+        it, the audience), and checks again on every hit."""
         self._key = (
             jose_jwk.import_key(dict(settings.private_key))
             if settings.private_key is not None
@@ -209,27 +215,32 @@ class RFC7662Introspector:
             raise _unavailable("introspection_bad_response", exc) from exc
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("introspection_bad_response")
-        return token_info_from(data, self._audiences)
+        return token_info_from(data, self._audience)
+
+
+def _audience(accepted: frozenset[str]) -> Audience:
+    """RFC 7662's rule: ``aud`` must name one of ``accepted`` (when any is configured)."""
+    return Audience(accepted, required=True, reason="introspection_audience")
 
 
 def token_info_from(
     data: dict[str, Any],
-    audience: str | frozenset[str] | None,
+    audience: Audience | str | frozenset[str] | None,
     *,
     prefix: Upstream = "introspection",
 ) -> TokenInfo:
     """The facts in an RFC 7662 answer (``active`` already known to be a bool).
 
-    :param audience: the identifiers ``aud`` must name one of (a single one, or none: no
-        check).
+    :param audience: the rule ``aud`` must pass, or the identifiers it must name one of
+        (a single one, or none: no check).
     """
     if not data["active"]:
         raise InactiveToken("introspection_inactive", "The access token is not active.")
-    accepted = audience if isinstance(audience, frozenset) else audiences(audience, ())
-    if not aud_matches(data.get("aud"), accepted):
-        raise InactiveToken(
-            "introspection_audience", "The access token is not meant for this resource."
+    if not isinstance(audience, Audience):
+        audience = _audience(
+            audience if isinstance(audience, frozenset) else audiences(audience, ())
         )
+    audience.check(data.get("aud"))
     try:
         extra = standard_claims(data)
     except ValueError as exc:
@@ -282,7 +293,14 @@ class AuthleteStandardIntrospector:
         self.settings = settings
         self.audience = audience
         # The same resources as the Authlete introspector's, checked against ``aud``.
-        self._audiences = audiences(audience, settings.resources)
+        self._audience = _audience(audiences(audience, settings.resources))
+        self.cache_scope = CacheScope.of(
+            "authlete-standard",
+            self._audience,
+            url=settings.introspection_url + "/standard",
+            service=settings.api_key,
+        )
+        """What a cache of these answers is keyed by (endpoint, service, audience)."""
         self.breaker = breaker_from(breaker)
         self._url = settings.introspection_url + "/standard"
         self._headers = (
@@ -316,4 +334,4 @@ class AuthleteStandardIntrospector:
             raise _unavailable("authlete_bad_response", exc) from exc
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("authlete_bad_response")
-        return token_info_from(data, self._audiences, prefix="authlete")
+        return token_info_from(data, self._audience, prefix="authlete")

@@ -20,6 +20,7 @@ from dpop_guard.errors import (
 from dpop_guard.introspection import InactiveToken, RequestFacts, TokenInfo
 from dpop_guard.introspection.cached import DEFAULT_NEGATIVE_TTL, CachingIntrospector
 from tests._support.clock import Clock
+from tests._support.gated import Gated, wait_all_tasks_blocked
 
 FACTS = RequestFacts(method="GET", htu="https://rs/a", proof="p", jkt="JKT")
 
@@ -43,48 +44,6 @@ class Scripted:
         if self.delay:
             await anyio.sleep(self.delay)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
-async def wait_all_tasks_blocked() -> None:
-    """Let every task run until it waits on something (anyio's test helper)."""
-    from anyio import wait_all_tasks_blocked as wait
-
-    await checkpoint()
-    await wait()
-
-
-class Gated:
-    """An inner introspector whose calls all wait at a gate until the test opens it, so a
-    test can count how many calls are in flight at once (no timing involved). ``answer``
-    maps the request and the call's number (from 1) to a TokenInfo or an error."""
-
-    def __init__(self, answer: Callable[[RequestFacts, int], TokenInfo | Exception]) -> None:
-        self.answer = answer
-        self.calls = 0
-        self.in_flight = 0
-        self.peak = 0
-        self.started: list[str | None] = []
-        self._gate = anyio.Event()
-
-    def release(self) -> None:
-        """Let every waiting call answer; later calls wait at a new gate."""
-        self._gate.set()
-        self._gate = anyio.Event()
-
-    async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
-        self.calls += 1
-        number = self.calls
-        self.started.append(request.jkt)
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        try:
-            await self._gate.wait()
-        finally:
-            self.in_flight -= 1
-        answer = self.answer(request, number)
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -697,3 +656,23 @@ class TestMiddlewareUsesSyncHit:
         assert _sync_lookup(Tuned(inner)) is not None
         assert _sync_lookup(Audited(inner)) is None
         assert _sync_lookup(inner) is None
+
+
+@pytest.mark.parametrize("length", [2048, 8192])
+def test_token_keys_remembered_are_bounded_in_bytes(length: int) -> None:
+    """A flood of distinct maximal tokens (looked up, never cached) leaves at most about
+    1.2 MiB behind: tokens up to 2 KiB are remembered with their key, 512 at most; longer
+    ones are never remembered."""
+    import tracemalloc
+
+    cache = CachingIntrospector(Scripted(info()), ttl=60)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(3000):
+            assert cache.cached_sync(f"{i:08d}".ljust(length, "x")) is None
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    retained = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert retained < 1.3 * 2**20

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from dpop_guard.errors import IntrospectionUnavailable
 from dpop_guard.introspection import InactiveToken, TokenInfo, standard_claims
 from dpop_guard.introspection.authlete import _parse_ok, _proof_nonce
-from dpop_guard.introspection.redis_cache import _decode
+from dpop_guard.introspection.redis_cache import RedisTokenCache, _decode
 from dpop_guard.introspection.rfc7662 import token_info_from
 
 JSON = st.recursive(
@@ -65,6 +65,23 @@ def test_rfc7662_never_crashes(fields: dict[str, Any]) -> None:
         standard_claims(fields)
     except ValueError:
         raise AssertionError("accepted by token_info_from, refused by standard_claims") from None
+
+
+_SIGNED_CACHE = RedisTokenCache.from_url(
+    "redis://127.0.0.1:1/0", secret="fleet-secret-for-tests-0123456789abcdef"
+)  # parses values only: never connects
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=300)
+    | st.builds(lambda b: b"s" + b, st.binary(max_size=300))
+    | st.builds(lambda v: b"u" + json.dumps(v).encode(), JSON)
+)
+def test_redis_value_never_crashes(raw: bytes) -> None:
+    """Any bytes Redis may return under an entry's key, read by a cache with a secret:
+    an entry only if validly signed for that key, otherwise nothing, never an error."""
+    assert _SIGNED_CACHE._open("dpop_guard:introspection:v3:00", raw) is None
 
 
 @settings(max_examples=150, deadline=None)
