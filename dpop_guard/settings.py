@@ -76,6 +76,7 @@ ENV_NAMES: Final[Mapping[str, str]] = {
     "INTROSPECTION": "authlete, authlete-standard, rfc7662 or jwt",
     "DEVELOPMENT_SIMULATOR": "run against the embedded simulator",
     "INTROSPECTION_CACHE": "a Redis URL for the shared introspection cache",
+    "CACHE_SECRET": "the fleet's HMAC secret for shared cache entries",
     "CACHE_TTL": "seconds introspection results are reused",
     "CACHE_MAXSIZE": "entries of the local introspection cache",
     "RESOURCES": "this API's RFC 8707 resource identifiers",
