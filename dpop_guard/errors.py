@@ -186,6 +186,8 @@ class IntrospectionUnavailable(ServiceUnavailable):
 
     upstream_status: int | None = None
     """The HTTP status the endpoint answered with, for an ``*_http_error`` (logs only)."""
+    upstream_url: str | None = None
+    """The URL called, when the outage came from a call (logs only; it holds no secret)."""
 
 
 class ReplayStoreUnavailable(ServiceUnavailable):

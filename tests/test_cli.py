@@ -79,7 +79,7 @@ class TestCheckConfig:
         ("env", "fragment"),
         [
             ({"DPOP_GUARD_IAT_WINDOW": "x"}, "DPOP_GUARD_IAT_WINDOW"),
-            ({"AUTHLETE_SERVICE_ACCESSTOKEN": "wrong"}, "authlete_http_error (HTTP 401)"),
+            ({"AUTHLETE_SERVICE_ACCESSTOKEN": "wrong"}, "authlete_credentials_refused (HTTP 401)"),
             ({"DPOP_GUARD_REPLAY_STORE": f"redis://127.0.0.1:{free_port()}/0"}, "Redis"),
             ({"DPOP_GUARD_PUBLIC_URL": ""}, "Host header"),
             ({"DPOP_GUARD_NONCE": "required"}, "NONCE_SECRET"),
