@@ -45,7 +45,7 @@ import socket
 import ssl
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -295,7 +295,7 @@ class Proxy:
 
     host: str
     port: int
-    authorization: str | None
+    authorization: str | None = field(repr=False)  # a credential: never in a repr
 
     @property
     def label(self) -> str:
