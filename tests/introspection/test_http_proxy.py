@@ -87,8 +87,7 @@ def _via(request: bytes) -> bool:
 
 class TestThroughTinyproxy:
     async def test_http_target_in_absolute_form(self, tinyproxy: Tinyproxy) -> None:
-        """An http URL goes to the proxy in absolute form; two calls, one kept-alive
-        connection from the client to the proxy."""
+        """An http URL goes to the proxy in absolute form (tinyproxy adds its Via)."""
         client = AsyncioHTTPClient(proxies={"http": tinyproxy.url})
         server = await serve(replying(ok(), ok()))
         async with server as url:
