@@ -29,7 +29,7 @@ from dpop_guard.introspection._http import (
 )
 from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings
 
-from .test_transport import CA, LOOPBACK, ok, replying, serve
+from .._support.raw_http import CA, LOOPBACK, ok, replying, serve
 
 FACTS = RequestFacts("GET", "https://rs.test/a", None, None)
 SERVICE_TOKEN = "svc-t0ken-never-logged"

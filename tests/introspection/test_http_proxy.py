@@ -23,7 +23,7 @@ from dpop_guard.introspection._http import AsyncioHTTPClient
 from dpop_guard.simulator import SimulatorState
 
 from .._support.harness import Harness, assert_rejected, authlete_settings
-from .test_transport import CA, LOOPBACK, ok, replying, serve
+from .._support.raw_http import CA, LOOPBACK, ok, replying, serve
 
 pytestmark = pytest.mark.slow  # starts tinyproxy
 
