@@ -283,3 +283,21 @@ class TestOutageLines:
             clock.now += 2.5
         assert len(caplog.records) == 2  # unavailable, circuit open
         await client.aclose()
+
+    async def test_a_miss_of_two_calls_is_one_line(self, caplog: pytest.LogCaptureFixture) -> None:
+        """On the DPoP scheme a miss makes two calls (check and binding probe); when both
+        fail, the request is one line, even with no breaker to follow."""
+        caplog.set_level(logging.INFO, logger="dpop_guard.introspection")
+        calls: list[int] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append(1)
+            return httpx.Response(500)
+
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        introspector = AuthleteIntrospector(client, settings("https://a.test"), breaker=None)
+        proof = RequestFacts("GET", "https://rs.test/a", "h.p.s", "JKT")
+        with pytest.raises(IntrospectionUnavailable):
+            await introspector.introspect("tok", request=proof)
+        assert len(calls) == 2 and len(caplog.records) == 1
+        await client.aclose()
