@@ -189,6 +189,17 @@ class TestProxyFromEnvironment:
         assert proxy.label == "p.test:3128"
         assert "dXNAZXI6cDpzcw" not in repr(proxy) and "p:ss" not in repr(proxy)
 
+    @given(st.text(max_size=60))
+    def test_any_proxy_value_parses_or_is_refused_without_echo(self, value: str) -> None:
+        """A proxy value is a Proxy or a ValueError whose message never holds the value."""
+        secret = f"http://u:{value}@p.test:3128"
+        try:
+            proxy = Proxy.parse(secret)
+        except ValueError as exc:
+            assert value not in str(exc) or len(value) < 4  # a short value can be any word
+        else:
+            assert value not in repr(proxy) or len(value) < 4
+
 
 NO_PROXY_VECTORS = [
     # (NO_PROXY, host, port, bypassed)
