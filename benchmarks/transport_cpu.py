@@ -132,8 +132,8 @@ async def measure(
     url: str, calls: int, rounds: int, compare: Path | None
 ) -> dict[str, list[float]]:
     """CPU seconds per call for each client, one list entry per round."""
-    ours = AsyncioHTTPClient()
-    httpx_client = httpx.AsyncClient()
+    ours = AsyncioHTTPClient(proxies={})  # direct: a proxy in the environment is not measured
+    httpx_client = httpx.AsyncClient(trust_env=False)
     clients: dict[str, Post] = {
         "asyncio-h11 (ours)": lambda u: ours.post(u, HEADERS, BODY),
         "httpx.AsyncClient": lambda u: httpx_client.post(u, content=BODY, headers=list(HEADERS)),
@@ -141,8 +141,8 @@ async def measure(
     settings = AuthleteSettings(
         base_url=url.partition("/api/")[0], api_key="1", access_token="s" * 43
     )
-    ours_miss = AuthleteIntrospector(AsyncioHTTPClient(), settings)
-    httpx_miss = AuthleteIntrospector(httpx.AsyncClient(), settings)
+    ours_miss = AuthleteIntrospector(AsyncioHTTPClient(proxies={}), settings)
+    httpx_miss = AuthleteIntrospector(httpx.AsyncClient(trust_env=False), settings)
     clients["miss, 2 POSTs (ours)"] = lambda u: ours_miss.introspect("t" * 43, request=MISS)
     clients["miss, 2 POSTs (httpx)"] = lambda u: httpx_miss.introspect("t" * 43, request=MISS)
     closers: list[Callable[[], Awaitable[None]]] = [ours.aclose, httpx_client.aclose]

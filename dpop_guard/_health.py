@@ -4,7 +4,7 @@ readiness probe (:class:`Readiness`, an ASGI app answering 200 or 503 with a JSO
 names each failing dependency). :class:`Liveness` answers 200 while the process serves.
 
 Rules that live here: which dependencies a guard has (:func:`dependencies`), how a failure
-is told apart (:func:`classify`: ``dns``, ``connect``, ``tls``, ``timeout``,
+is told apart (:func:`classify`: ``dns``, ``connect``, ``tls``, ``proxy``, ``timeout``,
 ``credentials``, ``server_error``, ``bad_response``, ``circuit_open``, ``eviction``,
 ``other``, read from the exception chain and the upstream's HTTP status), and the one
 sentence each cause gets (:func:`sentence`). Nothing here logs a token or a secret: a probe
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
+
+from .introspection._http import UpstreamCause, cause_of, status_cause
 
 if TYPE_CHECKING:
     from .guard import DPoPGuard
@@ -44,6 +44,7 @@ Cause = Literal[
     "dns",
     "connect",
     "tls",
+    "proxy",
     "timeout",
     "credentials",
     "server_error",
@@ -59,6 +60,7 @@ _CAUSE_TEXT: Final[Mapping[Cause, str]] = {
     "dns": "its host name does not resolve (DNS)",
     "connect": "the connection was refused or reset",
     "tls": "the TLS handshake failed (certificate or protocol)",
+    "proxy": "the outbound proxy (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY) could not be used",
     "timeout": "it did not answer in time",
     "credentials": "it refused our credentials",
     "server_error": "it answered with a server error",
@@ -71,33 +73,31 @@ _CAUSE_TEXT: Final[Mapping[Cause, str]] = {
 
 
 def classify(exc: BaseException) -> Cause:
-    """The cause of ``exc``, from its chain (``__cause__``, then ``__context__``): the
-    deepest operating-system or TLS error decides, then the upstream's HTTP status, then
-    the introspection reason's suffix."""
+    """The cause of ``exc``, from its chain (``__cause__``, then ``__context__``).
+
+    The deepest operating-system or TLS error decides first (through the outbound
+    client's :func:`~dpop_guard.introspection._http.cause_of`); then the client's own
+    classification (:class:`~dpop_guard.introspection._http.UpstreamCause`: carried as
+    ``cause``, as the upstream's HTTP status, or as the suffix of an introspection reason);
+    then a Redis client's error type.
+    """
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen and len(seen) < 16:
         seen.append(current)
         current = current.__cause__ or current.__context__
     for link in reversed(seen):  # the root cause first
-        if isinstance(link, socket.gaierror):
-            return "dns"
-        if isinstance(link, (ssl.SSLError, ssl.CertificateError)):
-            return "tls"
         if isinstance(link, TimeoutError):
             return "timeout"
         if isinstance(link, OSError):
-            return "connect"
+            return _FROM_UPSTREAM[cause_of(link, UpstreamCause.CONNECT)]
     for link in seen:
-        status = getattr(link, "upstream_status", None)
-        if status in (401, 403):
-            return "credentials"
-        if isinstance(status, int) and status >= 500:
-            return "server_error"
-        reason = str(getattr(link, "reason", "") or "")
-        for suffix, cause in _REASON_SUFFIXES:
-            if reason.endswith(suffix):
-                return cause
+        upstream = _upstream_cause(link)
+        if upstream is not None:
+            return _FROM_UPSTREAM[upstream]
+        if str(getattr(link, "reason", "") or "").endswith("_circuit_open"):
+            return "circuit_open"
+    for link in seen:
         if type(link).__name__ in ("ConnectionError", "RedisConnectionError"):
             return "connect"
         if type(link).__name__ == "TimeoutError":
@@ -105,14 +105,29 @@ def classify(exc: BaseException) -> Cause:
     return "other"
 
 
-_REASON_SUFFIXES: Final[tuple[tuple[str, Cause], ...]] = (
-    ("_timeout", "timeout"),
-    ("_circuit_open", "circuit_open"),
-    ("_unreachable", "connect"),
-    ("_bad_response", "bad_response"),
-    ("_internal_error", "server_error"),
-    ("jwks_unavailable", "other"),
-)
+def _upstream_cause(link: BaseException) -> UpstreamCause | None:
+    cause = getattr(link, "cause", None)
+    if isinstance(cause, UpstreamCause):
+        return cause
+    status = getattr(link, "upstream_status", None)
+    if isinstance(status, int) and (by_status := status_cause(status)) is not None:
+        return by_status
+    reason = str(getattr(link, "reason", "") or "")
+    return next((c for c in UpstreamCause if reason.endswith("_" + c.value)), None)
+
+
+_FROM_UPSTREAM: Final[Mapping[UpstreamCause, Cause]] = {
+    UpstreamCause.DNS: "dns",
+    UpstreamCause.CONNECT: "connect",
+    UpstreamCause.TLS: "tls",
+    UpstreamCause.PROXY: "proxy",
+    UpstreamCause.TIMEOUT: "timeout",
+    UpstreamCause.PROTOCOL: "bad_response",
+    UpstreamCause.CREDENTIALS: "credentials",
+    UpstreamCause.SERVER_ERROR: "server_error",
+    UpstreamCause.HTTP_STATUS: "bad_response",
+    UpstreamCause.BAD_RESPONSE: "bad_response",
+}
 
 
 Failure = tuple[Cause, str]

@@ -5,8 +5,9 @@ error code and a fixed description). Each one names the check that failed, so a 
 assert exactly which rule refused a request. :attr:`dpop_guard.errors.DPoPGuardError.reason`
 is a :data:`Reason`, so a misspelt reason at a raise site fails ``mypy --strict``.
 
-A reason is a fixed word, never built from what a peer sent: an upstream's HTTP status is
-``authlete_http_error`` (or ``introspection_http_error``) with the status logged beside it
+A reason is a fixed word, never built from what a peer sent: an upstream's HTTP status is a
+class (``authlete_credentials_refused`` for 401/403, ``authlete_server_error`` for 5xx,
+``authlete_http_error`` otherwise; ``introspection_*`` alike) with the status logged beside it
 (``dpop_guard_upstream_status``) and kept on
 :attr:`dpop_guard.errors.IntrospectionUnavailable.upstream_status`, so metrics labelled by
 reason stay bounded.
@@ -153,19 +154,45 @@ Upstream = Literal["authlete", "introspection"]
 """The prefix of an introspection endpoint's reasons: Authlete's API, or an RFC 7662
 endpoint."""
 
-Outage = Literal["timeout", "unreachable", "transport_error", "http_error", "bad_response"]
-"""What went wrong on the way to an upstream; ``<upstream>_<outage>`` is the reason."""
+Outage = Literal[
+    "dns",
+    "unreachable",
+    "tls",
+    "proxy",
+    "timeout",
+    "transport_error",
+    "credentials_refused",
+    "server_error",
+    "http_error",
+    "bad_response",
+]
+"""What went wrong on the way to an upstream; ``<upstream>_<outage>`` is the reason. The
+classification has one home, :class:`dpop_guard.introspection._http.UpstreamCause`: the
+name did not resolve; the connection was refused or the host unreachable; the TLS handshake
+or certificate failed; the outbound proxy failed or refused the tunnel; no answer in time;
+a garbled or cut exchange; 401/403 (the service's credentials refused); 5xx; another status;
+a 200 whose body is not a JSON object."""
 
 IntrospectionReason = Literal[
     # outages (503), shared by every upstream: <upstream>_<outage>
-    "authlete_timeout",
+    "authlete_dns",
     "authlete_unreachable",
+    "authlete_tls",
+    "authlete_proxy",
+    "authlete_timeout",
     "authlete_transport_error",
+    "authlete_credentials_refused",
+    "authlete_server_error",
     "authlete_http_error",
     "authlete_bad_response",
-    "introspection_timeout",
+    "introspection_dns",
     "introspection_unreachable",
+    "introspection_tls",
+    "introspection_proxy",
+    "introspection_timeout",
     "introspection_transport_error",
+    "introspection_credentials_refused",
+    "introspection_server_error",
     "introspection_http_error",
     "introspection_bad_response",
     "authlete_circuit_open",

@@ -185,7 +185,10 @@ class IntrospectionUnavailable(ServiceUnavailable):
     """The introspection endpoint could not be reached or gave no usable answer."""
 
     upstream_status: int | None = None
-    """The HTTP status the endpoint answered with, for an ``*_http_error`` (logs only)."""
+    """The HTTP status the endpoint answered with, when the outage is an answer
+    (``*_credentials_refused``, ``*_server_error``, ``*_http_error``; logs only)."""
+    upstream_url: str | None = None
+    """The URL called, when the outage came from a call (logs only; it holds no secret)."""
 
 
 class ReplayStoreUnavailable(ServiceUnavailable):

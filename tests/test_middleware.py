@@ -705,7 +705,7 @@ class TestOutages:
     @pytest.mark.parametrize(
         ("fault", "reason"),
         [
-            ("http_500", "authlete_http_error"),
+            ("http_500", "authlete_server_error"),
             ("http_429", "authlete_http_error"),
             ("garbage", "authlete_bad_response"),
             ("truncated", "authlete_bad_response"),

@@ -72,19 +72,29 @@ FACTS = RequestFacts(method="GET", htu="https://rs/accounts", proof="h.p.s", jkt
 
 
 class TestHTTPStatus:
-    @pytest.mark.parametrize("status", [401, 404, 500, 599])
+    @pytest.mark.parametrize(
+        ("status", "reason"),
+        [
+            (401, "authlete_credentials_refused"),
+            (403, "authlete_credentials_refused"),
+            (404, "authlete_http_error"),
+            (500, "authlete_server_error"),
+            (599, "authlete_server_error"),
+        ],
+    )
     async def test_status_is_kept_beside_the_reason(
-        self, status: int, caplog: pytest.LogCaptureFixture
+        self, status: int, reason: str, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """Any non-200 answer is ``authlete_http_error``; the status is on the error and in
-        the log record, never in the reason (metrics by reason stay bounded)."""
+        """A non-200 answer's reason is its class (credentials refused, server error, any
+        other); the status is on the error and in the log record, never in the reason
+        (metrics by reason stay bounded)."""
         caplog.set_level(logging.WARNING, logger="dpop_guard.introspection")
         transport = httpx.MockTransport(lambda request: httpx.Response(status))
         async with httpx.AsyncClient(transport=transport) as client:
             introspector = AuthleteIntrospector(client, SETTINGS, breaker=None)
             with pytest.raises(IntrospectionUnavailable) as info:
                 await introspector.introspect("tok", request=FACTS)
-        assert (info.value.reason, info.value.upstream_status) == ("authlete_http_error", status)
+        assert (info.value.reason, info.value.upstream_status) == (reason, status)
         logged = [r for r in caplog.records if getattr(r, "dpop_guard_upstream_status", None)]
         assert logged and all(r.dpop_guard_upstream_status == status for r in logged)  # type: ignore[attr-defined]
-        assert all(r.dpop_guard_reason == "authlete_http_error" for r in logged)  # type: ignore[attr-defined]
+        assert all(r.dpop_guard_reason == reason for r in logged)  # type: ignore[attr-defined]

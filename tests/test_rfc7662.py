@@ -123,7 +123,7 @@ class TestAgainstOIDCProvider:
                 await RFC7662Introspector(http, settings).introspect(
                     provider.token(signer), request=FACTS
                 )
-        assert info.value.reason == "introspection_http_error"
+        assert info.value.reason == "introspection_credentials_refused"
         assert info.value.upstream_status == 401
 
 

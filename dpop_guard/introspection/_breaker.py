@@ -1,6 +1,13 @@
 """What every introspector shares on its way out: the circuit breaker, the one bounded POST
 (retries, timeouts, transport failures mapped to ``IntrospectionUnavailable``), and the
-log line for an outage.
+log lines for an outage.
+
+An outage is logged once per transition, not once per request: the first failure after a
+success ("unavailable", with the reason, the URL and the cause), the circuit opening, a
+trial call failing with another reason than the last logged, and the recovery. Without a
+circuit breaker there is no state to follow, so every failed call is logged. A line holds
+the upstream's URL (service URLs hold no user info: :mod:`._endpoint`), the reason and the
+exception's type; never a request, a response body, a token or a credential.
 
 ``breaker`` means the same for every introspector: left out, a new :class:`CircuitBreaker`
 with the defaults; ``None``, no breaker at all; an instance, that breaker (which several
@@ -24,7 +31,8 @@ from ._http import (
     Response,
     TransportConnectError,
     TransportError,
-    TransportTimeout,
+    UpstreamCause,
+    status_cause,
 )
 
 __all__ = [
@@ -34,6 +42,7 @@ __all__ = [
     "breaker_from",
     "call_through",
     "json_object",
+    "log_outage",
     "outage",
     "post",
     "unavailable",
@@ -52,25 +61,46 @@ def unavailable(
     cause: BaseException | None = None,
     *,
     upstream_status: int | None = None,
+    url: str | None = None,
 ) -> IntrospectionUnavailable:
-    """An outage with ``reason``, logged once. The reason (and the upstream's HTTP status,
-    if any) is logged; never the request or the response body, which hold the token."""
-    logger.warning(
-        "introspection unavailable: %s%s",
-        reason,
-        "" if upstream_status is None else f" (HTTP {upstream_status})",
-        extra={"dpop_guard_reason": reason, "dpop_guard_upstream_status": upstream_status},
-    )
+    """An outage with ``reason``; logged where its breaker changes state
+    (:func:`log_outage`), not here, so that a request is one line at most.
+
+    :param url: the upstream's URL, for the log line.
+    """
     exc = IntrospectionUnavailable(reason)
     exc.upstream_status = upstream_status
+    exc.upstream_url = url
     exc.__cause__ = cause
     return exc
 
 
-def outage(upstream: Upstream, what: Outage) -> IntrospectionReason:
+def log_outage(exc: IntrospectionUnavailable, what: str = "unavailable") -> None:
+    """One WARNING line for an outage: ``introspection <what>: <reason> <url> (<detail>)``.
+    The detail is the upstream's HTTP status or the failure's exception type, never its
+    message (an answer's text could echo anything)."""
+    status = exc.upstream_status
+    source = exc.__cause__
+    detail = f"HTTP {status}" if status is not None else type(source).__name__ if source else ""
+    logger.warning(
+        "introspection %s: %s%s%s",
+        what,
+        exc.reason,
+        f" {exc.upstream_url}" if exc.upstream_url else "",
+        f" ({detail})" if detail else "",
+        extra={
+            "dpop_guard_reason": exc.reason,
+            "dpop_guard_upstream_status": status,
+            "dpop_guard_upstream_url": exc.upstream_url,
+        },
+    )
+
+
+def outage(upstream: Upstream, what: Outage | UpstreamCause) -> IntrospectionReason:
     """``<upstream>_<what>``: every such pair is an :data:`IntrospectionReason`
-    (tests/test_reasons.py checks each one)."""
-    return cast(IntrospectionReason, f"{upstream}_{what}")
+    (tests/test_reasons.py checks each one, and that each cause is an outage word)."""
+    word = what.value if isinstance(what, UpstreamCause) else what
+    return cast(IntrospectionReason, f"{upstream}_{word}")
 
 
 class CircuitBreaker:
@@ -96,6 +126,7 @@ class CircuitBreaker:
         self._failures = 0
         self._open_until: float | None = None
         self._probing = False
+        self._logged: str | None = None  # the reason last logged in this outage
 
     @property
     def is_open(self) -> bool:
@@ -122,6 +153,13 @@ class CircuitBreaker:
         return True
 
     def success(self) -> None:
+        if self._logged is not None:
+            logger.warning(
+                "introspection available again (%s before)",
+                self._logged,
+                extra={"dpop_guard_reason": self._logged},
+            )
+            self._logged = None
         self._failures, self._open_until, self._probing = 0, None, False
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, open_reason: IntrospectionReason) -> T:
@@ -130,8 +168,8 @@ class CircuitBreaker:
             raise IntrospectionUnavailable(open_reason)
         try:
             result = await fn()
-        except IntrospectionUnavailable:
-            self.failure()
+        except IntrospectionUnavailable as exc:
+            self.failure(exc, open_reason=open_reason)
             raise
         except DPoPGuardError:
             self.success()  # the server answered: it is up
@@ -146,14 +184,26 @@ class CircuitBreaker:
         """A call ended without a verdict (cancelled): let another trial through."""
         self._probing = False
 
-    def failure(self) -> None:
+    def failure(
+        self,
+        exc: IntrospectionUnavailable | None = None,
+        *,
+        open_reason: IntrospectionReason = "authlete_circuit_open",
+    ) -> None:
+        """Count an outage; log it when it changes the state (see the module docstring)."""
         self._failures += 1
-        if self._probing or self._failures >= self.threshold:
-            if self._open_until is None or self._probing:
+        opens = self._probing or self._failures >= self.threshold
+        if exc is not None and exc.reason != self._logged:
+            log_outage(exc)  # the first failure, or a trial call failing another way
+            self._logged = exc.reason
+        if opens:
+            if self._open_until is None:
                 logger.warning(
-                    "authlete circuit open for %.1f s",
+                    "introspection circuit open: %s for %.1f s after %d outages in a row",
+                    open_reason,
                     self.cooldown,
-                    extra={"dpop_guard_reason": "authlete_circuit_open"},
+                    self._failures,
+                    extra={"dpop_guard_reason": open_reason},
                 )
             self._open_until = self._clock() + self.cooldown
             self._probing = False
@@ -183,7 +233,11 @@ async def call_through(
 ) -> T:
     """``fn()`` through ``breaker``, or directly when there is none."""
     if breaker is None:
-        return await fn()
+        try:
+            return await fn()
+        except IntrospectionUnavailable as exc:
+            log_outage(exc)  # no breaker, no state: every failed call is a line
+            raise
     return await breaker.call(fn, open_reason=open_reason)
 
 
@@ -210,7 +264,7 @@ async def post(
         with anyio.fail_after(timeout):
             return await _attempts(transport, url, headers, body, prefix, retries)
     except TimeoutError as exc:
-        raise unavailable(outage(prefix, "timeout"), exc) from exc
+        raise unavailable(outage(prefix, "timeout"), exc, url=url) from exc
 
 
 async def _attempts(
@@ -226,20 +280,20 @@ async def _attempts(
         last = attempt + 1 == attempts
         try:
             response = await transport.post(url, headers, body)
-        except TransportTimeout as exc:
-            raise unavailable(outage(prefix, "timeout"), exc) from exc
         except TransportConnectError as exc:
             if not last:
                 await anyio.sleep(_RETRY_BACKOFF * (attempt + 1))
                 continue
-            raise unavailable(outage(prefix, "unreachable"), exc) from exc
+            raise unavailable(outage(prefix, exc.cause), exc, url=url) from exc
         except TransportError as exc:
-            raise unavailable(outage(prefix, "transport_error"), exc) from exc
+            raise unavailable(outage(prefix, exc.cause), exc, url=url) from exc
         if response.status in RETRY_STATUSES and not last:
             await anyio.sleep(_RETRY_BACKOFF * (attempt + 1))
             continue
-        if response.status != 200:
-            raise unavailable(outage(prefix, "http_error"), upstream_status=response.status)
+        cause = status_cause(response.status)
+        if cause is not None:
+            reason = outage(prefix, cause)
+            raise unavailable(reason, upstream_status=response.status, url=url)
         return response
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -249,7 +303,7 @@ def json_object(response: Response, *, prefix: Upstream) -> dict[str, Any]:
     try:
         data = json.loads(response.body)
     except ValueError as exc:
-        raise unavailable(outage(prefix, "bad_response"), exc) from exc
+        raise unavailable(outage(prefix, UpstreamCause.BAD_RESPONSE), exc) from exc
     if not isinstance(data, dict):
-        raise unavailable(outage(prefix, "bad_response"))
+        raise unavailable(outage(prefix, UpstreamCause.BAD_RESPONSE))
     return data

@@ -18,10 +18,17 @@ end of stream) and says when a connection may be reused. On top of it this modul
 - caps the head (:data:`MAX_HEADER_BYTES`), the body (:data:`MAX_RESPONSE_BYTES`) and the
   raw bytes read per answer;
 - builds its TLS context once per client, not once per connection (creating a default
-  context loads the trust store: tens of milliseconds on the event loop).
+  context loads the trust store: tens of milliseconds on the event loop);
+- goes through the outbound proxy the environment names (``HTTPS_PROXY``, ``HTTP_PROXY``,
+  ``ALL_PROXY``, ``NO_PROXY``, read as the standard library reads them): a ``CONNECT``
+  tunnel for an ``https`` URL, the absolute form for an ``http`` one;
+- validates a request's head (its headers, by this module and by h11) once per URL,
+  headers and body length, not once per call: introspection repeats the same head.
 
-Every failure is a :class:`TransportError`, which the introspectors turn into
-``IntrospectionUnavailable`` (503): a garbled answer is never a pass.
+Every failure is a :class:`TransportError` carrying an :class:`UpstreamCause` (the one
+classification of what went wrong: DNS, connect, TLS, proxy, timeout, protocol, and for an
+answer its status class), which the introspectors turn into ``IntrospectionUnavailable``
+(503) with the reason ``<upstream>_<cause>``: a garbled answer is never a pass.
 
 It runs on asyncio only; under trio, pass an ``httpx.AsyncClient`` (it is wrapped by
 :class:`HttpxTransport`).
@@ -30,12 +37,17 @@ It runs on asyncio only; under trio, pass an ``httpx.AsyncClient`` (it is wrappe
 from __future__ import annotations
 
 import asyncio
+import base64
+import enum
+import ipaddress
 import re
+import socket
 import ssl
-from collections.abc import Sequence
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import h11
 import httpx
@@ -44,12 +56,17 @@ __all__ = [
     "AsyncioHTTPClient",
     "HttpxTransport",
     "PostTransport",
+    "Proxy",
     "Response",
     "TransportConnectError",
     "TransportError",
     "TransportHeaderError",
     "TransportTimeout",
+    "UpstreamCause",
     "as_transport",
+    "bypasses",
+    "cause_of",
+    "status_cause",
 ]
 
 MAX_RESPONSE_BYTES: Final = 1 << 20
@@ -70,16 +87,84 @@ _OBS_FOLD = re.compile(rb"\n[ \t]")
 _HTTP_VERSIONS: Final = frozenset({b"1.0", b"1.1"})
 
 
+class UpstreamCause(enum.Enum):
+    """What went wrong on the way to an upstream service: the one classification, for the
+    reason (``<upstream>_<value>``, :data:`dpop_guard._reasons.Outage`), the log line and
+    the start-up check. Each value is an :data:`~dpop_guard._reasons.Outage` word."""
+
+    DNS = "dns"
+    """The host name did not resolve."""
+    CONNECT = "unreachable"
+    """The connection was refused, reset or the host unreachable; nothing was sent."""
+    TLS = "tls"
+    """The TLS handshake failed (an untrusted certificate, a wrong host name, ...)."""
+    PROXY = "proxy"
+    """The outbound proxy could not be reached, refused the tunnel or asked for
+    credentials (407), or its setting is not usable."""
+    TIMEOUT = "timeout"
+    """No answer in time."""
+    PROTOCOL = "transport_error"
+    """The exchange broke off or the answer is not HTTP/1.x as this client accepts it."""
+    CREDENTIALS = "credentials_refused"
+    """401 or 403: the service's credentials (API key, token, client secret) refused."""
+    SERVER_ERROR = "server_error"
+    """A 5xx answer."""
+    HTTP_STATUS = "http_error"
+    """Any other answer but 200."""
+    BAD_RESPONSE = "bad_response"
+    """A 200 whose body is not the JSON object expected."""
+
+
+def status_cause(status: int) -> UpstreamCause | None:
+    """The cause for an answer's status: ``None`` for 200."""
+    if status == 200:
+        return None
+    if status in (401, 403):
+        return UpstreamCause.CREDENTIALS
+    if status == 407:
+        return UpstreamCause.PROXY
+    return UpstreamCause.SERVER_ERROR if status >= 500 else UpstreamCause.HTTP_STATUS
+
+
+def cause_of(exc: BaseException, default: UpstreamCause) -> UpstreamCause:
+    """The cause of a connection failure, found in ``exc`` or what it was raised from (an
+    httpx error wraps the ``OSError``): a TLS error, a resolver error, else ``default``."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # bounded: a chain is short, and may be a cycle
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLError | ssl.CertificateError):
+            return UpstreamCause.TLS
+        if isinstance(seen, socket.gaierror):
+            return UpstreamCause.DNS
+        seen = seen.__cause__ or seen.__context__
+    return default
+
+
 class TransportError(Exception):
-    """The exchange failed (refused request, reset, garbled or oversized answer)."""
+    """The exchange failed (refused request, reset, garbled or oversized answer).
+
+    :ivar cause: what went wrong, for the reason and the log line. The message never holds
+        what the peer sent.
+    """
+
+    default_cause: UpstreamCause = UpstreamCause.PROTOCOL
+
+    def __init__(self, message: str, cause: UpstreamCause | None = None) -> None:
+        super().__init__(message)
+        self.cause = self.default_cause if cause is None else cause
 
 
 class TransportConnectError(TransportError):
-    """No connection could be made; nothing was sent."""
+    """No connection could be made; nothing was sent (to the service)."""
+
+    default_cause = UpstreamCause.CONNECT
 
 
 class TransportTimeout(TransportError):
     """The transport's own timeout fired."""
+
+    default_cause = UpstreamCause.TIMEOUT
 
 
 class TransportHeaderError(TransportError):
@@ -135,10 +220,13 @@ class HttpxTransport:
             )
         except httpx.TimeoutException as exc:
             raise TransportTimeout(type(exc).__name__) from exc
+        except httpx.ProxyError as exc:
+            raise TransportConnectError(type(exc).__name__, UpstreamCause.PROXY) from exc
         except httpx.ConnectError as exc:
-            raise TransportConnectError(type(exc).__name__) from exc
+            cause = cause_of(exc, UpstreamCause.CONNECT)
+            raise TransportConnectError(type(exc).__name__, cause) from exc
         except httpx.HTTPError as exc:
-            raise TransportError(type(exc).__name__) from exc
+            raise TransportError(type(exc).__name__, cause_of(exc, UpstreamCause.PROTOCOL)) from exc
         return Response(response.status_code, response.content)
 
 
@@ -157,6 +245,88 @@ class _Connection:
         self.writer.close()
 
 
+def bypasses(no_proxy: str, host: str, port: int) -> bool:
+    """Whether ``NO_PROXY``'s value sends ``host`` (a URL's hostname) direct.
+
+    The value is a comma-separated list, as curl, requests and httpx read it: ``*`` (every
+    host); a name, which matches itself and its subdomains (``example.com`` and
+    ``.example.com`` both match ``api.example.com``, case-insensitively); an IP address or
+    a CIDR block (``10.0.0.0/8``, ``::1``), which matches an IP literal host; any of them
+    with ``:port``, which then matches that port only.
+    """
+    name = host.lower().rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+        address = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if entry == "*":
+            return True
+        if entry.startswith("[") and "]" in entry:  # [v6]:port
+            entry, _, rest = entry[1:].partition("]")
+            entry_port = rest[1:] if rest.startswith(":") else ""
+        elif entry.count(":") == 1:
+            entry, _, entry_port = entry.partition(":")
+        else:
+            entry_port = ""
+        if not entry or (entry_port and entry_port != str(port)):
+            continue
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        entry = entry.lstrip(".").rstrip(".")
+        if entry and (name == entry or name.endswith("." + entry)):
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An outbound HTTP proxy (``http://[user:password@]host[:port]``).
+
+    :ivar label: ``host:port``, for messages: the proxy's credentials are never shown.
+    """
+
+    host: str
+    port: int
+    authorization: str | None = field(repr=False)  # a credential: never in a repr
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, value: str) -> Proxy:
+        """Read a proxy variable's value; a bare ``host:port`` is an ``http`` proxy.
+
+        :raises ValueError: another scheme (``https``, ``socks5``, ...), no host, a bad
+            port. The message never echoes the value (it may hold a password).
+        """
+        parts = urlsplit(value if "://" in value else f"http://{value}")
+        if parts.scheme.lower() != "http":
+            raise ValueError(
+                f"a proxy URL must start with http:// (a {parts.scheme or '?'}:// proxy is "
+                "not supported by the default client; pass an httpx.AsyncClient)"
+            )
+        try:
+            port = parts.port or 80
+        except ValueError:
+            raise ValueError("the proxy URL has an invalid port") from None
+        if not parts.hostname:
+            raise ValueError("the proxy URL names no host")
+        authorization = None
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        return cls(parts.hostname, port, authorization)
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     host: str
@@ -164,6 +334,19 @@ class _Target:
     tls: bool
     path: str
     host_header: str
+    proxy: Proxy | None
+    """The proxy for this URL; ``None``: a direct connection."""
+    request_target: str
+    """The path (direct, or tunnelled through a proxy), or the absolute URL (``http``
+    through a proxy)."""
+
+    @property
+    def pool_key(self) -> tuple[str, int, bool, Proxy | None]:
+        return (self.host, self.port, self.tls, self.proxy)
+
+
+_PROXY_SETTINGS: Final = {"http": "HTTP_PROXY", "https": "HTTPS_PROXY", "all": "ALL_PROXY"}
+_HEAD_CACHE_SIZE: Final = 256
 
 
 class AsyncioHTTPClient:
@@ -172,6 +355,16 @@ class AsyncioHTTPClient:
     :param max_idle: idle connections kept per origin.
     :param ssl_context: for ``https`` URLs; defaults to the system trust store with
         certificate and host name verification, built once on first use.
+    :param proxies: outbound proxies by scheme (``http``, ``https``, ``all``) and the
+        bypass list (``no``), as :func:`urllib.request.getproxies` gives them; by default
+        read from the environment once, here: ``https_proxy`` / ``HTTPS_PROXY`` for
+        ``https`` URLs, ``http_proxy`` / ``HTTP_PROXY`` for ``http`` ones,
+        ``all_proxy`` / ``ALL_PROXY`` for either when the scheme's own is not set,
+        ``no_proxy`` / ``NO_PROXY`` to go direct (see :func:`bypasses`); the
+        lower-case name wins, and ``HTTP_PROXY`` is ignored when ``REQUEST_METHOD`` is set
+        (CGI, "httpoxy"). Pass ``{}`` to go direct whatever the environment says. Only
+        ``http://`` proxies are supported; another scheme fails each call with the cause
+        ``proxy`` (and the message says to pass an ``httpx.AsyncClient``).
 
     Timeouts are the caller's (the introspector bounds each call with ``anyio.fail_after``);
     a cancelled exchange closes its connection. A pooled connection that the server closed
@@ -185,16 +378,45 @@ class AsyncioHTTPClient:
         await client.aclose()
     """
 
-    def __init__(self, *, max_idle: int = 32, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_idle: int = 32,
+        ssl_context: ssl.SSLContext | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> None:
         self.max_idle = max_idle
         self._ssl = ssl_context
-        self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
+        self.proxies = dict(urllib.request.getproxies() if proxies is None else proxies)
+        self._idle: dict[tuple[str, int, bool, Proxy | None], list[_Connection]] = {}
         self._targets: dict[str, _Target] = {}
+        # (url, headers, body length) -> the h11 request head: checked once, then reused
+        # (h11 events are immutable).
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...], int], h11.Request] = {}
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
             self._ssl = ssl.create_default_context()
         return self._ssl
+
+    def proxy_for(self, url: str) -> Proxy | None:
+        """The proxy a call to ``url`` goes through, or ``None`` (direct).
+
+        :raises TransportError: cause ``proxy``: the proxy setting is not usable.
+        """
+        return self._target(url).proxy
+
+    def _proxy(self, scheme: str, host: str, port: int) -> Proxy | None:
+        proxies = self.proxies
+        name = scheme if proxies.get(scheme) else "all"
+        value = proxies.get(name)
+        if not value or bypasses(proxies.get("no", ""), host, port):
+            return None
+        try:
+            return Proxy.parse(value)
+        except ValueError as exc:
+            message = f"{_PROXY_SETTINGS[name]}: {exc}"
+            raise TransportConnectError(message, UpstreamCause.PROXY) from None
 
     def _target(self, url: str) -> _Target:
         target = self._targets.get(url)
@@ -210,11 +432,56 @@ class AsyncioHTTPClient:
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             host = parts.netloc.rpartition("@")[2]
             check_headers((("Host", host),))
-            target = self._targets[url] = _Target(parts.hostname, port, tls, path, host)
+            proxy = self._proxy(parts.scheme, parts.hostname, port)
+            absolute = proxy is not None and not tls
+            request_target = f"http://{host}{path}" if absolute else path
+            target = _Target(parts.hostname, port, tls, path, host, proxy, request_target)
+            self._targets[url] = target
         return target
+
+    def _head(
+        self, url: str, target: _Target, headers: Sequence[tuple[str, str]], length: int
+    ) -> h11.Request:
+        """The request head, checked by :func:`check_headers` and by h11 once per
+        ``(url, headers, length)`` (introspection repeats them: fixed headers, bodies of a
+        few lengths) and kept, up to :data:`_HEAD_CACHE_SIZE` heads."""
+        fixed = tuple(headers)
+        key = (url, fixed, length)
+        request = self._heads.get(key)
+        if request is not None:
+            return request
+        check_headers(fixed)
+        proxy = target.proxy
+        extra = (
+            (("Proxy-Authorization", proxy.authorization),)
+            if proxy is not None and proxy.authorization and not target.tls
+            else ()
+        )
+        try:
+            request = h11.Request(
+                method="POST",
+                target=target.request_target,
+                headers=[
+                    ("Host", target.host_header),
+                    *fixed,
+                    *extra,
+                    ("Content-Length", str(length)),
+                ],
+            )
+        except h11.LocalProtocolError:
+            # A path h11 will not send (check_headers has passed the headers); its message
+            # may quote the offending text, so it is not chained.
+            raise TransportError("request refused by the HTTP encoder") from None
+        if len(self._heads) >= _HEAD_CACHE_SIZE:
+            self._heads.clear()  # bounded: many distinct heads are not introspection's shape
+        self._heads[key] = request
+        return request
 
     async def _connect(self, target: _Target) -> _Connection:
         context = self._ssl_context() if target.tls else None
+        proxy = target.proxy
+        if proxy is not None:
+            return await self._connect_through(proxy, target, context)
         try:
             reader, writer = await asyncio.open_connection(
                 target.host,
@@ -224,9 +491,42 @@ class AsyncioHTTPClient:
                 limit=_READ_SIZE,
             )
         except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
-            raise TransportConnectError(type(exc).__name__) from exc
+            cause = cause_of(exc, UpstreamCause.CONNECT)
+            raise TransportConnectError(type(exc).__name__, cause) from exc
         connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
         return _Connection(reader, writer, connection)
+
+    async def _connect_through(
+        self, proxy: Proxy, target: _Target, context: ssl.SSLContext | None
+    ) -> _Connection:
+        """A connection to ``proxy``; for an ``https`` target, a ``CONNECT`` tunnel to it
+        with TLS to the target inside. Every failure before the tunnel is up has the cause
+        ``proxy``; a TLS failure inside it, ``tls``."""
+        try:
+            reader, writer = await asyncio.open_connection(proxy.host, proxy.port, limit=_READ_SIZE)
+        except OSError as exc:
+            message = f"proxy {proxy.label}: {type(exc).__name__}"
+            raise TransportConnectError(message, UpstreamCause.PROXY) from exc
+        connection = _Connection(reader, writer, h11.Connection(h11.CLIENT))
+        try:
+            if context is not None:
+                await _tunnel(connection, proxy, target)
+                await writer.start_tls(context, server_hostname=target.host)
+        except TransportError:
+            connection.close()
+            raise
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            connection.close()
+            raise TransportConnectError(type(exc).__name__, UpstreamCause.TLS) from exc
+        except (OSError, h11.ProtocolError) as exc:
+            connection.close()
+            message = f"proxy {proxy.label}: {type(exc).__name__}"
+            raise TransportConnectError(message, UpstreamCause.PROXY) from exc
+        except BaseException:  # cancelled (the caller's timeout): no half-open tunnel left
+            connection.close()
+            raise
+        connection.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+        return connection
 
     async def post(self, url: str, headers: Sequence[tuple[str, str]], body: bytes) -> Response:
         """POST ``body``; the status and the body of the answer.
@@ -236,23 +536,10 @@ class AsyncioHTTPClient:
         :raises TransportError: the exchange failed or the answer is malformed or too large.
         """
         target = self._target(url)
-        check_headers(headers)
-        try:
-            request = h11.Request(
-                method="POST",
-                target=target.path,
-                headers=[
-                    ("Host", target.host_header),
-                    *headers,
-                    ("Content-Length", str(len(body))),
-                ],
-            )
-        except h11.LocalProtocolError:
-            # A path h11 will not send (check_headers has passed the headers); its message
-            # may quote the offending text, so it is not chained.
-            raise TransportError("request refused by the HTTP encoder") from None
-        key = (target.host, target.port, target.tls)
-        idle = self._idle.setdefault(key, [])
+        request = self._head(url, target, headers, len(body))
+        idle = self._idle.get(target.pool_key)
+        if idle is None:
+            idle = self._idle[target.pool_key] = []
         while idle:  # bounded: each turn pops one connection
             connection = idle.pop()
             if connection.reader.at_eof() or connection.writer.is_closing():
@@ -274,10 +561,9 @@ class AsyncioHTTPClient:
         conn = connection.h11
         reusable = False
         try:
-            data = b"".join(
-                conn.send(event) or b""
-                for event in (request, h11.Data(data=body), h11.EndOfMessage())
-            )
+            data = conn.send(request) or b""
+            data += conn.send(h11.Data(data=body)) or b""
+            data += conn.send(_END) or b""
             try:
                 connection.writer.write(data)
                 await connection.writer.drain()
@@ -294,7 +580,9 @@ class AsyncioHTTPClient:
             return response
         except h11.RemoteProtocolError as exc:
             raise TransportError(f"malformed response: {exc}") from exc
-        except (ConnectionError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
+            raise TransportError(type(exc).__name__, UpstreamCause.TLS) from exc
+        except ConnectionError as exc:
             raise TransportError(type(exc).__name__) from exc
         finally:
             if reusable and len(idle) < self.max_idle:
@@ -308,6 +596,52 @@ class AsyncioHTTPClient:
             for connection in connections:
                 connection.close()
         self._idle.clear()
+
+
+_END: Final = h11.EndOfMessage()
+
+
+async def _tunnel(connection: _Connection, proxy: Proxy, target: _Target) -> None:
+    """Ask ``proxy`` for a ``CONNECT`` tunnel to the target (RFC 9110 section 9.3.6).
+
+    :raises TransportConnectError: cause ``proxy``: the proxy refused (any status but 2xx,
+        407 included) or closed the connection; the message names the status only.
+    """
+    authority = target.host_header
+    if ":" not in authority.rpartition("]")[2]:  # no port in the URL: say it
+        authority = f"{authority}:{target.port}"
+    headers = [("Host", authority)]
+    if proxy.authorization:
+        headers.append(("Proxy-Authorization", proxy.authorization))
+    conn = connection.h11
+    connection.writer.write(
+        (conn.send(h11.Request(method="CONNECT", target=authority, headers=headers)) or b"")
+        + (conn.send(_END) or b"")
+    )
+    await connection.writer.drain()
+    raw = 0
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await connection.reader.read(_READ_SIZE)
+            raw += len(data)
+            if raw > MAX_HEADER_BYTES:
+                message = f"proxy {proxy.label}: answer too large"
+                raise TransportConnectError(message, UpstreamCause.PROXY)
+            conn.receive_data(data)
+            continue
+        if isinstance(event, h11.InformationalResponse):
+            continue
+        if isinstance(event, h11.Response) and 200 <= event.status_code < 300:
+            if conn.trailing_data[0]:
+                raise TransportConnectError(
+                    f"proxy {proxy.label}: bytes after the tunnel's answer", UpstreamCause.PROXY
+                )
+            return
+        status = f"HTTP {event.status_code}" if isinstance(event, h11.Response) else "closed"
+        raise TransportConnectError(
+            f"proxy {proxy.label} refused the tunnel: {status}", UpstreamCause.PROXY
+        )
 
 
 class _Stale(Exception):

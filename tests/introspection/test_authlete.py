@@ -299,8 +299,14 @@ class TestFaults:
             ),
             (lambda r: json_response({"action": "WHATEVER"}), "authlete_unknown_action"),
             (lambda r: json_response({}), "authlete_unknown_action"),
-            (lambda r: httpx.Response(500, json={"resultCode": "A001101"}), "authlete_http_error"),
-            (lambda r: httpx.Response(401, json={"resultCode": "A001202"}), "authlete_http_error"),
+            (
+                lambda r: httpx.Response(500, json={"resultCode": "A001101"}),
+                "authlete_server_error",
+            ),
+            (
+                lambda r: httpx.Response(401, json={"resultCode": "A001202"}),
+                "authlete_credentials_refused",
+            ),
             (lambda r: httpx.Response(429), "authlete_http_error"),
             (lambda r: httpx.Response(200, text="<html>"), "authlete_bad_response"),
             (lambda r: httpx.Response(200, text='{"action":"OK",'), "authlete_bad_response"),

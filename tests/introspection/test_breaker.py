@@ -68,7 +68,7 @@ class TestBreakerOption:
             intro = RFC7662Introspector(client, RFC7662, breaker=None)
         assert intro.breaker is None
         for _ in range(10):
-            with pytest.raises(Exception, match="http_error"):
+            with pytest.raises(Exception, match="server_error"):
                 await intro.introspect("tok", request=FACTS)
         assert len(calls) == 10
 

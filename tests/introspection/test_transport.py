@@ -4,19 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ipaddress
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from dpop_guard import AuthleteIntrospector, AuthleteSettings, IntrospectionUnavailable
 from dpop_guard.demo import free_port
@@ -31,67 +26,7 @@ from dpop_guard.introspection._http import (
     TransportHeaderError,
 )
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    return head + await reader.readexactly(length)
-
-
-class Server:
-    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.handler = handler
-        self.ssl = ssl_context
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.writers.append(writer)
-        try:
-            await self.handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl)
-        port = self.server.sockets[0].getsockname()[1]
-        return f"{'https' if self.ssl else 'http'}://127.0.0.1:{port}/api/1/auth/introspection"
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        # Since Python 3.12, wait_closed() waits for every connection's handler; a handler
-        # holding a keep-alive connection open ends once its transport is closed here.
-        for writer in self.writers:
-            writer.close()
-        await self.server.wait_closed()
-
-
-def replying(*answers: bytes, keep_open: bool = True) -> Callable[[Server], Handler]:
-    def make(server: Server) -> Handler:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            for answer in answers:
-                server.requests.append(await read_request(reader))
-                writer.write(answer)
-                await writer.drain()
-            if keep_open:
-                await reader.read()  # until the client closes
-
-        return handler
-
-    return make
-
-
-def ok(body: bytes = b'{"action":"OK"}', extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+from .._support.raw_http import CA, LOOPBACK, Handler, Server, ok, read_request, replying, serve
 
 
 @pytest.fixture(name="client")
@@ -99,12 +34,6 @@ async def _client() -> AsyncIterator[AsyncioHTTPClient]:
     client = AsyncioHTTPClient()
     yield client
     await client.aclose()
-
-
-async def serve(factory: Callable[[Server], Handler], **kwargs: object) -> Server:
-    server = Server(lambda r, w: asyncio.sleep(0), **kwargs)  # type: ignore[arg-type]
-    server.handler = factory(server)
-    return server
 
 
 def segments(*parts: bytes) -> Callable[[Server], Handler]:
@@ -441,92 +370,6 @@ class TestAsyncioHTTPClient:
                 tg.cancel_scope.cancel()
             never.set()
         assert all(not v for v in client._idle.values())
-
-
-_CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=False,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-class CA:
-    """A test certificate authority issuing loopback server certificates."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.key = _key()
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("dpop_guard test CA"))
-            .issuer_name(_name("dpop_guard test CA"))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            # Python 3.13 verifies with X509_STRICT: a CA needs its key usage and key id.
-            .add_extension(_CA_KEY_USAGE, critical=True)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        self.path = tmp_path / "ca.pem"
-        self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.path))
-
-    def server_context(self, names: list[x509.GeneralName]) -> ssl.SSLContext:
-        key = _key()
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("server"))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        cert_path = self.tmp_path / f"server-{cert.serial_number}.pem"
-        key_path = self.tmp_path / f"server-{cert.serial_number}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(_pem_key(key))
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert_path, key_path)
-        return context
-
-
-LOOPBACK: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
 
 
 class TestTLS:
