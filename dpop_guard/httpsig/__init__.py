@@ -23,9 +23,9 @@ from ._components import Component, Message
 from ._digest import content_digest, parse_content_digest
 from ._keys import JWA_TO_RFC9421, KeySource, SigningKey, StaticJWKS, VerificationKey
 from ._reasons import SIGNATURE_REASONS, HTTPSignatureError, SignatureReason
-from .middleware import SCOPE_KEY, HTTPSignatureMiddleware, Mode
-from .sign import RESPONSE_TAG, sign_response
-from .verify import REQUEST_TAG, VerifiedSignature, VerifyPolicy, verify_request
+from ._middleware import SCOPE_KEY, HTTPSignatureMiddleware, Mode
+from ._sign import RESPONSE_TAG, sign_response
+from ._verify import REQUEST_TAG, VerifiedSignature, VerifyPolicy, verify_request
 
 __all__ = [
     "JWA_TO_RFC9421",

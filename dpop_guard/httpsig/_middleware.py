@@ -9,7 +9,7 @@ The story of a request:
 2. The route's mode (the longest matching path prefix): ``off`` passes untouched;
    ``optional`` verifies a signature when ``Signature-Input`` is present; ``required``
    refuses a request without one.
-3. :func:`dpop_guard.httpsig.verify.verify_request` checks the headers before the app
+3. :func:`dpop_guard.httpsig.verify_request` checks the headers before the app
    runs; a declared body larger than ``max_body_bytes`` is refused (413) up front.
 4. The body streams through to the app, hashed chunk by chunk (nothing is buffered).
    The chunk that ends the body is handed over only after the digest matched: on a
@@ -21,7 +21,7 @@ The story of a request:
    unverified bytes: read the whole body (as ``await request.body()`` does) first.
 5. With a ``signing_key``, the app's response is held (up to ``max_response_bytes``) to
    compute its ``Content-Digest``, then sent with ``Signature-Input`` and ``Signature``
-   (:mod:`dpop_guard.httpsig.sign`). A response larger than the bound is **not** sent
+   (:func:`dpop_guard.httpsig.sign_response`). A response larger than the bound is **not** sent
    unsigned: the client gets a 500 and the log says which bound to raise, unless the route
    is listed in ``unsigned_responses`` (declared streaming routes). An unsigned answer on
    a signed route is either refused by a careful client (the same outcome, later and less
@@ -51,8 +51,8 @@ from ._components import Message
 from ._digest import DigestChecker, content_digest
 from ._keys import KeySource, SigningKey
 from ._reasons import HTTPSignatureError
-from .sign import sign_response, with_status
-from .verify import (
+from ._sign import sign_response, with_status
+from ._verify import (
     ReplayStore,
     VerifiedSignature,
     VerifyPolicy,
