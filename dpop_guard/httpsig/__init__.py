@@ -22,8 +22,8 @@ from ._base import SignatureParams
 from ._components import Component, Message
 from ._digest import content_digest, parse_content_digest
 from ._keys import JWA_TO_RFC9421, KeySource, SigningKey, StaticJWKS, VerificationKey
-from ._reasons import SIGNATURE_REASONS, HTTPSignatureError, SignatureReason
 from ._middleware import SCOPE_KEY, HTTPSignatureMiddleware, Mode
+from ._reasons import SIGNATURE_REASONS, HTTPSignatureError, SignatureReason
 from ._sign import RESPONSE_TAG, sign_response
 from ._verify import REQUEST_TAG, VerifiedSignature, VerifyPolicy, verify_request
 

@@ -173,10 +173,11 @@ class HTTPSignatureMiddleware:
             if self._public is not None:
                 scheme, authority = self._public
             else:
-                if len(hosts) != 1:
+                if len(hosts) > 1:
                     raise HTTPSignatureError("request_invalid", status=400)
-                scheme = "https" if scope.get("scheme") == "https" else "http"
-                authority = _authority(check_host(hosts[0].decode("latin-1")), scheme)
+                scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+                host = hosts[0].decode("latin-1") if hosts else _server_host(scope)
+                authority = _authority(check_host(host), scheme)
         except DPoPGuardError as exc:
             raise HTTPSignatureError("request_invalid", status=400) from exc
         query = scope.get("query_string", b"").decode("latin-1") or None
@@ -193,6 +194,18 @@ class HTTPSignatureMiddleware:
         return self._signing_key is not None and not any(
             _prefix_match(path, p) for p in self._unsigned
         )
+
+
+def _server_host(scope: Scope) -> str:
+    """The authority without a ``Host`` header (an HTTP/2 server that keeps
+    ``:authority`` to itself): the server's address, as :func:`dpop_guard._target.target_url`
+    does."""
+    server = scope.get("server")
+    if server is None:
+        return "localhost"
+    name, port = server[0], server[1]
+    name = f"[{name}]" if ":" in name else name
+    return name if port is None else f"{name}:{port}"
 
 
 def _authority(host: str, scheme: str) -> str:
@@ -283,7 +296,12 @@ class _Exchange:
             await self._refuse(HTTPSignatureError("response_not_signable", status=500))
 
     async def _refuse(self, error: HTTPSignatureError) -> None:
-        logger.info("dpop_guard.httpsig refused: %s (%d)", error.reason, error.status)
+        logger.info(
+            "dpop_guard.httpsig refused: %s (%d)",
+            error.reason,
+            error.status,
+            extra={"dpop_guard_reason": error.reason, "dpop_guard_status": error.status},
+        )
         body = json.dumps(
             {"error": error.error, "error_description": error.description}, separators=(",", ":")
         ).encode()
