@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from http_sf.types import BareItemType, ParamsType
+from http_sf.types import BareItemType, ItemType, ParamsType
 
 from . import _sf
 from ._components import Component, Message, component_value
 from ._reasons import HTTPSignatureError
 
-__all__ = ["SignatureParams", "parse_signature_params", "signature_base"]
+__all__ = ["SignatureParams", "inner_list", "parse_signature_params", "signature_base"]
 
 _STRING_PARAMS: Final = ("nonce", "alg", "keyid", "tag")
 _INTEGER_PARAMS: Final = ("created", "expires")
@@ -59,8 +59,7 @@ class SignatureParams:
             params["nonce"] = nonce
         params["keyid"] = keyid
         params["tag"] = tag
-        items = [(c.name, c.params) for c in components]
-        serialized = _sf.serialize_member((items, params))  # type: ignore[arg-type]
+        serialized = inner_list(components, params)
         return cls(
             tuple(components),
             created=created,
@@ -70,6 +69,12 @@ class SignatureParams:
             tag=tag,
             serialized=serialized,
         )
+
+
+def inner_list(components: Sequence[Component], params: ParamsType) -> str:
+    """The serialized Inner List of ``components`` with signature ``params``."""
+    items: list[ItemType] = [(c.name, c.params) for c in components]
+    return _sf.serialize_member((items, params))
 
 
 def parse_signature_params(member: object, *, max_components: int) -> SignatureParams:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from http_sf.types import ParamsType
 
 from dpop_guard.httpsig import (
     Component,
@@ -19,7 +20,7 @@ from dpop_guard.httpsig import (
     StaticJWKS,
     content_digest,
 )
-from dpop_guard.httpsig._base import signature_base
+from dpop_guard.httpsig._base import inner_list, signature_base
 
 NOW = 1_767_225_600
 CLIENT_KEY = SigningKey(ec.generate_private_key(ec.SECP256R1()), "client-1")
@@ -45,17 +46,14 @@ def sign(
 ) -> list[tuple[str, str]]:
     """``headers`` plus ``Signature-Input`` and ``Signature`` over ``components``."""
     items = [c if isinstance(c, Component) else Component(c, {}) for c in components]
-    params: dict[str, Any] = {}
+    params: ParamsType = {}
     if created is not None:
         params["created"] = created
     if keyid is not None:
         params["keyid"] = keyid
     if tag is not None:
         params["tag"] = tag
-    from dpop_guard.httpsig import _sf
-
-    serialized = _sf.serialize_member(([(c.name, c.params) for c in items], params))  # type: ignore[arg-type]
-    serialized += extra_params
+    serialized = inner_list(items, params) + extra_params
     sp = SignatureParams(tuple(items), serialized=serialized)
     all_headers = [("host", host), *headers]
     message = Message(

@@ -24,7 +24,8 @@ from dpop_guard.httpsig import SigningKey, StaticJWKS
 from ._support import AUTHORIZATION, NOW, call, middleware, reason
 
 _RSA = rsa.generate_private_key(65537, 2048)
-KEYS = {
+_Private = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+KEYS: dict[str, tuple[_Private, str | None, type[algorithms.HTTPSignatureAlgorithm]]] = {
     "ecdsa-p256-sha256": (
         ec.generate_private_key(ec.SECP256R1()),
         None,

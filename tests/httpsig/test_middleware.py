@@ -4,12 +4,14 @@ the internal reason; real keys, a real replay store, an injected clock."""
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dpop_guard.httpsig import SCOPE_KEY, Component, SigningKey, StaticJWKS, VerifiedSignature
+from dpop_guard.httpsig._base import inner_list
 from dpop_guard.replay.memory import MemoryReplayStore
 
 from ._support import (
@@ -379,11 +381,8 @@ async def _hand_built(
     items: list[tuple[str, dict[str, Any]]], expected: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # built by hand: our own signer refuses these components too
-    from dpop_guard.httpsig import _sf
-
-    inner = _sf.serialize_member(
-        (items, {"created": NOW, "keyid": "client-1", "tag": "fapi-2-request"})
-    )  # type: ignore[arg-type]
+    components = [Component(name, params) for name, params in items]
+    inner = inner_list(components, {"created": NOW, "keyid": "client-1", "tag": "fapi-2-request"})
     fields = [
         *AUTH,
         ("host", "rs.example"),
@@ -413,11 +412,11 @@ async def test_websocket_on_a_signed_route_is_closed() -> None:
     sent: list[dict[str, Any]] = []
     inbox = [{"type": "websocket.connect"}]
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         return inbox.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {"type": "websocket", "path": "/ws", "headers": []}
     await middleware()(scope, receive, send)

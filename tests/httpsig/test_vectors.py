@@ -18,7 +18,7 @@ from dpop_guard.httpsig import (
     content_digest,
     parse_content_digest,
 )
-from dpop_guard.httpsig._base import parse_signature_params, signature_base
+from dpop_guard.httpsig._base import inner_list, parse_signature_params, signature_base
 from dpop_guard.httpsig._digest import DigestChecker
 
 from ._vectors import CREATED, RFC9421, RFC9530, key_source, message, response
@@ -85,9 +85,9 @@ def test_ed25519_signing_reproduces_b26() -> None:
     assert isinstance(private, ed25519.Ed25519PrivateKey)
     key = SigningKey(private, "test-key-ed25519")
     names = ["date", "@method", "@path", "@authority", "content-type", "content-length"]
-    items = [(n, {}) for n in names]
-    serialized = _sf.serialize_member((items, {"created": CREATED, "keyid": "test-key-ed25519"}))  # type: ignore[arg-type]
-    params = SignatureParams(tuple(Component(n, {}) for n in names), serialized=serialized)
+    components = [Component(n, {}) for n in names]
+    serialized = inner_list(components, {"created": CREATED, "keyid": "test-key-ed25519"})
+    params = SignatureParams(tuple(components), serialized=serialized)
     base = signature_base(params, message(RFC9421["request"]), in_response=False)
     assert f"sig-b26={serialized}" == case["signature_input"]
     got = base64.b64encode(key.sign(base)).decode()
