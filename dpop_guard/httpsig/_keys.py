@@ -24,7 +24,7 @@ and can never choose another one (RFC 9421 section 3.2 step 6 and section 7.3.6)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -59,14 +59,18 @@ VerificationKey = PublicKey
 class KeySource(Protocol):
     """Where the verifier finds a client's public key by the ``keyid`` parameter.
 
-    FAPI HTTP Signatures 5.3.1.2 leaves key discovery open ("from a trusted third party
-    or by some other means"): a JWKS URL, a static JWKS, the client's JWKS from an
-    introspection answer. :class:`StaticJWKS` is the static one.
+    FAPI HTTP Signatures 5.3.1.2 leaves key discovery open: "The resource server can
+    obtain an identifier for the client ... from a JWT access token or from a token
+    introspection response. With a client identifier and the ``keyid`` ... the resource
+    server can retrieve the key". :class:`StaticJWKS` is a static one.
     """
 
-    async def resolve(self, keyid: str) -> VerificationKey | None:
+    async def resolve(self, keyid: str, *, client_id: str | None) -> VerificationKey | None:
         """The key named ``keyid``, or ``None`` if there is none.
 
+        :param client_id: the client the request's access token was issued to, when a
+            guard in front (``scope["auth"].client_id``) established it; a source that
+            knows which client owns which key returns only that client's keys.
         :raises Exception: any failure; the verifier answers 503, never a pass.
         """
         ...
@@ -89,6 +93,15 @@ def _jwa(jwk: Mapping[str, Any]) -> str:
 class StaticJWKS:
     """A fixed set of public keys, imported and checked once, at start-up.
 
+    Two forms:
+
+    - ``StaticJWKS(jwks)``: the keys of any client. The key is found by ``keyid`` alone,
+      so a client holding one of these keys can sign requests carrying another client's
+      token; use it for one client, or where every key holder is trusted alike.
+    - ``StaticJWKS.per_client({client_id: jwks})``: each client's own keys. A key is
+      found only for the client the access token was issued to (``client_id``, from a
+      guard in front); without a ``client_id`` nothing is found (refused, 401).
+
     :param jwks: a JWK Set (``{"keys": [...]}``); every key needs a unique ``kid``.
     :raises ValueError: a key without ``kid``, a repeated ``kid``, an algorithm FAPI does
         not allow, or a key :func:`dpop_guard.jwk.import_public_jwk` refuses (private
@@ -96,29 +109,46 @@ class StaticJWKS:
     """
 
     def __init__(self, jwks: Mapping[str, Any]) -> None:
-        keys = jwks.get("keys")
-        if not isinstance(keys, list):
-            raise ValueError("a JWK Set needs a 'keys' list")
-        self._keys: dict[str, VerificationKey] = {}
-        for jwk in keys:
-            if not isinstance(jwk, dict):
-                raise ValueError("every key must be an object")
-            kid = jwk.get("kid")
-            if not isinstance(kid, str) or not kid:
-                raise ValueError("every key needs a 'kid'")
-            if kid in self._keys:
-                raise ValueError(f"kid {kid!r} appears twice")
-            try:
-                self._keys[kid] = import_public_jwk(jwk, alg=_jwa(jwk))
-            except JWKError as exc:
-                raise ValueError(f"key {kid!r}: {exc.reason}") from exc
+        self._keys = _import(jwks)
+        self._owners: dict[str, str] | None = None
 
-    async def resolve(self, keyid: str) -> VerificationKey | None:
+    @classmethod
+    def per_client(cls, clients: Mapping[str, Mapping[str, Any]]) -> StaticJWKS:
+        """The keys of each client, by ``client_id`` (key ids unique across clients)."""
+        source = cls({"keys": []})
+        source._owners = {}
+        for client_id, jwks in clients.items():
+            for kid, key in _import(jwks).items():
+                if kid in source._keys:
+                    raise ValueError(f"kid {kid!r} appears twice")
+                source._keys[kid] = key
+                source._owners[kid] = client_id
+        return source
+
+    async def resolve(self, keyid: str, *, client_id: str | None) -> VerificationKey | None:
+        if self._owners is not None and (client_id is None or self._owners.get(keyid) != client_id):
+            return None
         return self._keys.get(keyid)
 
-    def kids(self) -> Iterable[str]:
-        """The key ids held."""
-        return self._keys.keys()
+
+def _import(jwks: Mapping[str, Any]) -> dict[str, VerificationKey]:
+    keys = jwks.get("keys")
+    if not isinstance(keys, list):
+        raise ValueError("a JWK Set needs a 'keys' list")
+    imported: dict[str, VerificationKey] = {}
+    for jwk in keys:
+        if not isinstance(jwk, dict):
+            raise ValueError("every key must be an object")
+        kid = jwk.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise ValueError("every key needs a 'kid'")
+        if kid in imported:
+            raise ValueError(f"kid {kid!r} appears twice")
+        try:
+            imported[kid] = import_public_jwk(jwk, alg=_jwa(jwk))
+        except JWKError as exc:
+            raise ValueError(f"key {kid!r}: {exc.reason}") from exc
+    return imported
 
 
 _PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey

@@ -10,7 +10,9 @@ The story of a request:
    ``optional`` verifies a signature when ``Signature-Input`` is present; ``required``
    refuses a request without one.
 3. :func:`dpop_guard.httpsig.verify_request` checks the headers before the app
-   runs; a declared body larger than ``max_body_bytes`` is refused (413) up front.
+   runs; the key is looked up by ``keyid`` and, when a guard in front set
+   ``scope["auth"]`` (``DPoPGuardMiddleware(HTTPSignatureMiddleware(app, ...))``), by
+   the token's ``client_id`` too; a declared body larger than ``max_body_bytes`` is refused (413) up front.
 4. The body streams through to the app, hashed chunk by chunk (nothing is buffered).
    The chunk that ends the body is handed over only after the digest matched: on a
    mismatch, a body byte that no covered ``Content-Digest`` vouches for, or a body past
@@ -196,6 +198,13 @@ class HTTPSignatureMiddleware:
         )
 
 
+def _client_id(scope: Scope) -> str | None:
+    """The client the access token was issued to, when a guard in front set
+    ``scope["auth"]`` (:class:`dpop_guard.credentials.DPoPCredentials`)."""
+    client_id = getattr(scope.get("auth"), "client_id", None)
+    return client_id if isinstance(client_id, str) else None
+
+
 def _server_host(scope: Scope) -> str:
     """The authority without a ``Host`` header (an HTTP/2 server that keeps
     ``:authority`` to itself): the server's address, as :func:`dpop_guard._target.target_url`
@@ -269,6 +278,7 @@ class _Exchange:
                     has_body=has_body,
                     policy=guard._policy,
                     replay_store=guard._replay,
+                    client_id=_client_id(scope),
                 )
         except HTTPSignatureError as exc:
             await self._refuse(exc)

@@ -21,8 +21,9 @@ Each step, in order, and the reason it refuses with (all 401 unless noted):
    not older than ``max_age`` (``signature_too_old``), not later than ``max_skew`` ahead
    (``signature_created_in_future``); ``expires``, if sent, not past
    (``signature_expired``); ``keyid`` present (``signature_keyid_missing``).
-5. The key: ``key_source.resolve(keyid)`` (``signature_key_unknown``; a failing source is
-   503 ``key_source_unavailable``); an ``alg`` parameter must name the key's algorithm
+5. The key: ``key_source.resolve(keyid, client_id=...)`` (``signature_key_unknown``,
+   also for a key of another client than the token's; a failing source is 503
+   ``key_source_unavailable``); an ``alg`` parameter must name the key's algorithm
    (``signature_alg_mismatch``, see :mod:`dpop_guard.httpsig._keys`).
 6. The signature over the base (``signature_invalid``).
 7. Replay: the pair (keyid, signature base) is recorded in the replay store for the
@@ -168,6 +169,7 @@ async def verify_request(
     has_body: bool,
     policy: VerifyPolicy = VerifyPolicy(),
     replay_store: ReplayStore | None = None,
+    client_id: str | None = None,
 ) -> VerifiedSignature:
     """Verify ``message``'s FAPI request signature (the steps in the module docstring).
 
@@ -175,6 +177,8 @@ async def verify_request(
         ``Transfer-Encoding``), so ``content-digest`` must be covered.
     :param replay_store: where signatures are recorded; ``None`` skips step 7 (only for
         callers that record them themselves).
+    :param client_id: the client the access token was issued to, when known; passed to
+        the key source, which may hold each client's own keys.
     :raises HTTPSignatureError: the first failing step's reason.
     """
     inputs = _dictionary(message, b"signature-input", policy)
@@ -203,7 +207,7 @@ async def verify_request(
         raise HTTPSignatureError("signature_keyid_missing")
     base = signature_base(params, message, in_response=False)
     try:
-        key = await key_source.resolve(params.keyid)
+        key = await key_source.resolve(params.keyid, client_id=client_id)
     except Exception as exc:
         raise HTTPSignatureError("key_source_unavailable", status=503) from exc
     if key is None:

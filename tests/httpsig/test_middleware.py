@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dpop_guard.credentials import DPoPCredentials
 from dpop_guard.httpsig import SCOPE_KEY, Component, SigningKey, StaticJWKS, VerifiedSignature
 from dpop_guard.httpsig._base import inner_list
 from dpop_guard.replay.memory import MemoryReplayStore
 
 from ._support import (
     AUTHORIZATION,
+    CLIENT_KEY,
     NOW,
     SERVER_KEY,
     Result,
@@ -256,7 +258,7 @@ async def test_replay_is_refused(caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_a_failing_key_source_is_503(caplog: pytest.LogCaptureFixture) -> None:
     class Broken:
-        async def resolve(self, keyid: str) -> None:
+        async def resolve(self, keyid: str, *, client_id: str | None) -> None:
             raise OSError("jwks endpoint down")
 
     result = await call(middleware(key_source=Broken()), "GET", "/a", sign("GET", "/a", AUTH))
@@ -452,3 +454,55 @@ def test_static_jwks_refuses_bad_keys() -> None:
 
 
 _ = echo_app
+
+
+def _behind_a_guard(client_id: str | None, app: Any) -> Any:
+    """What DPoPGuardMiddleware in front does: ``scope["auth"]`` holds the credentials."""
+
+    async def guard(scope: Any, receive: Any, send: Any) -> None:
+        scope["auth"] = DPoPCredentials(
+            subject="u1",
+            client_id=client_id,
+            scopes=frozenset(),
+            jkt=None,
+            expires_at=None,
+            scheme="DPoP",
+        )
+        await app(scope, receive, send)
+
+    return guard
+
+
+async def test_per_client_keys_refuse_another_clients_key(caplog: pytest.LogCaptureFixture) -> None:
+    other = SigningKey(ec.generate_private_key(ec.SECP256R1()), "client-2")
+    keys = StaticJWKS.per_client(
+        {"c1": {"keys": [CLIENT_KEY.public_jwk()]}, "c2": {"keys": [other.public_jwk()]}}
+    )
+    signed_by_c2 = sign("GET", "/a", AUTH, keyid="client-2", key=other)
+    # the token is c2's: its key is found
+    ok = _behind_a_guard("c2", middleware(key_source=keys))
+    assert (await call(ok, "GET", "/a", signed_by_c2)).status == 200
+    # the token is c1's, the request signed with c2's key: refused
+    wrong = _behind_a_guard("c1", middleware(key_source=keys))
+    refused(
+        await call(wrong, "GET", "/a", sign("GET", "/a", AUTH, keyid="client-2", key=other)),
+        401,
+        "invalid_signature",
+    )
+    assert reason(caplog) == "signature_key_unknown"
+    # no guard in front, no client: nothing is found
+    refused(
+        await call(
+            middleware(key_source=keys),
+            "GET",
+            "/a",
+            sign("GET", "/a", AUTH, keyid="client-2", key=other),
+        ),
+        401,
+        "invalid_signature",
+    )
+    assert reason(caplog) == "signature_key_unknown"
+    with pytest.raises(ValueError, match="twice"):
+        StaticJWKS.per_client(
+            {"c1": {"keys": [other.public_jwk()]}, "c2": {"keys": [other.public_jwk()]}}
+        )

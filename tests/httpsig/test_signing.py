@@ -71,7 +71,7 @@ async def _verify_response(
         None,
     )
     base = signature_base(params, response, in_response=True)
-    key = await _keys().resolve("rs-1")
+    key = await _keys().resolve("rs-1", client_id=None)
     assert key is not None
     value = signatures["sig1"]
     assert isinstance(value, tuple) and isinstance(value[0], bytes)

@@ -60,7 +60,7 @@ def test_signature_base_is_the_rfcs(case: dict[str, Any]) -> None:
 async def test_published_signature_verifies(case: dict[str, Any]) -> None:
     params, signature = _parsed(case)
     assert params.keyid is not None
-    key = await key_source().resolve(params.keyid)
+    key = await key_source().resolve(params.keyid, client_id=None)
     assert key is not None
     base = signature_base(params, _message(case), in_response=case["message"] == "response")
     assert key.verify(signature, base)
@@ -71,7 +71,7 @@ async def test_published_signature_verifies(case: dict[str, Any]) -> None:
 async def test_b3_proxy_request_ecdsa() -> None:
     case = RFC9421["proxy_case"]
     params, signature = _parsed({**case, "message": "request"})
-    key = await key_source().resolve("test-key-ecc-p256")
+    key = await key_source().resolve("test-key-ecc-p256", client_id=None)
     assert key is not None
     base = signature_base(params, message(RFC9421["proxy_request"]), in_response=False)
     assert key.verify(signature, base)
