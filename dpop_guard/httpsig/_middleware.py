@@ -12,7 +12,8 @@ The story of a request:
 3. :func:`dpop_guard.httpsig.verify_request` checks the headers before the app
    runs; the key is looked up by ``keyid`` and, when a guard in front set
    ``scope["auth"]`` (``DPoPGuardMiddleware(HTTPSignatureMiddleware(app, ...))``), by
-   the token's ``client_id`` too; a declared body larger than ``max_body_bytes`` is refused (413) up front.
+   the token's ``client_id`` too; a declared body larger than ``max_body_bytes`` is
+   refused (413) up front.
 4. The body streams through to the app, hashed chunk by chunk (nothing is buffered).
    The chunk that ends the body is handed over only after the digest matched: on a
    mismatch, a body byte that no covered ``Content-Digest`` vouches for, or a body past
@@ -48,6 +49,7 @@ from starlette.types import Message as ASGIMessage
 
 from .._target import check_host, request_target_path
 from ..errors import DPoPGuardError
+from ..replay import ReplayStore
 from ..replay.memory import MemoryReplayStore
 from ._components import Message
 from ._digest import DigestChecker, content_digest
@@ -55,7 +57,6 @@ from ._keys import KeySource, SigningKey
 from ._reasons import HTTPSignatureError
 from ._sign import sign_response, with_status
 from ._verify import (
-    ReplayStore,
     VerifiedSignature,
     VerifyPolicy,
     required_components,
@@ -134,9 +135,12 @@ class HTTPSignatureMiddleware:
         self._public: tuple[str, str] | None = None
         if public_url is not None:
             scheme, sep, authority = public_url.partition("://")
-            if scheme not in _DEFAULT_PORTS or not sep:
-                raise ValueError("public_url must be http(s)://host[:port]")
-            self._public = scheme, _authority(check_host(authority.rstrip("/")), scheme)
+            try:
+                if scheme not in _DEFAULT_PORTS or not sep:
+                    raise ValueError(public_url)
+                self._public = scheme, _authority(check_host(authority.rstrip("/")), scheme)
+            except (ValueError, DPoPGuardError):
+                raise ValueError("public_url must be http(s)://host[:port]") from None
         self._replay: ReplayStore = MemoryReplayStore() if replay_store is None else replay_store
         self._policy = VerifyPolicy() if policy is None else policy
         self._clock = clock
@@ -360,6 +364,8 @@ class _Exchange:
         if self.refusal is not None:
             return  # the app's answer to a refused request is dropped
         kind = message["type"]
+        if self.started and self.signing:
+            return  # the signed response is complete; nothing may follow it
         if not self.signing:
             if kind == "http.response.start":
                 self.started = True

@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
+from ..replay import ReplayStore
 from . import _sf
 from ._base import SignatureParams, parse_signature_params, signature_base
 from ._components import Component, Message
@@ -53,7 +54,6 @@ from ._reasons import HTTPSignatureError
 
 __all__ = [
     "REQUEST_TAG",
-    "ReplayStore",
     "VerifiedSignature",
     "VerifyPolicy",
     "required_components",
@@ -62,12 +62,6 @@ __all__ = [
 
 REQUEST_TAG: Final = "fapi-2-request"
 _MAX_SIGNATURE_BYTES: Final = 1024  # RSA-8192; every algorithm here produces fewer
-
-
-class ReplayStore(Protocol):
-    """:class:`dpop_guard.replay.ReplayStore`'s one method, which is all this needs."""
-
-    async def add_if_absent(self, key: str, *, ttl: int) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,3 +213,11 @@ def test_policy_bounds_are_checked() -> None:
         VerifyPolicy(max_skew=-1)
     with pytest.raises(ValueError):
         middleware(mode={"/": "sometimes"})
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://rs.example", "https://rs.example/v1", "https://rs.example:99999", "rs.example"]
+)
+def test_public_url_must_be_an_origin(url: str) -> None:
+    with pytest.raises(ValueError, match="public_url"):
+        middleware(public_url=url)
