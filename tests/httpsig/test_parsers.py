@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import base64
 import string
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +19,7 @@ from dpop_guard.httpsig import (
     parse_content_digest,
     verify_request,
 )
-from dpop_guard.httpsig._base import parse_signature_params
+from dpop_guard.httpsig._base import inner_list, parse_signature_params
 
 from ._support import KEYS, NOW
 
@@ -128,3 +130,65 @@ def test_field_size_is_bounded_before_parsing(lines: int, width: int) -> None:
         assert lines * (width + 2) - 2 > 512
     else:
         assert combined is None or len(combined) <= 512
+
+
+_param_value = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(10**15) + 1, max_value=10**15 - 1),
+    _sf_string,
+    st.binary(max_size=8),
+)
+_any_component = st.builds(
+    Component,
+    st.one_of(
+        st.sampled_from(
+            [
+                "@method",
+                "@target-uri",
+                "authorization",
+                "content-digest",
+                "signature",
+                "@query-param",
+            ]
+        ),
+        st.text(alphabet=string.ascii_letters + "@-", min_size=1, max_size=10),
+    ),
+    st.dictionaries(
+        st.sampled_from(["req", "sf", "key", "name", "bs", "tr", "x"]), _param_value, max_size=3
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_any_component, max_size=8),
+    st.dictionaries(
+        st.sampled_from(["created", "expires", "keyid", "tag", "alg", "nonce", "x"]),
+        _param_value,
+        max_size=6,
+    ),
+    st.binary(min_size=1, max_size=96),
+)
+async def test_verifier_on_shaped_signature_inputs_only_raises_our_error(
+    components: list[Component], params: dict[str, Any], signature: bytes
+) -> None:
+    """Well-formed fields with every kind of component and parameter reach the deep checks."""
+    params = {**params, "tag": "fapi-2-request"}
+    try:
+        inner = inner_list(components, params)
+    except (ValueError, TypeError):  # http-sf refuses to serialize it: not a field we can send
+        return
+    headers = (
+        (b"host", b"rs.example"),
+        (b"authorization", b"DPoP x"),
+        (b"content-digest", b"sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"),
+        (b"signature-input", f"sig1={inner}".encode()),
+        (b"signature", b"sig1=:" + base64.b64encode(signature) + b":"),
+    )
+    message = Message("POST", "http", "rs.example", "/a", "Pet=dog", headers)
+    try:
+        await verify_request(message, key_source=KEYS, now=NOW, has_body=False)
+    except HTTPSignatureError as exc:
+        assert exc.status == 401
+    else:  # pragma: no cover
+        raise AssertionError("verified random bytes")
