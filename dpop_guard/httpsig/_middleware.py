@@ -253,7 +253,6 @@ class _Exchange:
         self.refusal: HTTPSignatureError | None = None
         self.accept: tuple[str, ...] = required_components(dpop=False, body=False)
         self.started = False  # the client has been sent a response start
-        self.app_started = False
         self.checker: DigestChecker | None = None
         self.received = 0
         self.request: Message | None = None
