@@ -4,7 +4,8 @@ and responses, per the FAPI 2.0 HTTP Signatures profile.
 Needs the ``httpsig`` extra (``pip install 'dpop_guard[httpsig]'``, for ``http-sf``).
 
 - :class:`HTTPSignatureMiddleware`: verify requests and sign responses, per path prefix.
-- :func:`verify_request`, :func:`sign_response`: the same, without ASGI.
+- :func:`verify_request`, :func:`sign_response`: the same, without ASGI;
+  :func:`verify_response`: what a client checks of a signed response.
 - :class:`StaticJWKS` (a :class:`KeySource`), :class:`SigningKey`.
 - :class:`HTTPSignatureError`: every refusal, with its ``reason``.
 """
@@ -25,11 +26,19 @@ from ._keys import JWA_TO_RFC9421, KeySource, SigningKey, StaticJWKS, Verificati
 from ._middleware import SCOPE_KEY, HTTPSignatureMiddleware, Mode
 from ._reasons import SIGNATURE_REASONS, HTTPSignatureError, SignatureReason
 from ._sign import RESPONSE_TAG, sign_response
-from ._verify import REQUEST_TAG, VerifiedSignature, VerifyPolicy, verify_request
+from ._verify import (
+    REQUEST_TAG,
+    RESPONSE_POLICY,
+    VerifiedSignature,
+    VerifyPolicy,
+    verify_request,
+    verify_response,
+)
 
 __all__ = [
     "JWA_TO_RFC9421",
     "REQUEST_TAG",
+    "RESPONSE_POLICY",
     "RESPONSE_TAG",
     "SCOPE_KEY",
     "SIGNATURE_REASONS",
@@ -50,4 +59,5 @@ __all__ = [
     "parse_content_digest",
     "sign_response",
     "verify_request",
+    "verify_response",
 ]

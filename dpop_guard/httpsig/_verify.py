@@ -41,6 +41,7 @@ the two protocols it is given.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -58,6 +59,7 @@ __all__ = [
     "VerifyPolicy",
     "required_components",
     "verify_request",
+    "verify_response",
 ]
 
 REQUEST_TAG: Final = "fapi-2-request"
@@ -110,6 +112,10 @@ class VerifiedSignature:
     alg: str
     params: SignatureParams
     content_digest: dict[str, bytes] | None
+
+
+RESPONSE_POLICY: Final = VerifyPolicy(tag="fapi-2-response")
+"""The client's policy for responses: the request policy's bounds, the response tag."""
 
 
 def required_components(*, dpop: bool, body: bool) -> tuple[str, ...]:
@@ -175,6 +181,73 @@ async def verify_request(
         the key source, which may hold each client's own keys.
     :raises HTTPSignatureError: the first failing step's reason.
     """
+    dpop = bool(message.field_lines(b"dpop"))
+    required = [Component(n, {}) for n in required_components(dpop=dpop, body=has_body)]
+    return await _verify(
+        message,
+        in_response=False,
+        required=required,
+        key_source=key_source,
+        now=now,
+        policy=policy,
+        replay_store=replay_store,
+        client_id=client_id,
+    )
+
+
+async def verify_response(
+    response: Message,
+    *,
+    key_source: KeySource,
+    now: int,
+    has_body: bool,
+    request_label: str | None = None,
+    policy: VerifyPolicy = RESPONSE_POLICY,
+) -> VerifiedSignature:
+    """Verify a FAPI response signature, as a client does (FAPI HTTP Signatures 5.3.2.2):
+    the steps of :func:`verify_request` with ``tag="fapi-2-response"`` and these
+    components required: ``@status``; ``content-digest`` when the response has content;
+    ``"@method";req`` and ``"@target-uri";req`` (which tie it to this request); the
+    request's ``"signature";req;key=<label>`` and ``"signature-input";req;key=<label>``
+    when it was signed with ``request_label``. No replay check: a response answers one
+    request, which ``;req`` pins.
+
+    :param response: the response, with its ``request`` (what was sent).
+    :raises HTTPSignatureError: the first failing step's reason.
+    """
+    required = [
+        Component("@status", {}),
+        Component("@method", {"req": True}),
+        Component("@target-uri", {"req": True}),
+    ]
+    if has_body:
+        required.append(Component("content-digest", {}))
+    if request_label is not None:
+        for name in ("signature", "signature-input"):
+            required.append(Component(name, {"req": True, "key": request_label}))
+    return await _verify(
+        response,
+        in_response=True,
+        required=required,
+        key_source=key_source,
+        now=now,
+        policy=policy,
+        replay_store=None,
+        client_id=None,
+    )
+
+
+async def _verify(
+    message: Message,
+    *,
+    in_response: bool,
+    required: Sequence[Component],
+    key_source: KeySource,
+    now: int,
+    policy: VerifyPolicy,
+    replay_store: ReplayStore | None,
+    client_id: str | None,
+) -> VerifiedSignature:
     inputs = _dictionary(message, b"signature-input", policy)
     signatures = _dictionary(message, b"signature", policy)
     if inputs is None:
@@ -185,10 +258,8 @@ async def verify_request(
     if type(value) is not bytes or not 0 < len(value) <= _MAX_SIGNATURE_BYTES:
         raise HTTPSignatureError("signature_label_unpaired")
     covered = {c.identity() for c in params.components}
-    dpop = bool(message.field_lines(b"dpop"))
-    for name in required_components(dpop=dpop, body=has_body):
-        if Component(name, {}).identity() not in covered:
-            raise HTTPSignatureError("signature_component_required")
+    if any(c.identity() not in covered for c in required):
+        raise HTTPSignatureError("signature_component_required")
     if params.created is None:
         raise HTTPSignatureError("signature_created_missing")
     if params.created > now + policy.max_skew:
@@ -199,7 +270,7 @@ async def verify_request(
         raise HTTPSignatureError("signature_expired")
     if not params.keyid:
         raise HTTPSignatureError("signature_keyid_missing")
-    base = signature_base(params, message, in_response=False)
+    base = signature_base(params, message, in_response=in_response)
     try:
         key = await key_source.resolve(params.keyid, client_id=client_id)
     except Exception as exc:

@@ -3,12 +3,19 @@ and the routes that declare themselves unsigned."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from dpop_guard.httpsig import Message, VerifyPolicy, _sf, content_digest
-from dpop_guard.httpsig._base import parse_signature_params, signature_base
+from dpop_guard.httpsig import (
+    HTTPSignatureError,
+    Message,
+    StaticJWKS,
+    VerifyPolicy,
+    content_digest,
+    verify_response,
+)
 
 from ._support import AUTHORIZATION, NOW, SERVER_KEY, call, middleware, reason, sign, with_body
 
@@ -34,55 +41,38 @@ def streaming_app(parts: list[bytes], status: int = 200) -> Any:
     return app
 
 
+def _response(
+    result: Any, request_headers: list[tuple[str, str]], method: str, path: str
+) -> Message:
+    headers = tuple((k.encode(), v.encode()) for k, v in result.headers.items())
+    sent = tuple((k.encode(), v.encode()) for k, v in request_headers)
+    request = Message(method, "http", "rs.example", path, None, sent)
+    return Message(
+        method, "http", "rs.example", path, None, headers, status=result.status, request=request
+    )
+
+
 async def _verify_response(
     result: Any, request_headers: list[tuple[str, str]], method: str, path: str
 ) -> list[str]:
-    """Check our own response signature with our own verifier parts (the interop tests
-    check it with another implementation); return the covered identifiers."""
-    headers = tuple((k.encode(), v.encode()) for k, v in result.headers.items())
-    request = Message(
-        method,
-        "http",
-        "rs.example",
-        path,
-        None,
-        tuple((k.encode(), v.encode()) for k, v in request_headers),
+    """Check our response signature with :func:`verify_response` (the client's rules; the
+    interop tests check it with another implementation); return the covered identifiers."""
+    signed = any(k == "signature-input" for k, _ in request_headers)
+    verified = await verify_response(
+        _response(result, request_headers, method, path),
+        key_source=StaticJWKS({"keys": [SERVER_KEY.public_jwk()]}),
+        now=NOW,
+        has_body=bool(result.body),
+        request_label="sig1" if signed else None,
     )
-    response = Message(
-        method, "http", "rs.example", path, None, headers, status=result.status, request=request
-    )
-    inputs = _sf.parse_dictionary(
-        result.headers["signature-input"].encode(),
-        max_members=1,
-        reason="signature_malformed",
-        too_many="signature_too_many",
-    )
-    signatures = _sf.parse_dictionary(
-        result.headers["signature"].encode(),
-        max_members=1,
-        reason="signature_malformed",
-        too_many="signature_too_many",
-    )
-    params = parse_signature_params(inputs["sig1"], max_components=16)
+    params = verified.params
     assert (params.tag, params.created, params.keyid, params.alg) == (
         "fapi-2-response",
         NOW,
         "rs-1",
         None,
     )
-    base = signature_base(params, response, in_response=True)
-    key = await _keys().resolve("rs-1", client_id=None)
-    assert key is not None
-    value = signatures["sig1"]
-    assert isinstance(value, tuple) and isinstance(value[0], bytes)
-    assert key.verify(value[0], base)
     return [c.serialized() for c in params.components]
-
-
-def _keys() -> Any:
-    from dpop_guard.httpsig import StaticJWKS
-
-    return StaticJWKS({"keys": [SERVER_KEY.public_jwk()]})
 
 
 async def test_response_to_a_signed_post_covers_the_profiles_components() -> None:
@@ -221,3 +211,44 @@ def test_policy_bounds_are_checked() -> None:
 def test_public_url_must_be_an_origin(url: str) -> None:
     with pytest.raises(ValueError, match="public_url"):
         middleware(public_url=url)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        (lambda m: replace(m, status=201), "signature_invalid"),
+        (lambda m: replace(m, request=replace(m.request, path="/other")), "signature_invalid"),
+        (
+            lambda m: replace(
+                m, headers=tuple((k, b"x" if k == b"signature" else v) for k, v in m.headers)
+            ),
+            "signature_label_unpaired",
+        ),
+    ],
+)
+async def test_a_client_refuses_a_tampered_response(tamper: Any, expected: str) -> None:
+    headers = sign("GET", "/a", AUTH)
+    result = await call(middleware(signing_key=SERVER_KEY), "GET", "/a", headers)
+    with pytest.raises(HTTPSignatureError) as caught:
+        await verify_response(
+            tamper(_response(result, headers, "GET", "/a")),
+            key_source=StaticJWKS({"keys": [SERVER_KEY.public_jwk()]}),
+            now=NOW,
+            has_body=True,
+        )
+    assert caught.value.reason == expected
+
+
+async def test_a_client_requires_the_request_signature_covered() -> None:
+    """A response signed without the request's signature (label "other" is not covered)."""
+    headers = sign("GET", "/a", AUTH)
+    result = await call(middleware(signing_key=SERVER_KEY), "GET", "/a", headers)
+    with pytest.raises(HTTPSignatureError) as caught:
+        await verify_response(
+            _response(result, headers, "GET", "/a"),
+            key_source=StaticJWKS({"keys": [SERVER_KEY.public_jwk()]}),
+            now=NOW,
+            has_body=True,
+            request_label="other",
+        )
+    assert caught.value.reason == "signature_component_required"
