@@ -169,3 +169,23 @@ async def test_they_refuse_our_response_once_tampered() -> None:
     )
     with pytest.raises(InvalidSignature):
         verifier.verify(moved, expect_tag="fapi-2-response", max_age=None)
+
+
+async def test_their_request_with_a_second_signature_of_another_profile_is_accepted() -> None:
+    """RFC 9421 section 7.2.6: the verifier picks the signature by its tag, whatever else is
+    there (here an extra signature over other components, with another tag)."""
+    request = _signed_by_them("ed25519")
+    _theirs("ecdsa-p256-sha256").sign(
+        request,
+        key_id="c-ecdsa-p256-sha256",
+        created=CREATED,
+        tag="other-profile",
+        label="other",
+        covered_component_ids=("@method", "@authority"),
+        append_if_signature_exists=True,
+        use_existing_digest=True,
+    )
+    assert "other=" in request.headers["signature-input"]
+    guard = middleware(key_source=CLIENTS)
+    result = await call(guard, "POST", "/pay", _fields(request), chunks=[BODY])
+    assert result.status == 200, result.body
