@@ -167,7 +167,6 @@ NOT_IN_REFERENCE = {
     "dpop_guard.demo.accounts": "the demo's app",
     "dpop_guard.demo.authorization_server": "the demo's authorization server",
     "dpop_guard.demo.fastapi_accounts": "the FastAPI example app",
-    "dpop_guard.httpsig": "new (issue 22); documented in docs/message-signing.md until merged",
 }
 
 

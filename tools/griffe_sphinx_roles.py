@@ -51,6 +51,7 @@ RENDERED = frozenset(
         "dpop_guard.otel",
         "dpop_guard.starlette",
         "dpop_guard.fastapi",
+        "dpop_guard.httpsig",
         "dpop_guard.replay",
         "dpop_guard.replay.memory",
         "dpop_guard.replay.redis",
