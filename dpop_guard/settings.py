@@ -16,6 +16,7 @@ from ._url import is_redis_url
 from .metadata import ResourceMetadata
 from .nonce import DEFAULT_NONCE_STEP
 from .proof import DEFAULT_ALGORITHMS, ProofPolicy  # ProofPolicy lives with the verifier
+from .replay._guard import DEFAULT_FLEET_SKEW
 from .routes import Route, route_for
 
 __all__ = [
@@ -28,6 +29,9 @@ __all__ = [
 
 DEFAULT_MAX_TOKEN_BYTES: Final = 8192
 DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
+DEFAULT_REPLAY_FLEET_SKEW: Final = DEFAULT_FLEET_SKEW
+"""Seconds two nodes' wall clocks may differ (or one clock be stepped back) with replays
+still refused: every replay record lives this much longer (docs/replay-and-fleets.md)."""
 ENV_PREFIX: Final = "DPOP_GUARD_"
 
 
@@ -74,6 +78,9 @@ class GuardSettings:
         from trusted proxies, since a proxy passes those through from the client.
     :param max_token_bytes: longer access tokens are refused before any other work.
     :param replay_maxsize: in-memory replay store entries; when full, requests fail closed.
+    :param replay_fleet_skew: seconds the wall clocks of the nodes sharing a replay store
+        may differ (or a clock be stepped back) while a replay is still refused; each
+        record lives the proof's acceptance window plus this.
     :param date_header: add a ``Date`` to every response that lacks one. Off by default:
         uvicorn, hypercorn and daphne send their own, and a second ``Date`` breaks RFC 9110
         (section 6.6.1); turn it on under a server that sends none.
@@ -93,6 +100,7 @@ class GuardSettings:
     proxy_headers: tuple[str, ...] = ()
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     replay_maxsize: int = DEFAULT_REPLAY_MAXSIZE
+    replay_fleet_skew: int = DEFAULT_REPLAY_FLEET_SKEW
     date_header: bool = False
 
     def __post_init__(self) -> None:
@@ -114,6 +122,8 @@ class GuardSettings:
         )
         _positive("max_token_bytes", self.max_token_bytes)
         _positive("replay_maxsize", self.replay_maxsize)
+        if not 0 <= self.replay_fleet_skew <= 3600:
+            raise ValueError("replay_fleet_skew must be 0 to 3600 seconds")
         object.__setattr__(self, "routes", tuple(self.routes))
 
     @property
@@ -149,7 +159,8 @@ class GuardSettings:
         ``AUTHORIZATION_SERVERS`` (space-separated issuers; turns on RFC 9728 metadata for
         ``RESOURCE``, by default ``PUBLIC_URL``),
         ``RESOURCE_NAME``, ``TRUSTED_PROXIES`` (addresses or CIDRs), ``PROXY_HEADERS``
-        (e.g. ``x-forwarded-for x-forwarded-proto``), ``REPLAY_MAXSIZE``. The cache's
+        (e.g. ``x-forwarded-for x-forwarded-proto``), ``REPLAY_MAXSIZE``,
+        ``REPLAY_FLEET_SKEW`` (seconds). The cache's
         variables are the builder's (:class:`~dpop_guard.guard.StoreSettings`): the
         middleware never reads them.
 
@@ -195,6 +206,7 @@ class GuardSettings:
                 ),
                 max_token_bytes=int(number("MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES, int)),
                 replay_maxsize=int(number("REPLAY_MAXSIZE", DEFAULT_REPLAY_MAXSIZE, int)),
+                replay_fleet_skew=int(number("REPLAY_FLEET_SKEW", DEFAULT_REPLAY_FLEET_SKEW, int)),
             )
         except ValueError as exc:
             raise ValueError(f"{prefix}*: {exc}") from None

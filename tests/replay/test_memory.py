@@ -89,18 +89,38 @@ class TestMemoryReplayStore:
         assert await store.add_if_absent("long", ttl=100) is True
 
     async def test_ever_new_lifetimes_stay_bounded(self, clock: FakeMonotonic) -> None:
-        """A caller passing a new lifetime on every call never grows the store's queues
-        past the live records plus a few empty ones."""
+        """A caller passing a new lifetime on every call holds one expiry bucket per live
+        second at most, and every record and bucket is gone once all have expired."""
         store = MemoryReplayStore(clock=clock)
         for i in range(500):
             await store.add_if_absent(f"k{i}", ttl=1 + i % 250)
             clock.now += 1
-        assert len(store._queues) <= len(store) + 4
+        assert len(store._buckets) <= len(store)
         clock.now += 1000
         for i in range(200):
             await store.add_if_absent(f"late{i}", ttl=7)
         assert len(store) == 200
-        assert len(store._queues) <= 1 + 4
+        assert len(store._buckets) == 1
+
+    async def test_bytes_per_record(self) -> None:
+        """100,000 records held by the guard's path cost at most 120 bytes each
+        (tracemalloc; the proofs themselves are dropped)."""
+        from benchmarks.replay_memory import bytes_per_record
+
+        assert bytes_per_record(100_000) <= 120
+
+    async def test_lazily_expired_record_still_refuses(self, clock: FakeMonotonic) -> None:
+        """Records are dropped a few per add: one past its second but not yet dropped
+        refuses its key (a key that was really used), and is dropped in turn."""
+        store = MemoryReplayStore(clock=clock)
+        for i in range(100):
+            await store.add_if_absent(f"k{i}", ttl=10)
+        clock.now += 11
+        refused = [await store.add_if_absent(f"k{i}", ttl=10) for i in range(10)]
+        assert False in refused  # some copies came before their record was dropped
+        for i in range(100):
+            await store.add_if_absent(f"n{i}", ttl=10)
+        assert len(store) <= 110
 
     async def test_concurrent_same_key(self) -> None:
         """Of many concurrent tasks with one key, exactly one wins."""
