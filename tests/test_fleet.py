@@ -30,6 +30,7 @@ from tests._support.clock import Clock
 from tests._support.harness import ORIGIN, ROUTES, Harness, assert_rejected
 from tests._support.redis_cluster import RedisCluster
 from tests._support.redis_server import RedisServer
+from tests.replay._cluster import durable
 
 SECRET = b"fleet-secret-0123456789abcdefghij"
 ROOT = Path(__file__).resolve().parent.parent
@@ -488,7 +489,7 @@ class TestSharedIntrospectionCache:
 
 @pytest.fixture(name="cluster", scope="module")
 def _cluster() -> Iterator[RedisCluster]:
-    cluster = RedisCluster().start()
+    cluster = durable(RedisCluster().start())  # the replay store refuses one without
     yield cluster
     cluster.stop()
 

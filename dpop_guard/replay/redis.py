@@ -217,17 +217,12 @@ class RedisReplayStore:
         evicted = 0
         for info in nodes:
             try:
-                limit = int(info["maxmemory"])
-                policy = _text(info["maxmemory_policy"])
+                evicting = _evicting(info["maxmemory_policy"], info["maxmemory"])
                 evicted += int(info["evicted_keys"])
             except (KeyError, TypeError, ValueError):
                 return "could not read the replay store's maxmemory and evicted_keys (INFO)"
-            if limit != 0 and policy != "noeviction":
-                return (
-                    f"the replay store's Redis has maxmemory-policy {policy} with maxmemory "
-                    f"{limit}: it can evict replay records and reopen their proofs; set "
-                    "maxmemory-policy noeviction (or maxmemory 0)"
-                )
+            if evicting is not None:
+                return evicting
             if self.batcher.cluster and str(info.get("aof_enabled")) != "1":
                 return (
                     "a Redis Cluster primary runs without appendonly: restarted, it would "
@@ -349,26 +344,40 @@ class RedisReplayStore:
                 "or a flood of records can evict others and reopen their proofs",
             )
         for config in _node_configs(reply):
-            policy = _text(config.get("maxmemory-policy"))
-            limit = _text(config.get("maxmemory"))
-            if policy is None or limit is None:
+            try:
+                evicting = _evicting(config["maxmemory-policy"], config["maxmemory"])
+            except (KeyError, TypeError, ValueError):
                 return (
                     "unknown",
                     "could not read the replay store's maxmemory-policy; make sure it is "
                     "noeviction",
                 )
-            if policy != "noeviction" and limit.strip() not in ("0", ""):
-                return (
-                    "evicting",
-                    f"the replay store's Redis has maxmemory-policy {policy} with maxmemory "
-                    f"{limit}: under memory pressure it evicts replay records and reopens "
-                    "their proofs; set maxmemory-policy noeviction",
-                )
+            if evicting is not None:
+                return "evicting", evicting
         return "ok", ""
 
     async def aclose(self) -> None:
         """Close the client's connections."""
         await self.client.aclose()
+
+
+def _evicting(policy: Any, limit: Any) -> str | None:
+    """The one rule: a server may evict records unless its ``maxmemory`` is 0 or its
+    ``maxmemory-policy`` is ``noeviction`` (``volatile-*`` counts: every record has a TTL).
+    ``None`` if it cannot, else a sentence naming the setting.
+
+    :raises ValueError: ``limit`` is not a number (the caller cannot tell).
+    """
+    policy, limit = _text(policy), int(_text(limit) or 0)
+    if not isinstance(policy, str):
+        raise ValueError("no maxmemory-policy")
+    if limit == 0 or policy == "noeviction":
+        return None
+    return (
+        f"the replay store's Redis has maxmemory-policy {policy} with maxmemory {limit}: "
+        "under memory pressure it evicts replay records and reopens their proofs; set "
+        "maxmemory-policy noeviction"
+    )
 
 
 def _reply(reply: Any) -> Any:
