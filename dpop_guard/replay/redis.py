@@ -254,7 +254,7 @@ class RedisReplayStore:
         """``INFO`` of every node holding records (every primary of a cluster)."""
         client = self.client
         if self.batcher.cluster:
-            reply = await client.info(target_nodes=client.PRIMARIES)  # type: ignore[union-attr, call-arg]
+            reply = await client.info(target_nodes=client.PRIMARIES)  # type: ignore[union-attr]
         else:
             reply = await client.info()
         return _node_configs(reply)
