@@ -3,7 +3,6 @@ when full. Safe for a single process only; a fleet needs a shared store."""
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import time
 from collections.abc import Callable
@@ -15,8 +14,10 @@ __all__ = ["MemoryReplayStore", "ReplayStoreFull"]
 # fills; a small constant, so no single request pays for a mass expiry (a TTL cache that
 # sweeps everything at once stalls the event loop for tens of milliseconds).
 _PURGE_PER_ADD = 4
-# Bytes of the key's digest kept per record: 128 bits, so two live proofs never share one.
-_DIGEST_BYTES = 16
+# Hex digits of the replay key kept per record: 128 bits, so two live proofs never share
+# one (the key is already a SHA-256 digest: its first half is as good as any other hash).
+_KEPT_DIGITS = 32
+_KEY_LENGTH = 64
 
 
 class ReplayStoreFull(RuntimeError):
@@ -26,13 +27,15 @@ class ReplayStoreFull(RuntimeError):
 class MemoryReplayStore:
     """A set of 128-bit digests of the live keys, and their expiry in buckets of one second.
 
-    One key format: every method takes the proof's ``replay_key`` (the same string a Redis
-    store records), and the store keeps only a 16-byte BLAKE2b digest of it, as an integer
-    in a ``set``. Expiry is by whole second: the bucket of second ``s`` lists the digests
-    that expire at ``s`` (the deadline rounded up, so a record lives at least its TTL and
-    less than one second more), and a heap orders the buckets. A record costs a set slot,
-    the integer and a list slot: about 100 bytes (``python -m benchmarks.replay_memory``
-    measures it; 280 with the previous tuple keys and queue of deadlines).
+    One key format: every method takes the proof's ``replay_key`` (64 hex digits of
+    SHA-256, the same string a Redis store records; anything else raises, so a misuse
+    fails closed), and the store keeps its first 128 bits, as an integer in a ``set``.
+    Expiry is by whole second: the bucket of second ``s`` lists the digests that expire at
+    ``s`` (the deadline rounded up, so a record lives at least its TTL and less than one
+    second more), and a heap orders the buckets. A record costs a set slot, the integer
+    and a list slot: 95 bytes over 100,000 records (``python -m benchmarks.replay_memory``;
+    282 with the previous tuple keys, expiry dict and queue of deadlines), whatever the
+    ``jti``'s length.
 
     Expired records are dropped a few per add (no request pays for a mass expiry), so one
     may outlive its bucket for a moment: it then refuses a second use of a proof that was
@@ -110,6 +113,7 @@ class MemoryReplayStore:
 
         :param key: the proof's ``replay_key``.
         :param ttl: seconds, on this store's monotonic clock.
+        :raises ValueError: ``key`` is not 64 hex digits.
         :param now: wall-clock seconds; the epoch if this is the store's first use.
         :returns: ``(first_use, epoch)``.
         :raises ReplayStoreFull: if no slot is free even after dropping expired records.
@@ -118,9 +122,9 @@ class MemoryReplayStore:
         seconds = self._seconds
         if seconds and seconds[0] <= clock:  # something has expired
             self._purge(clock, _PURGE_PER_ADD)
-        digest = int.from_bytes(
-            hashlib.blake2b(key.encode(), digest_size=_DIGEST_BYTES).digest(), "big"
-        )
+        if len(key) != _KEY_LENGTH:
+            raise ValueError("a replay key is 64 hex digits (VerifiedProof.replay_key)")
+        digest = int(key[:_KEPT_DIGITS], 16)
         live = self._live
         if digest in live:
             first = False
