@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from dpop_guard.errors import InvalidDPoPProof, ReplayStoreUnavailable
 from dpop_guard.proof import ProofPolicy, VerifiedProof
 from dpop_guard.replay import EpochReplayStore, MemoryReplayStore, SyncReplayStore
-from dpop_guard.replay._guard import ReplayGuard
+from dpop_guard.replay._guard import DEFAULT_FLEET_SKEW, ReplayGuard
 from dpop_guard.replay.redis import RedisReplayStore
 from tests._support.redis_server import RedisServer
 
@@ -459,3 +459,23 @@ class TestSyncRecord:
         assert refused.value.reason == "replay_state_uncertain"
         store._clock = lambda: 2e9  # "three"'s record expired
         guard.record_sync(proof("four", iat=T0 + 1), now=T0 + 1)  # issued after the failure
+
+
+class TestFleetSkewSetting:
+    def test_read_from_the_environment(self) -> None:
+        """DPOP_GUARD_REPLAY_FLEET_SKEW sets the tolerated skew; the default is stated."""
+        from dpop_guard.settings import GuardSettings
+
+        assert GuardSettings().replay_fleet_skew == DEFAULT_FLEET_SKEW == 10
+        settings = GuardSettings.from_env({"DPOP_GUARD_REPLAY_FLEET_SKEW": "30"})
+        assert settings.replay_fleet_skew == 30
+
+    @pytest.mark.parametrize("value", ["-1", "3601", "ten", "1e3", "nan"])
+    def test_out_of_range_is_refused(self, value: str) -> None:
+        """A negative, huge or non-integer skew is refused, naming the variable."""
+        from dpop_guard.settings import GuardSettings
+
+        with pytest.raises(ValueError, match=r"REPLAY_FLEET_SKEW|replay_fleet_skew"):
+            GuardSettings.from_env({"DPOP_GUARD_REPLAY_FLEET_SKEW": value})
+        with pytest.raises(ValueError):
+            ReplayGuard(MemoryReplayStore(), fleet_skew=int(value) if value == "-1" else 3601)

@@ -109,6 +109,7 @@ class TestMemoryReplayStore:
         assert len(store) == 200
         assert len(store._buckets) == 1
 
+    @pytest.mark.slow  # 100,000 records under tracemalloc: about 30 s on a loaded machine
     async def test_bytes_per_record(self) -> None:
         """100,000 records held by the guard's path cost at most 120 bytes each
         (tracemalloc; the proofs themselves are dropped)."""
