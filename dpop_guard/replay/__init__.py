@@ -57,7 +57,9 @@ class EpochReplayStore(ReplayStore, Protocol):
     store keeps a marker holding it, written once with no expiry; if the marker is gone,
     the store has lost its memory (a Redis restarted without persistence, a flush), so
     it writes a new marker holding ``now``, and every process sharing the store reads the
-    same new epoch. :class:`~dpop_guard.replay._guard.ReplayGuard` then refuses proofs
+    same new epoch. A store that learns it may have lost records otherwise (the Redis
+    store, from its servers' eviction counters) moves the marker to ``now`` the same way.
+    :class:`~dpop_guard.replay._guard.ReplayGuard` then refuses proofs
     issued before it, fleet-wide. A store without this method gets a per-process guess.
     """
 

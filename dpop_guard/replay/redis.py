@@ -366,9 +366,11 @@ def _evicting(policy: Any, limit: Any) -> str | None:
     ``maxmemory-policy`` is ``noeviction`` (``volatile-*`` counts: every record has a TTL).
     ``None`` if it cannot, else a sentence naming the setting.
 
-    :raises ValueError: ``limit`` is not a number (the caller cannot tell).
+    :raises ValueError: ``limit`` is not a number or ``policy`` not text (the caller
+        cannot tell).
+    :raises TypeError: ``limit`` is missing.
     """
-    policy, limit = _text(policy), int(_text(limit) or 0)
+    policy, limit = _text(policy), int(_text(limit))
     if not isinstance(policy, str):
         raise ValueError("no maxmemory-policy")
     if limit == 0 or policy == "noeviction":
