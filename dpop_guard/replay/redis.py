@@ -310,8 +310,9 @@ class RedisReplayStore:
         """Whether the server answers (for start-up checks and health endpoints); also
         checks, once per call, that the server cannot evict records
         (:meth:`check_eviction`), logging an ERROR if it can and a warning if it could not
-        tell. Neither refuses start-up: requests are still served, and the log names the
-        setting to change.
+        tell. Neither refuses start-up (the guard may start before Redis is ready); the
+        records are what is refused (:meth:`ensure_safe`, checked on every record) while
+        the server can evict, and the log names the setting to change.
 
         :raises Exception: whatever the client raises when the server does not answer.
         """
