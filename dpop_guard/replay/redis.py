@@ -173,7 +173,7 @@ class RedisReplayStore:
             self.unsafe_refusals += 1
             raise ReplayStoreUnsafe(self._unsafe)
         checking = self._checking
-        if checking is None:
+        if checking is None or checking.get_loop() is not asyncio.get_running_loop():
             checking = self._checking = asyncio.ensure_future(self._check(now))
             checking.add_done_callback(self._checked)
         unsafe = await asyncio.shield(checking)
@@ -182,7 +182,10 @@ class RedisReplayStore:
             raise ReplayStoreUnsafe(unsafe)
 
     def _checked(self, done: asyncio.Future[str | None]) -> None:
-        self._checking = None
+        if self._checking is done:
+            self._checking = None
+        if not done.cancelled():
+            done.exception()  # retrieved here too, if every waiter was cancelled
 
     async def _check(self, now: int) -> str | None:
         """One check: ``None`` if safe, else why not (also logged once per change)."""

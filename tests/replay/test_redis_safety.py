@@ -100,7 +100,8 @@ class TestEviction:
     async def test_policy_changed_at_run_time(self, policy: str) -> None:
         """Redis without a memory limit: proofs are accepted. Then CONFIG SET maxmemory
         and an evicting policy at run time, and another client fills it: within one
-        check interval every record is refused (503); set back to noeviction, the
+        check interval every record is refused (503); set back to noeviction (and room
+        made), the
         proofs used before are refused as uncertain (the evictions started a new epoch),
         never accepted again, and fresh proofs pass."""
         server = RedisServer().start()
@@ -118,6 +119,7 @@ class TestEviction:
             assert [await outcome(guard, p, T0 + 1) for p in used] == ["503"] * 5
             assert await outcome(guard, proof("new"), T0 + 1) == "503"
             admin.config_set("maxmemory-policy", "noeviction")
+            admin.config_set("maxmemory", "0")  # room again for records (full, it is OOM)
             admin.close()
             mono.now += SAFETY_INTERVAL
             for g in (guard, other):  # the worker that saw it, and one that did not
