@@ -17,7 +17,8 @@ lasts less than the cache TTL (so "per TTL" is "per run"):
   token per TTL" and "x one guard" above 1.0 means concurrent misses on different guards
   each went to Authlete.
 - Redis commands per request: Redis's own ``INFO commandstats`` (this harness's
-  ``INFO``/``FLUSHALL``/``CONFIG`` left out, and the once-per-connection ``CLIENT
+  ``INFO``/``FLUSHALL``/``CONFIG`` left out, and with them the replay stores' own safety
+  check, one ``INFO`` per guard at most once a second; the once-per-connection ``CLIENT
   SETINFO``/``HELLO``/``SELECT`` reported apart, as connection set-up); the counts by
   command are in the JSON. Redis round trips per request: the pipelines the guards' stores
   sent (the commands of one event-loop tick share one).

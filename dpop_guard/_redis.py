@@ -124,6 +124,11 @@ class Batcher:
         self._batch: _Batch | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.round_trips = 0  # pipelines sent (for benchmarks and sizing)
+        # Bumped whenever a connection may have been (re)made: a failed batch (the next
+        # one opens a new connection) or a connection found closed by the server. A user
+        # that must re-establish something per connection compares it with the value it
+        # last saw.
+        self.generation = 0
 
     def submit(self, command: Command, *, shared: bool = False) -> asyncio.Future[Any]:
         """The reply to ``command`` (an exception instance if it failed).
@@ -163,6 +168,7 @@ class Batcher:
                 replies = await self._standalone(batch.commands)
         except BaseException as exc:
             # Fail every request of the batch closed, whatever went wrong.
+            self.generation += 1
             failure: Exception
             if isinstance(exc, TimeoutError):  # asyncio.timeout's: the round trip's budget
                 failure = RedisTimeoutError(f"no answer within {self.timeout} s")
@@ -223,6 +229,7 @@ class Batcher:
             try:
                 if _closed_by_server(connection):
                     # A fresh socket, before a byte of the batch was written.
+                    self.generation += 1
                     await connection.disconnect()
                     await connection.connect()
                 await connection.send_packed_command(

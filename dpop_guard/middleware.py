@@ -136,7 +136,7 @@ class DPoPGuardMiddleware:
         self.introspector = introspector
         self._cached_sync = _sync_lookup(introspector)
         self.replay_store = default_replay_store(settings, replay_store)
-        self.replay_guard = ReplayGuard(self.replay_store)
+        self.replay_guard = ReplayGuard(self.replay_store, fleet_skew=settings.replay_fleet_skew)
         self._record_sync = self.replay_guard.record_sync if self.replay_guard.is_sync else None
         self.nonce_source = default_nonce_source(settings, nonce_source)
         self.metrics = metrics

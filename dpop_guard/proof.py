@@ -238,10 +238,8 @@ class VerifiedProof(NamedTuple):
 
     @property
     def replay_key(self) -> str:
-        """Hex SHA-256 of ``jkt:jti``: the key under which a shared store records the proof
-        (fixed length, and the same in every version of a fleet). Derived when asked: an
-        in-process store is keyed by ``(jkt, jti)`` itself (its memory is not shared), so a
-        hit with the memory store hashes nothing (about 5,000 instructions)."""
+        """Hex SHA-256 of ``jkt:jti``: the one key under which every replay store records
+        the proof (fixed length, and the same in every version of a fleet)."""
         return sha256(f"{self.jkt}:{self.jti}".encode()).hexdigest()
 
 

@@ -23,6 +23,7 @@ from ._url import is_redis_url
 from .metadata import ResourceMetadata
 from .nonce import DEFAULT_NONCE_STEP
 from .proof import DEFAULT_ALGORITHMS, ProofPolicy  # ProofPolicy lives with the verifier
+from .replay._guard import DEFAULT_FLEET_SKEW
 from .routes import Route, route_for
 
 __all__ = [
@@ -40,6 +41,9 @@ __all__ = [
 
 DEFAULT_MAX_TOKEN_BYTES: Final = 8192
 DEFAULT_REPLAY_MAXSIZE: Final = 1_000_000
+DEFAULT_REPLAY_FLEET_SKEW: Final = DEFAULT_FLEET_SKEW
+"""Seconds two nodes' wall clocks may differ (or one clock be stepped back) with replays
+still refused: every replay record lives this much longer (docs/replay-and-fleets.md)."""
 ENV_PREFIX: Final = "DPOP_GUARD_"
 PUBLIC_URL_FROM_REQUEST: Final = "request"
 """``DPOP_GUARD_PUBLIC_URL=request``: the explicit choice to check ``htu`` against the
@@ -67,6 +71,7 @@ ENV_NAMES: Final[Mapping[str, str]] = {
     "MAX_TOKEN_BYTES": "the access-token size limit",
     "REPLAY_STORE": "memory or a Redis URL",
     "REPLAY_MAXSIZE": "entries of the in-memory replay store",
+    "REPLAY_FLEET_SKEW": "seconds node clocks may differ; replay records live this much longer",
     "AUTHORIZATION_SERVERS": "issuers announced in RFC 9728 metadata",
     "RESOURCE": "the RFC 9728 resource identifier",
     "RESOURCE_NAME": "the RFC 9728 resource name",
@@ -200,6 +205,9 @@ class GuardSettings:
         from trusted proxies, since a proxy passes those through from the client.
     :param max_token_bytes: longer access tokens are refused before any other work.
     :param replay_maxsize: in-memory replay store entries; when full, requests fail closed.
+    :param replay_fleet_skew: seconds the wall clocks of the nodes sharing a replay store
+        may differ (or a clock be stepped back) while a replay is still refused; each
+        record lives the proof's acceptance window plus this.
     :param date_header: add a ``Date`` to every response that lacks one. Off by default:
         uvicorn, hypercorn and daphne send their own, and a second ``Date`` breaks RFC 9110
         (section 6.6.1); turn it on under a server that sends none.
@@ -219,6 +227,7 @@ class GuardSettings:
     proxy_headers: tuple[str, ...] = ()
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     replay_maxsize: int = DEFAULT_REPLAY_MAXSIZE
+    replay_fleet_skew: int = DEFAULT_REPLAY_FLEET_SKEW
     date_header: bool = False
 
     def __post_init__(self) -> None:
@@ -240,6 +249,8 @@ class GuardSettings:
         )
         _positive("max_token_bytes", self.max_token_bytes)
         _positive("replay_maxsize", self.replay_maxsize)
+        if not 0 <= self.replay_fleet_skew <= 3600:
+            raise ValueError("replay_fleet_skew must be 0 to 3600 seconds")
         object.__setattr__(self, "routes", tuple(self.routes))
 
     @property
@@ -276,7 +287,8 @@ class GuardSettings:
         ``AUTHORIZATION_SERVERS`` (space-separated issuers; turns on RFC 9728 metadata for
         ``RESOURCE``, by default ``PUBLIC_URL``),
         ``RESOURCE_NAME``, ``TRUSTED_PROXIES`` (addresses or CIDRs), ``PROXY_HEADERS``
-        (e.g. ``x-forwarded-for x-forwarded-proto``), ``REPLAY_MAXSIZE``. The cache's
+        (e.g. ``x-forwarded-for x-forwarded-proto``), ``REPLAY_MAXSIZE``,
+        ``REPLAY_FLEET_SKEW`` (seconds). The cache's
         variables are the builder's (:class:`~dpop_guard.guard.StoreSettings`): the
         middleware never reads them.
 
@@ -312,6 +324,7 @@ class GuardSettings:
                 ),
                 max_token_bytes=env.integer("MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES),
                 replay_maxsize=env.integer("REPLAY_MAXSIZE", DEFAULT_REPLAY_MAXSIZE),
+                replay_fleet_skew=env.integer("REPLAY_FLEET_SKEW", DEFAULT_REPLAY_FLEET_SKEW),
             )
         except ValueError as exc:
             raise field_error(exc, _guard_fields(prefix), fallback=prefix + "*") from None
@@ -321,7 +334,7 @@ def _guard_fields(prefix: str) -> dict[str, str]:
     """GuardSettings' fields (and ResourceMetadata's), each to its variable."""
     names = (
         "public_url realm nonce_secret nonce_step nonce replay_store trusted_proxies "
-        "proxy_headers max_token_bytes replay_maxsize resource_name resource"
+        "proxy_headers max_token_bytes replay_maxsize replay_fleet_skew resource_name resource"
     ).split()
     table = {name: prefix + name.upper() for name in names}
     table["authorization_servers"] = prefix + "AUTHORIZATION_SERVERS"

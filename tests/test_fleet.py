@@ -18,7 +18,9 @@ import pytest
 from dpop_guard import DPoPAuth, ProofSigner, Route
 from dpop_guard.demo import free_port
 from dpop_guard.introspection.redis_cache import RedisTokenCache
+from dpop_guard.proof import ProofPolicy
 from dpop_guard.replay import MemoryReplayStore
+from dpop_guard.replay._guard import DEFAULT_FLEET_SKEW
 from dpop_guard.replay.redis import RedisReplayStore
 from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
@@ -30,6 +32,7 @@ from tests._support.clock import Clock
 from tests._support.harness import ORIGIN, ROUTES, Harness, assert_rejected
 from tests._support.redis_cluster import RedisCluster
 from tests._support.redis_server import RedisServer
+from tests.replay._cluster import durable
 
 SECRET = b"fleet-secret-0123456789abcdefghij"
 ROOT = Path(__file__).resolve().parent.parent
@@ -358,6 +361,42 @@ class TestSharedReplay:
             server.stop()
 
 
+class TestFleetClockSkew:
+    @pytest.mark.parametrize("lag", [0, 5, DEFAULT_FLEET_SKEW])
+    async def test_node_behind_by_the_tolerated_skew_refuses_the_replay(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        reasons: list[str],
+        lag: int,
+    ) -> None:
+        """Two nodes share one store; B's wall clock is ``lag`` seconds behind A's (up to
+        the default tolerated fleet skew). A client stamps its proof at the policy's
+        future limit and uses it at A. At the last real second B's own iat window accepts
+        that proof (a fresh control proof with the same iat gets 200 there), the copy is
+        refused as a replay: the record, timed on the store's monotonic clock, outlives
+        every node's window."""
+        policy = ProofPolicy()
+        T0 = int(time.time())  # the simulator's tokens live on real time
+        mono = Clock(5000.0)
+        store = MemoryReplayStore(clock=mono, epoch=T0 - 3600)
+        wall_a, wall_b = Clock(T0), Clock(T0 - lag)
+        a = make_harness(replay_store=store, clock=wall_a)
+        b = make_harness(replay_store=store, clock=wall_b)
+        token = a.token(signer)
+        iat = T0 + policy.max_future_skew
+        used = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token, iat=iat)
+        assert (await a.call(token, proof=used)).status_code == 200
+        # The last real second at which B's clock reads iat + max_age.
+        elapsed = iat + policy.max_age + lag - T0
+        mono.now += elapsed
+        wall_a.now, wall_b.now = T0 + elapsed, T0 + elapsed - lag
+        control = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token, iat=iat)
+        assert (await b.call(token, proof=control)).status_code == 200
+        response = await b.call(token, proof=used)
+        assert_rejected(response, 401, "invalid_dpop_proof", "jti_replayed", reasons)
+
+
 class TestSharedIntrospectionCache:
     async def test_reads_of_one_tick_share_a_round_trip(self, redis_url: str) -> None:
         """Concurrent reads of one key (a burst of misses for one token) go out once; each
@@ -490,7 +529,7 @@ class TestSharedIntrospectionCache:
 
 @pytest.fixture(name="cluster", scope="module")
 def _cluster() -> Iterator[RedisCluster]:
-    cluster = RedisCluster().start()
+    cluster = durable(RedisCluster().start())  # the replay store refuses one without
     yield cluster
     cluster.stop()
 

@@ -1,5 +1,16 @@
-"""Replay detection: remember each proof's ``(jkt, jti)`` for as long as it could be
-accepted, and refuse a second use (RFC 9449 section 11.1)."""
+"""Replay detection: remember each proof's ``replay_key`` (a digest of ``jkt:jti``) for as
+long as any node of the fleet could accept it, and refuse a second use (RFC 9449 section
+11.1).
+
+Three declared seams, and nothing else decides how a store is called:
+
+- :class:`ReplayStore`: the async check-and-set every store has.
+- :class:`EpochReplayStore`: one that also says since when it remembers everything.
+- :class:`SyncReplayStore`: one that answers without awaiting (the in-memory store); the
+  replay guard then calls its ``try_add`` and nothing else, on every request.
+
+Every store is keyed by one format, the proof's ``replay_key``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +23,7 @@ __all__ = [
     "MemoryReplayStore",
     "ReplayStore",
     "ReplayStoreFull",
+    "SyncReplayStore",
     "replay_store_from_url",
 ]
 
@@ -45,7 +57,9 @@ class EpochReplayStore(ReplayStore, Protocol):
     store keeps a marker holding it, written once with no expiry; if the marker is gone,
     the store has lost its memory (a Redis restarted without persistence, a flush), so
     it writes a new marker holding ``now``, and every process sharing the store reads the
-    same new epoch. :class:`~dpop_guard.replay._guard.ReplayGuard` then refuses proofs
+    same new epoch. A store that learns it may have lost records otherwise (the Redis
+    store, from its servers' eviction counters) moves the marker to ``now`` the same way.
+    :class:`~dpop_guard.replay._guard.ReplayGuard` then refuses proofs
     issued before it, fleet-wide. A store without this method gets a per-process guess.
     """
 
@@ -55,6 +69,33 @@ class EpochReplayStore(ReplayStore, Protocol):
         :param now: wall-clock seconds; the new epoch if the marker is missing.
         :returns: ``(first_use, epoch)``.
         :raises Exception: any failure, as for ``add_if_absent``.
+        """
+        ...
+
+
+@runtime_checkable
+class SyncReplayStore(Protocol):
+    """A replay store that answers without awaiting: a declared synchronous fast path.
+
+    A store that has this method is called through it alone by
+    :class:`~dpop_guard.replay._guard.ReplayGuard`, on every request (the guard decides
+    once, when it is built, by this protocol; never by looking at classes or instances).
+    So ``try_add`` must be the store's one check-and-set: if the store also offers the
+    async methods, they must be faces of ``try_add``, and a wrapper or subclass that adds
+    a check adds it to ``try_add`` (a wrapper that only offers the async methods is not a
+    ``SyncReplayStore`` and is awaited). The same atomicity and fail-closed rules as
+    :class:`ReplayStore` hold: no ``await`` between the check and the set, and any failure
+    raises.
+    """
+
+    def try_add(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+        """Record ``key`` for at least ``ttl`` seconds and read the store's epoch.
+
+        :param key: the proof's ``replay_key`` (64 hex digits).
+        :param ttl: seconds to remember it.
+        :param now: wall-clock seconds; the epoch if the store's memory starts now.
+        :returns: ``(first_use, epoch)``, as :meth:`EpochReplayStore.add_with_epoch`.
+        :raises Exception: any failure; the caller treats it as unavailability.
         """
         ...
 

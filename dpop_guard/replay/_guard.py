@@ -18,6 +18,15 @@ whatever window (``iat``, nonce, leeway) it was accepted under. (The previous, p
 rule was lifted after the first proof's own lifetime, which let a 130 s nonce-route proof
 be replayed 82 s after a failure.)
 
+**Clock skew.** A record's lifetime runs on the store's clock (monotonic, or Redis's)
+while ``iat`` is judged on each node's wall clock. A node whose clock is ``d`` seconds
+behind the node that first saw a proof (or a clock stepped back ``d`` seconds) accepts that
+proof ``d`` seconds longer, so the record must live that much longer: each record lives
+``proof.replay_ttl`` (the acceptance window, future leeway and rounding:
+:meth:`~dpop_guard.proof.ProofPolicy.replay_ttl`) plus ``fleet_skew``, the stated,
+configured tolerance (``GuardSettings.replay_fleet_skew``, ``DPOP_GUARD_REPLAY_FLEET_SKEW``).
+Clocks further apart than that can reopen a proof; keep them NTP-synchronised well within it.
+
 Not covered: a proof used in the last second or two before its store lost its memory, or
 one stamped up to the future leeway ahead by a client whose clock runs fast, may pass once
 more. ``iat`` is in whole seconds, and a proof signed just before an epoch begins may still
@@ -29,15 +38,13 @@ seconds after each start of a store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
 from typing import Final, NoReturn
 
 from ..errors import InvalidDPoPProof, ReplayStoreUnavailable
 from ..proof import VerifiedProof
-from . import EpochReplayStore, ReplayStore
-from .memory import MemoryReplayStore
+from . import EpochReplayStore, ReplayStore, SyncReplayStore
 
-__all__ = ["ReplayGuard"]
+__all__ = ["DEFAULT_FLEET_SKEW", "IN_FLIGHT", "ReplayGuard"]
 
 logger = logging.getLogger("dpop_guard")
 store_logger = logging.getLogger("dpop_guard.replay")  # store events, not decisions
@@ -46,13 +53,21 @@ IN_FLIGHT: Final = 1
 """Seconds before an epoch whose proofs still pass: signed before the epoch began, first
 used after it (whole-second ``iat`` and network latency)."""
 
+DEFAULT_FLEET_SKEW: Final = 10
+"""Seconds of wall-clock difference between nodes (or of a clock stepped back) that a
+record covers by default (``GuardSettings.replay_fleet_skew``)."""
+
 
 class ReplayGuard:
     """Record proofs in ``store`` and refuse replays and proofs of uncertain state.
 
-    :param store: the replay store; fleet-wide loss detection needs an
-        :class:`~dpop_guard.replay.EpochReplayStore` (both built-in stores are). With any
-        other store the epoch is this guard's first use, per process.
+    :param store: the replay store. A :class:`~dpop_guard.replay.SyncReplayStore` is called
+        through ``try_add`` alone (:meth:`record_sync`, no coroutine); any other through
+        its async methods. Fleet-wide loss detection needs an
+        :class:`~dpop_guard.replay.EpochReplayStore` or a sync store (both built-in stores
+        are); with any other store the epoch is this guard's first use, per process.
+    :param fleet_skew: seconds of wall-clock difference between the nodes sharing the
+        store that a record still covers (see the module).
 
     Use (the middleware does this after verifying the proof)::
 
@@ -60,42 +75,32 @@ class ReplayGuard:
         await guard.record(verified_proof, now=int(time.time()))
     """
 
-    def __init__(self, store: ReplayStore) -> None:
+    def __init__(self, store: ReplayStore, *, fleet_skew: int = DEFAULT_FLEET_SKEW) -> None:
+        if not 0 <= fleet_skew <= 3600:
+            raise ValueError("fleet_skew must be 0 to 3600 seconds")
         self.store = store
+        self.fleet_skew = fleet_skew
+        # Declared, decided once: the store's class says which path it offers.
+        self._sync_store = store if isinstance(store, SyncReplayStore) else None
         self._epoch_store = store if isinstance(store, EpochReplayStore) else None
-        # The in-memory store answers without awaiting, so it is called directly: no
-        # coroutine per request (its check-and-set is atomic either way: no await in it).
-        # Only where add_with_epoch is MemoryReplayStore's own, so a subclass that wraps
-        # it (fault injection, instrumentation) is still called through it.
-        self._sync: Callable[[Hashable, int, int], tuple[bool, int]] | None = (
-            store.add_with_epoch_sync
-            if isinstance(store, MemoryReplayStore)
-            and type(store).add_with_epoch is MemoryReplayStore.add_with_epoch
-            and "add_with_epoch" not in vars(store)
-            else None
-        )
-        # MemoryReplayStore's epoch never changes once set (at its first use), so once this
-        # guard has seen it (_judge), it calls the store's check-and-set itself (_direct)
-        # and checks the proof's age against the epoch it saw (_oldest_iat): two call
-        # frames and a tuple fewer per request (about 1,400 instructions). Only for that
-        # class itself, unpatched: a subclass may forget records or move its epoch, so it
-        # is always asked through add_with_epoch_sync. (Like _sync, these are bound when
-        # the guard is built: a method replaced on the store afterwards is not seen.)
-        self._check_and_set: Callable[[Hashable, int], bool] | None = (
-            store.add_if_absent_sync
-            if type(store) is MemoryReplayStore
-            and self._sync is not None
-            and not {"add_with_epoch_sync", "add_if_absent_sync"} & vars(store).keys()
-            else None
-        )
-        self._direct: Callable[[Hashable, int], bool] | None = None
-        self._oldest_iat = 0
-        self._local_epoch: int | None = None  # for stores without an epoch marker
+        self._local_epoch: int | None = None  # for stores without an epoch
         self._epoch_seen: int | None = None
         self._failed_at: int | None = None
+        self._failing = False
+
+    @property
+    def is_sync(self) -> bool:
+        """Whether :meth:`record_sync` can be used (the store declared
+        :class:`~dpop_guard.replay.SyncReplayStore`)."""
+        return self._sync_store is not None
+
+    def ttl(self, proof: VerifiedProof) -> int:
+        """Seconds the record of ``proof`` lives: its acceptance window plus the fleet
+        skew."""
+        return proof.replay_ttl + self.fleet_skew
 
     async def record(self, proof: VerifiedProof, *, now: int) -> None:
-        """Record ``proof`` for ``proof.replay_ttl`` seconds; a second use is a replay.
+        """Record ``proof``; a second use is a replay.
 
         :param now: wall-clock seconds, read once per request by the caller.
         :raises ReplayStoreUnavailable: the store failed (503); the proof is not accepted.
@@ -104,16 +109,16 @@ class ReplayGuard:
             ``IN_FLIGHT``, or at or before a failure this process saw; the client should
             send a fresh proof).
         """
-        if self._sync is not None:
-            self.record_sync(proof, now=now)
+        if self._sync_store is not None:
+            self.record_sync(proof, now)
             return
         try:
             if self._epoch_store is not None:
                 first, epoch = await self._epoch_store.add_with_epoch(
-                    proof.replay_key, ttl=proof.replay_ttl, now=now
+                    proof.replay_key, ttl=self.ttl(proof), now=now
                 )
             else:
-                first = await self.store.add_if_absent(proof.replay_key, ttl=proof.replay_ttl)
+                first = await self.store.add_if_absent(proof.replay_key, ttl=self.ttl(proof))
                 if self._local_epoch is None:
                     self._local_epoch = now
                 epoch = self._local_epoch
@@ -121,52 +126,42 @@ class ReplayGuard:
             self._failed(exc, now)
         self._judge(proof, first, epoch)
 
-    @property
-    def is_sync(self) -> bool:
-        """Whether :meth:`record_sync` can be used (the store answers without awaiting)."""
-        return self._sync is not None
-
     def record_sync(self, proof: VerifiedProof, now: int) -> None:
-        """:meth:`record` without a coroutine, for a store that answers without awaiting
-        (:attr:`is_sync`): the same record, the same checks, the same errors.
+        """:meth:`record` without a coroutine, for a
+        :class:`~dpop_guard.replay.SyncReplayStore` (:attr:`is_sync`): the same record,
+        the same checks, the same errors.
 
         :raises RuntimeError: the store has no synchronous path (a programming error).
         """
-        # Keyed by (jkt, jti) itself: this store is the process's own, so no digest is
-        # needed to keep keys fixed-length or alike across versions of a fleet (and a pair
-        # costs about 1,100 instructions fewer than the text "jkt:jti").
-        direct = self._direct
-        if direct is not None:
-            # The steady state: the memory store's (fixed) epoch is known.
-            try:
-                first = direct((proof.jkt, proof.jti), proof.replay_ttl)
-            except Exception as exc:
-                self._failed(exc, now)
-            if first and proof.iat >= self._oldest_iat and self._failed_at is None:
-                return  # a first use, young enough for the epoch, no failure seen
-            assert self._epoch_seen is not None  # set with _direct
-            self._judge(proof, first, self._epoch_seen)
-            return
-        sync = self._sync
-        if sync is None:
+        store = self._sync_store
+        if store is None:
             raise RuntimeError("this replay store has no synchronous path; await record()")
         try:
-            first, epoch = sync((proof.jkt, proof.jti), proof.replay_ttl, now)
+            first, epoch = store.try_add(proof.replay_key, ttl=self.ttl(proof), now=now)
         except Exception as exc:
             self._failed(exc, now)
         self._judge(proof, first, epoch)
 
     def _failed(self, exc: Exception, now: int) -> NoReturn:
         self._failed_at = now if self._failed_at is None else max(self._failed_at, now)
-        logger.warning(
-            "dpop_guard: replay store failed: %s",
-            type(exc).__name__,
-            extra={"dpop_guard_reason": "replay_store_error"},
-        )
+        if not self._failing:  # one line per transition, not one per refused request
+            self._failing = True
+            logger.warning(
+                "dpop_guard: replay store failed (%s); refusing requests until it answers",
+                type(exc).__name__,
+                extra={"dpop_guard_reason": "replay_store_error"},
+            )
         raise ReplayStoreUnavailable("replay_store_error") from exc
 
     def _judge(self, proof: VerifiedProof, first: bool, epoch: int) -> None:
         """Refuse a replay, or a proof the store cannot vouch for (see the module)."""
+        if self._failing:
+            self._failing = False
+            store_logger.warning(
+                "dpop_guard: the replay store answers again; proofs issued at or before "
+                "its failure stay refused",
+                extra={"dpop_guard_reason": "replay_store_recovered"},
+            )
         if not first:
             raise InvalidDPoPProof("jti_replayed", "The DPoP proof has been used before.")
         if epoch != self._epoch_seen:
@@ -177,8 +172,6 @@ class ReplayGuard:
                     extra={"dpop_guard_reason": "replay_store_reset"},
                 )
             self._epoch_seen = epoch
-            if self._check_and_set is not None:  # the memory store: its epoch is now known
-                self._direct, self._oldest_iat = self._check_and_set, epoch - IN_FLIGHT
         failed_at = self._failed_at
         if proof.iat < epoch - IN_FLIGHT or (failed_at is not None and proof.iat <= failed_at):
             # The store cannot vouch that this proof was not used before: only proofs

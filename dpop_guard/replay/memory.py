@@ -3,19 +3,21 @@ when full. Safe for a single process only; a fleet needs a shared store."""
 
 from __future__ import annotations
 
-import math
+import heapq
 import time
-from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
+from typing import Any, final
 
 __all__ = ["MemoryReplayStore", "ReplayStoreFull"]
 
-# Expired records removed per insertion. More than one, so the queues drain faster than it
+# Expired records removed per insertion. More than one, so the store drains faster than it
 # fills; a small constant, so no single request pays for a mass expiry (a TTL cache that
 # sweeps everything at once stalls the event loop for tens of milliseconds).
 _PURGE_PER_ADD = 4
-# Empty expiry queues kept for lifetimes no longer in use, at most.
-_IDLE_QUEUES = 4
+# Hex digits of the replay key kept per record: 128 bits, so two live proofs never share
+# one (the key is already a SHA-256 digest: its first half is as good as any other hash).
+_KEPT_DIGITS = 32
+_KEY_LENGTH = 64
 
 
 class ReplayStoreFull(RuntimeError):
@@ -23,41 +25,39 @@ class ReplayStoreFull(RuntimeError):
 
 
 class MemoryReplayStore:
-    """A dict of live keys plus, per record lifetime, a first-in-first-out queue of expiry
-    times.
+    """A set of 128-bit digests of the live keys, and their expiry in buckets of one second.
 
-    The clock is monotonic and a lifetime is the same for every record given it, so each
-    queue is in deadline order by construction: adding is an append and expiring a
-    ``popleft``, both constant time, where a heap costs a sift per add and a logarithmic
-    one per expiry (in a steady state of 100,000 live records, one expiring per add:
-    9,200 instructions per add against 13,300 with a heap).
-    Lifetimes are few (they come from the proof policy: one without nonces, one per nonce
-    lifetime), so the earliest deadline is one of a few queue heads, kept up to date: an add
-    purges only once something has expired.
+    One key format: every method takes the proof's ``replay_key`` (64 hex digits of
+    SHA-256, the same string a Redis store records; anything else raises, so a misuse
+    fails closed), and the store keeps its first 128 bits, as an integer in a ``set``.
+    Expiry is by whole second: the bucket of second ``s`` lists the digests that expire at
+    ``s`` (the deadline rounded up, so a record lives at least its TTL and less than one
+    second more), and a heap orders the buckets. A record costs a set slot, the integer
+    and a list slot: 95 bytes over 100,000 records (``python -m benchmarks.replay_memory``;
+    282 with the previous tuple keys, expiry dict and queue of deadlines), whatever the
+    ``jti``'s length.
 
-    ``add_if_absent`` contains no ``await``, so under asyncio or trio it runs to completion
+    Expired records are dropped a few per add (no request pays for a mass expiry), so one
+    may outlive its bucket for a moment: it then refuses a second use of a proof that was
+    really used, which is never a wrong answer.
+
+    ``try_add`` contains no ``await``, so under asyncio or trio it runs to completion
     without interleaving: the check and the set are atomic for every task of the process.
+    It is the store's one check-and-set: the async methods of
+    :class:`~dpop_guard.replay.ReplayStore` are thin faces of it, and the replay guard calls
+    it directly (the store declares :class:`~dpop_guard.replay.SyncReplayStore`). A
+    subclass that intercepts records (fault injection, instrumentation) overrides
+    ``try_add``; overriding an async face instead is refused when the class is defined, so
+    no check can be added to one path and silently skipped on another.
 
     Full means fail closed: when ``maxsize`` live records exist, :class:`ReplayStoreFull`
     is raised (the middleware answers 503) rather than evicting a record that may still be
-    needed. Size it as ``peak requests/s x replay TTL`` with headroom. Each record costs
-    roughly 250 bytes (the key: under the replay guard the pair ``(jkt, jti)``, the ``jti``
-    of about 20-40 characters; a dict slot, a queued tuple and a float; a ``jti`` of the
-    maximum 256 characters adds about 220).
-
-    The replay guard the middleware uses calls it directly and records each proof under the
-    pair ``(jkt, jti)``; through the plain :class:`~dpop_guard.replay.ReplayStore` methods
-    (``add_if_absent``, ``add_with_epoch``: a wrapper, a subclass that overrides them) a
-    proof is recorded under its ``replay_key`` instead. Guards that share one store
-    therefore see each other's proofs when each reaches it the same way (both directly, or
-    both through one wrapper), as the middleware's do.
+    needed. Size it as ``peak requests/s x record lifetime`` with headroom.
 
     Its epoch (see :class:`~dpop_guard.replay.EpochReplayStore`) is the wall-clock second
     of its first use: its memory is the process's, so proofs issued before this process
     began recording cannot be vouched for, and are refused by the replay guard (a restart
-    of a single-process server does not reopen the proofs used before it). Once set, the
-    epoch never changes (nothing here forgets a live record), and the replay guard relies
-    on that: after its first record it calls :meth:`add_if_absent_sync` itself.
+    of a single-process server does not reopen the proofs used before it).
 
     :param maxsize: live records at most.
     :param clock: a monotonic clock in seconds (tests pass their own).
@@ -77,88 +77,88 @@ class MemoryReplayStore:
             raise ValueError("maxsize must be positive")
         self.maxsize = maxsize
         self._clock = clock
-        self._expiry: dict[Hashable, float] = {}
-        self._queues: dict[int, deque[tuple[float, Hashable]]] = {}  # lifetime: (deadline, key)
-        self._earliest = math.inf  # no queue head is earlier
+        self._live: set[int] = set()
+        self._buckets: dict[int, list[int]] = {}  # expiry second: digests
+        self._seconds: list[int] = []  # heap of the buckets' seconds
         self._epoch: int | None = epoch
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for face in ("add_if_absent", "add_with_epoch"):
+            if face in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__name__}.{face} overrides an async face of MemoryReplayStore; "
+                    "override try_add, the one check-and-set every path goes through"
+                )
+
     def __len__(self) -> int:
-        return len(self._expiry)
+        return len(self._live)
 
     def _purge(self, now: float, limit: int | None) -> None:
-        """Drop records dead at ``now``, at most ``limit`` of them (``None``: all), and
-        note the earliest deadline left."""
-        expiry = self._expiry
-        queues = self._queues
+        """Drop records whose bucket's second has passed, at most ``limit`` of them
+        (``None``: all)."""
+        live, buckets, seconds = self._live, self._buckets, self._seconds
         removed = 0
-        earliest = math.inf
-        for queue in queues.values():
-            while queue and queue[0][0] <= now and (limit is None or removed < limit):
-                deadline, key = queue.popleft()
-                # A key re-added after expiry has a newer deadline; leave that record alone.
-                if expiry.get(key) == deadline:
-                    del expiry[key]
+        while seconds and seconds[0] <= now:
+            bucket = buckets[seconds[0]]
+            while bucket and (limit is None or removed < limit):
+                live.discard(bucket.pop())
                 removed += 1
-            if queue and queue[0][0] < earliest:
-                earliest = queue[0][0]
-        self._earliest = earliest
-        if len(queues) > _IDLE_QUEUES:
-            # A caller with ever new lifetimes must not grow the queues without bound: drop
-            # the empty ones (the policy's one or two are kept, never rebuilt).
-            for ttl in [ttl for ttl, queue in queues.items() if not queue]:
-                del queues[ttl]
+            if bucket:
+                return  # the limit was reached
+            del buckets[heapq.heappop(seconds)]
 
-    async def add_if_absent(self, key: str, *, ttl: int) -> bool:
-        """Record ``key`` for ``ttl`` seconds; ``True`` on first use.
+    def try_add(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+        """Record ``key`` for at least ``ttl`` seconds, and read the epoch.
 
+        :param key: the proof's ``replay_key``.
+        :param ttl: seconds, on this store's monotonic clock.
+        :raises ValueError: ``key`` is not 64 hex digits.
+        :param now: wall-clock seconds; the epoch if this is the store's first use.
+        :returns: ``(first_use, epoch)``.
         :raises ReplayStoreFull: if no slot is free even after dropping expired records.
         """
-        return self.add_if_absent_sync(key, ttl)
-
-    async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
-        """Record ``key``; the epoch is the wall-clock ``now`` of the first call.
-
-        :raises ReplayStoreFull: as :meth:`add_if_absent`.
-        """
-        return self.add_with_epoch_sync(key, ttl=ttl, now=now)
-
-    def add_with_epoch_sync(self, key: Hashable, ttl: int, now: int) -> tuple[bool, int]:
-        """:meth:`add_with_epoch` without a coroutine: what
-        :meth:`~dpop_guard.replay._guard.ReplayGuard.record` calls for this store on the
-        request path. Atomic for the same reason (no ``await`` between check and set).
-        The check-and-set is :meth:`add_if_absent_sync`'s, so a subclass that overrides it
-        (fault injection, instrumentation) is called on every path.
-
-        :raises ReplayStoreFull: as :meth:`add_if_absent`.
-        """
-        first = self.add_if_absent_sync(key, ttl)
+        clock = self._clock()
+        seconds = self._seconds
+        if seconds and seconds[0] <= clock:  # something has expired
+            self._purge(clock, _PURGE_PER_ADD)
+        if len(key) != _KEY_LENGTH:
+            raise ValueError("a replay key is 64 hex digits (VerifiedProof.replay_key)")
+        digest = int(key[:_KEPT_DIGITS], 16)
+        live = self._live
+        if digest in live:
+            first = False
+        else:
+            if len(live) >= self.maxsize:
+                self._purge(clock, None)
+                if len(live) >= self.maxsize:
+                    raise ReplayStoreFull("replay store is full")
+            live.add(digest)
+            expires = -int(-(clock + ttl) // 1)  # the deadline's second, rounded up
+            bucket = self._buckets.get(expires)
+            if bucket is None:
+                bucket = self._buckets[expires] = []
+                heapq.heappush(seconds, expires)
+            bucket.append(digest)
+            first = True
         epoch = self._epoch
         if epoch is None:
             epoch = self._epoch = now
         return first, epoch
 
-    def add_if_absent_sync(self, key: Hashable, ttl: int) -> bool:
-        """The check-and-set itself, for synchronous callers: :meth:`add_if_absent` without
-        a coroutine.
+    @final
+    async def add_if_absent(self, key: str, *, ttl: int) -> bool:
+        """:meth:`try_add` as a :class:`~dpop_guard.replay.ReplayStore`: ``True`` on
+        first use (the epoch starts now if this is the first use).
 
-        :raises ReplayStoreFull: as :meth:`add_if_absent`.
+        :raises ReplayStoreFull: as :meth:`try_add`.
         """
-        clock = self._clock()
-        if self._earliest <= clock:  # skip the call when nothing has expired
-            self._purge(clock, _PURGE_PER_ADD)
-        expiry = self._expiry
-        deadline = expiry.get(key)
-        if deadline is not None and deadline > clock:
-            return False
-        if deadline is None and len(expiry) >= self.maxsize:
-            self._purge(clock, None)
-            if len(expiry) >= self.maxsize:
-                raise ReplayStoreFull("replay store is full")
-        deadline = expiry[key] = clock + ttl
-        queue = self._queues.get(ttl)
-        if not queue:  # a new or drained queue: its head may now be the earliest deadline
-            queue = self._queues.setdefault(ttl, deque())
-            if deadline < self._earliest:
-                self._earliest = deadline
-        queue.append((deadline, key))
-        return True
+        return self.try_add(key, ttl=ttl, now=int(time.time()))[0]
+
+    @final
+    async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+        """:meth:`try_add` as an :class:`~dpop_guard.replay.EpochReplayStore`.
+
+        :raises ReplayStoreFull: as :meth:`try_add`.
+        """
+        return self.try_add(key, ttl=ttl, now=now)

@@ -7,28 +7,47 @@ Memory loss: Redis restarted without persistence (or flushed, or failed over to 
 that had nothing) forgets the records, and a proof used before could pass again. The
 marker ``<prefix>epoch`` holds the second the store's memory began; it is written with
 ``SET NX`` and no expiry, so it disappears exactly when the records do, and whoever sees
-it missing first writes a new one that every worker then reads. Run Redis with
-``maxmemory-policy noeviction``: an evicted record reopens its proof, and an evicting
-policy could drop records while keeping the marker. :meth:`RedisReplayStore.ping` (run by
-``guard.startup()``) checks it: ``CONFIG GET maxmemory maxmemory-policy``, and anything but
-``noeviction`` with a memory limit is logged as an ERROR (and reported by
-``dpop-guard check-config``). ``volatile-*`` policies count too: every record has a TTL, so
-every record is a candidate. Without a limit (``maxmemory 0``, 64-bit Redis) nothing is
-evicted whatever the policy. A server that refuses ``CONFIG`` (managed Redis often renames
-or disables it) cannot be checked: that is a warning, since the operator may have set
-``noeviction`` in the provider's console.
+it missing first writes a new one that every worker then reads.
 
-Redis Cluster (``redis+cluster://``): the marker is one key, on one primary. It detects the
-loss of that primary's memory, not of another's: a primary that restarts empty, or fails
-over to a replica that lagged, forgets its records while the marker stays. Run a cluster
-with persistence (``appendonly yes``) and replicas, or a single Redis. While the marker's
-primary is down every request fails closed (each batch reads the marker).
+Eviction: a record evicted under memory pressure reopens its proof, and no marker can
+detect it under every policy (a ``volatile-*`` policy never evicts a key without expiry;
+an expiring marker is evicted last under ``volatile-ttl`` and read too often to be
+evicted under any ``*-lru``). So the store does not rely on a marker for it; it checks the
+server itself, with one ``INFO`` per node:
+
+- **Before serving, and again at most** :data:`SAFETY_INTERVAL` **seconds later, and
+  after any failed round trip or reconnection**, the store establishes that no record
+  can be evicted: on every node, ``maxmemory`` is 0 or ``maxmemory_policy`` is
+  ``noeviction`` (``volatile-*`` policies count: every record has a TTL). A Redis Cluster
+  must also have ``appendonly`` on every primary (below). While that cannot be shown
+  (the policy evicts, ``INFO`` fails, the server is down), every record fails closed
+  (:class:`ReplayStoreUnsafe`: the middleware answers 503) with one log line per change
+  of state, and :attr:`RedisReplayStore.unsafe_refusals` counts the refused records. No
+  background task: the check rides on the requests, by a monotonic deadline.
+- **Eviction that happened anyway** (in the seconds before a policy change was noticed,
+  or while the store was refused) is seen in the servers' ``evicted_keys`` counters. Their
+  sum is kept in Redis (``<prefix>evicted``, no expiry); whenever a check finds another
+  figure (higher, or lower after a restart or ``CONFIG RESETSTAT``, or none), the store
+  starts a new epoch (the marker is overwritten with ``now``), so every worker of the
+  fleet refuses the proofs issued before it, as after a loss of memory.
+
+A server that refuses ``INFO`` cannot be checked, and is refused: a replay store that
+cannot show it keeps its records is not used.
+
+Redis Cluster (``redis+cluster://``): the marker is one key, on one primary, so it would
+not see another primary restart empty. Rather than a marker per primary (slots move
+between primaries), the store refuses a cluster unless every primary has ``appendonly
+yes``: a primary then restarts with its records. (Replicas are not required: a failover
+to a lagging replica can lose the last second of writes, persistence or not; run the
+fleet's clocks and ``appendfsync`` accordingly.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 from .._extras import missing_extra
@@ -40,13 +59,28 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
 
 from .._redis import Batcher, Client, redis_client
 
-__all__ = ["DEFAULT_PREFIX", "EvictionCheck", "RedisReplayStore"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "SAFETY_INTERVAL",
+    "EvictionCheck",
+    "RedisReplayStore",
+    "ReplayStoreUnsafe",
+]
 
 logger = logging.getLogger("dpop_guard.replay")
 
 DEFAULT_PREFIX: Final = "dpop_guard:jti:"
 DEFAULT_CONNECT_TIMEOUT: Final = 1.0
 DEFAULT_COMMAND_TIMEOUT: Final = 0.5
+
+SAFETY_INTERVAL: Final = 1.0
+"""Seconds at most between two checks of the server's safety while serving."""
+
+
+class ReplayStoreUnsafe(RuntimeError):
+    """The store cannot show that it keeps every record (an evicting policy, a cluster
+    without persistence, a server that cannot be checked): records fail closed."""
+
 
 EvictionCheck = tuple[Literal["ok", "evicting", "unknown"], str]
 """The outcome of :meth:`RedisReplayStore.check_eviction` and a sentence explaining it."""
@@ -66,6 +100,8 @@ class RedisReplayStore:
     :param command_timeout: seconds for one round trip (a batch: send and every reply).
     :param connect_timeout: seconds for a cluster client's first discovery of the cluster.
     :param prefix: key prefix, to share a Redis with other uses.
+    :param clock: a monotonic clock in seconds, for the safety check's deadline (tests
+        pass their own).
     """
 
     def __init__(
@@ -75,6 +111,7 @@ class RedisReplayStore:
         prefix: str = DEFAULT_PREFIX,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -83,6 +120,14 @@ class RedisReplayStore:
         self.batcher = Batcher(client, timeout=command_timeout, connect_timeout=connect_timeout)
         self._epoch_read: Final = ("GET", self.epoch_key)
         self._started: int | None = None  # the epoch this store last started (logged)
+        self.evicted_key = prefix + "evicted"
+        self._clock = clock
+        self._safe_until = -1.0  # monotonic deadline of the last check that passed
+        self._generation = -1  # the batcher's connection generation that check saw
+        self._checking: asyncio.Future[str | None] | None = None
+        self._unsafe: str | None = "not checked yet"
+        self._logged: str | None = None  # the state last logged
+        self.unsafe_refusals = 0  # records refused because safety could not be shown
 
     @classmethod
     def from_url(
@@ -92,6 +137,7 @@ class RedisReplayStore:
         prefix: str = DEFAULT_PREFIX,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
         **options: Any,
     ) -> RedisReplayStore:
         """A store on a new client for ``url`` (``redis://host:port/db``, ``rediss://``,
@@ -102,14 +148,124 @@ class RedisReplayStore:
             url, connect_timeout=connect_timeout, command_timeout=command_timeout, **options
         )
         return cls(
-            client, prefix=prefix, command_timeout=command_timeout, connect_timeout=connect_timeout
+            client,
+            prefix=prefix,
+            command_timeout=command_timeout,
+            connect_timeout=connect_timeout,
+            clock=clock,
         )
 
     def _set(self, key: str, ttl: int) -> asyncio.Future[Any]:
         return self.batcher.submit(("SET", self.prefix + key, b"1", "NX", "PX", ttl * 1000))
 
+    async def ensure_safe(self, now: int) -> None:
+        """Establish that the server keeps every record (see the module), unless a check
+        passed less than :data:`SAFETY_INTERVAL` seconds ago on the same connections.
+        Concurrent callers share one check; a failed check is retried by the next caller
+        after the interval (an unsafe store costs no round trip per request).
+
+        :param now: wall-clock seconds: the new epoch if records were evicted.
+        :raises ReplayStoreUnsafe: the store cannot be shown to keep its records.
+        """
+        if self._clock() < self._safe_until and self.batcher.generation == self._generation:
+            if self._unsafe is None:
+                return
+            self.unsafe_refusals += 1
+            raise ReplayStoreUnsafe(self._unsafe)
+        checking = self._checking
+        if checking is None or checking.get_loop() is not asyncio.get_running_loop():
+            checking = self._checking = asyncio.ensure_future(self._check(now))
+            checking.add_done_callback(self._checked)
+        unsafe = await asyncio.shield(checking)
+        if unsafe is not None:
+            self.unsafe_refusals += 1
+            raise ReplayStoreUnsafe(unsafe)
+
+    def _checked(self, done: asyncio.Future[str | None]) -> None:
+        if self._checking is done:
+            self._checking = None
+        if not done.cancelled():
+            done.exception()  # retrieved here too, if every waiter was cancelled
+
+    async def _check(self, now: int) -> str | None:
+        """One check: ``None`` if safe, else why not (also logged once per change)."""
+        generation = self.batcher.generation
+        try:
+            unsafe = await self._unsafe_reason(now)
+        except Exception:
+            # The server did not answer: the store is unavailable (the caller fails
+            # closed), and the next record checks again.
+            self._safe_until = -1.0
+            raise
+        self._unsafe = unsafe
+        self._generation = generation
+        self._safe_until = self._clock() + SAFETY_INTERVAL
+        if unsafe != self._logged:
+            if unsafe is not None:
+                logger.error(
+                    "dpop_guard: refusing requests: %s",
+                    unsafe,
+                    extra={"dpop_guard_reason": "replay_store_unsafe"},
+                )
+            elif self._logged is not None:
+                logger.warning(
+                    "dpop_guard: the replay store is safe again; serving",
+                    extra={"dpop_guard_reason": "replay_store_safe"},
+                )
+            self._logged = unsafe
+        return unsafe
+
+    async def _unsafe_reason(self, now: int) -> str | None:
+        nodes = await self._node_infos()
+        evicted = 0
+        for info in nodes:
+            try:
+                evicting = _evicting(info["maxmemory_policy"], info["maxmemory"])
+                evicted += int(info["evicted_keys"])
+            except (KeyError, TypeError, ValueError):
+                return "could not read the replay store's maxmemory and evicted_keys (INFO)"
+            if evicting is not None:
+                return evicting
+            if self.batcher.cluster and str(info.get("aof_enabled")) != "1":
+                return (
+                    "a Redis Cluster primary runs without appendonly: restarted, it would "
+                    "forget its share of the replay records; set appendonly yes on every "
+                    "primary, or use a single Redis"
+                )
+        recorded = _reply((await self.batcher.execute([("GET", self.evicted_key)]))[0])
+        if recorded == str(evicted).encode():
+            return None
+        commands: list[tuple[Any, ...]] = [("SET", self.evicted_key, str(evicted).encode())]
+        if recorded is not None or evicted:
+            # Records may have been evicted since the last check (or the counters were
+            # reset by a restart): no proof issued before now can be vouched for,
+            # fleet-wide. (No figure and nothing ever evicted: a first use, whose
+            # missing epoch marker add_with_epoch handles.)
+            logger.warning(
+                "dpop_guard: the replay store's Redis evicted keys (evicted_keys %s, was "
+                "%s); proofs issued before now are refused",
+                evicted,
+                "unknown" if recorded is None else _text(recorded),
+                extra={"dpop_guard_reason": "replay_store_evicted"},
+            )
+            commands.append(("SET", self.epoch_key, str(now).encode()))
+        for reply in await self.batcher.execute(commands):
+            _reply(reply)
+        return None
+
+    async def _node_infos(self) -> list[dict[str, Any]]:
+        """``INFO`` of every node holding records (every primary of a cluster)."""
+        client = self.client
+        if self.batcher.cluster:
+            reply = await client.info(target_nodes=client.PRIMARIES)  # type: ignore[union-attr]
+        else:
+            reply = await client.info()
+        return _node_configs(reply)
+
     async def add_if_absent(self, key: str, *, ttl: int) -> bool:
-        """``True`` if ``key`` was not recorded yet; raises on any Redis failure."""
+        """``True`` if ``key`` was not recorded yet; raises on any Redis failure, and
+        :class:`ReplayStoreUnsafe` while the server cannot be shown to keep records."""
+        await self.ensure_safe(int(time.time()))
         return _added(await self._set(key, ttl))
 
     async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
@@ -118,7 +274,12 @@ class RedisReplayStore:
         one ``GET`` of the marker (independent single-key commands, not a transaction,
         so Redis Cluster works). Only when the marker is missing does a second round trip
         follow: ``SET NX`` of ``now`` and a ``GET`` of the marker (shared by the callers
-        that found it missing), whose value is the epoch if another worker won."""
+        that found it missing), whose value is the epoch if another worker won.
+
+        :raises ReplayStoreUnsafe: the server cannot be shown to keep every record
+            (:meth:`ensure_safe`).
+        """
+        await self.ensure_safe(now)
         added = self._set(key, ttl)
         marker_read = self.batcher.submit(self._epoch_read, shared=True)
         first = _added(await added)
@@ -152,8 +313,9 @@ class RedisReplayStore:
         """Whether the server answers (for start-up checks and health endpoints); also
         checks, once per call, that the server cannot evict records
         (:meth:`check_eviction`), logging an ERROR if it can and a warning if it could not
-        tell. Neither refuses start-up: requests are still served, and the log names the
-        setting to change.
+        tell. Neither refuses start-up (the guard may start before Redis is ready); the
+        records are what is refused (:meth:`ensure_safe`, checked on every record) while
+        the server can evict, and the log names the setting to change.
 
         :raises Exception: whatever the client raises when the server does not answer.
         """
@@ -186,26 +348,42 @@ class RedisReplayStore:
                 "or a flood of records can evict others and reopen their proofs",
             )
         for config in _node_configs(reply):
-            policy = _text(config.get("maxmemory-policy"))
-            limit = _text(config.get("maxmemory"))
-            if policy is None or limit is None:
+            try:
+                evicting = _evicting(config["maxmemory-policy"], config["maxmemory"])
+            except (KeyError, TypeError, ValueError):
                 return (
                     "unknown",
                     "could not read the replay store's maxmemory-policy; make sure it is "
                     "noeviction",
                 )
-            if policy != "noeviction" and limit.strip() not in ("0", ""):
-                return (
-                    "evicting",
-                    f"the replay store's Redis has maxmemory-policy {policy} with maxmemory "
-                    f"{limit}: under memory pressure it evicts replay records and reopens "
-                    "their proofs; set maxmemory-policy noeviction",
-                )
+            if evicting is not None:
+                return "evicting", evicting
         return "ok", ""
 
     async def aclose(self) -> None:
         """Close the client's connections."""
         await self.client.aclose()
+
+
+def _evicting(policy: Any, limit: Any) -> str | None:
+    """The one rule: a server may evict records unless its ``maxmemory`` is 0 or its
+    ``maxmemory-policy`` is ``noeviction`` (``volatile-*`` counts: every record has a TTL).
+    ``None`` if it cannot, else a sentence naming the setting.
+
+    :raises ValueError: ``limit`` is not a number or ``policy`` not text (the caller
+        cannot tell).
+    :raises TypeError: ``limit`` is missing.
+    """
+    policy, limit = _text(policy), int(_text(limit))
+    if not isinstance(policy, str):
+        raise ValueError("no maxmemory-policy")
+    if limit == 0 or policy == "noeviction":
+        return None
+    return (
+        f"the replay store's Redis has maxmemory-policy {policy} with maxmemory {limit}: "
+        "under memory pressure it evicts replay records and reopens their proofs; set "
+        "maxmemory-policy noeviction"
+    )
 
 
 def _reply(reply: Any) -> Any:

@@ -14,13 +14,14 @@ from dpop_guard.introspection.redis_cache import RedisTokenCache
 from dpop_guard.replay import replay_store_from_url
 from dpop_guard.replay.redis import DEFAULT_PREFIX, RedisReplayStore
 from tests._support.redis_cluster import RedisCluster
+from tests.replay._cluster import durable
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture(name="cluster", scope="module")
 def _cluster() -> Iterator[RedisCluster]:
-    cluster = RedisCluster().start()
+    cluster = durable(RedisCluster().start())
     yield cluster
     cluster.stop()
 
@@ -106,8 +107,10 @@ class TestPrimaryDown:
     async def test_one_primary_killed(self) -> None:
         """A primary killed mid-run: requests for its keys fail closed (raise, so 503),
         requests for keys on the other primaries keep passing, in the same batch."""
-        cluster = RedisCluster().start()
-        store = RedisReplayStore.from_url(cluster.url, command_timeout=1.0)
+        cluster = durable(RedisCluster().start())
+        # A clock that stands still: the store's safety check (INFO on every primary, which
+        # fails once one is dead) is not due again during the test.
+        store = RedisReplayStore.from_url(cluster.url, command_timeout=1.0, clock=lambda: 0.0)
         try:
             epoch_port = cluster.port_of(store.epoch_key)
             dead = next(p for p in cluster.ports if p != epoch_port)

@@ -4,15 +4,15 @@ injected clock (no sleeps), on the memory store and on a real redis-server."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from dpop_guard.errors import InvalidDPoPProof, ReplayStoreUnavailable
-from dpop_guard.proof import VerifiedProof
-from dpop_guard.replay import EpochReplayStore, MemoryReplayStore
-from dpop_guard.replay._guard import ReplayGuard
+from dpop_guard.proof import ProofPolicy, VerifiedProof
+from dpop_guard.replay import EpochReplayStore, MemoryReplayStore, SyncReplayStore
+from dpop_guard.replay._guard import DEFAULT_FLEET_SKEW, ReplayGuard
 from dpop_guard.replay.redis import RedisReplayStore
 from tests._support.redis_server import RedisServer
 
@@ -70,7 +70,7 @@ class TestRecord:
         """The store keeps the record for the TTL the proof carries, to the boundary: a
         130 s nonce-route record refuses the copy at 129.999 s and is gone at 130 s."""
         mono = FakeMonotonic()
-        guard = ReplayGuard(MemoryReplayStore(clock=mono))
+        guard = ReplayGuard(MemoryReplayStore(clock=mono), fleet_skew=0)
         p = proof("n", iat=T0, ttl=NONCE_TTL)
         await guard.record(p, now=T0)
         mono.now += NONCE_TTL - 0.001
@@ -78,6 +78,38 @@ class TestRecord:
         mono.now += 0.001
         # The record is gone: only the verifier's iat window refuses such a proof now.
         assert await reason_of(guard, p, T0 + NONCE_TTL) is None
+
+    @pytest.mark.parametrize("skew", [0, 1, 10, 30])
+    async def test_a_node_behind_by_the_tolerated_skew_still_refuses(self, skew: int) -> None:
+        """Node A accepts a proof stamped at the policy's future limit; node B, whose wall
+        clock is ``skew`` seconds behind A's, shares A's store. At the last second B's own
+        iat window still accepts the proof (its clock says iat + max_age), the record is
+        still there: jti_replayed. One second of skew beyond the tolerance is not covered
+        (the test shows the boundary is the configured figure, not luck)."""
+        policy = ProofPolicy()
+        mono = FakeMonotonic()
+        store = MemoryReplayStore(clock=mono, epoch=T0 - 3600)
+        node_a = ReplayGuard(store, fleet_skew=skew)
+        node_b = ReplayGuard(store, fleet_skew=skew)
+        iat = T0 + policy.max_future_skew  # a client clock running fast, at the limit
+        p = VerifiedProof("JKT", "j", iat, "GET", "https://rs/a", None, policy.replay_ttl())
+        await node_a.record(p, now=T0)
+        start = mono.now
+        for lag in (skew, skew + 1):
+            # The real second at which B (its clock `lag` behind) last accepts iat: its
+            # wall clock then reads iat + max_age.
+            last_real = iat + policy.max_age + lag
+            mono.now = start + (last_real - T0)
+            b_now = last_real - lag
+            assert b_now - iat <= policy.max_age  # B's verifier would accept it
+            reason = await reason_of(
+                node_b, p._replace(jti=f"j{lag}" if lag > skew else "j"), b_now
+            )
+            if lag == skew:
+                assert reason == "jti_replayed"
+        # Beyond the tolerance: the record of "j" is gone at that second.
+        mono.now = start + (iat + policy.max_age + skew + 1 - T0)
+        assert await reason_of(node_b, p, iat + policy.max_age) is None
 
     async def test_outage_is_503(self) -> None:
         """A failing store is ReplayStoreUnavailable (503), never a pass."""
@@ -181,13 +213,14 @@ class TestFleetOnRealRedis:
         await store.aclose()
 
     async def test_record_ttl_in_redis(self, server: RedisServer) -> None:
-        """The record's expiry in Redis is the proof's replay_ttl (PTTL, not a sleep)."""
+        """The record's expiry in Redis is the proof's replay_ttl plus the fleet skew
+        (PTTL, not a sleep)."""
         store = RedisReplayStore.from_url(server.url)
         p = proof("n", iat=T0, ttl=NONCE_TTL)
-        await ReplayGuard(store).record(p, now=T0)
+        await ReplayGuard(store, fleet_skew=7).record(p, now=T0)
         admin = aioredis.Redis.from_url(server.url)
         pttl = await admin.pttl(store.prefix + p.replay_key)
-        assert NONCE_TTL * 1000 - 2000 < pttl <= NONCE_TTL * 1000
+        assert (NONCE_TTL + 7) * 1000 - 2000 < pttl <= (NONCE_TTL + 7) * 1000
         await admin.aclose()
         await store.aclose()
 
@@ -245,79 +278,69 @@ class TestFleetOnRealRedis:
 
 
 class TestSyncRecord:
-    """The memory store is recorded without a coroutine; same record, checks, errors."""
+    """A store that declares SyncReplayStore is recorded without a coroutine, through its
+    one check-and-set; same record, checks and errors as the async path."""
 
-    def test_sync_only_for_the_memory_store_itself(self) -> None:
-        """The sync path is used for MemoryReplayStore, never for another store or a
-        subclass that wraps its async method (that wrapper must keep being called)."""
-
-        class Wrapped(MemoryReplayStore):
-            async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
-                return await super().add_with_epoch(key, ttl=ttl, now=now)
-
+    def test_sync_path_is_declared(self) -> None:
+        """The memory store declares the sync path; a wrapper offering only the async
+        methods does not, and is awaited."""
+        assert isinstance(MemoryReplayStore(), SyncReplayStore)
         assert ReplayGuard(MemoryReplayStore()).is_sync
-        assert not ReplayGuard(Wrapped()).is_sync
-        assert not ReplayGuard(Switchable(MemoryReplayStore())).is_sync
+        wrapper = Switchable(MemoryReplayStore())
+        assert not isinstance(wrapper, SyncReplayStore)
+        assert not ReplayGuard(wrapper).is_sync
         with pytest.raises(RuntimeError):
-            ReplayGuard(Wrapped()).record_sync(proof("a", iat=T0), now=T0)
+            ReplayGuard(wrapper).record_sync(proof("a", iat=T0), now=T0)
 
-    async def test_a_subclass_check_and_set_is_called_on_the_sync_path(self) -> None:
-        """A subclass that overrides the check-and-set itself (add_if_absent_sync: fault
-        injection here) is called on the guard's sync path: its failure is a 503, never
-        skipped."""
+    def test_overriding_an_async_face_is_refused(self) -> None:
+        """A subclass cannot add a check to an async face only (the guard would never call
+        it): defining one is a TypeError that names try_add."""
+        for face in ("add_if_absent", "add_with_epoch"):
+            with pytest.raises(TypeError, match="try_add"):
+                type("Wrapped", (MemoryReplayStore,), {face: lambda self: None})
 
-        class Failing(MemoryReplayStore):
-            def add_if_absent_sync(self, key: Hashable, ttl: int) -> bool:
-                raise ConnectionError("injected")
-
-        guard = ReplayGuard(Failing(epoch=T0))
-        assert guard.is_sync
-        with pytest.raises(ReplayStoreUnavailable):
-            guard.record_sync(proof("a", iat=T0), T0)
-        with pytest.raises(ReplayStoreUnavailable):
-            await guard.record(proof("b", iat=T0), now=T0)
-
-    def test_check_and_set_called_after_the_epoch_is_known(self) -> None:
-        """Once the guard knows the store's epoch it calls the check-and-set itself: a
-        subclass's override is still called on every record, its failure a 503, and a
-        replay and a proof older than the epoch are still refused."""
-        calls: list[Hashable] = []
+    async def test_a_subclass_check_and_set_is_called_on_every_path(self) -> None:
+        """A subclass that overrides try_add (fault injection here) is called on the
+        guard's sync path, its async path and the store's async faces: its failure is a
+        503, and a replay and a proof older than the epoch are still refused."""
+        calls: list[str] = []
 
         class Flaky(MemoryReplayStore):
             down = False
 
-            def add_if_absent_sync(self, key: Hashable, ttl: int) -> bool:
+            def try_add(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
                 calls.append(key)
                 if self.down:
                     raise ConnectionError("injected")
-                return super().add_if_absent_sync(key, ttl)
+                return super().try_add(key, ttl=ttl, now=now)
 
         store = Flaky(epoch=T0)
         guard = ReplayGuard(store)
-        guard.record_sync(proof("a", iat=T0), T0)  # the epoch is learnt here
-        guard.record_sync(proof("b", iat=T0), T0)
+        guard.record_sync(proof("a", iat=T0), T0)
+        await guard.record(proof("b", iat=T0), now=T0)
         with pytest.raises(InvalidDPoPProof) as refused:
             guard.record_sync(proof("b", iat=T0), T0)
         assert refused.value.reason == "jti_replayed"
         with pytest.raises(InvalidDPoPProof) as refused:
             guard.record_sync(proof("old", iat=T0 - 2), T0 + 1)
         assert refused.value.reason == "replay_state_uncertain"
+        assert await store.add_if_absent(proof("a", iat=T0).replay_key, ttl=10) is False
         store.down = True
         with pytest.raises(ReplayStoreUnavailable):
             guard.record_sync(proof("c", iat=T0 + 1), T0 + 1)
-        assert [key[1] for key in calls] == ["a", "b", "b", "old", "c"]  # type: ignore[index]
+        with pytest.raises(ReplayStoreUnavailable):
+            await guard.record(proof("d", iat=T0 + 1), now=T0 + 1)
+        expected = [proof(j, iat=T0).replay_key for j in ("a", "b", "b", "old", "a", "c", "d")]
+        assert calls == expected
 
-    def test_a_subclass_that_forgets_is_asked_for_its_epoch_every_time(self) -> None:
-        """A subclass may lose its records and start a new epoch (a restart): the guard
-        never takes the epoch it saw for granted with it, so a proof used before the
-        restart is refused after it (the guard's direct path is MemoryReplayStore's
-        alone)."""
+    def test_a_store_that_forgets_is_asked_for_its_epoch_every_time(self) -> None:
+        """A sync store may lose its records and start a new epoch (a restart): the guard
+        never takes the epoch it saw for granted, so a proof used before the restart is
+        refused after it."""
 
         class Restartable(MemoryReplayStore):
             def restart(self) -> None:
-                self._expiry.clear()
-                self._queues.clear()
-                self._epoch = None
+                self.__init__()  # type: ignore[misc]
 
         store = Restartable()
         guard = ReplayGuard(store)
@@ -327,20 +350,20 @@ class TestSyncRecord:
             guard.record_sync(proof("x", iat=T0), T0 + 5)
         assert refused.value.reason == "replay_state_uncertain"
 
-    def test_an_overridden_epoch_record_is_called_every_time(self) -> None:
-        """A subclass that overrides add_with_epoch_sync (its own epoch rule) is called on
-        every record, never bypassed once the epoch is known."""
-        seen: list[int] = []
-
-        class Instrumented(MemoryReplayStore):
-            def add_with_epoch_sync(self, key: Hashable, ttl: int, now: int) -> tuple[bool, int]:
-                seen.append(now)
-                return super().add_with_epoch_sync(key, ttl, now)
-
-        guard = ReplayGuard(Instrumented(epoch=T0))
-        for i in range(3):
-            guard.record_sync(proof(f"p{i}", iat=T0 + i), T0 + i)
-        assert seen == [T0, T0 + 1, T0 + 2]
+    async def test_one_key_format(self) -> None:
+        """The guard's sync path records a proof under its replay_key, the key the store's
+        async faces and a Redis store use: a proof recorded one way is a replay the
+        other way."""
+        store = MemoryReplayStore(epoch=T0)
+        ReplayGuard(store).record_sync(proof("a", iat=T0), T0)
+        assert await store.add_with_epoch(proof("a", iat=T0).replay_key, ttl=10, now=T0) == (
+            False,
+            T0,
+        )
+        assert await store.add_if_absent(proof("b", iat=T0).replay_key, ttl=10) is True
+        with pytest.raises(InvalidDPoPProof) as refused:
+            ReplayGuard(store).record_sync(proof("b", iat=T0), T0)
+        assert refused.value.reason == "jti_replayed"
 
     async def test_guards_sharing_one_store_see_each_others_proofs(self) -> None:
         """Two guards on one memory store record under the same key: a proof used through
@@ -359,11 +382,18 @@ class TestSyncRecord:
         store only reachable by awaiting (first use, replay, too old for the epoch)."""
         sync_guard = ReplayGuard(MemoryReplayStore(epoch=T0))
 
-        class AsyncOnly(MemoryReplayStore):
-            async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
-                return await super().add_with_epoch(key, ttl=ttl, now=now)
+        class AsyncOnly:
+            def __init__(self, store: MemoryReplayStore) -> None:
+                self.store = store
 
-        async_guard = ReplayGuard(AsyncOnly(epoch=T0))
+            async def add_with_epoch(self, key: str, *, ttl: int, now: int) -> tuple[bool, int]:
+                return await self.store.add_with_epoch(key, ttl=ttl, now=now)
+
+            async def add_if_absent(self, key: str, *, ttl: int) -> bool:
+                return await self.store.add_if_absent(key, ttl=ttl)
+
+        async_guard = ReplayGuard(AsyncOnly(MemoryReplayStore(epoch=T0)))
+        assert not async_guard.is_sync
         uses = [("a", T0), ("a", T0), ("b", T0 - 5), ("c", T0 + 1), ("c", T0 + 1)]
 
         def sync_reason(p: VerifiedProof) -> str | None:
@@ -429,3 +459,23 @@ class TestSyncRecord:
         assert refused.value.reason == "replay_state_uncertain"
         store._clock = lambda: 2e9  # "three"'s record expired
         guard.record_sync(proof("four", iat=T0 + 1), now=T0 + 1)  # issued after the failure
+
+
+class TestFleetSkewSetting:
+    def test_read_from_the_environment(self) -> None:
+        """DPOP_GUARD_REPLAY_FLEET_SKEW sets the tolerated skew; the default is stated."""
+        from dpop_guard.settings import GuardSettings
+
+        assert GuardSettings().replay_fleet_skew == DEFAULT_FLEET_SKEW == 10
+        settings = GuardSettings.from_env({"DPOP_GUARD_REPLAY_FLEET_SKEW": "30"})
+        assert settings.replay_fleet_skew == 30
+
+    @pytest.mark.parametrize("value", ["-1", "3601", "ten", "1e3", "nan"])
+    def test_out_of_range_is_refused(self, value: str) -> None:
+        """A negative, huge or non-integer skew is refused, naming the variable."""
+        from dpop_guard.settings import GuardSettings
+
+        with pytest.raises(ValueError, match=r"REPLAY_FLEET_SKEW|replay_fleet_skew"):
+            GuardSettings.from_env({"DPOP_GUARD_REPLAY_FLEET_SKEW": value})
+        with pytest.raises(ValueError):
+            ReplayGuard(MemoryReplayStore(), fleet_skew=int(value) if value == "-1" else 3601)
