@@ -71,6 +71,7 @@ test-lowest:
 lint: $(STAMP)
 	$(BIN)/ruff check dpop_guard tests examples benchmarks
 	$(BIN)/ruff format --check dpop_guard tests examples benchmarks
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
-from starlette.types import Send
-
+from ._asgi import Send
 from .routes import Route
 
 if TYPE_CHECKING:

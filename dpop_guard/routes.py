@@ -43,7 +43,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from starlette.types import Scope
+from ._asgi import Scope
 
 __all__ = [
     "MAX_MAX_AGE",
