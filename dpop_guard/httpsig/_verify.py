@@ -289,9 +289,11 @@ async def _verify(
         assert combined is not None  # the base above could not be built without it
         digest = parse_content_digest(combined)
     if replay_store is not None:
-        key_id = hashlib.sha256(params.keyid.encode() + b"\n" + base).hexdigest()
+        # One key format for every replay store: 64 hex digits of SHA-256 (the proofs'
+        # replay_key is one too); the "httpsig" label keeps the two keyspaces apart.
+        key_id = hashlib.sha256(b"httpsig\n" + params.keyid.encode() + b"\n" + base).hexdigest()
         try:
-            first = await replay_store.add_if_absent(f"httpsig:{key_id}", ttl=policy.replay_ttl)
+            first = await replay_store.add_if_absent(key_id, ttl=policy.replay_ttl)
         except Exception as exc:
             raise HTTPSignatureError("replay_store_unavailable", status=503) from exc
         if not first:
