@@ -27,24 +27,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from time import perf_counter
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._binding import Policy, check_binding, policy_for
 from ._decision import NO_TRACE, DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
-from ._fapi import INTERACTION_ID, DateHeader, stamp_responses
+from ._fapi import DateHeader, stamp_responses
 from ._memo import Authorizations, RequestShapes, Shape
 from ._proxy import parse_networks, peer_is_trusted
+from ._request import facts_for, read_headers, state_of, with_nonce
 from ._respond import refuse_websocket, send_response
 from ._target import target_url
 from ._websocket import close_at_expiry
 from .challenges import DPOP_SCHEME, challenge_for
 from .credentials import DPoPCredentials, DPoPUser, credentials_for
 from .errors import DPoPGuardError, InvalidRequest, InvalidToken, ServiceUnavailable
-from .introspection import Introspector, Lookup, RequestFacts, SyncTokenLookup, TokenInfo
+from .introspection import Introspector, RequestFacts, SyncTokenLookup, TokenInfo
 from .metadata import metadata_endpoint
 from .metrics import Metrics
 from .mtls import ClientCertificate, ClientCertificateSource
@@ -59,30 +60,8 @@ __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
 
 logger = logging.getLogger("dpop_guard")
 
-_INTERACTION_ID = INTERACTION_ID.encode()
 Handed = tuple[Receive, Send]
 """What the app is called with besides the scope."""
-
-
-def read_headers(
-    headers: Iterable[tuple[bytes, bytes]],
-) -> tuple[bytes, int, bytes, int, bytes | None]:
-    """One pass over the headers (ASGI allows any iterable) for what the guard reads:
-    ``(authorization, how many, dpop, how many, x-fapi-interaction-id)``, the last value
-    of each (none or several of the first two are refused by their number alone)."""
-    authorization = dpop = b""
-    authorizations = proofs = 0
-    sent_id: bytes | None = None
-    for name, value in headers:
-        if name == b"authorization":
-            authorization = value
-            authorizations += 1
-        elif name == b"dpop":
-            dpop = value
-            proofs += 1
-        elif name == _INTERACTION_ID and sent_id is None:
-            sent_id = value
-    return authorization, authorizations, dpop, proofs, sent_id
 
 
 class DPoPGuardMiddleware:
@@ -196,7 +175,7 @@ class DPoPGuardMiddleware:
         listening = self.metrics is not None or logger.isEnabledFor(logging.INFO)
         trace = Trace(interaction, started) if listening else NO_TRACE
         try:
-            _state(scope)["fapi_interaction_id"] = interaction
+            state_of(scope)["fapi_interaction_id"] = interaction
             shape = self._shapes.shape(scope, method, websocket)  # 400 on a bad request line
             policy = shape.policy
             if policy is None:
@@ -209,7 +188,7 @@ class DPoPGuardMiddleware:
             now = int(self._clock())
             next_nonce: str | None = None
             if header.scheme == "Bearer":
-                facts = _facts(method, htu, None, None, shape, certificate)
+                facts = facts_for(method, htu, None, None, shape, certificate)
                 info = await self._bearer(header.token, proofs > 0, policy, facts, trace)
             else:
                 # Verify locally; record the jti before any lookup (a replayed proof
@@ -227,7 +206,7 @@ class DPoPGuardMiddleware:
                 else:
                     # The proof's own htu: it matched the request URL locally.
                     proof_text = raw.decode("ascii")
-                    facts = _facts(method, proof.htu, proof_text, proof.jkt, shape, certificate)
+                    facts = facts_for(method, proof.htu, proof_text, proof.jkt, shape, certificate)
                     info = await trace.introspect(self.introspector, header.token, facts)
                     next_nonce = facts.lookup.dpop_nonce  # the authorization server's
                 check_binding(info, policy, proof.jkt, certificate, self._allow_unbound)
@@ -277,7 +256,7 @@ class DPoPGuardMiddleware:
         """``receive`` and ``send`` for the app: ``DPoP-Nonce`` on the response head when
         there is a next nonce, and a websocket closed at its token's expiry if asked."""
         if next_nonce is not None:
-            send = _with_nonce(send, next_nonce, websocket)
+            send = with_nonce(send, next_nonce, websocket)
         if websocket and self._close_at_expiry and expires_at is not None:
             return close_at_expiry(receive, send, expires_at, self._clock)
         return receive, send
@@ -363,53 +342,3 @@ class DPoPGuardMiddleware:
             await refuse_websocket(response, scope, receive, send)
         else:
             await send_response(response, send, "http.response")
-
-
-def _state(scope: Scope) -> dict[str, object]:
-    """``scope["state"]``, made when the server sent none (uvicorn and hypercorn do). A
-    state that is not a mapping is a server's bug: 503, like any other."""
-    state = scope.get("state")
-    if state is None:
-        state = scope["state"] = {}
-    return state
-
-
-def _facts(
-    method: str,
-    htu: str,
-    proof: str | None,
-    jkt: str | None,
-    shape: Shape,
-    certificate: ClientCertificate | None,
-) -> RequestFacts:
-    """What the introspector may need about the request besides the token (built on a
-    miss only), with a fresh :class:`~dpop_guard.introspection.Lookup` for it to report on."""
-    policy = shape.policy
-    assert policy is not None
-    return RequestFacts(
-        method=method,
-        htu=htu,
-        proof=proof,
-        jkt=jkt,
-        scopes=policy.scopes,
-        path=shape.path,
-        lookup=Lookup(),
-        client_certificate=certificate,
-        acr_values=policy.acr_values,
-        max_age=policy.max_age,
-    )
-
-
-def _with_nonce(send: Send, next_nonce: str, websocket: bool) -> Send:
-    """``send`` with ``DPoP-Nonce: next_nonce`` on the response head (the body streams
-    through untouched)."""
-    start = "websocket.accept" if websocket else "http.response.start"
-    nonce = next_nonce.encode("ascii")
-
-    async def send_with_nonce(message: Message) -> None:
-        if message["type"] == start:
-            # A websocket accept may carry no headers list at all.
-            message["headers"] = [*message.get("headers", ()), (b"dpop-nonce", nonce)]
-        await send(message)
-
-    return send_with_nonce
