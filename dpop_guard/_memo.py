@@ -62,9 +62,9 @@ V = TypeVar("V")
 class Memo(Generic[K, V]):
     """``compute(key)``, remembered, bounded in bytes.
 
-    :meth:`get` answers a remembered key with one dict lookup; otherwise it computes the
-    value (a refusal propagates and nothing is stored) and remembers it when the input's
-    ``size`` is at most :data:`MAX_REMEMBERED`. Each entry is charged ``cost(key, value)``
+    :meth:`get` answers a remembered key with one dict lookup; :meth:`remember` computes
+    the value (a refusal propagates and nothing is stored) and remembers it when the
+    input's ``size`` is at most :data:`MAX_REMEMBERED`. Each entry is charged ``cost(key, value)``
     bytes (the ``sys.getsizeof`` of the strings it keeps) plus :data:`ENTRY_OVERHEAD`, and
     the memo starts over when what it holds would pass ``budget`` bytes.
 
@@ -73,7 +73,7 @@ class Memo(Generic[K, V]):
     :param budget: bytes held at most.
     """
 
-    __slots__ = ("_compute", "_cost", "_data", "_held", "budget")
+    __slots__ = ("_compute", "_cost", "_data", "_held", "budget", "get")
 
     def __init__(
         self,
@@ -87,6 +87,9 @@ class Memo(Generic[K, V]):
         self._data: dict[K, V] = {}
         self._held = 0
         self.budget = budget
+        self.get: Callable[[K], V | None] = self._data.get
+        """The remembered value of a key, or ``None``: the dict's own ``get`` (no Python
+        frame on a hit)."""
 
     def __len__(self) -> int:
         return len(self._data)
@@ -96,15 +99,12 @@ class Memo(Generic[K, V]):
         """The bytes charged for what the memo holds now."""
         return self._held
 
-    def get(self, key: K, size: int) -> V:
-        """The value of ``key``.
+    def remember(self, key: K, size: int) -> V:
+        """The value of ``key``, computed (a refusal propagates and nothing is stored) and
+        remembered when the input's ``size`` is at most :data:`MAX_REMEMBERED`.
 
-        :param size: the input's characters (or octets): over :data:`MAX_REMEMBERED`, the
-            value is computed and not remembered.
+        :param size: the input's characters (or octets).
         """
-        value = self._data.get(key)
-        if value is not None:
-            return value
         value = self._compute(key)
         if size <= MAX_REMEMBERED:
             cost = self._cost(key, value) + ENTRY_OVERHEAD
@@ -184,8 +184,11 @@ class RequestShapes:
         path: str = scope["path"]
         root: str = scope.get("root_path", "")
         raw: bytes | None = scope.get("raw_path")
-        size = len(path) + len(root) + (len(raw) if raw else 0)
-        return self._memo.get((path, root, method, raw, websocket), size)
+        key = (path, root, method, raw, websocket)
+        shape = self._memo.get(key)
+        if shape is None:
+            shape = self._memo.remember(key, len(path) + len(root) + (len(raw) if raw else 0))
+        return shape
 
     def _decide_key(self, key: ShapeKey) -> Shape:
         path, root, method, raw, websocket = key
@@ -245,7 +248,7 @@ class Authorizations:
             refused by their number alone).
         """
         if count == 1:
-            return self._memo.get(value, len(value))
+            return self._memo.get(value) or self._memo.remember(value, len(value))
         return parse_authorization(
             [value.decode("latin-1")] * count, max_token_bytes=self.max_token_bytes
         )

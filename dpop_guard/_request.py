@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from starlette.types import Message, Scope, Send
+from starlette.types import Message, Send
 
 from ._fapi import INTERACTION_ID
 from ._memo import Shape
 from .introspection import Lookup, RequestFacts
 from .mtls import ClientCertificate
 
-__all__ = ["facts_for", "read_headers", "state_of", "with_nonce"]
+__all__ = ["facts_for", "read_headers", "with_nonce"]
 
 _INTERACTION_ID = INTERACTION_ID.encode()
 
@@ -36,15 +36,6 @@ def read_headers(
         elif name == _INTERACTION_ID and sent_id is None:
             sent_id = value
     return authorization, authorizations, dpop, proofs, sent_id
-
-
-def state_of(scope: Scope) -> dict[str, object]:
-    """``scope["state"]``, made when the server sent none (uvicorn and hypercorn do). A
-    state that is not a mapping is a server's bug: 503, like any other."""
-    state = scope.get("state")
-    if state is None:
-        state = scope["state"] = {}
-    return state
 
 
 def facts_for(

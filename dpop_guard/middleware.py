@@ -38,7 +38,7 @@ from ._defaults import default_nonce_source, default_replay_store
 from ._fapi import DateHeader, stamp_responses
 from ._memo import Authorizations, RequestShapes, Shape
 from ._proxy import parse_networks, peer_is_trusted
-from ._request import facts_for, read_headers, state_of, with_nonce
+from ._request import facts_for, read_headers, with_nonce
 from ._respond import refuse_websocket, send_response
 from ._target import target_url
 from ._websocket import close_at_expiry
@@ -175,7 +175,11 @@ class DPoPGuardMiddleware:
         listening = self.metrics is not None or logger.isEnabledFor(logging.INFO)
         trace = Trace(interaction, started) if listening else NO_TRACE
         try:
-            state_of(scope)["fapi_interaction_id"] = interaction
+            state = scope.get("state")  # uvicorn and hypercorn send one
+            if state is None:
+                state = scope["state"] = {}
+            # (A state that is not a mapping is a server's bug: 503, like any other.)
+            state["fapi_interaction_id"] = interaction
             shape = self._shapes.shape(scope, method, websocket)  # 400 on a bad request line
             policy = shape.policy
             if policy is None:
@@ -183,7 +187,7 @@ class DPoPGuardMiddleware:
             header = self._authorizations.header(authorization, authorizations)
             # Before the proof: a malformed certificate header (a proxy bug) is a 400
             # whatever else the request holds.
-            certificate = self._certificate(scope)
+            certificate = None if self.certificate_source is None else self._certificate(scope)
             htu = shape.htu or self._target_url(scope, shape)
             now = int(self._clock())
             next_nonce: str | None = None
@@ -233,6 +237,8 @@ class DPoPGuardMiddleware:
             log_unexpected(exc)
             await self._reject(ServiceUnavailable("internal_error"), scope, receive, send, trace)
             return None
+        if next_nonce is None and not websocket:
+            return receive, send  # the common case: nothing to wrap
         return self._hand_on(receive, send, websocket, next_nonce, info.expires_at)
 
     async def _unprotected(

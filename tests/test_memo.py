@@ -181,9 +181,11 @@ def test_memo_never_remembers_over_its_size() -> None:
 
     memo: Memo[str, str] = Memo(compute, lambda k, v: sys.getsizeof(k) + sys.getsizeof(v))
     big = "x" * (MAX_REMEMBERED + 1)
-    assert memo.get(big, len(big)) == big.upper() == memo.get(big, len(big))
-    assert memo.get("ab", 2) == "AB" == memo.get("ab", 2)
-    assert computed == [big, big, "ab"]  # "ab" remembered, the big one not
+    assert memo.get(big) is None
+    assert memo.remember(big, len(big)) == big.upper()
+    assert memo.get(big) is None  # over the size: computed, never remembered
+    assert memo.remember("ab", 2) == "AB" == memo.get("ab")
+    assert computed == [big, "ab"]
 
 
 # -- retained memory after a flood of maximal inputs (issue 19, section 3) ----------------
