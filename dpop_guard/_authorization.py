@@ -1,4 +1,10 @@
-"""The ``Authorization`` header (RFC 9449 section 7.1, RFC 6750 section 2.1)."""
+"""The ``Authorization`` header (RFC 9449 section 7.1, RFC 6750 section 2.1).
+
+Rules that live here: the scheme is ``DPoP`` or ``Bearer`` (case-insensitive); exactly one
+space separates it from exactly one token68; a value longer than the longest that could
+hold a token within ``max_token_bytes`` is refused before any other work (so a value of
+60,000 spaces costs a length check, and nothing of it is kept).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,9 @@ from .errors import AuthenticationRequired, InvalidRequest, InvalidToken
 
 # token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="  (RFC 9110 11.2)
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# "Bearer " and optional whitespace the server left around the value: a longer value
+# cannot hold a token within the limit.
+_LONGEST_PREFIX = len("Bearer ") + 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +41,9 @@ def parse_authorization(values: Sequence[str], *, max_token_bytes: int) -> Autho
 
     :raises AuthenticationRequired: no header, or a scheme other than DPoP or Bearer.
     :raises InvalidRequest: more than one ``Authorization`` header.
-    :raises InvalidToken: the token is missing, too long, or not token68.
+    :raises InvalidToken: the token is missing, too long (``token_too_long``, the value
+        as a whole too, before it is looked at), or not token68 (``token_malformed``,
+        also for more than one space after the scheme).
     """
     if not values:
         raise AuthenticationRequired("authorization_missing")
@@ -40,7 +51,10 @@ def parse_authorization(values: Sequence[str], *, max_token_bytes: int) -> Autho
         raise InvalidRequest(
             "authorization_multiple", "Exactly one Authorization header is allowed."
         )
-    value = values[0].strip(" \t")
+    value = values[0]
+    if len(value) > max_token_bytes + _LONGEST_PREFIX:
+        raise InvalidToken("token_too_long", "The access token is malformed.")
+    value = value.strip(" \t")
     scheme, _, token = value.partition(" ")
     folded = scheme.lower()
     if folded == "dpop":
@@ -49,7 +63,6 @@ def parse_authorization(values: Sequence[str], *, max_token_bytes: int) -> Autho
         canonical = "Bearer"
     else:
         raise AuthenticationRequired("authorization_scheme_unsupported")
-    token = token.lstrip(" ")
     if not token:
         raise InvalidToken("token_missing", "The access token is missing.")
     if len(token) > max_token_bytes:

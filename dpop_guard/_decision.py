@@ -1,8 +1,8 @@
 """One decision per protected request: a structured log record on the ``dpop_guard``
 logger and a :class:`~dpop_guard.metrics.Decision` for the metrics hook.
 
-The facts travel as explicit values: the middleware fills a :class:`Trace` as it goes
-(verification and introspection times) and hands the introspector chain a
+The facts travel as explicit values: the middleware runs the costly stages through a
+:class:`Trace` (verification and introspection times) and hands the introspector chain a
 :class:`~dpop_guard.introspection.Lookup` on the request facts, on which a caching
 introspector notes whether it answered from its cache. No context variables.
 """
@@ -12,25 +12,31 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from typing import Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-from .introspection import Lookup
+from .introspection import InactiveToken, Introspector, RequestFacts, SyncTokenLookup, TokenInfo
 from .metrics import Decision, Metrics
 
-__all__ = ["DecisionLog", "Trace", "log_unexpected", "render_traceback"]
+if TYPE_CHECKING:
+    from .nonce import NonceSource
+    from .proof import ProofVerifier, VerifiedProof
+
+__all__ = ["NO_TRACE", "DecisionLog", "Trace", "log_unexpected", "render_traceback"]
 
 logger = logging.getLogger("dpop_guard")
 
 
 class Trace:
-    """What one request cost, filled in by the middleware as it goes. (A plain slotted
-    class: built on every request, where a dataclass with default factories costs about
-    three times as much.)"""
+    """What one request cost, for the decision log and the metrics: the request's stages
+    that cost time (proof verification, token lookup) run through it, and it notes their
+    times and whether the token came from a cache. When nobody listens (no metrics, the
+    ``dpop_guard`` logger below INFO) the middleware uses :data:`NO_TRACE` instead, which
+    runs the same stages and notes nothing."""
 
     __slots__ = (
+        "cache_hit",
         "interaction_id",
         "introspection_seconds",
-        "lookup",
         "started",
         "verification_seconds",
     )
@@ -41,7 +47,95 @@ class Trace:
         self.interaction_id = interaction_id
         self.verification_seconds: float | None = None
         self.introspection_seconds: float | None = None
-        self.lookup = Lookup()
+        self.cache_hit: bool | None = None
+
+    def verify(
+        self,
+        verifier: ProofVerifier,
+        raw: bytes,
+        method: str,
+        url: str,
+        token: str,
+        now: int,
+        nonces: NonceSource | None,
+    ) -> VerifiedProof:
+        """``verifier.verify(...)``, timed."""
+        started = time.perf_counter()
+        try:
+            return verifier.verify(
+                raw, method=method, url=url, access_token=token, now=now, nonces=nonces
+            )
+        finally:
+            self.verification_seconds = time.perf_counter() - started
+
+    def look_up(self, lookup: SyncTokenLookup, token: str) -> TokenInfo | None:
+        """``lookup.cached_sync(token)``, timed; a remembered answer is a cache hit."""
+        started = time.perf_counter()
+        try:
+            info = lookup.cached_sync(token)
+        except InactiveToken:
+            self.cache_hit = True  # a remembered dead token
+            raise
+        if info is not None:
+            self.cache_hit = True
+            self.introspection_seconds = time.perf_counter() - started
+        return info
+
+    async def introspect(
+        self, introspector: Introspector, token: str, facts: RequestFacts
+    ) -> TokenInfo:
+        """``introspector.introspect(token, request=facts)``, timed, with what the
+        introspector reported on ``facts.lookup`` (a cache hit)."""
+        started = time.perf_counter()
+        try:
+            return await introspector.introspect(token, request=facts)
+        finally:
+            self.introspection_seconds = time.perf_counter() - started
+            self.cache_hit = facts.lookup.cache_hit
+
+    def accepted(self, decisions: DecisionLog) -> None:
+        """The request passed: one decision."""
+        decisions.observe("accepted", None, None, self)
+
+
+class _NoTrace(Trace):
+    """The trace of a request nobody listens to: the same stages, nothing noted (one
+    shared instance, :data:`NO_TRACE`: none of its methods stores anything, so it holds
+    nothing of any request)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(None, 0.0)
+
+    def verify(
+        self,
+        verifier: ProofVerifier,
+        raw: bytes,
+        method: str,
+        url: str,
+        token: str,
+        now: int,
+        nonces: NonceSource | None,
+    ) -> VerifiedProof:
+        return verifier.verify(
+            raw, method=method, url=url, access_token=token, now=now, nonces=nonces
+        )
+
+    def look_up(self, lookup: SyncTokenLookup, token: str) -> TokenInfo | None:
+        return lookup.cached_sync(token)
+
+    async def introspect(
+        self, introspector: Introspector, token: str, facts: RequestFacts
+    ) -> TokenInfo:
+        return await introspector.introspect(token, request=facts)
+
+    def accepted(self, decisions: DecisionLog) -> None:
+        return None
+
+
+NO_TRACE: Final[Trace] = _NoTrace()
+"""The trace of every request nobody listens to."""
 
 
 class DecisionLog:
@@ -66,7 +160,7 @@ class DecisionLog:
         if not logs and self.metrics is None:
             return  # nobody listens: an accepted request in production, usually
         seconds = time.perf_counter() - trace.started
-        cache_hit = trace.lookup.cache_hit
+        cache_hit = trace.cache_hit
         if logs:
             extra = {
                 "dpop_guard_outcome": outcome,

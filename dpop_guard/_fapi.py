@@ -134,11 +134,7 @@ def stamp_responses(
     :param websocket: the scope is a websocket's (its heads are ``websocket.accept`` and
         ``websocket.http.response.start``), not an HTTP request's.
     """
-    if sent is None:
-        m = _MINTER  # mint_uuid(), without the call
-        interaction = m.prefix + (next(m.steps) & _MASK48).to_bytes(6, "big").hex()
-    else:
-        interaction = interaction_id_of(sent)
+    interaction = mint_uuid() if sent is None else interaction_id_of(sent)
     pair = (_HEADER, interaction.encode("ascii"))
     if dates is None and not websocket:
         # The common case, on every request: an HTTP response and the server's own Date.

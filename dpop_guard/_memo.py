@@ -1,20 +1,31 @@
 """Memoised per-request decisions that depend only on the request line and the settings.
 
+Rules that live here:
+
+- **What a memo may hold: bounded in bytes.** Everything a client can put into a memo
+  is bounded by its size in bytes, not by a count of entries: an input over
+  :data:`MAX_REMEMBERED` characters is decided afresh on every request and never
+  remembered, and a memo that holds more than :data:`MEMO_BUDGET` bytes (estimated from
+  the sizes of the strings it keeps, an upper bound) starts over (``dict.clear``). A
+  client sending endless new values only makes it start over, which costs it the
+  computation it would cost without a memo. Worst case per worker: two memos of
+  :data:`MEMO_BUDGET` each (request shapes, ``Authorization`` values), about 2 MiB in all
+  (measured by ``tests/test_memo.py::test_retained_memory_after_a_flood``).
+- **Refusals are never remembered**: they are raised afresh each time, so each carries
+  its own traceback; nothing request-specific beyond the key is kept.
+
 The route, its policy, the request target's validity and (under a configured public URL)
-the ``htu`` are a pure function of the request line and the (immutable) settings, and the
-parse of ``Authorization`` a pure function of its value: a client sends the same few of
-each again and again, so both are remembered. The memos are bounded: a
-client sending endless new paths only makes them start over (``dict.clear`` every
-``maxsize`` new keys), which costs it the computation it would cost without a memo.
-Refusals are never remembered (they are raised afresh each time, so each carries its own
-traceback), and nothing request-specific beyond the key is kept.
+the ``htu`` are a pure function of the request line and the (immutable) settings; the
+parse of ``Authorization`` a pure function of its value. A client sends the same few of
+each again and again, so both are remembered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Generic, Literal, TypeVar
 
 from starlette.types import Scope
 
@@ -24,17 +35,92 @@ from ._target import public_target, request_target_path
 from .errors import InvalidRequest
 from .routes import Route, has_control_characters, has_dot_segments, route_for, route_path
 
-__all__ = ["Authorizations", "RequestShapes", "Shape"]
+__all__ = [
+    "ENTRY_OVERHEAD",
+    "MAX_REMEMBERED",
+    "MEMO_BUDGET",
+    "Authorizations",
+    "Memo",
+    "RequestShapes",
+    "Shape",
+]
 
-MEMO_SIZE: Final = 1024
+MEMO_BUDGET: Final = 1 << 20
+"""Bytes one memo holds at most (estimated, an upper bound) before it starts over."""
+MAX_REMEMBERED: Final = 2048
+"""Characters (of a request line, or of an ``Authorization`` value) above which a value is
+decided per request and never remembered: an RFC 9068 JWT access token fits; a
+65,000-byte path does not."""
+ENTRY_OVERHEAD: Final = 384
+"""Bytes charged per entry beyond its strings: the key tuple, the value object and the
+dict's share (an upper bound on CPython 3.11-3.13; the flood test measures it)."""
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Memo(Generic[K, V]):
+    """``compute(key)``, remembered, bounded in bytes.
+
+    :meth:`get` answers a remembered key with one dict lookup; :meth:`remember` computes
+    the value (a refusal propagates and nothing is stored) and remembers it when the
+    input's ``size`` is at most :data:`MAX_REMEMBERED`. Each entry is charged ``cost(key, value)``
+    bytes (the ``sys.getsizeof`` of the strings it keeps) plus :data:`ENTRY_OVERHEAD`, and
+    the memo starts over when what it holds would pass ``budget`` bytes.
+
+    :param compute: the pure function remembered.
+    :param cost: the bytes of the strings an entry keeps (key and value).
+    :param budget: bytes held at most.
+    """
+
+    __slots__ = ("_compute", "_cost", "_data", "_held", "budget", "get")
+
+    def __init__(
+        self,
+        compute: Callable[[K], V],
+        cost: Callable[[K, V], int],
+        *,
+        budget: int = MEMO_BUDGET,
+    ) -> None:
+        self._compute = compute
+        self._cost = cost
+        self._data: dict[K, V] = {}
+        self._held = 0
+        self.budget = budget
+        self.get: Callable[[K], V | None] = self._data.get
+        """The remembered value of a key, or ``None``: the dict's own ``get`` (no Python
+        frame on a hit)."""
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def held(self) -> int:
+        """The bytes charged for what the memo holds now."""
+        return self._held
+
+    def remember(self, key: K, size: int) -> V:
+        """The value of ``key``, computed (a refusal propagates and nothing is stored) and
+        remembered when the input's ``size`` is at most :data:`MAX_REMEMBERED`.
+
+        :param size: the input's characters (or octets).
+        """
+        value = self._compute(key)
+        if size <= MAX_REMEMBERED:
+            cost = self._cost(key, value) + ENTRY_OVERHEAD
+            if self._held + cost > self.budget:
+                self._data.clear()
+                self._held = 0
+            self._data[key] = value
+            self._held += cost
+        return value
 
 
 @dataclass(frozen=True, slots=True)
 class Shape:
     """What the request line decides, before any header is read: a pure function of the
     scope's ``type``, ``method``, ``path``, ``root_path`` and ``raw_path`` and of the
-    (immutable) settings. (A slotted dataclass: built once per distinct request line and
-    read on every request; see :class:`~dpop_guard._authorization.AuthorizationHeader`.)"""
+    (immutable) settings."""
 
     path: str
     """The routed path (relative to ``root_path``, decoded), as the router sees it."""
@@ -57,24 +143,17 @@ ShapeKey = tuple[str, str, str, "bytes | None", bool]
 """What a :class:`Shape` depends on: ``(path, root_path, method, raw_path, websocket)``."""
 
 
-class RequestShapes(dict[ShapeKey, Shape]):
-    """:class:`Shape` per request line, remembered: one lookup where the route, the
-    request target and the ``htu`` each had a memo of their own (part of the first step
-    of the shell pass in ``benchmarks/README.md``). A dict whose ``__missing__`` decides:
-    the middleware reads ``shapes[key]`` with the key of :meth:`key_of` built inline, a
-    lookup in C with no Python frame on a hit (about 470 instructions per request fewer
-    than a method). A client sending endless new request lines only makes the memo start
-    over (``dict.clear`` every ``maxsize`` new keys), which costs it what it would cost
-    without a memo. Refusals are never remembered: they are raised afresh.
+class RequestShapes:
+    """:class:`Shape` per request line, remembered (:class:`Memo`).
 
     :param routes: the path rules, in order (the first match wins).
     :param policy_of: the precomputed policy of a rule (``None``: no rule matched).
     :param public_url: the configured public URL, or ``None``.
     :param serves_metadata: whether ``(path, method)`` asks for the RFC 9728 document.
-    :param maxsize: shapes remembered before the memo starts over.
+    :param budget: bytes remembered at most.
     """
 
-    __slots__ = ("_policy_of", "_public_url", "_routes", "_serves_metadata", "maxsize")
+    __slots__ = ("_memo", "_policy_of", "_public_url", "_routes", "_serves_metadata")
 
     def __init__(
         self,
@@ -83,21 +162,18 @@ class RequestShapes(dict[ShapeKey, Shape]):
         *,
         public_url: str | None = None,
         serves_metadata: Callable[[str, str], bool] | None = None,
-        maxsize: int = MEMO_SIZE,
+        budget: int = MEMO_BUDGET,
     ) -> None:
-        super().__init__()
         self._routes = routes
         self._policy_of = policy_of
         self._public_url = public_url
         self._serves_metadata = serves_metadata
-        self.maxsize = maxsize
+        self._memo: Memo[ShapeKey, Shape] = Memo(self._decide_key, _shape_cost, budget=budget)
 
-    @staticmethod
-    def key_of(scope: Scope, method: str, websocket: bool) -> ShapeKey:
-        """The memo key of a request: everything its shape depends on."""
-        return (scope["path"], scope.get("root_path", ""), method, scope.get("raw_path"), websocket)
+    def __len__(self) -> int:
+        return len(self._memo)
 
-    def shape_of(self, scope: Scope, method: str, websocket: bool) -> Shape:
+    def shape(self, scope: Scope, method: str, websocket: bool) -> Shape:
         """The shape of this request line.
 
         :raises InvalidRequest: ``path_control_character`` (routers differ on these:
@@ -105,18 +181,24 @@ class RequestShapes(dict[ShapeKey, Shape]):
             them and nobody is served) or ``request_target_invalid``
             (:func:`~dpop_guard._target.request_target_path`).
         """
-        return self[self.key_of(scope, method, websocket)]
-
-    def __missing__(self, key: ShapeKey) -> Shape:
-        path, root, method, raw, websocket = key
-        scope = {"path": path, "root_path": root, "raw_path": raw}
-        shape = self._decide(scope, root, method, websocket)
-        if len(self) >= self.maxsize:
-            self.clear()
-        self[key] = shape
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        raw: bytes | None = scope.get("raw_path")
+        key = (path, root, method, raw, websocket)
+        shape = self._memo.get(key)
+        if shape is None:
+            shape = self._memo.remember(key, len(path) + len(root) + (len(raw) if raw else 0))
         return shape
 
-    def _decide(self, scope: Scope, root: str, method: str, websocket: bool) -> Shape:
+    def _decide_key(self, key: ShapeKey) -> Shape:
+        path, root, method, raw, websocket = key
+        return self.decide({"path": path, "root_path": root, "raw_path": raw}, method, websocket)
+
+    def decide(self, scope: Scope, method: str, websocket: bool) -> Shape:
+        """The shape of this request line, decided afresh (what :meth:`shape` remembers).
+
+        :raises InvalidRequest: as :meth:`shape`.
+        """
         path = route_path(scope)
         serves = self._serves_metadata
         if not websocket and serves is not None and serves(path, method):
@@ -133,47 +215,53 @@ class RequestShapes(dict[ShapeKey, Shape]):
                 return Shape(path, "public", route, None, None, None)
             route = None
         public_url = self._public_url
+        root = scope.get("root_path", "")
         htu = None if public_url is None else public_target(public_url, root, target)
         return Shape(path, "protected", route, self._policy_of(route), target, htu)
 
 
-class Authorizations(dict[bytes, AuthorizationHeader]):
+class Authorizations:
     """:func:`~dpop_guard._authorization.parse_authorization` of one ``Authorization``
-    value, remembered per raw value: a client presents the same token on every request,
-    and the parse is a pure function of the value and ``max_token_bytes`` (about 7,000
-    instructions per request saved; ``benchmarks/README.md``). A dict whose
-    ``__missing__`` parses: the middleware reads ``authorizations[value]`` for a request's
-    one value (a lookup in C, about 370 instructions fewer than a method) and calls
-    :meth:`parse` otherwise. Refusals are raised afresh and never remembered.
+    value, remembered per raw value (:class:`Memo`): a client presents the same token on
+    every request, and the parse is a pure function of the value and ``max_token_bytes``.
 
     :param max_token_bytes: the token length bound, as ``parse_authorization`` takes it.
-    :param maxsize: values remembered before the memo starts over.
+    :param budget: bytes remembered at most.
     """
 
-    __slots__ = ("max_token_bytes", "maxsize")
+    __slots__ = ("_memo", "max_token_bytes")
 
-    def __init__(self, max_token_bytes: int, maxsize: int = MEMO_SIZE) -> None:
-        super().__init__()
+    def __init__(self, max_token_bytes: int, budget: int = MEMO_BUDGET) -> None:
         self.max_token_bytes = max_token_bytes
-        self.maxsize = maxsize
+        self._memo: Memo[bytes, AuthorizationHeader] = Memo(
+            self._parse_one, _authorization_cost, budget=budget
+        )
 
-    def parse(self, values: list[bytes]) -> AuthorizationHeader:
-        """The parsed header of a request's ``Authorization`` values (raw bytes).
+    def __len__(self) -> int:
+        return len(self._memo)
 
-        :raises DPoPGuardError: as ``parse_authorization``.
+    def header(self, value: bytes, count: int) -> AuthorizationHeader:
+        """The parsed header of a request that sent ``count`` ``Authorization`` values,
+        the last of them ``value`` (raw bytes).
+
+        :raises DPoPGuardError: as ``parse_authorization`` (none or several values are
+            refused by their number alone).
         """
-        if len(values) == 1:
-            return self[values[0]]
-        # None or several: refused (parse_authorization raises; nothing is remembered).
+        if count == 1:
+            return self._memo.get(value) or self._memo.remember(value, len(value))
         return parse_authorization(
-            [v.decode("latin-1") for v in values], max_token_bytes=self.max_token_bytes
+            [value.decode("latin-1")] * count, max_token_bytes=self.max_token_bytes
         )
 
-    def __missing__(self, value: bytes) -> AuthorizationHeader:
-        header = parse_authorization(
-            [value.decode("latin-1")], max_token_bytes=self.max_token_bytes
-        )
-        if len(self) >= self.maxsize:
-            self.clear()
-        self[value] = header
-        return header
+    def _parse_one(self, value: bytes) -> AuthorizationHeader:
+        return parse_authorization([value.decode("latin-1")], max_token_bytes=self.max_token_bytes)
+
+
+def _shape_cost(key: ShapeKey, shape: Shape) -> int:
+    path, root, _, raw, _ = key
+    kept = (path, root, raw, shape.path, shape.target, shape.htu)
+    return sum(sys.getsizeof(part) for part in kept if part)
+
+
+def _authorization_cost(value: bytes, header: AuthorizationHeader) -> int:
+    return sys.getsizeof(value) + sys.getsizeof(header.token)

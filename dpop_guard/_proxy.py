@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from .errors import InvalidRequest
 
@@ -237,8 +237,17 @@ def _list(lines: Sequence[str], header: str) -> list[str]:
     return values
 
 
-def _trusted(address: str | None, networks: tuple[Network, ...]) -> bool:
-    if not address:
+def is_trusted_proxy(address: str | None, networks: tuple[Network, ...]) -> bool:
+    """Whether ``address`` (a peer's, or a hop's from a proxy header: ``1.2.3.4``,
+    ``1.2.3.4:80``, ``[::1]:80``, quoted or not) is in one of the trusted ``networks``.
+
+    The one home of this rule, for the proxy headers and for the mTLS certificate headers
+    (:func:`peer_is_trusted`). An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, what a
+    dual-stack listener reports for an IPv4 peer) is matched as the IPv4 address it is (and
+    as itself, for a network written in that form). Anything that is not an address
+    (``unknown``, an obfuscated identifier, a Unix socket's empty name) is not trusted.
+    """
+    if not address or not networks:
         return False
     address = address.strip().strip('"')
     if address.startswith("[") and "]" in address:
@@ -248,14 +257,22 @@ def _trusted(address: str | None, networks: tuple[Network, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return False  # "unknown", obfuscated identifiers: not trusted
-    return any(ip in network for network in networks)
+        return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return any(ip in network or (mapped is not None and mapped in network) for network in networks)
+
+
+def peer_is_trusted(scope: Mapping[str, Any], networks: tuple[Network, ...]) -> bool:
+    """Whether the immediate peer of ``scope`` (ASGI ``client[0]``) is a trusted proxy
+    (:func:`is_trusted_proxy`). A peer without an address (a Unix socket) is not."""
+    client = scope.get("client")
+    return client is not None and is_trusted_proxy(str(client[0]), networks)
 
 
 def _hop(addresses: list[str], networks: tuple[Network, ...]) -> int | None:
     """Index of the right-most untrusted address, or None if every hop is trusted."""
     for index in range(len(addresses) - 1, -1, -1):
-        if not _trusted(addresses[index], networks):
+        if not is_trusted_proxy(addresses[index], networks):
             return index
     return None
 
@@ -303,7 +320,7 @@ def forwarded_origin(
         proxies set (see :data:`PROXY_HEADER_CHOICES`); the others are ignored.
     :raises InvalidRequest: a header to be read is over a size cap or malformed.
     """
-    if not networks or not proxy_headers or not _trusted(peer, networks):
+    if not networks or not proxy_headers or not is_trusted_proxy(peer, networks):
         return None
     named = _x_forwarded(proxy_headers)
     if "forwarded" in proxy_headers:

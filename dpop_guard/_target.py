@@ -97,17 +97,16 @@ def request_target_path(scope: Scope) -> str:
 @functools.lru_cache(maxsize=8)
 def _public_parts(public_url: str) -> tuple[str, str, str]:
     """Scheme, authority and path prefix of the (start-up validated) public URL; split
-    once per setting, not per request."""
+    once per setting, not per request (keyed by the setting alone: no client reaches it)."""
     public = urlsplit(public_url)
     return public.scheme, public.netloc, public.path
 
 
-@functools.lru_cache(maxsize=1024)
 def public_target(public_url: str, root: str, path: str) -> str:
     """``htu`` under a configured public URL: a pure function of the (validated) public
-    URL, the server's ``root_path`` and the (validated) request target path, so it is
-    remembered, bounded (about 10,000 instructions per request saved; see
-    ``benchmarks/README.md``). Nothing raises here, so no refusal is ever remembered."""
+    URL, the server's ``root_path`` and the (validated) request target path. Not
+    remembered here: the request shape that holds it is (:class:`dpop_guard._memo.RequestShapes`,
+    bounded in bytes)."""
     # The app's mount point is cut at a segment boundary only (the router's rule): the
     # rest is "" or starts with "/", so it can only extend public_url's path.
     rest = strip_root(path, quote(root)) if root else path

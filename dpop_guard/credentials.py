@@ -15,54 +15,100 @@ from .introspection import TokenInfo
 __all__ = ["DPoPCredentials", "DPoPUser", "check_step_up", "credentials_for"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DPoPCredentials:
     """What a request proved, set as ``scope["auth"]`` (``request.auth`` in Starlette and
-    FastAPI; ``request.user`` is a :class:`DPoPUser`). ``scopes`` makes Starlette's
-    ``@requires`` work unchanged."""
+    FastAPI; ``request.user`` is a :class:`DPoPUser`): the token's facts, by reference,
+    and what this request added. ``scopes`` makes Starlette's ``@requires`` work
+    unchanged; every fact of the token reads as an attribute (``request.auth.subject``).
 
-    subject: str | None
-    client_id: str | None
-    scopes: frozenset[str]
-    jkt: str | None
-    """The thumbprint of the DPoP key the token is bound to (the proof was signed by it),
-    or ``None`` for a token not bound to a DPoP key (certificate-bound, or an allowed
-    unbound one)."""
-    expires_at: int | None
+    For example::
+
+        DPoPCredentials(token=TokenInfo("alice", "c1", frozenset({"a"}), None, None),
+                        scheme="Bearer", interaction_id=None)
+    """
+
+    # Slots written here, not by dataclass(slots=True): on Python 3.11 that remade class
+    # answers an assignment to a read-only property with a TypeError, not an
+    # AttributeError.
+    __slots__ = ("interaction_id", "scheme", "token")
+
+    token: TokenInfo
+    """The token's facts, as the introspector (or its cache) answered and the guard
+    checked them for this request (expiry, scopes, binding, step-up)."""
     scheme: str
-    interaction_id: str | None = None
-    """The request's ``x-fapi-interaction-id`` (the client's UUID, or one minted for it)."""
-    x5t_s256: str | None = None
-    """The RFC 8705 certificate thumbprint the token is bound to (it matched the request's
-    client certificate), or ``None`` for a token not bound to a certificate."""
-    acr: str | None = None
-    """The authentication context class the user authenticated with (``acr``)."""
-    auth_time: int | None = None
-    """When the user authenticated, epoch seconds."""
-    resources: tuple[str, ...] = ()
-    """The resources (RFC 8707) the token was issued for."""
-    authorization_details: tuple[Any, ...] | None = None
-    """RFC 9396 authorization details (the consent), deeply read-only."""
-    grant_id: str | None = None
-    """The grant (consent) the token belongs to."""
-    consented_claims: tuple[str, ...] = ()
-    """The claims the user consented to."""
-    client_id_alias: str | None = None
-    """The client's alias, where the authorization server has one."""
+    """``DPoP`` or ``Bearer``: the ``Authorization`` scheme the token came with."""
+    interaction_id: str | None
+    """The request's ``x-fapi-interaction-id`` (the client's UUID, or one minted for it),
+    ``None`` for credentials not made by the middleware."""
 
+    def __reduce__(self) -> tuple[type[DPoPCredentials], tuple[TokenInfo, str, str | None]]:
+        # Frozen slots: rebuilt through __init__, not by setting attributes.
+        return type(self), (self.token, self.scheme, self.interaction_id)
 
-class _Draft:
-    """A :class:`DPoPCredentials` under construction: the same slots in the same order,
-    but settable, so :func:`credentials_for` fills it by plain slot stores and then turns
-    it into the frozen class itself (``__class__`` assignment between two classes of one
-    layout).
+    @property
+    def subject(self) -> str | None:
+        return self.token.subject
 
-    Why: the frozen dataclass's own ``__init__`` sets each of its fifteen fields through
-    ``object.__setattr__``, about 20,000 instructions per request; this costs about 4,000,
-    and the object made is the same frozen, slotted dataclass (``benchmarks/README.md``,
-    the hit path step by step)."""
+    @property
+    def client_id(self) -> str | None:
+        return self.token.client_id
 
-    __slots__ = DPoPCredentials.__slots__  # the same layout: what __class__ assignment needs
+    @property
+    def scopes(self) -> frozenset[str]:
+        return self.token.scopes
+
+    @property
+    def jkt(self) -> str | None:
+        """The thumbprint of the DPoP key the token is bound to (the proof was signed by
+        it), or ``None`` for a token not bound to a DPoP key (certificate-bound, or an
+        allowed unbound one)."""
+        return self.token.jkt
+
+    @property
+    def expires_at(self) -> int | None:
+        return self.token.expires_at
+
+    @property
+    def x5t_s256(self) -> str | None:
+        """The RFC 8705 certificate thumbprint the token is bound to (it matched the
+        request's client certificate), or ``None`` for a token not bound to a certificate."""
+        return self.token.x5t_s256
+
+    @property
+    def acr(self) -> str | None:
+        """The authentication context class the user authenticated with (``acr``)."""
+        return self.token.acr
+
+    @property
+    def auth_time(self) -> int | None:
+        """When the user authenticated, epoch seconds."""
+        return self.token.auth_time
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        """The resources (RFC 8707) the token was issued for."""
+        return self.token.resources
+
+    @property
+    def authorization_details(self) -> tuple[Any, ...] | None:
+        """RFC 9396 authorization details (the consent), deeply read-only."""
+        return self.token.authorization_details
+
+    @property
+    def grant_id(self) -> str | None:
+        """The grant (consent) the token belongs to."""
+        return self.token.grant_id
+
+    @property
+    def consented_claims(self) -> tuple[str, ...]:
+        """The claims the user consented to."""
+        return self.token.consented_claims
+
+    @property
+    def client_id_alias(self) -> str | None:
+        """The client's alias, where the authorization server has one."""
+        return self.token.client_id_alias
 
 
 class DPoPUser(BaseUser):
@@ -120,9 +166,9 @@ def check_step_up(
 
 def credentials_for(
     info: TokenInfo,
+    *,
     now: int,
     required: tuple[str, ...],
-    jkt: str | None,
     scheme: str,
     interaction_id: str | None = None,
     acr_values: tuple[str, ...] = (),
@@ -131,10 +177,8 @@ def credentials_for(
     """The credentials of a request whose token ``info`` describes, once its expiry and
     the required scopes are checked here, from the token's facts. (A cached answer is
     older than the request, and the cache serves every route, so whatever the
-    introspector checked, these are checked again.) The middleware passes every argument
-    by position.
+    introspector checked, these are checked again.)
 
-    :param jkt: the thumbprint of the DPoP key the token is bound to, ``None`` when none.
     :param acr_values: the route's step-up requirement (see :func:`check_step_up`).
     :param max_age: the route's step-up requirement (see :func:`check_step_up`).
     :raises InvalidToken: ``token_expired``.
@@ -147,22 +191,4 @@ def credentials_for(
         raise InsufficientScope("scope_missing", scope=" ".join(required))
     if acr_values or max_age is not None:
         check_step_up(info.acr, info.auth_time, now=now, acr_values=acr_values, max_age=max_age)
-    # Filled here rather than in an __init__: one call frame fewer per request.
-    draft: Any = _Draft()  # typed by DPoPCredentials: the same slots
-    draft.subject = info.subject
-    draft.client_id = info.client_id
-    draft.scopes = info.scopes
-    draft.jkt = jkt
-    draft.expires_at = info.expires_at
-    draft.scheme = scheme
-    draft.interaction_id = interaction_id
-    draft.x5t_s256 = info.x5t_s256
-    draft.acr = info.acr
-    draft.auth_time = info.auth_time
-    draft.resources = info.resources
-    draft.authorization_details = info.authorization_details
-    draft.grant_id = info.grant_id
-    draft.consented_claims = info.consented_claims
-    draft.client_id_alias = info.client_id_alias
-    draft.__class__ = DPoPCredentials  # now frozen, like any other (a plain store: _Draft is not)
-    return draft  # type: ignore[no-any-return]  # its class is DPoPCredentials now
+    return DPoPCredentials(token=info, scheme=scheme, interaction_id=interaction_id)

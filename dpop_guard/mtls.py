@@ -40,7 +40,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import ipaddress
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from urllib.parse import unquote
 
 from cryptography import x509
 
-from ._proxy import Network, _trusted
+from ._proxy import peer_is_trusted
 from .errors import InvalidRequest
 
 __all__ = [
@@ -191,27 +190,6 @@ class ClientCertificateSource(Protocol):
             something that is not a well-formed certificate (or chain) within the bounds.
         """
         ...
-
-
-def peer_is_trusted(scope: Mapping[str, Any], networks: tuple[Network, ...]) -> bool:
-    """Whether the immediate peer of ``scope`` is one of the trusted proxy ``networks``.
-
-    The same address matching as the ``Forwarded`` handling (:mod:`dpop_guard._proxy`). An
-    IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, what a dual-stack listener reports for an
-    IPv4 peer) is matched as the IPv4 address it is. A peer without an address (a Unix
-    socket) is not trusted.
-    """
-    client = scope.get("client")
-    if not networks or not client:
-        return False
-    address = str(client[0])
-    try:
-        mapped = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
-        address = str(mapped.ipv4_mapped)
-    return _trusted(address, networks)
 
 
 # -- shared parsing ------------------------------------------------------------------------

@@ -161,7 +161,6 @@ class TestDoctests:
 REFERENCE = ROOT / "docs" / "reference"
 # Public modules the API reference leaves out, each for a reason.
 NOT_IN_REFERENCE = {
-    "dpop_guard.authorization": "a deprecated alias of a private module",
     "dpop_guard.cli": "a command, documented in docs/cli.md",
     "dpop_guard.demo": "a program (python -m dpop_guard.demo)",
     "dpop_guard.demo.accounts": "the demo's app",

@@ -8,7 +8,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote
@@ -213,6 +213,25 @@ class TestHeaders:
     ) -> None:
         """Tokens over the limit are refused before anything else."""
         response = await h.call("a" * 9000, signer)
+        assert_rejected(response, 401, "invalid_token", "token_too_long", reasons)
+
+    @pytest.mark.parametrize("gap", ["  ", " " * 100, " \t"])
+    async def test_more_than_one_space_after_the_scheme(
+        self, h: Harness, signer: ProofSigner, reasons: list[str], gap: str
+    ) -> None:
+        """Exactly one space separates the scheme from the token: more is malformed."""
+        token = h.token(signer)
+        headers = [("Authorization", f"DPoP{gap}{token}")]
+        response = await h.call(None, signer, headers=headers)
+        assert_rejected(response, 401, "invalid_token", "token_malformed", reasons)
+
+    @pytest.mark.parametrize("value", ["DPoP" + " " * 60_000 + "t", "DPoP " + "a" * 8300])
+    async def test_authorization_longer_than_any_token(
+        self, h: Harness, reasons: list[str], value: str
+    ) -> None:
+        """A value longer than a token within the limit could make is refused on its
+        length (a run of spaces included), before anything of it is parsed or kept."""
+        response = await h.call(None, headers=[("Authorization", value)])
         assert_rejected(response, 401, "invalid_token", "token_too_long", reasons)
 
     async def test_dpop_scheme_without_proof(
@@ -986,3 +1005,172 @@ class TestNoLeaks:
         for secret in (token, proof, proof.split(".")[2], DEFAULT_SERVICE_TOKEN):
             assert secret not in logged
             assert all(secret not in body for body in bodies)
+
+    @pytest.mark.parametrize("cache", [True, False])
+    async def test_app_traceback_frames_hold_no_token_or_proof(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, cache: bool
+    ) -> None:
+        """When the protected app raises, no frame of the guard's in the traceback holds
+        the token, the proof or a header value as a local (locals-rendering loggers print
+        them): the request is handed on from a frame holding only scope, receive, send."""
+        raised: list[BaseException] = []
+
+        async def failing(scope: Any, receive: Any, send: Any) -> None:
+            raise RuntimeError("the app failed")
+
+        h = make_harness(cache=cache)
+        guard: DPoPGuardMiddleware = h.app
+
+        async def capture(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await guard(scope, receive, send)
+            except RuntimeError as exc:
+                raised.append(exc)
+                await send({"type": "http.response.start", "status": 500, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+
+        guard.app = failing
+        h.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=capture), base_url=ORIGIN)
+        token = h.token(signer)
+        proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+        for _ in range(2):  # a miss, then (with the cache) a hit
+            proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+            assert (await h.call(token, proof=proof)).status_code == 500
+        frames = [
+            tb.tb_frame
+            for exc in raised
+            for tb in _walk(exc.__traceback__)
+            if tb.tb_frame.f_globals.get("__name__", "").startswith("dpop_guard")
+        ]
+        assert frames, "the guard's own frame is in the traceback"
+        for frame in frames:
+            assert set(frame.f_locals) <= {"self", "scope", "receive", "send", "kind", "handed"}
+            held = [v for k, v in frame.f_locals.items() if k != "scope"]
+            for secret in (token, proof, proof.split(".")[2]):
+                assert all(secret not in repr(value) for value in held)
+
+
+def _walk(tb: Any) -> Iterator[Any]:
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+class TestDeclaredSeams:
+    async def test_a_subclass_overriding_cached_sync_sees_every_request(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """The memory-hit seam is declared (SyncTokenLookup): a cache subclass that wants
+        every call intercepted overrides ``cached_sync`` too, and then sees each request
+        through ``introspect``, hits included."""
+        from dpop_guard.introspection.cached import CachingIntrospector
+
+        seen: list[str] = []
+
+        class Audited(CachingIntrospector):
+            def cached_sync(
+                self, token: str, request: RequestFacts | None = None
+            ) -> TokenInfo | None:
+                return None
+
+            async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+                seen.append(token)
+                return await super().introspect(token, request=request)
+
+        plain = make_harness()
+        audited = make_harness(introspector=Audited(plain.introspector.inner, ttl=60))
+        token = audited.token(signer)
+        for _ in range(3):
+            assert (await audited.call(token, signer)).status_code == 200
+        assert seen == [token] * 3
+
+
+class TestWebsocketExpiry:
+    """``close_websockets_at_expiry``: an accepted websocket is closed (1008) at its
+    token's expiry, by the guard's (injected) clock."""
+
+    async def _session(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, *, close: bool
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """A websocket whose app sends, lets the clock reach the token's expiry, then
+        receives and sends again: what the server was sent, and what the app received."""
+        now = [time.time()]
+        h = make_harness(clock=lambda: now[0], close_websockets_at_expiry=close)
+        received: list[dict[str, Any]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            received.append(await receive())  # websocket.connect
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "before"})
+            now[0] = scope["auth"].expires_at  # the token expires now
+            received.append(await receive())
+            await send({"type": "websocket.send", "text": "after"})
+
+        h.app.app = app
+        token = h.token(signer)
+        proof = make_proof(signer, htm="GET", htu=ORIGIN + "/ws", access_token=token)
+        scope = {
+            "type": "websocket",
+            "scheme": "wss",
+            "path": "/ws",
+            "raw_path": b"/ws",
+            "headers": [
+                (b"host", b"api.bank.test"),
+                (b"authorization", f"DPoP {token}".encode()),
+                (b"dpop", proof.encode()),
+            ],
+        }
+        from_client = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "hi"}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return from_client.pop(0)
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
+
+        await h.app(scope, receive, send)
+        return sent, received
+
+    async def test_closed_at_expiry(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """At the expiry the server is sent a close (1008), the app's receive gets a
+        disconnect (1008), and what the app sends afterwards never goes out."""
+        sent, received = await self._session(make_harness, signer, close=True)
+        assert [m["type"] for m in sent] == [
+            "websocket.accept",
+            "websocket.send",
+            "websocket.close",
+        ]
+        assert sent[1]["text"] == "before"
+        assert sent[2]["code"] == 1008
+        assert received[1] == {"type": "websocket.disconnect", "code": 1008}
+
+    async def test_send_after_expiry_closes(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """A message sent after the expiry closes the connection instead."""
+        from dpop_guard._websocket import close_at_expiry
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
+
+        async def receive() -> dict[str, Any]:
+            raise AssertionError("not read")
+
+        _, wrapped = close_at_expiry(receive, send, 100, lambda: 100.0)
+        await wrapped({"type": "websocket.send", "text": "late"})
+        await wrapped({"type": "websocket.send", "text": "later"})
+        assert sent == [{"type": "websocket.close", "code": 1008, "reason": "token expired"}]
+
+    async def test_left_open_by_default(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner
+    ) -> None:
+        """Without the option the guard does not touch an accepted websocket: the app
+        must check ``websocket.auth.expires_at`` itself (docs/hardening.md)."""
+        sent, received = await self._session(make_harness, signer, close=False)
+        assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.send"]
+        assert received[1] == {"type": "websocket.receive", "text": "hi"}

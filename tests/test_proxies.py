@@ -27,8 +27,10 @@ from dpop_guard._proxy import (
     MAX_PROXY_ELEMENTS,
     MAX_PROXY_HEADER_BYTES,
     forwarded_origin,
+    is_trusted_proxy,
     parse_forwarded,
     parse_networks,
+    peer_is_trusted,
 )
 from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
@@ -364,6 +366,37 @@ class TestOrigin:
         """No origin from untrusted or unknown peers, and nothing is parsed."""
         headers = {b"x-forwarded-host": ["a"], b"forwarded": ['for="x' * 9999]}
         assert forwarded_origin(peer, headers, NETS, proxy_headers=BOTH) is None
+
+    @pytest.mark.parametrize(
+        ("peer", "trusted"),
+        [
+            ("10.9.9.9", True),
+            ("::ffff:10.9.9.9", True),  # a dual-stack listener's view of an IPv4 peer
+            ("[::ffff:10.9.9.9]:443", True),
+            ("::FFFF:10.9.9.9", True),
+            ("::ffff:203.0.113.9", False),
+            ("::ffff:a09:909", True),  # the same address, written in hex
+            ("64:ff9b::a09:909", False),  # NAT64 is not IPv4-mapped
+        ],
+    )
+    def test_ipv4_mapped_peer_is_its_ipv4_address(self, peer: str, trusted: bool) -> None:
+        """One rule for the proxy headers and the certificate headers: an IPv4-mapped
+        IPv6 peer is matched as the IPv4 address it is."""
+        assert is_trusted_proxy(peer, NETS) is trusted
+        assert peer_is_trusted({"client": (peer, 1234)}, NETS) is trusted
+        headers = {b"x-forwarded-host": ["a.test"]}
+        found = forwarded_origin(peer, headers, NETS, proxy_headers=BOTH)
+        assert (found is not None and found.host == "a.test") is trusted
+
+    def test_ipv4_mapped_hops_in_a_chain(self) -> None:
+        """A trusted hop written IPv4-mapped in X-Forwarded-For is skipped like its IPv4
+        form: the right-most untrusted hop counts."""
+        headers = {
+            b"x-forwarded-for": ["198.51.100.7, ::ffff:10.9.9.8"],
+            b"x-forwarded-host": ["edge.test, inner.test"],
+        }
+        found = forwarded_origin("10.9.9.9", headers, NETS, proxy_headers=BOTH)
+        assert found is not None and found.host == "edge.test"
 
     def test_no_proxy_headers_named(self) -> None:
         """With nothing named, nothing is believed."""

@@ -40,6 +40,7 @@ from dpop_guard import (
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.errors import DPoPGuardError
 from dpop_guard.fastapi import DPoPSecurity
+from dpop_guard.introspection import TokenInfo
 from dpop_guard.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
@@ -339,7 +340,10 @@ class TestRequiresDPoP:
         [
             (None, "not_authenticated"),
             ("a string", "not_authenticated"),
-            (DPoPCredentials(None, None, frozenset({"a"}), "j", None, "DPoP"), "scope_missing"),
+            (
+                DPoPCredentials(TokenInfo(None, None, frozenset({"a"}), None, "j"), "DPoP", None),
+                "scope_missing",
+            ),
         ],
     )
     def test_reasons(self, auth: object, reason: str) -> None:
@@ -360,7 +364,9 @@ class TestRequiresDPoP:
             {
                 "type": "http",
                 "headers": [],
-                "auth": DPoPCredentials(None, None, frozenset({"a"}), "j", None, "DPoP"),
+                "auth": DPoPCredentials(
+                    TokenInfo(None, None, frozenset({"a"}), None, "j"), "DPoP", None
+                ),
             }
         )
         response = await endpoint(request)

@@ -267,7 +267,7 @@ async def test_rich_facts_reach_request_auth(
 
 def test_credentials_are_read_only() -> None:
     credentials = DPoPCredentials(
-        subject="a", client_id="c", scopes=frozenset(), jkt=None, expires_at=None, scheme="DPoP"
+        token=TokenInfo("a", "c", frozenset(), None, None), scheme="DPoP", interaction_id=None
     )
     with pytest.raises(AttributeError):
         credentials.grant_id = "other"  # type: ignore[misc]

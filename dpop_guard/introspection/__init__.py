@@ -379,3 +379,22 @@ def standard_claims(data: Mapping[str, Any]) -> dict[str, Any]:
         "resources": resources,
         "authorization_details": authorization_details_from(data.get("authorization_details")),
     }
+
+
+@runtime_checkable
+class SyncTokenLookup(Protocol):
+    """An introspector that can answer from memory without a coroutine: a declared seam
+    (:class:`~dpop_guard.introspection.cached.CachingIntrospector` implements it).
+
+    The middleware calls :meth:`cached_sync` first on every DPoP request and awaits
+    ``introspect`` only when it returns ``None``. So a subclass that wants to see every
+    call (to log, to add a check) overrides ``cached_sync`` too (returning ``None`` sends
+    every request through ``introspect``).
+    """
+
+    def cached_sync(self, token: str, request: RequestFacts | None = None) -> TokenInfo | None:
+        """The answer ``introspect`` would give from memory, or ``None`` to await it.
+
+        :raises InactiveToken: a remembered inactive-token answer.
+        """
+        ...

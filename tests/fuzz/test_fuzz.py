@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dpop_guard._authorization import parse_authorization
 from dpop_guard._b64 import b64url_decode, b64url_encode
-from dpop_guard.authorization import parse_authorization
 from dpop_guard.client import ProofSigner
 from dpop_guard.errors import DPoPGuardError, InvalidDPoPProof
 from dpop_guard.proof import ProofPolicy, ProofVerifier, compute_ath

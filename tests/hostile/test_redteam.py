@@ -1153,15 +1153,19 @@ def test_rt15_requires_dpop_refuses_a_bearer_token() -> None:
 
     from dpop_guard.credentials import DPoPCredentials
     from dpop_guard.errors import DPoPGuardError
+    from dpop_guard.introspection import TokenInfo
     from dpop_guard.starlette import check_scopes
 
     credentials = DPoPCredentials(
-        subject="alice",
-        client_id="c1",
-        scopes=frozenset({"payments:write"}),
-        jkt=None,  # what the middleware sets for a Bearer token
-        expires_at=None,
+        token=TokenInfo(
+            subject="alice",
+            client_id="c1",
+            scopes=frozenset({"payments:write"}),
+            jkt=None,  # what the middleware sets for a Bearer token
+            expires_at=None,
+        ),
         scheme="Bearer",
+        interaction_id=None,
     )
     connection = HTTPConnection({"type": "http", "headers": [], "auth": credentials})
     with pytest.raises(DPoPGuardError):
@@ -1170,15 +1174,19 @@ def test_rt15_requires_dpop_refuses_a_bearer_token() -> None:
 
 def _credentials(jkt: str | None, x5t_s256: str | None, scheme: str = "DPoP") -> Any:
     from dpop_guard.credentials import DPoPCredentials
+    from dpop_guard.introspection import TokenInfo
 
     return DPoPCredentials(
-        subject="alice",
-        client_id="c1",
-        scopes=frozenset({"payments:write"}),
-        jkt=jkt,
-        expires_at=None,
+        token=TokenInfo(
+            subject="alice",
+            client_id="c1",
+            scopes=frozenset({"payments:write"}),
+            jkt=jkt,
+            expires_at=None,
+            x5t_s256=x5t_s256,
+        ),
         scheme=scheme,
-        x5t_s256=x5t_s256,
+        interaction_id=None,
     )
 
 

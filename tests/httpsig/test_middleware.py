@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from dpop_guard.credentials import DPoPCredentials
 from dpop_guard.httpsig import SCOPE_KEY, Component, SigningKey, StaticJWKS, VerifiedSignature
 from dpop_guard.httpsig._base import inner_list
+from dpop_guard.introspection import TokenInfo
 from dpop_guard.replay.memory import MemoryReplayStore
 
 from ._support import (
@@ -460,14 +461,10 @@ def _behind_a_guard(client_id: str | None, app: Any) -> Any:
     """What DPoPGuardMiddleware in front does: ``scope["auth"]`` holds the credentials."""
 
     async def guard(scope: Any, receive: Any, send: Any) -> None:
-        scope["auth"] = DPoPCredentials(
-            subject="u1",
-            client_id=client_id,
-            scopes=frozenset(),
-            jkt=None,
-            expires_at=None,
-            scheme="DPoP",
+        token = TokenInfo(
+            subject="u1", client_id=client_id, scopes=frozenset(), expires_at=None, jkt=None
         )
+        scope["auth"] = DPoPCredentials(token=token, scheme="DPoP", interaction_id=None)
         await app(scope, receive, send)
 
     return guard

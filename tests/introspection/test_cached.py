@@ -636,26 +636,15 @@ class TestBoundedLRU:
         assert len(cache) == 2
 
 
-class TestMiddlewareUsesSyncHit:
-    def test_only_where_introspect_is_the_caches_own(self) -> None:
-        """The middleware answers memory hits through ``cached_sync`` only when the
-        introspector's ``introspect`` is the cache's own: a subclass that overrides it
-        (to log, to add a check) is always called through it; a plain introspector has
-        no sync path."""
-        from dpop_guard.middleware import _sync_lookup
-
-        class Audited(CachingIntrospector):
-            async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
-                return await super().introspect(token, request=request)
-
-        class Tuned(CachingIntrospector):
-            pass
+class TestSyncTokenLookup:
+    def test_declared_by_the_cache_not_by_a_plain_introspector(self) -> None:
+        """The middleware answers memory hits without a coroutine through the declared
+        ``SyncTokenLookup`` seam: the cache declares it, a plain introspector does not."""
+        from dpop_guard.introspection import SyncTokenLookup
 
         inner = Scripted(info())
-        assert _sync_lookup(CachingIntrospector(inner)) is not None
-        assert _sync_lookup(Tuned(inner)) is not None
-        assert _sync_lookup(Audited(inner)) is None
-        assert _sync_lookup(inner) is None
+        assert isinstance(CachingIntrospector(inner), SyncTokenLookup)
+        assert not isinstance(inner, SyncTokenLookup)
 
 
 @pytest.mark.parametrize("length", [2048, 8192])
