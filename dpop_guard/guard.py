@@ -758,7 +758,8 @@ def from_env(
     from .mtls import certificate_source_from_env
 
     certificate_source = certificate_source_from_env(env)
-    mtls_routes = [r.pattern for r in settings.routes if r.sender_constraint != "dpop"]
+    # The middleware refuses the same settings; here the message names the variable.
+    mtls_routes = settings.certificate_routes
     if mtls_routes and certificate_source is None:
         raise ConfigurationError(
             f"{ENV_PREFIX}CLIENT_CERT_SOURCE",

@@ -127,8 +127,7 @@ class DPoPGuardMiddleware:
         self._networks = parse_networks(settings.trusted_proxies)
         self.certificate_source = certificate_source
         self._close_at_expiry = close_websockets_at_expiry
-        # The one home of this start-up rule (guard.from_env builds through here).
-        mtls_routes = [r.pattern for r in settings.routes if r.sender_constraint != "dpop"]
+        mtls_routes = settings.certificate_routes
         if mtls_routes and certificate_source is None:
             raise ValueError(
                 "routes accept certificate-bound tokens but no certificate_source is "

@@ -254,6 +254,12 @@ class GuardSettings:
         object.__setattr__(self, "routes", tuple(self.routes))
 
     @property
+    def certificate_routes(self) -> tuple[str, ...]:
+        """The patterns of the rules that accept certificate-bound tokens (``mtls`` or
+        ``either``): the guard needs a certificate source when there is any."""
+        return tuple(r.pattern for r in self.routes if r.sender_constraint != "dpop")
+
+    @property
     def nonce_routes(self) -> bool:
         """Whether any request can require a nonce."""
         return self.nonce == "required" or any(r.nonce for r in self.routes)
