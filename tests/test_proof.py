@@ -847,29 +847,36 @@ _RULE_SIGNER = ProofSigner.generate("ES256")
 _RULE_NONCES = HMACNonceSource(b"rule-table-nonce-secret-0123456789")
 _ABSENT: Any = object()
 
-# Per claim rule, in CLAIM_RULES' order: ways to break that rule alone, each as
-# (member, value or _ABSENT, the reason refused). A nonce source is passed when a breaker
-# of the nonce rule names the member "nonce-source".
+# Per claim check, in the order CLAIM_RULES makes them: ways to break that check alone,
+# each as (member, value or _ABSENT, the reason refused). A nonce source is passed when a
+# breaker names the member "nonce-source".
+_RULES_CHECKS = {
+    "_rule_types": ("jti", "iat"),
+    "_rule_request": ("htm", "htu"),
+    "_rule_nonce": ("nonce",),
+    "_rule_time": ("time",),
+    "_rule_ath": ("ath",),
+}
 _BREAKERS: dict[str, list[tuple[str, Any, str]]] = {
-    "_rule_jti": [
+    "jti": [
         ("jti", _ABSENT, "jti_missing"),
         ("jti", "", "jti_missing"),
         ("jti", 7, "jti_missing"),
         ("jti", "j" * 257, "jti_too_long"),
     ],
-    "_rule_iat": [
+    "iat": [
         ("iat", _ABSENT, "iat_missing"),
         ("iat", "1", "iat_missing"),
         ("iat", True, "iat_missing"),
     ],
-    "_rule_htm": [
+    "htm": [
         ("htm", _ABSENT, "htm_missing"),
         ("htm", 1, "htm_missing"),
         ("htm", "POST", "htm_mismatch"),
     ],
-    "_rule_htu": [("htu", None, "htu_missing"), ("htu", URL + "/x", "htu_mismatch")],
-    "_rule_nonce": [("nonce", 5, "nonce_invalid"), ("nonce-source", _ABSENT, "nonce_missing")],
-    "_rule_time": [
+    "htu": [("htu", None, "htu_missing"), ("htu", URL + "/x", "htu_mismatch")],
+    "nonce": [("nonce", 5, "nonce_invalid"), ("nonce-source", _ABSENT, "nonce_missing")],
+    "time": [
         ("iat", NOW - 61, "iat_too_old"),
         ("iat", NOW + 11, "iat_in_future"),
         ("nbf", NOW + 11, "nbf_in_future"),
@@ -877,7 +884,7 @@ _BREAKERS: dict[str, list[tuple[str, Any, str]]] = {
         ("exp", NOW, "proof_expired"),
         ("exp", -1, "exp_invalid"),
     ],
-    "_rule_ath": [
+    "ath": [
         ("ath", _ABSENT, "ath_missing"),
         ("ath", 5, "ath_missing"),
         ("ath", compute_ath("other"), "ath_mismatch"),
@@ -912,7 +919,9 @@ class TestClaimRules:
     reason whatever else is broken."""
 
     def test_the_table_is_every_rule_in_order(self) -> None:
-        assert [rule.__name__ for rule in CLAIM_RULES] == list(_BREAKERS)
+        assert [rule.__name__ for rule in CLAIM_RULES] == list(_RULES_CHECKS)
+        checks = [check for checks in _RULES_CHECKS.values() for check in checks]
+        assert checks == list(_BREAKERS)
 
     def test_the_common_proof_passes_every_rule(self) -> None:
         assert _verify_broken([]).jti == "j-1"
@@ -934,7 +943,7 @@ class TestClaimRules:
     @given(st.data())
     def test_first_broken_rule_names_the_reason(self, data: st.DataObject) -> None:
         rules = data.draw(st.lists(st.sampled_from(list(_BREAKERS)), min_size=1, unique=True))
-        rules.sort(key=list(_BREAKERS).index)
+        rules.sort(key=list(_BREAKERS).index)  # the checks broken, in their order
         breaks = [data.draw(st.sampled_from(_BREAKERS[rule])) for rule in rules]
         with pytest.raises(DPoPGuardError) as info:
             _verify_broken(breaks)
