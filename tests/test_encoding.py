@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, settings, target
 from hypothesis import strategies as st
 
 from dpop_guard._b64 import b64url_decode, b64url_encode
@@ -322,3 +322,56 @@ class TestOneObjectIsStillStrict:
         assert all(
             not isinstance(v, float) or (v == v and abs(v) != float("inf")) for v in value.values()
         )
+
+
+_wide_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**60), 10**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet='a,[{\\"\ud7ff\u00e9', max_size=30),
+    lambda children: (
+        st.lists(children, max_size=40)
+        | st.dictionaries(st.text(alphabet="ab,[", max_size=4), children, max_size=40)
+    ),
+    max_leaves=400,
+)
+
+
+def _census(value: Any) -> tuple[int, int, int]:
+    """(containers, scalars, longest integer's digits) of a parsed document."""
+    containers = scalars = longest = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (dict, list)):
+            containers += 1
+            stack.extend(item.values() if isinstance(item, dict) else item)
+        else:
+            scalars += 1
+            if type(item) is int:
+                longest = max(longest, len(str(abs(item))))
+    return containers, scalars, longest
+
+
+class TestWorkIsBounded:
+    """A search for costly documents. Whatever is accepted, the parser built at most
+    MAX_CONTAINERS containers and MAX_CONTAINERS + MAX_VALUES values in all, no integer
+    longer than MAX_NUMBER_LENGTH digits: the work after the C scanner (the hooks, the
+    depth walk, the surrogate check) is bounded by these counts. The counts are the cost
+    proxy hypothesis is steered to maximise; no time is measured."""
+
+    @settings(max_examples=120, deadline=None)
+    @given(st.dictionaries(st.text(max_size=3), _wide_json, max_size=40))
+    def test_accepted_documents_are_bounded(self, document: dict[str, Any]) -> None:
+        raw = json.dumps(document, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        try:
+            value = parse_object(raw)
+        except JSONError:
+            return
+        containers, scalars, longest = _census(value)
+        target(float(containers + scalars), label="values built")
+        target(float(longest), label="longest integer")
+        assert containers <= MAX_CONTAINERS
+        assert containers + scalars <= MAX_CONTAINERS + MAX_VALUES
+        assert longest <= MAX_NUMBER_LENGTH
