@@ -22,7 +22,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any, Final
 
-from ._json import JSONError, parse_object
+from ._json import DOCUMENT_LIMITS, JSONError, parse_object
 
 __all__ = ["ConfigurationError", "EnvReader", "check_names"]
 
@@ -32,7 +32,6 @@ _SEPARATORS = re.compile(r"[\s,]+")
 # ASCII decimal notation only: float() would also take "1_0", Arabic-Indic or full-width
 # digits, which no operator means to type and a reviewer would not read as a number.
 _NUMBER: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
-_MAX_JSON_DEPTH: Final = 32
 
 
 def _has_control(value: str) -> bool:
@@ -227,6 +226,6 @@ class EnvReader:
         if value is None:
             return None
         try:
-            return parse_object(value.encode("utf-8", "surrogatepass"), max_depth=_MAX_JSON_DEPTH)
+            return parse_object(value.encode("utf-8", "surrogatepass"), DOCUMENT_LIMITS)
         except JSONError:
             raise ConfigurationError(self.name(key), f"must be {what}") from None

@@ -47,6 +47,10 @@ JSONReason = Literal[
     "non_standard_number",
     "lone_surrogate",
     "too_deep",
+    # refused before parsing, by counting octets (limits in dpop_guard._json)
+    "too_many_containers",
+    "too_many_values",
+    "number_too_long",
 ]
 """Why :func:`dpop_guard._json.parse_object` refused a document."""
 
@@ -63,6 +67,7 @@ JWKReason = Literal[
     "jwk_invalid",
     "jwk_rsa_size",
     "jwk_rsa_exponent",
+    "jwk_small_order",
 ]
 """Why :func:`dpop_guard.jwk.import_public_jwk` refused the ``jwk`` header."""
 

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwk as jose_jwk
 
 from ._b64 import b64url_encode
-from ._json import JSONError, parse_object
+from ._json import DOCUMENT_LIMITS, JSONError, parse_object
 from .jwk import jwk_thumbprint
 from .proof import DPOP_TYP, compute_ath
 
@@ -238,7 +238,6 @@ DEFAULT_ASSERTION_LIFETIME: Final = 60
 MAX_METADATA_BYTES: Final = 65536
 """Bytes of a metadata document, PAR or token response read at most: a hostile or broken
 server cannot make the client buffer more (the cap holds while reading, not after)."""
-_MAX_JSON_DEPTH: Final = 32
 
 
 class OAuthError(Exception):
@@ -390,7 +389,7 @@ class _Answer:
         """The body as a strict JSON object (no repeated member, NaN or lone surrogate, at
         most 32 levels deep), or ``None`` for anything else."""
         try:
-            return parse_object(self.content, max_depth=_MAX_JSON_DEPTH)
+            return parse_object(self.content, DOCUMENT_LIMITS)
         except JSONError:
             return None
 

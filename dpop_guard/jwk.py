@@ -286,7 +286,8 @@ def import_public_jwk(
        ``alg`` (with ``EdDSA``/``Ed25519`` treated as one);
     2. the key material, per key type: the curve is the one ``alg`` names, coordinates
        have their exact length and lie on the curve; an RSA modulus and exponent are in
-       ``limits``, with their minimal encoding, before any RSA work is done;
+       ``limits``, with their minimal encoding, before any RSA work is done; an Ed25519
+       key is not one of small order;
     3. the RFC 7638 thumbprint.
 
     :raises JWKError: with the failing check as ``reason``.
@@ -388,6 +389,26 @@ def _min_octets(bits: int) -> int:
     return (bits + 7) // 8
 
 
+# Ed25519 public keys of small order: under one, R = identity and S = 0 (and others)
+# verify any message, so a token bound to it is bound to nothing. The eight points of
+# order 1, 2, 4 and 8 (RFC 8032 section 5.1.3 decodes them all), by their encoded y:
+# 0, 1, p - 1, the two y of order 8, and p and p + 1 (0 and 1 again, not reduced). Compared
+# with x's sign bit cleared, so every spelling of each point, canonical or not, is refused,
+# as libsodium's ge25519_has_small_order does (tests/vectors/ed25519_small_order.json).
+_ED25519_SMALL_ORDER: Final = frozenset(
+    bytes.fromhex(y)
+    for y in (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    )
+)
+
+
 def _import_okp(
     jwk: dict[str, Any], spec: _Alg, limits: KeyLimits
 ) -> Callable[[bytes, bytes], bool]:
@@ -397,6 +418,8 @@ def _import_okp(
     x = _member(jwk, "x")
     if len(x) != _OKP_SIZES[crv]:
         raise JWKError("jwk_invalid")
+    if crv == "Ed25519" and x[:31] + bytes((x[31] & 0x7F,)) in _ED25519_SMALL_ORDER:
+        raise JWKError("jwk_small_order")
     key = (
         ed25519.Ed25519PublicKey.from_public_bytes(x)
         if crv == "Ed25519"

@@ -5,9 +5,13 @@ No awaits, no clock reads, no network: the caller passes the request facts and `
 The replay check is not done here (it needs a shared store); :class:`VerifiedProof`
 carries the ``replay_key`` and ``replay_ttl`` the caller records.
 
-Check order, cheapest and most structural first: size cap, three base64url segments,
-header is a JSON object, ``typ``, ``alg`` allow-list, ``crit``, ``jwk``, signature, claim
-types, ``htm``, ``htu``, nonce, time (``iat`` window, ``nbf``, ``exp``), ``ath``. The
+Every rule a proof is held to lives in this file (the key's own rules in
+:mod:`dpop_guard.jwk`, the JSON limits in :mod:`dpop_guard._json`), in this order,
+cheapest and most structural first: size cap, three base64url segments, header is a
+bounded JSON object, ``typ``, ``alg`` allow-list, ``crit``, ``jwk``, signature (all in
+:meth:`ProofVerifier.verify` and ``_parse_header``), then the claims, each rule once in
+:data:`CLAIM_RULES`, which every proof runs in full: claim types (``jti``, ``iat``),
+``htm``, ``htu``, nonce, time (``iat`` window, ``nbf``, ``exp``), ``ath``. The
 thumbprint is that of a key that has just verified the signature. Every member is
 type-checked before it is used, and every refusal is an :class:`InvalidDPoPProof` (or
 :class:`UseDPoPNonce`) whose ``reason`` is a :data:`~dpop_guard._reasons.ProofReason`.
@@ -32,13 +36,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, AnyStr, Final, Literal, NamedTuple
 
 from ._b64 import b64url_decode, b64url_decode_octets, b64url_encode
 from ._digest import sha256
-from ._json import JSONError, parse_object
+from ._json import MAX_DEPTH, JSONError, JSONLimits, parse_object
 from ._reasons import ProofReason
 from ._url import normalize_htu
 from .errors import InvalidDPoPProof, InvalidRequest, UseDPoPNonce
@@ -84,7 +88,7 @@ DEFAULT_MAX_FUTURE_SKEW: Final = 10
 DEFAULT_MAX_AGE: Final = 60
 DEFAULT_MAX_PROOF_BYTES: Final = 8192
 DEFAULT_MAX_JTI_LENGTH: Final = 256
-DEFAULT_MAX_JSON_DEPTH: Final = 8
+DEFAULT_MAX_JSON_DEPTH: Final = MAX_DEPTH  # the one home: dpop_guard._json
 # Configured windows beyond this are mistakes, and each second is a second of replay
 # records to keep.
 _MAX_CONFIGURED_SECONDS: Final = 3600
@@ -243,8 +247,6 @@ class VerifiedProof(NamedTuple):
         return sha256(f"{self.jkt}:{self.jti}".encode()).hexdigest()
 
 
-_new_tuple = tuple.__new__
-_compare_digest = hmac.compare_digest
 _DOT: Final = ord(".")  # ``int in bytes`` is a memchr; ``bytes in bytes`` first tries int()
 
 
@@ -302,10 +304,7 @@ class ProofVerifier:
         self._keys: dict[bytes, PublicKey] = {}
         self._keys_max = key_cache_size
         self._max_bytes = policy.max_proof_bytes
-        self._max_jti = policy.max_jti_length
-        self._max_depth = policy.max_json_depth
-        self._skew = policy.max_future_skew
-        self._skew_end = self._skew + 1  # iat < now + this (whole seconds)
+        self._json_limits = JSONLimits(max_depth=policy.max_json_depth)
         # ath per access token: one token is presented many times.
         self._ath: dict[str, str] = {}
         # The policy is immutable: the window and record lifetime without a nonce are
@@ -378,61 +377,36 @@ class ProofVerifier:
             self._keys[header_b64] = key
 
         try:
-            claims = parse_object(b64url_decode_octets(payload_b64), self._max_depth)
+            claims = parse_object(b64url_decode_octets(payload_b64), self._json_limits)
         except (ValueError, JSONError) as exc:
             raise _refusal("payload_invalid", data) from exc
 
-        # The claims. The common proof is checked here, inline: jti and iat well-typed,
-        # htm and htu exactly the request's, no nonce asked for or sent, iat in the
-        # window, no nbf or exp, and ath the hash of a token already seen. Each
-        # condition is one that _check_claims also demands, so what passes here passes
-        # there with the same result; anything else (a missing claim is a KeyError, an
-        # ath that is not ASCII text a TypeError) and every refusal is left to
-        # _check_claims, which runs every check in order and names the reason
-        # (tests/test_proof.py compares the two on generated claims). Inline, with no
-        # call, this saves about 10,000 instructions per proof.
-        jkt = key.jkt
-        try:
-            # Two pairs, not one 4-tuple: a pair is swapped in place, four are packed.
-            jti, iat = claims["jti"], claims["iat"]
-            htm, htu = claims["htm"], claims["htu"]
-            common = (
-                type(jti) is str
-                and 0 < len(jti) <= self._max_jti
-                and type(iat) is int  # not bool (a subclass of int); a float takes the full check
-                and htm == method  # a JSON value equal to a str is a str
-                and htu == url
-                and nonces is None
-                and "nonce" not in claims
-                and now - self._window <= iat < now + self._skew_end
-                and "nbf" not in claims
-                and "exp" not in claims
-                and (
-                    access_token is None or _compare_digest(claims["ath"], self._ath[access_token])
-                )
+        # Every proof goes through every claim rule, in CLAIM_RULES' order.
+        check = _ClaimCheck(
+            claims, method, url, access_token, now, nonces, key.jkt, self._window, self._replay_ttl
+        )
+        for rule in CLAIM_RULES:
+            rule(self, check)
+        iat = claims["iat"]
+        # _make, the named tuple's own constructor from a sequence: calling the class
+        # goes through type.__call__ and a Python __new__ (3,000 instructions more).
+        return VerifiedProof._make(
+            (
+                check.jkt,
+                claims["jti"],
+                iat if type(iat) is int else int(iat),
+                claims["htm"],
+                claims["htu"],
+                check.nonce,
+                check.replay_ttl,
+                check.next_nonce,
             )
-        except (KeyError, TypeError):
-            common = False
-        if common:
-            return _new_tuple(
-                VerifiedProof,
-                (
-                    jkt,
-                    jti,
-                    iat,
-                    htm,
-                    htu,
-                    None,
-                    self._replay_ttl,
-                    None,
-                ),
-            )
-        return self._check_claims(claims, jkt, method, url, access_token, now, nonces)
+        )
 
     def _parse_header(self, segment: str) -> PublicKey:
         """The JOSE header: ``typ``, ``alg``, ``crit``, then the ``jwk`` import."""
         try:
-            header = parse_object(b64url_decode(segment), max_depth=self._max_depth)
+            header = parse_object(b64url_decode(segment), self._json_limits)
         except (ValueError, JSONError) as exc:
             raise _fail("header_invalid") from exc
         typ = header.get("typ")
@@ -454,121 +428,146 @@ class ProofVerifier:
         except JWKError as exc:
             raise _fail(exc.reason) from exc
 
-    def _check_claims(
-        self,
-        claims: dict[str, Any],
-        jkt: str,
-        method: str,
-        url: str,
-        access_token: str | None,
-        now: int,
-        nonces: NonceSource | None,
-    ) -> VerifiedProof:
-        """The claims, in stages: their types, the request, the nonce, time, ``ath``.
-
-        The full check, for every proof :meth:`verify` does not accept inline (and the
-        one place every claim refusal is raised). The common cases are checked inline
-        here too, the rest by the helpers below: a call costs about 1,000 instructions,
-        and the inline checks saved about 4,000 per proof (``benchmarks/README.md``).
-        Every check runs, in the same order."""
-        # jti a non-empty, bounded string; iat a number (RFC 9449 section 4.2).
-        jti = claims.get("jti")
-        if type(jti) is not str or not jti:  # str subclasses cannot come out of JSON
-            raise _fail("jti_missing")
-        if len(jti) > self._max_jti:
-            raise _fail("jti_too_long")
-        iat = claims.get("iat")
-        if type(iat) is not int and type(iat) is not float:  # not bool, a subclass of int
-            raise _fail("iat_missing")
-        htm = claims.get("htm")
-        htu = claims.get("htu")
-        if type(htm) is not str or htm != method or type(htu) is not str or htu != url:
-            htm, htu = _check_request(claims, method, url)  # refuses, or htu normalised
-        if nonces is None and "nonce" not in claims:
-            # The common case, without a call: no nonce asked for, none sent.
-            nonce = next_nonce = None
-            window, replay_ttl = self._window, self._replay_ttl
-        else:
-            nonce, nonce_lifetime, next_nonce = _check_nonce(claims, jkt, now, nonces)
-            window = self.policy.past_window(nonce_lifetime)
-            replay_ttl = self.policy.replay_ttl(nonce_lifetime)
-        skew = self._skew
-        if not now - window <= iat < now + skew + 1 or "nbf" in claims or "exp" in claims:
-            _check_time(claims, iat, now, window, skew)  # refuses, or nbf and exp hold
-        if access_token is not None:
-            self._check_ath(claims, access_token)
-        # tuple.__new__ directly: the named tuple's __new__ would only pass these on.
-        return _new_tuple(
-            VerifiedProof,
-            (
-                jkt,
-                jti,
-                iat if type(iat) is int else int(iat),
-                htm,
-                htu,
-                nonce,
-                replay_ttl,
-                next_nonce,
-            ),
-        )
-
-    def _check_ath(self, claims: dict[str, Any], access_token: str) -> None:
-        """``ath`` is the hash of the presented access token (RFC 9449 section 4.3 step 11)."""
-        ath = claims.get("ath")
-        if not isinstance(ath, str):
-            raise _fail("ath_missing")
+    def _ath_of(self, access_token: str) -> str:
+        """:func:`compute_ath` of ``access_token``, remembered: one token is presented
+        many times."""
         expected = self._ath.get(access_token)
         if expected is None:
             if len(self._ath) >= _ATH_CACHE_SIZE:
                 self._ath.clear()
             expected = self._ath[access_token] = compute_ath(access_token)
-        # compare_digest takes ASCII str directly; a non-ASCII ath cannot match.
-        if not ath.isascii() or not hmac.compare_digest(ath, expected):
-            raise _fail("ath_mismatch", "The DPoP proof is not bound to the access token.")
+        return expected
 
 
-def _check_request(claims: dict[str, Any], method: str, url: str) -> tuple[str, str]:
-    """``htm`` is the method exactly; ``htu`` is the URL, normalised (RFC 9449 4.3 8-9)."""
+# The claim rules (RFC 9449 sections 4.2 and 4.3 steps 8-12, FAPI 2.0 section 5.3.2.1).
+# Each reads one proof's claims against one request and either returns or raises its
+# refusal; CLAIM_RULES runs them in order, and the first that refuses names the reason.
+
+
+@dataclass(slots=True)
+class _ClaimCheck:
+    """One proof's claims and the request they must match: what the claim rules read.
+    The nonce rule also writes the past window and record lifetime a valid nonce widens,
+    and the nonce to send next."""
+
+    claims: dict[str, Any]
+    method: str
+    url: str
+    access_token: str | None
+    now: int
+    nonces: NonceSource | None
+    jkt: str
+    window: int
+    replay_ttl: int
+    nonce: str | None = None
+    next_nonce: str | None = None
+
+
+def _rule_types(verifier: ProofVerifier, check: _ClaimCheck) -> None:
+    """``jti`` is a non-empty string, at most ``max_jti_length`` long; ``iat`` is a number
+    (RFC 9449 section 4.2; its window is :func:`_rule_time`'s)."""
+    claims = check.claims
+    jti = claims.get("jti")
+    if type(jti) is not str or not jti:  # str subclasses cannot come out of JSON
+        raise _fail("jti_missing")
+    if len(jti) > verifier.policy.max_jti_length:
+        raise _fail("jti_too_long")
+    iat = claims.get("iat")
+    if type(iat) is not int and type(iat) is not float:  # not bool, a subclass of int
+        raise _fail("iat_missing")
+
+
+def _rule_request(verifier: ProofVerifier, check: _ClaimCheck) -> None:
+    """``htm`` is the request's method, exactly; ``htu`` is its URL without query and
+    fragment, scheme and host compared case-insensitively, default ports dropped (RFC 9449
+    section 4.3 steps 8 and 9, in that order)."""
+    claims = check.claims
     htm = claims.get("htm")
-    if not isinstance(htm, str):
+    if type(htm) is not str:
         raise _fail("htm_missing")
-    if htm != method:
+    if htm != check.method:
         raise _fail("htm_mismatch", "The DPoP proof does not match the HTTP method.")
     htu = claims.get("htu")
-    if not isinstance(htu, str):
+    if type(htu) is not str:
         raise _fail("htu_missing")
-    if htu != url:
+    if htu != check.url:
         try:
-            matched = normalize_htu(htu) == normalize_htu(url)
+            matched = normalize_htu(htu) == normalize_htu(check.url)
         except ValueError:
             matched = False
         if not matched:
             raise _fail("htu_mismatch", "The DPoP proof does not match the request URL.")
-    return htm, htu
 
 
-def _check_nonce(
-    claims: dict[str, Any], jkt: str, now: int, nonces: NonceSource | None
-) -> tuple[str | None, int | None, str | None]:
-    """The server nonce (RFC 9449 section 9): ``(nonce, lifetime, next_nonce)``, where
-    ``lifetime`` is set when a valid nonce widens the ``iat`` window.
+def _rule_nonce(verifier: ProofVerifier, check: _ClaimCheck) -> None:
+    """A present ``nonce`` is a string; with a nonce source, the proof carries one of its
+    valid nonces (RFC 9449 section 9), which widens the past window to the nonce lifetime.
 
     Checked before the time: a client with a skewed clock or a stale proof is told to use
-    a nonce rather than simply refused.
-    """
+    a nonce rather than simply refused."""
+    claims, nonces = check.claims, check.nonces
+    if nonces is None and "nonce" not in claims:
+        return
     nonce = claims.get("nonce")
     if "nonce" in claims and type(nonce) is not str:
         raise _fail("nonce_invalid")  # a present nonce must be a string; null is not
+    check.nonce = nonce
     if nonces is None:
-        return nonce, None, None
+        return
+    jkt, now = check.jkt, check.now
     if nonce is None:
         raise UseDPoPNonce("nonce_missing", nonce=nonces.issue(jkt, now))
     status = nonces.check(nonce, jkt, now)
     if status == "invalid":
         raise UseDPoPNonce("nonce_invalid", nonce=nonces.issue(jkt, now))
-    next_nonce = nonces.issue(jkt, now) if status == "expiring" else None
+    if status == "expiring":
+        check.next_nonce = nonces.issue(jkt, now)
     # A valid nonce proves the proof is at most a nonce lifetime old.
-    return nonce, nonces.lifetime, next_nonce
+    check.window = verifier.policy.past_window(nonces.lifetime)
+    check.replay_ttl = verifier.policy.replay_ttl(nonces.lifetime)
+
+
+def _rule_time(verifier: ProofVerifier, check: _ClaimCheck) -> None:
+    """``iat`` within ``[now - window, now + skew + 1)``; ``nbf`` and ``exp``, when
+    present, NumericDates that hold at ``now`` (see the module docstring)."""
+    claims, now = check.claims, check.now
+    iat = claims["iat"]
+    skew = verifier.policy.max_future_skew
+    # Most proofs carry neither: no call then.
+    nbf = _numeric_date(claims, "nbf", "nbf_invalid") if "nbf" in claims else None
+    exp = _numeric_date(claims, "exp", "exp_invalid") if "exp" in claims else None
+    if iat < now - check.window:
+        raise ProofTimeRefused("iat_too_old", _TOO_OLD, claim="iat", skew=iat - now)
+    if iat >= now + skew + 1:
+        raise ProofTimeRefused("iat_in_future", _IN_FUTURE, claim="iat", skew=iat - now)
+    if nbf is not None and nbf >= now + skew + 1:
+        raise ProofTimeRefused("nbf_in_future", _NOT_YET_VALID, claim="nbf", skew=nbf - now)
+    if exp is not None and exp < now + 1:
+        raise ProofTimeRefused("proof_expired", _EXPIRED, claim="exp", skew=exp - now)
+
+
+def _rule_ath(verifier: ProofVerifier, check: _ClaimCheck) -> None:
+    """With an access token, ``ath`` is its hash (step 11)."""
+    if check.access_token is None:
+        return
+    ath = check.claims.get("ath")
+    if type(ath) is not str:
+        raise _fail("ath_missing")
+    # compare_digest takes ASCII str directly; a non-ASCII ath cannot match.
+    expected = verifier._ath.get(check.access_token) or verifier._ath_of(check.access_token)
+    if not ath.isascii() or not hmac.compare_digest(ath, expected):
+        raise _fail("ath_mismatch", "The DPoP proof is not bound to the access token.")
+
+
+CLAIM_RULES: Final[tuple[Callable[[ProofVerifier, _ClaimCheck], None], ...]] = (
+    _rule_types,
+    _rule_request,
+    _rule_nonce,
+    _rule_time,
+    _rule_ath,
+)
+"""Every claim rule, in the order RFC 9449 section 4.3 checks them: claim types, the
+request, the nonce, time, ``ath``."""
 
 
 def _numeric_date(claims: dict[str, Any], name: str, reason: ProofReason) -> float | None:
@@ -582,22 +581,6 @@ def _numeric_date(claims: dict[str, Any], name: str, reason: ProofReason) -> flo
     ):
         raise _fail(reason)
     return value
-
-
-def _check_time(claims: dict[str, Any], iat: float, now: int, window: int, skew: int) -> None:
-    """``iat`` within ``[now - window, now + skew + 1)``; ``nbf`` and ``exp`` when present
-    (see the module docstring for the whole-second arithmetic)."""
-    # Most proofs carry neither: skip the calls then.
-    nbf = _numeric_date(claims, "nbf", "nbf_invalid") if "nbf" in claims else None
-    exp = _numeric_date(claims, "exp", "exp_invalid") if "exp" in claims else None
-    if iat < now - window:
-        raise ProofTimeRefused("iat_too_old", _TOO_OLD, claim="iat", skew=iat - now)
-    if iat >= now + skew + 1:
-        raise ProofTimeRefused("iat_in_future", _IN_FUTURE, claim="iat", skew=iat - now)
-    if nbf is not None and nbf >= now + skew + 1:
-        raise ProofTimeRefused("nbf_in_future", _NOT_YET_VALID, claim="nbf", skew=nbf - now)
-    if exp is not None and exp < now + 1:
-        raise ProofTimeRefused("proof_expired", _EXPIRED, claim="exp", skew=exp - now)
 
 
 def verify_proof(

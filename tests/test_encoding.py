@@ -6,11 +6,19 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, settings, target
 from hypothesis import strategies as st
 
 from dpop_guard._b64 import b64url_decode, b64url_encode
-from dpop_guard._json import JSONError, parse_object
+from dpop_guard._json import (
+    DOCUMENT_LIMITS,
+    MAX_CONTAINERS,
+    MAX_NUMBER_LENGTH,
+    MAX_VALUES,
+    JSONError,
+    JSONLimits,
+    parse_object,
+)
 
 
 class TestBase64url:
@@ -124,18 +132,19 @@ class TestStrictJSON:
     )
     def test_depth_counts_containers(self, raw: bytes, depth: int) -> None:
         """Depth is container nesting: accepted at the limit, refused one below it."""
-        parse_object(raw, max_depth=depth)
+        parse_object(raw, JSONLimits(max_depth=depth))
         with pytest.raises(JSONError) as info:
-            parse_object(raw, max_depth=depth - 1)
+            parse_object(raw, JSONLimits(max_depth=depth - 1))
         assert info.value.reason == "too_deep"
 
     @given(st.dictionaries(st.text(max_size=8), json_values, max_size=5))
     def test_objects_round_trip(self, obj: dict[str, Any]) -> None:
-        """Objects of depth <= 8 parse back to themselves."""
+        """Objects within the JOSE limits parse back to themselves; others are refused
+        by the limit they pass."""
         try:
             assert parse_object(json.dumps(obj).encode()) == obj
         except JSONError as exc:
-            assert exc.reason == "too_deep"
+            assert exc.reason in {"too_deep", "too_many_containers", "too_many_values"}
 
     @given(st.binary(max_size=200))
     def test_any_bytes(self, data: bytes) -> None:
@@ -153,7 +162,17 @@ class TestStrictJSON:
             (b"[]", "not_object"),
             (b"1", "not_object"),
             (b'{"a": Infinity}', "non_standard_number"),
-            (b"[" * 100_000, "not_json"),
+            (b"[" * 100_000, "too_many_containers"),
+            (b"[" * 100_000, "too_many_containers"),
+            (b'{"a":[' + b",".join([b"{}"] * 1900) + b"]}", "too_many_containers"),
+            (b'{"a":' + b"[" * 8 + b"]" * 8 + b"}", "too_deep"),
+            (b'{"a":[' + b",".join([b"1"] * (MAX_VALUES + 1)) + b"]}", "too_many_values"),
+            (b'{"a":"' + b"," * MAX_VALUES + b'"}', "too_many_values"),  # strings count too
+            (b'{"a":"' + b"[" * MAX_CONTAINERS + b'"}', "too_many_containers"),
+            (b'{"a":' + b"9" * (MAX_NUMBER_LENGTH + 1) + b"}", "number_too_long"),
+            (b'{"a":[' + b"9" * 4300 + b"]}", "number_too_long"),
+            (b'{"a":0.' + b"1" * MAX_NUMBER_LENGTH + b"}", "number_too_long"),
+            (b'{"a":1e' + b"0" * MAX_NUMBER_LENGTH + b"}", "number_too_long"),
             (b'{"a":' * 9 + b"1" + b"}" * 9, "too_deep"),
             (b"\xc3\x28", "not_json"),
             (b'{"a":1e400}', "non_standard_number"),
@@ -210,6 +229,30 @@ class TestStrictJSON:
         value["k"].encode("utf-8")
 
 
+class TestBoundsBeforeParsing:
+    """What a JOSE document may hold is bounded by counting octets: the limits accept
+    the largest honest shapes and refuse one more."""
+
+    def test_limits_accept_what_they_allow(self) -> None:
+        values = b",".join([b"1"] * MAX_VALUES)
+        assert len(parse_object(b'{"a":[' + values + b"]}")["a"]) == MAX_VALUES
+        nested = b'{"a":' + b"[" * 7 + b"]" * 7 + b"}"
+        assert parse_object(nested)["a"] == [[[[[[[]]]]]]]
+        wide = b'{"a":[' + b",".join([b"{}"] * (MAX_CONTAINERS - 2)) + b"]}"
+        assert len(parse_object(wide)["a"]) == MAX_CONTAINERS - 2
+        number = b"9" * MAX_NUMBER_LENGTH
+        assert parse_object(b'{"a":' + number + b"}") == {"a": int(number)}
+
+    def test_documents_have_no_count_limits(self) -> None:
+        """Server answers and configuration are bounded in depth (and in size where they
+        are read), not in members."""
+        many = b'{"a":[' + b",".join([b"{}"] * 5000) + b"]}"
+        assert len(parse_object(many, DOCUMENT_LIMITS)["a"]) == 5000
+        with pytest.raises(JSONError) as info:
+            parse_object(b'{"a":' * 33 + b"1" + b"}" * 33, DOCUMENT_LIMITS)
+        assert info.value.reason == "too_deep"
+
+
 # Pieces of nearly flat objects, where the fast path and its edges meet: few member names
 # (so duplicates), numbers that overflow or are not JSON, strings with ":", "," or a backslash,
 # whitespace, and now and then a nested container, a bad octet or trailing text.
@@ -242,46 +285,93 @@ def _nearly_flat(draw: st.DrawFn) -> bytes:
     return raw + tail
 
 
-class TestFastPathIsTheStrictPath:
-    """``parse_object`` parses flat objects on a fast path and hands everything else to
-    ``_parse_strict``: on every document both give the same value or the same refusal."""
+def _duplicates(raw: bytes) -> bool:
+    """Whether some object in the JSON text ``raw`` repeats a member name."""
 
-    @staticmethod
-    def _outcome(parse: Any, raw: bytes, depth: int) -> Any:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({name for name, _ in pairs}) != len(pairs):
+            raise LookupError
+        return dict(pairs)
+
+    try:
+        json.loads(raw, object_pairs_hook=hook)
+    except LookupError:
+        return True
+    except ValueError:
+        pass
+    return False
+
+
+class TestOneObjectIsStillStrict:
+    """A document with one object is built by the C scanner and its duplicates found by
+    counting commas: on nearly flat documents, whatever is accepted is what
+    ``json.loads`` reads, with no repeated name, no non-finite number, and a refused
+    duplicate is a real one."""
+
+    @settings(max_examples=400)
+    @given(_nearly_flat())
+    def test_accepted_is_json_without_duplicates(self, raw: bytes) -> None:
         try:
-            return ("value", parse(raw, depth))
+            value = parse_object(raw)
         except JSONError as exc:
-            return ("refused", exc.reason)
+            if exc.reason == "duplicate_member":
+                assert _duplicates(raw)
+            return
+        assert value == json.loads(raw)
+        assert not _duplicates(raw)
+        assert all(
+            not isinstance(v, float) or (v == v and abs(v) != float("inf")) for v in value.values()
+        )
 
-    @settings(max_examples=400)  # about one document in twenty is accepted on the fast path
-    @given(_nearly_flat(), st.sampled_from([0, 1, 2, 8]))
-    def test_same_outcome(self, raw: bytes, depth: int) -> None:
-        from dpop_guard._json import _parse_strict
 
-        fast = self._outcome(lambda d, m: parse_object(d, max_depth=m), raw, depth)
-        assert fast == self._outcome(_parse_strict, raw, depth)
+_wide_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**60), 10**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet='a,[{\\"\ud7ff\u00e9', max_size=30),
+    lambda children: (
+        st.lists(children, max_size=40)
+        | st.dictionaries(st.text(alphabet="ab,[", max_size=4), children, max_size=40)
+    ),
+    max_leaves=400,
+)
 
-    @given(st.binary(max_size=60), st.sampled_from([0, 1, 8]))
-    def test_same_outcome_on_any_bytes(self, raw: bytes, depth: int) -> None:
-        from dpop_guard._json import _parse_strict
 
-        fast = self._outcome(lambda d, m: parse_object(d, max_depth=m), raw, depth)
-        assert fast == self._outcome(_parse_strict, raw, depth)
+def _census(value: Any) -> tuple[int, int, int]:
+    """(containers, scalars, longest integer's digits) of a parsed document."""
+    containers = scalars = longest = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (dict, list)):
+            containers += 1
+            stack.extend(item.values() if isinstance(item, dict) else item)
+        else:
+            scalars += 1
+            if type(item) is int:
+                longest = max(longest, len(str(abs(item))))
+    return containers, scalars, longest
 
-    def test_flat_claims_take_the_fast_path(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """A proof's usual claims never reach the strict path (which is what saves the
-        instructions); a nested object does."""
-        from dpop_guard import _json
 
-        calls: list[bytes] = []
+class TestWorkIsBounded:
+    """A search for costly documents. Whatever is accepted, the parser built at most
+    MAX_CONTAINERS containers and MAX_CONTAINERS + MAX_VALUES values in all, no integer
+    longer than MAX_NUMBER_LENGTH digits: the work after the C scanner (the hooks, the
+    depth walk, the surrogate check) is bounded by these counts. The counts are the cost
+    proxy hypothesis is steered to maximise; no time is measured."""
 
-        def strict(data: bytes, max_depth: int) -> dict[str, Any]:
-            calls.append(data)
-            return {}
-
-        monkeypatch.setattr(_json, "_parse_strict", strict)
-        claims = b'{"jti":"p-1","htm":"GET","htu":"https://rs.example.com/a","iat":1790000000}'
-        assert parse_object(claims) == json.loads(claims)
-        assert calls == []
-        parse_object(b'{"cnf":{"jkt":"x"}}')
-        assert calls == [b'{"cnf":{"jkt":"x"}}']
+    @settings(max_examples=120, deadline=None)
+    @given(st.dictionaries(st.text(max_size=3), _wide_json, max_size=40))
+    def test_accepted_documents_are_bounded(self, document: dict[str, Any]) -> None:
+        raw = json.dumps(document, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        try:
+            value = parse_object(raw)
+        except JSONError:
+            return
+        containers, scalars, longest = _census(value)
+        target(float(containers + scalars), label="values built")
+        target(float(longest), label="longest integer")
+        assert containers <= MAX_CONTAINERS
+        assert containers + scalars <= MAX_CONTAINERS + MAX_VALUES
+        assert longest <= MAX_NUMBER_LENGTH

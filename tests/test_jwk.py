@@ -285,3 +285,75 @@ def test_ec_verify_accepts_every_signature_shape(alg: str) -> None:
         assert (True, 0, True, 0) in shapes and (False, 0, False, 0) in shapes
     else:  # every table entry was used
         assert {(False, hr, False, hs) for hr in (0, 1) for hs in (0, 1)} <= shapes
+
+
+SMALL_ORDER = json.loads(
+    (Path(__file__).parent / "vectors" / "ed25519_small_order.json").read_text()
+)
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
+
+
+def _decode_point(encoded: bytes) -> tuple[int, int] | None:
+    """RFC 8032 section 5.1.3's decoding, lenient (y reduced mod p, x = -0 allowed), as
+    some verifiers are: the point an encoding names, or None when it names none."""
+    y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
+    sign = encoded[31] >> 7
+    y %= _P
+    x2 = (y * y - 1) * pow(_D * y * y + 1, -1, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+    if (x * x - x2) % _P:
+        return None
+    if x & 1 != sign:
+        x = -x % _P
+    return x, y
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    t = _D * a[0] * b[0] * a[1] * b[1] % _P
+    x = (a[0] * b[1] + b[0] * a[1]) * pow(1 + t, -1, _P) % _P
+    y = (a[1] * b[1] + a[0] * b[0]) * pow(1 - t, -1, _P) % _P
+    return x, y
+
+
+def _okp(x_hex: str) -> dict[str, str]:
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(bytes.fromhex(x_hex))}
+
+
+class TestEd25519SmallOrder:
+    """A small-order Ed25519 key verifies forged signatures (R = identity, S = 0 verifies
+    every message under the identity key), so a token bound to it is bound to nothing:
+    every spelling of the eight small-order points is refused at import."""
+
+    @pytest.mark.parametrize(
+        "case",
+        SMALL_ORDER["canonical"] + SMALL_ORDER["non_canonical"],
+        ids=lambda c: f"{c['name']}:{c['x'][:4]}{c['x'][-2:]}",
+    )
+    def test_refused(self, case: dict[str, str]) -> None:
+        for alg in ("EdDSA", "Ed25519"):
+            _refused(_okp(case["x"]), "jwk_small_order", alg=alg)
+
+    @pytest.mark.parametrize("case", SMALL_ORDER["canonical"], ids=lambda c: c["name"])
+    def test_vectors_are_small_order(self, case: dict[str, str]) -> None:
+        """The data checked by arithmetic: 8 times each point is the identity."""
+        point = _decode_point(bytes.fromhex(case["x"]))
+        assert point is not None
+        for _ in range(3):
+            point = _add(point, point)
+        assert point == (0, 1)
+
+    def test_identity_key_verifies_a_forgery(self) -> None:
+        """Why: cryptography (OpenSSL) accepts R = identity, S = 0 under the identity key."""
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        identity = bytes.fromhex(SMALL_ORDER["canonical"][0]["x"])
+        key = ed25519.Ed25519PublicKey.from_public_bytes(identity)
+        key.verify(identity + bytes(32), b"any message at all")
+
+    def test_keys_of_large_order_pass(self) -> None:
+        for _ in range(20):
+            signer = ProofSigner.generate("EdDSA")
+            assert import_public_jwk(dict(signer.public_jwk), alg="EdDSA").jkt == signer.jkt

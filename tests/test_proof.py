@@ -18,6 +18,7 @@ from dpop_guard.client import ProofSigner
 from dpop_guard.errors import DPoPGuardError, InvalidDPoPProof, InvalidRequest, UseDPoPNonce
 from dpop_guard.nonce import HMACNonceSource
 from dpop_guard.proof import (
+    CLAIM_RULES,
     ProofPolicy,
     ProofTimeRefused,
     ProofVerifier,
@@ -807,88 +808,142 @@ class TestImportPurity:
         assert result.stdout.strip() == "[]", result.stdout
 
 
-_FAST_SIGNER = ProofSigner.generate("ES256")
-_FAST_NONCES = HMACNonceSource(b"fast-path-nonce-secret-0123456789")
-_MISSING: Any = object()
+_RULE_SIGNER = ProofSigner.generate("ES256")
+_RULE_NONCES = HMACNonceSource(b"rule-table-nonce-secret-0123456789")
+_ABSENT: Any = object()
+
+# Per claim check, in the order CLAIM_RULES makes them: ways to break that check alone,
+# each as (member, value or _ABSENT, the reason refused). A nonce source is passed when a
+# breaker names the member "nonce-source".
+_RULES_CHECKS = {
+    "_rule_types": ("jti", "iat"),
+    "_rule_request": ("htm", "htu"),
+    "_rule_nonce": ("nonce",),
+    "_rule_time": ("time",),
+    "_rule_ath": ("ath",),
+}
+_BREAKERS: dict[str, list[tuple[str, Any, str]]] = {
+    "jti": [
+        ("jti", _ABSENT, "jti_missing"),
+        ("jti", "", "jti_missing"),
+        ("jti", 7, "jti_missing"),
+        ("jti", "j" * 257, "jti_too_long"),
+    ],
+    "iat": [
+        ("iat", _ABSENT, "iat_missing"),
+        ("iat", "1", "iat_missing"),
+        ("iat", True, "iat_missing"),
+    ],
+    "htm": [
+        ("htm", _ABSENT, "htm_missing"),
+        ("htm", 1, "htm_missing"),
+        ("htm", "POST", "htm_mismatch"),
+    ],
+    "htu": [("htu", None, "htu_missing"), ("htu", URL + "/x", "htu_mismatch")],
+    "nonce": [("nonce", 5, "nonce_invalid"), ("nonce-source", _ABSENT, "nonce_missing")],
+    "time": [
+        ("iat", NOW - 61, "iat_too_old"),
+        ("iat", NOW + 11, "iat_in_future"),
+        ("nbf", NOW + 11, "nbf_in_future"),
+        ("nbf", "x", "nbf_invalid"),
+        ("exp", NOW, "proof_expired"),
+        ("exp", -1, "exp_invalid"),
+    ],
+    "ath": [
+        ("ath", _ABSENT, "ath_missing"),
+        ("ath", 5, "ath_missing"),
+        ("ath", compute_ath("other"), "ath_mismatch"),
+    ],
+}
 
 
-def _claim(draw: st.DrawFn, common: Any, *odd: Any) -> Any:
-    """A claim's value: ``common`` three times in four, else one of ``odd`` or absent."""
-    if draw(st.integers(0, 3)):
-        return common
-    return draw(st.sampled_from([*odd, _MISSING]))
-
-
-@st.composite
-def _claims(draw: st.DrawFn) -> dict[str, Any]:
-    """Claims around the common proof's: each member usual, odd, of the wrong type or
-    absent, and now and then a nonce, nbf or exp."""
-    values = {
-        "jti": _claim(draw, "j-1", "", "j" * 256, "j" * 257, 7, None),
-        "iat": _claim(draw, NOW, NOW - 60, NOW - 61, NOW + 10, NOW + 11, NOW + 10.5, True, "1"),
-        "htm": _claim(draw, "GET", "POST", "get", 1),
-        "htu": _claim(draw, URL, "https://RS.example.com:443/accounts", URL + "/x", None),
-        "ath": _claim(draw, compute_ath(TOKEN), compute_ath("other"), "\u00e9", 5),
-        "nonce": _claim(draw, _MISSING, "n", 5, None),
-        "nbf": _claim(draw, _MISSING, NOW, NOW + 11, "x"),
-        "exp": _claim(draw, _MISSING, NOW + 1, NOW, -1),
-    }
-    return {name: value for name, value in values.items() if value is not _MISSING}
-
-
-def _result(call: Any) -> Any:
-    try:
-        return ("accepted", call())
-    except DPoPGuardError as exc:
-        detail = (getattr(exc, "claim", None), getattr(exc, "nonce", None))
-        return (type(exc), exc.reason, exc.args, detail)
-
-
-class TestInlineClaimsAreTheFullCheck:
-    """``verify`` checks the common proof's claims inline and leaves the rest to
-    ``_check_claims``: on any claims, verifying the signed proof gives what the full
-    check gives for its claims (the same proof, or the same refusal and reason)."""
-
-    @settings(max_examples=300, deadline=None)
-    @given(
-        _claims(),
-        st.sampled_from([TOKEN, None]),
-        st.booleans(),
-        st.sampled_from([None, _FAST_NONCES]),
+def _verify_broken(breaks: list[tuple[str, Any, str]]) -> Any:
+    """Sign the common proof's claims with ``breaks`` applied, last first (so where two
+    break one member, the earlier rule's value stays), and verify it."""
+    claims: dict[str, Any] = {"jti": "j-1", "iat": NOW, "htm": "GET", "htu": URL}
+    claims["ath"] = compute_ath(TOKEN)
+    nonces = None
+    for member, value, _ in reversed(breaks):
+        if member == "nonce-source":
+            nonces = _RULE_NONCES
+        elif value is _ABSENT:
+            claims.pop(member, None)
+        else:
+            claims[member] = value
+    proof = _RULE_SIGNER.sign_raw(
+        {"typ": "dpop+jwt", "alg": "ES256", "jwk": dict(_RULE_SIGNER.public_jwk)}, claims
     )
-    def test_same_result(
-        self, claims: dict[str, Any], token: str | None, seen: bool, nonces: Any
-    ) -> None:
-        proof = _FAST_SIGNER.sign_raw(
-            {"typ": "dpop+jwt", "alg": "ES256", "jwk": dict(_FAST_SIGNER.public_jwk)}, claims
+    return ProofVerifier(POLICY).verify(
+        proof, method="GET", url=URL, access_token=TOKEN, now=NOW, nonces=nonces
+    )
+
+
+class TestClaimRules:
+    """The claim rules live once, in proof.CLAIM_RULES, and every proof runs them all in
+    RFC 9449 order: each refuses what it should, and the first broken rule names the
+    reason whatever else is broken."""
+
+    def test_the_table_is_every_rule_in_order(self) -> None:
+        assert [rule.__name__ for rule in CLAIM_RULES] == list(_RULES_CHECKS)
+        checks = [check for checks in _RULES_CHECKS.values() for check in checks]
+        assert checks == list(_BREAKERS)
+
+    def test_the_common_proof_passes_every_rule(self) -> None:
+        assert _verify_broken([]).jti == "j-1"
+
+    @pytest.mark.parametrize(
+        "rule_break",
+        [b for breaks in _BREAKERS.values() for b in breaks],
+        ids=lambda b: f"{b[0]}={b[1]!r:.20}",
+    )
+    def test_each_rule_refuses(self, rule_break: tuple[str, Any, str]) -> None:
+        with pytest.raises(DPoPGuardError) as info:
+            _verify_broken([rule_break])
+        assert info.value.reason == rule_break[2]
+        assert info.value.error == (
+            "use_dpop_nonce" if rule_break[0] == "nonce-source" else "invalid_dpop_proof"
         )
-        inline, full = ProofVerifier(POLICY), ProofVerifier(POLICY)
-        if seen:  # the token's ath already computed, as on every request but its first
-            inline._ath[TOKEN] = full._ath[TOKEN] = compute_ath(TOKEN)
-        parsed = json.loads(json.dumps(claims))
-        got = _result(
-            lambda: inline.verify(
-                proof, method="GET", url=URL, access_token=token, now=NOW, nonces=nonces
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.data())
+    def test_first_broken_rule_names_the_reason(self, data: st.DataObject) -> None:
+        rules = data.draw(st.lists(st.sampled_from(list(_BREAKERS)), min_size=1, unique=True))
+        rules.sort(key=list(_BREAKERS).index)  # the checks broken, in their order
+        breaks = [data.draw(st.sampled_from(_BREAKERS[rule])) for rule in rules]
+        with pytest.raises(DPoPGuardError) as info:
+            _verify_broken(breaks)
+        assert info.value.reason == breaks[0][2]
+
+    @settings(max_examples=100, deadline=None)
+    @given(
+        st.sampled_from(["GET", "POST"]),
+        st.sampled_from([URL, "https://RS.example.com:443/accounts", URL + "/x"]),
+        st.sampled_from([NOW, NOW - 60, NOW + 10, NOW + 10.5, NOW - 61]),
+    )
+    def test_an_accepted_proof_reports_its_claims(self, htm: str, htu: str, iat: float) -> None:
+        """What passes every rule comes out as the proof's own claims (iat whole)."""
+        claims = {"jti": "j", "iat": iat, "htm": htm, "htu": htu, "ath": compute_ath(TOKEN)}
+        proof = _RULE_SIGNER.sign_raw(
+            {"typ": "dpop+jwt", "alg": "ES256", "jwk": dict(_RULE_SIGNER.public_jwk)}, claims
+        )
+        try:
+            got = ProofVerifier(POLICY).verify(
+                proof, method="GET", url=URL, access_token=TOKEN, now=NOW
             )
-        )
-        expected = _result(
-            lambda: full._check_claims(parsed, _FAST_SIGNER.jkt, "GET", URL, token, NOW, nonces)
-        )
-        assert got == expected
+        except InvalidDPoPProof as exc:
+            assert (htm, htu, iat) != ("GET", URL, NOW)
+            assert exc.reason in {"htm_mismatch", "htu_mismatch", "iat_too_old"}
+            return
+        assert (got.jti, got.iat, got.htm, got.htu) == ("j", int(iat), htm, htu)
+        assert got.jkt == _RULE_SIGNER.jkt
 
-    def test_common_proof_is_checked_inline(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The usual proof never reaches _check_claims (which is what saves the
-        instructions), once its token's ath is known; its first use does."""
-        calls: list[str] = []
-        full = ProofVerifier._check_claims
 
-        def spy(self: ProofVerifier, *args: Any) -> Any:
-            calls.append(args[0]["jti"])
-            return full(self, *args)
-
-        monkeypatch.setattr(ProofVerifier, "_check_claims", spy)
-        verifier = ProofVerifier(POLICY)
-        for jti in ("first", "second"):
-            proof = proof_for(_FAST_SIGNER, claims={"jti": jti})
-            verifier.verify(proof, method="GET", url=URL, access_token=TOKEN, now=NOW)
-        assert calls == ["first"]
+def test_forged_proof_under_a_small_order_key_is_refused() -> None:
+    """R = identity, S = 0 verifies any message under the identity key: such a proof is
+    refused at its key, invalid_dpop_proof with reason jwk_small_order."""
+    identity = bytes.fromhex("01" + "00" * 31)
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(identity)}
+    header = b64url_encode(json.dumps({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk}).encode())
+    claims = {"jti": "j", "htm": "GET", "htu": URL, "iat": NOW, "ath": compute_ath(TOKEN)}
+    payload = b64url_encode(json.dumps(claims).encode())
+    reject(f"{header}.{payload}.{b64url_encode(identity + bytes(32))}", "jwk_small_order")

@@ -47,7 +47,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from .._env import EnvReader
-from .._json import parse_object
+from .._json import DOCUMENT_LIMITS, parse_object
 
 MAX_BODY: Final = 65536
 # An Authlete answer is read up to this size (a consent page's scopes and client names
@@ -179,7 +179,7 @@ class Authlete:
         if response.headers.get("content-encoding", "identity") != "identity":
             raise httpx.DecodingError("compressed Authlete answer")
         try:
-            result = parse_object(bytes(data))
+            result = parse_object(bytes(data), DOCUMENT_LIMITS)
         except ValueError:
             raise httpx.DecodingError("not an Authlete response") from None
         if not isinstance(result.get("action"), str):

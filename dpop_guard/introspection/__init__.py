@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from .._env import EnvReader
+from .._json import MAX_DOCUMENT_DEPTH
 from .._reasons import IntrospectionReason, JWTReason
 from ..errors import InvalidToken
 
@@ -37,7 +38,6 @@ __all__ = [
 ]
 
 RESOURCES_ENV: Final = "DPOP_GUARD_RESOURCES"
-MAX_JSON_DEPTH: Final = 32
 # The confirmation members a binding is checked by: RFC 9449's key thumbprint and
 # RFC 8705's certificate thumbprint.
 _CHECKED_CONFIRMATIONS: Final = frozenset({"jkt", "x5t#S256"})
@@ -164,9 +164,10 @@ def freeze_json(value: Any, *, depth: int = 0) -> Any:
     """A deeply read-only copy of a parsed JSON value: objects become
     ``MappingProxyType``, arrays tuples.
 
-    :raises ValueError: nested deeper than :data:`MAX_JSON_DEPTH`, or not JSON data.
+    :raises ValueError: nested deeper than ``MAX_DOCUMENT_DEPTH`` (``dpop_guard._json``),
+        or not JSON data.
     """
-    if depth > MAX_JSON_DEPTH:
+    if depth > MAX_DOCUMENT_DEPTH:
         raise ValueError("JSON nested too deeply")
     if isinstance(value, Mapping):
         if not all(isinstance(k, str) for k in value):

@@ -36,7 +36,7 @@ from joserfc.errors import JoseError
 from .._b64 import b64url_decode
 from .._binding import check_token_binding
 from .._env import EnvReader
-from .._json import JSONError, parse_object
+from .._json import ISSUER_LIMITS, JSONError, parse_object
 from ..errors import InvalidToken
 from . import (
     Audience,
@@ -334,7 +334,7 @@ class JWTAccessTokenValidator:
         key = await self._key(kid)
         try:
             verified = jws.deserialize_compact(token, key, registry=self._registry)
-            claims = parse_object(verified.payload)
+            claims = parse_object(verified.payload, ISSUER_LIMITS)
         except (JoseError, ValueError, JSONError) as exc:
             raise InactiveToken("jwt_signature", "The access token is not valid.") from exc
         return self._claims(claims)
