@@ -16,7 +16,7 @@ LOWEST := .venv-lowest
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[server,redis,fastapi,prometheus,otel]" --group dev
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[server,redis,fastapi,prometheus,otel,httpsig]" --group dev
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -64,7 +64,7 @@ test-lowest:
 	  pins = [re.sub(r"\[.*\]", "", d).replace(">=", "==") for d in deps]; \
 	  open("$(LOWEST)/constraints.txt", "w").write("\n".join(pins) + "\n")'
 	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check \
-	  -c $(LOWEST)/constraints.txt -e ".[redis,fastapi,prometheus,otel]" --group tests
+	  -c $(LOWEST)/constraints.txt -e ".[redis,fastapi,prometheus,otel,httpsig]" --group tests
 	$(LOWEST)/bin/python -m pip freeze | grep -iE "^($$(sed 's/==.*//' $(LOWEST)/constraints.txt | paste -sd'|'))=="
 	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
