@@ -23,16 +23,22 @@ from .report import markdown, plot, save
 
 
 class Progress:
-    """A one-line progress bar on stderr."""
+    """A one-line progress bar on stderr; a line per step when stderr is not a terminal
+    (a CI log or a redirected file gets no carriage returns)."""
 
     def __init__(self, total: int) -> None:
         self.total, self.done, self.start = total, 0, time.monotonic()
+        self.terminal = sys.stderr.isatty()
 
     def step(self, label: str) -> None:
         self.done += 1
+        elapsed = time.monotonic() - self.start
+        if not self.terminal:
+            sys.stderr.write(f"{self.done}/{self.total} {elapsed:5.0f}s {label}\n")
+            sys.stderr.flush()
+            return
         width = 30
         filled = width * self.done // self.total
-        elapsed = time.monotonic() - self.start
         sys.stderr.write(
             f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
             f"{elapsed:5.0f}s  {label[:48]:<48}"
@@ -40,7 +46,8 @@ class Progress:
         sys.stderr.flush()
 
     def close(self) -> None:
-        sys.stderr.write("\n")
+        if self.terminal:
+            sys.stderr.write("\n")
 
 
 def main() -> None:
@@ -97,7 +104,7 @@ def main() -> None:
 
     info = machine()
     name = "quick" if args.quick else "latest"
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     result = {
         "machine": info,
         "quick": args.quick,

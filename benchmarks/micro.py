@@ -55,7 +55,10 @@ from dpop_guard.simulator import (
     create_simulator_app,
 )
 
-RESULTS = Path(__file__).parent / "results"
+PUBLISHED = Path(__file__).parent / "results"
+"""The tracked results (the figures the README and the docs quote): written only when
+``BENCH_PUBLISH=1`` is set, so an ordinary run never rewrites them."""
+RESULTS = PUBLISHED if os.environ.get("BENCH_PUBLISH") == "1" else PUBLISHED / "local"
 URL = "https://rs.example.com/accounts"
 TOKEN = "benchmark-access-token-0123456789abcdef"  # noqa: S105 - a fixture
 

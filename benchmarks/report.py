@@ -12,7 +12,7 @@ from .micro import RESULTS
 def save(name: str, result: dict[str, Any], table: str, *, show: bool = True) -> None:
     """Write ``results/<name>.json`` and ``results/<name>.md`` (``table``); with ``show``,
     print the table and what was written."""
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table)
     if show:

@@ -189,7 +189,7 @@ def main() -> None:
         rows.append(
             soak("2 workers (examples.serve), Redis stores", args.duration, fleet, 2, parts, 3500)
         )
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "soak.json").write_text(
         json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n"
     )
