@@ -11,6 +11,12 @@ UNIT   := not e2e and not redis and not slow and not fuzz
 
 LOWEST := .venv-lowest
 
+# `make demo` and `make docs` need a small part of the development environment each: a venv
+# of their own with only that (the demo: the package and uvicorn's fast stack; the docs:
+# the package and the site's tools), so neither builds the whole .venv.
+DEMO_VENV := .venv-demo
+DOCS_VENV := .venv-docs
+
 .PHONY: demo test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-http-instructions bench-split bench-fleet bench-mtls wheel-smoke clean
 
 $(STAMP): pyproject.toml
@@ -19,9 +25,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[server,redis,fastapi,prometheus,otel,httpsig]" --group dev
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(DEMO_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[server]"
+	touch $@
+
+$(DOCS_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+	$(DOCS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e . --group docs
+	touch $@
+
+demo: $(DEMO_VENV)/.installed
 	tools/ensure-command nginx nginx   # the demo's mTLS leg runs behind nginx
-	$(BIN)/python -m dpop_guard.demo
+	$(DEMO_VENV)/bin/python -m dpop_guard.demo
 
 test: $(STAMP)
 	tools/ensure-command redis-server
@@ -41,9 +59,8 @@ doctest: $(STAMP)
 
 # The documentation site (mkdocs-material + mkdocstrings), built --strict: a broken
 # reference, link or snippet fails the build.
-docs: $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --group docs
-	$(BIN)/mkdocs build --strict --quiet --site-dir site
+docs: $(DOCS_VENV)/.installed
+	$(DOCS_VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 # The fast unit suite on every Python the package supports (3.11 is the main venv; 3.12
 # and 3.13 come from pyenv where the machine has it, else from PATH), each in its own venv.
