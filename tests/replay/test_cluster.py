@@ -53,7 +53,7 @@ class TestClusterReplayStore:
     async def test_epoch_and_batch(self, cluster: RedisCluster) -> None:
         """One batch spread over the three primaries: each command goes to its key's node,
         and every caller reads the one epoch marker."""
-        store = RedisReplayStore.from_url(cluster.url, command_timeout=3)
+        store = RedisReplayStore.from_url(cluster.url, connect_timeout=3, command_timeout=3)
         results: list[tuple[bool, int]] = []
 
         async def attempt(key: str) -> None:
@@ -69,7 +69,10 @@ class TestClusterReplayStore:
     async def test_fleet_race(self, cluster: RedisCluster) -> None:
         """40 concurrent copies of one proof over 4 stores (4 workers): exactly one wins."""
         # A generous budget: this test is about atomicity (see test_fleet.TestRedisCluster).
-        stores = [RedisReplayStore.from_url(cluster.url, command_timeout=3) for _ in range(4)]
+        stores = [
+            RedisReplayStore.from_url(cluster.url, connect_timeout=3, command_timeout=3)
+            for _ in range(4)
+        ]
         wins: list[bool] = []
 
         async def attempt(i: int) -> None:
