@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
@@ -211,6 +211,11 @@ class SigningKey:
 
         kty = {ec.EllipticCurvePrivateKey: "EC", ed25519.Ed25519PrivateKey: "OKP"}
         key_type = next((v for k, v in kty.items() if isinstance(self.key, k)), "RSA")
-        jwk = import_key(self.key.public_key(), key_type).as_dict(private=False)  # type: ignore[call-overload]
+        # As PEM, which every joserfc the package allows imports (a key object needs a
+        # newer joserfc than the floor).
+        pem = self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        jwk = import_key(pem, key_type).as_dict(private=False)  # type: ignore[call-overload]
         jwk.update(kid=self.keyid, alg=self.alg)
         return dict(jwk)

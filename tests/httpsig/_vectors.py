@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from joserfc.jwk import import_key
 
 from dpop_guard.httpsig import Message, StaticJWKS
@@ -21,8 +20,8 @@ _KTY = {"ES256": "EC", "Ed25519": "OKP", "PS512": "RSA"}
 def public_jwk(keyid: str) -> dict[str, Any]:
     """The B.1 public key ``keyid`` as a JWK with its ``kid`` and JWA ``alg``."""
     spec = RFC9421["keys"][keyid]
-    key = serialization.load_pem_public_key(spec["public_pem"].encode())
-    jwk = dict(import_key(key, _KTY[spec["alg"]]).as_dict(private=False))  # type: ignore[call-overload]
+    pem = spec["public_pem"].encode()
+    jwk = dict(import_key(pem, _KTY[spec["alg"]]).as_dict(private=False))  # type: ignore[call-overload]
     jwk.update(kid=keyid, alg=spec["alg"])
     return jwk
 

@@ -23,9 +23,9 @@ from starlette.routing import Route
 from dpop_guard.httpsig import HTTPSignatureMiddleware, SigningKey, StaticJWKS, content_digest
 from tests._support.servers import ServerThread
 
-from ._support import AUTHORIZATION, NOW, SERVER_KEY
+from ._support import AUTHORIZATION, NOW, SERVER_KEY, needs_interop_peer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, needs_interop_peer]
 
 CLIENT = ed25519.Ed25519PrivateKey.generate()
 SEEN: list[bytes] = []

@@ -21,7 +21,9 @@ from http_message_signatures import (
 
 from dpop_guard.httpsig import SigningKey, StaticJWKS
 
-from ._support import AUTHORIZATION, NOW, call, middleware, reason
+from ._support import AUTHORIZATION, NOW, call, middleware, needs_interop_peer, reason
+
+pytestmark = needs_interop_peer
 
 _RSA = rsa.generate_private_key(65537, 2048)
 _Private = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
