@@ -192,21 +192,20 @@ def parse_object(data: bytes, limits: JSONLimits = JOSE_LIMITS) -> dict[str, Any
     if limits.max_values is not None and commas >= limits.max_values:
         raise JSONError("too_many_values")
     try:
+        text = data.decode("utf-8")
         # A document with one bracket is at most one object of scalars. Its m members are
         # parted by m - 1 commas and strings can only add commas, so when the object has
         # exactly commas + 1 distinct members, no name was repeated: the C scanner builds
         # it alone. Otherwise the strict decoder checks every object for duplicates.
         # (raw_decode of the text without its surrounding whitespace: decode finds that
         # whitespace with two regular expressions, 3,000 instructions a proof.)
-        text = data.decode("utf-8").strip(_JSON_WHITESPACE)
-        if containers == 1:  # one branch per decoder: no decoder variable to set and test
-            value, end = _FLAT.raw_decode(text)
-            if end == len(text) and type(value) is dict and len(value) != commas + 1:
-                value = _STRICT.decode(text)
-        else:
-            value, end = _STRICT.raw_decode(text)
+        decoder = _FLAT if containers == 1 else _STRICT
+        text = text.strip(_JSON_WHITESPACE)
+        value, end = decoder.raw_decode(text)
         if end != len(text):
             raise JSONError("not_json")  # text after the document
+        if containers == 1 and type(value) is dict and len(value) != commas + 1:
+            value = _STRICT.decode(text)
     except JSONError:
         raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError included
