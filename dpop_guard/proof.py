@@ -311,6 +311,10 @@ class ProofVerifier:
         # fixed (a nonce may widen them; they are then derived per proof).
         self._window = policy.past_window(None)
         self._replay_ttl = policy.replay_ttl(None)
+        # Policy numbers the claim rules read on every proof, copied here once: an
+        # attribute of the verifier is one lookup, ``verifier.policy.x`` two.
+        self._max_jti_length = policy.max_jti_length
+        self._future_bound = policy.max_future_skew + 1  # iat and nbf: < now + S + 1
 
     def verify(
         self,
@@ -381,25 +385,29 @@ class ProofVerifier:
         except (ValueError, JSONError) as exc:
             raise _refusal("payload_invalid", data) from exc
 
-        # Every proof goes through every claim rule, in CLAIM_RULES' order.
-        check = _ClaimCheck(
-            claims, method, url, access_token, now, nonces, key.jkt, self._window, self._replay_ttl
-        )
+        # Every proof goes through every claim rule, in CLAIM_RULES' order. The request's
+        # facts are passed as plain arguments: a per-proof object to carry them cost a
+        # Python __init__ to build and an attribute lookup per read. A rule returns a
+        # nonce to send next, or None.
+        jkt = key.jkt
+        next_nonce = None
         for rule in CLAIM_RULES:
-            rule(self, check)
+            issued = rule(self, claims, method, url, access_token, now, nonces, jkt)
+            if issued is not None:
+                next_nonce = issued
         iat = claims["iat"]
         # _make, the named tuple's own constructor from a sequence: calling the class
         # goes through type.__call__ and a Python __new__ (3,000 instructions more).
         return VerifiedProof._make(
             (
-                check.jkt,
+                jkt,
                 claims["jti"],
                 iat if type(iat) is int else int(iat),
                 claims["htm"],
                 claims["htu"],
-                check.nonce,
-                check.replay_ttl,
-                check.next_nonce,
+                claims.get("nonce"),  # a string or absent: _rule_nonce has checked it
+                self._replay_ttl if nonces is None else self.policy.replay_ttl(nonces.lifetime),
+                next_nonce,
             )
         )
 
@@ -442,124 +450,156 @@ class ProofVerifier:
 # The claim rules (RFC 9449 sections 4.2 and 4.3 steps 8-12, FAPI 2.0 section 5.3.2.1).
 # Each reads one proof's claims against one request and either returns or raises its
 # refusal; CLAIM_RULES runs them in order, and the first that refuses names the reason.
+# Every rule takes the same arguments: the verifier (its policy numbers), the proof's
+# claims, and the request they must match: its method and URL, the access token (or
+# None), the time, the nonce source (or None) and the thumbprint of the key that
+# verified the proof's signature.
 
 
-@dataclass(slots=True)
-class _ClaimCheck:
-    """One proof's claims and the request they must match: what the claim rules read.
-    The nonce rule also writes the past window and record lifetime a valid nonce widens,
-    and the nonce to send next."""
-
-    claims: dict[str, Any]
-    method: str
-    url: str
-    access_token: str | None
-    now: int
-    nonces: NonceSource | None
-    jkt: str
-    window: int
-    replay_ttl: int
-    nonce: str | None = None
-    next_nonce: str | None = None
-
-
-def _rule_types(verifier: ProofVerifier, check: _ClaimCheck) -> None:
+def _rule_types(
+    verifier: ProofVerifier,
+    claims: dict[str, Any],
+    method: str,
+    url: str,
+    access_token: str | None,
+    now: int,
+    nonces: NonceSource | None,
+    jkt: str,
+) -> None:
     """``jti`` is a non-empty string, at most ``max_jti_length`` long; ``iat`` is a number
     (RFC 9449 section 4.2; its window is :func:`_rule_time`'s)."""
-    claims = check.claims
     jti = claims.get("jti")
     if type(jti) is not str or not jti:  # str subclasses cannot come out of JSON
         raise _fail("jti_missing")
-    if len(jti) > verifier.policy.max_jti_length:
+    if len(jti) > verifier._max_jti_length:
         raise _fail("jti_too_long")
     iat = claims.get("iat")
     if type(iat) is not int and type(iat) is not float:  # not bool, a subclass of int
         raise _fail("iat_missing")
 
 
-def _rule_request(verifier: ProofVerifier, check: _ClaimCheck) -> None:
+def _rule_request(
+    verifier: ProofVerifier,
+    claims: dict[str, Any],
+    method: str,
+    url: str,
+    access_token: str | None,
+    now: int,
+    nonces: NonceSource | None,
+    jkt: str,
+) -> None:
     """``htm`` is the request's method, exactly; ``htu`` is its URL without query and
     fragment, scheme and host compared case-insensitively, default ports dropped (RFC 9449
     section 4.3 steps 8 and 9, in that order)."""
-    claims = check.claims
     htm = claims.get("htm")
     if type(htm) is not str:
         raise _fail("htm_missing")
-    if htm != check.method:
+    if htm != method:
         raise _fail("htm_mismatch", "The DPoP proof does not match the HTTP method.")
     htu = claims.get("htu")
     if type(htu) is not str:
         raise _fail("htu_missing")
-    if htu != check.url:
+    if htu != url:
         try:
-            matched = normalize_htu(htu) == normalize_htu(check.url)
+            matched = normalize_htu(htu) == normalize_htu(url)
         except ValueError:
             matched = False
         if not matched:
             raise _fail("htu_mismatch", "The DPoP proof does not match the request URL.")
 
 
-def _rule_nonce(verifier: ProofVerifier, check: _ClaimCheck) -> None:
+def _rule_nonce(
+    verifier: ProofVerifier,
+    claims: dict[str, Any],
+    method: str,
+    url: str,
+    access_token: str | None,
+    now: int,
+    nonces: NonceSource | None,
+    jkt: str,
+) -> str | None:
     """A present ``nonce`` is a string; with a nonce source, the proof carries one of its
-    valid nonces (RFC 9449 section 9), which widens the past window to the nonce lifetime.
+    valid nonces (RFC 9449 section 9). Returns a fresh nonce to send next when the one
+    used is about to expire. (A valid nonce also widens the past window and the replay
+    record's lifetime: :func:`_rule_time` and :meth:`ProofVerifier.verify` ask the policy.)
 
     Checked before the time: a client with a skewed clock or a stale proof is told to use
     a nonce rather than simply refused."""
-    claims, nonces = check.claims, check.nonces
     if nonces is None and "nonce" not in claims:
-        return
+        return None
     nonce = claims.get("nonce")
     if "nonce" in claims and type(nonce) is not str:
         raise _fail("nonce_invalid")  # a present nonce must be a string; null is not
-    check.nonce = nonce
     if nonces is None:
-        return
-    jkt, now = check.jkt, check.now
+        return None
     if nonce is None:
         raise UseDPoPNonce("nonce_missing", nonce=nonces.issue(jkt, now))
     status = nonces.check(nonce, jkt, now)
     if status == "invalid":
         raise UseDPoPNonce("nonce_invalid", nonce=nonces.issue(jkt, now))
     if status == "expiring":
-        check.next_nonce = nonces.issue(jkt, now)
-    # A valid nonce proves the proof is at most a nonce lifetime old.
-    check.window = verifier.policy.past_window(nonces.lifetime)
-    check.replay_ttl = verifier.policy.replay_ttl(nonces.lifetime)
+        return nonces.issue(jkt, now)
+    return None
 
 
-def _rule_time(verifier: ProofVerifier, check: _ClaimCheck) -> None:
+def _rule_time(
+    verifier: ProofVerifier,
+    claims: dict[str, Any],
+    method: str,
+    url: str,
+    access_token: str | None,
+    now: int,
+    nonces: NonceSource | None,
+    jkt: str,
+) -> None:
     """``iat`` within ``[now - window, now + skew + 1)``; ``nbf`` and ``exp``, when
     present, NumericDates that hold at ``now`` (see the module docstring)."""
-    claims, now = check.claims, check.now
     iat = claims["iat"]
-    skew = verifier.policy.max_future_skew
+    # With a nonce source, _rule_nonce has passed: the proof carries a valid nonce, which
+    # proves it is at most a nonce lifetime old.
+    window = verifier._window if nonces is None else verifier.policy.past_window(nonces.lifetime)
+    future_bound = now + verifier._future_bound
     # Most proofs carry neither: no call then.
     nbf = _numeric_date(claims, "nbf", "nbf_invalid") if "nbf" in claims else None
     exp = _numeric_date(claims, "exp", "exp_invalid") if "exp" in claims else None
-    if iat < now - check.window:
+    if iat < now - window:
         raise ProofTimeRefused("iat_too_old", _TOO_OLD, claim="iat", skew=iat - now)
-    if iat >= now + skew + 1:
+    if iat >= future_bound:
         raise ProofTimeRefused("iat_in_future", _IN_FUTURE, claim="iat", skew=iat - now)
-    if nbf is not None and nbf >= now + skew + 1:
+    if nbf is not None and nbf >= future_bound:
         raise ProofTimeRefused("nbf_in_future", _NOT_YET_VALID, claim="nbf", skew=nbf - now)
     if exp is not None and exp < now + 1:
         raise ProofTimeRefused("proof_expired", _EXPIRED, claim="exp", skew=exp - now)
 
 
-def _rule_ath(verifier: ProofVerifier, check: _ClaimCheck) -> None:
+def _rule_ath(
+    verifier: ProofVerifier,
+    claims: dict[str, Any],
+    method: str,
+    url: str,
+    access_token: str | None,
+    now: int,
+    nonces: NonceSource | None,
+    jkt: str,
+) -> None:
     """With an access token, ``ath`` is its hash (step 11)."""
-    if check.access_token is None:
+    if access_token is None:
         return
-    ath = check.claims.get("ath")
+    ath = claims.get("ath")
     if type(ath) is not str:
         raise _fail("ath_missing")
     # compare_digest takes ASCII str directly; a non-ASCII ath cannot match.
-    expected = verifier._ath.get(check.access_token) or verifier._ath_of(check.access_token)
+    expected = verifier._ath.get(access_token) or verifier._ath_of(access_token)
     if not ath.isascii() or not hmac.compare_digest(ath, expected):
         raise _fail("ath_mismatch", "The DPoP proof is not bound to the access token.")
 
 
-CLAIM_RULES: Final[tuple[Callable[[ProofVerifier, _ClaimCheck], None], ...]] = (
+_ClaimRule = Callable[
+    [ProofVerifier, dict[str, Any], str, str, str | None, int, NonceSource | None, str],
+    str | None,
+]
+
+CLAIM_RULES: Final[tuple[_ClaimRule, ...]] = (
     _rule_types,
     _rule_request,
     _rule_nonce,
@@ -567,7 +607,8 @@ CLAIM_RULES: Final[tuple[Callable[[ProofVerifier, _ClaimCheck], None], ...]] = (
     _rule_ath,
 )
 """Every claim rule, in the order RFC 9449 section 4.3 checks them: claim types, the
-request, the nonce, time, ``ath``."""
+request, the nonce, time, ``ath``. Each reads one proof's claims against one request
+and either returns (a nonce to send next, or None) or raises its refusal."""
 
 
 def _numeric_date(claims: dict[str, Any], name: str, reason: ProofReason) -> float | None:
