@@ -166,7 +166,6 @@ def check_step_up(
 
 def credentials_for(
     info: TokenInfo,
-    *,
     now: int,
     required: tuple[str, ...],
     scheme: str,
@@ -178,6 +177,9 @@ def credentials_for(
     the required scopes are checked here, from the token's facts. (A cached answer is
     older than the request, and the cache serves every route, so whatever the
     introspector checked, these are checked again.)
+
+    Positional or by keyword (the middleware calls it positionally, on every request:
+    seven keyword arguments cost more to match than the checks themselves).
 
     :param acr_values: the route's step-up requirement (see :func:`check_step_up`).
     :param max_age: the route's step-up requirement (see :func:`check_step_up`).
@@ -191,4 +193,4 @@ def credentials_for(
         raise InsufficientScope("scope_missing", scope=" ".join(required))
     if acr_values or max_age is not None:
         check_step_up(info.acr, info.auth_time, now=now, acr_values=acr_values, max_age=max_age)
-    return DPoPCredentials(token=info, scheme=scheme, interaction_id=interaction_id)
+    return DPoPCredentials(info, scheme, interaction_id)
