@@ -170,9 +170,9 @@ class DPoPGuardMiddleware:
         method: str = "GET" if websocket else scope["method"]
         authorization, authorizations, dpop, proofs, sent_id = read_headers(scope["headers"])
         interaction, send = stamp_responses(send, sent_id, self._dates, websocket)
-        started = perf_counter()
         listening = self.metrics is not None or logger.isEnabledFor(logging.INFO)
-        trace = Trace(interaction, started) if listening else NO_TRACE
+        # The clock is read only for a listener: nobody reads the start time of NO_TRACE.
+        trace = Trace(interaction, perf_counter()) if listening else NO_TRACE
         try:
             state = scope.get("state")  # uvicorn and hypercorn send one
             if state is None:
@@ -217,15 +217,15 @@ class DPoPGuardMiddleware:
                     next_nonce = proof.next_nonce  # our own nonces: only ours is relayed
             credentials = credentials_for(
                 info,
-                now=now,
-                required=policy.scopes,
-                scheme=header.scheme,
-                interaction_id=interaction,
-                acr_values=policy.acr_values,
-                max_age=policy.max_age,
+                now,
+                policy.scopes,
+                header.scheme,
+                interaction,
+                policy.acr_values,
+                policy.max_age,
             )
             scope["auth"] = credentials
-            scope["user"] = DPoPUser(credentials=credentials)
+            scope["user"] = DPoPUser(credentials)
             trace.accepted(self.decisions)
         except DPoPGuardError as exc:
             await self._reject(exc, scope, receive, send, trace, self._schemes(scope, method))

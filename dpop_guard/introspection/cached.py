@@ -198,10 +198,10 @@ class _Expiring(Generic[_V]):
     def get(self, key: bytes) -> _V | None:
         """The live value under ``key``, marked as just used; ``None`` if absent or dead."""
         data = self._data
-        entry = data.get(key)
+        # Taken out and put back at the end (use order): one lookup, not a get and a del.
+        entry = data.pop(key, None)
         if entry is None:
             return None
-        del data[key]
         if self._clock() >= entry[0]:
             return None
         data[key] = entry

@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable
+from math import ceil
 from typing import Any, final
 
 __all__ = ["MemoryReplayStore", "ReplayStoreFull"]
@@ -134,7 +135,7 @@ class MemoryReplayStore:
                 if len(live) >= self.maxsize:
                     raise ReplayStoreFull("replay store is full")
             live.add(digest)
-            expires = -int(-(clock + ttl) // 1)  # the deadline's second, rounded up
+            expires = ceil(clock + ttl)  # the deadline's second, rounded up
             bucket = self._buckets.get(expires)
             if bucket is None:
                 bucket = self._buckets[expires] = []
