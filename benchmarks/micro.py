@@ -444,7 +444,7 @@ def worst_case(n: int) -> list[dict[str, Any]]:
     }
     rows = []
     for name, make in cases.items():
-        verifier = ProofVerifier(policy, key_cache_size=0)
+        verifier = ProofVerifier(policy, memo_budget=0)
         proofs = [make(i) for i in range(n)]
 
         def run(k: int, proofs: list[str] = proofs, verifier: ProofVerifier = verifier) -> None:

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, AnyStr, Final, Literal, NamedTuple
 
 from ._b64 import b64url_decode, b64url_decode_octets, b64url_encode
+from ._bounded import MEMO_BUDGET, Memo
 from ._digest import sha256
 from ._json import MAX_DEPTH, JSONError, JSONLimits, parse_object
 from ._reasons import ProofReason
@@ -74,8 +76,6 @@ __all__ = [
 DPOP_TYP: Final = "dpop+jwt"
 """The proof's ``typ`` (RFC 9449 section 4.2), compared case-insensitively."""
 _MEDIA_TYPE_PREFIX: Final = "application/"
-DEFAULT_KEY_CACHE_SIZE: Final = 4096
-_ATH_CACHE_SIZE: Final = 4096
 
 # FAPI 2.0 Security Profile section 5.4: PS256, ES256 or EdDSA (Ed25519).
 DEFAULT_ALGORITHMS: Final = ("ES256", "PS256", "EdDSA")
@@ -274,6 +274,19 @@ def _refusal(reason: ProofReason, data: bytes) -> InvalidDPoPProof:
     return _fail(reason if data.isascii() else "proof_malformed")
 
 
+def _no_compute(header: bytes) -> PublicKey:
+    raise AssertionError("header keys are put after their signature verified")  # pragma: no cover
+
+
+def _key_cost(header: bytes, key: PublicKey) -> int:
+    # The header's octets; the key object is small and counted in ENTRY_OVERHEAD.
+    return sys.getsizeof(header)
+
+
+def _ath_cost(token: str, ath: str) -> int:
+    return sys.getsizeof(token) + sys.getsizeof(ath)
+
+
 class ProofVerifier:
     """Verifies DPoP proofs against one :class:`ProofPolicy`.
 
@@ -294,19 +307,18 @@ class ProofVerifier:
     """
 
     def __init__(
-        self, policy: ProofPolicy | None = None, *, key_cache_size: int = DEFAULT_KEY_CACHE_SIZE
+        self, policy: ProofPolicy | None = None, *, memo_budget: int = MEMO_BUDGET
     ) -> None:
         self.policy = policy = policy or ProofPolicy()
         self._algorithms = policy.accepted_algorithms
         self._limits = policy.key_limits
-        # A plain dict bounded first-in-first-out: a lookup costs a dict lookup, where an
-        # LRU's bookkeeping costs as much again as the rest of the header handling.
-        self._keys: dict[bytes, PublicKey] = {}
-        self._keys_max = key_cache_size
+        # Each verified header's key, and each access token's ath: a client presents the
+        # same ones many times. Both are bounded in bytes (_bounded.Memo): a header or a
+        # token over MAX_REMEMBERED octets is handled per request and never kept.
+        self._keys: Memo[bytes, PublicKey] = Memo(_no_compute, _key_cost, budget=memo_budget)
         self._max_bytes = policy.max_proof_bytes
         self._json_limits = JSONLimits(max_depth=policy.max_json_depth)
-        # ath per access token: one token is presented many times.
-        self._ath: dict[str, str] = {}
+        self._ath: Memo[str, str] = Memo(compute_ath, _ath_cost, budget=memo_budget)
         # The policy is immutable: the window and record lifetime without a nonce are
         # fixed (a nonce may widen them; they are then derived per proof).
         self._window = policy.past_window(None)
@@ -364,7 +376,7 @@ class ProofVerifier:
 
         # The header: parsed, checked and its key imported once per distinct header.
         key = self._keys.get(header_b64)
-        cache_after_signature = key is None and self._keys_max > 0
+        cache_after_signature = key is None
         if key is None:
             if not data.isascii():  # only ASCII headers are parsed (and cached)
                 raise _fail("proof_malformed")
@@ -375,10 +387,8 @@ class ProofVerifier:
             raise _fail("proof_malformed") from exc
         if not key.verify(signature, signing_input):
             raise _refusal("signature_invalid", data)
-        if cache_after_signature:
-            if len(self._keys) >= self._keys_max:
-                del self._keys[next(iter(self._keys))]
-            self._keys[header_b64] = key
+        if cache_after_signature:  # only a header whose key just verified a signature
+            self._keys.put(header_b64, key, len(header_b64))
 
         try:
             claims = parse_object(b64url_decode_octets(payload_b64), self._json_limits)
@@ -437,14 +447,8 @@ class ProofVerifier:
             raise _fail(exc.reason) from exc
 
     def _ath_of(self, access_token: str) -> str:
-        """:func:`compute_ath` of ``access_token``, remembered: one token is presented
-        many times."""
-        expected = self._ath.get(access_token)
-        if expected is None:
-            if len(self._ath) >= _ATH_CACHE_SIZE:
-                self._ath.clear()
-            expected = self._ath[access_token] = compute_ath(access_token)
-        return expected
+        """:func:`compute_ath` of ``access_token``, remembered (bounded in bytes)."""
+        return self._ath.remember(access_token, len(access_token))
 
 
 # The claim rules (RFC 9449 sections 4.2 and 4.3 steps 8-12, FAPI 2.0 section 5.3.2.1).
@@ -636,6 +640,6 @@ def verify_proof(
 ) -> VerifiedProof:
     """One-shot :meth:`ProofVerifier.verify` with no key cache. Prefer a long-lived
     :class:`ProofVerifier` on a request path."""
-    return ProofVerifier(policy, key_cache_size=0).verify(
+    return ProofVerifier(policy, memo_budget=0).verify(
         proof, method=method, url=url, access_token=access_token, now=now, nonces=nonces
     )

@@ -14,6 +14,7 @@ import sys
 
 CORE = (
     "dpop_guard._binding",
+    "dpop_guard._bounded",
     "dpop_guard.challenges",
     "dpop_guard.errors",
     "dpop_guard.jwk",

@@ -147,22 +147,41 @@ class TestAccepts:
             verifier.verify(proof_for(signer), method="GET", url=URL, access_token=TOKEN, now=NOW)
         assert len(verifier._keys) == 1
 
-    def test_ath_cache_is_bounded(self, signer: ProofSigner) -> None:
-        """The ath cache is emptied when full, and ath still verifies after."""
-        from dpop_guard import proof as proof_module
+    def test_memos_are_bounded_in_bytes(self) -> None:
+        """A flood of distinct signed headers and of distinct maximal tokens leaves the
+        header and ath memos within their byte budget (tracemalloc): a header or token
+        over MAX_REMEMBERED octets is never kept, and a memo past its budget starts
+        over."""
+        import tracemalloc
+
+        from dpop_guard._bounded import MAX_REMEMBERED, MEMO_BUDGET
 
         verifier = ProofVerifier(POLICY)
-        verifier._ath = {f"token-{i}": "x" for i in range(proof_module._ATH_CACHE_SIZE)}
-        verifier.verify(proof_for(signer), method="GET", url=URL, access_token=TOKEN, now=NOW)
-        assert verifier._ath == {TOKEN: compute_ath(TOKEN)}
+        signers = [ProofSigner.generate("ES256") for _ in range(40)]
+        tokens = [f"{i:06d}".ljust(length, "t") for i in range(300) for length in (
+            MAX_REMEMBERED, 8000)]  # fmt: skip
+        proofs = [
+            (proof_for(signers[i % len(signers)], access_token=token), token)
+            for i, token in enumerate(tokens)
+        ]
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for proof, token in proofs:
+                verifier.verify(proof, method="GET", url=URL, access_token=token, now=NOW)
+            retained = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert verifier._keys.held <= MEMO_BUDGET and verifier._ath.held <= MEMO_BUDGET
+        assert all(len(token) <= MAX_REMEMBERED for token in verifier._ath._data)
+        assert retained < 2 * MEMO_BUDGET + 256 * 1024, f"{retained:,} bytes retained"
 
-    def test_key_cache_is_bounded(self) -> None:
-        """The header cache never holds more than its size."""
-        verifier = ProofVerifier(POLICY, key_cache_size=2)
+    def test_a_zero_budget_remembers_nothing(self, signer: ProofSigner) -> None:
+        """memo_budget=0: every header is parsed and every ath computed per proof."""
+        verifier = ProofVerifier(POLICY, memo_budget=0)
         for _ in range(3):
-            signer = ProofSigner.generate("ES256")
             verifier.verify(proof_for(signer), method="GET", url=URL, access_token=TOKEN, now=NOW)
-        assert len(verifier._keys) == 2
+        assert len(verifier._keys) == 0 and len(verifier._ath) == 0
 
 
 class TestSelectProof:

@@ -61,6 +61,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ from typing import Final, Generic, Protocol, TypeVar
 import anyio
 
 from .._binding import check_token_binding
+from .._bounded import Memo
 from .._digest import sha256
 from .._reasons import Reason
 from ..errors import DPoPGuardError, IntrospectionUnavailable, ServiceUnavailable
@@ -231,12 +233,8 @@ def _key(token: str) -> bytes:
     return sha256(token.encode("utf-8")).digest()
 
 
-DIGEST_MEMO_ENTRIES: Final = 512
-"""Tokens whose cache key a :class:`CachingIntrospector` remembers (it starts over when
-full)."""
-DIGEST_MEMO_TOKEN_CHARS: Final = 2048
-"""Longer tokens have their key computed on every request, never remembered: the memo holds
-at most ``512 x 2 KiB`` of tokens (about 1.2 MiB with their keys and the dict)."""
+def _digest_cost(token: str, key: bytes) -> int:
+    return sys.getsizeof(token) + sys.getsizeof(key)
 
 
 _Binding = tuple[str | None, str | None]
@@ -371,8 +369,9 @@ class CachingIntrospector:
         # Token: its cache key. A client presents the same token on every request, and a
         # SHA-256 costs about 0.6% of an ES256 verification for a 43-character token and 4%
         # for a 1,000-character one (measured here), against 0.03% for this lookup.
-        # Bounded in entries and in bytes (see DIGEST_MEMO_TOKEN_CHARS).
-        self._digests: dict[str, bytes] = {}
+        # Remembered within a byte budget (_bounded.Memo): a token over MAX_REMEMBERED
+        # characters has its key computed on every request.
+        self._digests: Memo[str, bytes] = Memo(_key, _digest_cost)
         self.hits = 0
         self.misses = 0
         self.shared_hits = 0
@@ -382,17 +381,8 @@ class CachingIntrospector:
         return len(self._cache)
 
     def _key(self, token: str) -> bytes:
-        """The cache key of ``token`` (:func:`_key`), remembered for tokens up to
-        :data:`DIGEST_MEMO_TOKEN_CHARS` characters."""
-        digests = self._digests
-        key = digests.get(token)
-        if key is None:
-            key = _key(token)
-            if len(token) <= DIGEST_MEMO_TOKEN_CHARS:
-                if len(digests) >= DIGEST_MEMO_ENTRIES:
-                    digests.clear()
-                digests[token] = key
-        return key
+        """The cache key of ``token`` (:func:`_key`), remembered (bounded in bytes)."""
+        return self._digests.remember(token, len(token))
 
     def peek(self, token: str) -> TokenInfo | None:
         """The cached facts for ``token``, if any (for diagnostics and tests)."""

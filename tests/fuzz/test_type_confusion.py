@@ -39,7 +39,7 @@ URL = "https://rs.example.com/accounts"
 TOKEN = "type-confusion-token-0123456789"
 SIGNERS = {alg: ProofSigner.generate(alg) for alg in ("ES256", "PS256", "EdDSA")}
 NONCES = HMACNonceSource(b"type-confusion-nonce-secret-0123")
-VERIFIER = ProofVerifier(ProofPolicy(), key_cache_size=0)
+VERIFIER = ProofVerifier(ProofPolicy(), memo_budget=0)
 
 # A member value is raw JSON text.
 Raw = str
