@@ -72,7 +72,7 @@ def test_credentials_for_refuses(info: TokenInfo, kwargs: dict[str, Any], reason
 def test_credentials_for_builds_read_only_credentials() -> None:
     built = _built()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        built.scheme = "other"
+        built.scheme = "other"  # type: ignore[misc]
     with pytest.raises(AttributeError):
         built.jkt = "other"  # type: ignore[misc]
     assert not hasattr(built, "__dict__")
