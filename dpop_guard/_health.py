@@ -18,7 +18,6 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import urlsplit
 
 from .introspection._http import UpstreamCause, cause_of, status_cause
 
@@ -187,11 +186,16 @@ class _Dependency:
 
 
 def _safe_target(url: str) -> str:
-    """``url`` without user info or query (a Redis password lives in the user info)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    """``url`` without user info, query or fragment (a Redis password lives in the user
+    info). Split by hand, never through ``urlsplit(...).port``: a cluster's
+    ``redis+cluster://h1:7000,h2:7001`` has no single port, and this must never raise."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return "(not a URL)"
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{host}{slash}{path}"
 
 
 def dependencies(guard: DPoPGuard) -> list[_Dependency]:
@@ -337,7 +341,11 @@ class Readiness:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        results = await probe_all(self.guard, self.timeout)
+        try:
+            results = await probe_all(self.guard, self.timeout)
+        except Exception as exc:  # never a traceback from a probe: not ready, and why
+            await _answer(send, 503, {"status": "unavailable", "error": type(exc).__name__})
+            return
         failing = [r.dependency for r in results if not r.ok]
         breaker = self.guard.breaker
         body: dict[str, Any] = {

@@ -266,7 +266,9 @@ def peer_is_trusted(scope: Mapping[str, Any], networks: tuple[Network, ...]) -> 
     """Whether the immediate peer of ``scope`` (ASGI ``client[0]``) is a trusted proxy
     (:func:`is_trusted_proxy`). A peer without an address (a Unix socket) is not."""
     client = scope.get("client")
-    return client is not None and is_trusted_proxy(str(client[0]), networks)
+    if not client:  # None, or an empty pair from a server that breaks the ASGI spec
+        return False
+    return is_trusted_proxy(str(client[0]), networks)
 
 
 def _hop(addresses: list[str], networks: tuple[Network, ...]) -> int | None:

@@ -512,6 +512,17 @@ class OperationsMiddleware:
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 await self.guard.aclose()
                 return
+            except Exception as exc:
+                # A bug in a probe must not pass for "lifespan unsupported" (uvicorn would
+                # then serve without the start-up checks): start-up fails, and says why.
+                await send(
+                    {
+                        "type": "lifespan.startup.failed",
+                        "message": f"dpop_guard start-up check failed: {type(exc).__name__}",
+                    }
+                )
+                await self.guard.aclose()
+                return
         replayed = False
 
         async def replay() -> Any:

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route as HTTPRoute
 
 from dpop_guard import from_env
-from dpop_guard._health import classify
+from dpop_guard._health import _safe_target, classify
 from dpop_guard.demo import free_port
 from dpop_guard.errors import IntrospectionUnavailable
 from dpop_guard.introspection._http import TransportConnectError, TransportTimeout
@@ -124,6 +124,24 @@ class TestClassify:
         outage = IntrospectionUnavailable("authlete_timeout")
         outage.__cause__ = TransportTimeout("ReadTimeout")
         assert classify(outage) == "timeout"
+
+
+class TestSafeTarget:
+    """What a probe's message names: where the dependency is, never its credentials, and
+    never an error for a URL of any shape."""
+
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            ("redis://:S3cret@redis:6379/0", "redis://redis:6379/0"),
+            ("redis+cluster://u:p@h1:7000,h2:7001", "redis+cluster://h1:7000,h2:7001"),
+            ("https://authlete.test/api/auth?x=1#f", "https://authlete.test/api/auth"),
+            ("https://authlete.test", "https://authlete.test"),
+            ("not a url", "(not a URL)"),
+        ],
+    )
+    def test_credentials_dropped(self, url: str, shown: str) -> None:
+        assert _safe_target(url) == shown
 
 
 class TestStartup:

@@ -1084,6 +1084,18 @@ class TestDeclaredSeams:
             assert (await audited.call(token, signer)).status_code == 200
         assert seen == [token] * 3
 
+    def test_a_subclass_overriding_introspect_alone_is_refused(self) -> None:
+        """A cache subclass that adds a check to ``introspect`` only would be skipped on
+        every hit (the middleware answers hits through ``cached_sync``): refused when the
+        class is defined."""
+        from dpop_guard.introspection.cached import CachingIntrospector
+
+        with pytest.raises(TypeError, match="overrides introspect but not cached_sync"):
+
+            class Revoking(CachingIntrospector):
+                async def introspect(self, token: str, *, request: RequestFacts) -> TokenInfo:
+                    return await super().introspect(token, request=request)
+
 
 class TestWebsocketExpiry:
     """``close_websockets_at_expiry``: an accepted websocket is closed (1008) at its

@@ -128,6 +128,11 @@ class TestPeerIsTrusted:
         """A peer without an address is not a trusted proxy."""
         assert peer_is_trusted({"type": "http", "client": None}, self.networks) is False
 
+    def test_an_empty_client_is_not_trusted(self) -> None:
+        """An empty ``client`` (a server that breaks the ASGI spec) is no trusted proxy,
+        and no error."""
+        assert peer_is_trusted({"type": "http", "client": ()}, self.networks) is False
+
 
 class TestAsgiTls:
     source = AsgiTlsCertificateSource()

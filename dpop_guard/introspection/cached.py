@@ -65,7 +65,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import anyio
 
@@ -310,6 +310,24 @@ class CachingIntrospector:
     :param clock: wall-clock seconds (token expiry is wall-clock).
     :raises ValueError: a setting out of range.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that overrides :meth:`introspect` overrides :meth:`cached_sync` too.
+
+        The middleware answers a cache hit through :meth:`cached_sync` alone (the
+        :class:`~dpop_guard.introspection.SyncTokenLookup` seam), so a check added to
+        ``introspect`` only (a revocation list, an audit) would be skipped on every hit.
+        Refused when the class is defined, never discovered per request.
+
+        :raises TypeError: ``introspect`` overridden without ``cached_sync``.
+        """
+        super().__init_subclass__(**kwargs)
+        if "introspect" in cls.__dict__ and "cached_sync" not in cls.__dict__:
+            raise TypeError(
+                f"{cls.__name__} overrides introspect but not cached_sync: cache hits are "
+                "answered by cached_sync alone; override both (cached_sync may return None "
+                "to send every request through introspect)"
+            )
 
     def __init__(
         self,
