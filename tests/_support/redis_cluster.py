@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -13,13 +14,25 @@ import redis
 from dpop_guard.demo import free_port
 
 
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is a valid port too."""
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """``count`` distinct free ports whose cluster bus ports (port + 10000) are free too."""
+    ports: list[int] = []
     for _ in range(1000):
         port = free_port()
-        if port + 10000 <= 65535:
-            return port
-    raise RuntimeError("no free port below 55536")  # pragma: no cover
+        if port + 10000 <= 65535 and port not in ports and _bindable(port + 10000):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError("no free ports below 55536")  # pragma: no cover
 
 
 class RedisCluster:
@@ -31,17 +44,28 @@ class RedisCluster:
         if server is None or cli is None:
             raise RuntimeError("redis-server and redis-cli are needed for the cluster tests")
         self.server, self.cli = server, cli
-        self.ports = [_cluster_port() for _ in range(3)]
-        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        self._choose_ports()
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self._dir = tempfile.TemporaryDirectory(prefix="redis-cluster-")
 
+    def _choose_ports(self) -> None:
+        self.ports = _cluster_ports(3)
+        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
     def start(self) -> RedisCluster:
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()  # no server outlives a failed start
-            raise
+        """Start the cluster; a start that fails (a port taken between its choice and the
+        server's bind, on a busy machine) is retried twice on new ports."""
+        for attempt in range(3):
+            try:
+                return self._start()
+            except Exception:
+                self.stop()  # no server outlives a failed start
+                if attempt == 2:
+                    raise
+                self.procs = {}
+                self._dir = tempfile.TemporaryDirectory(prefix="redis-cluster-")
+                self._choose_ports()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _start(self) -> RedisCluster:
         for port in self.ports:
