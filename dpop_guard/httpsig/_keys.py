@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
@@ -207,15 +207,10 @@ class SigningKey:
 
     def public_jwk(self) -> dict[str, Any]:
         """The public JWK (with ``kid`` and ``alg``) to publish for the clients."""
-        from joserfc.jwk import import_key
+        from ..client import ProofSigner
 
-        kty = {ec.EllipticCurvePrivateKey: "EC", ed25519.Ed25519PrivateKey: "OKP"}
-        key_type = next((v for k, v in kty.items() if isinstance(self.key, k)), "RSA")
-        # As PEM, which every joserfc the package allows imports (a key object needs a
-        # newer joserfc than the floor).
-        pem = self.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        jwk = import_key(pem, key_type).as_dict(private=False)  # type: ignore[call-overload]
+        # The client's own export: EC coordinates at their full length (RFC 7518 section
+        # 6.2.1.2), which the key sources' import insists on.
+        jwk: dict[str, Any] = dict(ProofSigner(self.key).public_jwk)
         jwk.update(kid=self.keyid, alg=self.alg)
-        return dict(jwk)
+        return jwk
