@@ -39,7 +39,7 @@ $(DOCS_VENV)/.installed: pyproject.toml
 
 demo: $(DEMO_VENV)/.installed
 	tools/ensure-command nginx nginx   # the demo's mTLS leg runs behind nginx
-	$(DEMO_VENV)/bin/python -m dpop_guard.demo
+	$(DEMO_VENV)/bin/python -m dpop_guard.devtools.demo
 
 test: $(STAMP)
 	tools/ensure-command redis-server
@@ -159,13 +159,13 @@ wheel-smoke: $(STAMP)
 	  "$$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check \
 	    "$$(ls "$$repo"/dist/*.whl)[server]"; \
 	  cd "$$tmp"; \
-	  "$$tmp/venv/bin/python" -c 'import dpop_guard, dpop_guard.proof, dpop_guard.simulator; \
+	  "$$tmp/venv/bin/python" -c 'import dpop_guard, dpop_guard.proof, dpop_guard.devtools.simulator; \
 	    from importlib.metadata import version; \
 	    assert dpop_guard.__version__ == version("dpop_guard"); \
 	    assert dpop_guard.__file__.startswith("'"$$tmp"'"), dpop_guard.__file__; \
 	    print("smoke: dpop_guard", dpop_guard.__version__, "from", dpop_guard.__file__)'; \
 	  "$$tmp/venv/bin/dpop-guard" --help >/dev/null; \
-	  "$$tmp/venv/bin/python" -m dpop_guard.demo
+	  "$$tmp/venv/bin/python" -m dpop_guard.devtools.demo
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache .coverage .hypothesis dist

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dpop_guard.demo.accounts import ACCOUNTS as _BY_SUBJECT
+from dpop_guard.devtools.demo.accounts import ACCOUNTS as _BY_SUBJECT
 from dpop_guard.introspection.authlete import AuthleteSettings
 
 # What the accounts app answers the benchmark's token (minted for alice).

@@ -52,10 +52,10 @@ from dpop_guard import (
     ProofSigner,
     Route,
 )
-from dpop_guard.demo import mint_token
+from dpop_guard.devtools.demo import mint_token
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
 from dpop_guard.introspection.redis_cache import RedisTokenCache
 from dpop_guard.replay.redis import RedisReplayStore
-from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
 
 from .instructions import HOST, URL, _bare_app, _scope, simulator
 from .report import save

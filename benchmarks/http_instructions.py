@@ -35,8 +35,8 @@ from typing import Any
 
 import httpx
 
-from dpop_guard.demo import free_port
-from dpop_guard.demo import process as serve
+from dpop_guard.devtools.demo import free_port
+from dpop_guard.devtools.demo import process as serve
 
 from .load import (
     LUA,

@@ -378,7 +378,7 @@ def _proofs(signer: Any, token: str | None, count: int, tag: str) -> list[str]:
 def simulator() -> Iterator[str]:
     """The Authlete simulator in its own process (not traced), with an ``iat`` window wide
     enough for the fixed clock: it checks proofs against its own wall clock."""
-    from dpop_guard.demo import free_port, process
+    from dpop_guard.devtools.demo import free_port, process
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -390,7 +390,7 @@ def simulator() -> Iterator[str]:
 def _serve_simulator(port: int) -> None:
     import uvicorn
 
-    from dpop_guard.simulator import SimulatorState, create_simulator_app
+    from dpop_guard.devtools.simulator import SimulatorState, create_simulator_app
 
     state = SimulatorState(iat_skew=10 * 365 * 86400)
     uvicorn.run(create_simulator_app(state), host="127.0.0.1", port=port, log_level="warning")
@@ -461,8 +461,8 @@ def measure(
     :param only: measure just these scenarios (while iterating on one path; the derived
         figures that need a missing scenario are left out).
     :raises SystemExit: without valgrind, or ``client-requests`` cannot be built."""
-    from dpop_guard.demo import mint_token
-    from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
+    from dpop_guard.devtools.demo import mint_token
+    from dpop_guard.devtools.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
 
     if large <= small:
         raise ValueError("large must exceed small")

@@ -41,9 +41,9 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.demo import free_port, mint_token, simulator_env
-from dpop_guard.demo import process as serve
-from dpop_guard.simulator import DEFAULT_SERVICE_TOKEN
+from dpop_guard.devtools.demo import free_port, mint_token, simulator_env
+from dpop_guard.devtools.demo import process as serve
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
 CONNECTIONS = 32
@@ -255,7 +255,7 @@ def stack() -> Iterator[Stack]:
                 *pin(1),
                 sys.executable,
                 "-m",
-                "dpop_guard.simulator",
+                "dpop_guard.devtools.simulator",
                 "--port",
                 str(sim_port),
             ],

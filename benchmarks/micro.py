@@ -44,16 +44,16 @@ from dpop_guard import (
     Route,
 )
 from dpop_guard._b64 import b64url_decode
-from dpop_guard.jwk import import_public_jwk
-from dpop_guard.proof import compute_ath
-from dpop_guard.replay import MemoryReplayStore
-from dpop_guard.replay._guard import ReplayGuard
-from dpop_guard.simulator import (
+from dpop_guard.devtools.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
     create_simulator_app,
 )
+from dpop_guard.jwk import import_public_jwk
+from dpop_guard.proof import compute_ath
+from dpop_guard.replay import MemoryReplayStore
+from dpop_guard.replay._guard import ReplayGuard
 
 PUBLISHED = Path(__file__).parent / "results"
 """The tracked results (the figures the README and the docs quote): written only when

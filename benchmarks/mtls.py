@@ -2,7 +2,7 @@
 cache hit on an mTLS route through nginx against a DPoP route through the same nginx, in
 one run.
 
-The stack: the accounts API (:func:`dpop_guard.demo.accounts.create_mtls_app`) on uvicorn
+The stack: the accounts API (:func:`dpop_guard.devtools.demo.accounts.create_mtls_app`) on uvicorn
 with uvloop and httptools, access log off, ``--no-proxy-headers``; Debian's nginx in front
 with the packaged ``nginx-mtls.conf`` (client certificates optional, ``X-Client-Cert``
 from ``$ssl_client_escaped_cert``); the Authlete simulator on loopback. Each scenario's
@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.demo import (
+from dpop_guard.devtools.demo import (
     SERVICE_AUTH,
     free_port,
     mint_token,
@@ -45,9 +45,9 @@ from dpop_guard.demo import (
     simulator_env,
     token_create,
 )
-from dpop_guard.demo._mtls import behind_nginx, nginx_version
-from dpop_guard.demo._nginx import find_command, nginx
-from dpop_guard.demo._pki import PKI, PKIFiles
+from dpop_guard.devtools.demo._mtls import behind_nginx, nginx_version
+from dpop_guard.devtools.demo._nginx import find_command, nginx
+from dpop_guard.devtools.demo._pki import PKI, PKIFiles
 
 from .load import describe_stack, fast_stack, interleaved, tree_cpu
 from .report import save
@@ -89,7 +89,7 @@ def deployment(directory: Path, pki: PKI) -> Iterator[tuple[Deployment, str]]:
     with ExitStack() as stack:
         stack.enter_context(
             process(
-                [sys.executable, "-m", "dpop_guard.simulator", "--port", str(sim_port)],
+                [sys.executable, "-m", "dpop_guard.devtools.simulator", "--port", str(sim_port)],
                 env,
                 f"{simulator}/sim/stats",
                 SERVICE_AUTH,
@@ -106,7 +106,7 @@ def deployment(directory: Path, pki: PKI) -> Iterator[tuple[Deployment, str]]:
                     "httptools",
                     "--no-proxy-headers",
                     "--factory",
-                    "dpop_guard.demo.accounts:create_mtls_app",
+                    "dpop_guard.devtools.demo.accounts:create_mtls_app",
                     "--port",
                     str(api_port),
                 ],

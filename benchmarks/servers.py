@@ -42,7 +42,7 @@ from starlette.routing import Route as HTTPRoute
 
 from dpop_guard import DPoPCredentials, Route, from_env
 from dpop_guard.client import DPoPAuth, ProofSigner
-from dpop_guard.demo import free_port, mint_token, simulator_env
+from dpop_guard.devtools.demo import free_port, mint_token, simulator_env
 
 from .load import pin
 
@@ -242,7 +242,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     sim_port = free_port()
     simulator = f"http://127.0.0.1:{sim_port}"
-    sim_args = [*pin(1), sys.executable, "-m", "dpop_guard.simulator", "--port", str(sim_port)]
+    sim_args = [
+        *pin(1),
+        sys.executable,
+        "-m",
+        "dpop_guard.devtools.simulator",
+        "--port",
+        str(sim_port),
+    ]
     env = simulator_env(simulator)
     urls = {(s, k): f"http://127.0.0.1:{free_port()}" for s in SERVERS for k in KINDS}
     rps: dict[tuple[str, str], list[float]] = {key: [] for key in urls}

@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.demo import free_port
-from dpop_guard.demo import process as serve
+from dpop_guard.devtools.demo import free_port
+from dpop_guard.devtools.demo import process as serve
 
 from .load import Stack, pin, run_wrk, stack
 from .micro import RESULTS, machine

@@ -1,14 +1,14 @@
 """``dpop-guard``: the operator's command line.
 
 - ``dpop-guard simulate``: run the Authlete development simulator, optionally seeded from a
-  token file (the same code path as ``python -m dpop_guard.simulator``);
+  token file (the same code path as ``python -m dpop_guard.devtools.simulator``);
 - ``dpop-guard proof``: print a DPoP proof, for testing with curl;
 - ``dpop-guard check-config``: build the guard from the environment with the same builder
   the app uses (:func:`dpop_guard.from_env`), run the start-up probes, report; exit 1 on
   any problem (see :data:`CHECK_CONFIG_HELP`);
 - ``dpop-guard conformance URL --token-file F --key key.json [--require-interaction-id]
   [--json]``: send a deployed resource what the OpenID Foundation's FAPI 2.0 suite sends
-  (:mod:`dpop_guard.conformance`), print a table, exit 1 on any failed case;
+  (:mod:`dpop_guard.devtools.conformance`), print a table, exit 1 on any failed case;
 - ``dpop-guard --version``.
 """
 
@@ -47,7 +47,7 @@ Secrets are never printed.
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulator import run
+    from .devtools.simulator import run
 
     return run(args)
 
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seeded with tokens from a file. Its credentials are public: never use it in "
         "production.",
     )
-    from .simulator import add_arguments
+    from .devtools.simulator import add_arguments
 
     add_arguments(simulate)
     simulate.set_defaults(run=_simulate)
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=raw,
     )
     check.set_defaults(run=_check_config)
-    from . import conformance
+    from .devtools import conformance
 
     self_test = commands.add_parser(
         "conformance",

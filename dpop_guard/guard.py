@@ -43,7 +43,7 @@ import contextlib
 import difflib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -72,11 +72,11 @@ from .settings import (
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from .devtools.simulator import SimulatorState
     from .introspection._breaker import CircuitBreaker
     from .introspection.cached import SharedTokenCache
     from .metrics import Metrics
     from .mtls import ClientCertificateSource
-    from .simulator import SimulatorState
 
 __all__ = [
     "DEVELOPMENT_SIMULATOR",
@@ -176,7 +176,7 @@ class StoreSettings:
 
     introspection: IntrospectionMode = "authlete"
     development_simulator: bool = False
-    introspection_cache: str | None = None
+    introspection_cache: str | None = field(default=None, repr=False)  # may carry a password
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
     start_degraded: bool = False
@@ -709,13 +709,13 @@ def _embedded_simulator(resources: tuple[str, ...]) -> tuple[Any, Any, Simulator
     """Settings, an in-process client, state and app of the embedded simulator."""
     import httpx
 
-    from .introspection.authlete import AuthleteSettings
-    from .simulator import (
+    from .devtools.simulator import (
         DEFAULT_API_SECRET,
         DEFAULT_SERVICE_ID,
         SimulatorState,
         create_simulator_app,
     )
+    from .introspection.authlete import AuthleteSettings
 
     logger.warning(
         "%s=1: using the embedded Authlete simulator, mounted at %s; its credentials are "

@@ -221,7 +221,7 @@ class GuardSettings:
     nonce: Literal["off", "required"] = "off"
     nonce_secret: bytes | None = field(default=None, repr=False)
     nonce_step: int = DEFAULT_NONCE_STEP
-    replay_store: str = "memory"
+    replay_store: str = field(default="memory", repr=False)  # a URL may carry a password
     metadata: ResourceMetadata | None = None
     trusted_proxies: tuple[str, ...] = ()
     proxy_headers: tuple[str, ...] = ()

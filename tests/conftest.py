@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.simulator import SimulatorState, create_simulator_app
+from dpop_guard.devtools.simulator import SimulatorState, create_simulator_app
 from tests._support.harness import Harness
 from tests._support.redis_server import RedisServer
 from tests._support.servers import ServerThread

@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dpop_guard.client import PKCE, ProofSigner
-from dpop_guard.simulator import (
+from dpop_guard.devtools.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
-from dpop_guard.simulator._authorization import AuthorizationService, SimClient, SimService
+from dpop_guard.devtools.simulator._authorization import AuthorizationService, SimClient, SimService
 from tests._support.clock import Clock
 from tests._support.flow import AuthleteCalls, Registered, register, simulator_with_authorization
 

@@ -12,13 +12,13 @@ import httpx
 import pytest
 
 from dpop_guard.cli import _check, main
-from dpop_guard.demo import free_port
-from dpop_guard.proof import verify_proof
-from dpop_guard.simulator import (
+from dpop_guard.devtools.demo import free_port
+from dpop_guard.devtools.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
+from dpop_guard.proof import verify_proof
 
 
 class TestProof:
@@ -158,10 +158,12 @@ class TestCheckConfig:
 
 class TestSimulate:
     @pytest.mark.parametrize(
-        "command", [["dpop_guard.cli", "simulate"], ["dpop_guard.simulator"]], ids=["cli", "module"]
+        "command",
+        [["dpop_guard.cli", "simulate"], ["dpop_guard.devtools.simulator"]],
+        ids=["cli", "module"],
     )
     def test_serves_seeded_tokens(self, tmp_path: Path, command: list[str]) -> None:
-        """dpop-guard simulate and python -m dpop_guard.simulator (one code path) serve
+        """dpop-guard simulate and python -m dpop_guard.devtools.simulator (one code path) serve
         Authlete's API with the tokens from a file."""
         tokens = tmp_path / "tokens.json"
         tokens.write_text(

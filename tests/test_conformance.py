@@ -23,21 +23,21 @@ from starlette.routing import Route as HTTPRoute
 
 from dpop_guard import cli, from_env
 from dpop_guard.client import ProofSigner
-from dpop_guard.conformance import (
+from dpop_guard.devtools.conformance import (
     CASES,
     _private_jwk,
     add_arguments,
     format_table,
     run_conformance,
 )
-from dpop_guard.demo.accounts import ROUTES, accounts, health, transactions
-from dpop_guard.replay import MemoryReplayStore
-from dpop_guard.simulator import (
+from dpop_guard.devtools.demo.accounts import ROUTES, accounts, health, transactions
+from dpop_guard.devtools.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
+from dpop_guard.replay import MemoryReplayStore
 from tests._support.servers import ServerThread
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +75,7 @@ def _api(
 
 
 def example_app(env: Mapping[str, str]) -> Starlette:
-    """The example app as ``dpop_guard.demo.accounts.create_app`` builds it, but with a
+    """The example app as ``dpop_guard.devtools.demo.accounts.create_app`` builds it, but with a
     replay store that has been up for an hour: a store that has just started rightly
     refuses proofs older than itself (``replay_state_uncertain``, fail closed after a
     restart), so a suite run in the first minute of a process would see

@@ -16,7 +16,7 @@ import pytest
 
 from dpop_guard import cli
 from dpop_guard.client import ProofSigner
-from dpop_guard.conformance import CASES, MAX_BODY_BYTES, _private_jwk, run_conformance
+from dpop_guard.devtools.conformance import CASES, MAX_BODY_BYTES, _private_jwk, run_conformance
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

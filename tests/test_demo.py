@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from dpop_guard.demo import _flow, _mtls
-from dpop_guard.demo._run import main
+from dpop_guard.devtools.demo import _flow, _mtls
+from dpop_guard.devtools.demo._run import main
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from dpop_guard.client import DPoPAuth, ProofSigner
-from dpop_guard.demo.accounts import create_app
-from dpop_guard.simulator import (
+from dpop_guard.devtools.demo.accounts import create_app
+from dpop_guard.devtools.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,

@@ -20,13 +20,13 @@ from starlette.routing import Route as HTTPRoute
 
 from dpop_guard import DPoPAuth, DPoPCredentials, ProofSigner, Route, from_env
 from dpop_guard.challenges import ERROR_BODY_SCHEMA, parse_challenge
-from dpop_guard.demo.fastapi_accounts import create_app
-from dpop_guard.fastapi import DPoPSecurity, document_refusals
-from dpop_guard.simulator import (
+from dpop_guard.devtools.demo.fastapi_accounts import create_app
+from dpop_guard.devtools.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
+from dpop_guard.fastapi import DPoPSecurity, document_refusals
 from dpop_guard.starlette import DPoPRefusal, refusal_handler, requires_dpop
 
 ORIGIN = "https://api.bank.test"

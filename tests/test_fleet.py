@@ -16,17 +16,17 @@ import httpx
 import pytest
 
 from dpop_guard import DPoPAuth, ProofSigner, Route
-from dpop_guard.demo import free_port
+from dpop_guard.devtools.demo import free_port
+from dpop_guard.devtools.simulator import (
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_TOKEN,
+    SimulatorState,
+)
 from dpop_guard.introspection.redis_cache import RedisTokenCache
 from dpop_guard.proof import ProofPolicy
 from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.replay._guard import DEFAULT_FLEET_SKEW
 from dpop_guard.replay.redis import RedisReplayStore
-from dpop_guard.simulator import (
-    DEFAULT_SERVICE_ID,
-    DEFAULT_SERVICE_TOKEN,
-    SimulatorState,
-)
 from dpop_guard.testing import make_proof
 from tests._support.clock import Clock
 from tests._support.harness import ORIGIN, ROUTES, Harness, assert_rejected
@@ -612,7 +612,7 @@ def _workers(simulator_server: Any, redis_server: RedisServer) -> Iterator[str]:
             sys.executable,
             "-m",
             "uvicorn",
-            "dpop_guard.demo.accounts:app",
+            "dpop_guard.devtools.demo.accounts:app",
             "--workers",
             "2",
             "--port",

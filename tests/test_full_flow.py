@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from dpop_guard.client import FAPIClient, OAuthError, ProofSigner, TokenResponse
-from dpop_guard.demo.authorization_server import create_app as create_as
-from dpop_guard.simulator import DEFAULT_SERVICE_ID
+from dpop_guard.devtools.demo.authorization_server import create_app as create_as
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_ID
 from tests._support.flow import (
     CLIENT_ID,
     REDIRECT_URI,
@@ -182,7 +182,7 @@ class TestRefusalsAtTheAS:
 class TestConfiguration:
     async def test_api_version_v2(self, stack: Stack, signers: dict[str, ProofSigner]) -> None:
         """The same server on Authlete API V2 (Basic apiKey:apiSecret) pushes requests too."""
-        from dpop_guard.simulator import DEFAULT_API_SECRET
+        from dpop_guard.devtools.simulator import DEFAULT_API_SECRET
 
         register(stack.auth, signers["PS256"], signers["ES256"])
         issuer = stack.authorization_server.url
@@ -235,7 +235,7 @@ class TestConfiguration:
 class TestAuthorizationServerEdges:
     async def test_authlete_down_is_503(self) -> None:
         """Authlete unreachable: every endpoint answers 503, never a decision."""
-        from dpop_guard.demo import free_port
+        from dpop_guard.devtools.demo import free_port
 
         issuer = "http://127.0.0.1:1"
         app = create_as({**authlete_env(f"http://127.0.0.1:{free_port()}"), "AS_ISSUER": issuer})

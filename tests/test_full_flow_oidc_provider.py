@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from dpop_guard.client import DPoPAuth, FAPIClient, OAuthError, ProofSigner, TokenResponse
-from dpop_guard.demo.accounts import create_app as create_api
+from dpop_guard.devtools.demo.accounts import create_app as create_api
 from tests._support.oidc_provider import RS_CLIENT, OIDCProvider
 from tests._support.servers import ServerThread
 

@@ -12,7 +12,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from dpop_guard import DPoPGuard, from_env
-from dpop_guard.demo.accounts import create_app
+from dpop_guard.devtools.demo.accounts import create_app
+from dpop_guard.devtools.simulator import (
+    DEFAULT_API_SECRET,
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_TOKEN,
+    SimulatorState,
+)
 from dpop_guard.introspection.authlete import AuthleteIntrospector
 from dpop_guard.introspection.cached import CachingIntrospector
 from dpop_guard.introspection.jwt import JWTAccessTokenValidator
@@ -20,12 +26,6 @@ from dpop_guard.introspection.redis_cache import RedisTokenCache
 from dpop_guard.introspection.rfc7662 import AuthleteStandardIntrospector, RFC7662Introspector
 from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.replay.redis import RedisReplayStore
-from dpop_guard.simulator import (
-    DEFAULT_API_SECRET,
-    DEFAULT_SERVICE_ID,
-    DEFAULT_SERVICE_TOKEN,
-    SimulatorState,
-)
 
 DEV = {"DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1"}
 PUBLIC = {"DPOP_GUARD_PUBLIC_URL": "https://rs.test"}

@@ -24,10 +24,10 @@ from starlette.routing import Route as HTTPRoute
 
 from dpop_guard import from_env
 from dpop_guard._health import _safe_target, classify
-from dpop_guard.demo import free_port
+from dpop_guard.devtools.demo import free_port
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
 from dpop_guard.errors import IntrospectionUnavailable
 from dpop_guard.introspection._http import TransportConnectError, TransportTimeout
-from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
 
 PUBLIC = {"DPOP_GUARD_PUBLIC_URL": "https://rs.test"}
 

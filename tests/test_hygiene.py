@@ -162,10 +162,11 @@ REFERENCE = ROOT / "docs" / "reference"
 # Public modules the API reference leaves out, each for a reason.
 NOT_IN_REFERENCE = {
     "dpop_guard.cli": "a command, documented in docs/cli.md",
-    "dpop_guard.demo": "a program (python -m dpop_guard.demo)",
-    "dpop_guard.demo.accounts": "the demo's app",
-    "dpop_guard.demo.authorization_server": "the demo's authorization server",
-    "dpop_guard.demo.fastapi_accounts": "the FastAPI example app",
+    "dpop_guard.devtools": "the development tools' namespace; its modules are listed below",
+    "dpop_guard.devtools.demo": "a program (python -m dpop_guard.devtools.demo)",
+    "dpop_guard.devtools.demo.accounts": "the demo's app",
+    "dpop_guard.devtools.demo.authorization_server": "the demo's authorization server",
+    "dpop_guard.devtools.demo.fastapi_accounts": "the FastAPI example app",
 }
 
 

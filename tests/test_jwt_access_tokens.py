@@ -193,7 +193,7 @@ class TestRevocationAndFailures:
 
     async def test_jwks_unreachable(self, http: httpx.AsyncClient) -> None:
         """No JWKS and none cached: 503, not a refusal of the client."""
-        from dpop_guard.demo import free_port
+        from dpop_guard.devtools.demo import free_port
 
         settings = JWTAccessTokenSettings(
             issuer="https://as", audience=RESOURCE, jwks_uri=f"http://127.0.0.1:{free_port()}/jwks"
@@ -229,7 +229,7 @@ class TestExample:
         self, provider: OIDCProvider, signer: ProofSigner
     ) -> None:
         """DPOP_GUARD_INTROSPECTION=jwt runs the accounts example on JWT access tokens."""
-        from dpop_guard.demo.accounts import create_app
+        from dpop_guard.devtools.demo.accounts import create_app
 
         app = create_app(
             {

@@ -28,12 +28,12 @@ from dpop_guard import (
 from dpop_guard._fapi import mint_uuid
 from dpop_guard._target import check_host, target_url
 from dpop_guard.challenges import parse_challenge
-from dpop_guard.introspection import RequestFacts
-from dpop_guard.replay import MemoryReplayStore
-from dpop_guard.simulator import (
+from dpop_guard.devtools.simulator import (
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
+from dpop_guard.introspection import RequestFacts
+from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.testing import make_proof
 from tests._support.harness import (
     ORIGIN,

@@ -44,7 +44,8 @@ from dpop_guard import (
     cli,
 )
 from dpop_guard.challenges import parse_challenge
-from dpop_guard.conformance import MTLS_CASES, run_mtls_conformance
+from dpop_guard.devtools.conformance import MTLS_CASES, run_mtls_conformance
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
 from dpop_guard.introspection import InactiveToken, Introspector, RequestFacts, TokenInfo
 from dpop_guard.mtls import (
     ClientCertificateSource,
@@ -52,7 +53,6 @@ from dpop_guard.mtls import (
     Rfc9440CertificateSource,
 )
 from dpop_guard.replay import MemoryReplayStore
-from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
 
 from ._support.pki import PKI, PKIFiles
 from ._support.servers import ServerThread

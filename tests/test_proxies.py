@@ -32,7 +32,7 @@ from dpop_guard._proxy import (
     parse_networks,
     peer_is_trusted,
 )
-from dpop_guard.simulator import (
+from dpop_guard.devtools.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 import httpx
 import pytest
 
-from dpop_guard.demo import free_port
-from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
+from dpop_guard.devtools.demo import free_port
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
 from tests._support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
@@ -70,7 +70,9 @@ def until(check: object, *, what: str, proc: subprocess.Popen[bytes] | None = No
 
 
 def simulator(port: int) -> Process:
-    return Process([sys.executable, "-m", "dpop_guard.simulator", "--port", str(port)], port)
+    return Process(
+        [sys.executable, "-m", "dpop_guard.devtools.simulator", "--port", str(port)], port
+    )
 
 
 def app_env(simulator_port: int, redis: RedisServer, app_port: int, **extra: str) -> dict[str, str]:
@@ -93,7 +95,7 @@ def uvicorn(port: int, env: Mapping[str, str]) -> list[str]:
         "-m",
         "uvicorn",
         "--factory",
-        "dpop_guard.demo.accounts:create_app",
+        "dpop_guard.devtools.demo.accounts:create_app",
         "--host",
         "127.0.0.1",
         "--port",

@@ -260,7 +260,7 @@ class TestExample:
         self, provider: OIDCProvider, signer: ProofSigner
     ) -> None:
         """DPOP_GUARD_INTROSPECTION=rfc7662 runs the accounts example against oidc-provider."""
-        from dpop_guard.demo.accounts import create_app
+        from dpop_guard.devtools.demo.accounts import create_app
 
         app = create_app(
             {

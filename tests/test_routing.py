@@ -38,14 +38,14 @@ from dpop_guard import (
     Route,
 )
 from dpop_guard.challenges import parse_challenge
-from dpop_guard.errors import DPoPGuardError
-from dpop_guard.fastapi import DPoPSecurity
-from dpop_guard.introspection import TokenInfo
-from dpop_guard.simulator import (
+from dpop_guard.devtools.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
+from dpop_guard.errors import DPoPGuardError
+from dpop_guard.fastapi import DPoPSecurity
+from dpop_guard.introspection import TokenInfo
 from dpop_guard.starlette import check_scopes, requires_dpop
 from dpop_guard.testing import make_proof
 

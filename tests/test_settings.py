@@ -132,6 +132,17 @@ class TestGuardSettings:
         assert settings.policy.max_json_depth == 4
         assert settings.policy.min_rsa_bits == settings.policy.max_rsa_bits == 3072
 
+    def test_repr_shows_no_secret(self) -> None:
+        """A settings object printed (a log line, a debugger, an exception's locals) shows
+        neither a Redis password nor the nonce secret."""
+        from dpop_guard.guard import StoreSettings
+
+        url = "rediss://user:hunter2-redis-password@redis.internal:6380/0"
+        settings = GuardSettings(replay_store=url, nonce_secret=b"n" * 32)
+        stores = StoreSettings(introspection_cache=url)
+        for text in (repr(settings), repr(stores), str(settings), str(stores)):
+            assert "hunter2" not in text and "nnnn" not in text
+
     def test_from_env_defaults(self) -> None:
         """An empty environment gives the defaults."""
         assert GuardSettings.from_env({}) == GuardSettings()

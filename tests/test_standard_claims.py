@@ -15,6 +15,7 @@ import pytest
 from joserfc import jwk as jose_jwk
 from joserfc import jwt as jose_jwt
 
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
 from dpop_guard.errors import IntrospectionUnavailable
 from dpop_guard.introspection import (
     InactiveToken,
@@ -29,7 +30,6 @@ from dpop_guard.introspection.rfc7662 import (
     RFC7662Introspector,
     RFC7662Settings,
 )
-from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
 
 FACTS = RequestFacts("GET", "https://rs.example.com/x", None, None, path="/x")
 OURS = "https://rs.example.com"

@@ -29,12 +29,12 @@ from dpop_guard import (
     TokenInfo,
 )
 from dpop_guard.challenges import parse_challenge
-from dpop_guard.introspection import RequestFacts
-from dpop_guard.simulator import (
+from dpop_guard.devtools.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
+from dpop_guard.introspection import RequestFacts
 from dpop_guard.starlette import requires_dpop
 from dpop_guard.testing import make_proof
 from tests._support.servers import ServerThread

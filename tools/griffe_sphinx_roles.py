@@ -63,8 +63,8 @@ RENDERED = frozenset(
         "dpop_guard.introspection.redis_cache",
         "dpop_guard.client",
         "dpop_guard.testing",
-        "dpop_guard.conformance",
-        "dpop_guard.simulator",
+        "dpop_guard.devtools.conformance",
+        "dpop_guard.devtools.simulator",
     }
 )
 

@@ -16,16 +16,16 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dpop_guard.client import PKCE, ProofSigner, client_assertion
-from dpop_guard.demo.accounts import create_app as create_api
-from dpop_guard.demo.authorization_server import create_app as create_as
-from dpop_guard.simulator import (
+from dpop_guard.devtools.demo.accounts import create_app as create_api
+from dpop_guard.devtools.demo.authorization_server import create_app as create_as
+from dpop_guard.devtools.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
     create_simulator_app,
 )
-from dpop_guard.simulator._authorization import (
+from dpop_guard.devtools.simulator._authorization import (
     AuthorizationService,
     SimClient,
     SimService,

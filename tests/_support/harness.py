@@ -26,12 +26,12 @@ from dpop_guard import (
     Route,
 )
 from dpop_guard.challenges import parse_challenge
-from dpop_guard.replay import MemoryReplayStore
-from dpop_guard.simulator import (
+from dpop_guard.devtools.simulator import (
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
     SimulatorState,
 )
+from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.testing import make_proof
 
 __all__ = [

@@ -15,7 +15,7 @@ import httpx
 from joserfc import jwk as jose_jwk
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.demo import free_port
+from dpop_guard.devtools.demo import free_port
 
 HERE = Path(__file__).parent.parent / "oidc_provider"
 RS_CLIENT = ("rs", "rs-secret-0123456789abcdef")

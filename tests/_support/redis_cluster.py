@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from dpop_guard.demo import free_port
+from dpop_guard.devtools.demo import free_port
 
 
 def _bindable(port: int) -> bool:

@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from dpop_guard.demo import free_port
+from dpop_guard.devtools.demo import free_port
 
 
 class RedisServer:

@@ -2,8 +2,8 @@
 
 The configurations are the operator examples themselves, rendered into a temporary
 directory with this run's ports and certificate paths: ``examples/haproxy/mtls.cfg``, and
-nginx's, which ships in the package (``dpop_guard/demo/nginx-mtls.conf``, linked from
-``examples/nginx/mtls.conf``) and is run by :mod:`dpop_guard.demo._nginx`, the demo's too. Each proxy runs in the foreground as a child process and is stopped
+nginx's, which ships in the package (``dpop_guard/devtools/demo/nginx-mtls.conf``, linked from
+``examples/nginx/mtls.conf``) and is run by :mod:`dpop_guard.devtools.demo._nginx`, the demo's too. Each proxy runs in the foreground as a child process and is stopped
 by its process id. A missing binary is a failure (``tools/ensure-command`` installs them),
 never a skip.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp
 
-from dpop_guard.demo._nginx import (
+from dpop_guard.devtools.demo._nginx import (
     NGINX_TEMPLATE,
     ProxyProcess,
     Verify,

@@ -22,8 +22,8 @@ from websockets.exceptions import InvalidStatus
 
 from dpop_guard import DPoPGuard, Route, from_env, parse_challenge
 from dpop_guard.client import DPoPAuth, ProofSigner
-from dpop_guard.demo import mint_token, simulator_env
-from dpop_guard.simulator import SimulatorState
+from dpop_guard.devtools.demo import mint_token, simulator_env
+from dpop_guard.devtools.simulator import SimulatorState
 from tests._support.servers import ServerThread
 
 __all__ = [

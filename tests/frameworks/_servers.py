@@ -17,7 +17,7 @@ from typing import IO
 
 import httpx
 
-from dpop_guard.demo import free_port
+from dpop_guard.devtools.demo import free_port
 
 __all__ = ["SERVERS", "Served", "command", "free_port", "serve"]
 

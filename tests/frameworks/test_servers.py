@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dpop_guard.simulator import SimulatorState
+from dpop_guard.devtools.simulator import SimulatorState
 from tests._support.servers import ServerThread
 
 from ._cases import (

@@ -19,8 +19,8 @@ import pytest
 from dpop_guard._b64 import b64url_decode, b64url_encode
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.client import ProofSigner
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_TOKEN, SimulatorState
 from dpop_guard.proof import compute_ath
-from dpop_guard.simulator import DEFAULT_SERVICE_TOKEN, SimulatorState
 from dpop_guard.testing import DELETE, make_proof
 from tests._support.harness import ORIGIN, Harness
 

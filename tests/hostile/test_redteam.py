@@ -35,14 +35,14 @@ from dpop_guard.client import (
     ProofSigner,
     PushedAuthorization,
 )
-from dpop_guard.demo.authorization_server import Config
-from dpop_guard.demo.authorization_server import create_app as create_authorization_server
+from dpop_guard.devtools.demo.authorization_server import Config
+from dpop_guard.devtools.demo.authorization_server import create_app as create_authorization_server
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
+from dpop_guard.devtools.simulator._app import create_simulator_app
 from dpop_guard.errors import DPoPGuardError
 from dpop_guard.guard import from_env
 from dpop_guard.introspection.authlete import AuthleteSettings
 from dpop_guard.routes import Route
-from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
-from dpop_guard.simulator._app import create_simulator_app
 
 ISSUER = "https://as.test"
 METADATA: dict[str, Any] = {

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from dpop_guard import ProofSigner
-from dpop_guard.simulator import SimulatorState
+from dpop_guard.devtools.simulator import SimulatorState
 from dpop_guard.testing import make_proof
 from tests._support.harness import ORIGIN, Harness, assert_rejected
 

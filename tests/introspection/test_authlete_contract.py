@@ -14,6 +14,14 @@ import pytest
 
 from dpop_guard.challenges import challenge_for
 from dpop_guard.client import ProofSigner
+from dpop_guard.devtools.simulator import (
+    DEFAULT_API_SECRET,
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_TOKEN,
+    SimulatorState,
+    create_simulator_app,
+)
+from dpop_guard.devtools.simulator._authorization import AuthorizationService
 from dpop_guard.errors import (
     DPoPGuardError,
     InsufficientScope,
@@ -29,14 +37,6 @@ from dpop_guard.introspection._http import AsyncioHTTPClient
 from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings
 from dpop_guard.introspection.cached import CachingIntrospector
 from dpop_guard.mtls import ClientCertificate
-from dpop_guard.simulator import (
-    DEFAULT_API_SECRET,
-    DEFAULT_SERVICE_ID,
-    DEFAULT_SERVICE_TOKEN,
-    SimulatorState,
-    create_simulator_app,
-)
-from dpop_guard.simulator._authorization import AuthorizationService
 from dpop_guard.testing import make_proof
 from tests._support.clock import Clock
 from tests._support.pki import PKI

@@ -13,16 +13,16 @@ import pytest
 from dpop_guard import DPoPGuardMiddleware, GuardSettings
 from dpop_guard.challenges import parse_challenge
 from dpop_guard.client import ProofSigner
-from dpop_guard.introspection._http import AsyncioHTTPClient
-from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings
-from dpop_guard.introspection.cached import CachingIntrospector
-from dpop_guard.simulator import (
+from dpop_guard.devtools.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
     SimulatorState,
     create_simulator_app,
 )
-from dpop_guard.simulator._authorization import AuthorizationService, SimService
+from dpop_guard.devtools.simulator._authorization import AuthorizationService, SimService
+from dpop_guard.introspection._http import AsyncioHTTPClient
+from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings
+from dpop_guard.introspection.cached import CachingIntrospector
 from dpop_guard.testing import make_proof
 from tests._support.harness import ORIGIN, inner_app
 from tests._support.servers import ServerThread

@@ -30,6 +30,13 @@ from starlette.routing import Route as HTTPRoute
 from starlette.types import Receive, Scope, Send
 
 from dpop_guard import CachingIntrospector, DPoPGuardMiddleware, GuardSettings, ProofSigner, Route
+from dpop_guard.devtools.simulator import (
+    DEFAULT_API_SECRET,
+    DEFAULT_SERVICE_ID,
+    DEFAULT_SERVICE_TOKEN,
+    SimulatorState,
+    create_simulator_app,
+)
 from dpop_guard.introspection import (
     Audience,
     InactiveToken,
@@ -46,13 +53,6 @@ from dpop_guard.introspection.rfc7662 import (
     RFC7662Settings,
 )
 from dpop_guard.replay import MemoryReplayStore
-from dpop_guard.simulator import (
-    DEFAULT_API_SECRET,
-    DEFAULT_SERVICE_ID,
-    DEFAULT_SERVICE_TOKEN,
-    SimulatorState,
-    create_simulator_app,
-)
 from dpop_guard.testing import make_proof
 from tests._support.harness import assert_rejected
 from tests._support.servers import ServerThread

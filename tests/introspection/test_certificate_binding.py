@@ -17,13 +17,13 @@ import httpx
 import pytest
 from anyio.lowlevel import checkpoint
 
-from dpop_guard.demo._pki import PKI, _issue
+from dpop_guard.devtools.demo._pki import PKI, _issue
+from dpop_guard.devtools.simulator import SimulatorState
 from dpop_guard.errors import DPoPGuardError, InvalidToken
 from dpop_guard.introspection import RequestFacts, TokenInfo
 from dpop_guard.introspection.authlete import AuthleteIntrospector
 from dpop_guard.introspection.cached import CachingIntrospector
 from dpop_guard.mtls import ClientCertificate
-from dpop_guard.simulator import SimulatorState
 from tests._support.clock import Clock
 from tests._support.gated import Gated, wait_all_tasks_blocked
 from tests._support.harness import authlete_settings

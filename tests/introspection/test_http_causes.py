@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dpop_guard import _reasons
-from dpop_guard.demo import free_port
+from dpop_guard.devtools.demo import free_port
 from dpop_guard.errors import IntrospectionUnavailable
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection._breaker import CircuitBreaker

@@ -17,10 +17,10 @@ import pytest
 
 from dpop_guard import AuthleteIntrospector, IntrospectionUnavailable
 from dpop_guard.client import ProofSigner
-from dpop_guard.demo import free_port
+from dpop_guard.devtools.demo import free_port
+from dpop_guard.devtools.simulator import SimulatorState
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection._http import AsyncioHTTPClient
-from dpop_guard.simulator import SimulatorState
 
 from .._support.harness import Harness, assert_rejected, authlete_settings
 from .._support.raw_http import CA, LOOPBACK, ok, replying, serve

@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from dpop_guard import AuthleteIntrospector, AuthleteSettings, IntrospectionUnavailable
-from dpop_guard.demo import free_port
+from dpop_guard.devtools.demo import free_port
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection._http import (
     MAX_INFORMATIONAL,

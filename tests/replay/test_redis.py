@@ -9,7 +9,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from dpop_guard.demo import free_port
+from dpop_guard.devtools.demo import free_port
 from dpop_guard.replay import replay_store_from_url
 from dpop_guard.replay.redis import RedisReplayStore
 from tests._support.redis_server import RedisServer

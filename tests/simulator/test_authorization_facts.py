@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from dpop_guard.client import PKCE, ProofSigner
-from dpop_guard.simulator import SimulatorState
-from dpop_guard.simulator._authorization import AuthorizationService
+from dpop_guard.devtools.simulator import SimulatorState
+from dpop_guard.devtools.simulator._authorization import AuthorizationService
 from tests._support.clock import Clock
 from tests._support.flow import AuthleteCalls, Registered, register, simulator_with_authorization
 
@@ -156,6 +156,6 @@ class TestServiceHook:
 
 
 def _v2_auth() -> tuple[str, str]:
-    from dpop_guard.simulator import DEFAULT_API_SECRET, DEFAULT_SERVICE_ID
+    from dpop_guard.devtools.simulator import DEFAULT_API_SECRET, DEFAULT_SERVICE_ID
 
     return (DEFAULT_SERVICE_ID, DEFAULT_API_SECRET)

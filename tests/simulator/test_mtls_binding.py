@@ -1,4 +1,4 @@
-"""The simulator's RFC 8705 decisions (dpop_guard.simulator._mtls), one test per rule."""
+"""The simulator's RFC 8705 decisions (dpop_guard.devtools.simulator._mtls), one test per rule."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dpop_guard.simulator._mtls import (
+from dpop_guard.devtools.simulator._mtls import (
     MISMATCH,
     MISSING,
     UNREADABLE,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.simulator import (
+from dpop_guard.devtools.simulator import (
     DEFAULT_API_SECRET,
     DEFAULT_SERVICE_ID,
     DEFAULT_SERVICE_TOKEN,
@@ -264,7 +264,7 @@ warnings.simplefilter("error")
 before = list(warnings.filters)
 import httpx
 from dpop_guard.client import ProofSigner
-from dpop_guard.simulator import DEFAULT_SERVICE_TOKEN, SimulatorState, create_simulator_app
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_TOKEN, SimulatorState, create_simulator_app
 from dpop_guard.testing import make_proof
 state = SimulatorState()
 signer = ProofSigner.generate("EdDSA")
@@ -288,8 +288,8 @@ print(asyncio.run(main()), warnings.filters == before)
 class TestSeed:
     def test_seeds_tokens(self) -> None:
         """seed() issues one token per entry, with a fixed value when one is given (what
-        `dpop-guard simulate --tokens` and `python -m dpop_guard.simulator --tokens` do)."""
-        from dpop_guard.simulator import seed
+        `dpop-guard simulate --tokens` and `python -m dpop_guard.devtools.simulator --tokens` do)."""
+        from dpop_guard.devtools.simulator import seed
 
         state = SimulatorState()
         issued = seed(
@@ -305,7 +305,7 @@ class TestSeed:
 
     def test_seeds_certificate_bound_tokens(self) -> None:
         """An entry may bind the token to a certificate and give resources and acr."""
-        from dpop_guard.simulator import seed
+        from dpop_guard.devtools.simulator import seed
 
         state = SimulatorState()
         (token,) = seed(
@@ -329,7 +329,7 @@ class TestSeed:
     )
     def test_refuses_bad_entries(self, entry: dict[str, object]) -> None:
         """A malformed entry is refused before anything is issued."""
-        from dpop_guard.simulator import seed
+        from dpop_guard.devtools.simulator import seed
 
         with pytest.raises(ValueError, match="token entry"):
             seed(SimulatorState(), [entry])
@@ -431,7 +431,7 @@ class TestCommandLine:
         DPoP-bound token's proof without a nonce ask for one."""
         import argparse
 
-        from dpop_guard.simulator import add_arguments, build
+        from dpop_guard.devtools.simulator import add_arguments, build
 
         parser = argparse.ArgumentParser()
         add_arguments(parser)

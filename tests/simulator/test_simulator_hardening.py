@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
-from dpop_guard.simulator._app import MAX_API_BODY
+from dpop_guard.devtools.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
+from dpop_guard.devtools.simulator._app import MAX_API_BODY
 
 V3 = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
 CREATE = f"/api/{DEFAULT_SERVICE_ID}/auth/token/create"

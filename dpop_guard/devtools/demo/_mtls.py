@@ -3,8 +3,8 @@
 nginx terminates TLS on loopback with the packaged ``nginx-mtls.conf`` (client certificates
 ``optional``, so that a client without one reaches the API and is refused by it, not by the
 handshake) and forwards the verified certificate in ``X-Client-Cert``; the accounts API
-(:func:`dpop_guard.demo.accounts.create_mtls_app`) believes that header only from nginx's
-address. A throw-away CA (:mod:`dpop_guard.demo._pki`) signs nginx's certificate and the
+(:func:`dpop_guard.devtools.demo.accounts.create_mtls_app`) believes that header only from nginx's
+address. A throw-away CA (:mod:`dpop_guard.devtools.demo._pki`) signs nginx's certificate and the
 clients' (alice's and bob's).
 """
 
@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ..challenges import parse_challenge
+from ...challenges import parse_challenge
 from . import SERVICE_AUTH, free_port, process, token_create
 from ._nginx import find_command, nginx
 from ._pki import PKI, Identity, PKIFiles
@@ -97,7 +97,7 @@ def deployment(uvicorn: list[str], env: dict[str, str]) -> Iterator[MTLSDeployme
                     # The peer address the header check sees must be nginx's own.
                     "--no-proxy-headers",
                     "--factory",
-                    "dpop_guard.demo.accounts:create_mtls_app",
+                    "dpop_guard.devtools.demo.accounts:create_mtls_app",
                     "--port",
                     str(api_port),
                 ],

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..errors import InvalidRequest
-from ..mtls import ClientCertificate
+from ...errors import InvalidRequest
+from ...mtls import ClientCertificate
 
 __all__ = [
     "BindingRefusal",

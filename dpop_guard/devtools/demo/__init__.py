@@ -1,7 +1,7 @@
-"""The demo, runnable from an installed package: ``python -m dpop_guard.demo`` starts the
+"""The demo, runnable from an installed package: ``python -m dpop_guard.devtools.demo`` starts the
 Authlete development simulator, the example authorization server
-(:mod:`dpop_guard.demo.authorization_server`) and the accounts API
-(:mod:`dpop_guard.demo.accounts`) on loopback, walks the seven steps of Authlete's FAPI 2.0
+(:mod:`dpop_guard.devtools.demo.authorization_server`) and the accounts API
+(:mod:`dpop_guard.devtools.demo.accounts`) on loopback, walks the seven steps of Authlete's FAPI 2.0
 guide with :class:`dpop_guard.client.FAPIClient`, and shows what the API refuses; then
 certificate-bound tokens (RFC 8705) through Debian's nginx with a throw-away CA, where nginx
 is installed (``make demo`` installs it), and says so plainly where it is not.
@@ -23,7 +23,7 @@ from typing import IO
 
 import httpx
 
-from ..client import ProofSigner
+from ...client import ProofSigner
 from ..simulator import DEFAULT_API_SECRET, DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN
 
 __all__ = [

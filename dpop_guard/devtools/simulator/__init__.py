@@ -10,7 +10,7 @@ can mint tokens for any subject and scope, so it never runs by accident: a prote
 uses it only when started with ``DPOP_GUARD_DEVELOPMENT_SIMULATOR=1`` (see
 :func:`dpop_guard.from_env`).
 
-Run it on its own with ``python -m dpop_guard.simulator`` or ``dpop-guard simulate``; both
+Run it on its own with ``python -m dpop_guard.devtools.simulator`` or ``dpop-guard simulate``; both
 are :func:`main`.
 """
 
@@ -51,7 +51,7 @@ __all__ = [
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The simulator's command-line options, shared by ``python -m dpop_guard.simulator``
+    """The simulator's command-line options, shared by ``python -m dpop_guard.devtools.simulator``
     and ``dpop-guard simulate``."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dpop_guard.simulator [--host H] [--port P] [--latency S] [--tokens F]``."""
+    """``python -m dpop_guard.devtools.simulator [--host H] [--port P] [--latency S]
+    [--tokens F]``."""
     parser = argparse.ArgumentParser(
         prog="dpop-guard simulate", description="Authlete-compatible development simulator"
     )

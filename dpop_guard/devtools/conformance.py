@@ -50,10 +50,10 @@ import anyio
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ._b64 import b64url_encode
-from .challenges import parse_challenge
-from .client import ProofSigner
-from .proof import DPOP_TYP, compute_ath
+from .._b64 import b64url_encode
+from ..challenges import parse_challenge
+from ..client import ProofSigner
+from ..proof import DPOP_TYP, compute_ath
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -206,7 +206,7 @@ def _flip_signature(proof: str) -> str:
 
 def _remove_alg_after_signing(proof: str) -> str:
     header_b64, payload, signature = proof.split(".")
-    from ._b64 import b64url_decode
+    from .._b64 import b64url_decode
 
     header = json.loads(b64url_decode(header_b64))
     header.pop("alg", None)
@@ -845,7 +845,7 @@ async def _run_mtls(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dpop_guard.conformance URL --token-file F --key key.json``."""
+    """``python -m dpop_guard.devtools.conformance URL --token-file F --key key.json``."""
     parser = argparse.ArgumentParser(prog="dpop-guard conformance", description=__doc__)
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))

@@ -2,7 +2,7 @@
 
 Run it with uvicorn::
 
-    uvicorn dpop_guard.demo.accounts:app
+    uvicorn dpop_guard.devtools.demo.accounts:app
 
 Configuration comes from the environment, read by :func:`dpop_guard.from_env`: Authlete's
 own names (``AUTHLETE_BASE_URL``, ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``,
@@ -13,7 +13,7 @@ fleet::
 
     DPOP_GUARD_REPLAY_STORE=redis://127.0.0.1:6379/0 \\
     DPOP_GUARD_INTROSPECTION_CACHE=redis://127.0.0.1:6379/0 \\
-    uvicorn dpop_guard.demo.accounts:app --workers 4
+    uvicorn dpop_guard.devtools.demo.accounts:app --workers 4
 
 For development without Authlete, ``DPOP_GUARD_DEVELOPMENT_SIMULATOR=1`` runs it against
 the embedded simulator, mounted at ``/__authlete`` so a client can mint test tokens. That
@@ -25,7 +25,7 @@ behind nginx::
 
     DPOP_GUARD_CLIENT_CERT_SOURCE=nginx DPOP_GUARD_CLIENT_CERT_HEADER=X-Client-Cert \\
     DPOP_GUARD_TRUSTED_PROXIES=127.0.0.1 \\
-    uvicorn --factory dpop_guard.demo.accounts:create_mtls_app --no-proxy-headers
+    uvicorn --factory dpop_guard.devtools.demo.accounts:create_mtls_app --no-proxy-headers
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route as HTTPRoute
 
-from ..credentials import DPoPCredentials
-from ..guard import from_env
-from ..routes import Route
+from ...credentials import DPoPCredentials
+from ...guard import from_env
+from ...routes import Route
 
 __all__ = ["ACCOUNTS", "MTLS_ROUTES", "ROUTES", "TRANSACTIONS", "create_app", "create_mtls_app"]
 
@@ -129,7 +129,7 @@ def create_mtls_app(environ: Mapping[str, str] | None = None) -> Starlette:
 
 
 def __getattr__(name: str) -> Any:
-    # ``app`` is built on first access (``uvicorn dpop_guard.demo.accounts:app``), so that
+    # ``app`` is built on first access (``uvicorn dpop_guard.devtools.demo.accounts:app``), so that
     # importing this module reads no environment and opens nothing.
     if name == "app":
         app = create_app()

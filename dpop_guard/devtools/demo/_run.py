@@ -1,8 +1,8 @@
-"""``python -m dpop_guard.demo`` (or ``make demo``): the Authlete simulator, the example
+"""``python -m dpop_guard.devtools.demo`` (or ``make demo``): the Authlete simulator, the example
 authorization server and the accounts API on loopback, each in a process of its own; the
 seven steps of the FAPI 2.0 code flow by :class:`~dpop_guard.client.FAPIClient`; then what
 the API and the authorization server refuse, with the token the flow got; then, where nginx
-is installed, certificate-bound tokens through nginx (:mod:`dpop_guard.demo._mtls`)."""
+is installed, certificate-bound tokens through nginx (:mod:`dpop_guard.devtools.demo._mtls`)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from typing import Final
 
 import httpx
 
-from ..client import DPoPAuth, FAPIClient, OAuthError, ProofSigner
+from ...client import DPoPAuth, FAPIClient, OAuthError, ProofSigner
+from ...testing import submit_consent
 from ..simulator import DEFAULT_SERVICE_ID
-from ..testing import submit_consent
 from . import SERVICE_AUTH, authlete_api, free_port, process, simulator_env, tail
 from ._flow import FlowResult, SevenSteps, StepFailed
 from ._mtls import MTLSDeployment, MTLSLeg, deployment
@@ -234,10 +234,10 @@ def _environment(simulator: str, api_version: str) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dpop_guard.demo [--api V3|V2] [--dpop-alg ES256|EdDSA]``: 0 when every
+    """``python -m dpop_guard.devtools.demo [--api V3|V2] [--dpop-alg ES256|EdDSA]``: 0 when every
     step behaved."""
     parser = argparse.ArgumentParser(
-        prog="python -m dpop_guard.demo",
+        prog="python -m dpop_guard.devtools.demo",
         description="The FAPI 2.0 code flow and dpop_guard's refusals, on loopback.",
     )
     parser.add_argument(
@@ -261,13 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  Authlete simulator    {simulator}  (Authlete API {version}, service "
         f"{DEFAULT_SERVICE_ID})"
     )
-    print(f"  Authorization server  {issuer}  (dpop_guard.demo.authorization_server)")
-    print(f"  Accounts API          {api}  (dpop_guard.demo.accounts, behind dpop_guard)")
+    print(f"  Authorization server  {issuer}  (dpop_guard.devtools.demo.authorization_server)")
+    print(f"  Accounts API          {api}  (dpop_guard.devtools.demo.accounts, behind dpop_guard)")
     print("  (the simulator is for development only: its credentials are public)")
     uvicorn = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
     servers = {
         "simulator": (
-            [sys.executable, "-m", "dpop_guard.simulator", "--port", str(sim_port)],
+            [sys.executable, "-m", "dpop_guard.devtools.simulator", "--port", str(sim_port)],
             env,
             f"{simulator}/sim/stats",
         ),
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             [
                 *uvicorn,
                 "--factory",
-                "dpop_guard.demo.authorization_server:create_app",
+                "dpop_guard.devtools.demo.authorization_server:create_app",
                 "--port",
                 str(as_port),
             ],
@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{issuer}/.well-known/oauth-authorization-server",
         ),
         "accounts API": (
-            [*uvicorn, "dpop_guard.demo.accounts:app", "--port", str(api_port)],
+            [*uvicorn, "dpop_guard.devtools.demo.accounts:app", "--port", str(api_port)],
             dict(env, DPOP_GUARD_PUBLIC_URL=api),
             f"{api}/health",
         ),

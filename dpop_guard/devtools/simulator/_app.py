@@ -8,8 +8,8 @@ described in Authlete's documentation. Its DPoP check is written independently o
 
 It is the embedded default for the demo, the tests and the benchmarks; production code
 talks to it over real HTTP exactly as it talks to Authlete. Test hooks (latency, faults,
-call counts) live under ``/sim/``. Run it with ``python -m dpop_guard.simulator`` or
-``dpop-guard simulate`` (one code path: :func:`dpop_guard.simulator.main`).
+call counts) live under ``/sim/``. Run it with ``python -m dpop_guard.devtools.simulator`` or
+``dpop-guard simulate`` (one code path: :func:`dpop_guard.devtools.simulator.main`).
 
 Where Authlete's exact behaviour is not published (result codes for some failures, its
 ``iat`` window), the choices are marked ``[U]`` as in ``authlete-introspection.md``.
@@ -721,7 +721,7 @@ def create_simulator_app(
 ) -> Starlette:
     """The simulator as an ASGI app: ``app.state.simulator`` is its
     :class:`SimulatorState`, and ``app.state.authorization`` the
-    :class:`~dpop_guard.simulator._authorization.AuthorizationService` behind its
+    :class:`~dpop_guard.devtools.simulator._authorization.AuthorizationService` behind its
     authorization-server APIs (PAR, ``/auth/authorization``, ``/auth/token``), whose tokens
     live in the same state as those of ``/auth/token/create``."""
     auth = authorization or AuthorizationService()

@@ -16,7 +16,7 @@ Run it against Authlete (or the simulator) with Authlete's own environment names
     AUTHLETE_BASE_URL=https://jp.authlete.com AUTHLETE_API_VERSION=V3 \\
     AUTHLETE_SERVICE_APIKEY=<service id> AUTHLETE_SERVICE_ACCESSTOKEN=<token> \\
     AS_ISSUER=http://127.0.0.1:9000 \\
-    uvicorn --factory dpop_guard.demo.authorization_server:create_app --port 9000
+    uvicorn --factory dpop_guard.devtools.demo.authorization_server:create_app --port 9000
 
 (V2: ``AUTHLETE_SERVICE_APIKEY`` and ``AUTHLETE_SERVICE_APISECRET``.) ``AS_ISSUER`` is the
 public URL of this server, as registered in the Authlete service; the endpoints hang off
@@ -46,8 +46,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .._env import EnvReader
-from .._json import DOCUMENT_LIMITS, parse_object
+from ..._env import EnvReader
+from ..._json import DOCUMENT_LIMITS, parse_object
 
 MAX_BODY: Final = 65536
 # An Authlete answer is read up to this size (a consent page's scopes and client names
@@ -388,7 +388,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
 
 
 def main() -> None:  # pragma: no cover - a command-line entry point
-    """``python -m dpop_guard.demo.authorization_server [PORT]`` with the environment above."""
+    """``python -m dpop_guard.devtools.demo.authorization_server [PORT]``, environment above."""
     import sys
 
     import uvicorn

@@ -1,4 +1,4 @@
-"""``python -m dpop_guard.demo``."""
+"""``python -m dpop_guard.devtools.demo``."""
 
 import sys
 

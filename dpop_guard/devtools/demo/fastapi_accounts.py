@@ -1,11 +1,11 @@
-"""The accounts API in FastAPI: ``uvicorn dpop_guard.demo.fastapi_accounts:app``.
+"""The accounts API in FastAPI: ``uvicorn dpop_guard.devtools.demo.fastapi_accounts:app``.
 
 The middleware authenticates every request but ``/health`` and the docs (``/docs`` and
 ``/openapi.json`` are public because FastAPI serves them: ``guard.install(app)`` learns them
 from the app, no second declaration); each route declares its scopes with ``Security``
 (checked from cached token facts too), and ``/docs`` shows the DPoP scheme and each
-operation's 401 and 403. Configuration as in :mod:`dpop_guard.demo.accounts` (Authlete's environment
-names and ``DPOP_GUARD_*``, read by :func:`dpop_guard.from_env`);
+operation's 401 and 403. Configuration as in :mod:`dpop_guard.devtools.demo.accounts`
+(Authlete's environment names and ``DPOP_GUARD_*``, read by :func:`dpop_guard.from_env`);
 ``DPOP_GUARD_DEVELOPMENT_SIMULATOR=1`` runs it against the embedded simulator.
 """
 
@@ -72,8 +72,9 @@ def create_app(environ: Mapping[str, str] | None = None) -> FastAPI:
 
 
 def __getattr__(name: str) -> Any:
-    # ``app`` is built on first access (``uvicorn dpop_guard.demo.fastapi_accounts:app``), so
-    # that importing the module reads no environment.
+    # ``app`` is built on first access
+    # (``uvicorn dpop_guard.devtools.demo.fastapi_accounts:app``), so that importing the
+    # module reads no environment.
     if name == "app":
         globals()["app"] = app = create_app()
         return app

@@ -7,7 +7,7 @@ from typing import Final
 
 import httpx
 
-from ..challenges import parse_challenge
+from ...challenges import parse_challenge
 
 TITLE_WIDTH: Final = 48
 

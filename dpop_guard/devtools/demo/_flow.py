@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 
-from ..client import FAPIClient, OAuthError, PushedAuthorization, TokenResponse
-from ..testing import submit_consent
+from ...client import FAPIClient, OAuthError, PushedAuthorization, TokenResponse
+from ...testing import submit_consent
 from ._report import Exchanges, Report, short
 
 T = TypeVar("T")

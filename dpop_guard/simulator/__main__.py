@@ -1,7 +1,0 @@
-"""``python -m dpop_guard.simulator``: the same code path as ``dpop-guard simulate``."""
-
-import sys
-
-from . import main
-
-sys.exit(main())
