@@ -1,7 +1,7 @@
 """The ``Authorization`` header (RFC 9449 section 7.1, RFC 6750 section 2.1).
 
-Rules that live here: the scheme is ``DPoP`` or ``Bearer`` (case-insensitive); exactly one
-space separates it from exactly one token68; a value longer than the longest that could
+Rules that live here: the scheme is ``DPoP`` or ``Bearer`` (case-insensitive); one or more
+spaces separate it from exactly one token68 (``1*SP``, RFC 9110 section 11.4); a value longer than the longest that could
 hold a token within ``max_token_bytes`` is refused before any other work (so a value of
 60,000 spaces costs a length check, and nothing of it is kept).
 """
@@ -36,14 +36,13 @@ class AuthorizationHeader:
 def parse_authorization(values: Sequence[str], *, max_token_bytes: int) -> AuthorizationHeader:
     """Parse the ``Authorization`` header values of one request.
 
-    The scheme is case-insensitive (RFC 9110 section 11.1); exactly one space-separated
-    token68 must follow.
+    The scheme is case-insensitive (RFC 9110 section 11.1); one or more spaces, then
+    exactly one token68, must follow.
 
     :raises AuthenticationRequired: no header, or a scheme other than DPoP or Bearer.
     :raises InvalidRequest: more than one ``Authorization`` header.
     :raises InvalidToken: the token is missing, too long (``token_too_long``, the value
-        as a whole too, before it is looked at), or not token68 (``token_malformed``,
-        also for more than one space after the scheme).
+        as a whole too, before it is looked at), or not token68 (``token_malformed``).
     """
     if not values:
         raise AuthenticationRequired("authorization_missing")
@@ -56,6 +55,7 @@ def parse_authorization(values: Sequence[str], *, max_token_bytes: int) -> Autho
         raise InvalidToken("token_too_long", "The access token is malformed.")
     value = value.strip(" \t")
     scheme, _, token = value.partition(" ")
+    token = token.lstrip(" ")  # credentials = auth-scheme 1*SP token68
     folded = scheme.lower()
     if folded == "dpop":
         canonical: Literal["DPoP", "Bearer"] = "DPoP"

@@ -54,6 +54,16 @@ class TestRejects:
             parse(value)
         assert info.value.reason == "authorization_scheme_unsupported"
 
+    @pytest.mark.parametrize(
+        ("value", "scheme"),
+        [("DPoP  abc", "DPoP"), ("Bearer   abc", "Bearer"), ("dpop abc", "DPoP")],
+    )
+    def test_one_or_more_spaces(self, value: str, scheme: str) -> None:
+        """``credentials = auth-scheme 1*SP token68`` (RFC 9110 section 11.4, RFC 6750
+        section 2.1): any number of spaces separate the scheme from the token (the whole
+        value is still bounded by the token limit before it is looked at)."""
+        assert parse(value) == (scheme, "abc")
+
     @pytest.mark.parametrize("value", ["DPoP", "DPoP ", "Bearer   "])
     def test_no_token(self, value: str) -> None:
         """A scheme without a token."""

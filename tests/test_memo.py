@@ -154,7 +154,7 @@ def test_authorization_refusals_every_time_and_never_remembered() -> None:
             memo.header(b"DPoP " + b"a" * 9, 1)
         assert caught.value.reason == "token_too_long"
         with pytest.raises(InvalidToken) as caught:
-            memo.header(b"DPoP  abc", 1)
+            memo.header(b"DPoP a b", 1)
         assert caught.value.reason == "token_malformed"
         with pytest.raises(AuthenticationRequired):
             memo.header(b"Basic abc", 1)
