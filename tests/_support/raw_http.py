@@ -6,16 +6,14 @@ test_http_causes.py, test_http_proxy.py)."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from dpop_guard.devtools.demo._pki import PKI
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -86,84 +84,25 @@ async def serve(factory: Callable[[Server], Handler], **kwargs: object) -> Serve
     return server
 
 
-_CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=False,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 class CA:
-    """A test certificate authority issuing loopback server certificates."""
+    """The test PKI's root (:mod:`dpop_guard.devtools.demo._pki`, one copy) issuing server
+    certificates for the names a test asks for."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
-        self.key = _key()
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("dpop_guard test CA"))
-            .issuer_name(_name("dpop_guard test CA"))
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            # Python 3.13 verifies with X509_STRICT: a CA needs its key usage and key id.
-            .add_extension(_CA_KEY_USAGE, critical=True)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
-            )
-            .sign(self.key, hashes.SHA256())
-        )
+        self.pki = PKI.generate()
         self.path = tmp_path / "ca.pem"
-        self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.path.write_text(self.pki.ca.pem)
 
     def client_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.path))
 
     def server_context(self, names: list[x509.GeneralName]) -> ssl.SSLContext:
-        key = _key()
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("server"))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        cert_path = self.tmp_path / f"server-{cert.serial_number}.pem"
-        key_path = self.tmp_path / f"server-{cert.serial_number}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(_pem_key(key))
+        server = self.pki.server_for(names)
+        cert_path = self.tmp_path / f"server-{server.cert.serial_number}.pem"
+        key_path = self.tmp_path / f"server-{server.cert.serial_number}.key"
+        cert_path.write_text(server.pem)
+        key_path.write_text(server.key_pem)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert_path, key_path)
         return context

@@ -13,8 +13,10 @@ import base64
 import datetime
 import hashlib
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -63,6 +65,12 @@ class Identity:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+LOOPBACK_NAMES: Final[tuple[x509.GeneralName, ...]] = (
+    x509.DNSName("localhost"),
+    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+)
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
@@ -74,6 +82,7 @@ def _issue(
     ca: bool,
     server: bool = False,
     chain: tuple[x509.Certificate, ...] = (),
+    names: Sequence[x509.GeneralName] = LOOPBACK_NAMES,
 ) -> Identity:
     key = ec.generate_private_key(ec.SECP256R1())
     signer_key = issuer.key if issuer else key
@@ -112,12 +121,7 @@ def _issue(
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     cert = builder.sign(signer_key, hashes.SHA256())
     return Identity(subject, cert, key, chain)
 
@@ -159,6 +163,11 @@ class PKI:
             rogue_ca=rogue_ca,
             mallory=_issue("mallory", rogue_ca, ca=False),
         )
+
+    def server_for(self, names: Sequence[x509.GeneralName]) -> Identity:
+        """A further server certificate from the root, for ``names`` (subject alternative
+        names), e.g. to test a client's host name check."""
+        return _issue("server", self.ca, ca=False, server=True, names=names)
 
     def write(self, directory: Path) -> PKIFiles:
         """Write the PEM files the proxies and the test clients load."""
