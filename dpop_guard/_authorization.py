@@ -1,9 +1,10 @@
 """The ``Authorization`` header (RFC 9449 section 7.1, RFC 6750 section 2.1).
 
 Rules that live here: the scheme is ``DPoP`` or ``Bearer`` (case-insensitive); one or more
-spaces separate it from exactly one token68 (``1*SP``, RFC 9110 section 11.4); a value longer than the longest that could
-hold a token within ``max_token_bytes`` is refused before any other work (so a value of
-60,000 spaces costs a length check, and nothing of it is kept).
+spaces separate it from exactly one token68 (``1*SP``, RFC 9110 section 11.4); a value
+longer than the longest that could hold a token within ``max_token_bytes`` is refused
+before any other work (so a value of 60,000 spaces costs a length check, and nothing of it
+is kept).
 """
 
 from __future__ import annotations

@@ -285,6 +285,8 @@ def _redis_probe(component: object, client: Any) -> Callable[[], Awaitable[Failu
             outcome, why = await check_eviction()
             if outcome == "evicting":
                 return "eviction", str(why)
+            if outcome == "unknown":  # serving refuses every record while it cannot tell
+                return "other", str(why)
         return None
 
     return probe

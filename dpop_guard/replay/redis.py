@@ -216,22 +216,9 @@ class RedisReplayStore:
         return unsafe
 
     async def _unsafe_reason(self, now: int) -> str | None:
-        nodes = await self._node_infos()
-        evicted = 0
-        for info in nodes:
-            try:
-                evicting = _evicting(info["maxmemory_policy"], info["maxmemory"])
-                evicted += int(info["evicted_keys"])
-            except (KeyError, TypeError, ValueError):
-                return "could not read the replay store's maxmemory and evicted_keys (INFO)"
-            if evicting is not None:
-                return evicting
-            if self.batcher.cluster and str(info.get("aof_enabled")) != "1":
-                return (
-                    "a Redis Cluster primary runs without appendonly: restarted, it would "
-                    "forget its share of the replay records; set appendonly yes on every "
-                    "primary, or use a single Redis"
-                )
+        outcome, why, evicted = _judge_nodes(await self._node_infos(), self.batcher.cluster)
+        if outcome != "ok":
+            return why
         recorded = _reply((await self.batcher.execute([("GET", self.evicted_key)]))[0])
         if recorded == str(evicted).encode():
             return None
@@ -260,7 +247,7 @@ class RedisReplayStore:
             reply = await client.info(target_nodes=client.PRIMARIES)  # type: ignore[union-attr]
         else:
             reply = await client.info()
-        return _node_configs(reply)
+        return _per_node(reply)
 
     async def add_if_absent(self, key: str, *, ttl: int) -> bool:
         """``True`` if ``key`` was not recorded yet; raises on any Redis failure, and
@@ -312,10 +299,10 @@ class RedisReplayStore:
     async def ping(self) -> bool:
         """Whether the server answers (for start-up checks and health endpoints); also
         checks, once per call, that the server cannot evict records
-        (:meth:`check_eviction`), logging an ERROR if it can and a warning if it could not
-        tell. Neither refuses start-up (the guard may start before Redis is ready); the
-        records are what is refused (:meth:`ensure_safe`, checked on every record) while
-        the server can evict, and the log names the setting to change.
+        (:meth:`check_eviction`), logging an ERROR if it can or if it cannot tell (serving
+        refuses every record then). Neither refuses start-up (the guard may start before
+        Redis is ready); the records are what is refused (:meth:`ensure_safe`, checked on
+        every record) while the server can evict, and the log names the setting to change.
 
         :raises Exception: whatever the client raises when the server does not answer.
         """
@@ -326,7 +313,7 @@ class RedisReplayStore:
                 "dpop_guard: %s", sentence, extra={"dpop_guard_reason": "replay_store_evicts"}
             )
         elif outcome == "unknown":
-            logger.warning(
+            logger.error(
                 "dpop_guard: %s",
                 sentence,
                 extra={"dpop_guard_reason": "replay_store_eviction_unknown"},
@@ -334,35 +321,59 @@ class RedisReplayStore:
         return answered
 
     async def check_eviction(self) -> EvictionCheck:
-        """Whether the server may evict replay records: ``("evicting", why)`` when
-        ``maxmemory`` is set and ``maxmemory-policy`` is not ``noeviction`` (on any node of
-        a cluster), ``("unknown", why)`` when ``CONFIG GET`` is refused or fails, and
-        ``("ok", "")`` otherwise. The sentence names ``maxmemory-policy``."""
+        """What serving will find (:meth:`ensure_safe` reads the same ``INFO`` and
+        applies the same rule, :func:`_judge_nodes`), without touching the fleet's epoch:
+        ``("evicting", why)`` when ``maxmemory`` is set and ``maxmemory-policy`` is not
+        ``noeviction`` on any node (or a cluster primary runs without ``appendonly``),
+        ``("unknown", why)`` when ``INFO`` is refused or unreadable (serving then refuses
+        every record), ``("ok", "")`` otherwise. A managed Redis that disables ``CONFIG``
+        but answers ``INFO`` is checked like any other."""
         try:
-            reply = await self.client.config_get("maxmemory*")
-        except Exception as exc:  # CONFIG disabled or renamed (managed Redis), ACLs
+            nodes = await self._node_infos()
+        except Exception as exc:  # INFO renamed or denied by an ACL
             return (
                 "unknown",
-                "could not check the replay store's maxmemory-policy "
-                f"(CONFIG GET failed: {type(exc).__name__}); make sure it is noeviction, "
-                "or a flood of records can evict others and reopen their proofs",
+                f"could not read the replay store's INFO ({type(exc).__name__}): every "
+                "request will be refused (503) until it can be read; allow INFO for the "
+                "guard's Redis user",
             )
-        for config in _node_configs(reply):
-            try:
-                evicting = _evicting(config["maxmemory-policy"], config["maxmemory"])
-            except (KeyError, TypeError, ValueError):
-                return (
-                    "unknown",
-                    "could not read the replay store's maxmemory-policy; make sure it is "
-                    "noeviction",
-                )
-            if evicting is not None:
-                return "evicting", evicting
-        return "ok", ""
+        outcome, why, _ = _judge_nodes(nodes, self.batcher.cluster)
+        return outcome, why
 
     async def aclose(self) -> None:
         """Close the client's connections."""
         await self.client.aclose()
+
+
+def _judge_nodes(
+    nodes: list[dict[str, Any]], cluster: bool
+) -> tuple[Literal["ok", "evicting", "unknown"], str, int]:
+    """The one rule on ``INFO`` of every node holding records: whether the store keeps
+    them (``ok``), may lose them (``evicting``: an eviction policy under a memory limit,
+    or a cluster primary without ``appendonly``), or cannot tell (``unknown``), with the
+    sentence for the log, and the nodes' total ``evicted_keys``."""
+    evicted = 0
+    for info in nodes:
+        try:
+            evicting = _evicting(info["maxmemory_policy"], info["maxmemory"])
+            evicted += int(info["evicted_keys"])
+        except (KeyError, TypeError, ValueError):
+            return (
+                "unknown",
+                "could not read the replay store's maxmemory and evicted_keys (INFO)",
+                0,
+            )
+        if evicting is not None:
+            return "evicting", evicting, evicted
+        if cluster and str(info.get("aof_enabled")) != "1":
+            return (
+                "evicting",
+                "a Redis Cluster primary runs without appendonly: restarted, it would "
+                "forget its share of the replay records; set appendonly yes on every "
+                "primary, or use a single Redis",
+                evicted,
+            )
+    return "ok", "", evicted
 
 
 def _evicting(policy: Any, limit: Any) -> str | None:
@@ -398,9 +409,9 @@ def _added(reply: Any) -> bool:
     return _reply(reply) is not None
 
 
-def _node_configs(reply: Any) -> list[dict[str, Any]]:
-    """``CONFIG GET``'s answer as one mapping per node: a plain client answers one
-    mapping, a cluster client may answer one per node."""
+def _per_node(reply: Any) -> list[dict[str, Any]]:
+    """``INFO``'s answer as one mapping per node: a plain client answers one mapping, a
+    cluster client may answer one per node."""
     if isinstance(reply, dict) and reply and all(isinstance(v, dict) for v in reply.values()):
         return [{_text(k): v for k, v in node.items()} for node in reply.values()]
     if isinstance(reply, dict):

@@ -898,16 +898,20 @@ async def test_rt11_replay_store_on_an_evicting_redis_is_not_trusted(
         (("--maxmemory-policy", "volatile-ttl", "--maxmemory", "2mb"), "evicting"),
         (("--maxmemory-policy", "allkeys-lru", "--maxmemory", "0"), "ok"),  # no limit
         (("--maxmemory-policy", "noeviction", "--maxmemory", "2mb"), "ok"),
-        (("--rename-command", "CONFIG", ""), "unknown"),  # as managed Redis does
+        # Managed Redis disables CONFIG: INFO, which serving reads, still tells.
+        (("--rename-command", "CONFIG", ""), "ok"),
+        (("--rename-command", "INFO", ""), "unknown"),
     ],
 )
 async def test_rt11_neighbours_eviction_policy(
     caplog: pytest.LogCaptureFixture, args: tuple[str, ...], expected: str
 ) -> None:
     """The neighbours of RT-11: ``volatile-*`` evicts records too (they all have TTLs),
-    no ``maxmemory`` means no eviction whatever the policy, ``noeviction`` is fine, and a
-    server that refuses ``CONFIG`` is a warning that the policy could not be checked.
-    ``dpop-guard check-config`` reports an evicting store as a problem."""
+    no ``maxmemory`` means no eviction whatever the policy, ``noeviction`` is fine. Start-up
+    reads what serving reads (``INFO``): a server that refuses ``CONFIG`` (managed Redis) is
+    checked all the same, and one that refuses ``INFO``, which serving would refuse on
+    every request, is an ERROR at start-up. ``dpop-guard check-config`` reports both an
+    evicting store and an unreadable one as a problem."""
     import logging
 
     from dpop_guard.cli import _check
@@ -928,15 +932,15 @@ async def test_rt11_neighbours_eviction_policy(
     finally:
         server.stop()
     logged = [r for r in caplog.records if r.name == "dpop_guard.replay"]
-    flagged = [p for p in problems if "maxmemory-policy" in p]
+    flagged = [p for p in problems if "maxmemory-policy" in p or "INFO" in p]
     if expected == "evicting":
         assert [r.levelname for r in logged] == ["ERROR"]
         assert "maxmemory-policy" in logged[0].getMessage()
         assert len(flagged) == 1 and "DPOP_GUARD_REPLAY_STORE" in flagged[0]
     elif expected == "unknown":
-        assert [r.levelname for r in logged] == ["WARNING"]
-        assert "could not check" in logged[0].getMessage()
-        assert flagged == []
+        assert [r.levelname for r in logged] == ["ERROR"]
+        assert "could not read the replay store's INFO" in logged[0].getMessage()
+        assert len(flagged) == 1 and "DPOP_GUARD_REPLAY_STORE" in flagged[0]
     else:
         assert logged == [] and flagged == []
 
