@@ -45,11 +45,11 @@ _EXPORTS: dict[str, str] = {
     "ProofVerifier": ".proof",
     "ReplayStore": ".replay",
     "ReplayStoreUnavailable": ".errors",
-    "RequestFacts": ".introspection",
+    "RequestFacts": ".facts",
     "ResourceMetadata": ".metadata",
     "Route": ".routes",
     "ServiceUnavailable": ".errors",
-    "TokenInfo": ".introspection",
+    "TokenInfo": ".facts",
     "UseDPoPNonce": ".errors",
     "VerifiedProof": ".proof",
     "build_challenge": ".challenges",
@@ -134,8 +134,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ a
         ServiceUnavailable,
         UseDPoPNonce,
     )
+    from .facts import RequestFacts, TokenInfo
     from .guard import DPoPGuard, from_env
-    from .introspection import Introspector, RequestFacts, TokenInfo
+    from .introspection import Introspector
     from .introspection._http import AsyncioHTTPClient
     from .introspection.authlete import AuthleteIntrospector, AuthleteSettings
     from .introspection.cached import CachingIntrospector

@@ -27,7 +27,7 @@ from .challenges import BEARER_SCHEME, DPOP_SCHEME
 from .errors import InvalidDPoPProof, InvalidToken
 
 if TYPE_CHECKING:
-    from .introspection import TokenInfo
+    from .facts import TokenInfo
     from .routes import Route, SenderConstraint
 
 __all__ = ["Policy", "check_binding", "check_token_binding", "policy_for"]

@@ -14,7 +14,8 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Final, Literal
 
-from .introspection import InactiveToken, Introspector, RequestFacts, SyncTokenLookup, TokenInfo
+from .facts import RequestFacts, TokenInfo
+from .introspection import InactiveToken, Introspector, SyncTokenLookup
 from .metrics import Decision, Metrics
 
 if TYPE_CHECKING:

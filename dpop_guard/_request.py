@@ -9,7 +9,7 @@ from starlette.types import Message, Send
 
 from ._fapi import INTERACTION_ID
 from ._memo import Shape
-from .introspection import Lookup, RequestFacts
+from .facts import Lookup, RequestFacts
 from .mtls import ClientCertificate
 
 __all__ = ["facts_for", "read_headers", "with_nonce"]

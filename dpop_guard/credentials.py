@@ -10,7 +10,7 @@ from typing import Any
 from starlette.authentication import BaseUser
 
 from .errors import InsufficientScope, InsufficientUserAuthentication, InvalidToken
-from .introspection import TokenInfo
+from .facts import TokenInfo
 
 __all__ = ["DPoPCredentials", "DPoPUser", "check_step_up", "credentials_for"]
 

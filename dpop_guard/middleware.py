@@ -45,7 +45,8 @@ from ._websocket import close_at_expiry
 from .challenges import DPOP_SCHEME, challenge_for
 from .credentials import DPoPCredentials, DPoPUser, credentials_for
 from .errors import DPoPGuardError, InvalidRequest, InvalidToken, ServiceUnavailable
-from .introspection import Introspector, RequestFacts, SyncTokenLookup, TokenInfo
+from .facts import RequestFacts, TokenInfo
+from .introspection import Introspector, SyncTokenLookup
 from .metadata import metadata_endpoint
 from .metrics import Metrics
 from .mtls import ClientCertificate, ClientCertificateSource

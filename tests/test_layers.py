@@ -17,6 +17,7 @@ CORE = (
     "dpop_guard._bounded",
     "dpop_guard.challenges",
     "dpop_guard.errors",
+    "dpop_guard.facts",
     "dpop_guard.jwk",
     "dpop_guard.nonce",
     "dpop_guard.proof",

@@ -38,6 +38,7 @@ RENDERED = frozenset(
         "dpop_guard.jwk",
         "dpop_guard.nonce",
         "dpop_guard.errors",
+        "dpop_guard.facts",
         "dpop_guard.challenges",
         "dpop_guard.guard",
         "dpop_guard.middleware",
