@@ -13,6 +13,14 @@ halves, and each refusal reason is raised once, below:
 - the route's half: what the route demands of the token (``token_not_bound``,
   ``token_not_certificate_bound``), unless unbound tokens are allowed.
 
+Rule 2: what may ride the ``Bearer`` scheme is judged by :func:`check_bearer`, before any
+lookup: no proof beside it (``bearer_with_dpop_proof``), a route that accepts
+certificate-bound tokens (``bearer_scheme_refused``) and a certificate presented
+(``certificate_missing``), unless unbound tokens are allowed.
+
+Rule 3: each route's :class:`Policy` is computed once (:class:`Policies`), and so is the
+challenge's scheme list for a refusal on any path.
+
 Sans-IO: thumbprints and the policy in, an error out. No x509, no framework, no settings
 object is imported here.
 """
@@ -24,13 +32,23 @@ from hmac import compare_digest
 from typing import TYPE_CHECKING, Protocol
 
 from .challenges import BEARER_SCHEME, DPOP_SCHEME
-from .errors import InvalidDPoPProof, InvalidToken
+from .errors import InvalidDPoPProof, InvalidRequest, InvalidToken
+from .routes import route_for
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .facts import TokenInfo
     from .routes import Route, SenderConstraint
 
-__all__ = ["Policy", "check_binding", "check_token_binding", "policy_for"]
+__all__ = [
+    "Policies",
+    "Policy",
+    "check_bearer",
+    "check_binding",
+    "check_token_binding",
+    "policy_for",
+]
 
 _SCHEMES: dict[SenderConstraint, tuple[str, ...]] = {
     "dpop": (DPOP_SCHEME,),
@@ -50,6 +68,13 @@ class _NonceRule(Protocol):
     """What :func:`policy_for` needs of the settings."""
 
     def nonce_required(self, route: Route | None) -> bool: ...
+
+
+class _Rules(_NonceRule, Protocol):
+    """What :class:`Policies` needs of the settings."""
+
+    @property
+    def routes(self) -> Sequence[Route]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +108,59 @@ def policy_for(route: Route | None, settings: _NonceRule) -> Policy:
     )
 
 
+class Policies:
+    """The policy of every rule of ``settings`` (a
+    :class:`~dpop_guard.settings.GuardSettings`), computed once: keyed by identity (rules
+    are frozen and held by the settings), and one for paths no rule matches."""
+
+    def __init__(self, settings: _Rules) -> None:
+        self._settings = settings
+        self._by_rule = {id(rule): policy_for(rule, settings) for rule in settings.routes}
+        self.default = policy_for(None, settings)
+
+    def __call__(self, route: Route | None) -> Policy:
+        """The policy of ``route`` (``None``: no rule matched)."""
+        if route is None:
+            return self.default
+        return self._by_rule.get(id(route)) or policy_for(route, self._settings)
+
+    def schemes(self, path: str, method: str) -> tuple[str, ...]:
+        """The challenge schemes of a refusal on ``path`` (on the refusal path only, so
+        the route is matched again rather than carried through the hot path)."""
+        route = route_for(self._settings.routes, path, method)
+        if route is None or route.public:
+            return self.default.schemes
+        return self(route).schemes
+
+
+def check_bearer(
+    dpop_sent: bool, policy: Policy, certificate: _Certificate | None, allow_unbound: bool
+) -> None:
+    """Whether a token may be presented with the ``Bearer`` scheme here, judged before
+    any lookup: only a certificate-bound token may (where the route accepts mTLS), or any
+    token where unbound tokens are allowed. Without a certificate no certificate-bound
+    token can pass, so no introspection is spent on it.
+
+    :param dpop_sent: whether the request carries a ``DPoP`` header.
+    :raises InvalidRequest: ``bearer_with_dpop_proof``.
+    :raises InvalidToken: ``bearer_scheme_refused``, ``certificate_missing``.
+    """
+    if dpop_sent:
+        raise InvalidRequest(
+            "bearer_with_dpop_proof", "A DPoP proof requires the DPoP authorization scheme."
+        )
+    if allow_unbound:
+        return
+    if not policy.bearer:
+        raise InvalidToken("bearer_scheme_refused", "A DPoP-bound access token is required.")
+    if certificate is None:
+        raise _certificate_missing()
+
+
+def _certificate_missing() -> InvalidToken:
+    return InvalidToken("certificate_missing", "The access token requires a client certificate.")
+
+
 def check_token_binding(
     jkt: str | None,
     x5t_s256: str | None,
@@ -102,9 +180,7 @@ def check_token_binding(
     """
     if x5t_s256 is not None:
         if certificate_thumbprint is None:
-            raise InvalidToken(
-                "certificate_missing", "The access token requires a client certificate."
-            )
+            raise _certificate_missing()
         if not compare_digest(x5t_s256, certificate_thumbprint):
             raise InvalidToken(
                 "certificate_mismatch",

@@ -32,7 +32,7 @@ from time import perf_counter
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._binding import Policy, check_binding, policy_for
+from ._binding import Policies, check_bearer, check_binding
 from ._decision import NO_TRACE, DecisionLog, Trace, log_unexpected
 from ._defaults import default_nonce_source, default_replay_store
 from ._fapi import DateHeader, stamp_responses
@@ -44,8 +44,7 @@ from ._target import target_url
 from ._websocket import close_at_expiry
 from .challenges import DPOP_SCHEME, challenge_for
 from .credentials import DPoPCredentials, DPoPUser, credentials_for
-from .errors import DPoPGuardError, InvalidRequest, InvalidToken, ServiceUnavailable
-from .facts import RequestFacts, TokenInfo
+from .errors import DPoPGuardError, ServiceUnavailable
 from .introspection import Introspector, SyncTokenLookup
 from .metadata import metadata_endpoint
 from .metrics import Metrics
@@ -54,7 +53,7 @@ from .nonce import NonceSource
 from .proof import ProofVerifier, select_proof
 from .replay import ReplayStore
 from .replay._guard import ReplayGuard
-from .routes import Route, route_for, route_path
+from .routes import route_path
 from .settings import GuardSettings
 
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
@@ -134,15 +133,12 @@ class DPoPGuardMiddleware:
                 "routes accept certificate-bound tokens but no certificate_source is "
                 f"configured: {', '.join(mtls_routes)}"
             )
-        # One precomputed policy per rule (keyed by identity: rules are frozen and held by
-        # the settings), and one for paths no rule matches.
-        self._policies = {id(r): policy_for(r, settings) for r in settings.routes}
-        self._default_policy = policy_for(None, settings)
+        self._policies = Policies(settings)
         self._metadata = metadata_endpoint(settings, mtls=bool(mtls_routes))
         self._allow_unbound = settings.allow_unbound_tokens
         self._shapes = RequestShapes(
             settings.routes,
-            self._policy_for,
+            self._policies,
             public_url=settings.public_url,
             serves_metadata=None if self._metadata is None else self._metadata.serves,
         )
@@ -192,8 +188,10 @@ class DPoPGuardMiddleware:
             now = int(self._clock())
             next_nonce: str | None = None
             if header.scheme == "Bearer":
+                check_bearer(proofs > 0, policy, certificate, self._allow_unbound)
                 facts = facts_for(method, htu, None, None, shape, certificate)
-                info = await self._bearer(header.token, proofs > 0, policy, facts, trace)
+                info = await trace.introspect(self.introspector, header.token, facts)
+                check_binding(info, policy, None, certificate, self._allow_unbound)
             else:
                 # Verify locally; record the jti before any lookup (a replayed proof
                 # never costs an introspection); a memory hit needs no coroutine.
@@ -229,7 +227,8 @@ class DPoPGuardMiddleware:
             scope["user"] = DPoPUser(credentials)
             trace.accepted(self.decisions)
         except DPoPGuardError as exc:
-            await self._reject(exc, scope, receive, send, trace, self._schemes(scope, method))
+            schemes = self._policies.schemes(route_path(scope), method)
+            await self._reject(exc, scope, receive, send, trace, schemes)
             return None
         except Exception as exc:
             # A bug or an unexpected dependency failure: fail closed. Logged without locals
@@ -267,32 +266,6 @@ class DPoPGuardMiddleware:
             return close_at_expiry(receive, send, expires_at, self._clock)
         return receive, send
 
-    async def _bearer(
-        self, token: str, dpop: bool, policy: Policy, facts: RequestFacts, trace: Trace
-    ) -> TokenInfo:
-        """The ``Bearer`` scheme: only a certificate-bound token may ride on it (where the
-        route accepts mTLS), or any token where unbound tokens are allowed.
-
-        :param dpop: whether the request carries a ``DPoP`` header.
-        """
-        if dpop:
-            raise InvalidRequest(
-                "bearer_with_dpop_proof", "A DPoP proof requires the DPoP authorization scheme."
-            )
-        unbound = self._allow_unbound
-        if not policy.bearer and not unbound:
-            raise InvalidToken("bearer_scheme_refused", "A DPoP-bound access token is required.")
-        certificate = facts.client_certificate
-        if certificate is None and not unbound:
-            # Only a certificate-bound token may ride on Bearer here: without a certificate
-            # none can pass, so no introspection is spent on it.
-            raise InvalidToken(
-                "certificate_missing", "The access token requires a client certificate."
-            )
-        info = await trace.introspect(self.introspector, token, facts)
-        check_binding(info, policy, None, certificate, unbound)
-        return info
-
     def _target_url(self, scope: Scope, shape: Shape) -> str:
         """``htu`` from ``Host`` and the trusted proxies' headers (no public URL)."""
         return target_url(
@@ -302,20 +275,6 @@ class DPoPGuardMiddleware:
             proxy_headers=self.settings.proxy_headers,
             target=shape.target,
         )
-
-    def _policy_for(self, route: Route | None) -> Policy:
-        """The precomputed policy of ``route`` (``None``: no rule matched)."""
-        if route is None:
-            return self._default_policy
-        return self._policies.get(id(route)) or policy_for(route, self.settings)
-
-    def _schemes(self, scope: Scope, method: str) -> tuple[str, ...]:
-        """The challenge schemes for a refused request (on the refusal path only, so the
-        route is matched again rather than carried through the hot path)."""
-        route = route_for(self.settings.routes, route_path(scope), method)
-        if route is None or route.public:
-            return self._default_policy.schemes
-        return self._policy_for(route).schemes
 
     def _certificate(self, scope: Scope) -> ClientCertificate | None:
         """The client certificate of this request, or ``None`` (no source, or none sent).

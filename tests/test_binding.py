@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from dpop_guard._binding import check_binding, check_token_binding, policy_for
+from dpop_guard._binding import (
+    Policies,
+    check_bearer,
+    check_binding,
+    check_token_binding,
+    policy_for,
+)
 from dpop_guard.errors import DPoPGuardError
 from dpop_guard.introspection import TokenInfo
 from dpop_guard.mtls import ClientCertificate
@@ -128,6 +134,56 @@ def test_the_tokens_half_is_what_any_route_refuses(
     with pytest.raises(DPoPGuardError) as refused:
         check_token_binding(*bound, proof_jkt, thumbprint)
     assert refused.value.reason == reason
+
+
+# DPoP header sent, route constraint, certificate, unbound allowed -> reason or None
+BEARER_CASES = [
+    ("proof beside Bearer", True, "mtls", ALICE, False, "bearer_with_dpop_proof"),
+    ("proof beside Bearer, unbound allowed", True, "dpop", None, True, "bearer_with_dpop_proof"),
+    ("Bearer on a DPoP-only route", False, "dpop", ALICE, False, "bearer_scheme_refused"),
+    ("Bearer on mtls without a certificate", False, "mtls", None, False, "certificate_missing"),
+    ("Bearer on either without a certificate", False, "either", None, False, "certificate_missing"),
+    ("Bearer on mtls with a certificate", False, "mtls", ALICE, False, None),
+    ("Bearer on either with a certificate", False, "either", ALICE, False, None),
+    ("Bearer, unbound allowed, DPoP-only route", False, "dpop", None, True, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("dpop_sent", "constraint", "certificate", "unbound", "reason"),
+    [case[1:] for case in BEARER_CASES],
+    ids=[case[0] for case in BEARER_CASES],
+)
+def test_what_may_ride_bearer(
+    dpop_sent: bool,
+    constraint: str,
+    certificate: ClientCertificate | None,
+    unbound: bool,
+    reason: str | None,
+) -> None:
+    """The Bearer scheme's rule, before any lookup: each case admitted or refused with
+    its own reason."""
+    policy = policy_for(Route("/r", sender_constraint=constraint), GuardSettings())  # type: ignore[arg-type]
+    if reason is None:
+        check_bearer(dpop_sent, policy, certificate, unbound)
+        return
+    with pytest.raises(DPoPGuardError) as refused:
+        check_bearer(dpop_sent, policy, certificate, unbound)
+    assert refused.value.reason == reason
+
+
+def test_policies_and_refusal_schemes() -> None:
+    """One policy per rule, the default for unmatched paths; a refusal's schemes follow
+    the matched rule (DPoP alone on public paths and unmatched ones)."""
+    mtls = Route("/payments", sender_constraint="mtls", scopes=("pay",))
+    either = Route("/accounts", sender_constraint="either")
+    settings = GuardSettings(routes=(Route("/health", public=True), mtls, either))
+    policies = Policies(settings)
+    assert policies(mtls).scopes == ("pay",) and policies(mtls).bearer
+    assert policies(None) is policies.default and not policies.default.bearer
+    assert policies.schemes("/payments", "GET") == ("Bearer",)
+    assert policies.schemes("/accounts", "POST") == ("DPoP", "Bearer")
+    assert policies.schemes("/health", "GET") == policies.schemes("/other", "GET") == ("DPoP",)
 
 
 def test_the_binding_rules_import_no_x509_and_no_settings() -> None:
