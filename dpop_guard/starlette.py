@@ -31,6 +31,15 @@ it is not equivalent: a shortfall is a plain-text ``403 Forbidden`` (``{"detail"
 ``Cache-Control: no-store``, and it serves an unbound bearer token. Use
 :func:`requires_dpop` instead.
 
+Public endpoints are declared once, where they are routed: mark them with :func:`public`
+and ``guard.install(app)`` learns their paths from the router::
+
+    @public
+    async def health(request: Request) -> Response: ...
+
+    app = Starlette(routes=[Route("/health", health), Route("/accounts", accounts)])
+    guard.install(app)  # /health needs no token; /accounts does
+
 Code of your own that refuses inside an endpoint raises :class:`DPoPRefusal`;
 ``guard.install(app)`` registers :func:`refusal_handler`, which answers it with the
 middleware's response.
@@ -42,7 +51,7 @@ import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -50,6 +59,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from ._install import PUBLIC_MARK
 from ._respond import as_response, refuse_websocket
 from .challenges import ErrorResponse, challenge_for
 from .credentials import DPoPCredentials, check_step_up
@@ -61,12 +71,26 @@ __all__ = [
     "DPoPRefusal",
     "check_scopes",
     "denial_response_supported",
+    "public",
     "refusal_handler",
     "requires_dpop",
 ]
 
 _Endpoint = Callable[..., Any]
 _Wrapped = Callable[..., Awaitable[Any]]
+_E = TypeVar("_E", bound=_Endpoint)
+
+
+def public(endpoint: _E) -> _E:
+    """Mark a Starlette endpoint as public: ``guard.install(app)`` makes the path of the
+    app's route to it public for that route's methods, with no second declaration in the
+    guard's settings. Only literal paths of the app's own router are learned (not inside
+    a ``Mount``), and only where the router dispatches that path to this endpoint;
+    otherwise ``install`` refuses to start (see :mod:`dpop_guard._install`). Returns the
+    endpoint itself, marked.
+    """
+    setattr(endpoint, PUBLIC_MARK, True)
+    return endpoint
 
 
 def check_scopes(

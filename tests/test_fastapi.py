@@ -16,7 +16,9 @@ from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from starlette.routing import Route as HTTPRoute
+from starlette.websockets import WebSocket
 
 from dpop_guard import DPoPAuth, DPoPCredentials, ProofSigner, Route, from_env
 from dpop_guard.challenges import ERROR_BODY_SCHEMA, parse_challenge
@@ -27,7 +29,7 @@ from dpop_guard.devtools.simulator import (
     SimulatorState,
 )
 from dpop_guard.fastapi import DPoPSecurity, document_refusals
-from dpop_guard.starlette import DPoPRefusal, refusal_handler, requires_dpop
+from dpop_guard.starlette import DPoPRefusal, public, refusal_handler, requires_dpop
 
 ORIGIN = "https://api.bank.test"
 NO_CREDENTIALS = {
@@ -212,6 +214,104 @@ class TestDocsRoutes:
         patterns = [rule.pattern for rule in guards[0].settings.routes]
         assert patterns.count("/docs") == 1 and patterns[-1] == "/docs"
         assert "/openapi.json" in patterns
+
+
+async def _health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def _accounts(request: Request) -> JSONResponse:
+    return JSONResponse({"subject": request.auth.subject})
+
+
+async def _socket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.close()
+
+
+def starlette_app(*routes: BaseRoute) -> Callable[[Any], Starlette]:
+    def build(guard: Any) -> Starlette:
+        app = Starlette(routes=list(routes))
+        guard.install(app)
+        return app
+
+    return build
+
+
+class TestStarlettePublicEndpoints:
+    """A plain Starlette endpoint marked ``@public`` is public through install() alone,
+    for its route's methods and path, and only where the router dispatches to it."""
+
+    async def test_marked_endpoint_public(self, serve: Callable[..., Any]) -> None:
+        """The marked route answers without credentials (GET and HEAD); the unmarked one
+        and other methods on the public path stay protected."""
+        client = await serve(
+            starlette_app(HTTPRoute("/health", public(_health)), HTTPRoute("/accounts", _accounts))
+        )
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        assert (await client.head("/health")).status_code == 200
+        for method, path in (("GET", "/accounts"), ("POST", "/health"), ("GET", "/health/x")):
+            response = await client.request(method, path)
+            assert response.status_code == 401 and response.json() == NO_CREDENTIALS
+
+    async def test_learned_rule(self, serve: Callable[..., Any]) -> None:
+        """The learned rule is the literal path with the route's methods, in front of the
+        configured rules."""
+        guards: list[Any] = []
+
+        def build(guard: Any) -> Starlette:
+            guards.append(guard)
+            return starlette_app(HTTPRoute("/health", public(_health), methods=["POST"]))(guard)
+
+        client = await serve(build)
+        (rule,) = guards[0].settings.routes
+        assert (rule.pattern, rule.public, rule.methods) == ("/health", True, ("POST",))
+        assert (await client.post("/health")).status_code == 200
+        assert (await client.get("/health")).status_code == 401
+
+    @pytest.mark.parametrize(
+        ("routes", "message"),
+        [
+            # The router would dispatch GET /health to /{page}, which is protected.
+            (
+                [HTTPRoute("/{page}", _accounts), HTTPRoute("/health", public(_health))],
+                "shadowed",
+            ),
+            ([Mount("/", routes=[]), HTTPRoute("/health", public(_health))], "shadowed"),
+            ([HTTPRoute("/items/{item}", public(_health))], "path parameter"),
+            # A public websocket route opens the GET handshake: no HTTP route may serve it.
+            (
+                [WebSocketRoute("/live", public(_socket)), HTTPRoute("/live", _accounts)],
+                "shadowed",
+            ),
+        ],
+    )
+    async def test_never_wider_than_the_router(
+        self, routes: list[BaseRoute], message: str, simulator_url: str
+    ) -> None:
+        """A marked route the rule would widen stops install: a parameter, or an earlier
+        route (or Mount) the router dispatches the path to."""
+        guard = from_env(environ=environ(simulator_url))
+        with pytest.raises(ValueError, match=message):
+            starlette_app(*routes)(guard)
+        await guard.aclose()
+
+    async def test_later_protected_route_is_not_opened(self, serve: Callable[..., Any]) -> None:
+        """A public route first and a protected /{page} after it: only the literal public
+        path is opened; every other page stays protected."""
+        client = await serve(
+            starlette_app(HTTPRoute("/health", public(_health)), HTTPRoute("/{page}", _accounts))
+        )
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/healthz")).status_code == 401
+
+    async def test_inside_a_mount_stays_protected(self, serve: Callable[..., Any]) -> None:
+        """Routes inside a Mount are not walked: a marked endpoint there stays protected
+        (fail closed) until a rule in the settings opens it."""
+        client = await serve(
+            starlette_app(Mount("/v1", routes=[HTTPRoute("/health", public(_health))]))
+        )
+        assert (await client.get("/v1/health")).status_code == 401
 
 
 def install(factory: Callable[..., FastAPI]) -> Callable[[Any], FastAPI]:
@@ -459,7 +559,6 @@ class TestRefusalHandler:
     @staticmethod
     def app() -> Starlette:
         from starlette.routing import WebSocketRoute
-        from starlette.websockets import WebSocket
 
         from dpop_guard.errors import InsufficientScope
 
