@@ -17,13 +17,10 @@ import re
 import sys
 from typing import Any
 
-from .routes import Route
+from .routes import PUBLIC_MARK, Route
 from .settings import GuardSettings
 
-__all__ = ["PUBLIC_MARK", "framework_public_routes", "marked_public_routes", "prepare_app"]
-
-PUBLIC_MARK = "__dpop_guard_public__"
-"""The attribute :func:`dpop_guard.starlette.public` sets on an endpoint."""
+__all__ = ["framework_public_routes", "marked_public_routes", "prepare_app"]
 
 # FastAPI serves its documentation itself, at the URLs given to FastAPI(...); Swagger UI
 # cannot send DPoP proofs, so these pages are useless behind the guard.

@@ -47,6 +47,7 @@ from ._asgi import Scope
 
 __all__ = [
     "MAX_MAX_AGE",
+    "PUBLIC_MARK",
     "SENDER_CONSTRAINTS",
     "Route",
     "SenderConstraint",
@@ -58,6 +59,10 @@ __all__ = [
     "route_path",
     "strip_root",
 ]
+
+PUBLIC_MARK: Final = "__dpop_guard_public__"
+"""The attribute :func:`dpop_guard.starlette.public` sets on an endpoint that a framework's
+router serves publicly (``guard.install`` learns such paths: :mod:`dpop_guard._install`)."""
 
 SenderConstraint = Literal["dpop", "mtls", "either"]
 """How a route's tokens must be sender-constrained: by DPoP (RFC 9449), by a client

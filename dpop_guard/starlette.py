@@ -59,12 +59,11 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ._install import PUBLIC_MARK
 from ._respond import as_response, refuse_websocket
 from .challenges import ErrorResponse, challenge_for
 from .credentials import DPoPCredentials, check_step_up
 from .errors import AuthenticationRequired, DPoPGuardError, InsufficientScope, InvalidToken
-from .routes import check_acr_values, check_max_age
+from .routes import PUBLIC_MARK, check_acr_values, check_max_age
 from .settings import DEFAULT_ALGORITHMS
 
 __all__ = [
