@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from starlette.types import Message, Send
 
 from ._fapi import INTERACTION_ID
 from ._memo import Shape
 from .facts import Lookup, RequestFacts
-from .mtls import ClientCertificate
+
+if TYPE_CHECKING:
+    from .mtls import ClientCertificate
 
 __all__ = ["facts_for", "read_headers", "with_nonce"]
 

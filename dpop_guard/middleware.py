@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -48,13 +49,15 @@ from .errors import DPoPGuardError, ServiceUnavailable
 from .introspection import Introspector, SyncTokenLookup
 from .metadata import metadata_endpoint
 from .metrics import Metrics
-from .mtls import ClientCertificate, ClientCertificateSource
 from .nonce import NonceSource
 from .proof import ProofVerifier, select_proof
 from .replay import ReplayStore
 from .replay._guard import ReplayGuard
 from .routes import route_path
 from .settings import GuardSettings
+
+if TYPE_CHECKING:  # certificates are parsed by the source, which the app passes in
+    from .mtls import ClientCertificate, ClientCertificateSource
 
 __all__ = ["DPoPCredentials", "DPoPGuardMiddleware", "DPoPUser"]
 

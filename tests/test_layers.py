@@ -46,3 +46,17 @@ def test_the_core_loads_no_framework_client_or_x509() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_middleware_loads_no_x509_until_a_certificate_source_does() -> None:
+    """Importing the middleware loads no certificate parser: only a configured
+    certificate source (``dpop_guard.mtls``) does, for apps that accept mTLS-bound tokens."""
+    code = (
+        "import sys, dpop_guard.middleware\n"
+        "print(sorted(m for m in sys.modules"
+        " if m == 'dpop_guard.mtls' or m.startswith('cryptography.x509')))"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter, a fixed program
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]", result.stdout
