@@ -15,7 +15,7 @@ import traceback
 from typing import TYPE_CHECKING, Final, Literal
 
 from .introspection import InactiveToken, Introspector, RequestFacts, SyncTokenLookup, TokenInfo
-from .metrics import Decision, Metrics
+from .metrics import DEPENDENCIES, Decision, DependencyMetrics, Metrics
 
 if TYPE_CHECKING:
     from .nonce import NonceSource
@@ -146,6 +146,8 @@ class DecisionLog:
 
     def __init__(self, metrics: Metrics | None) -> None:
         self.metrics = metrics
+        if isinstance(metrics, DependencyMetrics):  # it hears the dependencies too
+            DEPENDENCIES.listen(metrics)
 
     def observe(
         self,
