@@ -6,6 +6,7 @@ Authlete simulator over HTTP, ``redis-server``) and a real breaker against a dea
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import socket
 import time
@@ -17,9 +18,17 @@ import httpx
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route as Endpoint
 
 from dpop_guard import AuthleteIntrospector, ProofSigner
+from dpop_guard._b64 import b64url_encode
+from dpop_guard.errors import DPoPGuardError
+from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection._breaker import CircuitBreaker
+from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
 from dpop_guard.metrics import (
     DEPENDENCIES,
     DependencyEvent,
@@ -34,6 +43,9 @@ from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.replay.redis import RedisReplayStore
 from tests._support.harness import Harness, authlete_settings
 from tests._support.redis_server import RedisServer
+from tests._support.servers import ServerThread
+
+FACTS = RequestFacts(method="GET", htu="https://rs/a", proof="p", jkt="j", path="/a")
 
 
 class Clock:
@@ -139,6 +151,51 @@ class TestUpstreamCalls:
             "dpop_guard_upstream_request_seconds_count", upstream="authlete", outcome=outcome
         )
         assert count == sum(calls.values()) >= 1
+
+
+class TestJWKSFetches:
+    @pytest.mark.parametrize(
+        ("path", "outcome", "cause"),
+        [
+            ("/jwks", "ok", "ok"),
+            ("/broken", "error", "server_error"),
+            ("/refused", "error", "credentials_refused"),
+            ("/garbage", "error", "bad_response"),
+            (None, "error", "unreachable"),
+        ],
+    )
+    async def test_by_outcome_and_cause(
+        self, scrape: Scrape, signer: ProofSigner, path: str | None, outcome: str, cause: str
+    ) -> None:
+        """A JWT validator's key-set fetch is an upstream call too (upstream ``jwks``),
+        classified the same way, against a real HTTP server or a dead port."""
+
+        async def jwks(request: Request) -> Response:
+            return JSONResponse({"keys": [{**signer.public_jwk, "kid": "k"}]})
+
+        app = Starlette(
+            routes=[
+                Endpoint("/jwks", jwks),
+                Endpoint("/broken", lambda r: PlainTextResponse("down", 500)),
+                Endpoint("/refused", lambda r: PlainTextResponse("no", 401)),
+                Endpoint("/garbage", lambda r: PlainTextResponse("not json")),
+            ]
+        )
+        stop = DEPENDENCIES.listen(scrape.metrics)
+        header = b64url_encode(json.dumps({"alg": "ES256", "typ": "at+jwt", "kid": "k"}).encode())
+        with ServerThread(app) as issuer:
+            url = f"{issuer.url}{path}" if path else f"http://127.0.0.1:{_closed_port()}/jwks"
+            settings = JWTAccessTokenSettings(
+                issuer="https://as", audience="https://rs", jwks_uri=url
+            )
+            async with httpx.AsyncClient() as http:
+                validator = JWTAccessTokenValidator(http, settings)
+                with pytest.raises(DPoPGuardError):  # a forged token, or no keys (503)
+                    await validator.introspect(f"{header}.e30.AAAA", request=FACTS)
+        stop()
+        assert scrape.samples("dpop_guard_upstream_requests_total") == {
+            (("cause", cause), ("outcome", outcome), ("upstream", "jwks")): 1.0
+        }
 
 
 class TestBreaker:

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Literal, TypeVar, cast
 
 import anyio
+import httpx
 
 from .._reasons import IntrospectionReason, Outage, Upstream
 from ..errors import DPoPGuardError, IntrospectionUnavailable
@@ -33,6 +34,7 @@ from ._http import (
     TransportConnectError,
     TransportError,
     UpstreamCause,
+    cause_of,
     status_cause,
 )
 
@@ -46,6 +48,7 @@ __all__ = [
     "log_outage",
     "outage",
     "post",
+    "report_fetch",
     "unavailable",
 ]
 
@@ -269,6 +272,34 @@ async def call_through(
             log_outage(exc)  # no breaker, no state: every failed call is a line
             raise
     return await breaker.call(fn, open_reason=open_reason)
+
+
+def report_fetch(upstream: str, started: float, exc: BaseException | None) -> None:
+    """Report a call made with httpx outside :func:`call_through` (the JWKS fetch) as an
+    :class:`~dpop_guard.metrics.UpstreamCall`, classified as the introspection calls are
+    (``exc`` ``None``: it succeeded; a body that is no key set: ``bad_response``).
+
+    :param started: ``time.perf_counter()`` when the call began.
+    """
+    if not DEPENDENCIES.listening:
+        return
+    status = None
+    if exc is None:
+        cause = "ok"
+    elif isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        cause = (status_cause(status) or UpstreamCause.HTTP_STATUS).value
+    elif isinstance(exc, httpx.TimeoutException | TimeoutError):
+        cause = UpstreamCause.TIMEOUT.value
+    elif isinstance(exc, httpx.ProxyError):
+        cause = UpstreamCause.PROXY.value
+    elif isinstance(exc, httpx.ConnectError):
+        cause = cause_of(exc, UpstreamCause.CONNECT).value
+    elif isinstance(exc, httpx.HTTPError):
+        cause = cause_of(exc, UpstreamCause.PROTOCOL).value
+    else:
+        cause = UpstreamCause.BAD_RESPONSE.value
+    DEPENDENCIES.emit(UpstreamCall(upstream, cause, time.perf_counter() - started, status))
 
 
 def _observed(fn: Callable[[], Awaitable[T]], upstream: str) -> Callable[[], Awaitable[T]]:
