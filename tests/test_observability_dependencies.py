@@ -8,6 +8,8 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +31,7 @@ from dpop_guard.errors import DPoPGuardError
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection._breaker import CircuitBreaker
 from dpop_guard.introspection.jwt import JWTAccessTokenSettings, JWTAccessTokenValidator
+from dpop_guard.introspection.redis_cache import RedisTokenCache
 from dpop_guard.metrics import (
     DEPENDENCIES,
     DependencyEvent,
@@ -332,6 +335,49 @@ class TestReplayStore:
         assert scrape.samples("dpop_guard_replay_store_refusals_total") == {
             (("kind", "error"),): 1.0
         }
+
+    async def test_redis_stalled(
+        self, make_harness: Callable[..., Harness], signer: ProofSigner, scrape: Scrape
+    ) -> None:
+        """A Redis that stops answering (the process paused): the round trip times out, a
+        503 counted as a timeout."""
+        server = RedisServer().start()
+        store = RedisReplayStore.from_url(server.url, command_timeout=0.2)
+        h = make_harness(replay_store=store, metrics=scrape.metrics)
+        token = h.token(signer)
+        assert server.proc is not None
+        try:
+            assert (await h.call(token, signer)).status_code == 200
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            try:
+                assert (await h.call(token, signer)).status_code == 503
+            finally:
+                os.kill(server.proc.pid, signal.SIGCONT)
+        finally:
+            await store.aclose()
+            server.stop()
+        errors = scrape.samples("dpop_guard_redis_errors_total")
+        assert {dict(k)["error"] for k in errors} == {"timeout"}
+
+    async def test_shared_introspection_cache(
+        self,
+        make_harness: Callable[..., Harness],
+        signer: ProofSigner,
+        scrape: Scrape,
+        redis_url: str,
+    ) -> None:
+        """The shared introspection cache's round trips are timed under their own store
+        label."""
+        cache = RedisTokenCache.from_url(redis_url)
+        h = make_harness(shared=cache, metrics=scrape.metrics)
+        token = h.token(signer)
+        try:
+            assert (await h.call(token, signer)).status_code == 200
+        finally:
+            await cache.aclose()
+        trips = scrape.samples("dpop_guard_redis_round_trip_seconds_count")
+        assert {dict(k)["store"] for k in trips} == {"introspection_cache"}
+        assert sum(trips.values()) >= 2  # a read on the miss, the write of the answer
 
     async def test_redis_at_maxmemory(
         self, make_harness: Callable[..., Harness], signer: ProofSigner, scrape: Scrape
