@@ -16,7 +16,9 @@ For example::
 :mod:`dpop_guard.prometheus`, named the OpenTelemetry way (dots, units as metadata):
 
 - ``dpop_guard.requests`` (counter; ``outcome``, ``reason``), ``dpop_guard.duration``
-  (histogram, s; ``outcome``), ``dpop_guard.introspection.cache`` (counter; ``result``);
+  (histogram, s; ``outcome``), ``dpop_guard.verification.duration`` and
+  ``dpop_guard.introspection.duration`` (histograms, s), ``dpop_guard.introspection.cache``
+  (counter; ``result``);
 - ``dpop_guard.breaker.state`` (observable gauge: 0 closed, 1 half-open, 2 open;
   ``upstream``), ``dpop_guard.breaker.transitions`` (counter; ``upstream``, ``from``,
   ``to``);
@@ -97,6 +99,14 @@ class OpenTelemetryMetrics:
         self.duration = m.create_histogram(
             "dpop_guard.duration", unit="s", description="Time spent in the guard per request"
         )
+        self.verification = m.create_histogram(
+            "dpop_guard.verification.duration", unit="s", description="Proof verification"
+        )
+        self.introspection = m.create_histogram(
+            "dpop_guard.introspection.duration",
+            unit="s",
+            description="Token lookup (cache hit or introspection), when it was made",
+        )
         self.cache = m.create_counter(
             "dpop_guard.introspection.cache", description="Introspection cache lookups"
         )
@@ -144,6 +154,10 @@ class OpenTelemetryMetrics:
         """Count and time one decision."""
         self.requests.add(1, {"outcome": decision.outcome, "reason": decision.reason or ""})
         self.duration.record(decision.seconds, {"outcome": decision.outcome})
+        if decision.verification_seconds is not None:
+            self.verification.record(decision.verification_seconds)
+        if decision.introspection_seconds is not None:
+            self.introspection.record(decision.introspection_seconds)
         if decision.cache_hit is not None:
             self.cache.add(1, {"result": "hit" if decision.cache_hit else "miss"})
 

@@ -476,6 +476,8 @@ class TestOpenTelemetry:
         assert points[("dpop_guard.upstream.duration", duration)] == 1  # one observation
         refused = (("outcome", "rejected"), ("reason", "authlete_unreachable"))
         assert points[("dpop_guard.requests", refused)] == 1
+        assert points[("dpop_guard.verification.duration", ())] == 1
+        assert points[("dpop_guard.introspection.duration", ())] == 1
         provider.shutdown()
 
 
