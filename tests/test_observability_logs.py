@@ -7,8 +7,13 @@ import io
 import json
 import logging
 import logging.config
+import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +26,7 @@ from starlette.routing import Route as Endpoint
 import dpop_guard
 from dpop_guard import AuthleteIntrospector, DPoPAuth, ProofSigner, Route
 from dpop_guard._decision import FIELDS, MAX_FIELD_CHARS
+from dpop_guard.demo import free_port
 from dpop_guard.introspection._breaker import CircuitBreaker
 from dpop_guard.logs import JSONFormatter, logging_config
 from dpop_guard.simulator import DEFAULT_CLIENT_ID
@@ -28,6 +34,7 @@ from dpop_guard.starlette import requires_dpop
 from dpop_guard.testing import make_proof
 from tests._support.harness import ORIGIN, Harness, authlete_settings
 
+ROOT = Path(__file__).resolve().parent.parent
 _CONFIGURED = ("dpop_guard", "uvicorn", "uvicorn.error", "uvicorn.access")
 
 
@@ -298,3 +305,64 @@ class TestNoSecretInAnyRecord:
         for value in forbidden:
             assert value not in text
         assert "Authorization" not in text and "DPoP ey" not in text
+
+
+_APP = """
+import dpop_guard
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+async def accounts(request):
+    return JSONResponse({})
+
+
+guard = dpop_guard.from_env()
+app = Starlette(routes=[Route("/accounts", accounts)], lifespan=guard.lifespan)
+guard.install(app)
+"""
+
+
+@pytest.mark.e2e
+def test_visible_under_the_uvicorn_command_line(tmp_path: Path) -> None:
+    """As the docs say: the dictionary written to logging.json and passed to uvicorn's
+    --log-config. A refused request is a JSON line on stderr, beside uvicorn's own start-up
+    line, and holds neither the token nor the header."""
+    (tmp_path / "logging.json").write_text(json.dumps(logging_config()))
+    (tmp_path / "app.py").write_text(_APP)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DPOP_GUARD_", "AUTHLETE_"))}
+    env |= {"DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)]
+    process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        [*command, "--log-config", "logging.json"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    token = "tok-" + "x" * 40
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(
+                    f"http://127.0.0.1:{port}/accounts?q=1",
+                    headers={"Authorization": f"DPoP {token}"},
+                )
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert response.status_code == 401
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    entries = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    (refusal,) = [e for e in entries if e.get("dpop_guard_outcome") == "rejected"]
+    assert refusal["level"] == "INFO" and refusal["dpop_guard_path"] == "/accounts"
+    assert refusal["dpop_guard_reason"] == "dpop_header_missing"
+    assert any(e["logger"] == "uvicorn.error" for e in entries)  # uvicorn's own lines
+    assert token not in stderr and "Authorization" not in stderr
