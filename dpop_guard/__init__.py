@@ -57,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "compute_ath": ".proof",
     "from_env": ".guard",
     "jwk_thumbprint": ".jwk",
+    "logging_config": ".logs",
     "parse_challenge": ".challenges",
     "verify_proof": ".proof",
 }
@@ -99,6 +100,7 @@ __all__ = [
     "compute_ath",
     "from_env",
     "jwk_thumbprint",
+    "logging_config",
     "parse_challenge",
     "verify_proof",
 ]
@@ -141,6 +143,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ a
     from .introspection.authlete import AuthleteIntrospector, AuthleteSettings
     from .introspection.cached import CachingIntrospector
     from .jwk import jwk_thumbprint
+    from .logs import logging_config
     from .metadata import ResourceMetadata
     from .middleware import DPoPGuardMiddleware
     from .proof import ProofVerifier, VerifiedProof, compute_ath, verify_proof

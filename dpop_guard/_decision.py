@@ -1,6 +1,14 @@
 """One decision per protected request: a structured log record on the ``dpop_guard``
 logger and a :class:`~dpop_guard.metrics.Decision` for the metrics hook.
 
+A record's ``extra`` fields (:data:`FIELDS`): the outcome, the internal reason, the wire
+``error``, the status, the method, the path (without the query string), the peer's
+address, the token's client id and subject when the token was looked up, the time spent,
+whether the token came from a cache, and the FAPI interaction id. Never a token, a proof,
+a header value or a secret: the path and the identifiers are cut to
+:data:`MAX_FIELD_CHARS` characters with control characters escaped (a percent-decoded path
+may hold a line feed, which would forge a line in a plain-text log).
+
 The facts travel as explicit values: the middleware runs the costly stages through a
 :class:`Trace` (verification and introspection times) and hands the introspector chain a
 :class:`~dpop_guard.introspection.Lookup` on the request facts, on which a caching
@@ -9,22 +17,62 @@ introspector notes whether it answered from its cache. No context variables.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
-from typing import TYPE_CHECKING, Final, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .facts import RequestFacts, TokenInfo
 from .introspection import InactiveToken, Introspector, SyncTokenLookup
-from .metrics import Decision, Metrics
+from .metrics import DEPENDENCIES, Decision, DependencyMetrics, Metrics
 
 if TYPE_CHECKING:
+    from .challenges import ErrorResponse
+    from .errors import DPoPGuardError
     from .nonce import NonceSource
     from .proof import ProofVerifier, VerifiedProof
 
-__all__ = ["NO_TRACE", "DecisionLog", "Trace", "log_unexpected", "render_traceback"]
+__all__ = [
+    "FIELDS",
+    "MAX_FIELD_CHARS",
+    "NO_TRACE",
+    "DecisionLog",
+    "Trace",
+    "log_refusal",
+    "log_unexpected",
+    "render_traceback",
+]
 
 logger = logging.getLogger("dpop_guard")
+
+FIELDS: Final = (
+    "dpop_guard_outcome",
+    "dpop_guard_reason",
+    "dpop_guard_error",
+    "dpop_guard_status",
+    "dpop_guard_method",
+    "dpop_guard_path",
+    "dpop_guard_peer",
+    "dpop_guard_client_id",
+    "dpop_guard_subject",
+    "dpop_guard_latency_ms",
+    "dpop_guard_cache_hit",
+    "dpop_guard_interaction_id",
+)
+"""The ``extra`` fields of a decision record."""
+
+MAX_FIELD_CHARS: Final = 256
+_ESCAPES: Final = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def _clean(value: object) -> str | None:
+    """``value`` as text fit for a log line: at most :data:`MAX_FIELD_CHARS` characters,
+    control characters escaped; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    return str(value)[:MAX_FIELD_CHARS].translate(_ESCAPES)
 
 
 class Trace:
@@ -36,19 +84,30 @@ class Trace:
 
     __slots__ = (
         "cache_hit",
+        "info",
         "interaction_id",
         "introspection_seconds",
+        "scope",
         "started",
         "verification_seconds",
     )
 
-    def __init__(self, interaction_id: str | None = None, started: float | None = None) -> None:
-        """:param started: when the request began (``time.perf_counter``); now if not given."""
+    def __init__(
+        self,
+        interaction_id: str | None = None,
+        started: float | None = None,
+        scope: Mapping[str, Any] | None = None,
+    ) -> None:
+        """:param started: when the request began (``time.perf_counter``); now if not given.
+        :param scope: the request's ASGI scope, for the method, path and peer of its record.
+        """
         self.started: float = time.perf_counter() if started is None else started
         self.interaction_id = interaction_id
+        self.scope = scope
         self.verification_seconds: float | None = None
         self.introspection_seconds: float | None = None
         self.cache_hit: bool | None = None
+        self.info: TokenInfo | None = None  # the token's facts, once looked up
 
     def verify(
         self,
@@ -80,6 +139,7 @@ class Trace:
         if info is not None:
             self.cache_hit = True
             self.introspection_seconds = time.perf_counter() - started
+            self.info = info
         return info
 
     async def introspect(
@@ -89,10 +149,11 @@ class Trace:
         introspector reported on ``facts.lookup`` (a cache hit)."""
         started = time.perf_counter()
         try:
-            return await introspector.introspect(token, request=facts)
+            self.info = info = await introspector.introspect(token, request=facts)
         finally:
             self.introspection_seconds = time.perf_counter() - started
             self.cache_hit = facts.lookup.cache_hit
+        return info
 
     def accepted(self, decisions: DecisionLog) -> None:
         """The request passed: one decision."""
@@ -107,7 +168,7 @@ class _NoTrace(Trace):
     __slots__ = ()
 
     def __init__(self) -> None:
-        super().__init__(None, 0.0)
+        super().__init__(None, 0.0, None)
 
     def verify(
         self,
@@ -140,13 +201,18 @@ NO_TRACE: Final[Trace] = _NoTrace()
 
 
 class DecisionLog:
-    """Logs each decision (rejections at INFO, acceptances at DEBUG) and hands it to
-    ``metrics``. Never logs a token or a proof: only reasons, statuses and timings."""
+    """Logs each decision (rejections at INFO, acceptances at DEBUG: why, in
+    :mod:`dpop_guard.logs`) and hands it to ``metrics``, which also hears the dependencies
+    when it has a ``dependency`` method (:class:`~dpop_guard.metrics.DependencyMetrics`).
+    Never logs a token or a proof: only reasons, statuses, timings and the request's
+    method, path, peer, client id and subject (:data:`FIELDS`)."""
 
     __slots__ = ("metrics",)
 
     def __init__(self, metrics: Metrics | None) -> None:
         self.metrics = metrics
+        if isinstance(metrics, DependencyMetrics):  # it hears the dependencies too
+            DEPENDENCIES.listen(metrics)
 
     def observe(
         self,
@@ -154,8 +220,12 @@ class DecisionLog:
         reason: str | None,
         status: int | None,
         trace: Trace,
+        response: ErrorResponse | None = None,
     ) -> None:
-        """Record one decision."""
+        """Record one decision.
+
+        :param response: the refusal sent, whose body's ``error`` the record repeats.
+        """
         level = logging.INFO if outcome == "rejected" else logging.DEBUG
         logs = logger.isEnabledFor(level)
         if not logs and self.metrics is None:
@@ -163,18 +233,8 @@ class DecisionLog:
         seconds = time.perf_counter() - trace.started
         cache_hit = trace.cache_hit
         if logs:
-            extra = {
-                "dpop_guard_outcome": outcome,
-                "dpop_guard_reason": reason,
-                "dpop_guard_status": status,
-                "dpop_guard_latency_ms": round(seconds * 1000, 3),
-                "dpop_guard_cache_hit": cache_hit,
-                "dpop_guard_interaction_id": trace.interaction_id,
-            }
-            if outcome == "rejected":
-                logger.info("dpop_guard rejected a request: %s (%s)", reason, status, extra=extra)
-            else:
-                logger.debug("dpop_guard accepted a request", extra=extra)
+            error = None if response is None else json.loads(response.body).get("error")
+            _log(level, outcome, reason, error, status, seconds, trace, trace.info)
         if self.metrics is not None:
             self.metrics.observe(
                 Decision(
@@ -187,6 +247,79 @@ class DecisionLog:
                     cache_hit=cache_hit,
                 )
             )
+
+
+def log_refusal(exc: DPoPGuardError, response: ErrorResponse, scope: Mapping[str, Any]) -> None:
+    """Log a refusal made in the app (a scope or step-up check at the endpoint,
+    :mod:`dpop_guard.starlette`) like the middleware's: one INFO record with the same
+    fields, the client id and subject from the request's credentials."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    auth = scope.get("auth")
+    trace = Trace(getattr(auth, "interaction_id", None), None, scope)
+    error = json.loads(response.body).get("error")
+    fields = _Who(getattr(auth, "client_id", None), getattr(auth, "subject", None))
+    _log(logging.INFO, "rejected", exc.reason, error, response.status, None, trace, fields)
+
+
+class _Who:
+    """Whose token it was, for the record: a client id and a subject, either unknown."""
+
+    __slots__ = ("client_id", "subject")
+
+    def __init__(self, client_id: object, subject: object) -> None:
+        self.client_id = client_id
+        self.subject = subject
+
+
+def _log(
+    level: int,
+    outcome: Literal["accepted", "rejected"],
+    reason: str | None,
+    error: str | None,
+    status: int | None,
+    seconds: float | None,
+    trace: Trace,
+    who: TokenInfo | _Who | None,
+) -> None:
+    """The decision's record: its fields as ``extra``, and in the message too, so a
+    plain-text formatter shows them."""
+    scope = trace.scope or {}
+    peer = scope.get("client")
+    method = _clean(scope.get("method") or ("GET" if scope.get("type") == "websocket" else None))
+    path = _clean(scope.get("path"))
+    client_id = _clean(who.client_id) if who is not None else None
+    subject = _clean(who.subject) if who is not None else None
+    extra = {
+        "dpop_guard_outcome": outcome,
+        "dpop_guard_reason": reason,
+        "dpop_guard_error": error,
+        "dpop_guard_status": status,
+        "dpop_guard_method": method,
+        "dpop_guard_path": path,
+        "dpop_guard_peer": _clean(peer[0]) if peer else None,
+        "dpop_guard_client_id": client_id,
+        "dpop_guard_subject": subject,
+        "dpop_guard_latency_ms": None if seconds is None else round(seconds * 1000, 3),
+        "dpop_guard_cache_hit": trace.cache_hit,
+        "dpop_guard_interaction_id": _clean(trace.interaction_id),
+    }
+    known = (("client", client_id), ("subject", subject), ("peer", extra["dpop_guard_peer"]))
+    who_text = "".join(f" {name}={value}" for name, value in known if value is not None)
+    if outcome == "rejected":
+        logger.log(
+            level,
+            "dpop_guard rejected %s %s: %s (%s %s)%s",
+            method,
+            path,
+            reason,
+            status,
+            error or "-",
+            who_text,
+            extra=extra,
+        )
+    else:
+        logger.log(level, "dpop_guard accepted %s %s%s", method, path, who_text, extra=extra)
 
 
 def log_unexpected(exc: BaseException) -> None:

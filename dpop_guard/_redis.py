@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Sequence
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 from ._extras import missing_extra
 from ._url import REDIS_CLUSTER_SCHEMES, is_redis_url
+from .metrics import DEPENDENCIES, RedisCall
 
 try:
     import redis.asyncio as redis
@@ -111,12 +113,21 @@ class Batcher:
     :param timeout: seconds for the whole round trip (send and every reply).
     :param connect_timeout: seconds for a cluster client's first discovery of the nodes
         and slots (once, before its first round trip); default ``timeout``.
+    :param name: who sends the commands (``replay``, ``introspection_cache``): the
+        ``store`` of the :class:`~dpop_guard.metrics.RedisCall` each round trip reports
+        to :data:`~dpop_guard.metrics.DEPENDENCIES` when anyone listens.
     """
 
     def __init__(
-        self, client: Client, *, timeout: float, connect_timeout: float | None = None
+        self,
+        client: Client,
+        *,
+        timeout: float,
+        connect_timeout: float | None = None,
+        name: str = "redis",
     ) -> None:
         self.client = client
+        self.name = name
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.cluster = isinstance(client, RedisCluster)
@@ -162,10 +173,7 @@ class Batcher:
 
     async def _run(self, batch: _Batch) -> None:
         try:
-            if self.cluster:
-                replies = await self._cluster(batch.commands)
-            else:
-                replies = await self._standalone(batch.commands)
+            replies = await self.execute(batch.commands)
         except BaseException as exc:
             # Fail every request of the batch closed, whatever went wrong.
             self.generation += 1
@@ -191,9 +199,25 @@ class Batcher:
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """One unbatched round trip (for rare commands); replies may be exceptions."""
-        if self.cluster:
-            return await self._cluster(commands)
-        return await self._standalone(commands)
+        if not DEPENDENCIES.listening:
+            if self.cluster:
+                return await self._cluster(commands)
+            return await self._standalone(commands)
+        started = time.perf_counter()
+        operation = "+".join(sorted({str(c[0]).upper() for c in commands}))
+        try:
+            if self.cluster:
+                replies = await self._cluster(commands)
+            else:
+                replies = await self._standalone(commands)
+        except Exception as exc:
+            seconds = time.perf_counter() - started
+            DEPENDENCIES.emit(RedisCall(self.name, operation, seconds, _error_kind(exc)))
+            raise
+        seconds = time.perf_counter() - started
+        refused = sum(isinstance(reply, Exception) for reply in replies)
+        DEPENDENCIES.emit(RedisCall(self.name, operation, seconds, reply_errors=refused))
+        return replies
 
     async def _cluster(self, commands: Sequence[Command]) -> list[Any]:
         # The cluster pipeline groups the commands by node and sends each group in one
@@ -247,6 +271,15 @@ class Batcher:
                 raise
             finally:
                 await pool.release(connection)
+
+
+def _error_kind(exc: Exception) -> Literal["timeout", "connection", "error"]:
+    """What failed a round trip, for its metric."""
+    if isinstance(exc, TimeoutError | RedisTimeoutError):
+        return "timeout"
+    if isinstance(exc, RedisConnectionError | OSError):
+        return "connection"
+    return "error"
 
 
 def _pool_args() -> tuple[str, ...]:

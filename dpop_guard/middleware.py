@@ -172,7 +172,7 @@ class DPoPGuardMiddleware:
         interaction, send = stamp_responses(send, sent_id, self._dates, websocket)
         listening = self.metrics is not None or logger.isEnabledFor(logging.INFO)
         # The clock is read only for a listener: nobody reads the start time of NO_TRACE.
-        trace = Trace(interaction, perf_counter()) if listening else NO_TRACE
+        trace = Trace(interaction, perf_counter(), scope) if listening else NO_TRACE
         try:
             state = scope.get("state")  # uvicorn and hypercorn send one
             if state is None:
@@ -305,7 +305,7 @@ class DPoPGuardMiddleware:
             extra_params=self._challenge_params,
             schemes=schemes,
         )
-        self.decisions.observe("rejected", exc.reason, response.status, trace)
+        self.decisions.observe("rejected", exc.reason, response.status, trace, response)
         if scope["type"] == "websocket":
             await refuse_websocket(response, scope, receive, send)
         else:

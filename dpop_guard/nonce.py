@@ -15,6 +15,7 @@ import struct
 from typing import Final, Literal, Protocol, runtime_checkable
 
 from ._b64 import b64url_decode, b64url_encode
+from .metrics import DEPENDENCIES, NonceEvent
 
 __all__ = ["DEFAULT_NONCE_STEP", "HMACNonceSource", "NonceSource", "NonceStatus"]
 
@@ -79,22 +80,44 @@ class HMACNonceSource:
     def issue(self, jkt: str, now: int) -> str:
         """A nonce for ``jkt`` in the current step."""
         step_index = now // self.step
+        if DEPENDENCIES.listening:
+            DEPENDENCIES.emit(NonceEvent("issued"))
         return b64url_encode(_STEP.pack(step_index) + self._mac(step_index, jkt))
 
     def check(self, nonce: str, jkt: str, now: int) -> NonceStatus:
         """``current``, ``expiring`` or ``invalid``; constant-time in the MAC."""
         if len(nonce) > 64:
-            return "invalid"
+            return self._refused(nonce, jkt, now)
         try:
             raw = b64url_decode(nonce)
         except ValueError:
-            return "invalid"
+            return self._refused(nonce, jkt, now)
         if len(raw) != _STEP.size + _MAC_BYTES:
-            return "invalid"
+            return self._refused(nonce, jkt, now)
         (step_index,) = _STEP.unpack(raw[: _STEP.size])
         age = now // self.step - step_index
         if age not in (-1, 0, 1):
-            return "invalid"
+            return self._refused(nonce, jkt, now)
         if not hmac.compare_digest(raw[_STEP.size :], self._mac(step_index, jkt)):
-            return "invalid"
+            return self._refused(nonce, jkt, now)
         return "expiring" if age == 1 else "current"
+
+    def _refused(self, nonce: str, jkt: str, now: int) -> NonceStatus:
+        """``invalid``, reported as ``expired`` (one of ours for ``jkt``, only too old) or
+        ``invalid`` when anyone listens (one more MAC, on the refusal path only)."""
+        if DEPENDENCIES.listening:
+            DEPENDENCIES.emit(
+                NonceEvent("expired" if self._expired(nonce, jkt, now) else "invalid")
+            )
+        return "invalid"
+
+    def _expired(self, nonce: str, jkt: str, now: int) -> bool:
+        try:
+            raw = b64url_decode(nonce) if len(nonce) <= 64 else b""
+        except ValueError:
+            return False
+        if len(raw) != _STEP.size + _MAC_BYTES:
+            return False
+        (step_index,) = _STEP.unpack(raw[: _STEP.size])
+        genuine = hmac.compare_digest(raw[_STEP.size :], self._mac(step_index, jkt))
+        return genuine and now // self.step - step_index > 1

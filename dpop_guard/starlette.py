@@ -59,6 +59,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from ._decision import log_refusal
 from ._respond import as_response, refuse_websocket
 from .challenges import ErrorResponse, challenge_for
 from .credentials import DPoPCredentials, check_step_up
@@ -175,8 +176,10 @@ def requires_dpop(
             raise TypeError(f"{endpoint.__qualname__} has no 'request' or 'websocket' parameter")
         is_async = inspect.iscoroutinefunction(endpoint)
 
-        def refusal(exc: DPoPGuardError) -> ErrorResponse:
-            return challenge_for(exc, algs=algs, realm=realm)
+        def refusal(exc: DPoPGuardError, conn: HTTPConnection) -> ErrorResponse:
+            response = challenge_for(exc, algs=algs, realm=realm)
+            log_refusal(exc, response, conn.scope)  # as the middleware logs its own
+            return response
 
         if websocket:
 
@@ -186,7 +189,7 @@ def requires_dpop(
                 try:
                     check(conn)
                 except DPoPGuardError as exc:
-                    await _deny_websocket(conn, refusal(exc))
+                    await _deny_websocket(conn, refusal(exc, conn))
                     return
                 await endpoint(*args, **kwargs)
 
@@ -198,7 +201,7 @@ def requires_dpop(
             try:
                 check(request)
             except DPoPGuardError as exc:
-                return as_response(refusal(exc))
+                return as_response(refusal(exc, request))
             if is_async:
                 return await endpoint(*args, **kwargs)
             return await run_in_threadpool(endpoint, *args, **kwargs)
@@ -245,6 +248,7 @@ async def refusal_handler(request: Request, exc: Exception) -> Response:
     send one before ``accept``, else a close (1008)."""
     if not isinstance(exc, DPoPRefusal):  # registered for DPoPRefusal only
         raise exc
+    log_refusal(exc.error, exc.response, request.scope)
     return as_response(exc.response)
 
 

@@ -61,7 +61,14 @@ _MARK = re.compile(r"<!--\s*(?:(run)|(serve)|file:\s*(\S+))\s*-->")
 _FENCE = re.compile(r"(`{3,}|~{3,})\s*([\w+-]*)(?:\s+\S.*)?")  # ```python title="app.py"
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 _CONFIGURATION = ("DPOP_GUARD_", "AUTHLETE_")
-_LOGGERS = ("", "dpop_guard", "dpop_guard.introspection", "uvicorn", "uvicorn.error")
+_LOGGERS = (
+    "",
+    "dpop_guard",
+    "dpop_guard.introspection",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+)
 # What a page's ``run`` blocks see until a ``serve`` block sets its own: a development
 # checkout's environment, the embedded Authlete simulator switched on by name.
 ENVIRONMENT = {"DPOP_GUARD_DEVELOPMENT_SIMULATOR": "1"}

@@ -48,6 +48,7 @@ PUBLIC = [
     "compute_ath",
     "from_env",
     "jwk_thumbprint",
+    "logging_config",
     "parse_challenge",
     "verify_proof",
 ]

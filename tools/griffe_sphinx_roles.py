@@ -50,6 +50,7 @@ RENDERED = frozenset(
         "dpop_guard.metrics",
         "dpop_guard.prometheus",
         "dpop_guard.otel",
+        "dpop_guard.logs",
         "dpop_guard.starlette",
         "dpop_guard.fastapi",
         "dpop_guard.httpsig",

@@ -23,15 +23,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Literal, TypeVar, cast
 
 import anyio
+import httpx
 
 from .._reasons import IntrospectionReason, Outage, Upstream
 from ..errors import DPoPGuardError, IntrospectionUnavailable
+from ..metrics import DEPENDENCIES, BreakerState, BreakerTransition, UpstreamCall
 from ._http import (
     PostTransport,
     Response,
     TransportConnectError,
     TransportError,
     UpstreamCause,
+    cause_of,
     status_cause,
 )
 
@@ -45,6 +48,7 @@ __all__ = [
     "log_outage",
     "outage",
     "post",
+    "report_fetch",
     "unavailable",
 ]
 
@@ -111,6 +115,12 @@ class CircuitBreaker:
     holding a connection for the whole timeout. Then one call is let through; its success
     closes the circuit, its failure opens it again. Answers from the server, rejections
     included, count as success: the service is up.
+
+    Its state is reported to :data:`~dpop_guard.metrics.DEPENDENCIES` (a gauge read on
+    each scrape, and an event per transition), labelled ``upstream``.
+
+    :param upstream: the label; by default the upstream of its first call (``authlete``
+        or ``introspection``, from the reason it refuses calls with while open).
     """
 
     def __init__(
@@ -119,7 +129,10 @@ class CircuitBreaker:
         cooldown: float = 2.0,
         *,
         clock: Callable[[], float] = time.monotonic,
+        upstream: str | None = None,
     ) -> None:
+        self.upstream = upstream or "introspection"
+        self._named = upstream is not None
         self.threshold = threshold
         self.cooldown = cooldown
         self._clock = clock
@@ -127,6 +140,7 @@ class CircuitBreaker:
         self._open_until: float | None = None
         self._probing = False
         self._logged: str | None = None  # the reason last logged in this outage
+        DEPENDENCIES.track_breaker(self)
 
     @property
     def is_open(self) -> bool:
@@ -150,7 +164,12 @@ class CircuitBreaker:
         if self._probing or self._clock() < self._open_until:
             return False
         self._probing = True  # half-open: exactly one trial call
+        self._moved("open", "half-open")
         return True
+
+    def _moved(self, old: BreakerState, new: BreakerState) -> None:
+        if DEPENDENCIES.listening:
+            DEPENDENCIES.emit(BreakerTransition(self.upstream, old, new))
 
     def success(self) -> None:
         if self._logged is not None:
@@ -160,10 +179,14 @@ class CircuitBreaker:
                 extra={"dpop_guard_reason": self._logged},
             )
             self._logged = None
+        if self._open_until is not None:
+            self._moved("half-open" if self._probing else "open", "closed")
         self._failures, self._open_until, self._probing = 0, None, False
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, open_reason: IntrospectionReason) -> T:
         """Run ``fn`` through the breaker: refused at once while open; its outcome counts."""
+        if not self._named:  # the label: this breaker's upstream, named by its first call
+            self.upstream, self._named = open_reason.removesuffix("_circuit_open"), True
         if not self.allow():
             raise IntrospectionUnavailable(open_reason)
         try:
@@ -197,6 +220,8 @@ class CircuitBreaker:
             log_outage(exc)  # the first failure, or a trial call failing another way
             self._logged = exc.reason
         if opens:
+            if self._open_until is None or self._probing:
+                self._moved("half-open" if self._probing else "closed", "open")
             if self._open_until is None:
                 logger.warning(
                     "introspection circuit open: %s for %.1f s after %d outages in a row",
@@ -231,7 +256,15 @@ async def call_through(
     *,
     open_reason: IntrospectionReason,
 ) -> T:
-    """``fn()`` through ``breaker``, or directly when there is none."""
+    """``fn()`` through ``breaker``, or directly when there is none.
+
+    Each call that goes out is reported to :data:`~dpop_guard.metrics.DEPENDENCIES` as an
+    :class:`~dpop_guard.metrics.UpstreamCall` when anyone listens (one introspection: its
+    HTTP requests, retries and time limit included); a call the open breaker refuses is
+    not a call (the breaker's state tells it).
+    """
+    if DEPENDENCIES.listening:
+        fn = _observed(fn, open_reason.removesuffix("_circuit_open"))
     if breaker is None:
         try:
             return await fn()
@@ -239,6 +272,57 @@ async def call_through(
             log_outage(exc)  # no breaker, no state: every failed call is a line
             raise
     return await breaker.call(fn, open_reason=open_reason)
+
+
+def report_fetch(upstream: str, started: float, exc: BaseException | None) -> None:
+    """Report a call made with httpx outside :func:`call_through` (the JWKS fetch) as an
+    :class:`~dpop_guard.metrics.UpstreamCall`, classified as the introspection calls are
+    (``exc`` ``None``: it succeeded; a body that is no key set: ``bad_response``).
+
+    :param started: ``time.perf_counter()`` when the call began.
+    """
+    if not DEPENDENCIES.listening:
+        return
+    status = None
+    if exc is None:
+        cause = "ok"
+    elif isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        cause = (status_cause(status) or UpstreamCause.HTTP_STATUS).value
+    elif isinstance(exc, httpx.TimeoutException | TimeoutError):
+        cause = UpstreamCause.TIMEOUT.value
+    elif isinstance(exc, httpx.ProxyError):
+        cause = UpstreamCause.PROXY.value
+    elif isinstance(exc, httpx.ConnectError):
+        cause = cause_of(exc, UpstreamCause.CONNECT).value
+    elif isinstance(exc, httpx.HTTPError):
+        cause = cause_of(exc, UpstreamCause.PROTOCOL).value
+    else:
+        cause = UpstreamCause.BAD_RESPONSE.value
+    DEPENDENCIES.emit(UpstreamCall(upstream, cause, time.perf_counter() - started, status))
+
+
+def _observed(fn: Callable[[], Awaitable[T]], upstream: str) -> Callable[[], Awaitable[T]]:
+    """``fn``, timed and reported: ``ok`` when the upstream answered (a token it refused
+    included), else the outage's cause (its reason less the ``<upstream>_`` prefix: an
+    :class:`~dpop_guard.introspection._http.UpstreamCause` value, ``timeout``, ...)."""
+
+    async def observed() -> T:
+        started = time.perf_counter()
+        try:
+            result = await fn()
+        except IntrospectionUnavailable as exc:
+            cause = exc.reason.removeprefix(f"{upstream}_")
+            seconds = time.perf_counter() - started
+            DEPENDENCIES.emit(UpstreamCall(upstream, cause, seconds, exc.upstream_status))
+            raise
+        except DPoPGuardError:
+            DEPENDENCIES.emit(UpstreamCall(upstream, "ok", time.perf_counter() - started))
+            raise
+        DEPENDENCIES.emit(UpstreamCall(upstream, "ok", time.perf_counter() - started))
+        return result
+
+    return observed
 
 
 async def post(

@@ -50,6 +50,7 @@ from . import (
     standard_claims,
     validate_resources,
 )
+from ._breaker import report_fetch
 from ._breaker import unavailable as _unavailable
 from ._endpoint import check_service_url
 
@@ -229,12 +230,14 @@ class JWTAccessTokenValidator:
             if self._may_fetch(now, unknown_kid=unknown_kid):
                 self._attempted_at = now
                 self.attempts += 1
+                started = time.perf_counter()
                 try:
                     with anyio.fail_after(self.settings.timeout):
                         response = await self._client.get(self.settings.jwks_uri)
                     response.raise_for_status()
                     key_set = jose_jwk.KeySet.import_key_set(response.json())
                 except (httpx.HTTPError, TimeoutError, ValueError, JoseError) as exc:
+                    report_fetch("jwks", started, exc)
                     self._failed = True
                     # The type only: a response body could echo anything.
                     logger.warning(
@@ -243,6 +246,7 @@ class JWTAccessTokenValidator:
                         extra={"dpop_guard_reason": "jwks_fetch_failed"},
                     )
                 else:
+                    report_fetch("jwks", started, None)
                     self._failed = False
                     self.fetches += 1
                     self._fetched_at = now

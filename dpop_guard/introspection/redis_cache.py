@@ -183,7 +183,12 @@ class RedisTokenCache:
         self._bad_logged = False
         # The reads of one event-loop tick share one round trip (a fleet's cold start is a
         # burst of misses), and a connection the server closed is replaced, not failed.
-        self.batcher = Batcher(client, timeout=command_timeout, connect_timeout=connect_timeout)
+        self.batcher = Batcher(
+            client,
+            timeout=command_timeout,
+            connect_timeout=connect_timeout,
+            name="introspection_cache",
+        )
 
     @classmethod
     def from_url(

@@ -41,6 +41,7 @@ import logging
 from typing import Final, NoReturn
 
 from ..errors import InvalidDPoPProof, ReplayStoreUnavailable
+from ..metrics import DEPENDENCIES, ReplayRefusal
 from ..proof import VerifiedProof
 from . import EpochReplayStore, ReplayStore, SyncReplayStore
 
@@ -143,6 +144,13 @@ class ReplayGuard:
         self._judge(proof, first, epoch)
 
     def _failed(self, exc: Exception, now: int) -> NoReturn:
+        if DEPENDENCIES.listening:  # full and unsafe are declared by the exception's class
+            kind = getattr(exc, "replay_refusal", None)
+            DEPENDENCIES.emit(
+                ReplayRefusal(
+                    "full" if kind == "full" else "unsafe" if kind == "unsafe" else "error"
+                )
+            )
         self._failed_at = now if self._failed_at is None else max(self._failed_at, now)
         if not self._failing:  # one line per transition, not one per refused request
             self._failing = True

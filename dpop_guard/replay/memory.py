@@ -7,7 +7,9 @@ import heapq
 import time
 from collections.abc import Callable
 from math import ceil
-from typing import Any, final
+from typing import Any, Final, final
+
+from ..metrics import DEPENDENCIES
 
 __all__ = ["MemoryReplayStore", "ReplayStoreFull"]
 
@@ -23,6 +25,8 @@ _KEY_LENGTH = 64
 
 class ReplayStoreFull(RuntimeError):
     """Every slot holds a live record. Evicting one would silently reopen a replay."""
+
+    replay_refusal: Final = "full"  # its kind, for the metrics (ReplayRefusal)
 
 
 class MemoryReplayStore:
@@ -82,6 +86,7 @@ class MemoryReplayStore:
         self._buckets: dict[int, list[int]] = {}  # expiry second: digests
         self._seconds: list[int] = []  # heap of the buckets' seconds
         self._epoch: int | None = epoch
+        DEPENDENCIES.track_replay_store(self)  # its size, read on each scrape
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -57,7 +57,10 @@ try:
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("redis", "dpop_guard.replay.redis (a redis:// replay store)") from _exc
 
+from redis.exceptions import OutOfMemoryError
+
 from .._redis import Batcher, Client, redis_client
+from .memory import ReplayStoreFull
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -80,6 +83,8 @@ SAFETY_INTERVAL: Final = 1.0
 class ReplayStoreUnsafe(RuntimeError):
     """The store cannot show that it keeps every record (an evicting policy, a cluster
     without persistence, a server that cannot be checked): records fail closed."""
+
+    replay_refusal: Final = "unsafe"  # its kind, for the metrics (ReplayRefusal)
 
 
 EvictionCheck = tuple[Literal["ok", "evicting", "unknown"], str]
@@ -117,7 +122,9 @@ class RedisReplayStore:
         self.prefix = prefix
         # Replay keys are 64 hex digits, so this name never collides with one.
         self.epoch_key = prefix + "epoch"
-        self.batcher = Batcher(client, timeout=command_timeout, connect_timeout=connect_timeout)
+        self.batcher = Batcher(
+            client, timeout=command_timeout, connect_timeout=connect_timeout, name="replay"
+        )
         self._epoch_read: Final = ("GET", self.epoch_key)
         self._started: int | None = None  # the epoch this store last started (logged)
         self.evicted_key = prefix + "evicted"
@@ -399,6 +406,8 @@ def _evicting(policy: Any, limit: Any) -> str | None:
 
 def _reply(reply: Any) -> Any:
     """A pipeline reply, or its error raised (the caller fails closed)."""
+    if isinstance(reply, OutOfMemoryError):  # at maxmemory under noeviction: full
+        raise ReplayStoreFull("the replay store's Redis is at maxmemory") from reply
     if isinstance(reply, BaseException):
         raise reply
     return reply
