@@ -226,7 +226,13 @@ IntrospectionReason = Literal[
 ]
 """Why an introspector refused a token, or could not ask (the JWKS fetch included)."""
 
-ReplayReason = Literal["jti_replayed", "replay_state_uncertain", "replay_store_error"]
+ReplayReason = Literal[
+    "jti_replayed",
+    "replay_state_uncertain",
+    "replay_store_error",
+    "replay_store_full",
+    "replay_store_unsafe",
+]
 """Why the replay check (:class:`dpop_guard.replay._guard.ReplayGuard`) refused a proof."""
 
 ProxyReason = Literal["proxy_header_malformed", "proxy_header_too_large"]

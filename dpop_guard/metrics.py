@@ -52,6 +52,7 @@ __all__ = [
     "Metrics",
     "NonceEvent",
     "RedisCall",
+    "RefusalKind",
     "ReplayRefusal",
     "UpstreamCall",
     "combine",
@@ -154,6 +155,10 @@ class RedisCall:
     reply_errors: int = 0
 
 
+RefusalKind = Literal["full", "unsafe", "error"]
+"""Why a replay store could not record a proof (:class:`ReplayRefusal`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayRefusal:
     """The replay store could not record a proof, so its request was refused (503).
@@ -163,7 +168,7 @@ class ReplayRefusal:
         records) or ``error`` (any other failure: a timeout, a lost connection).
     """
 
-    kind: Literal["full", "unsafe", "error"]
+    kind: RefusalKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -792,7 +792,7 @@ class TestOutages:
         token = h.token(signer)
         assert (await h.call(token, signer)).status_code == 200
         response = await h.call(token, signer)
-        assert_rejected(response, 503, None, "replay_store_error", reasons)
+        assert_rejected(response, 503, None, "replay_store_full", reasons)
 
     async def test_unexpected_error(
         self, make_harness: Callable[..., Harness], signer: ProofSigner, reasons: list[str]

@@ -40,8 +40,9 @@ from __future__ import annotations
 import logging
 from typing import Final, NoReturn
 
+from .._reasons import ReplayReason
 from ..errors import InvalidDPoPProof, ReplayStoreUnavailable
-from ..metrics import DEPENDENCIES, ReplayRefusal
+from ..metrics import DEPENDENCIES, RefusalKind, ReplayRefusal
 from ..proof import VerifiedProof
 from . import EpochReplayStore, ReplayStore, SyncReplayStore
 
@@ -57,6 +58,14 @@ used after it (whole-second ``iat`` and network latency)."""
 DEFAULT_FLEET_SKEW: Final = 10
 """Seconds of wall-clock difference between nodes (or of a clock stepped back) that a
 record covers by default (``GuardSettings.replay_fleet_skew``)."""
+
+
+_REFUSAL_REASONS: Final[dict[RefusalKind, ReplayReason]] = {
+    "full": "replay_store_full",
+    "unsafe": "replay_store_unsafe",
+    "error": "replay_store_error",
+}
+"""The 503's internal reason for each kind of store failure."""
 
 
 class ReplayGuard:
@@ -144,22 +153,24 @@ class ReplayGuard:
         self._judge(proof, first, epoch)
 
     def _failed(self, exc: Exception, now: int) -> NoReturn:
-        if DEPENDENCIES.listening:  # full and unsafe are declared by the exception's class
-            kind = getattr(exc, "replay_refusal", None)
-            DEPENDENCIES.emit(
-                ReplayRefusal(
-                    "full" if kind == "full" else "unsafe" if kind == "unsafe" else "error"
-                )
-            )
+        # Full and unsafe are declared by the exception's class (ReplayStoreFull,
+        # ReplayStoreUnsafe); anything else is an outage.
+        declared = getattr(exc, "replay_refusal", None)
+        kind: RefusalKind = (
+            "full" if declared == "full" else "unsafe" if declared == "unsafe" else "error"
+        )
+        reason = _REFUSAL_REASONS[kind]
+        if DEPENDENCIES.listening:
+            DEPENDENCIES.emit(ReplayRefusal(kind))
         self._failed_at = now if self._failed_at is None else max(self._failed_at, now)
         if not self._failing:  # one line per transition, not one per refused request
             self._failing = True
             logger.warning(
                 "dpop_guard: replay store failed (%s); refusing requests until it answers",
                 type(exc).__name__,
-                extra={"dpop_guard_reason": "replay_store_error"},
+                extra={"dpop_guard_reason": reason},
             )
-        raise ReplayStoreUnavailable("replay_store_error") from exc
+        raise ReplayStoreUnavailable(reason) from exc
 
     def _judge(self, proof: VerifiedProof, first: bool, epoch: int) -> None:
         """Refuse a replay, or a proof the store cannot vouch for (see the module)."""

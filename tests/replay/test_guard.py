@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 
 from dpop_guard.errors import InvalidDPoPProof, ReplayStoreUnavailable
 from dpop_guard.proof import ProofPolicy, VerifiedProof
-from dpop_guard.replay import EpochReplayStore, MemoryReplayStore, SyncReplayStore
+from dpop_guard.replay import EpochReplayStore, MemoryReplayStore, ReplayStoreFull, SyncReplayStore
 from dpop_guard.replay._guard import DEFAULT_FLEET_SKEW, ReplayGuard
-from dpop_guard.replay.redis import RedisReplayStore
+from dpop_guard.replay.redis import RedisReplayStore, ReplayStoreUnsafe
 from tests._support.redis_server import RedisServer
 
 T0 = 1_800_000_000  # wall-clock seconds
@@ -119,6 +119,27 @@ class TestRecord:
         with pytest.raises(ReplayStoreUnavailable) as caught:
             await guard.record(proof("a", iat=T0), now=T0)
         assert caught.value.reason == "replay_store_error"
+
+    @pytest.mark.parametrize(
+        ("error", "reason"),
+        [
+            (ReplayStoreFull("full"), "replay_store_full"),
+            (ReplayStoreUnsafe("evicting"), "replay_store_unsafe"),
+            (TimeoutError(), "replay_store_error"),
+        ],
+    )
+    async def test_each_failure_its_reason(self, error: Exception, reason: str) -> None:
+        """A full store, one that cannot show it keeps records, and an outage are each a
+        503 with their own internal reason (the operator's fix differs)."""
+
+        class Failing:
+            async def add_if_absent(self, key: str, *, ttl: int) -> bool:
+                raise error
+
+        guard = ReplayGuard(Failing())
+        with pytest.raises(ReplayStoreUnavailable) as caught:
+            await guard.record(proof("a", iat=T0), now=T0)
+        assert caught.value.reason == reason
 
 
 class TestUncertainty:
