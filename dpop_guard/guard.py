@@ -314,6 +314,7 @@ class DPoPGuard:
         self._closers = list(closers)
         self._closed = False
         self._started = False
+        self._installed: tuple[Any, tuple[Route, ...]] | None = None
 
     @property
     def probes(self) -> dict[str, Any]:
@@ -357,7 +358,8 @@ class DPoPGuard:
 
         if self.simulator_app is not None:
             app.mount(SIMULATOR_MOUNT, app=self.simulator_app)
-        self.settings = prepare_app(app, self.settings)
+        self.settings, learned = prepare_app(app, self.settings)
+        self._installed = (app, learned)
         app.add_middleware(DPoPGuardMiddleware, **self.middleware_options)
         app.add_middleware(OperationsMiddleware, guard=self)  # added last: runs first
 
@@ -384,10 +386,17 @@ class DPoPGuard:
 
         :raises ConfigurationError: one line naming the variable, where it points and the
             cause, unless ``DPOP_GUARD_START_DEGRADED=1`` (then it is logged too).
+        :raises ValueError: a route added to the installed app since ``install`` would take
+            a public rule's requests, or is itself marked public
+            (:func:`~dpop_guard._install.check_still_served`).
         """
         if self._started:
             return
         self._started = True
+        if self._installed is not None:
+            from ._install import check_still_served
+
+            check_still_served(*self._installed)
         ping = getattr(self.replay_store, "ping", None)
         if ping is not None:  # the store's own check logs an evicting Redis, once
             with contextlib.suppress(Exception):

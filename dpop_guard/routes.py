@@ -82,7 +82,7 @@ _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _method(value: str) -> str:
-    """The method as rules compare it: upper case, ``HEAD`` folded into ``GET``."""
+    """A method as a rule lists it: upper case, ``HEAD`` folded into ``GET``."""
     upper = value.upper()
     return "GET" if upper == "HEAD" else upper
 
@@ -93,8 +93,10 @@ class Route:
     trailing ``*`` (any remainder). The first matching rule wins; paths that match no rule
     are protected with no scope requirement (fail closed).
 
-    ``methods`` are compared case-insensitively, and a rule listing ``GET`` also covers
-    ``HEAD``.
+    A rule listing ``GET`` also covers ``HEAD``. A protected rule compares the request's
+    method case-insensitively (it protects every spelling); a public rule compares it
+    exactly, upper case (RFC 9110 methods are case-sensitive, and a router dispatches
+    ``get`` elsewhere than ``GET``: a public rule opens only the methods it names).
 
     >>> rule = Route("/accounts/{account_id}/transactions", scopes=("read:transactions",))
     >>> rule.matches("/accounts/42/transactions", "head"), rule.matches("/accounts/42", "GET")
@@ -159,10 +161,15 @@ class Route:
             object.__setattr__(self, "_methods", frozenset(_method(m) for m in methods))
 
     def matches(self, path: str, method: str) -> bool:
-        """True if this rule covers ``method path`` (method case-insensitive, ``HEAD`` as
-        ``GET``)."""
-        if self._methods is not None and _method(method) not in self._methods:
-            return False
+        """True if this rule covers ``method path`` (``HEAD`` as ``GET``; the method
+        compared case-insensitively by a protected rule, exactly by a public one)."""
+        if self._methods is not None:
+            if self.public:
+                method = "GET" if method == "HEAD" else method
+            else:
+                method = _method(method)
+            if method not in self._methods:
+                return False
         return self.regex.fullmatch(path) is not None
 
 

@@ -5,12 +5,18 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from dpop_guard.client import ProofSigner
 from dpop_guard.devtools.simulator import SimulatorState, create_simulator_app
 from tests._support.harness import Harness
 from tests._support.redis_server import RedisServer
 from tests._support.servers import ServerThread
+
+# Property tests check behaviour, never speed: no per-example deadline (on a loaded
+# machine a slow example is not a failure; cost is measured by the benchmarks).
+settings.register_profile("dpop_guard", deadline=None)
+settings.load_profile("dpop_guard")
 
 
 @pytest.fixture(scope="session", name="anyio_backend")

@@ -14,9 +14,10 @@ import pytest
 from fastapi import FastAPI, Security
 from starlette.applications import Starlette
 from starlette.authentication import requires
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, WebSocketRoute
+from starlette.routing import BaseRoute, Host, Mount, WebSocketRoute
 from starlette.routing import Route as HTTPRoute
 from starlette.websockets import WebSocket
 
@@ -284,6 +285,26 @@ class TestStarlettePublicEndpoints:
                 [WebSocketRoute("/live", public(_socket)), HTTPRoute("/live", _accounts)],
                 "shadowed",
             ),
+            # A public HTTP GET route opens the handshake too: no websocket route may take
+            # it, before or after.
+            (
+                [HTTPRoute("/health", public(_health)), WebSocketRoute("/{channel}", _socket)],
+                "websocket GET",
+            ),
+            ([HTTPRoute("/health", public(_health)), Mount("/", routes=[])], "websocket GET"),
+            # HEAD on a GET-only route falls through to a later Mount (FastAPI's @app.get).
+            (
+                [
+                    HTTPRoute("/health", public(_health), methods=["GET"]),
+                    Mount("/", routes=[]),
+                ],
+                "shadowed",
+            ),
+            # A Host route's matching depends on the Host header: refused before or after.
+            (
+                [Host("admin.rs.test", app=Starlette()), HTTPRoute("/health", public(_health))],
+                "Host",
+            ),
         ],
     )
     async def test_never_wider_than_the_router(
@@ -304,6 +325,61 @@ class TestStarlettePublicEndpoints:
         )
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/healthz")).status_code == 401
+
+    async def test_head_of_a_get_only_fastapi_route(self, simulator_url: str) -> None:
+        """FastAPI's docs routes are learned under the same check: a later Mount that would
+        take their HEAD (or websocket) requests stops install."""
+
+        def build(guard: Any) -> FastAPI:
+            app = FastAPI()
+            app.mount("/", Starlette())
+            guard.install(app)
+            return app
+
+        guard = from_env(environ=environ(simulator_url))
+        with pytest.raises(ValueError, match="shadowed"):
+            build(guard)
+        await guard.aclose()
+
+    async def test_mark_is_not_inherited(self, serve: Callable[..., Any]) -> None:
+        """The mark belongs to the endpoint it was put on: a subclass of a public endpoint
+        class is protected."""
+
+        @public
+        class Health(HTTPEndpoint):
+            async def get(self, request: Request) -> JSONResponse:
+                return JSONResponse({"status": "ok"})
+
+        class Admin(Health):
+            pass
+
+        client = await serve(
+            starlette_app(HTTPRoute("/health", Health), HTTPRoute("/admin", Admin))
+        )
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/admin")).status_code == 401
+
+    @pytest.mark.parametrize(
+        ("added", "message"),
+        [
+            (WebSocketRoute("/{channel}", _socket), "shadowed"),
+            (HTTPRoute("/status", public(_health)), "added after guard.install"),
+        ],
+    )
+    async def test_routes_added_after_install(
+        self, serve: Callable[..., Any], added: BaseRoute, message: str
+    ) -> None:
+        """The router is checked again at start-up: a route added after install that
+        would take a public rule's requests, or a public endpoint install did not see,
+        stops the lifespan."""
+
+        def build(guard: Any) -> Starlette:
+            app = starlette_app(HTTPRoute("/health", public(_health)))(guard)
+            app.router.routes.append(added)
+            return app
+
+        with pytest.raises(ValueError, match=message):
+            await serve(build)
 
     async def test_inside_a_mount_stays_protected(self, serve: Callable[..., Any]) -> None:
         """Routes inside a Mount are not walked: a marked endpoint there stays protected

@@ -72,10 +72,23 @@ class TestRoute:
 
     @pytest.mark.parametrize("method", ["HEAD", "head", "get", "Get"])
     def test_head_and_case_fold_into_get(self, method: str) -> None:
-        """HEAD is covered by a GET rule, and methods compare case-insensitively, as the
-        routers this guards dispatch them."""
-        assert Route("/x", methods=("GET",)).matches("/x", method)
+        """HEAD is covered by a GET rule; a protected rule compares methods
+        case-insensitively, so it protects every spelling a server may hand on."""
+        assert Route("/x", methods=("GET",), scopes=("s",)).matches("/x", method)
         assert not Route("/x", methods=("POST",)).matches("/x", method)
+
+    @pytest.mark.parametrize(
+        ("method", "matches"),
+        [("GET", True), ("HEAD", True), ("get", False), ("head", False), ("Get", False)],
+    )
+    def test_public_rule_compares_methods_exactly(self, method: str, matches: bool) -> None:
+        """A public rule opens exactly the methods it names (RFC 9110 methods are
+        case-sensitive; Starlette dispatches ``get`` past a ``GET`` route, and a server
+        further on may upper-case it): ``get /health`` is then protected, the default."""
+        rule = Route("/health", public=True, methods=("GET",))
+        assert rule.matches("/health", method) is matches
+        settings = GuardSettings(routes=(rule,))
+        assert (settings.route_for("/health", method) is rule) is matches
 
     @pytest.mark.parametrize(
         "kwargs",

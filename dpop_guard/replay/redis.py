@@ -57,7 +57,7 @@ try:
 except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
     raise missing_extra("redis", "dpop_guard.replay.redis (a redis:// replay store)") from _exc
 
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from .._redis import Batcher, Client, redis_client
 from .memory import ReplayStoreFull
@@ -310,6 +310,7 @@ class RedisReplayStore:
         refuses every record then). Neither refuses start-up (the guard may start before
         Redis is ready); the records are what is refused (:meth:`ensure_safe`, checked on
         every record) while the server can evict, and the log names the setting to change.
+        A server that stops answering between the two raises, as for ``PING``.
 
         :raises Exception: whatever the client raises when the server does not answer.
         """
@@ -334,10 +335,14 @@ class RedisReplayStore:
         ``noeviction`` on any node (or a cluster primary runs without ``appendonly``),
         ``("unknown", why)`` when ``INFO`` is refused or unreadable (serving then refuses
         every record), ``("ok", "")`` otherwise. A managed Redis that disables ``CONFIG``
-        but answers ``INFO`` is checked like any other."""
+        but answers ``INFO`` is checked like any other.
+
+        :raises Exception: the server did not answer (a timeout, a lost connection): the
+            caller classifies it as for ``PING``.
+        """
         try:
             nodes = await self._node_infos()
-        except Exception as exc:  # INFO renamed or denied by an ACL
+        except ResponseError as exc:  # INFO renamed, or denied by an ACL (NoPermissionError)
             return (
                 "unknown",
                 f"could not read the replay store's INFO ({type(exc).__name__}): every "

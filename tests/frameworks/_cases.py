@@ -38,7 +38,10 @@ __all__ = [
     "check_websocket_refused",
 ]
 
-Enforcer = Literal["middleware", "framework"]
+Enforcer = Literal["middleware", "framework", "helper"]
+"""Who checks the scopes: the middleware's path rules, the framework's own idiom (a
+Litestar guard), or dpop_guard's endpoint helper (FastAPI's ``DPoPSecurity``), which
+logs its refusal as the middleware does."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ TOKEN_SCOPES = ["read:accounts"]
 def routes(enforcer: Enforcer) -> tuple[Route, ...]:
     """The path rules: with ``framework``, only authentication is left to the middleware
     and the app's own idiom checks the scopes."""
-    if enforcer == "framework":
+    if enforcer != "middleware":
         return ()
     return (
         Route("/accounts/transactions", scopes=("read:transactions",)),
@@ -143,7 +146,8 @@ async def check_case(
         assert _challenge_error(response) == case.error, response.headers.get("www-authenticate")
         assert response.headers["cache-control"] == "no-store"
     if reasons is not None:
-        # Where the framework's idiom enforces the scope, the middleware let it through.
+        # Where the framework's own idiom enforces the scope, the middleware let it
+        # through and nothing of dpop_guard's logged the refusal.
         by_framework = case is MISSING_SCOPE and enforcer == "framework"
         assert reasons == ([case.reason] if case.reason and not by_framework else [])
     return response

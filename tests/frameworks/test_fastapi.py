@@ -12,4 +12,4 @@ pytestmark = [pytest.mark.frameworks, pytest.mark.e2e]
 
 class TestFastAPI(FrameworkCases):
     app_module = "tests.frameworks.apps.fastapi_app"
-    enforcer = "framework"
+    enforcer = "helper"
