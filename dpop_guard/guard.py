@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from .introspection._breaker import CircuitBreaker
+    from .introspection._signed import SignedResponseVerifier
     from .introspection.cached import SharedTokenCache
     from .metrics import Metrics
     from .mtls import ClientCertificateSource
@@ -643,6 +644,36 @@ def _jwt(env: Mapping[str, str], resources: tuple[str, ...], *, embedded: bool) 
     )
 
 
+def _signed(
+    env: Mapping[str, str], default_audience: str | None
+) -> tuple[SignedResponseVerifier | None, list[Closer]]:
+    """The RFC 9701 verifier ``DPOP_GUARD_INTROSPECTION_SIGNED=required`` asks for (``None``
+    when off), and what it opened."""
+    from .introspection._signed import SignedResponseSettings, SignedResponseVerifier
+
+    try:
+        signed = SignedResponseSettings.from_env(env, default_audience=default_audience)
+    except ValueError as exc:
+        raise field_error(exc, {}, fallback=ENV_PREFIX + "INTROSPECTION_SIGNED") from None
+    if signed is None:
+        return None, []
+    import httpx
+
+    jwks_client = httpx.AsyncClient()  # JWKS fetches are rare: httpx is fine here
+    return SignedResponseVerifier.remote(jwks_client, signed), [jwks_client.aclose]
+
+
+def _no_signed_answers(env: Mapping[str, str], mode: str) -> None:
+    """Refuse ``DPOP_GUARD_INTROSPECTION_SIGNED`` where no introspector would read it: a
+    setting that silently does nothing is a pass where a refusal was asked for."""
+    if EnvReader(env, ENV_PREFIX).is_set("INTROSPECTION_SIGNED"):
+        raise ConfigurationError(
+            ENV_PREFIX + "INTROSPECTION_SIGNED",
+            f"is set, but {mode} introspection never asks for signed answers (RFC 9701)",
+            "use DPOP_GUARD_INTROSPECTION=rfc7662 or authlete-standard, or unset it",
+        )
+
+
 def _rfc7662(env: Mapping[str, str], resources: tuple[str, ...]) -> _Chain:
     from .introspection._http import AsyncioHTTPClient
     from .introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
@@ -651,14 +682,16 @@ def _rfc7662(env: Mapping[str, str], resources: tuple[str, ...]) -> _Chain:
         settings = RFC7662Settings.from_env(env, default_resources=resources)
     except ValueError as exc:
         raise field_error(exc, _RFC7662_FIELDS, fallback=ENV_PREFIX + "INTROSPECTION_*") from None
+    # RFC 9701: the signed answer's aud is our client id there (oidc-provider's choice too).
+    verifier, signed_closers = _signed(env, settings.client_id)
     client = AsyncioHTTPClient()
-    introspector = RFC7662Introspector(client, settings)
+    introspector = RFC7662Introspector(client, settings, signed=verifier)
     where = (ENV_PREFIX + "INTROSPECTION_URL", settings.url)
     secret = "CLIENT_SECRET" if settings.client_secret is not None else "PRIVATE_KEY"
     credentials = f"{ENV_PREFIX}INTROSPECTION_CLIENT_ID/{ENV_PREFIX}INTROSPECTION_{secret}"
     return _Chain(
         introspector,
-        [client.aclose],
+        [client.aclose, *signed_closers],
         breaker=introspector.breaker,
         where=where,
         credentials=credentials,
@@ -666,7 +699,12 @@ def _rfc7662(env: Mapping[str, str], resources: tuple[str, ...]) -> _Chain:
 
 
 def _authlete(
-    env: Mapping[str, str], resources: tuple[str, ...], *, standard: bool, embedded: bool
+    env: Mapping[str, str],
+    resources: tuple[str, ...],
+    *,
+    standard: bool,
+    embedded: bool,
+    rs_uri: str | None = None,
 ) -> _Chain:
     from .introspection.authlete import AuthleteIntrospector
     from .introspection.rfc7662 import AuthleteStandardIntrospector
@@ -686,17 +724,30 @@ def _authlete(
         except ValueError as exc:
             raise _authlete_problem(env, exc) from None
         http, simulator, simulator_app = AsyncioHTTPClient(), None, None
-    # authlete-standard: Authlete's RFC 7662 helper API, cnf.jkt checked locally.
-    introspector = (
-        AuthleteStandardIntrospector(http, authlete)
-        if standard
-        else AuthleteIntrospector(http, authlete)
-    )
+    # authlete-standard: Authlete's RFC 7662 helper API, cnf.jkt checked locally; signed
+    # (RFC 9701) on request, its aud the rsUri sent (this API's first resource identifier).
+    signed_closers: list[Closer] = []
+    if standard:
+        from .introspection import resources_from_env
+
+        ours = resources_from_env(env, default=(rs_uri,) if rs_uri else ())
+        verifier, signed_closers = _signed(env, ours[0] if ours else None)
+        try:
+            introspector: AuthleteIntrospector | AuthleteStandardIntrospector = (
+                AuthleteStandardIntrospector(http, authlete, signed=verifier)
+            )
+        except ValueError as exc:  # RFC 9701 with the V2 API
+            raise ConfigurationError(
+                ENV_PREFIX + "INTROSPECTION_SIGNED", str(exc), "set AUTHLETE_API_VERSION=V3"
+            ) from None
+    else:
+        _no_signed_answers(env, "authlete")
+        introspector = AuthleteIntrospector(http, authlete)
     where = ("AUTHLETE_BASE_URL", authlete.base_url)
     secret = "ACCESSTOKEN" if authlete.api_version == "V3" else "APISECRET"
     return _Chain(
         introspector,
-        [http.aclose],
+        [http.aclose, *signed_closers],
         simulator,
         simulator_app,
         breaker=introspector.breaker,
@@ -792,6 +843,8 @@ def from_env(
     mode = stores.introspection
     public = (settings.public_url,) if settings.public_url else ()
     if mode == "jwt":
+        if not EnvReader(env, ENV_PREFIX).is_set("JWT_REVOCATION_INTROSPECTION"):
+            _no_signed_answers(env, "jwt")  # else the revocation introspector reads it
         chain = _jwt(env, public, embedded=stores.development_simulator)
     elif mode == "rfc7662":
         chain = _rfc7662(env, ())
@@ -801,6 +854,7 @@ def from_env(
             public if mode == "authlete" else (),
             standard=mode == "authlete-standard",
             embedded=stores.development_simulator,
+            rs_uri=settings.public_url,
         )
 
     # Required outside development, once the introspector's own settings are known good.

@@ -68,6 +68,9 @@ class SimulatorState:
     iat_skew: int = 60  # [U] Authlete's window is not published
     calls: Counter[str] = field(default_factory=Counter)
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
+    signed_flaw: str | None = None
+    """How ``/auth/introspection/standard`` breaks its RFC 9701 answers (one of
+    ``dpop_guard.simulator._signed.SIGNED_FLAWS``), until cleared; ``None``: it does not."""
     clock: Callable[[], float] = time.time
     """Drives every time check of the introspection APIs (expiry, ``iat``, ``maxAge``,
     nonces); tests inject one instead of sleeping."""
