@@ -1,0 +1,247 @@
+"""RFC 9701 end to end over real HTTP: the middleware, Authlete's standard introspection API
+asked for signed answers, and the simulator behind it signing them with keys it publishes
+at its JWKS URL (fetched over HTTP by the verifier); then the same built from the
+environment. Each broken answer the simulator can give is a 503 with its own reason."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from dpop_guard import (
+    AuthleteIntrospector,
+    CachingIntrospector,
+    DPoPGuardMiddleware,
+    GuardSettings,
+    ProofSigner,
+    from_env,
+)
+from dpop_guard._env import ConfigurationError
+from dpop_guard.introspection import RequestFacts
+from dpop_guard.introspection._signed import SignedResponseSettings, SignedResponseVerifier
+from dpop_guard.introspection.rfc7662 import AuthleteStandardIntrospector
+from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
+from dpop_guard.simulator._signed import JWKS_PATH
+from dpop_guard.testing import make_proof
+from tests._support.harness import ORIGIN, assert_rejected, authlete_settings, inner_app
+
+AS_ISSUER = "https://as.example.com"  # the simulator's authorization-server issuer
+STANDARD = "auth/introspection/standard"
+
+
+@pytest.fixture(name="sim")
+def _sim(simulator: SimulatorState) -> Iterator[SimulatorState]:
+    simulator.signed_flaw = None
+    yield simulator
+    simulator.signed_flaw = None
+
+
+def signed_settings(simulator_url: str, **changes: Any) -> SignedResponseSettings:
+    options: dict[str, Any] = {
+        "issuer": AS_ISSUER,
+        "audience": ORIGIN,
+        "jwks_uri": simulator_url + JWKS_PATH,
+        **changes,
+    }
+    return SignedResponseSettings(**options)
+
+
+@pytest.fixture(name="client")
+async def _client(simulator_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as http:
+        verifier = SignedResponseVerifier.remote(http, signed_settings(simulator_url))
+        introspector = AuthleteStandardIntrospector(
+            http, authlete_settings(simulator_url), signed=verifier
+        )
+        app = DPoPGuardMiddleware(
+            inner_app(),
+            settings=GuardSettings(public_url=ORIGIN),
+            introspector=CachingIntrospector(introspector, ttl=60),
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
+            yield client
+
+
+async def call(client: httpx.AsyncClient, token: str, signer: ProofSigner) -> httpx.Response:
+    proof = make_proof(signer, htu=ORIGIN + "/accounts", access_token=token)
+    return await client.get("/accounts", headers={"Authorization": f"DPoP {token}", "DPoP": proof})
+
+
+def issue(sim: SimulatorState, signer: ProofSigner, **extra: Any) -> str:
+    options: dict[str, Any] = {"resources": [ORIGIN], **extra}
+    return sim.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt, **options)
+
+
+class TestSigned:
+    async def test_bound_token_one_call_per_miss(
+        self, client: httpx.AsyncClient, sim: SimulatorState, signer: ProofSigner
+    ) -> None:
+        """The signed answer's cnf.jkt is the binding: one call to Authlete per miss (the
+        standard API), none on a hit, and no binding probe."""
+        token = issue(sim, signer)
+        for _ in range(2):
+            response = await call(client, token, signer)
+            assert response.status_code == 200, response.text
+            assert response.json()["jkt"] == signer.jkt
+            assert response.json()["subject"] == "alice"
+        assert sim.calls[STANDARD] == 1
+        assert sim.calls["auth/introspection"] == 0
+
+    async def test_other_key(
+        self,
+        client: httpx.AsyncClient,
+        sim: SimulatorState,
+        signer: ProofSigner,
+        reasons: list[str],
+    ) -> None:
+        token = issue(sim, signer)
+        response = await call(client, token, ProofSigner.generate("ES256"))
+        assert_rejected(response, 401, "invalid_dpop_proof", "jkt_mismatch", reasons)
+
+    async def test_token_for_another_resource(
+        self,
+        client: httpx.AsyncClient,
+        sim: SimulatorState,
+        signer: ProofSigner,
+        reasons: list[str],
+    ) -> None:
+        """Authlete judges ``rsUri`` against the token's resources: ``active: false``."""
+        token = issue(sim, signer, resources=["https://other.bank.test"])
+        response = await call(client, token, signer)
+        assert_rejected(response, 401, "invalid_token", "introspection_inactive", reasons)
+
+    async def test_unknown_token(
+        self, client: httpx.AsyncClient, signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        response = await call(client, "no-such-token", signer)
+        assert_rejected(response, 401, "invalid_token", "introspection_inactive", reasons)
+
+    @pytest.mark.parametrize(
+        ("flaw", "reason"),
+        [
+            ("unsigned", "introspection_unsigned"),
+            ("bad_signature", "introspection_jwt_signature"),
+            ("unknown_kid", "introspection_jwt_unknown_key"),
+            ("wrong_typ", "introspection_jwt_typ"),
+            ("wrong_issuer", "introspection_jwt_issuer"),
+            ("wrong_audience", "introspection_jwt_audience"),
+            ("stale_iat", "introspection_jwt_iat"),
+            ("no_introspection", "introspection_jwt_content"),
+        ],
+    )
+    async def test_broken_answer(
+        self,
+        client: httpx.AsyncClient,
+        sim: SimulatorState,
+        signer: ProofSigner,
+        reasons: list[str],
+        flaw: str,
+        reason: str,
+    ) -> None:
+        """A broken signed answer is the authorization server failing: 503, never a pass,
+        and never remembered (the next request asks again)."""
+        token = issue(sim, signer)
+        sim.signed_flaw = flaw
+        assert_rejected(await call(client, token, signer), 503, None, reason, reasons)
+        sim.signed_flaw = None
+        response = await call(client, token, signer)
+        assert response.status_code == 200, response.text
+        assert sim.calls[STANDARD] == 2
+
+    async def test_ps256(
+        self, simulator_url: str, sim: SimulatorState, signer: ProofSigner
+    ) -> None:
+        """Authlete is asked for the first allowed algorithm."""
+        async with httpx.AsyncClient() as http:
+            settings = signed_settings(simulator_url, algorithms=("PS256",))
+            introspector = AuthleteStandardIntrospector(
+                http,
+                authlete_settings(simulator_url),
+                signed=SignedResponseVerifier.remote(http, settings),
+            )
+            facts = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof=None, jkt=None)
+            info = await introspector.introspect(issue(sim, signer), request=facts)
+        assert info.jkt == signer.jkt
+
+    async def test_v2_refused(self, simulator_url: str) -> None:
+        settings = authlete_settings(simulator_url)
+        v2 = type(settings)(
+            base_url=simulator_url,
+            api_version="V2",
+            api_key=DEFAULT_SERVICE_ID,
+            api_secret="secret",
+        )
+        async with httpx.AsyncClient() as http:
+            verifier = SignedResponseVerifier.remote(http, signed_settings(simulator_url))
+            with pytest.raises(ValueError, match="V3"):
+                AuthleteStandardIntrospector(http, v2, signed=verifier)
+
+    async def test_unsigned_by_default(
+        self, simulator_url: str, sim: SimulatorState, signer: ProofSigner
+    ) -> None:
+        """Without ``signed`` the plain answer is read, as before."""
+        async with httpx.AsyncClient() as http:
+            introspector = AuthleteStandardIntrospector(http, authlete_settings(simulator_url))
+            facts = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof=None, jkt=None)
+            info = await introspector.introspect(issue(sim, signer), request=facts)
+        assert info.jkt == signer.jkt
+
+
+def environment(simulator_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "DPOP_GUARD_PUBLIC_URL": ORIGIN,
+        "DPOP_GUARD_INTROSPECTION": "authlete-standard",
+        "AUTHLETE_BASE_URL": simulator_url,
+        "AUTHLETE_SERVICE_APIKEY": DEFAULT_SERVICE_ID,
+        "AUTHLETE_SERVICE_ACCESSTOKEN": DEFAULT_SERVICE_TOKEN,
+        "DPOP_GUARD_INTROSPECTION_SIGNED": "required",
+        "DPOP_GUARD_INTROSPECTION_ISSUER": AS_ISSUER,
+        "DPOP_GUARD_INTROSPECTION_JWKS_URI": simulator_url + JWKS_PATH,
+        **extra,
+    }
+
+
+class TestFromEnv:
+    async def test_signed_end_to_end(
+        self, simulator_url: str, sim: SimulatorState, signer: ProofSigner, reasons: list[str]
+    ) -> None:
+        guard = from_env(environ=environment(simulator_url))
+        app = inner_app()
+        guard.install(app)
+        token = issue(sim, signer)
+        async with guard.lifespan(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
+                response = await call(client, token, signer)
+                assert response.status_code == 200, response.text
+                sim.signed_flaw = "unsigned"
+                other = issue(sim, signer)
+                refused = await call(client, other, signer)
+                assert_rejected(refused, 503, None, "introspection_unsigned", reasons)
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            {"DPOP_GUARD_INTROSPECTION": "authlete"},
+            {"DPOP_GUARD_INTROSPECTION": "jwt", "DPOP_GUARD_JWT_ISSUER": AS_ISSUER},
+            {"AUTHLETE_API_VERSION": "V2", "AUTHLETE_SERVICE_APISECRET": "s"},
+        ],
+        ids=["authlete", "jwt", "authlete-v2"],
+    )
+    def test_refused_where_not_read(self, simulator_url: str, extra: dict[str, str]) -> None:
+        """Signed answers asked for where they cannot be had: start-up stops, naming the
+        variable, instead of running unsigned."""
+        with pytest.raises(ConfigurationError) as caught:
+            from_env(environ=environment(simulator_url, **extra))
+        assert caught.value.variable == "DPOP_GUARD_INTROSPECTION_SIGNED"
+
+    def test_plain_authlete_still_builds(self, simulator_url: str) -> None:
+        env = environment(simulator_url, DPOP_GUARD_INTROSPECTION="authlete")
+        for name in [n for n in env if n.startswith("DPOP_GUARD_INTROSPECTION_")]:
+            del env[name]
+        guard = from_env(environ=env)
+        assert isinstance(guard.upstream, AuthleteIntrospector)
