@@ -388,8 +388,8 @@ class AuthleteStandardIntrospector:
             raise _unavailable("authlete_bad_response", exc) from exc
         if self.signed is not None:
             # ``OK`` is a plain answer: the verifier refuses it as unsigned.
-            data = await _verified(self.signed, content.encode(), self._url)
-            return token_info_from(data, self._audience, prefix="authlete")
+            verified = await _verified(self.signed, content.encode(), self._url)
+            return token_info_from(verified, self._audience, prefix="authlete")
         try:
             data = json.loads(content) if action == "OK" else None
         except ValueError as exc:

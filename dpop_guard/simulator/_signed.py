@@ -16,12 +16,15 @@ Tests ask for broken answers with :attr:`SimulatorState.signed_flaw` (``/sim/fau
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from joserfc import jwk as jose_jwk
 from joserfc import jws
 
 from .._b64 import b64url_decode, b64url_encode
+
+if TYPE_CHECKING:
+    from joserfc.jwk import KeyParameters
 
 __all__ = ["JWKS_PATH", "JWT_RESPONSE_TYPE", "SIGNED_FLAWS", "IntrospectionSigner"]
 
@@ -53,7 +56,7 @@ class IntrospectionSigner:
         key = self._keys.get(alg)
         if key is None:
             jwa = "PS256" if alg == "PS256" else "ES256"
-            parameters = {"kid": _KID_PREFIX + alg.lower(), "alg": jwa, "use": "sig"}
+            parameters: KeyParameters = {"kid": _KID_PREFIX + alg.lower(), "alg": jwa, "use": "sig"}
             if alg == "PS256":
                 key = jose_jwk.RSAKey.generate_key(2048, parameters=parameters)
             else:  # ES256, and "retired": a key the JWKS never publishes

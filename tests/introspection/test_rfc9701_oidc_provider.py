@@ -7,6 +7,7 @@ from the environment (``DPOP_GUARD_INTROSPECTION_SIGNED=required``)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -48,7 +49,7 @@ def introspection_settings(provider: OIDCProvider) -> RFC7662Settings:
 
 
 def signed_settings(provider: OIDCProvider, **changes: str) -> SignedResponseSettings:
-    options = {
+    options: dict[str, Any] = {
         "issuer": provider.issuer,
         "audience": RS_CLIENT[0],  # oidc-provider's aud: the calling client's id
         "jwks_uri": provider.issuer + "/jwks",
