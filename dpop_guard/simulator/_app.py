@@ -61,6 +61,7 @@ from ._authorization import (
 )
 from ._jose import eddsa_accepted as _eddsa_accepted
 from ._mtls import check_certificate_binding, confirmation, token_create_thumbprint
+from ._rfc7662 import RFC7662_PATH, rfc7662_introspection
 from ._signed import JWKS_PATH, JWT_RESPONSE_TYPE, SIGNED_FLAWS, IntrospectionSigner
 from ._state import DEFAULT_CLIENT_ID, SimToken, SimulatorState
 
@@ -612,6 +613,26 @@ class _Simulator:
                 )
             )
         token = dict(parse_qsl(parameters)).get("token", "")
+        content = self.standard_content(token, rs_uri if isinstance(rs_uri, str) else None)
+        code = "A145001"
+        message = f"Introspection was performed successfully (active={content['active']})."
+        flaw = self.state.signed_flaw
+        if not signed or flaw == "unsigned":
+            return JSONResponse(_result("OK", code, message, json.dumps(content)))
+        assert isinstance(sign_alg, str) and isinstance(rs_uri, str)
+        jwt = self.signer.sign(
+            content,
+            alg=sign_alg,
+            issuer=self.auth.service.issuer,
+            audience=rs_uri,
+            now=int(self.state.clock()),
+            flaw=flaw,
+        )
+        return JSONResponse(_result("JWT", code, message, jwt))
+
+    def standard_content(self, token: str, rs_uri: str | None) -> dict[str, Any]:
+        """The RFC 7662 answer for ``token``: ``active: false`` when unknown, expired, or
+        for a resource server (``rs_uri``) not among the token's resources."""
         record = self.state.tokens.get(token)
         if record is None or record.expires_at <= self.state.clock():
             content: dict[str, Any] = {"active": False}
@@ -640,27 +661,13 @@ class _Simulator:
                 content["authorization_details"] = list(record.authorization_details)
         if (
             content["active"]
-            and isinstance(rs_uri, str)
+            and rs_uri is not None
             and record is not None
             and record.resources
             and rs_uri not in record.resources
         ):
             content = {"active": False}  # rsUri not among the token's audiences
-        code = "A145001"
-        message = f"Introspection was performed successfully (active={content['active']})."
-        flaw = self.state.signed_flaw
-        if not signed or flaw == "unsigned":
-            return JSONResponse(_result("OK", code, message, json.dumps(content)))
-        assert isinstance(sign_alg, str) and isinstance(rs_uri, str)
-        jwt = self.signer.sign(
-            content,
-            alg=sign_alg,
-            issuer=self.auth.service.issuer,
-            audience=rs_uri,
-            now=int(self.state.clock()),
-            flaw=flaw,
-        )
-        return JSONResponse(_result("JWT", code, message, jwt))
+        return content
 
     async def jwks(self, request: Request) -> Response:
         """The public keys RFC 9701 answers are signed with (the authorization server's
@@ -795,6 +802,7 @@ def create_simulator_app(
             Route("/api/auth/token/create", sim.token_create, methods=["POST"]),
             Route("/api/{service_id}/auth/token/create", sim.token_create, methods=["POST"]),
             Route(JWKS_PATH, sim.jwks, methods=["GET"]),
+            Route(RFC7662_PATH, rfc7662_introspection(sim), methods=["POST"]),
             Route("/sim/stats", sim.sim_stats, methods=["GET"]),
             Route("/sim/faults", sim.sim_faults, methods=["POST"]),
         ]

@@ -20,16 +20,23 @@ from dpop_guard import (
     from_env,
 )
 from dpop_guard._env import ConfigurationError
+from dpop_guard.errors import IntrospectionUnavailable
 from dpop_guard.introspection import RequestFacts
 from dpop_guard.introspection._signed import SignedResponseSettings, SignedResponseVerifier
-from dpop_guard.introspection.rfc7662 import AuthleteStandardIntrospector
+from dpop_guard.introspection.rfc7662 import (
+    AuthleteStandardIntrospector,
+    RFC7662Introspector,
+    RFC7662Settings,
+)
 from dpop_guard.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
+from dpop_guard.simulator._rfc7662 import RFC7662_PATH, RS_CLIENT_ID, RS_CLIENT_SECRET
 from dpop_guard.simulator._signed import JWKS_PATH
 from dpop_guard.testing import make_proof
 from tests._support.harness import ORIGIN, assert_rejected, authlete_settings, inner_app
 
 AS_ISSUER = "https://as.example.com"  # the simulator's authorization-server issuer
 STANDARD = "auth/introspection/standard"
+FACTS = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof=None, jkt=None)
 
 
 @pytest.fixture(name="sim")
@@ -163,8 +170,7 @@ class TestSigned:
                 authlete_settings(simulator_url),
                 signed=SignedResponseVerifier.remote(http, settings),
             )
-            facts = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof=None, jkt=None)
-            info = await introspector.introspect(issue(sim, signer), request=facts)
+            info = await introspector.introspect(issue(sim, signer), request=FACTS)
         assert info.jkt == signer.jkt
 
     async def test_v2_refused(self, simulator_url: str) -> None:
@@ -186,8 +192,7 @@ class TestSigned:
         """Without ``signed`` the plain answer is read, as before."""
         async with httpx.AsyncClient() as http:
             introspector = AuthleteStandardIntrospector(http, authlete_settings(simulator_url))
-            facts = RequestFacts(method="GET", htu=ORIGIN + "/accounts", proof=None, jkt=None)
-            info = await introspector.introspect(issue(sim, signer), request=facts)
+            info = await introspector.introspect(issue(sim, signer), request=FACTS)
         assert info.jkt == signer.jkt
 
 
@@ -245,3 +250,104 @@ class TestFromEnv:
             del env[name]
         guard = from_env(environ=env)
         assert isinstance(guard.upstream, AuthleteIntrospector)
+
+
+class TestRFC7662Endpoint:
+    """The simulator's plain RFC 7662 endpoint, for the ``rfc7662`` mode."""
+
+    @pytest.fixture(name="rfc7662")
+    async def _rfc7662(self, simulator_url: str) -> AsyncIterator[httpx.AsyncClient]:
+        async with httpx.AsyncClient() as http:
+            settings = signed_settings(simulator_url, audience=RS_CLIENT_ID)
+            introspector = RFC7662Introspector(
+                http,
+                rfc7662_settings(simulator_url),
+                signed=SignedResponseVerifier.remote(http, settings),
+            )
+            app = DPoPGuardMiddleware(
+                inner_app(),
+                settings=GuardSettings(public_url=ORIGIN),
+                introspector=CachingIntrospector(introspector, ttl=60),
+            )
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
+                yield client
+
+    async def test_bound_token(
+        self, rfc7662: httpx.AsyncClient, sim: SimulatorState, signer: ProofSigner
+    ) -> None:
+        token = issue(sim, signer)
+        for _ in range(2):
+            response = await call(rfc7662, token, signer)
+            assert response.status_code == 200, response.text
+            assert response.json()["jkt"] == signer.jkt
+        assert sim.calls["rfc7662/introspect"] == 1
+
+    @pytest.mark.parametrize(
+        ("flaw", "reason"),
+        [
+            ("unsigned", "introspection_unsigned"),
+            ("bad_signature", "introspection_jwt_signature"),
+            ("wrong_audience", "introspection_jwt_audience"),
+            ("stale_iat", "introspection_jwt_iat"),
+        ],
+    )
+    async def test_broken_answer(
+        self,
+        rfc7662: httpx.AsyncClient,
+        sim: SimulatorState,
+        signer: ProofSigner,
+        reasons: list[str],
+        flaw: str,
+        reason: str,
+    ) -> None:
+        sim.signed_flaw = flaw
+        response = await call(rfc7662, issue(sim, signer), signer)
+        assert_rejected(response, 503, None, reason, reasons)
+
+    async def test_plain_answer_when_not_asked(
+        self, simulator_url: str, sim: SimulatorState, signer: ProofSigner
+    ) -> None:
+        async with httpx.AsyncClient() as http:
+            introspector = RFC7662Introspector(http, rfc7662_settings(simulator_url))
+            info = await introspector.introspect(issue(sim, signer), request=FACTS)
+        assert info.jkt == signer.jkt
+
+    async def test_wrong_credentials(self, simulator_url: str, sim: SimulatorState) -> None:
+        settings = RFC7662Settings(
+            url=simulator_url + RFC7662_PATH, client_id=RS_CLIENT_ID, client_secret="wrong"
+        )
+        async with httpx.AsyncClient() as http:
+            introspector = RFC7662Introspector(http, settings, breaker=None)
+            with pytest.raises(IntrospectionUnavailable) as caught:
+                await introspector.introspect("t", request=FACTS)
+        assert caught.value.reason == "introspection_credentials_refused"
+
+    async def test_from_env(
+        self, simulator_url: str, sim: SimulatorState, signer: ProofSigner
+    ) -> None:
+        guard = from_env(
+            environ={
+                "DPOP_GUARD_PUBLIC_URL": ORIGIN,
+                "DPOP_GUARD_INTROSPECTION": "rfc7662",
+                "DPOP_GUARD_INTROSPECTION_URL": simulator_url + RFC7662_PATH,
+                "DPOP_GUARD_INTROSPECTION_CLIENT_ID": RS_CLIENT_ID,
+                "DPOP_GUARD_INTROSPECTION_CLIENT_SECRET": RS_CLIENT_SECRET,
+                "DPOP_GUARD_INTROSPECTION_SIGNED": "required",
+                "DPOP_GUARD_INTROSPECTION_ISSUER": AS_ISSUER,
+                "DPOP_GUARD_INTROSPECTION_JWKS_URI": simulator_url + JWKS_PATH,
+            }
+        )
+        app = inner_app()
+        guard.install(app)
+        async with guard.lifespan(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
+                response = await call(client, issue(sim, signer), signer)
+        assert response.status_code == 200, response.text
+
+
+def rfc7662_settings(simulator_url: str) -> RFC7662Settings:
+    return RFC7662Settings(
+        url=simulator_url + RFC7662_PATH, client_id=RS_CLIENT_ID, client_secret=RS_CLIENT_SECRET
+    )
