@@ -72,6 +72,7 @@ from .settings import (
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from .httpsig._settings import HTTPSignatureSettings
     from .introspection._breaker import CircuitBreaker
     from .introspection._signed import SignedResponseVerifier
     from .introspection.cached import SharedTokenCache
@@ -269,6 +270,8 @@ class DPoPGuard:
     :param upstream_target: where the upstream is, without credentials (for messages).
     :param credential_variables: the variables holding the upstream's credentials, named
         when it refuses them.
+    :param httpsig: RFC 9421 message signing (``DPOP_GUARD_HTTPSIG``), which
+        :meth:`install` adds behind the DPoP middleware; ``None``: none.
 
     :attr:`readiness` and :attr:`liveness` are mountable ASGI apps; :meth:`install`
     answers them at ``stores.readiness_path`` and ``stores.liveness_path`` before
@@ -294,6 +297,7 @@ class DPoPGuard:
         upstream_variable: str = "AUTHLETE_BASE_URL",
         upstream_target: str = "",
         credential_variables: str | None = None,
+        httpsig: HTTPSignatureSettings | None = None,
     ) -> None:
         self.settings = settings
         self.stores = stores
@@ -310,6 +314,7 @@ class DPoPGuard:
         self.upstream_variable = upstream_variable
         self.upstream_target = upstream_target
         self.credential_variables = credential_variables
+        self.httpsig = httpsig
         self.readiness = Readiness(self, stores.readiness_timeout)
         self.liveness = Liveness()
         self._closers = list(closers)
@@ -359,6 +364,15 @@ class DPoPGuard:
         if self.simulator_app is not None:
             app.mount(SIMULATOR_MOUNT, app=self.simulator_app)
         self.settings = prepare_app(app, self.settings)
+        if self.httpsig is not None:
+            # Added first, so it runs behind the DPoP middleware: it sees the token's
+            # client_id (per-client keys) and only requests whose token and proof passed.
+            from .httpsig import HTTPSignatureMiddleware
+
+            options = self.httpsig.middleware_options(
+                public_url=self.settings.public_url, replay_store=self.replay_store
+            )
+            app.add_middleware(HTTPSignatureMiddleware, **options)
         app.add_middleware(DPoPGuardMiddleware, **self.middleware_options)
         app.add_middleware(OperationsMiddleware, guard=self)  # added last: runs first
 
@@ -828,6 +842,7 @@ def from_env(
             "is not set, but routes accept certificate-bound tokens: " + ", ".join(mtls_routes),
             "set it to the proxy or server that passes client certificates",
         )
+    httpsig = _httpsig(env)
     for url, name in (
         (settings.replay_store, "REPLAY_STORE"),
         (stores.introspection_cache or "", "INTROSPECTION_CACHE"),
@@ -905,7 +920,21 @@ def from_env(
         upstream_variable=chain.where[0],
         upstream_target=chain.where[1],
         credential_variables=chain.credentials,
+        httpsig=httpsig,
     )
+
+
+def _httpsig(env: Mapping[str, str]) -> HTTPSignatureSettings | None:
+    """``DPOP_GUARD_HTTPSIG`` and its siblings (:mod:`dpop_guard.httpsig._settings`), read
+    only when switched on (the ``httpsig`` extra is needed then)."""
+    reader = EnvReader(env, ENV_PREFIX)
+    if not any(name.startswith(ENV_PREFIX + "HTTPSIG") and env[name].strip() for name in env):
+        return None
+    if reader.is_set("HTTPSIG") and (reader.text("HTTPSIG") or "").lower() != "off":
+        _require("http_sf", "httpsig", f"{ENV_PREFIX}HTTPSIG")
+    from .httpsig._settings import HTTPSignatureSettings
+
+    return HTTPSignatureSettings.from_env(env)
 
 
 def _add_closer(closers: list[Closer], component: object) -> None:

@@ -109,6 +109,13 @@ ENV_NAMES: Final[Mapping[str, str]] = {
     "JWT_ALGORITHMS": "the JWT access tokens' alg allow-list",
     "JWT_REVOCATION_PATHS": "paths that also ask an introspector",
     "JWT_REVOCATION_INTROSPECTION": "which introspector those paths ask",
+    # -- RFC 9421 message signatures (dpop_guard.httpsig._settings)
+    "HTTPSIG": "off, optional, required, or prefix=mode pairs",
+    "HTTPSIG_CLIENT_JWKS": "the clients' public keys (a JWK Set, or one per client id)",
+    "HTTPSIG_SIGNING_KEY": "the private JWK responses are signed with",
+    "HTTPSIG_UNSIGNED_RESPONSES": "path prefixes whose responses are not signed",
+    "HTTPSIG_MAX_BODY_BYTES": "the largest request body verified",
+    "HTTPSIG_MAX_RESPONSE_BYTES": "the largest response body held to be signed",
     # -- client certificates (dpop_guard.mtls)
     "CLIENT_CERT_SOURCE": "where client certificates come from",
     "CLIENT_CERT_HEADER": "nginx's certificate header",
