@@ -55,6 +55,7 @@ from .jwt import FAPI_ALGORITHMS, JWTAccessTokenSettings, JWTAccessTokenValidato
 __all__ = [
     "JWT_RESPONSE_TYPE",
     "MAX_SIGNED_RESPONSE_BYTES",
+    "SignedAnswer",
     "SignedMode",
     "SignedResponseSettings",
     "SignedResponseVerifier",
@@ -243,6 +244,15 @@ def check_claims(
     return content
 
 
+@dataclass(frozen=True, slots=True)
+class SignedAnswer:
+    """A verified RFC 9701 answer: its ``token_introspection`` object and the JWS itself
+    (kept for the application's audit trail)."""
+
+    content: dict[str, Any]
+    jwt: str
+
+
 class SignedResponseVerifier:
     """Verifies RFC 9701 answers (see the module's rules) and returns their
     ``token_introspection`` object.
@@ -289,8 +299,8 @@ class SignedResponseVerifier:
         )
         return cls(key_set._key, settings, clock=clock)
 
-    async def verify(self, body: bytes) -> dict[str, Any]:
-        """The ``token_introspection`` object of the signed answer ``body``.
+    async def verify(self, body: bytes) -> SignedAnswer:
+        """The ``token_introspection`` object of the signed answer ``body``, and the JWS.
 
         :raises IntrospectionUnavailable: with the reason of the first rule it fails.
         """
@@ -299,7 +309,7 @@ class SignedResponseVerifier:
             key = await self._keys(parts.kid)
         except InvalidToken as exc:  # the key set holds no such kid, even refreshed
             raise _refuse("introspection_jwt_unknown_key", exc) from exc
-        return self.check(token, key)
+        return SignedAnswer(self.check(token, key), token)
 
     def check(self, token: str, key: Any) -> dict[str, Any]:
         """Steps 6-8 for ``token`` (already through :func:`read_header`) and its ``key``."""

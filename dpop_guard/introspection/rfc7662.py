@@ -51,7 +51,7 @@ from ._breaker import (
 from ._breaker import unavailable as _unavailable
 from ._endpoint import check_service_url
 from ._http import PostTransport, as_transport
-from ._signed import JWT_RESPONSE_TYPE, SignedResponseVerifier
+from ._signed import JWT_RESPONSE_TYPE, SignedAnswer, SignedResponseVerifier
 from .authlete import AuthleteSettings
 
 __all__ = [
@@ -225,8 +225,8 @@ class RFC7662Introspector:
             timeout=self.settings.timeout,
         )
         if self.signed is not None:
-            data = await _verified(self.signed, response.body, self.settings.url)
-            return token_info_from(data, self._audience)
+            answer = await _verified(self.signed, response.body, self.settings.url)
+            return token_info_from(answer.content, self._audience, signed_jwt=answer.jwt)
         try:
             data = json.loads(response.body)
         except ValueError as exc:
@@ -236,8 +236,8 @@ class RFC7662Introspector:
         return token_info_from(data, self._audience)
 
 
-async def _verified(verifier: SignedResponseVerifier, body: bytes, url: str) -> dict[str, Any]:
-    """The ``token_introspection`` object of a signed answer from ``url``."""
+async def _verified(verifier: SignedResponseVerifier, body: bytes, url: str) -> SignedAnswer:
+    """The verified signed answer from ``url``."""
     try:
         return await verifier.verify(body)
     except IntrospectionUnavailable as exc:
@@ -255,11 +255,14 @@ def token_info_from(
     audience: Audience | str | frozenset[str] | None,
     *,
     prefix: Upstream = "introspection",
+    signed_jwt: str | None = None,
 ) -> TokenInfo:
-    """The facts in an RFC 7662 answer (``active`` already known to be a bool).
+    """The facts in an RFC 7662 answer (``active`` already known to be a bool), signed
+    (RFC 9701, its ``token_introspection`` object) or not.
 
     :param audience: the rule ``aud`` must pass, or the identifiers it must name one of
         (a single one, or none: no check).
+    :param signed_jwt: the verified signed answer the facts come from, kept with them.
     """
     if not data["active"]:
         raise InactiveToken("introspection_inactive", "The access token is not active.")
@@ -294,6 +297,7 @@ def token_info_from(
         scopes=frozenset((scope or "").split()),
         expires_at=exp,
         jkt=jkt,
+        introspection_jwt=signed_jwt,
         **extra,
     )
 
@@ -388,8 +392,10 @@ class AuthleteStandardIntrospector:
             raise _unavailable("authlete_bad_response", exc) from exc
         if self.signed is not None:
             # ``OK`` is a plain answer: the verifier refuses it as unsigned.
-            verified = await _verified(self.signed, content.encode(), self._url)
-            return token_info_from(verified, self._audience, prefix="authlete")
+            signed = await _verified(self.signed, content.encode(), self._url)
+            return token_info_from(
+                signed.content, self._audience, prefix="authlete", signed_jwt=signed.jwt
+            )
         try:
             data = json.loads(content) if action == "OK" else None
         except ValueError as exc:

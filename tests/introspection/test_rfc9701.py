@@ -118,10 +118,15 @@ async def refused(body: bytes, reason: str, **changes: Any) -> None:
 
 class TestAccepted:
     async def test_es256(self) -> None:
-        assert await verifier().verify(signed()) == CONTENT
+        """The content, and the JWS itself as received (for the audit trail), without the
+        whitespace around it."""
+        body = signed()
+        answer = await verifier().verify(body + b"\r\n")
+        assert answer.content == CONTENT
+        assert answer.jwt == body.decode()
 
     async def test_ps256(self) -> None:
-        assert await verifier().verify(signed(key=RSA, alg="PS256")) == CONTENT
+        assert (await verifier().verify(signed(key=RSA, alg="PS256"))).content == CONTENT
 
     @pytest.mark.parametrize(
         "typ",
@@ -134,20 +139,20 @@ class TestAccepted:
     async def test_typ_spellings(self, typ: str) -> None:
         """RFC 7515 section 4.1.9: the ``application/`` prefix may be left out, and media
         types compare case-insensitively."""
-        assert await verifier().verify(signed(header={"typ": typ})) == CONTENT
+        assert (await verifier().verify(signed(header={"typ": typ}))).content == CONTENT
 
     async def test_aud_list_naming_us(self) -> None:
         body = signed(claims(aud=["other", AUDIENCE]))
-        assert await verifier().verify(body) == CONTENT
+        assert (await verifier().verify(body)).content == CONTENT
 
     async def test_iat_at_the_edges(self) -> None:
         """``max_age`` plus the leeway in the past, the leeway ahead."""
         for iat in (NOW - 60 - 5 + 1, NOW + 5):
-            assert await verifier().verify(signed(claims(iat=iat))) == CONTENT
+            assert (await verifier().verify(signed(claims(iat=iat)))).content == CONTENT
 
     async def test_inactive(self) -> None:
         body = signed(claims(token_introspection={"active": False}))
-        data = await verifier().verify(body)
+        data = (await verifier().verify(body)).content
         with pytest.raises(InactiveToken) as caught:
             token_info_from(data, None)
         assert caught.value.reason == "introspection_inactive"
@@ -155,11 +160,13 @@ class TestAccepted:
     async def test_facts_come_from_the_one_parser(self) -> None:
         """The signed content's facts are what the plain parser makes of them: the
         binding from ``cnf.jkt``, the token's own ``aud`` still checked."""
-        info = token_info_from(await verifier().verify(signed()), "https://api.bank.test")
+        answer = await verifier().verify(signed())
+        info = token_info_from(answer.content, "https://api.bank.test", signed_jwt=answer.jwt)
         assert info.jkt == CONTENT["cnf"]["jkt"]  # type: ignore[index]
+        assert info.introspection_jwt == answer.jwt
         assert info.subject == "alice" and info.scopes == frozenset({"read:accounts"})
         with pytest.raises(InactiveToken) as caught:
-            token_info_from(await verifier().verify(signed()), "https://other.bank.test")
+            token_info_from(answer.content, "https://other.bank.test")
         assert caught.value.reason == "introspection_audience"
 
 
@@ -300,7 +307,8 @@ async def test_tampered_payload() -> None:
 async def test_algorithm_allow_list_is_configurable() -> None:
     """PS256 only: an ES256 answer is refused by its alg, before its key is looked up."""
     await refused(signed(), "introspection_jwt_alg", algorithms=("PS256",))
-    assert await verifier(algorithms=("PS256",)).verify(signed(key=RSA, alg="PS256")) == CONTENT
+    answer = await verifier(algorithms=("PS256",)).verify(signed(key=RSA, alg="PS256"))
+    assert answer.content == CONTENT
 
 
 async def test_max_age_is_configurable() -> None:
@@ -408,7 +416,7 @@ JSON = st.recursive(
 
 async def outcome(body: bytes) -> dict[str, Any] | str:
     try:
-        return await verifier().verify(body)
+        return (await verifier().verify(body)).content
     except IntrospectionUnavailable as exc:
         assert exc.reason in REASONS
         return exc.reason

@@ -10,6 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from joserfc import jwk as jose_jwk
+from joserfc import jwt as jose_jwt
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route as StarletteRoute
 
 from dpop_guard import (
     AuthleteIntrospector,
@@ -97,6 +103,39 @@ class TestSigned:
             assert response.json()["subject"] == "alice"
         assert sim.calls[STANDARD] == 1
         assert sim.calls["auth/introspection"] == 0
+
+    async def test_the_app_holds_the_signed_answer(
+        self, simulator_url: str, sim: SimulatorState, signer: ProofSigner
+    ) -> None:
+        """``request.auth.introspection_jwt`` is the authorization server's signed
+        statement, as it sent it (checked here with joserfc alone against the JWKS it
+        publishes), the same on a cache hit."""
+
+        async def audit(request: Request) -> JSONResponse:
+            return JSONResponse({"jwt": request.auth.introspection_jwt})
+
+        async with httpx.AsyncClient() as http:
+            verifier = SignedResponseVerifier.remote(http, signed_settings(simulator_url))
+            introspector = AuthleteStandardIntrospector(
+                http, authlete_settings(simulator_url), signed=verifier
+            )
+            app = DPoPGuardMiddleware(
+                Starlette(routes=[StarletteRoute("/accounts", audit)]),
+                settings=GuardSettings(public_url=ORIGIN),
+                introspector=CachingIntrospector(introspector, ttl=60),
+            )
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
+                token = issue(sim, signer)
+                seen = [(await call(client, token, signer)).json()["jwt"] for _ in range(2)]
+            keys = jose_jwk.KeySet.import_key_set(
+                (await http.get(simulator_url + JWKS_PATH)).json()
+            )
+        assert seen[0] == seen[1] and sim.calls[STANDARD] == 1
+        statement = jose_jwt.decode(seen[0], keys, algorithms=["ES256"])
+        assert statement.header["typ"] == "token-introspection+jwt"
+        assert statement.claims["iss"] == AS_ISSUER and statement.claims["aud"] == ORIGIN
+        assert statement.claims["token_introspection"]["cnf"] == {"jkt": signer.jkt}
 
     async def test_other_key(
         self,
