@@ -390,3 +390,21 @@ def rfc7662_settings(simulator_url: str) -> RFC7662Settings:
     return RFC7662Settings(
         url=simulator_url + RFC7662_PATH, client_id=RS_CLIENT_ID, client_secret=RS_CLIENT_SECRET
     )
+
+
+class TestStartUp:
+    async def test_a_wrong_issuer_shows_at_start_up(
+        self, simulator_url: str, sim: SimulatorState, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The start-up probe introspects a made-up token: a signed answer from another
+        issuer than configured is named in the start-up warning, and readiness is 503."""
+        env = environment(simulator_url, DPOP_GUARD_INTROSPECTION_ISSUER="https://other.example")
+        guard = from_env(environ=env)
+        async with guard.lifespan(None):
+            app = inner_app()
+            guard.install(app)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
+                ready = await client.get("/readyz")
+        assert "its answer was refused (introspection_jwt_issuer)" in caplog.text
+        assert ready.status_code == 503
