@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import httpx
 from joserfc import jws
@@ -56,7 +56,6 @@ __all__ = [
     "JWT_RESPONSE_TYPE",
     "MAX_SIGNED_RESPONSE_BYTES",
     "SignedAnswer",
-    "SignedMode",
     "SignedResponseSettings",
     "SignedResponseVerifier",
 ]
@@ -69,7 +68,6 @@ MAX_SIGNED_RESPONSE_BYTES: Final = 64 << 10
 _TYPS: Final = frozenset({"token-introspection+jwt", "application/token-introspection+jwt"})
 _JSON_WHITESPACE: Final = b" \t\r\n"
 
-SignedMode = Literal["off", "required"]
 KeyLookup = Callable[[str], Awaitable[Any]]
 """``await keys(kid)``: the authorization server's public key (a joserfc key) named
 ``kid``; raises :class:`~dpop_guard.errors.InvalidToken` for an unknown one and
@@ -111,8 +109,11 @@ class SignedResponseSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a whole number of seconds, 0 or more")
-        if not isinstance(self.timeout, (int, float)) or not math.isfinite(self.timeout):
-            raise ValueError("timeout must be a finite number of seconds")
+        timeout = self.timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise ValueError("timeout must be a number of seconds")
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise ValueError("timeout must be a finite number of seconds above 0")
 
     @classmethod
     def from_env(
@@ -297,6 +298,8 @@ class SignedResponseVerifier:
             ),
             clock=clock,
         )
+        # The validator is used for its key set only (JWTAccessTokenValidator._key, the one
+        # home of fetching, caching and rotating an authorization server's JWKS).
         return cls(key_set._key, settings, clock=clock)
 
     async def verify(self, body: bytes) -> SignedAnswer:
