@@ -62,7 +62,7 @@ from ._authorization import (
 from ._jose import eddsa_accepted as _eddsa_accepted
 from ._mtls import check_certificate_binding, confirmation, token_create_thumbprint
 from ._rfc7662 import RFC7662_PATH, rfc7662_introspection
-from ._signed import JWKS_PATH, JWT_RESPONSE_TYPE, SIGNED_FLAWS, IntrospectionSigner
+from ._signed import JWKS_PATH, JWT_RESPONSE_TYPE, SIGNED_FLAWS
 from ._state import DEFAULT_CLIENT_ID, SimToken, SimulatorState
 
 __all__ = ["MAX_API_BODY", "create_simulator_app"]
@@ -199,7 +199,7 @@ class _Simulator:
     def __init__(self, state: SimulatorState, auth: AuthorizationService) -> None:
         self.state = state
         self.auth = auth
-        self.signer = IntrospectionSigner()
+        self.signer = state.signer
         with _eddsa_accepted():
             self.registry = jws.JWSRegistry(algorithms=list(_ALGS))
         # joserfc's default 512-byte header cap refuses every RSA-2048 proof.

@@ -51,12 +51,19 @@ class IntrospectionSigner:
 
     def __init__(self) -> None:
         self._keys: dict[str, Any] = {}
+        self._generation = 0
+
+    def rotate(self) -> None:
+        """New keys with new ``kid`` values from now on (the JWKS publishes only those)."""
+        self._keys.clear()
+        self._generation += 1
 
     def _key(self, alg: str) -> Any:
         key = self._keys.get(alg)
         if key is None:
             jwa = "PS256" if alg == "PS256" else "ES256"
-            parameters: KeyParameters = {"kid": _KID_PREFIX + alg.lower(), "alg": jwa, "use": "sig"}
+            kid = f"{_KID_PREFIX}{alg.lower()}-{self._generation}"
+            parameters: KeyParameters = {"kid": kid, "alg": jwa, "use": "sig"}
             if alg == "PS256":
                 key = jose_jwk.RSAKey.generate_key(2048, parameters=parameters)
             else:  # ES256, and "retired": a key the JWKS never publishes

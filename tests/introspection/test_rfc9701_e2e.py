@@ -5,6 +5,7 @@ environment. Each broken answer the simulator can give is a 503 with its own rea
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -197,6 +198,29 @@ class TestSigned:
         response = await call(client, token, signer)
         assert response.status_code == 200, response.text
         assert sim.calls[STANDARD] == 2
+
+    async def test_key_rotation(
+        self, simulator_url: str, sim: SimulatorState, signer: ProofSigner
+    ) -> None:
+        """The authorization server rotates its keys: an answer under the new ``kid`` is
+        refused until the key set may be fetched again (at most every 30 s for unknown
+        kids, so made-up kids cannot flood the JWKS endpoint), then fetched and accepted."""
+        offset = [0.0]
+        async with httpx.AsyncClient() as http:
+            verifier = SignedResponseVerifier.remote(
+                http, signed_settings(simulator_url), clock=lambda: time.time() + offset[0]
+            )
+            introspector = AuthleteStandardIntrospector(
+                http, authlete_settings(simulator_url), signed=verifier, breaker=None
+            )
+            assert (await introspector.introspect(issue(sim, signer), request=FACTS)).jkt
+            sim.signer.rotate()
+            with pytest.raises(IntrospectionUnavailable) as caught:
+                await introspector.introspect(issue(sim, signer), request=FACTS)
+            assert caught.value.reason == "introspection_jwt_unknown_key"
+            offset[0] = 31.0
+            info = await introspector.introspect(issue(sim, signer), request=FACTS)
+        assert info.jkt == signer.jkt
 
     async def test_ps256(
         self, simulator_url: str, sim: SimulatorState, signer: ProofSigner
