@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from joserfc import jwk as jose_jwk
 from joserfc import jws
 
-from .._b64 import b64url_decode, b64url_encode
+from dpop_guard._b64 import b64url_decode, b64url_encode
 
 if TYPE_CHECKING:
     from joserfc.jwk import KeyParameters
