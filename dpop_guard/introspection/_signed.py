@@ -173,16 +173,8 @@ def _refuse(
     return unavailable(reason, cause)
 
 
-@dataclass(frozen=True, slots=True)
-class _Parts:
-    """A compact JWS split and its header read, before any key is looked up."""
-
-    kid: str
-    alg: str
-
-
-def read_header(body: bytes, algorithms: tuple[str, ...]) -> tuple[str, _Parts]:
-    """Steps 1-4: the JWS text and its ``kid`` and ``alg``, from the raw answer.
+def read_header(body: bytes, algorithms: tuple[str, ...]) -> tuple[str, str]:
+    """Steps 1-4: the JWS text and its ``kid``, from the raw answer (no key looked up yet).
 
     :raises IntrospectionUnavailable: with the step's reason.
     """
@@ -209,7 +201,7 @@ def read_header(body: bytes, algorithms: tuple[str, ...]) -> tuple[str, _Parts]:
         raise _refuse("introspection_jwt_alg")
     if not isinstance(kid, str) or not kid:
         raise _refuse("introspection_jwt_unknown_key")
-    return token, _Parts(kid=kid, alg=alg)
+    return token, kid
 
 
 def check_claims(
@@ -307,9 +299,9 @@ class SignedResponseVerifier:
 
         :raises IntrospectionUnavailable: with the reason of the first rule it fails.
         """
-        token, parts = read_header(body, self.settings.algorithms)
+        token, kid = read_header(body, self.settings.algorithms)
         try:
-            key = await self._keys(parts.kid)
+            key = await self._keys(kid)
         except InvalidToken as exc:  # the key set holds no such kid, even refreshed
             raise _refuse("introspection_jwt_unknown_key", exc) from exc
         return SignedAnswer(self.check(token, key), token)
