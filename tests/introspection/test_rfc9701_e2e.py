@@ -432,3 +432,29 @@ class TestStartUp:
                 ready = await client.get("/readyz")
         assert "its answer was refused (introspection_jwt_issuer)" in caplog.text
         assert ready.status_code == 503
+
+
+class TestSimulatorHook:
+    async def test_flaws_over_http(
+        self, simulator_url: str, sim: SimulatorState, signer: ProofSigner
+    ) -> None:
+        """``POST /sim/faults {"signed_flaw": ...}`` breaks the next answers until cleared;
+        an unknown flaw is a 400."""
+        admin = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
+        async with httpx.AsyncClient(base_url=simulator_url, headers=admin) as hooks:
+            unknown = await hooks.post("/sim/faults", json={"signed_flaw": "nonsense"})
+            assert unknown.status_code == 400
+            set_ = await hooks.post("/sim/faults", json={"signed_flaw": "wrong_typ"})
+            assert set_.status_code == 200 and sim.signed_flaw == "wrong_typ"
+            async with httpx.AsyncClient() as http:
+                verifier = SignedResponseVerifier.remote(http, signed_settings(simulator_url))
+                introspector = AuthleteStandardIntrospector(
+                    http, authlete_settings(simulator_url), signed=verifier, breaker=None
+                )
+                with pytest.raises(IntrospectionUnavailable) as caught:
+                    await introspector.introspect(issue(sim, signer), request=FACTS)
+                assert caught.value.reason == "introspection_jwt_typ"
+                cleared = await hooks.post("/sim/faults", json={"signed_flaw": None})
+                assert cleared.status_code == 200 and sim.signed_flaw is None
+                info = await introspector.introspect(issue(sim, signer), request=FACTS)
+            assert info.jkt == signer.jkt
