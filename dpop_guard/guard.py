@@ -455,9 +455,22 @@ class DPoPGuard:
         """What ``dpop-guard check-config`` reports as information (not problems)."""
         source = self.certificate_source
         if source is None:
-            return ["client certificates: none (DPoP-bound tokens only)"]
-        where = "trusted proxies only" if source.requires_trusted_proxy else "the ASGI server"
-        return [f"client certificates: {source.name} (believed from {where})"]
+            lines = ["client certificates: none (DPoP-bound tokens only)"]
+        else:
+            where = "trusted proxies only" if source.requires_trusted_proxy else "the ASGI server"
+            lines = [f"client certificates: {source.name} (believed from {where})"]
+        verifier: SignedResponseVerifier | None = getattr(self.upstream, "signed", None)
+        if verifier is not None:
+            s = verifier.settings
+            lines.append(
+                f"introspection answers: signed (RFC 9701) by {s.issuer}, keys from "
+                f"{s.jwks_uri}, aud {s.audience}, alg {' '.join(s.algorithms)}"
+            )
+        if self.httpsig is not None:
+            key = self.httpsig.signing_key
+            signed = f"signed with keyid {key.keyid}" if key is not None else "not signed"
+            lines.append(f"message signatures (RFC 9421): {self.httpsig.mode}; responses {signed}")
+        return lines
 
     async def check(self) -> list[str]:
         """What ``dpop-guard check-config`` reports: problems, as sentences (empty when all

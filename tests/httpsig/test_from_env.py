@@ -93,7 +93,12 @@ def reason(caplog: pytest.LogCaptureFixture) -> str | None:
 class TestInstalled:
     async def test_signed_request_passes_and_the_response_is_signed(self, guarded: Build) -> None:
         key = json.dumps(SERVER.as_dict(private=True))
-        client, dpop = await guarded(environment(DPOP_GUARD_HTTPSIG_SIGNING_KEY=key))
+        env = environment(DPOP_GUARD_HTTPSIG_SIGNING_KEY=key)
+        described = from_env(environ=env)
+        info = "message signatures (RFC 9421): required; responses signed with keyid rs-env-1"
+        assert info in described.describe()
+        await described.aclose()
+        client, dpop = await guarded(env)
         headers = signed(dpop)
         response = await get(client, headers)
         assert response.status_code == 200, response.text

@@ -278,6 +278,10 @@ class TestFromEnv:
         self, simulator_url: str, sim: SimulatorState, signer: ProofSigner, reasons: list[str]
     ) -> None:
         guard = from_env(environ=environment(simulator_url))
+        assert (
+            f"introspection answers: signed (RFC 9701) by {AS_ISSUER}, keys from "
+            f"{simulator_url + JWKS_PATH}, aud {ORIGIN}, alg ES256 PS256 EdDSA"
+        ) in guard.describe()
         app = inner_app()
         guard.install(app)
         token = issue(sim, signer)
