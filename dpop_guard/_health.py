@@ -247,7 +247,10 @@ async def _probe_introspection(guard: DPoPGuard) -> Failure | None:
     try:
         await guard.upstream.introspect(guard.probe_token(), request=facts)
     except ServiceUnavailable as exc:
-        return classify(exc), ""
+        cause = classify(exc)
+        # An answer that came but broke a rule (an RFC 9701 signed answer's issuer, say):
+        # name the rule, which the cause alone ("other") would not.
+        return cause, f"its answer was refused ({exc.reason})" if cause == "other" else ""
     except DPoPGuardError:
         return None  # refused, as it should: the endpoint answers and our credentials work
     except Exception as exc:  # an HTTP client's own error, not mapped by the introspector

@@ -223,6 +223,20 @@ IntrospectionReason = Literal[
     # an RFC 7662 answer that refuses the token
     "introspection_inactive",
     "introspection_audience",
+    # RFC 9701 signed answers, required but not given or not valid: the authorization
+    # server's side failing (503), never the client's (dpop_guard.introspection._signed)
+    "introspection_unsigned",
+    "introspection_jwt_too_large",
+    "introspection_jwt_malformed",
+    "introspection_jwt_typ",
+    "introspection_jwt_alg",
+    "introspection_jwt_unknown_key",
+    "introspection_jwt_signature",
+    "introspection_jwt_issuer",
+    "introspection_jwt_audience",
+    "introspection_jwt_iat",
+    "introspection_jwt_expired",
+    "introspection_jwt_content",
 ]
 """Why an introspector refused a token, or could not ask (the JWKS fetch included)."""
 

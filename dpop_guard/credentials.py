@@ -110,6 +110,14 @@ class DPoPCredentials:
         """The client's alias, where the authorization server has one."""
         return self.token.client_id_alias
 
+    @property
+    def introspection_jwt(self) -> str | None:
+        """The authorization server's signed statement about the token (RFC 9701, a
+        compact JWS the guard verified), for an audit trail; ``None`` unless signed
+        introspection answers are required (``DPOP_GUARD_INTROSPECTION_SIGNED``). On a
+        cache hit it is the answer of the introspection that filled the cache."""
+        return self.token.introspection_jwt
+
 
 class DPoPUser(BaseUser):
     """``request.user`` for a request that passed: authenticated, named by its subject (or,

@@ -92,6 +92,9 @@ class TokenInfo:
     - ``grant_id``, ``consented_claims``, ``client_id_alias``: Authlete's ``grantId``,
       ``consentedClaims``, ``clientIdAlias`` (the client's alias, whether or not the client
       used it in the request).
+    - ``introspection_jwt``: the authorization server's RFC 9701 signed answer these facts
+      were read from (a compact JWS, verified), for the application's audit trail; kept
+      with the facts in the caches. ``None``: the answer was not signed.
     """
 
     subject: str | None
@@ -107,3 +110,4 @@ class TokenInfo:
     grant_id: str | None = None
     consented_claims: tuple[str, ...] = ()
     client_id_alias: str | None = None
+    introspection_jwt: str | None = field(default=None, repr=False)

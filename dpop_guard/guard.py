@@ -73,7 +73,9 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from .devtools.simulator import SimulatorState
+    from .httpsig._settings import HTTPSignatureSettings
     from .introspection._breaker import CircuitBreaker
+    from .introspection._signed import SignedResponseVerifier
     from .introspection.cached import SharedTokenCache
     from .metrics import Metrics
     from .mtls import ClientCertificateSource
@@ -268,6 +270,8 @@ class DPoPGuard:
     :param upstream_target: where the upstream is, without credentials (for messages).
     :param credential_variables: the variables holding the upstream's credentials, named
         when it refuses them.
+    :param httpsig: RFC 9421 message signing (``DPOP_GUARD_HTTPSIG``), which
+        :meth:`install` adds behind the DPoP middleware; ``None``: none.
 
     :attr:`readiness` and :attr:`liveness` are mountable ASGI apps; :meth:`install`
     answers them at ``stores.readiness_path`` and ``stores.liveness_path`` before
@@ -293,6 +297,7 @@ class DPoPGuard:
         upstream_variable: str = "AUTHLETE_BASE_URL",
         upstream_target: str = "",
         credential_variables: str | None = None,
+        httpsig: HTTPSignatureSettings | None = None,
     ) -> None:
         self.settings = settings
         self.stores = stores
@@ -309,6 +314,7 @@ class DPoPGuard:
         self.upstream_variable = upstream_variable
         self.upstream_target = upstream_target
         self.credential_variables = credential_variables
+        self.httpsig = httpsig
         self.readiness = Readiness(self, stores.readiness_timeout)
         self.liveness = Liveness()
         self._closers = list(closers)
@@ -360,6 +366,15 @@ class DPoPGuard:
             app.mount(SIMULATOR_MOUNT, app=self.simulator_app)
         self.settings, learned = prepare_app(app, self.settings)
         self._installed = (app, learned)
+        if self.httpsig is not None:
+            # Added first, so it runs behind the DPoP middleware: it sees the token's
+            # client_id (per-client keys) and only requests whose token and proof passed.
+            from .httpsig import HTTPSignatureMiddleware
+
+            options = self.httpsig.middleware_options(
+                public_url=self.settings.public_url, replay_store=self.replay_store
+            )
+            app.add_middleware(HTTPSignatureMiddleware, **options)
         app.add_middleware(DPoPGuardMiddleware, **self.middleware_options)
         app.add_middleware(OperationsMiddleware, guard=self)  # added last: runs first
 
@@ -449,9 +464,22 @@ class DPoPGuard:
         """What ``dpop-guard check-config`` reports as information (not problems)."""
         source = self.certificate_source
         if source is None:
-            return ["client certificates: none (DPoP-bound tokens only)"]
-        where = "trusted proxies only" if source.requires_trusted_proxy else "the ASGI server"
-        return [f"client certificates: {source.name} (believed from {where})"]
+            lines = ["client certificates: none (DPoP-bound tokens only)"]
+        else:
+            where = "trusted proxies only" if source.requires_trusted_proxy else "the ASGI server"
+            lines = [f"client certificates: {source.name} (believed from {where})"]
+        verifier: SignedResponseVerifier | None = getattr(self.upstream, "signed", None)
+        if verifier is not None:
+            s = verifier.settings
+            lines.append(
+                f"introspection answers: signed (RFC 9701) by {s.issuer}, keys from "
+                f"{s.jwks_uri}, aud {s.audience}, alg {' '.join(s.algorithms)}"
+            )
+        if self.httpsig is not None:
+            key = self.httpsig.signing_key
+            signed = f"signed with keyid {key.keyid}" if key is not None else "not signed"
+            lines.append(f"message signatures (RFC 9421): {self.httpsig.mode}; responses {signed}")
+        return lines
 
     async def check(self) -> list[str]:
         """What ``dpop-guard check-config`` reports: problems, as sentences (empty when all
@@ -652,6 +680,36 @@ def _jwt(env: Mapping[str, str], resources: tuple[str, ...], *, embedded: bool) 
     )
 
 
+def _signed(
+    env: Mapping[str, str], default_audience: str | None
+) -> tuple[SignedResponseVerifier | None, list[Closer]]:
+    """The RFC 9701 verifier ``DPOP_GUARD_INTROSPECTION_SIGNED=required`` asks for (``None``
+    when off), and what it opened."""
+    from .introspection._signed import SignedResponseSettings, SignedResponseVerifier
+
+    try:
+        signed = SignedResponseSettings.from_env(env, default_audience=default_audience)
+    except ValueError as exc:
+        raise field_error(exc, {}, fallback=ENV_PREFIX + "INTROSPECTION_SIGNED") from None
+    if signed is None:
+        return None, []
+    import httpx
+
+    jwks_client = httpx.AsyncClient()  # JWKS fetches are rare: httpx is fine here
+    return SignedResponseVerifier.remote(jwks_client, signed), [jwks_client.aclose]
+
+
+def _no_signed_answers(env: Mapping[str, str], mode: str) -> None:
+    """Refuse ``DPOP_GUARD_INTROSPECTION_SIGNED`` where no introspector would read it: a
+    setting that silently does nothing is a pass where a refusal was asked for."""
+    if EnvReader(env, ENV_PREFIX).is_set("INTROSPECTION_SIGNED"):
+        raise ConfigurationError(
+            ENV_PREFIX + "INTROSPECTION_SIGNED",
+            f"is set, but {mode} introspection never asks for signed answers (RFC 9701)",
+            "use DPOP_GUARD_INTROSPECTION=rfc7662 or authlete-standard, or unset it",
+        )
+
+
 def _rfc7662(env: Mapping[str, str], resources: tuple[str, ...]) -> _Chain:
     from .introspection._http import AsyncioHTTPClient
     from .introspection.rfc7662 import RFC7662Introspector, RFC7662Settings
@@ -660,14 +718,16 @@ def _rfc7662(env: Mapping[str, str], resources: tuple[str, ...]) -> _Chain:
         settings = RFC7662Settings.from_env(env, default_resources=resources)
     except ValueError as exc:
         raise field_error(exc, _RFC7662_FIELDS, fallback=ENV_PREFIX + "INTROSPECTION_*") from None
+    # RFC 9701: the signed answer's aud is our client id there (oidc-provider's choice too).
+    verifier, signed_closers = _signed(env, settings.client_id)
     client = AsyncioHTTPClient()
-    introspector = RFC7662Introspector(client, settings)
+    introspector = RFC7662Introspector(client, settings, signed=verifier)
     where = (ENV_PREFIX + "INTROSPECTION_URL", settings.url)
     secret = "CLIENT_SECRET" if settings.client_secret is not None else "PRIVATE_KEY"
     credentials = f"{ENV_PREFIX}INTROSPECTION_CLIENT_ID/{ENV_PREFIX}INTROSPECTION_{secret}"
     return _Chain(
         introspector,
-        [client.aclose],
+        [client.aclose, *signed_closers],
         breaker=introspector.breaker,
         where=where,
         credentials=credentials,
@@ -675,7 +735,12 @@ def _rfc7662(env: Mapping[str, str], resources: tuple[str, ...]) -> _Chain:
 
 
 def _authlete(
-    env: Mapping[str, str], resources: tuple[str, ...], *, standard: bool, embedded: bool
+    env: Mapping[str, str],
+    resources: tuple[str, ...],
+    *,
+    standard: bool,
+    embedded: bool,
+    rs_uri: str | None = None,
 ) -> _Chain:
     from .introspection.authlete import AuthleteIntrospector
     from .introspection.rfc7662 import AuthleteStandardIntrospector
@@ -695,17 +760,30 @@ def _authlete(
         except ValueError as exc:
             raise _authlete_problem(env, exc) from None
         http, simulator, simulator_app = AsyncioHTTPClient(), None, None
-    # authlete-standard: Authlete's RFC 7662 helper API, cnf.jkt checked locally.
-    introspector = (
-        AuthleteStandardIntrospector(http, authlete)
-        if standard
-        else AuthleteIntrospector(http, authlete)
-    )
+    # authlete-standard: Authlete's RFC 7662 helper API, cnf.jkt checked locally; signed
+    # (RFC 9701) on request, its aud the rsUri sent (this API's first resource identifier).
+    signed_closers: list[Closer] = []
+    if standard:
+        from .introspection import resources_from_env
+
+        ours = resources_from_env(env, default=(rs_uri,) if rs_uri else ())
+        verifier, signed_closers = _signed(env, ours[0] if ours else None)
+        try:
+            introspector: AuthleteIntrospector | AuthleteStandardIntrospector = (
+                AuthleteStandardIntrospector(http, authlete, signed=verifier)
+            )
+        except ValueError as exc:  # RFC 9701 with the V2 API
+            raise ConfigurationError(
+                ENV_PREFIX + "INTROSPECTION_SIGNED", str(exc), "set AUTHLETE_API_VERSION=V3"
+            ) from None
+    else:
+        _no_signed_answers(env, "authlete")
+        introspector = AuthleteIntrospector(http, authlete)
     where = ("AUTHLETE_BASE_URL", authlete.base_url)
     secret = "ACCESSTOKEN" if authlete.api_version == "V3" else "APISECRET"
     return _Chain(
         introspector,
-        [http.aclose],
+        [http.aclose, *signed_closers],
         simulator,
         simulator_app,
         breaker=introspector.breaker,
@@ -786,6 +864,7 @@ def from_env(
             "is not set, but routes accept certificate-bound tokens: " + ", ".join(mtls_routes),
             "set it to the proxy or server that passes client certificates",
         )
+    httpsig = _httpsig(env)
     for url, name in (
         (settings.replay_store, "REPLAY_STORE"),
         (stores.introspection_cache or "", "INTROSPECTION_CACHE"),
@@ -801,6 +880,8 @@ def from_env(
     mode = stores.introspection
     public = (settings.public_url,) if settings.public_url else ()
     if mode == "jwt":
+        if not EnvReader(env, ENV_PREFIX).is_set("JWT_REVOCATION_INTROSPECTION"):
+            _no_signed_answers(env, "jwt")  # else the revocation introspector reads it
         chain = _jwt(env, public, embedded=stores.development_simulator)
     elif mode == "rfc7662":
         chain = _rfc7662(env, ())
@@ -810,6 +891,7 @@ def from_env(
             public if mode == "authlete" else (),
             standard=mode == "authlete-standard",
             embedded=stores.development_simulator,
+            rs_uri=settings.public_url,
         )
 
     # Required outside development, once the introspector's own settings are known good.
@@ -860,7 +942,21 @@ def from_env(
         upstream_variable=chain.where[0],
         upstream_target=chain.where[1],
         credential_variables=chain.credentials,
+        httpsig=httpsig,
     )
+
+
+def _httpsig(env: Mapping[str, str]) -> HTTPSignatureSettings | None:
+    """``DPOP_GUARD_HTTPSIG`` and its siblings (:mod:`dpop_guard.httpsig._settings`), read
+    only when switched on (the ``httpsig`` extra is needed then)."""
+    reader = EnvReader(env, ENV_PREFIX)
+    if not any(name.startswith(ENV_PREFIX + "HTTPSIG") and env[name].strip() for name in env):
+        return None
+    if reader.is_set("HTTPSIG") and (reader.text("HTTPSIG") or "").lower() != "off":
+        _require("http_sf", "httpsig", f"{ENV_PREFIX}HTTPSIG")
+    from .httpsig._settings import HTTPSignatureSettings
+
+    return HTTPSignatureSettings.from_env(env)
 
 
 def _add_closer(closers: list[Closer], component: object) -> None:

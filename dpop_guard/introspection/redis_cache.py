@@ -62,12 +62,17 @@ _MAC_BYTES: Final = 32
 _FIELDS: Final = frozenset(
     {"s", "c", "sc", "e", "j", "x", "a", "t", "r", "d", "g", "cc", "al", "u"}
 )
+# With an RFC 9701 signed answer kept for the audit trail, "jw" too: present only then, so
+# the entries of unsigned configurations keep the format earlier releases read.
+_SIGNED_FIELDS: Final = _FIELDS | {"jw"}
 
 
 def _encode(info: TokenInfo, until: float) -> bytes:
     details = info.authorization_details
+    signed = {} if info.introspection_jwt is None else {"jw": info.introspection_jwt}
     return json.dumps(
         {
+            **signed,
             "s": info.subject,
             "c": info.client_id,
             "sc": sorted(info.scopes),
@@ -105,7 +110,7 @@ def _decode(raw: bytes | str) -> tuple[TokenInfo, float] | None:
     missing (a missing ``x`` must not read as "unbound"), added, or of the wrong type."""
     try:
         data = json.loads(raw)
-        if not isinstance(data, dict) or data.keys() != _FIELDS:
+        if not isinstance(data, dict) or (data.keys() != _FIELDS and data.keys() != _SIGNED_FIELDS):
             return None
         until = data["u"]
         if not (
@@ -113,6 +118,7 @@ def _decode(raw: bytes | str) -> tuple[TokenInfo, float] | None:
             and _strs(data["r"])
             and _strs(data["cc"])
             and all(_str_or_none(data[k]) for k in ("s", "c", "j", "x", "a", "g", "al"))
+            and isinstance(data.get("jw", ""), str)
             and (data["t"] is None or _whole(data["t"]))
             and (data["e"] is None or _whole(data["e"]))
             and isinstance(until, (int, float))
@@ -134,6 +140,7 @@ def _decode(raw: bytes | str) -> tuple[TokenInfo, float] | None:
             grant_id=data["g"],
             consented_claims=tuple(data["cc"]),
             client_id_alias=data["al"],
+            introspection_jwt=data.get("jw"),
         )
     except (ValueError, TypeError, RecursionError):
         return None

@@ -4,6 +4,12 @@ server that returns ``cnf.jkt`` (RFC 9449 section 6.2) for DPoP-bound tokens.
 Unlike Authlete's API, the answer says what the token is bound to, so the binding is checked
 locally (the proof is never sent) and one call per miss suffices. Client authentication is
 ``client_secret_basic`` or ``private_key_jwt`` (RFC 7523).
+
+With a :class:`~dpop_guard.introspection._signed.SignedResponseVerifier` both introspectors
+ask for RFC 9701 signed answers (``Accept: application/token-introspection+jwt``, or
+Authlete's ``httpAcceptHeader``) and accept nothing else: a plain JSON answer is a 503
+``introspection_unsigned``. The verified ``token_introspection`` object then goes through
+:func:`token_info_from`, the one reader of an answer's facts, signed or not.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from joserfc import jwt as jose_jwt
 
 from .._env import EnvReader
 from .._reasons import Upstream
+from ..errors import IntrospectionUnavailable
 from . import (
     Audience,
     CacheScope,
@@ -44,6 +51,7 @@ from ._breaker import (
 from ._breaker import unavailable as _unavailable
 from ._endpoint import check_service_url
 from ._http import PostTransport, as_transport
+from ._signed import JWT_RESPONSE_TYPE, SignedAnswer, SignedResponseVerifier
 from .authlete import AuthleteSettings
 
 __all__ = [
@@ -136,6 +144,7 @@ class RFC7662Introspector:
 
     :param client: an :class:`~dpop_guard.introspection._http.AsyncioHTTPClient` or an
         ``httpx.AsyncClient``.
+    :param signed: ask for RFC 9701 signed answers only, and verify them with this.
     """
 
     def __init__(
@@ -144,13 +153,19 @@ class RFC7662Introspector:
         settings: RFC7662Settings,
         *,
         breaker: BreakerOption = DEFAULT_BREAKER,
+        signed: SignedResponseVerifier | None = None,
     ) -> None:
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self.breaker = breaker_from(breaker)
+        self.signed = signed
         self._audience = _audience(audiences(settings.audience, settings.resources))
         self.cache_scope = CacheScope.of(
-            "rfc7662", self._audience, url=settings.url, client_id=settings.client_id
+            "rfc7662",
+            self._audience,
+            url=settings.url,
+            client_id=settings.client_id,
+            **(signed.settings.scope_facts() if signed is not None else {}),
         )
         """What a cache of these answers is keyed by (the endpoint and our client id at
         it, the audience), and checks again on every hit."""
@@ -193,7 +208,7 @@ class RFC7662Introspector:
         form = {"token": token, "token_type_hint": "access_token"}
         headers = [
             ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Accept", "application/json"),
+            ("Accept", "application/json" if self.signed is None else JWT_RESPONSE_TYPE),
         ]
         if self._basic is not None:
             headers.append(("Authorization", self._basic))
@@ -209,6 +224,9 @@ class RFC7662Introspector:
             prefix="introspection",
             timeout=self.settings.timeout,
         )
+        if self.signed is not None:
+            answer = await _verified(self.signed, response.body, self.settings.url)
+            return token_info_from(answer.content, self._audience, signed_jwt=answer.jwt)
         try:
             data = json.loads(response.body)
         except ValueError as exc:
@@ -216,6 +234,15 @@ class RFC7662Introspector:
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("introspection_bad_response")
         return token_info_from(data, self._audience)
+
+
+async def _verified(verifier: SignedResponseVerifier, body: bytes, url: str) -> SignedAnswer:
+    """The verified signed answer from ``url``."""
+    try:
+        return await verifier.verify(body)
+    except IntrospectionUnavailable as exc:
+        exc.upstream_url = exc.upstream_url or url  # for the outage's log line
+        raise
 
 
 def _audience(accepted: frozenset[str]) -> Audience:
@@ -228,11 +255,14 @@ def token_info_from(
     audience: Audience | str | frozenset[str] | None,
     *,
     prefix: Upstream = "introspection",
+    signed_jwt: str | None = None,
 ) -> TokenInfo:
-    """The facts in an RFC 7662 answer (``active`` already known to be a bool).
+    """The facts in an RFC 7662 answer (``active`` already known to be a bool), signed
+    (RFC 9701, its ``token_introspection`` object) or not.
 
     :param audience: the rule ``aud`` must pass, or the identifiers it must name one of
         (a single one, or none: no check).
+    :param signed_jwt: the verified signed answer the facts come from, kept with them.
     """
     if not data["active"]:
         raise InactiveToken("introspection_inactive", "The access token is not active.")
@@ -267,6 +297,7 @@ def token_info_from(
         scopes=frozenset((scope or "").split()),
         expires_at=exp,
         jkt=jkt,
+        introspection_jwt=signed_jwt,
         **extra,
     )
 
@@ -279,6 +310,14 @@ class AuthleteStandardIntrospector:
     checked locally as for any RFC 7662 server. Whether Authlete includes ``cnf.jkt`` there
     is not documented (see ``authlete-introspection.md``); without it, bound tokens look
     unbound and are refused by default: fail closed.
+
+    With ``signed``, Authlete is asked for an RFC 9701 answer (``httpAcceptHeader``,
+    ``rsUri`` = the verifier's audience, ``introspectionSignAlg`` = its first algorithm,
+    so never RS256 unless configured first): action ``JWT`` carries the signed answer, and
+    ``OK`` (plain JSON) is a 503 ``introspection_unsigned``. Those parameters exist in
+    Authlete 3.0's API (V3) only: with V2, ``signed`` is refused when built.
+
+    :raises ValueError: ``signed`` with the V2 API.
     """
 
     def __init__(
@@ -288,10 +327,17 @@ class AuthleteStandardIntrospector:
         *,
         audience: str | None = None,
         breaker: BreakerOption = DEFAULT_BREAKER,
+        signed: SignedResponseVerifier | None = None,
     ) -> None:
+        if signed is not None and settings.api_version != "V3":
+            raise ValueError(
+                "signed introspection responses (RFC 9701) need Authlete's V3 API "
+                "(Authlete 3.0); the V2 API has no JWT answer"
+            )
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self.audience = audience
+        self.signed = signed
         # The same resources as the Authlete introspector's, checked against ``aud``.
         self._audience = _audience(audiences(audience, settings.resources))
         self.cache_scope = CacheScope.of(
@@ -299,6 +345,7 @@ class AuthleteStandardIntrospector:
             self._audience,
             url=settings.introspection_url + "/standard",
             service=settings.api_key,
+            **(signed.settings.scope_facts() if signed is not None else {}),
         )
         """What a cache of these answers is keyed by (endpoint, service, audience)."""
         self.breaker = breaker_from(breaker)
@@ -315,22 +362,43 @@ class AuthleteStandardIntrospector:
             self.breaker, lambda: self._introspect(token), open_reason="introspection_circuit_open"
         )
 
+    def _request(self, token: str) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "parameters": urlencode({"token": token, "token_type_hint": "access_token"})
+        }
+        if self.signed is not None:
+            signed = self.signed.settings
+            request["httpAcceptHeader"] = JWT_RESPONSE_TYPE
+            request["rsUri"] = signed.audience
+            request["introspectionSignAlg"] = signed.algorithms[0]
+        return request
+
     async def _introspect(self, token: str) -> TokenInfo:
-        body = json.dumps(
-            {"parameters": urlencode({"token": token, "token_type_hint": "access_token"})}
-        ).encode()
         response = await post(
             self._transport,
             self._url,
             self._headers,
-            body,
+            json.dumps(self._request(token)).encode(),
             prefix="authlete",
             timeout=self.settings.timeout,
         )
         try:
             answer = json.loads(response.body)
-            data = json.loads(answer["responseContent"]) if answer.get("action") == "OK" else None
+            action = answer.get("action")
+            content = answer["responseContent"] if action in ("OK", "JWT") else None
+            if not isinstance(content, str):
+                raise TypeError("responseContent is not a string")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise _unavailable("authlete_bad_response", exc) from exc
+        if self.signed is not None:
+            # ``OK`` is a plain answer: the verifier refuses it as unsigned.
+            signed = await _verified(self.signed, content.encode(), self._url)
+            return token_info_from(
+                signed.content, self._audience, prefix="authlete", signed_jwt=signed.jwt
+            )
+        try:
+            data = json.loads(content) if action == "OK" else None
+        except ValueError as exc:
             raise _unavailable("authlete_bad_response", exc) from exc
         if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
             raise _unavailable("authlete_bad_response")

@@ -5,6 +5,7 @@ once, never an error (a real redis-server)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -36,6 +37,7 @@ FULL = TokenInfo(
     grant_id="g",
     consented_claims=("name",),
     client_id_alias="alias",
+    introspection_jwt="eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJhcyJ9.c2ln",
 )
 
 
@@ -76,6 +78,14 @@ class TestFields:
             found[0].authorization_details[0]["type"] = "x"
         await cache.aclose()
 
+    async def test_unsigned_entry_keeps_the_earlier_format(self, cache: RedisTokenCache) -> None:
+        """Without an RFC 9701 answer the entry has no "jw" member, so a process of an
+        earlier release reads it during a rolling upgrade."""
+        unsigned = dataclasses.replace(FULL, introspection_jwt=None)
+        await cache.set(KEY, unsigned, 1_900_000_000.0, 30)
+        assert "jw" not in json.loads((await stored(cache))[1:])
+        assert await cache.get(KEY) == (unsigned, 1_900_000_000.0)
+
     async def test_entry_without_a_field_is_not_read(self, cache: RedisTokenCache) -> None:
         """An entry lacking x5t_s256 is no entry: it must never read as unbound."""
         await cache.set(KEY, FULL, 1_900_000_000.0, 30)
@@ -96,6 +106,8 @@ class TestFields:
             ("u", "later"),
             ("u", None),
             ("sc", ["a", 1]),
+            ("jw", None),
+            ("jw", 5),
             ("extra", 1),
         ],
     )

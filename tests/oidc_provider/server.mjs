@@ -33,6 +33,14 @@ const provider = new Provider(issuer, {
       grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
       scope: 'read:accounts read:balances', id_token_signed_response_alg: 'ES256' },
   ],
+  // RFC 9701: asked with Accept: application/token-introspection+jwt, the introspection
+  // endpoint answers with a JWT signed ES256 (the only key; RS256 is the default otherwise).
+  // The other members are oidc-provider's own defaults (clientDefaults replaces them all).
+  clientDefaults: {
+    grant_types: ['authorization_code'], id_token_signed_response_alg: 'RS256',
+    response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic',
+    introspection_signed_response_alg: 'ES256',
+  },
   scopes: ['read:accounts', 'read:balances'],
   features: {
     // Per client: the FAPI 2.0 profile for the FAPI clients only, so the RFC 7662 tests'
@@ -41,6 +49,7 @@ const provider = new Provider(issuer, {
     pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
+    jwtIntrospection: { enabled: true }, // RFC 9701
     dPoP: { enabled: true },
     devInteractions: { enabled: false },
     resourceIndicators: {

@@ -61,6 +61,8 @@ from ._authorization import (
 )
 from ._jose import eddsa_accepted as _eddsa_accepted
 from ._mtls import check_certificate_binding, confirmation, token_create_thumbprint
+from ._rfc7662 import RFC7662_PATH, rfc7662_introspection
+from ._signed import JWKS_PATH, JWT_RESPONSE_TYPE, SIGNED_FLAWS
 from ._state import DEFAULT_CLIENT_ID, SimToken, SimulatorState
 
 __all__ = ["MAX_API_BODY", "create_simulator_app"]
@@ -197,6 +199,7 @@ class _Simulator:
     def __init__(self, state: SimulatorState, auth: AuthorizationService) -> None:
         self.state = state
         self.auth = auth
+        self.signer = state.signer
         with _eddsa_accepted():
             self.registry = jws.JWSRegistry(algorithms=list(_ALGS))
         # joserfc's default 512-byte header cap refuses every RSA-2048 proof.
@@ -586,7 +589,50 @@ class _Simulator:
                     json.dumps({"error": "invalid_request", "error_description": msg}),
                 )
             )
+        signed = gated.get("httpAcceptHeader") == JWT_RESPONSE_TYPE
+        rs_uri, sign_alg = gated.get("rsUri"), gated.get("introspectionSignAlg")
+        if signed and (not isinstance(rs_uri, str) or not rs_uri):
+            code, msg = "A145202", "'rsUri' is required for a JWT introspection response."  # [U]
+            return JSONResponse(
+                _result(
+                    "BAD_REQUEST",
+                    code,
+                    msg,
+                    json.dumps({"error": "invalid_request", "error_description": msg}),
+                )
+            )
+        if signed and sign_alg not in self.signer.algorithms:
+            # [U] Authlete defaults to RS256; the simulator signs FAPI algorithms only.
+            code, msg = "A145203", "'introspectionSignAlg' must be ES256 or PS256 here."
+            return JSONResponse(
+                _result(
+                    "BAD_REQUEST",
+                    code,
+                    msg,
+                    json.dumps({"error": "invalid_request", "error_description": msg}),
+                )
+            )
         token = dict(parse_qsl(parameters)).get("token", "")
+        content = self.standard_content(token, rs_uri if isinstance(rs_uri, str) else None)
+        code = "A145001"
+        message = f"Introspection was performed successfully (active={content['active']})."
+        flaw = self.state.signed_flaw
+        if not signed or flaw == "unsigned":
+            return JSONResponse(_result("OK", code, message, json.dumps(content)))
+        assert isinstance(sign_alg, str) and isinstance(rs_uri, str)
+        jwt = self.signer.sign(
+            content,
+            alg=sign_alg,
+            issuer=self.auth.service.issuer,
+            audience=rs_uri,
+            now=int(self.state.clock()),
+            flaw=flaw,
+        )
+        return JSONResponse(_result("JWT", code, message, jwt))
+
+    def standard_content(self, token: str, rs_uri: str | None) -> dict[str, Any]:
+        """The RFC 7662 answer for ``token``: ``active: false`` when unknown, expired, or
+        for a resource server (``rs_uri``) not among the token's resources."""
         record = self.state.tokens.get(token)
         if record is None or record.expires_at <= self.state.clock():
             content: dict[str, Any] = {"active": False}
@@ -613,9 +659,20 @@ class _Simulator:
                 content["auth_time"] = record.auth_time
             if record.authorization_details is not None:
                 content["authorization_details"] = list(record.authorization_details)
-        code = "A145001"
-        message = f"Introspection was performed successfully (active={content['active']})."
-        return JSONResponse(_result("OK", code, message, json.dumps(content)))
+        if (
+            content["active"]
+            and rs_uri is not None
+            and record is not None
+            and record.resources
+            and rs_uri not in record.resources
+        ):
+            content = {"active": False}  # rsUri not among the token's audiences
+        return content
+
+    async def jwks(self, request: Request) -> Response:
+        """The public keys RFC 9701 answers are signed with (the authorization server's
+        ``jwks_uri``)."""
+        return JSONResponse(self.signer.jwks())
 
     # -- /auth/token/create -----------------------------------------------------------
     async def token_create(self, request: Request) -> Response:
@@ -711,6 +768,11 @@ class _Simulator:
             )
         except (ValueError, TypeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        if "signed_flaw" in body:
+            flaw = body["signed_flaw"]
+            if flaw is not None and flaw not in SIGNED_FLAWS:
+                return JSONResponse({"error": f"unknown signed_flaw {flaw!r}"}, status_code=400)
+            self.state.signed_flaw = flaw
         if body.get("reset_counters"):
             self.state.reset_counters()
         return JSONResponse({"fault": self.state.fault, "latency": self.state.latency})
@@ -739,6 +801,8 @@ def create_simulator_app(
             ),
             Route("/api/auth/token/create", sim.token_create, methods=["POST"]),
             Route("/api/{service_id}/auth/token/create", sim.token_create, methods=["POST"]),
+            Route(JWKS_PATH, sim.jwks, methods=["GET"]),
+            Route(RFC7662_PATH, rfc7662_introspection(sim), methods=["POST"]),
             Route("/sim/stats", sim.sim_stats, methods=["GET"]),
             Route("/sim/faults", sim.sim_faults, methods=["POST"]),
         ]

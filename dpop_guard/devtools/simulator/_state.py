@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._signed import IntrospectionSigner
+
 __all__ = [
     "DEFAULT_API_SECRET",
     "DEFAULT_CLIENT_ID",
@@ -68,6 +70,12 @@ class SimulatorState:
     iat_skew: int = 60  # [U] Authlete's window is not published
     calls: Counter[str] = field(default_factory=Counter)
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
+    signer: IntrospectionSigner = field(default_factory=IntrospectionSigner, repr=False)
+    """The keys RFC 9701 answers are signed with (``rotate()`` them to test rotation)."""
+    signed_flaw: str | None = None
+    """How ``/auth/introspection/standard`` breaks its RFC 9701 answers (one of
+    ``dpop_guard.devtools.simulator._signed.SIGNED_FLAWS``), until cleared; ``None``: it
+    does not."""
     clock: Callable[[], float] = time.time
     """Drives every time check of the introspection APIs (expiry, ``iat``, ``maxAge``,
     nonces); tests inject one instead of sleeping."""
