@@ -830,6 +830,11 @@ def from_env(
 ) -> DPoPGuard:
     """Build a :class:`DPoPGuard` from ``environ`` (default: ``os.environ``).
 
+    ``environ`` holds the guard's own settings (``DPOP_GUARD_*``, ``AUTHLETE_*``). Outbound
+    proxies (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) are the
+    process's, read from ``os.environ`` by the HTTP clients as every client does, whatever
+    ``environ`` is passed.
+
     :param routes: the path rules (code, not environment); in development-simulator mode
         ``/__authlete/*`` is added in front of them as public.
     :param metrics: handed to the middleware.
