@@ -46,6 +46,7 @@ __all__ = [
     "Policy",
     "check_bearer",
     "check_binding",
+    "check_sender_constrained",
     "check_token_binding",
     "policy_for",
 ]
@@ -237,4 +238,19 @@ def check_binding(
             )
     elif constraint == "dpop" or info.x5t_s256 is None:
         if info.jkt is None:
-            raise InvalidToken("token_not_bound", "The access token is not DPoP-bound.")
+            raise _not_bound("The access token is not DPoP-bound.")
+
+
+def check_sender_constrained(jkt: str | None, x5t_s256: str | None) -> None:
+    """An endpoint's rule (:func:`dpop_guard.starlette.check_scopes`,
+    :class:`dpop_guard.fastapi.DPoPSecurity`): the token is bound to a DPoP key or a
+    certificate, whichever, unless the endpoint serves unbound tokens.
+
+    :raises InvalidToken: ``token_not_bound``.
+    """
+    if jkt is None and x5t_s256 is None:
+        raise _not_bound("The access token is not sender-constrained.")
+
+
+def _not_bound(description: str) -> InvalidToken:
+    return InvalidToken("token_not_bound", description)

@@ -12,7 +12,13 @@ from starlette.authentication import BaseUser
 from .errors import InsufficientScope, InsufficientUserAuthentication, InvalidToken
 from .facts import TokenInfo
 
-__all__ = ["DPoPCredentials", "DPoPUser", "check_step_up", "credentials_for"]
+__all__ = [
+    "DPoPCredentials",
+    "DPoPUser",
+    "check_granted_scopes",
+    "check_step_up",
+    "credentials_for",
+]
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,15 @@ class DPoPUser(BaseUser):
         return self.display_name
 
 
+def check_granted_scopes(granted: frozenset[str], required: tuple[str, ...]) -> None:
+    """The one scope rule: the token's ``granted`` scopes cover every ``required`` one.
+
+    :raises InsufficientScope: ``scope_missing``, naming ``required`` for the challenge.
+    """
+    if not granted.issuperset(required):
+        raise InsufficientScope("scope_missing", scope=" ".join(required))
+
+
 def check_step_up(
     acr: str | None,
     auth_time: int | None,
@@ -197,8 +212,8 @@ def credentials_for(
     """
     if info.expires_at is not None and info.expires_at <= now:
         raise InvalidToken("token_expired", "The access token has expired.")
-    if required and not info.scopes.issuperset(required):
-        raise InsufficientScope("scope_missing", scope=" ".join(required))
+    if required:
+        check_granted_scopes(info.scopes, required)
     if acr_values or max_age is not None:
         check_step_up(info.acr, info.auth_time, now=now, acr_values=acr_values, max_age=max_age)
     return DPoPCredentials(info, scheme, interaction_id)

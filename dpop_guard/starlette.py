@@ -59,11 +59,12 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from ._binding import check_sender_constrained
 from ._decision import log_refusal
 from ._respond import as_response, refuse_websocket
 from .challenges import ErrorResponse, challenge_for
-from .credentials import DPoPCredentials, check_step_up
-from .errors import AuthenticationRequired, DPoPGuardError, InsufficientScope, InvalidToken
+from .credentials import DPoPCredentials, check_granted_scopes, check_step_up
+from .errors import AuthenticationRequired, DPoPGuardError
 from .routes import PUBLIC_MARK, check_acr_values, check_max_age
 from .settings import DEFAULT_ALGORITHMS
 
@@ -119,10 +120,10 @@ def check_scopes(
     auth = conn.scope.get("auth")
     if not isinstance(auth, DPoPCredentials):
         raise AuthenticationRequired("not_authenticated")
-    if not allow_unbound and auth.jkt is None and auth.x5t_s256 is None:
-        raise InvalidToken("token_not_bound", "The access token is not sender-constrained.")
-    if scopes and not auth.scopes.issuperset(scopes):
-        raise InsufficientScope("scope_missing", scope=" ".join(scopes))
+    if not allow_unbound:
+        check_sender_constrained(auth.jkt, auth.x5t_s256)
+    if scopes:
+        check_granted_scopes(auth.scopes, tuple(scopes))
     if acr_values or max_age is not None:
         check_step_up(
             auth.acr,
