@@ -166,6 +166,7 @@ NOT_IN_REFERENCE = {
     "dpop_guard.demo.accounts": "the demo's app",
     "dpop_guard.demo.authorization_server": "the demo's authorization server",
     "dpop_guard.demo.fastapi_accounts": "the FastAPI example app",
+    "dpop_guard.forward_auth": "a server, documented in docs/forward-auth.md",
 }
 
 
