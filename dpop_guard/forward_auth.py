@@ -17,8 +17,9 @@ An adapter, not a second guard. For each check request from the proxy it
 
 A refusal is the middleware's own answer (status, ``WWW-Authenticate``, ``DPoP-Nonce``,
 ``Cache-Control: no-store``, JSON body). nginx's ``auth_request`` only passes 2xx, 401 and
-403 (anything else becomes its own 500), so for nginx every other refusal travels as a
-401 whose ``X-Dpop-Guard-Status`` names the real status, and the body rides in
+403 (anything else becomes its own 500), and passes back no header but a 401's
+``WWW-Authenticate``, so for nginx every refusal travels as a 401 whose
+``X-Dpop-Guard-Status`` names the real status, and the body rides in
 ``X-Dpop-Guard-Body``; the shipped configuration answers the client with both
 (``deploy/forward-auth/nginx.conf``).
 
@@ -72,6 +73,7 @@ _MAX_METHOD_BYTES: Final = 32
 _METHOD: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
 _STATUS_HEADER: Final = b"x-dpop-guard-status"
 _BODY_HEADER: Final = b"x-dpop-guard-body"
+_NONCE_HEADER: Final = b"x-dpop-guard-nonce"
 _MAX_BODY_HEADER: Final = 1024
 
 
@@ -220,28 +222,34 @@ def _identity_value(value: object) -> bytes:
 
 class IdentityApp:
     """The app behind the guard: ``200`` with the identity headers built from
-    ``scope["auth"]`` (a public path: ``200`` with none), empty body."""
+    ``scope["auth"]`` (a public path: all empty), empty body."""
 
     def __init__(self, identity_headers: Sequence[tuple[str, str]]) -> None:
         self._headers = [(fact, header.lower().encode()) for fact, header in identity_headers]
 
     def headers(self, credentials: DPoPCredentials | None) -> list[tuple[bytes, bytes]]:
-        """The identity headers for ``credentials`` (a fact without a value is left out)."""
-        if credentials is None:
-            return []
+        """The identity headers for ``credentials``: every configured one, empty where
+        the fact has no value (a public path: all empty). A proxy that copies a header
+        whether or not the answer has it (Caddy 2.6 writes its unresolved placeholder)
+        then copies an empty value, never the client's or a placeholder."""
         found: list[tuple[bytes, bytes]] = []
         for fact, name in self._headers:
-            if fact == "scope":
-                value: object = " ".join(sorted(credentials.scopes))
+            value: object = None
+            if credentials is None:
+                pass
+            elif fact == "scope":
+                value = " ".join(sorted(credentials.scopes))
             else:
                 value = getattr(credentials, fact)
-            if value is not None and value != "":
-                found.append((name, _identity_value(value)))
+            found.append((name, b"" if value is None else _identity_value(value)))
         return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
         if scope["type"] != "http":
-            return  # lifespan: nothing to do
+            return
         headers = [
             (b"cache-control", b"no-store"),
             (b"content-length", b"0"),
@@ -249,6 +257,18 @@ class IdentityApp:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """The lifespan protocol, completed: the server then sends shutdown, on which the
+    guard's clients are closed (:class:`~dpop_guard.guard.OperationsMiddleware`)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,8 +324,7 @@ class ForwardAuth:
         if kind != "http":
             logger.warning("dpop_guard forward-auth: refusing an ASGI scope of type %r", kind)
             return
-        if self.forward.proxy == "nginx":
-            send = _for_nginx(send)
+        send = _for_nginx(send) if self.forward.proxy == "nginx" else _with_next_nonce(send)
         try:
             if not peer_is_trusted(scope, self._networks):
                 raise InvalidRequest(
@@ -429,9 +448,9 @@ def _invalid() -> InvalidRequest:
 
 def _for_nginx(send: Send) -> Send:
     """``send`` for nginx's ``auth_request``, which passes 2xx, 401 and 403 only: every
-    refusal also carries its status and (small) body in headers, and one that is neither
-    401 nor 403 travels as a 401 (``deploy/forward-auth/nginx.conf`` answers the client
-    with the status and body those headers name)."""
+    refusal travels as a 401 carrying its real status and (small) body in headers
+    (``deploy/forward-auth/nginx.conf`` answers the client with the status and body those
+    headers name)."""
     start: Message | None = None
     body = b""
 
@@ -453,12 +472,29 @@ def _for_nginx(send: Send) -> Send:
         headers = [*start.get("headers", ()), (_STATUS_HEADER, str(status).encode())]
         if len(body) <= _MAX_BODY_HEADER and all(0x20 <= b < 0x7F for b in body):
             headers.append((_BODY_HEADER, body))
-        wire = status if status in (401, 403) else 401
-        await send({"type": "http.response.start", "status": wire, "headers": headers})
+        # 401 whatever the status: nginx then also copies WWW-Authenticate (the only
+        # header it passes back itself), which the configuration cannot add without
+        # doubling it.
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         start = None
 
     return send_for_nginx
+
+
+def _with_next_nonce(send: Send) -> Send:
+    """``send`` adding ``X-Dpop-Guard-Nonce`` to an allow answer: the next nonce, or empty.
+    A proxy that copies a header onto the request whether or not the answer has it (Caddy
+    2.6 writes its unresolved placeholder) copies an empty value instead."""
+
+    async def send_with_next_nonce(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] < 300:
+            headers = list(message.get("headers", ()))
+            nonce = next((v for n, v in headers if n == b"dpop-nonce"), b"")
+            message["headers"] = [*headers, (_NONCE_HEADER, nonce)]
+        await send(message)
+
+    return send_with_next_nonce
 
 
 def _certificate_headers(environ: Mapping[str, str]) -> tuple[bytes, ...]:
