@@ -48,6 +48,7 @@ from ._respond import send_response
 from .challenges import challenge_for
 from .credentials import DPoPCredentials
 from .errors import DPoPGuardError, InvalidRequest, ServiceUnavailable
+from .replay import ReplayStore
 from .settings import ENV_PREFIX, GuardSettings, Route
 
 __all__ = [
@@ -523,6 +524,7 @@ def create_app(
     routes: Sequence[Route] = (),
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] | None = None,
+    replay_store: ReplayStore | None = None,
 ) -> ASGIApp:
     """The forward-auth server from the environment: :func:`dpop_guard.from_env` (the
     builder the in-process guard uses) plus :class:`ForwardAuthSettings`. Readiness and
@@ -531,6 +533,8 @@ def create_app(
 
     :param routes: the path rules of the original requests (as for the middleware).
     :param clock: for tests; the middleware's default otherwise.
+    :param replay_store: instead of the one ``DPOP_GUARD_REPLAY_STORE`` names (as the
+        middleware's own parameter).
     :raises ConfigurationError: one line naming the variable that is wrong.
     """
     import os
@@ -563,6 +567,8 @@ def create_app(
     options: dict[str, Any] = guard.middleware_options
     if clock is not None:
         options["clock"] = clock
+    if replay_store is not None:
+        options["replay_store"] = replay_store
     middleware = DPoPGuardMiddleware(IdentityApp(forward.identity_headers), **options)
     adapter = ForwardAuth(
         middleware,

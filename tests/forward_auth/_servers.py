@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dpop_guard.demo._nginx import ProxyProcess, find_command, free_port, render
 from dpop_guard.forward_auth import create_app
+from dpop_guard.replay import ReplayStore
 from dpop_guard.settings import Route
 from tests._support.servers import ServerThread
 
@@ -98,8 +99,9 @@ class ForwardAuthServer(ServerThread):
         environ: Mapping[str, str],
         routes: Sequence[Route],
         clock: Callable[[], float] | None = None,
+        replay_store: ReplayStore | None = None,
     ) -> None:
-        app = create_app(routes=routes, environ=environ, clock=clock)
+        app = create_app(routes=routes, environ=environ, clock=clock, replay_store=replay_store)
         super().__init__(app, lifespan="on", proxy_headers=False)
 
 
