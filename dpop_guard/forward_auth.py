@@ -204,10 +204,12 @@ class ForwardAuthSettings:
                     f"{item!r} is not fact=Header-Name",
                 )
             pairs.append((fact.strip().lower(), header.strip()))
+        flavour = env.choice("FORWARD_AUTH_PROXY", FLAVOURS, "nginx")
+        prefix = env.text("FORWARD_AUTH_PATH_PREFIX", "") or ""
         try:
             return cls(
-                proxy=env.choice("FORWARD_AUTH_PROXY", FLAVOURS, "nginx"),  # type: ignore[arg-type]
-                path_prefix=env.text("FORWARD_AUTH_PATH_PREFIX", "") or "",
+                proxy=flavour,  # type: ignore[arg-type]
+                path_prefix=prefix,
                 identity_headers=tuple(pairs) or DEFAULT_IDENTITY_HEADERS,
             )
         except ValueError as exc:
@@ -539,7 +541,7 @@ def create_app(
     """
     import os
 
-    from .guard import OperationsMiddleware, from_env
+    from .guard import OperationsMiddleware, StoreSettings, from_env
     from .middleware import DPoPGuardMiddleware
 
     env: Mapping[str, str] = os.environ if environ is None else environ
@@ -556,14 +558,17 @@ def create_app(
         # rebuilds into the scope's own Host and scheme: no X-Forwarded-* reaches the guard.
         env = {**env, ENV_PREFIX + "PROXY_HEADERS": "x-forwarded-host,x-forwarded-proto"}
     certificate_headers = _certificate_headers(env)
-    guard = from_env(routes=routes, environ=env)
+    # Before any client is opened: a prefix that covers a probe path would let a client's
+    # request (prefixed by Envoy) name the probe, which answers 200.
+    stores = StoreSettings.from_env(env)
     prefix = forward.path_prefix
-    for path in guard.probes:
-        if prefix and (path == prefix or path.startswith(prefix + "/")):
+    for path in (stores.readiness_path, stores.liveness_path):
+        if prefix and path is not None and (path == prefix or path.startswith(prefix + "/")):
             raise ConfigurationError(
                 ENV_PREFIX + "FORWARD_AUTH_PATH_PREFIX",
                 f"covers the probe path {path}: a client's request could name it",
             )
+    guard = from_env(routes=routes, environ=env)
     options: dict[str, Any] = guard.middleware_options
     if clock is not None:
         options["clock"] = clock
