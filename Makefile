@@ -17,7 +17,7 @@ LOWEST := .venv-lowest
 DEMO_VENV := .venv-demo
 DOCS_VENV := .venv-docs
 
-.PHONY: demo test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-http-instructions bench-split bench-fleet bench-mtls wheel-smoke clean
+.PHONY: demo test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-http-instructions bench-split bench-fleet bench-mtls bench-forward-auth wheel-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,7 @@ test: $(STAMP)
 	tools/ensure-command chromium chromium
 	tools/ensure-command nginx nginx
 	tools/ensure-command haproxy haproxy
+	tools/ensure-command caddy caddy   # the forward-auth tests run behind Caddy too
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -126,6 +127,12 @@ bench-split: $(STAMP)
 bench-mtls: $(STAMP)
 	tools/ensure-command nginx nginx
 	$(BIN)/python -m benchmarks.mtls
+
+# nginx + the forward-auth server + a static upstream against the guard in process.
+bench-forward-auth: $(STAMP)
+	tools/ensure-command nginx nginx
+	tools/ensure-command wrk
+	$(BIN)/python -m benchmarks.forward_auth
 
 bench-fleet: $(STAMP)
 	tools/ensure-command redis-server
