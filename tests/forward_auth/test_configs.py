@@ -27,9 +27,9 @@ def _text(name: str) -> str:
 def test_nginx_sets_its_contract_and_the_identity(name: str) -> None:
     text = _text(name)
     contract = CONTRACTS["nginx"]
-    for header in (contract.method, contract.target, contract.host, contract.proto):
-        assert header is not None
-        assert re.search(rf"proxy_set_header {header.decode()} \$\w+;", text, re.I), header
+    for named in (contract.method, contract.target, contract.host, contract.proto):
+        assert named is not None
+        assert re.search(rf"proxy_set_header {named.decode()} \$\w+;", text, re.I), named
     for header in IDENTITY:
         variable = "$dpop_guard_" + header.lower().removeprefix("x-auth-").replace("-", "_")
         assert f"proxy_set_header {header} {variable};" in text

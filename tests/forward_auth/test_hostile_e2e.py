@@ -19,8 +19,8 @@ from dpop_guard.demo._nginx import ProxyProcess
 from dpop_guard.replay import MemoryReplayStore
 from dpop_guard.simulator import SimulatorState, create_simulator_app
 from tests._support.harness import ORIGIN
+from tests._support.hostile import CORPUS, Request
 from tests._support.servers import ServerThread
-from tests.hostile.test_hostile import CORPUS, Request
 
 from ._servers import ForwardAuthServer, caddy, echo_upstream, free_port, nginx, parse_echo
 from ._support import ROUTES, environment
@@ -87,7 +87,7 @@ def _front(
 
 @dataclass
 class ProxyHarness:
-    """What :class:`tests.hostile.test_hostile.Request` needs: the simulator, and a client
+    """What :class:`tests._support.hostile.Request` needs: the simulator, and a client
     into the proxy."""
 
     simulator: SimulatorState
@@ -111,7 +111,7 @@ async def test_hostile_through_proxy(
 ) -> None:
     """The in-process verdict (status, challenge error, reason), through the proxy."""
     proxy = front.proxy
-    request = Request(case, harness, keys)  # type: ignore[arg-type]
+    request = Request(case, harness, keys)
     sequence = case.get("sequence")
     proof = request.proof()
     if sequence == "replay":
