@@ -28,6 +28,13 @@ that is missing is the proxy's misconfiguration (503, fail closed); one sent twi
 :data:`MAX_TARGET_BYTES`, or a method that is not an HTTP token is refused (400); the
 request target itself is checked by the middleware's own rule (origin form, no ``#``, no
 control characters: ``request_target_invalid``).
+
+The route rules decide on the path as this server decodes it, and the API behind the proxy
+routes on its own reading of the same target, in any language. So a target that routers
+read differently is refused (400, ``forward_auth_target_ambiguous``) rather than decided on
+one reading: path parameters (``;``: Tomcat, Jetty and Spring drop them), a backslash (a
+separator on Windows servers), an encoded ``/``, backslash or ``%`` (decoded once more by some),
+a dot segment (``.``, ``..``, also encoded) or an empty segment (``//``, merged by many).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from .challenges import challenge_for
 from .credentials import DPoPCredentials
 from .errors import DPoPGuardError, InvalidRequest, ServiceUnavailable
 from .replay import ReplayStore
+from .routes import has_dot_segments
 from .settings import ENV_PREFIX, GuardSettings, Route
 
 __all__ = [
@@ -72,6 +80,8 @@ MAX_TARGET_BYTES: Final = 8192
 """Bytes in the original request target (nginx's default large header buffer)."""
 _MAX_METHOD_BYTES: Final = 32
 _METHOD: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
+# In a raw path: path parameters, a backslash, an encoded separator or percent sign.
+_AMBIGUOUS: Final = re.compile(rb"[;\\]|%(?:2[fF]|5[cC]|25)")
 _STATUS_HEADER: Final = b"x-dpop-guard-status"
 _BODY_HEADER: Final = b"x-dpop-guard-body"
 _NONCE_HEADER: Final = b"x-dpop-guard-nonce"
@@ -336,10 +346,11 @@ class ForwardAuth:
                     status=403,
                 )
             original = self.original(scope)
+            rebuilt = self.rebuild(scope, original)
         except DPoPGuardError as exc:
             await self._refuse(exc, send)
             return
-        await self.guard(self.rebuild(scope, original), receive, send)
+        await self.guard(rebuilt, receive, send)
 
     def original(self, scope: Scope) -> _Original:
         """The original request's parts, from only the contract's headers.
@@ -397,8 +408,19 @@ class ForwardAuth:
 
     def rebuild(self, scope: Scope, original: _Original) -> Scope:
         """The ASGI scope of the original request: method, path (decoded as servers do),
-        raw path, query, scheme, and only the headers the guard reads."""
+        raw path, query, scheme, and only the headers the guard reads.
+
+        :raises InvalidRequest: ``forward_auth_target_ambiguous``, a path that routers read
+            differently (see the module's docstring).
+        """
         raw_path, _, query = original.target.partition(b"?")
+        path = unquote(raw_path.decode("latin-1"))
+        # (A target that is not origin-form is the middleware's to refuse, by its own rule.)
+        origin_form = raw_path.startswith(b"/")
+        if origin_form and (_AMBIGUOUS.search(raw_path) or "//" in path or has_dot_segments(path)):
+            raise InvalidRequest(
+                "forward_auth_target_ambiguous", "The request target is not valid."
+            )
         headers = [(n, v) for n, v in scope["headers"] if n in self._hand_on]
         if original.host is not None:
             headers.append((b"host", original.host))
@@ -409,7 +431,7 @@ class ForwardAuth:
             "http_version": scope.get("http_version", "1.1"),
             "method": original.method.decode("ascii"),
             "scheme": proto.decode("ascii") if proto is not None else scope.get("scheme", "http"),
-            "path": unquote(raw_path.decode("latin-1")),
+            "path": path,
             "raw_path": raw_path,
             "query_string": query,
             "root_path": "",

@@ -5,6 +5,7 @@ runs through both proxies."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -107,6 +108,18 @@ def _front(front_url: tuple[str, str], simulator: SimulatorState) -> Front:
     return Front(proxy, url, simulator)
 
 
+def _raw_get(url: str, target: str) -> tuple[int, bytes]:
+    """``GET target`` written on the socket as it is; the status and the whole answer."""
+    host, port = url.removeprefix("http://").split(":")
+    request = f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request.encode("latin-1"))
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1]), answer
+
+
 def _refused(response: httpx.Response, status: int, error: str | None) -> dict[str, str]:
     """The middleware's refusal, as the proxy passed it back."""
     assert response.status_code == status, response.text
@@ -205,6 +218,25 @@ class TestThroughProxy:
         ok = httpx.get(front.url + "/accounts", headers=front.headers(signer, token) | spoof)
         assert ok.status_code == 200, ok.text
         assert parse_echo(ok.text)["uri"] == "/accounts"
+
+    @pytest.mark.parametrize(
+        "target",
+        [
+            "/health/../accounts",
+            "/health/%2e%2e/accounts",
+            "/health%2F..%2Faccounts",
+            "/health;x=1",
+            "//health",
+            "/health\\..\\accounts",
+        ],
+    )
+    def test_a_target_routers_read_differently_never_passes(
+        self, front: Front, target: str
+    ) -> None:
+        """Sent raw (no client library normalises it): refused, and never the API's answer."""
+        status, body = _raw_get(front.url, target)
+        assert status == 400, body
+        assert b"subject=" not in body
 
     def test_authlete_down_is_503_never_a_pass(self, front: Front) -> None:
         signer = ProofSigner.generate("ES256")
