@@ -17,7 +17,7 @@ LOWEST := .venv-lowest
 DEMO_VENV := .venv-demo
 DOCS_VENV := .venv-docs
 
-.PHONY: demo test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-http-instructions bench-split bench-fleet bench-mtls bench-forward-auth wheel-smoke clean
+.PHONY: demo demo-forward-auth test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-http-instructions bench-split bench-fleet bench-mtls bench-forward-auth wheel-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ $(DOCS_VENV)/.installed: pyproject.toml
 demo: $(DEMO_VENV)/.installed
 	tools/ensure-command nginx nginx   # the demo's mTLS leg runs behind nginx
 	$(DEMO_VENV)/bin/python -m dpop_guard.demo
+
+# An API with no Python in it (nginx), protected through nginx and the forward-auth server.
+demo-forward-auth: $(DEMO_VENV)/.installed
+	tools/ensure-command nginx nginx
+	$(DEMO_VENV)/bin/python -m examples.forward_auth_demo
 
 test: $(STAMP)
 	tools/ensure-command redis-server
