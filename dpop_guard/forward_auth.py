@@ -459,12 +459,16 @@ class ForwardAuth:
 
 
 def _required(found: Mapping[bytes, bytes], name: bytes) -> bytes:
+    """The value of a contract header, as sent (never trimmed into another value).
+
+    :raises ServiceUnavailable: ``forward_auth_header_missing``, absent or blank.
+    """
     value = found.get(name)
     if value is None or not value.strip():
         raise ServiceUnavailable(
             "forward_auth_header_missing", "The service is temporarily unavailable."
         )
-    return value.strip()
+    return value
 
 
 def _invalid() -> InvalidRequest:

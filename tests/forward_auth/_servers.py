@@ -6,7 +6,6 @@ missing binary is a failure (``tools/ensure-command`` installs them), never a sk
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -86,8 +85,7 @@ def caddy(directory: Path, *, port: int, auth: str, upstream: str) -> ProxyProce
     values = {"listen": f"http://127.0.0.1:{port}", "auth": auth, "upstream": upstream}
     conf.write_text(render(DEPLOY / "Caddyfile", values))
     argv = [_command("caddy"), "run", "--config", str(conf), "--adapter", "caddyfile"]
-    process = ProxyProcess(argv, port, directory / "caddy.log")
-    return process
+    return ProxyProcess(argv, port, directory / "caddy.log")
 
 
 class ForwardAuthServer(ServerThread):
@@ -108,10 +106,3 @@ class ForwardAuthServer(ServerThread):
 def parse_echo(text: str) -> dict[str, str]:
     """The echo upstream's answer as a dict."""
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-
-
-def caddy_home(directory: Path) -> dict[str, str]:
-    """Environment for Caddy: its data and config directories under ``directory``."""
-    shutil.rmtree(directory / "home", ignore_errors=True)
-    (directory / "home").mkdir(parents=True)
-    return {"HOME": str(directory / "home"), "XDG_DATA_HOME": str(directory / "home")}
