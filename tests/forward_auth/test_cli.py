@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from dpop_guard.cli import main
-from dpop_guard.demo import free_port
+from dpop_guard.demo import free_port, process
 
 from ._support import environment
 
@@ -49,31 +47,11 @@ def test_serves_check_requests(simulator_url: str) -> None:
     """The command under a real process: a public path allowed, a protected one refused."""
     port = free_port()
     env = os.environ | dict(environment(simulator_url, "traefik", "https://api.bank.test"))
-    argv = [
-        sys.executable,
-        "-m",
-        "dpop_guard.cli",
-        "forward-auth",
-        "--port",
-        str(port),
-        "--routes",
-        "tests.forward_auth.routes_for_cli:ROUTES",
-    ]
-    process = subprocess.Popen(argv, env=env, cwd=ROOT)  # noqa: S603 - our own command
-    try:
-        headers = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/health"}
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                public = httpx.get(url, headers=headers)
-                break
-            except httpx.ConnectError:
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.05)
-        assert public.status_code == 200
-        protected = httpx.get(url, headers=headers | {"X-Forwarded-Uri": "/accounts"})
+    argv = [sys.executable, "-m", "dpop_guard.cli", "forward-auth", "--port", str(port)]
+    argv += ["--routes", "tests.forward_auth.routes_for_cli:ROUTES"]
+    url = f"http://127.0.0.1:{port}/"
+    public = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/health"}
+    with process(argv, env, url, public, cwd=str(ROOT)):
+        assert httpx.get(url, headers=public).status_code == 200
+        protected = httpx.get(url, headers=public | {"X-Forwarded-Uri": "/accounts"})
         assert protected.status_code == 401
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
