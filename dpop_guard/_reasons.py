@@ -250,11 +250,12 @@ ForwardAuthReason = Literal[
     "forward_auth_header_missing",
     "forward_auth_header_invalid",
     "forward_auth_target_ambiguous",
+    "forward_auth_path_unmatched",
 ]
 """Why the forward-auth server (:mod:`dpop_guard.forward_auth`) refused a check request
 before the guard saw it: a peer that is not a trusted proxy, a header of the proxy's
 contract missing (the proxy's misconfiguration) or unusable, a target another router could
-read as another path."""
+read as another path, a path no rule covers (where unmatched paths are refused)."""
 
 ServiceReason = Literal["internal_error"]
 """An unexpected exception inside the guard: 503, logged with its type only."""

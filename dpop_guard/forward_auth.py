@@ -56,7 +56,7 @@ from .challenges import challenge_for
 from .credentials import DPoPCredentials
 from .errors import DPoPGuardError, InvalidRequest, ServiceUnavailable
 from .replay import ReplayStore
-from .routes import has_dot_segments
+from .routes import has_dot_segments, route_for, route_path
 from .settings import ENV_PREFIX, GuardSettings, Route
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "FLAVOURS",
     "IDENTITY_FACTS",
     "MAX_TARGET_BYTES",
+    "UNMATCHED",
     "ForwardAuth",
     "ForwardAuthSettings",
     "IdentityApp",
@@ -76,6 +77,8 @@ logger = logging.getLogger("dpop_guard")
 
 Flavour = Literal["nginx", "caddy", "traefik", "envoy"]
 FLAVOURS: Final[tuple[Flavour, ...]] = ("nginx", "caddy", "traefik", "envoy")
+Unmatched = Literal["protect", "refuse"]
+UNMATCHED: Final[tuple[Unmatched, ...]] = ("protect", "refuse")
 MAX_TARGET_BYTES: Final = 8192
 """Bytes in the original request target (nginx's default large header buffer)."""
 _MAX_METHOD_BYTES: Final = 32
@@ -159,16 +162,23 @@ class ForwardAuthSettings:
     :param path_prefix: Envoy's ``path_prefix``: the check request's path is this prefix
         followed by the original path (required for ``envoy``, refused for the others).
     :param identity_headers: ``(fact, header name)`` pairs the allow answer carries.
+    :param unmatched: a path no route rule matches: ``protect`` (the middleware's rule: a
+        valid token, no scope) or ``refuse`` (403 ``forward_auth_path_unmatched``, for an
+        API whose router reads paths more broadly than the rules: case-insensitive, or
+        ignoring a trailing slash).
     :raises ValueError: naming the field that is wrong.
     """
 
     proxy: Flavour
     path_prefix: str = ""
     identity_headers: tuple[tuple[str, str], ...] = DEFAULT_IDENTITY_HEADERS
+    unmatched: Unmatched = "protect"
 
     def __post_init__(self) -> None:
         if self.proxy not in FLAVOURS:
             raise ValueError(f"proxy must be one of {', '.join(FLAVOURS)}, got {self.proxy!r}")
+        if self.unmatched not in UNMATCHED:
+            raise ValueError(f"unmatched must be one of {', '.join(UNMATCHED)}")
         prefix = self.path_prefix
         if self.proxy == "envoy":
             if not re.fullmatch(r"(/[A-Za-z0-9._~\-]+)+", prefix):
@@ -193,7 +203,7 @@ class ForwardAuthSettings:
         """``DPOP_GUARD_FORWARD_AUTH_PROXY`` (required), ``..._PATH_PREFIX``,
         ``..._IDENTITY_HEADERS`` (``fact=Header-Name`` items, e.g.
         ``subject=X-User jkt=X-Dpop-Jkt``; default: subject, client id, scope and
-        interaction id as ``X-Auth-*``).
+        interaction id as ``X-Auth-*``), ``..._UNMATCHED`` (``protect`` or ``refuse``).
 
         :raises ConfigurationError: naming the variable that is wrong.
         """
@@ -216,9 +226,11 @@ class ForwardAuthSettings:
             pairs.append((fact.strip().lower(), header.strip()))
         flavour = env.choice("FORWARD_AUTH_PROXY", FLAVOURS, "nginx")
         prefix = env.text("FORWARD_AUTH_PATH_PREFIX", "") or ""
+        unmatched = env.choice("FORWARD_AUTH_UNMATCHED", UNMATCHED, "protect")
         try:
             return cls(
                 proxy=flavour,  # type: ignore[arg-type]
+                unmatched=unmatched,  # type: ignore[arg-type]
                 path_prefix=prefix,
                 identity_headers=tuple(pairs) or DEFAULT_IDENTITY_HEADERS,
             )
@@ -328,6 +340,11 @@ class ForwardAuth:
         )
         # With a public URL the guard never reads the host or scheme: neither is asked for.
         self._needs_origin = settings.public_url is None
+        self._refuse_unmatched = forward.unmatched == "refuse"
+
+    def _unmatched(self, scope: Scope) -> bool:
+        """Whether no route rule covers the rebuilt request (the middleware's own matcher)."""
+        return route_for(self.settings.routes, route_path(scope), scope["method"]) is None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -347,6 +364,10 @@ class ForwardAuth:
                 )
             original = self.original(scope)
             rebuilt = self.rebuild(scope, original)
+            if self._refuse_unmatched and self._unmatched(rebuilt):
+                raise InvalidRequest(
+                    "forward_auth_path_unmatched", "No rule covers this request.", status=403
+                )
         except DPoPGuardError as exc:
             await self._refuse(exc, send)
             return

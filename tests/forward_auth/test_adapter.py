@@ -442,6 +442,7 @@ class TestConfiguration:
             ({"FORWARD_AUTH_PROXY": "envoy", "FORWARD_AUTH_PATH_PREFIX": ""}, "DPOP_GUARD_FORWARD_AUTH_PATH_PREFIX"),
             ({"FORWARD_AUTH_PROXY": "envoy", "FORWARD_AUTH_PATH_PREFIX": "check"}, "DPOP_GUARD_FORWARD_AUTH_PATH_PREFIX"),
             ({"FORWARD_AUTH_PROXY": "nginx", "FORWARD_AUTH_PATH_PREFIX": "/check"}, "DPOP_GUARD_FORWARD_AUTH_PATH_PREFIX"),
+            ({"FORWARD_AUTH_UNMATCHED": "allow"}, "DPOP_GUARD_FORWARD_AUTH_UNMATCHED"),
             ({"FORWARD_AUTH_IDENTITY_HEADERS": "subject"}, "DPOP_GUARD_FORWARD_AUTH_IDENTITY_HEADERS"),
             ({"FORWARD_AUTH_IDENTITY_HEADERS": "password=X-P"}, "DPOP_GUARD_FORWARD_AUTH_IDENTITY_HEADERS"),
             ({"FORWARD_AUTH_IDENTITY_HEADERS": "subject=X-A,scope=x-a"}, "DPOP_GUARD_FORWARD_AUTH_IDENTITY_HEADERS"),
@@ -470,3 +471,45 @@ class TestConfiguration:
         response = await _send(app, "caddy", {"Authorization": f"DPoP {token}", "DPoP": proof})
         assert response.headers["x-user"] == "bob" and response.headers["x-key"] == signer.jkt
         assert "x-auth-subject" not in response.headers
+
+
+class TestUnmatchedPaths:
+    @pytest.mark.parametrize(
+        ("setting", "target", "status"),
+        [
+            # The middleware's rule: a path no rule covers needs a valid token, no scope.
+            ("protect", "/ACCOUNTS/acc-1/transactions", 200),
+            ("protect", "/accounts/acc-1/transactions/", 200),
+            # Refused: a router that ignores case or a trailing slash cannot be reached
+            # without the scope of the rule it would pick.
+            ("refuse", "/ACCOUNTS/acc-1/transactions", 403),
+            ("refuse", "/accounts/acc-1/transactions/", 403),
+            ("refuse", "/accounts", 200),
+        ],
+    )
+    async def test_a_path_no_rule_covers(
+        self,
+        make_app: Callable[..., Any],
+        simulator: SimulatorState,
+        signer: ProofSigner,
+        reasons: list[str],
+        setting: str,
+        target: str,
+        status: int,
+    ) -> None:
+        app = make_app("caddy", PUBLIC, forward_auth_unmatched=setting)
+        token = simulator.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt)
+        proof = make_proof(signer, htu=PUBLIC + target, access_token=token)
+        extra = {"Authorization": f"DPoP {token}", "DPoP": proof, "X-Forwarded-Uri": target}
+        response = await _send(app, "caddy", extra, drop=("X-Forwarded-Uri",))
+        assert response.status_code == status, response.text
+        if status == 403:
+            assert reasons[-1] == "forward_auth_path_unmatched"
+            assert "x-auth-subject" not in response.headers
+
+    async def test_refuse_lets_public_paths_through(self, make_app: Callable[..., Any]) -> None:
+        app = make_app("caddy", PUBLIC, forward_auth_unmatched="refuse")
+        response = await _send(
+            app, "caddy", {"X-Forwarded-Uri": "/health"}, drop=("X-Forwarded-Uri",)
+        )
+        assert response.status_code == 200
