@@ -17,7 +17,7 @@ LOWEST := .venv-lowest
 DEMO_VENV := .venv-demo
 DOCS_VENV := .venv-docs
 
-.PHONY: demo test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-http-instructions bench-split bench-fleet bench-mtls wheel-smoke clean
+.PHONY: demo demo-forward-auth test test-unit test-versions doctest docs test-lowest lint typecheck check fuzz soak bench bench-quick bench-instructions bench-http-instructions bench-split bench-fleet bench-mtls bench-forward-auth wheel-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ demo: $(DEMO_VENV)/.installed
 	tools/ensure-command nginx nginx   # the demo's mTLS leg runs behind nginx
 	$(DEMO_VENV)/bin/python -m dpop_guard.devtools.demo
 
+# An API with no Python in it (nginx), protected through nginx and the forward-auth server.
+demo-forward-auth: $(DEMO_VENV)/.installed
+	tools/ensure-command nginx nginx
+	$(DEMO_VENV)/bin/python -m examples.forward_auth_demo
+
 test: $(STAMP)
 	tools/ensure-command redis-server
 	tools/ensure-command node nodejs
@@ -48,6 +53,7 @@ test: $(STAMP)
 	tools/ensure-command chromium chromium
 	tools/ensure-command nginx nginx
 	tools/ensure-command haproxy haproxy
+	tools/ensure-command caddy caddy   # the forward-auth tests run behind Caddy too
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
@@ -126,6 +132,12 @@ bench-split: $(STAMP)
 bench-mtls: $(STAMP)
 	tools/ensure-command nginx nginx
 	$(BIN)/python -m benchmarks.mtls
+
+# nginx + the forward-auth server + a static upstream against the guard in process.
+bench-forward-auth: $(STAMP)
+	tools/ensure-command nginx nginx
+	tools/ensure-command wrk
+	$(BIN)/python -m benchmarks.forward_auth
 
 bench-fleet: $(STAMP)
 	tools/ensure-command redis-server

@@ -23,6 +23,7 @@ __all__ = [
     "JWK_REASONS",
     "PROOF_REASONS",
     "REASONS",
+    "ForwardAuthReason",
     "IntrospectionReason",
     "JSONReason",
     "JWKReason",
@@ -264,6 +265,18 @@ MTLSReason = Literal[
 StepUpReason = Literal["acr_not_satisfied", "auth_time_missing", "auth_too_old"]
 """Why the user's authentication falls short of the route's RFC 9470 requirement."""
 
+ForwardAuthReason = Literal[
+    "forward_auth_peer_untrusted",
+    "forward_auth_header_missing",
+    "forward_auth_header_invalid",
+    "forward_auth_target_ambiguous",
+    "forward_auth_path_unmatched",
+]
+"""Why the forward-auth server (:mod:`dpop_guard.forward_auth`) refused a check request
+before the guard saw it: a peer that is not a trusted proxy, a header of the proxy's
+contract missing (the proxy's misconfiguration) or unusable, a target another router could
+read as another path, a path no rule covers (where unmatched paths are refused)."""
+
 ServiceReason = Literal["internal_error"]
 """An unexpected exception inside the guard: 503, logged with its type only."""
 
@@ -277,6 +290,7 @@ Reason = (
     | ProxyReason
     | MTLSReason
     | StepUpReason
+    | ForwardAuthReason
     | ServiceReason
 )
 """Every reason a :class:`~dpop_guard.errors.DPoPGuardError` carries."""

@@ -9,6 +9,10 @@
 - ``dpop-guard conformance URL --token-file F --key key.json [--require-interaction-id]
   [--json]``: send a deployed resource what the OpenID Foundation's FAPI 2.0 suite sends
   (:mod:`dpop_guard.devtools.conformance`), print a table, exit 1 on any failed case;
+- ``dpop-guard forward-auth [--host H] [--port P] [--routes module:NAME]``: serve the
+  forward-auth server (:mod:`dpop_guard.forward_auth`) for nginx, Caddy, Traefik or Envoy,
+  configured from the environment, under uvicorn (proxy headers off: the peer it checks is
+  the proxy's own);
 - ``dpop-guard --version``.
 """
 
@@ -109,6 +113,54 @@ def _check_config(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _load_routes(spec: str | None) -> tuple[Any, ...]:
+    """The ``Route`` rules named ``module:NAME`` (none: every path protected).
+
+    :raises ValueError: the name does not resolve to a sequence of ``Route``.
+    """
+    if spec is None:
+        return ()
+    import importlib
+
+    from .routes import Route
+
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"--routes: {spec!r} is not module:NAME")
+    try:
+        routes = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"--routes: {spec!r} cannot be loaded: {exc}") from None
+    if isinstance(routes, (str, bytes)) or not all(isinstance(r, Route) for r in routes):
+        raise ValueError(f"--routes: {spec!r} is not a sequence of dpop_guard.Route")
+    return tuple(routes)
+
+
+def _forward_auth(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ._env import ConfigurationError
+    from .forward_auth import create_app
+
+    try:
+        app = create_app(routes=_load_routes(args.routes))
+    except (ConfigurationError, ValueError, ImportError) as exc:
+        print(f"dpop-guard forward-auth: {exc}", file=sys.stderr)
+        return 2
+    # Proxy headers off: the peer the server checks against DPOP_GUARD_TRUSTED_PROXIES must
+    # be the proxy's own address, never one rewritten from a client's X-Forwarded-For.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        proxy_headers=False,
+        access_log=False,
+        lifespan="on",
+        log_level=args.log_level,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dpop-guard",
@@ -162,6 +214,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     conformance.add_arguments(self_test)
     self_test.set_defaults(run=conformance.run_from_args)
+    forward = commands.add_parser(
+        "forward-auth",
+        help="serve the forward-auth server for nginx, Caddy, Traefik or Envoy",
+        description="Serve dpop_guard as the authorization service a proxy asks before each "
+        "request (nginx auth_request, Caddy forward_auth, Traefik ForwardAuth, Envoy "
+        "ext_authz): configured from the environment like the middleware, plus "
+        "DPOP_GUARD_FORWARD_AUTH_PROXY (see docs/forward-auth.md).",
+    )
+    forward.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    forward.add_argument("--port", type=int, default=9000, help="port (default 9000)")
+    forward.add_argument(
+        "--routes", help="the Route rules, as module:NAME (default: every path protected)"
+    )
+    forward.add_argument("--log-level", default="warning", help="uvicorn's (default warning)")
+    forward.set_defaults(run=_forward_auth)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

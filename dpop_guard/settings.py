@@ -119,6 +119,11 @@ ENV_NAMES: Final[Mapping[str, str]] = {
     # -- client certificates (dpop_guard.mtls)
     "CLIENT_CERT_SOURCE": "where client certificates come from",
     "CLIENT_CERT_HEADER": "nginx's certificate header",
+    # -- the forward-auth server (dpop_guard.forward_auth)
+    "FORWARD_AUTH_PROXY": "the proxy in front: nginx, caddy, traefik or envoy",
+    "FORWARD_AUTH_PATH_PREFIX": "Envoy's ext_authz path_prefix",
+    "FORWARD_AUTH_IDENTITY_HEADERS": "fact=Header-Name pairs the allow answer carries",
+    "FORWARD_AUTH_UNMATCHED": "protect or refuse a path no route rule covers",
 }
 """Every ``DPOP_GUARD_*`` variable, without the prefix, with what it sets: the one list
 :func:`check_env_names` holds the environment against (docs/configuration.md has them all)."""

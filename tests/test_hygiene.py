@@ -167,6 +167,7 @@ NOT_IN_REFERENCE = {
     "dpop_guard.devtools.demo.accounts": "the demo's app",
     "dpop_guard.devtools.demo.authorization_server": "the demo's authorization server",
     "dpop_guard.devtools.demo.fastapi_accounts": "the FastAPI example app",
+    "dpop_guard.forward_auth": "a server, documented in docs/forward-auth.md",
 }
 
 

@@ -31,6 +31,7 @@ GROUPS = {
         "ProxyReason",
         "MTLSReason",
         "StepUpReason",
+        "ForwardAuthReason",
         "ServiceReason",
     )
 }
