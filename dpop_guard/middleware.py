@@ -89,6 +89,10 @@ class DPoPGuardMiddleware:
         (:mod:`dpop_guard.mtls`), for certificate-bound tokens (RFC 8705). Required when a
         route's ``sender_constraint`` is ``mtls`` or ``either``. When set, it is read on
         every protected request, and a token bound to a certificate must come with it.
+    :param serve_metadata: answer the RFC 9728 document (``settings.metadata``) itself;
+        ``False`` where this middleware does not answer the client (the forward-auth
+        server), so the document's path is routed like any other and the challenges still
+        name its URL.
     :param close_websockets_at_expiry: close an accepted websocket (code 1008) when its
         token expires (:mod:`dpop_guard._websocket`); otherwise the app must.
     :raises ValueError: a route accepts mTLS but no ``certificate_source`` is given.
@@ -112,6 +116,7 @@ class DPoPGuardMiddleware:
         clock: Callable[[], float] = time.time,
         certificate_source: ClientCertificateSource | None = None,
         close_websockets_at_expiry: bool = False,
+        serve_metadata: bool = True,
     ) -> None:
         self.app = app
         self.settings = settings = settings or GuardSettings()
@@ -137,7 +142,9 @@ class DPoPGuardMiddleware:
                 f"configured: {', '.join(mtls_routes)}"
             )
         self._policies = Policies(settings)
-        self._metadata = metadata_endpoint(settings, mtls=bool(mtls_routes))
+        self._metadata = (
+            metadata_endpoint(settings, mtls=bool(mtls_routes)) if serve_metadata else None
+        )
         self._allow_unbound = settings.allow_unbound_tokens
         self._shapes = RequestShapes(
             settings.routes,

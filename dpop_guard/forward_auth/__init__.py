@@ -39,6 +39,7 @@ a dot segment (``.``, ``..``, also encoded) or an empty segment (``//``, merged 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -123,15 +124,24 @@ def create_app(
                 f"covers the probe path {path}: a client's request could name it",
             )
     guard = from_env(routes=routes, environ=env)
-    options: dict[str, Any] = guard.middleware_options
+    settings = guard.settings
+    if settings.metadata is not None:
+        # The RFC 9728 document cannot reach the client through a check request (the
+        # proxy answers with the API's response): its path is public here, the API (or the
+        # proxy, as a file) serves it, and the challenges still name its URL.
+        document = Route(settings.metadata.path, public=True, methods=("GET",))
+        settings = dataclasses.replace(settings, routes=(document, *settings.routes))
+    options: dict[str, Any] = guard.middleware_options | {"settings": settings}
     if clock is not None:
         options["clock"] = clock
     if replay_store is not None:
         options["replay_store"] = replay_store
-    middleware = DPoPGuardMiddleware(IdentityApp(forward.identity_headers), **options)
+    middleware = DPoPGuardMiddleware(
+        IdentityApp(forward.identity_headers), serve_metadata=False, **options
+    )
     adapter = ForwardAuth(
         middleware,
-        settings=guard.settings,
+        settings=settings,
         forward=forward,
         certificate_headers=cert_headers,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -17,7 +18,7 @@ from .._proxy import Network, parse_networks, peer_is_trusted
 from .._respond import send_response
 from ..challenges import challenge_for
 from ..errors import DPoPGuardError, InvalidRequest, ServiceUnavailable
-from ..routes import has_dot_segments, route_for, route_path
+from ..routes import has_control_characters, has_dot_segments, route_for, route_path
 from ..settings import GuardSettings
 from ._answers import for_nginx, with_next_nonce
 from ._settings import CONTRACTS, ForwardAuthSettings
@@ -29,8 +30,29 @@ logger = logging.getLogger("dpop_guard")
 MAX_TARGET_BYTES: Final = 8192
 """Bytes in the original request target (nginx's default large header buffer)."""
 _METHOD: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
-# In a raw path: path parameters, a backslash, an encoded separator or percent sign.
-_AMBIGUOUS: Final = re.compile(rb"[;\\]|%(?:2[fF]|5[cC]|25)")
+# In a raw path: path parameters, a backslash, an encoded separator, percent sign, "?" or
+# "#" (decoded and split again by some).
+_AMBIGUOUS: Final = re.compile(rb"[;\\]|%(?:2[fF]|5[cC]|25|3[fF]|23)")
+# A decoded segment that Windows servers trim: trailing dots or white space, leading white
+# space ("/admin." and "/admin%20" are "/admin" there, "/..%20" is "/.."). A leading dot
+# is a name (".well-known").
+_TRIMMED: Final = re.compile(r"(?:^|/)(?:\s[^/]*|[^/]*[.\s])(?=/|$)")
+
+
+def _ambiguous(raw_path: bytes, path: str) -> bool:
+    """Whether routers could read the origin-form ``raw_path`` (decoded: ``path``) as
+    another path than the route rules do: path parameters, a backslash, an encoded
+    separator, ``%``, ``?`` or ``#``; an empty or dot segment; a segment with leading or
+    trailing dots or white space; percent-encoded octets that are not UTF-8 (overlong
+    forms such as ``%C0%AE``); or characters that Unicode compatibility folding changes
+    (``%EF%BC%8E``, a fullwidth ``.``, is ``.`` to a server that folds)."""
+    if _AMBIGUOUS.search(raw_path) or "//" in path or has_dot_segments(path):
+        return True
+    if b" " in raw_path or has_control_characters(path):
+        return False  # refused by the middleware's own rules, with their own reasons
+    if _TRIMMED.search(path) is not None or "\ufffd" in path:  # (unquote's stand-in for
+        return True  # octets that are not UTF-8)
+    return not path.isascii() and unicodedata.normalize("NFKC", path) != path
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +177,13 @@ class ForwardAuth:
         raw: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
         query: bytes = scope.get("query_string", b"")
         prefix = self._prefix
-        if not raw.startswith(prefix) or raw[len(prefix) : len(prefix) + 1] != b"/":
+        if not raw.startswith(prefix):  # the proxy is not configured as the contract says
+            raise ServiceUnavailable(
+                "forward_auth_header_missing", "The service is temporarily unavailable."
+            )
+        if raw == prefix + b"*":  # the client's own asterisk-form target (OPTIONS *)
+            raise InvalidRequest("request_target_invalid", "The request target is not valid.")
+        if raw[len(prefix) : len(prefix) + 1] != b"/":
             raise ServiceUnavailable(
                 "forward_auth_header_missing", "The service is temporarily unavailable."
             )
@@ -174,8 +202,7 @@ class ForwardAuth:
         raw_path, _, query = original.target.partition(b"?")
         path = unquote(raw_path.decode("latin-1"))
         # (A target that is not origin-form is the middleware's to refuse, by its own rule.)
-        origin_form = raw_path.startswith(b"/")
-        if origin_form and (_AMBIGUOUS.search(raw_path) or "//" in path or has_dot_segments(path)):
+        if raw_path.startswith(b"/") and _ambiguous(raw_path, path):
             raise InvalidRequest(
                 "forward_auth_target_ambiguous", "The request target is not valid."
             )

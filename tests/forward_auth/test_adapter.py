@@ -160,7 +160,7 @@ class TestRebuiltScope:
         ("target", "path", "raw", "query"),
         [
             ("/accounts/a%20b?x=1&y=%2F", "/accounts/a b", b"/accounts/a%20b", b"x=1&y=%2F"),
-            ("/a%20", "/a ", b"/a%20", b""),
+            ("/a%20b", "/a b", b"/a%20b", b""),
             ("/accounts?", "/accounts", b"/accounts", b""),
             ("/%C3%A5", "/\u00e5", b"/%C3%A5", b""),
         ],
@@ -218,6 +218,15 @@ REFUSALS: list[tuple[str, str, dict[str, str], tuple[str, ...], str | None, int,
     ("backslash", "caddy", {"X-Forwarded-Uri": "/health\\..\\accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
     ("double encoding", "caddy", {"X-Forwarded-Uri": "/health/%252e%252e/accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
     ("envoy dot segments", "envoy", {}, (), "/check/health/%2e%2e/accounts", 400, "forward_auth_target_ambiguous"),
+    ("envoy asterisk-form", "envoy", {}, (), "/check*", 400, "request_target_invalid"),
+    ("encoded question mark", "caddy", {"X-Forwarded-Uri": "/admin%3F"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
+    ("encoded hash", "caddy", {"X-Forwarded-Uri": "/admin%23"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
+    ("trailing space", "caddy", {"X-Forwarded-Uri": "/admin%20"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
+    ("trailing dot", "caddy", {"X-Forwarded-Uri": "/admin."}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
+    ("dots and a space", "caddy", {"X-Forwarded-Uri": "/health/..%20/accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
+    ("three dots", "caddy", {"X-Forwarded-Uri": "/health/.../accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
+    ("overlong dots", "caddy", {"X-Forwarded-Uri": "/health/%C0%AE%C0%AE/accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
+    ("fullwidth dots", "caddy", {"X-Forwarded-Uri": "/health/%EF%BC%8E%EF%BC%8E/accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
     ("host with a path", "caddy", {"X-Forwarded-Host": "evil.example/x", "Authorization": "DPoP t", "DPoP": "a.b.c"}, ("X-Forwarded-Host",), None, 400, "host_invalid"),
 ]  # fmt: skip
 
@@ -330,6 +339,23 @@ class TestAnswers:
         drop = ("X-Forwarded-Uri",)
         response = await _send(app, "caddy", {"X-Forwarded-Uri": "/health"}, drop=drop)
         assert response.status_code == 200
+        for name in ("subject", "client-id", "scope", "interaction-id"):
+            assert response.headers[f"x-auth-{name}"] == ""
+
+    @pytest.mark.parametrize("method", ["GET", "HEAD"])
+    async def test_metadata_path_goes_on_to_the_api(
+        self, make_app: Callable[..., Any], method: str
+    ) -> None:
+        """The RFC 9728 document's path is public here (GET, HEAD) and goes on to the API
+        with empty identity headers: the forward-auth server never answers the document
+        itself (a check request's answer does not reach the client, and the check request
+        is a GET whatever the original method)."""
+        app = make_app("caddy", PUBLIC, authorization_servers="https://as.bank.test")
+        path = "/.well-known/oauth-protected-resource"
+        extra = {"X-Forwarded-Uri": path, "X-Forwarded-Method": method}
+        response = await _send(app, "caddy", extra, drop=("X-Forwarded-Uri", "X-Forwarded-Method"))
+        assert response.status_code == 200, response.text
+        assert "resource" not in response.text
         for name in ("subject", "client-id", "scope", "interaction-id"):
             assert response.headers[f"x-auth-{name}"] == ""
 

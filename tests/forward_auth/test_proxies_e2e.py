@@ -179,6 +179,23 @@ class TestThroughProxy:
         scheme, params = parse_challenge(response.headers["www-authenticate"])
         assert scheme == "DPoP" and "error" not in params
 
+    def test_client_certificate_and_guard_headers_never_reach_the_api(self, front: Front) -> None:
+        """Headers only a proxy or the guard may set (a client certificate, the guard's
+        answer headers) are dropped on the way to the API, on public and protected paths."""
+        forged = {
+            "X-Client-Cert": "forged",
+            "Client-Cert": ":Zm9yZ2Vk:",
+            "X-Forwarded-Client-Cert": "Hash=forged",
+            "X-Dpop-Guard-Status": "200",
+            "X-Dpop-Guard-Body": "forged",
+        }
+        signer = ProofSigner.generate("ES256")
+        token = front.token(signer)
+        for headers in (forged, front.headers(signer, token) | forged):
+            path = "/health" if headers is forged else "/accounts"
+            seen = parse_echo(httpx.get(front.url + path, headers=headers).text)
+            assert seen["client_cert"] == "" and seen["guard"] == "", seen
+
     @pytest.mark.parametrize(
         "spoof",
         ["X-Auth-Subject", "x-auth-subject", "X-AUTH-SUBJECT"],
