@@ -22,12 +22,12 @@ from dpop_guard import from_env
 from dpop_guard.client import ProofSigner
 from dpop_guard.devtools._conformance_httpsig import HTTPSIG_CASES, run_httpsig_conformance
 from dpop_guard.devtools.conformance import _private_jwk, main
+from dpop_guard.devtools.demo import mint_token
 from dpop_guard.devtools.demo.accounts import ROUTES, accounts, search
 from dpop_guard.devtools.simulator import DEFAULT_SERVICE_ID, DEFAULT_SERVICE_TOKEN, SimulatorState
 from dpop_guard.httpsig import SigningKey
 from dpop_guard.replay import MemoryReplayStore
 from tests._support.servers import ServerThread
-from tests.test_conformance import mint
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +40,13 @@ SIGNING = {
         {**ECKey.import_key(SERVER.key).as_dict(private=True), "kid": SERVER.keyid}
     ),
 }
+
+
+async def mint(simulator_url: str, signer: ProofSigner) -> str:
+    """A token for alice bound to ``signer`` (the simulator's ``/auth/token/create``)."""
+    return await asyncio.to_thread(
+        mint_token, simulator_url, signer, ["read:accounts"], lifetime=3600
+    )
 
 
 def _app(env: Mapping[str, str]) -> Starlette:
