@@ -31,13 +31,17 @@ from tests._support.servers import ServerThread
 
 pytestmark = pytest.mark.e2e
 
-CLIENT = SigningKey(ec.generate_private_key(ec.SECP256R1()), "conformance-client")
-SERVER = SigningKey(ec.generate_private_key(ec.SECP256R1()), "conformance-rs")
+CLIENT_EC, SERVER_EC = (
+    ec.generate_private_key(ec.SECP256R1()),
+    ec.generate_private_key(ec.SECP256R1()),
+)
+CLIENT = SigningKey(CLIENT_EC, "conformance-client")
+SERVER = SigningKey(SERVER_EC, "conformance-rs")
 SIGNING = {
     "DPOP_GUARD_HTTPSIG": "/accounts=required /=off",
     "DPOP_GUARD_HTTPSIG_CLIENT_JWKS": json.dumps({"keys": [CLIENT.public_jwk()]}),
     "DPOP_GUARD_HTTPSIG_SIGNING_KEY": json.dumps(
-        {**ECKey.import_key(SERVER.key).as_dict(private=True), "kid": SERVER.keyid}
+        {**ECKey.import_key(SERVER_EC).as_dict(private=True), "kid": SERVER.keyid}
     ),
 }
 
@@ -136,7 +140,7 @@ async def test_the_command_line(
     signer = ProofSigner.generate("ES256")
     (tmp_path / "token").write_text(await mint(simulator_url, signer))
     (tmp_path / "dpop.json").write_text(json.dumps(_private_jwk(signer)))
-    private = {**ECKey.import_key(CLIENT.key).as_dict(private=True), "kid": CLIENT.keyid}
+    private = {**ECKey.import_key(CLIENT_EC).as_dict(private=True), "kid": CLIENT.keyid}
     (tmp_path / "sig.json").write_text(json.dumps(private))
     (tmp_path / "rs.json").write_text(json.dumps({"keys": [SERVER.public_jwk()]}))
     argv = [
