@@ -12,8 +12,8 @@ UNIT   := not e2e and not redis and not slow and not fuzz
 LOWEST := .venv-lowest
 
 # `make demo` and `make docs` need a small part of the development environment each: a venv
-# of their own with only that (the demo: the package and uvicorn's fast stack; the docs:
-# the package and the site's tools), so neither builds the whole .venv.
+# of their own with only that (the demo: the package, its httpsig extra and uvicorn's fast
+# stack; the docs: the package and the site's tools), so neither builds the whole .venv.
 DEMO_VENV := .venv-demo
 DOCS_VENV := .venv-docs
 
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 $(DEMO_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
-	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[server]"
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[server,httpsig]"
 	touch $@
 
 $(DOCS_VENV)/.installed: pyproject.toml

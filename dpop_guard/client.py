@@ -26,9 +26,9 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
@@ -41,6 +41,11 @@ from ._b64 import b64url_encode
 from ._json import DOCUMENT_LIMITS, JSONError, parse_object
 from .jwk import jwk_thumbprint
 from .proof import DPOP_TYP, compute_ath
+
+if TYPE_CHECKING:
+    from .httpsig._client import MessageSigning
+    from .httpsig._components import Message
+    from .httpsig._keys import KeySource, SigningKey
 
 __all__ = [
     "PKCE",
@@ -200,15 +205,50 @@ class ProofSigner:
 class DPoPAuth(httpx.Auth):
     """httpx authentication: ``Authorization: DPoP <token>`` and a fresh ``DPoP`` proof on
     every request. A ``DPoP-Nonce`` from the server is remembered per origin and used in
-    later proofs; a ``use_dpop_nonce`` answer is retried once with the new nonce."""
+    later proofs; a ``use_dpop_nonce`` answer is retried once with the new nonce.
 
-    def __init__(self, signer: ProofSigner, access_token: str | None) -> None:
+    With the ``httpsig`` extra, it also speaks the FAPI 2.0 HTTP Signatures profile
+    (RFC 9421; see ``docs/message-signing.md``):
+
+    :param signing_key: signs every request (:class:`dpop_guard.httpsig.SigningKey`:
+        ES256, PS256 or Ed25519, with its ``keyid``), covering ``@method``,
+        ``@target-uri``, ``authorization``, ``dpop`` and, for a request with content, the
+        ``content-digest`` it adds; ``created``, ``keyid``, ``tag="fapi-2-request"``.
+    :param response_keys: the resource server's public keys (a JWK Set, one JWK with
+        its ``kid``, or a :class:`dpop_guard.httpsig.KeySource`): every response must
+        then carry a valid ``tag="fapi-2-response"`` signature covering ``@status``, its
+        ``content-digest`` (checked against the body), and this request with ``;req``,
+        or :class:`~dpop_guard.httpsig.ResponseSignatureError` is raised instead of
+        returning it. An error status without any signature (a refusal the server's
+        middleware sends unsigned) is returned as it is. Responses are asked for
+        uncompressed (their digest is over the bytes sent).
+    :param clock: wall-clock seconds, for ``iat``, ``created`` and the response window.
+    """
+
+    def __init__(
+        self,
+        signer: ProofSigner,
+        access_token: str | None,
+        *,
+        signing_key: SigningKey | None = None,
+        response_keys: KeySource | Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.signer = signer
         self.access_token = access_token
+        self.clock = clock
         self._nonces: dict[str, str] = {}
+        self._signing: MessageSigning | None = None
+        if signing_key is not None or response_keys is not None:
+            from .httpsig._client import MessageSigning
 
-    def _apply(self, request: httpx.Request, origin: str) -> None:
+            self._signing = MessageSigning.build(signing_key, response_keys)
+            self.requires_request_body = signing_key is not None
+            self.requires_response_body = response_keys is not None
+
+    def _apply(self, request: httpx.Request, origin: str) -> Message | None:
         htu = str(request.url.copy_with(query=None, fragment=None))
+        now = self.clock()
         if self.access_token is not None:
             request.headers["Authorization"] = f"DPoP {self.access_token}"
         request.headers["DPoP"] = self.signer.sign(
@@ -216,19 +256,73 @@ class DPoPAuth(httpx.Auth):
             htu=htu,
             access_token=self.access_token,
             nonce=self._nonces.get(origin),
+            iat=now,
         )
+        if self._signing is None:
+            return None
+        return self._signing.sign(request, now=int(now))
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def _flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, tuple[httpx.Response, Message | None]]:
+        """The requests to send; returns the last response and the request it answers,
+        as it was signed."""
         origin = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}"
-        self._apply(request, origin)
+        sent = self._apply(request, origin)
         response = yield request
         nonce = response.headers.get("dpop-nonce")
         if nonce:
             self._nonces[origin] = nonce
             challenge = response.headers.get("www-authenticate", "")
             if response.status_code in (400, 401) and "use_dpop_nonce" in challenge:
-                self._apply(request, origin)
-                yield request
+                sent = self._apply(request, origin)
+                response = yield request
+        return response, sent
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        yield from self._flow(request)
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.requires_request_body:
+            request.read()
+        flow = self._flow(request)
+        outgoing = next(flow)
+        while True:
+            response = yield outgoing
+            if self._signing is not None:
+                self._signing.check_encoding(response)
+            if self.requires_response_body:
+                response.read()
+            try:
+                outgoing = flow.send(response)
+            except StopIteration as done:
+                last, sent = done.value
+                break
+        if self._signing is not None and sent is not None:
+            self._signing.verify_now(last, sent, now=int(self.clock()))
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self.requires_request_body:
+            await request.aread()
+        flow = self._flow(request)
+        outgoing = next(flow)
+        while True:
+            response = yield outgoing
+            if self._signing is not None:
+                self._signing.check_encoding(response)
+            if self.requires_response_body:
+                await response.aread()
+            try:
+                outgoing = flow.send(response)
+            except StopIteration as done:
+                last, sent = done.value
+                break
+        if self._signing is not None and sent is not None:
+            await self._signing.verify(last, sent, now=int(self.clock()))
 
 
 # -- the FAPI 2.0 client -----------------------------------------------------------------
@@ -451,6 +545,9 @@ class FAPIClient:
     :param dpop_key: the key the tokens are bound to.
     :param assertion_audience: ``aud`` of the assertions; default the issuer, which FAPI 2.0
         requires servers to accept.
+    :param signing_key: signs the API calls made with :meth:`auth` (FAPI 2.0 HTTP
+        Signatures), and ``response_keys`` verifies their responses: see
+        :class:`DPoPAuth`.
 
     Deliberately not done: refresh tokens, OpenID Connect (``id_token``), JAR, mTLS.
     """
@@ -466,8 +563,11 @@ class FAPIClient:
         redirect_uri: str,
         client_kid: str | None = None,
         assertion_audience: str | None = None,
+        signing_key: SigningKey | None = None,
+        response_keys: KeySource | Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.signing_key, self.response_keys = signing_key, response_keys
         self.http, self.metadata = http, metadata
         self.client_id, self.redirect_uri = client_id, redirect_uri
         self.client_key, self.client_kid, self.dpop_key = client_key, client_kid, dpop_key
@@ -628,8 +728,15 @@ class FAPIClient:
         )
 
     def auth(self, tokens: TokenResponse) -> DPoPAuth:
-        """Step 7: httpx authentication for the API calls, with ``dpop_key``."""
-        return DPoPAuth(self.dpop_key, tokens.access_token)
+        """Step 7: httpx authentication for the API calls, with ``dpop_key`` (and the
+        message-signing options, when given)."""
+        return DPoPAuth(
+            self.dpop_key,
+            tokens.access_token,
+            signing_key=self.signing_key,
+            response_keys=self.response_keys,
+            clock=self.clock,
+        )
 
 
 def _error_code(response: _Answer) -> str | None:

@@ -1,6 +1,6 @@
 """The README's demo command keeps working: the seven steps of the FAPI 2.0 code flow against
-the simulator and the example authorization server, then the refusals, then the mTLS leg
-behind nginx."""
+the simulator and the example authorization server, then the refusals, the message-signing
+leg (RFC 9421), then the mTLS leg behind nginx."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from dpop_guard.devtools.demo import _flow, _mtls
+from dpop_guard.devtools.demo import _flow, _mtls, _run
 from dpop_guard.devtools.demo._run import main
 
 pytestmark = pytest.mark.e2e
@@ -48,6 +48,37 @@ def assert_mtls_leg(out: str) -> None:
     assert out.index("What the authorization server refuses") < out.index("Certificate-bound")
 
 
+SIGNING_LEG = {
+    "POST /accounts/search, signed, answer verified": r"200 OK, 2 EUR accounts",
+    "the same request, its body changed after signing": r"401 invalid_signature",
+    "the same request, unsigned": r"401 invalid_signature",
+    "the answer checked with another server key": r"refused by the client: signature_invalid",
+}
+
+
+def assert_signing_leg(out: str) -> None:
+    """RFC 9421 both ways: the API (from DPOP_GUARD_HTTPSIG) verifies the signed request
+    and signs its answer, which the client verifies; a tampered body, an unsigned request
+    and an answer checked with the wrong key are refused."""
+    assert "Message signing (RFC 9421, FAPI 2.0 HTTP Signatures)" in out
+    for title, pattern in SIGNING_LEG.items():
+        assert re.search(rf"^  ok {re.escape(title)} +{pattern}$", out, re.MULTILINE), (title, out)
+    assert re.search(
+        r"^      request ES256 keyid demo-client-sig-1: "
+        r"@method @target-uri authorization dpop content-digest$",
+        out,
+        re.MULTILINE,
+    ), out
+    assert re.search(
+        r"^      response ES256 keyid accounts-api-sig-1: @status content-type content-digest; "
+        r"of the request: @method @target-uri content-digest signature signature-input$",
+        out,
+        re.MULTILINE,
+    ), out
+    assert 'Accept-Signature: sig1=("@method" "@target-uri" "authorization" "dpop" ' in out
+    assert "its signed answer verified by the client" in out  # step 7, signed both ways
+
+
 def assert_seven_steps(out: str) -> None:
     for number, pattern in STEPS.items():
         assert re.search(rf"^  ok {number} {pattern}", out, re.MULTILINE), (number, out)
@@ -70,6 +101,7 @@ def test_demo_runs(capsys: pytest.CaptureFixture[str], api: str, alg: str) -> No
     for refusal in ("401 invalid_dpop_proof", "403 insufficient_scope", "400 invalid_grant"):
         assert refusal in out
     assert_mtls_leg(out)
+    assert_signing_leg(out)
     assert out.rstrip().splitlines()[-1] == "Every step behaved as expected."
 
 
@@ -94,6 +126,20 @@ def test_without_nginx_the_demo_says_the_mtls_leg_was_skipped(
     out = capsys.readouterr().out
     assert "The mTLS leg was skipped: nginx is not installed" in out
     assert "Certificate-bound" not in out
+    assert out.rstrip().splitlines()[-1] == "Every step behaved as expected."
+
+
+def test_without_the_httpsig_extra_the_demo_says_the_signing_leg_was_skipped(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed without the ``httpsig`` extra, the API runs without message signing and
+    the demo says so plainly (``make demo`` installs the extra)."""
+    monkeypatch.setattr(_run, "available", lambda: False)
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "The message-signing leg was skipped: the httpsig extra is not installed" in out
+    assert "Message signing (RFC 9421" not in out
+    assert "its signed answer verified by the client" not in out
     assert out.rstrip().splitlines()[-1] == "Every step behaved as expected."
 
 

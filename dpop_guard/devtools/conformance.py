@@ -722,6 +722,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fail when x-fapi-interaction-id is not echoed (UK, ConnectID)",
     )
     parser.add_argument(
+        "--httpsig-key",
+        type=Path,
+        help="the client's private JWK (with kid) for RFC 9421 message signatures: runs the "
+        "FAPI 2.0 HTTP Signatures cases instead of the DPoP ones (with --key)",
+    )
+    parser.add_argument(
+        "--httpsig-server-jwks",
+        type=Path,
+        help="the resource server's public JWK Set: the accepted cases' answers must verify",
+    )
+    parser.add_argument("--body", help="a request body to send with --method (HTTP Signatures)")
+    parser.add_argument(
         "--deadline",
         type=float,
         default=DEFAULT_DEADLINE,
@@ -791,6 +803,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         # The message names the file and the problem, never the key material.
         print(f"--key {args.key}: not a usable private JWK ({type(exc).__name__})", file=sys.stderr)
         return 2
+    if args.httpsig_key is not None:
+        from ._conformance_httpsig import run_from_args as run_httpsig
+
+        return _report(run_httpsig(args, signer), as_json=args.json)
     outcomes = asyncio.run(
         run_conformance(
             args.url,

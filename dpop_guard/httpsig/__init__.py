@@ -8,6 +8,9 @@ Needs the ``httpsig`` extra (``pip install 'dpop_guard[httpsig]'``, for ``http-s
   :func:`verify_response`: what a client checks of a signed response.
 - :class:`StaticJWKS` (a :class:`KeySource`), :class:`SigningKey`.
 - :class:`HTTPSignatureError`: every refusal, with its ``reason``.
+- :class:`MessageSigning`, :func:`sign_request`: the client's side, used by
+  :class:`dpop_guard.client.DPoPAuth` (``signing_key=``, ``response_keys=``);
+  :class:`ResponseSignatureError`: a response it refuses.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
     raise missing_extra("httpsig", "dpop_guard.httpsig") from exc
 
 from ._base import SignatureParams
+from ._client import MessageSigning, ResponseSignatureError, request_message
 from ._components import Component, Message
 from ._digest import content_digest, parse_content_digest
 from ._keys import JWA_TO_RFC9421, KeySource, SigningKey, StaticJWKS, VerificationKey
 from ._middleware import SCOPE_KEY, HTTPSignatureMiddleware, Mode
 from ._reasons import SIGNATURE_REASONS, HTTPSignatureError, SignatureReason
-from ._sign import RESPONSE_TAG, sign_response
+from ._sign import RESPONSE_TAG, sign_request, sign_response
 from ._verify import (
     REQUEST_TAG,
     RESPONSE_POLICY,
@@ -47,7 +51,9 @@ __all__ = [
     "HTTPSignatureMiddleware",
     "KeySource",
     "Message",
+    "MessageSigning",
     "Mode",
+    "ResponseSignatureError",
     "SignatureParams",
     "SignatureReason",
     "SigningKey",
@@ -57,6 +63,8 @@ __all__ = [
     "VerifyPolicy",
     "content_digest",
     "parse_content_digest",
+    "request_message",
+    "sign_request",
     "sign_response",
     "verify_request",
     "verify_response",

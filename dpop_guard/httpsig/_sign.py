@@ -31,11 +31,67 @@ from typing import Final
 from ._base import SignatureParams, signature_base
 from ._components import Component, Message
 from ._keys import SigningKey
+from ._verify import REQUEST_TAG, required_components
 
-__all__ = ["RESPONSE_LABEL", "RESPONSE_TAG", "response_components", "sign_response"]
+__all__ = [
+    "REQUEST_LABEL",
+    "RESPONSE_LABEL",
+    "RESPONSE_TAG",
+    "request_components",
+    "response_components",
+    "sign_request",
+    "sign_response",
+]
 
 RESPONSE_TAG: Final = "fapi-2-response"
 RESPONSE_LABEL: Final = "sig1"
+REQUEST_LABEL: Final = "sig1"
+
+
+def request_components(request: Message) -> list[Component]:
+    """The components a FAPI request signature covers (FAPI HTTP Signatures 5.3.1.1):
+    the ones the verifier requires (:func:`~dpop_guard.httpsig._verify.required_components`),
+    ``dpop`` when the request carries a DPoP header and ``content-digest`` when it carries
+    one (the signer adds it for a request with content). ``authorization`` is left out
+    only when the request has none (a request without a token is not a FAPI resource
+    request; the verifier refuses it)."""
+    names = required_components(
+        dpop=bool(request.field_lines(b"dpop")),
+        body=bool(request.field_lines(b"content-digest")),
+    )
+    return [
+        Component(name, {})
+        for name in names
+        if name != "authorization" or request.field_lines(b"authorization")
+    ]
+
+
+def sign_request(
+    request: Message, *, key: SigningKey, now: int, label: str = REQUEST_LABEL
+) -> list[tuple[bytes, bytes]]:
+    """The ``Signature-Input`` and ``Signature`` field lines for ``request`` (a client's
+    side of the profile): :func:`request_components`, ``created``, ``keyid`` and
+    ``tag="fapi-2-request"``, no ``alg`` (the key the server holds says it).
+
+    :param request: the request with its final header fields, ``content-digest``
+        included when it has content.
+    :raises HTTPSignatureError: a component that cannot be resolved (a header value
+        that is not visible ASCII).
+    """
+    params = SignatureParams.build(
+        request_components(request), created=now, keyid=key.keyid, tag=REQUEST_TAG
+    )
+    return _fields(label, params, key, signature_base(params, request, in_response=False))
+
+
+def _fields(
+    label: str, params: SignatureParams, key: SigningKey, base: bytes
+) -> list[tuple[bytes, bytes]]:
+    signature = base64.b64encode(key.sign(base)).decode("ascii")
+    return [
+        (b"signature-input", f"{label}={params.serialized}".encode("ascii")),
+        (b"signature", f"{label}=:{signature}:".encode("ascii")),
+    ]
 
 
 def response_components(response: Message, *, request_label: str | None) -> list[Component]:
@@ -75,12 +131,7 @@ def sign_response(
     components = response_components(response, request_label=request_label)
     assert key.alg is not None
     params = SignatureParams.build(components, created=now, keyid=key.keyid, tag=RESPONSE_TAG)
-    base = signature_base(params, response, in_response=True)
-    signature = base64.b64encode(key.sign(base)).decode("ascii")
-    return [
-        (b"signature-input", f"{label}={params.serialized}".encode("ascii")),
-        (b"signature", f"{label}=:{signature}:".encode("ascii")),
-    ]
+    return _fields(label, params, key, signature_base(params, response, in_response=True))
 
 
 def with_status(request: Message, status: int, headers: tuple[tuple[bytes, bytes], ...]) -> Message:

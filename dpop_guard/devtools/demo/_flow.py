@@ -178,6 +178,11 @@ class SevenSteps:
             self.exchanges.since(mark) or f"{response.status_code}",
         )
         self._ok(title, f"{self.exchanges.since(mark)}, {len(accounts)} accounts of {SUBJECT}:")
+        if "signature-input" in response.request.headers:
+            self.report.detail(
+                "the request signed (RFC 9421, tag fapi-2-request), verified by the API; "
+                "its signed answer verified by the client"
+            )
         for account in accounts:
             self.report.detail(
                 f"{account['account_id']}  {account['nickname']:<8} "

@@ -24,6 +24,7 @@ from . import SERVICE_AUTH, authlete_api, free_port, process, simulator_env, tai
 from ._flow import FlowResult, SevenSteps, StepFailed
 from ._mtls import MTLSDeployment, MTLSLeg, deployment
 from ._report import Exchanges, Report
+from ._signing import MessageSigningSetup, SigningLeg, available
 
 CLIENT_ID: Final = 2_718_281_828
 CLIENT_NAME: Final = "dpop_guard demo client"
@@ -49,9 +50,10 @@ class Demo:
         api_version: str,
         dpop_alg: str = "ES256",
         mtls: MTLSDeployment | None = None,
+        signing: MessageSigningSetup | None = None,
     ) -> None:
         self.simulator, self.issuer, self.api = simulator, authorization_server, api
-        self.mtls = mtls
+        self.mtls, self.signing = mtls, signing
         self.api_version = api_version
         self.report = Report()
         self.exchanges = Exchanges()
@@ -101,6 +103,7 @@ class Demo:
                     client_key=self.client_key,
                     dpop_key=self.dpop_key,
                     redirect_uri=REDIRECT_URI,
+                    **self.signing_options(),
                 )
             except (OAuthError, httpx.HTTPError) as exc:
                 raise StepFailed(f"discovery of {self.issuer} failed: {exc}") from exc
@@ -117,6 +120,16 @@ class Demo:
             print("\nWhat the API refuses, with that token")
             await self.api_refusals(http, result)
             await self.cache(http, result)
+            if self.signing is None:
+                print(
+                    "The message-signing leg was skipped: the httpsig extra is not installed "
+                    "(pip install 'dpop_guard[httpsig]')\n"
+                )
+            else:
+                await SigningLeg(self.signing, self.api, self.report).run(
+                    http, self.dpop_key, result.tokens.access_token
+                )
+                print()
             print("What the authorization server refuses")
             await self.as_refusals(fapi, result)
             if self.mtls is None:
@@ -128,11 +141,27 @@ class Demo:
                 await MTLSLeg(self.mtls, self.simulator, self.report).run(http)
         return self.report.failures
 
+    def signing_options(self) -> dict[str, object]:
+        """The FAPI client's message-signing options (none without the leg)."""
+        if self.signing is None:
+            return {}
+        return {
+            "signing_key": self.signing.client_key,
+            "response_keys": self.signing.response_keys,
+        }
+
+    def auth(self, token: str) -> DPoPAuth:
+        """The demo client's authentication: a DPoP proof, and a signature when signing."""
+        if self.signing is None:
+            return DPoPAuth(self.dpop_key, token)
+        return self.signing.auth(self.dpop_key, token)
+
     async def api_refusals(self, http: httpx.AsyncClient, result: FlowResult) -> None:
         report, token, signer = self.report, result.tokens.access_token, self.dpop_key
         accounts = f"{self.api}/accounts"
-        proof = signer.sign(htm="GET", htu=accounts, access_token=token)
-        headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+        # One request's headers (proof, and signature when signing), to send twice.
+        prepared = next(self.auth(token).sync_auth_flow(http.build_request("GET", accounts)))
+        headers = dict(prepared.headers)
         first = await http.get(accounts, headers=headers)
         report.response("a proof sent once", first, 200)
         report.response(
@@ -146,9 +175,7 @@ class Demo:
         )
         report.response(
             "GET /accounts/acc-1001/transactions (no scope)",
-            await http.get(
-                f"{self.api}/accounts/acc-1001/transactions", auth=DPoPAuth(signer, token)
-            ),
+            await http.get(f"{self.api}/accounts/acc-1001/transactions", auth=self.auth(token)),
             403,
         )
         report.response(
@@ -165,7 +192,7 @@ class Demo:
         report.response("GET /health (public)", await http.get(f"{self.api}/health"), 200)
 
     async def cache(self, http: httpx.AsyncClient, result: FlowResult) -> None:
-        auth = DPoPAuth(self.dpop_key, result.tokens.access_token)
+        auth = self.auth(result.tokens.access_token)
         before = await self.calls(http)
         statuses = [
             (await http.get(f"{self.api}/accounts", auth=auth)).status_code
@@ -256,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     issuer = f"http://127.0.0.1:{as_port}"
     api = f"http://127.0.0.1:{api_port}"
     env = _environment(simulator, version)
+    signing = MessageSigningSetup.generate(str(CLIENT_ID)) if available() else None
     print("dpop_guard demo")
     print(
         f"  Authlete simulator    {simulator}  (Authlete API {version}, service "
@@ -284,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "accounts API": (
             [*uvicorn, "dpop_guard.devtools.demo.accounts:app", "--port", str(api_port)],
-            dict(env, DPOP_GUARD_PUBLIC_URL=api),
+            dict(env, DPOP_GUARD_PUBLIC_URL=api, **(signing.environment() if signing else {})),
             f"{api}/health",
         ),
     }
@@ -307,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             api_version=version,
             dpop_alg=args.dpop_alg,
             mtls=mtls,
+            signing=signing,
         )
         try:
             failures = asyncio.run(asyncio.wait_for(demo.run(), DEMO_TIMEOUT))

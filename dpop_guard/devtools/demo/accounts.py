@@ -8,8 +8,8 @@ Configuration comes from the environment, read by :func:`dpop_guard.from_env`: A
 own names (``AUTHLETE_BASE_URL``, ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``,
 ``AUTHLETE_SERVICE_APISECRET``, ``AUTHLETE_SERVICE_ACCESSTOKEN``) and ours
 (``DPOP_GUARD_PUBLIC_URL``, ``DPOP_GUARD_INTROSPECTION=rfc7662|jwt|authlete-standard``,
-``DPOP_GUARD_CACHE_TTL``, ``DPOP_GUARD_REPLAY_STORE``, ``DPOP_GUARD_NONCE``, ...). For a
-fleet::
+``DPOP_GUARD_CACHE_TTL``, ``DPOP_GUARD_REPLAY_STORE``, ``DPOP_GUARD_NONCE``,
+``DPOP_GUARD_HTTPSIG`` for RFC 9421 message signatures, ...). For a fleet::
 
     DPOP_GUARD_REPLAY_STORE=redis://127.0.0.1:6379/0 \\
     DPOP_GUARD_INTROSPECTION_CACHE=redis://127.0.0.1:6379/0 \\
@@ -39,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route as HTTPRoute
 
+from ..._json import DOCUMENT_LIMITS, JSONError, parse_object
 from ...credentials import DPoPCredentials
 from ...guard import from_env
 from ...routes import Route
@@ -67,6 +68,7 @@ TRANSACTIONS: dict[str, list[dict[str, str]]] = {
 ROUTES = (
     Route("/health", public=True),
     Route("/accounts", scopes=("read:accounts",), methods=("GET",)),
+    Route("/accounts/search", scopes=("read:accounts",), methods=("POST",)),
     Route("/accounts/{account_id}/transactions", scopes=("read:transactions",), methods=("GET",)),
 )
 # The same API with one route for certificate-bound tokens: the DPoP routes keep every DPoP
@@ -85,6 +87,31 @@ async def health(request: Request) -> JSONResponse:
 async def accounts(request: Request) -> JSONResponse:
     auth: DPoPCredentials = request.auth
     return JSONResponse({"subject": auth.subject, "accounts": ACCOUNTS.get(auth.subject or "", [])})
+
+
+SEARCH_MAX_BYTES = 4096
+
+
+async def search(request: Request) -> JSONResponse:
+    """``POST /accounts/search`` with ``{"currency": "EUR"}``: a request with a body, for
+    the demo's message-signing leg (its ``Content-Digest`` is checked as it streams)."""
+    auth: DPoPCredentials = request.auth
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > SEARCH_MAX_BYTES:
+            return JSONResponse({"error": "invalid_request"}, status_code=413)
+    try:
+        query = parse_object(bytes(body), DOCUMENT_LIMITS)
+    except JSONError:
+        return JSONResponse({"error": "invalid_request"}, status_code=400)
+    currency = query.get("currency")
+    found = [
+        a
+        for a in ACCOUNTS.get(auth.subject or "", [])
+        if currency is None or a["currency"] == currency
+    ]
+    return JSONResponse({"subject": auth.subject, "accounts": found})
 
 
 async def transactions(request: Request) -> JSONResponse:
@@ -107,6 +134,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, mtls: bool = False) 
     routes = [
         HTTPRoute("/health", health),
         HTTPRoute("/accounts", accounts),
+        HTTPRoute("/accounts/search", search, methods=["POST"]),
         HTTPRoute("/accounts/{account_id}/transactions", transactions),
     ]
     if mtls:
