@@ -23,8 +23,9 @@ Variables, besides those of :meth:`GuardSettings.from_env` and the introspectors
   (``AUTHLETE_*``, or ``DPOP_GUARD_INTROSPECTION_URL`` and its siblings). Required then,
   never guessed; it is asked uncached, so a revocation is seen on the next request to
   those paths. Set without revocation paths it stops start-up too (nothing would ask it).
-- ``DPOP_GUARD_INTROSPECTION_CACHE`` (a Redis URL), ``DPOP_GUARD_CACHE_TTL`` (``0``: no
-  cache), ``DPOP_GUARD_CACHE_MAXSIZE``.
+- ``DPOP_GUARD_INTROSPECTION_CACHE`` (a Redis URL; refused in ``jwt`` mode, whose cache of
+  verified tokens is per process), ``DPOP_GUARD_CACHE_TTL`` (``0``: no cache),
+  ``DPOP_GUARD_CACHE_MAXSIZE``.
 - ``DPOP_GUARD_START_DEGRADED``: start even when a dependency fails its start-up probe
   (readiness answers 503 until it recovers); by default the lifespan refuses to start.
 - ``DPOP_GUARD_READINESS_PATH`` (default ``/readyz``), ``DPOP_GUARD_LIVENESS_PATH``
@@ -777,6 +778,15 @@ def from_env(
             "is not set, but routes accept certificate-bound tokens: " + ", ".join(mtls_routes),
             "set it to the proxy or server that passes client certificates",
         )
+    if stores.introspection == "jwt" and stores.introspection_cache is not None:
+        # A local verification is cheaper than a Redis round trip: the JWT cache has no
+        # shared level, and the revocation introspector is asked uncached.
+        raise ConfigurationError(
+            f"{ENV_PREFIX}INTROSPECTION_CACHE",
+            f"is set, but {ENV_PREFIX}INTROSPECTION=jwt caches verified tokens in memory "
+            "only (verifying a JWT locally costs less than asking Redis)",
+            "unset it",
+        )
     for url, name in (
         (settings.replay_store, "REPLAY_STORE"),
         (stores.introspection_cache or "", "INTROSPECTION_CACHE"),
@@ -823,8 +833,9 @@ def from_env(
         shared = RedisTokenCache.from_env(stores.introspection_cache, env)
         _add_closer(closers, shared)
     introspector = chain.introspector
-    # JWT access tokens are checked locally: there is nothing to cache.
-    if stores.cache_ttl > 0 and mode != "jwt":
+    # JWT access tokens too: a hit verifies the proof alone (what the token's signature
+    # proved is cached, in memory only, until a JWKS refresh withdraws the key).
+    if stores.cache_ttl > 0:
         from .introspection.cached import CachingIntrospector
 
         introspector = CachingIntrospector(
