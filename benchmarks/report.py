@@ -107,6 +107,10 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{row['generator_cpu']:.0%} |"
             )
         lines += jwt_markdown(result["load"])
+    if result.get("tail"):
+        from .tail import markdown as tail_markdown
+
+        lines += ["", tail_markdown(result["tail"]).rstrip()]
     if result.get("fleet"):
         from .fleet import markdown as fleet_markdown
 
