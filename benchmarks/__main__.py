@@ -6,9 +6,8 @@ figures), the in-process benchmarks (:mod:`benchmarks.micro`), the interleaved l
 of hits under misses (:mod:`benchmarks.tail`) and the fleet simulation
 (:mod:`benchmarks.fleet`), shows progress, and writes ``results/<name>.json``, a Markdown
 table ``results/<name>.md`` and a plot ``results/<name>.png``, each with the machine and
-the stack described. ``--quick`` is
-a smoke run (no callgrind, no fleet, no tail; the cache-hit load scenarios, the JWT-mode
-hit and the Node ``jose`` peer, 1 s runs).
+the stack described. ``--quick`` is a smoke run (no callgrind, no fleet, no tail; the
+cache-hit load scenarios, the JWT-mode hit and the Node ``jose`` peer, 1 s runs).
 """
 
 from __future__ import annotations
