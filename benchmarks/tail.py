@@ -44,12 +44,14 @@ from .load import (
     MIN_ROUNDS,
     PUBLIC_URL,
     Scenario,
+    Server,
     Stack,
     _server,
     describe_stack,
     fast_stack,
     run_wrk,
     stack,
+    tree_cpu,
 )
 
 PATH = "/accounts"
@@ -118,7 +120,7 @@ def _misses(parts: Stack, count: int) -> list[bytes]:
 
 
 def _run(
-    parts: Stack, url: str, condition: str, duration: int, hit_rate: float | None
+    parts: Stack, server: Server, condition: str, duration: int, hit_rate: float | None
 ) -> dict[str, Any]:
     """One run of ``condition``: the hits' wrk figures, and the misses sent alongside."""
     latency, fault = (SLOW, None) if condition == CONDITIONS[1] else (0.0, "hang")
@@ -139,7 +141,9 @@ def _run(
         + "\n"
     )
     statuses: Counter[int] = Counter()
+    url = server.url
     port = int(url.rsplit(":", 1)[1])
+    cpu = tree_cpu(server.pid)
     generator = None
     if misses:
         generator = threading.Thread(
@@ -151,6 +155,8 @@ def _run(
     finally:
         if generator is not None:
             generator.join()
+        # The server's CPU share over the run (hits and misses): what the misses take.
+        result["server_cpu"] = (tree_cpu(server.pid) - cpu) / duration
         proofs.unlink()
         httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json={"fault": None})
         httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json={"latency": 0.0})
@@ -176,7 +182,7 @@ def tail(duration: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
                 order = CONDITIONS
             for condition in order:
                 print(f"round {r + 1}/{rounds}: {condition}", file=sys.stderr)
-                result = _run(parts, server.url, condition, duration, hit_rate)
+                result = _run(parts, server, condition, duration, hit_rate)
                 runs[condition].append(result)
                 if condition == CONDITIONS[0]:
                     hit_rate = statistics.median(x["rps"] for x in runs[CONDITIONS[0]])
@@ -184,7 +190,7 @@ def tail(duration: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
     alone = runs[CONDITIONS[0]]
     for condition, results in runs.items():
         row: dict[str, Any] = {"condition": condition, "runs": results}
-        for key in ("rps", "p50_us", "p99_us", "p999_us", "miss_rate", "non_2xx"):
+        for key in ("rps", "p50_us", "p99_us", "p999_us", "miss_rate", "non_2xx", "server_cpu"):
             values = [x[key] for x in results]
             row[key] = statistics.median(values)
             row[f"{key}_range"] = [min(values), max(values)]
@@ -206,8 +212,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['duration']} s; medians and ranges):",
         "",
         "| condition | hit req/s | misses/s | hit p50 ms | hit p99 ms | hit p99.9 ms "
-        "| hit p99 / alone | miss answers |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| hit p99 / alone | miss answers | server CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
 
     def ms(row: dict[str, Any], key: str) -> str:
@@ -222,7 +228,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['condition']} | {row['rps']:.0f} | {row['miss_rate']:.0f} | "
             f"{ms(row, 'p50_us')} | {ms(row, 'p99_us')} | {ms(row, 'p999_us')} | "
-            f"{row['p99_ratio']:.2f}x ({low:.2f}-{high:.2f}) | {answers or '-'} |"
+            f"{row['p99_ratio']:.2f}x ({low:.2f}-{high:.2f}) | {answers or '-'} | "
+            f"{row['server_cpu']:.0%} |"
         )
     return "\n".join(lines) + "\n"
 
