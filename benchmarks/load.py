@@ -125,9 +125,15 @@ class Scenario:
     issuer: str = "authlete"  # or "jwt": the RFC 9068 token of the local JWKS
 
 
-def run_wrk(url: str, path: str, token: str, proofs: Path | None, duration: int) -> dict[str, Any]:
+def run_wrk(
+    url: str, path: str, token: str, proofs: Path | None, duration: int, *, pace_ms: float = 0
+) -> dict[str, Any]:
+    """One wrk run; with ``pace_ms``, each connection waits that long before each request
+    (wrk's ``delay``): a load below saturation, where latency shows waiting, not a queue."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA)
+        if pace_ms:
+            script.write(f"delay = function() return {pace_ms:.3f} end\n")
     before = os.times()
     out = subprocess.run(  # noqa: S603
         [

@@ -120,7 +120,12 @@ def _misses(parts: Stack, count: int) -> list[bytes]:
 
 
 def _run(
-    parts: Stack, server: Server, condition: str, duration: int, hit_rate: float | None
+    parts: Stack,
+    server: Server,
+    condition: str,
+    duration: int,
+    hit_rate: float | None,
+    pace_ms: float,
 ) -> dict[str, Any]:
     """One run of ``condition``: the hits' wrk figures, and the misses sent alongside."""
     latency, fault = (SLOW, None) if condition == CONDITIONS[1] else (0.0, "hang")
@@ -151,7 +156,7 @@ def _run(
         )
         generator.start()
     try:
-        result = run_wrk(url, PATH, parts.token, proofs, duration)
+        result = run_wrk(url, PATH, parts.token, proofs, duration, pace_ms=pace_ms)
     finally:
         if generator is not None:
             generator.join()
@@ -166,9 +171,14 @@ def _run(
     return result
 
 
-def tail(duration: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
+def tail(duration: int, rounds: int = MIN_ROUNDS, *, pace_ms: float = 0) -> dict[str, Any]:
     """Every condition's runs, interleaved; per condition the medians and ranges of the hit
-    percentiles, and the ratio of hit p99 to hit p99 alone within each round."""
+    percentiles, and the ratio of hit p99 to hit p99 alone within each round.
+
+    :param pace_ms: each hit connection's wait before each request: ``0`` saturates the
+        server (hit latency is then mostly the queue, and grows with whatever CPU the
+        misses take); above 0 the hits come below capacity, so their latency shows whether
+        they wait behind misses."""
     versions = fast_stack()
     scenario = Scenario(
         "tail", "examples.accounts:app", env={"DPOP_GUARD_AUTHLETE_TIMEOUT": TIMEOUT}
@@ -182,7 +192,7 @@ def tail(duration: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
                 order = CONDITIONS
             for condition in order:
                 print(f"round {r + 1}/{rounds}: {condition}", file=sys.stderr)
-                result = _run(parts, server, condition, duration, hit_rate)
+                result = _run(parts, server, condition, duration, hit_rate, pace_ms)
                 runs[condition].append(result)
                 if condition == CONDITIONS[0]:
                     hit_rate = statistics.median(x["rps"] for x in runs[CONDITIONS[0]])
@@ -202,12 +212,24 @@ def tail(duration: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
             totals.update({int(k): v for k, v in x["miss_statuses"].items()})
         row["miss_statuses"] = dict(totals)
         rows.append(row)
-    return {"stack": describe_stack(versions), "rounds": rounds, "duration": duration, "rows": rows}
+    return {
+        "stack": describe_stack(versions),
+        "rounds": rounds,
+        "duration": duration,
+        "pace_ms": pace_ms,
+        "rows": rows,
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"Tail latency of cache hits ({result['stack']}; wrk -t1 -c32 for hits, an open-loop "
+        f"Tail latency of cache hits ({result['stack']}; wrk -t1 -c32 for hits"
+        + (
+            f", each connection pausing {result['pace_ms']:g} ms before each request"
+            if result.get("pace_ms")
+            else " (saturating)"
+        )
+        + ", an open-loop "
         f"generator for misses, each a new token; {result['rounds']} interleaved rounds of "
         f"{result['duration']} s; medians and ranges):",
         "",
@@ -238,13 +260,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument(
+        "--pace", type=float, default=0.0, help="ms each hit connection waits per request"
+    )
     args = parser.parse_args(argv)
-    if args.rounds < MIN_ROUNDS or not 1 <= args.duration <= 60:
-        parser.error(f"--rounds must be at least {MIN_ROUNDS}, --duration 1-60")
-    result = tail(args.duration, args.rounds)
+    if args.rounds < MIN_ROUNDS or not 1 <= args.duration <= 60 or not 0 <= args.pace <= 1000:
+        parser.error(f"--rounds must be at least {MIN_ROUNDS}, --duration 1-60, --pace 0-1000")
+    result = tail(args.duration, args.rounds, pace_ms=args.pace)
     from .report import save
 
-    save("tail", result, markdown(result))
+    save("tail-paced" if args.pace else "tail", result, markdown(result))
 
 
 if __name__ == "__main__":
