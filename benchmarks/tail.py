@@ -12,9 +12,10 @@ uvicorn with uvloop and httptools, pinned to core 0) takes two streams at once:
   a token never seen before, so each is a cache miss; its rate is a ninth of the hit rate
   measured without it, so misses are about 10% of the requests.
 
-Three conditions take turns in each round (A B C, then C B A): hits alone; hits with misses
-while the Authlete simulator answers in 200 ms; hits with misses while it never answers
-(each miss ends at the 1 s timeout, or at once with a 503 once the circuit breaker opens).
+Four conditions take turns in each round (A B C D, then D C B A): hits alone; hits with
+misses while the Authlete simulator answers in 200 ms; hits with misses while it never
+answers (each miss ends at the 1 s timeout, or at once with a 503 once the circuit breaker
+opens); and a control, the 200 ms misses sent to a second server (:data:`CONDITIONS`).
 The figure the issue asks for is hit p99 under misses / hit p99 alone, taken within each
 round: the median and range over the rounds.
 
@@ -57,7 +58,15 @@ from .load import (
 PATH = "/accounts"
 SLOW = 0.2  # seconds: the slow Authlete's latency
 TIMEOUT = "1"  # DPOP_GUARD_AUTHLETE_TIMEOUT for the server
-CONDITIONS = ("hits alone", "misses, Authlete 200 ms", "misses, Authlete times out")
+CONDITIONS = (
+    "hits alone",
+    "misses, Authlete 200 ms",
+    "misses, Authlete times out",
+    "control: the same misses sent to another server, Authlete 200 ms",
+)
+"""The control sends the 200 ms condition's misses to a second, identical server: the
+machine (the simulator, the generators) works as in that condition, but the server under
+test sees none. Hit latency that rises there is the machine's, not the guard's."""
 
 
 def _request(token: str, proof: str) -> bytes:
@@ -122,13 +131,14 @@ def _misses(parts: Stack, count: int) -> list[bytes]:
 def _run(
     parts: Stack,
     server: Server,
+    control: Server,
     condition: str,
     duration: int,
     hit_rate: float | None,
     pace_ms: float,
 ) -> dict[str, Any]:
     """One run of ``condition``: the hits' wrk figures, and the misses sent alongside."""
-    latency, fault = (SLOW, None) if condition == CONDITIONS[1] else (0.0, "hang")
+    latency, fault = (0.0, "hang") if condition == CONDITIONS[2] else (SLOW, None)
     storm = condition != CONDITIONS[0] and hit_rate is not None
     rate = (hit_rate or 0.0) / 9
     misses = _misses(parts, int(rate * duration)) if storm else []  # before the faults
@@ -147,7 +157,8 @@ def _run(
     )
     statuses: Counter[int] = Counter()
     url = server.url
-    port = int(url.rsplit(":", 1)[1])
+    target = control if condition == CONDITIONS[3] else server
+    port = int(target.url.rsplit(":", 1)[1])
     cpu = tree_cpu(server.pid)
     generator = None
     if misses:
@@ -184,7 +195,7 @@ def tail(duration: int, rounds: int = MIN_ROUNDS, *, pace_ms: float = 0) -> dict
         "tail", "examples.accounts:app", env={"DPOP_GUARD_AUTHLETE_TIMEOUT": TIMEOUT}
     )
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CONDITIONS}
-    with stack() as parts, _server(scenario, parts) as server:
+    with stack() as parts, _server(scenario, parts) as server, _server(scenario, parts) as control:
         hit_rate: float | None = None
         for r in range(rounds):
             order = CONDITIONS if r % 2 == 0 else CONDITIONS[::-1]
@@ -192,7 +203,7 @@ def tail(duration: int, rounds: int = MIN_ROUNDS, *, pace_ms: float = 0) -> dict
                 order = CONDITIONS
             for condition in order:
                 print(f"round {r + 1}/{rounds}: {condition}", file=sys.stderr)
-                result = _run(parts, server, condition, duration, hit_rate, pace_ms)
+                result = _run(parts, server, control, condition, duration, hit_rate, pace_ms)
                 runs[condition].append(result)
                 if condition == CONDITIONS[0]:
                     hit_rate = statistics.median(x["rps"] for x in runs[CONDITIONS[0]])
