@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -389,6 +390,7 @@ class DPoPGuard:
         if self._started:
             return
         self._started = True
+        _freeze_heap()
         ping = getattr(self.replay_store, "ping", None)
         if ping is not None:  # the store's own check logs an evicting Redis, once
             with contextlib.suppress(Exception):
@@ -539,6 +541,27 @@ class OperationsMiddleware:
             await send(message)
 
         await self.app(scope, replay, closing_send)
+
+
+_heap_frozen = False
+
+
+def _freeze_heap() -> None:
+    """Take what the process has built before serving (modules, the app, the settings:
+    about 46,000 objects for the accounts example) out of the cyclic GC's later
+    collections, once per process, after collecting what is already garbage.
+
+    A full collection walks every tracked object (about 10 ms for those 46,000 here), and a
+    guard serving cache misses allocates enough to run one often: those pauses were what
+    kept cache hits waiting behind misses. Measured (``benchmarks/tail.py``, paced hits, 10%
+    misses against a 200 ms Authlete, 5 rounds): hit p99 4.2x that of hits alone before,
+    1.0x with the heap frozen. ``gc.unfreeze()`` undoes it.
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def _check_token(stores: StoreSettings) -> str:
