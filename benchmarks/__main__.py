@@ -2,11 +2,12 @@
 
 Runs the instruction counts (:mod:`benchmarks.instructions`, callgrind: the deterministic
 figures), the in-process benchmarks (:mod:`benchmarks.micro`), the interleaved load test
-(:mod:`benchmarks.load`) and the fleet simulation (:mod:`benchmarks.fleet`), shows
-progress, and writes ``results/<name>.json``, a Markdown table ``results/<name>.md`` and a
-plot ``results/<name>.png``, each with the machine and the stack described. ``--quick`` is
-a smoke run of under a minute (no callgrind, no fleet, the cache-hit load scenarios only,
-1 s runs).
+(:mod:`benchmarks.load`, JWT mode against the Node.js peers included), the tail latency
+of hits under misses (:mod:`benchmarks.tail`) and the fleet simulation
+(:mod:`benchmarks.fleet`), shows progress, and writes ``results/<name>.json``, a Markdown
+table ``results/<name>.md`` and a plot ``results/<name>.png``, each with the machine and
+the stack described. ``--quick`` is a smoke run (no callgrind, no fleet, no tail; the
+cache-hit load scenarios, the JWT-mode hit and the Node ``jose`` peer, 1 s runs).
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ def main() -> None:
     if not args.no_load:
         count = len(scenarios("redis://unused", quick=args.quick))
         load_steps = count * (args.rounds + 1)
-    progress = Progress(len(algs) + 3 + int(instructions) + load_steps + int(not args.quick))
+    tail_steps = 0 if args.quick or args.no_load else 1
+    progress = Progress(
+        len(algs) + 3 + int(instructions) + load_steps + int(not args.quick) + tail_steps
+    )
     counts: dict[str, Any] | None = None
     if instructions:
         from .instructions import measure
@@ -94,6 +98,12 @@ def main() -> None:
         from .load import load
 
         load_rows = load(duration, progress.step, rounds=args.rounds, quick=args.quick)
+    tail_result: dict[str, Any] | None = None
+    if tail_steps:
+        from .tail import tail
+
+        progress.step("tail latency: hits while misses wait on Authlete (~2 min)")
+        tail_result = tail(duration, args.rounds)
     fleet_result: dict[str, Any] | None = None
     if not args.quick:
         from .fleet import fleet
@@ -114,6 +124,7 @@ def main() -> None:
         "load_duration_s": duration,
         "load_rounds": args.rounds,
         "fleet": fleet_result,
+        "tail": tail_result,
     }
     table = markdown(result)
     save(name, result, table, show=False)

@@ -16,7 +16,15 @@ req/s, latency percentiles (p50, p99, p99.9), non-2xx answers, Authlete calls, t
 CPU per request (from /proc, so the simulator's work is not counted as ours), and the
 generator's CPU use (to show it is not the bottleneck), each as the median over the rounds.
 
-Needs Debian's ``wrk`` and ``redis-server``; ``taskset`` pins processes when present.
+JWT mode (issue 24 section 1) is measured in the same interleaved run: dpop_guard in ``jwt``
+mode with its cache of verified tokens (a hit verifies the proof alone) and without it
+(``DPOP_GUARD_CACHE_TTL=0``: two verifies per request), and the two Node.js peers of
+:mod:`benchmarks.node_peers` (one ``node:http`` process each, pinned like uvicorn), all
+presenting one RFC 9068 token from a local JWKS; each JWT row reports its req/s ratio to
+the hand-written Node ``jose`` server, taken within each round.
+
+Needs Debian's ``wrk``, ``redis-server``, ``node`` and ``npm``; ``taskset`` pins processes
+when present.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from dpop_guard.client import ProofSigner
 from dpop_guard.devtools.demo import free_port, mint_token, simulator_env
 from dpop_guard.devtools.demo import process as serve
 from dpop_guard.devtools.simulator import DEFAULT_SERVICE_TOKEN
+
+from .node_peers import NODE_DIR, PEERS, JWTIssuer, jwt_issuer, node
 
 ADMIN = {"Authorization": f"Bearer {DEFAULT_SERVICE_TOKEN}"}
 CONNECTIONS = 32
@@ -112,11 +122,18 @@ class Scenario:
     launcher: str = "uvicorn"  # or "examples.serve" (uvicorn's supervisor, TCP_NODELAY kept)
     guarded: bool = True
     proofs_per_second: int = 4000  # proofs signed for the first round; then 1.5x the rate seen
+    issuer: str = "authlete"  # or "jwt": the RFC 9068 token of the local JWKS
 
 
-def run_wrk(url: str, path: str, token: str, proofs: Path | None, duration: int) -> dict[str, Any]:
+def run_wrk(
+    url: str, path: str, token: str, proofs: Path | None, duration: int, *, pace_ms: float = 0
+) -> dict[str, Any]:
+    """One wrk run; with ``pace_ms``, each connection waits that long before each request
+    (wrk's ``delay``): a load below saturation, where latency shows waiting, not a queue."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA)
+        if pace_ms:
+            script.write(f"delay = function() return {pace_ms:.3f} end\n")
     before = os.times()
     out = subprocess.run(  # noqa: S603
         [
@@ -171,9 +188,28 @@ def describe_stack(versions: dict[str, str]) -> str:
     )
 
 
+NODE_JOSE = "Node jose, RFC 9449 checks written out (peer)"
+JWT_SCENARIOS = (
+    Scenario("JWT mode, cache hit (one verify)", "examples.accounts:app", issuer="jwt"),
+    Scenario(
+        "JWT mode, no cache (two verifies)",
+        "examples.accounts:app",
+        env={"DPOP_GUARD_CACHE_TTL": "0"},
+        issuer="jwt",
+    ),
+    Scenario(NODE_JOSE, PEERS["jose"], launcher="node", issuer="jwt"),
+    Scenario(
+        "Node oauth4webapi.validateJwtAccessToken (peer)",
+        PEERS["oauth4webapi"],
+        launcher="node",
+        issuer="jwt",
+    ),
+)
+
+
 def scenarios(redis_url: str, *, quick: bool = False) -> list[Scenario]:
     """Every load scenario; the first is the bare endpoint, the second the ceiling.
-    ``quick``: those two and the cache hits only."""
+    ``quick``: those two, the cache hits, the JWT-mode hit and the Node ``jose`` peer."""
     fleet = {"DPOP_GUARD_REPLAY_STORE": redis_url, "DPOP_GUARD_INTROSPECTION_CACHE": redis_url}
     every = [
         Scenario("bare endpoint (no middleware)", "benchmarks.apps:bare", guarded=False),
@@ -210,8 +246,9 @@ def scenarios(redis_url: str, *, quick: bool = False) -> list[Scenario]:
             env=fleet,
             workers=2,
         ),
+        *JWT_SCENARIOS,
     ]
-    return every[:4] if quick else every
+    return [*every[:4], *JWT_SCENARIOS[::2]] if quick else every
 
 
 @dataclass(frozen=True)
@@ -223,6 +260,10 @@ class Stack:
     env: dict[str, str]
     signer: ProofSigner
     token: str
+    jwt: JWTIssuer
+
+    def token_for(self, scenario: Scenario) -> str:
+        return self.jwt.token if scenario.issuer == "jwt" else self.token
 
 
 @contextmanager
@@ -263,7 +304,8 @@ def stack() -> Iterator[Stack]:
             f"{simulator}/sim/stats",
         ):
             token = mint_token(simulator, signer, ["read:accounts"], lifetime=7200)
-            yield Stack(simulator, f"redis://127.0.0.1:{redis_port}/0", env, signer, token)
+            with jwt_issuer(free_port(), audience=PUBLIC_URL, jkt=signer.jkt) as jwt:
+                yield Stack(simulator, f"redis://127.0.0.1:{redis_port}/0", env, signer, token, jwt)
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
@@ -287,6 +329,7 @@ def load(
     *,
     rounds: int = MIN_ROUNDS,
     quick: bool = False,
+    only: Callable[[Scenario], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per scenario: medians over ``rounds`` interleaved rounds, each ratio's median
     and range (``ratio_to_bare``, ``ratio_to_ceiling``), and every round's raw figures."""
@@ -295,6 +338,8 @@ def load(
     versions = fast_stack()
     with stack() as parts, contextlib.ExitStack() as servers:
         chosen = scenarios(parts.redis_url, quick=quick)
+        if only is not None:  # the bare endpoint and the ceiling stay: the ratios need them
+            chosen = chosen[:2] + [s for s in chosen[2:] if only(s)]
         urls = []
         for scenario in chosen:
             progress(f"start {scenario.name}")
@@ -321,7 +366,11 @@ def load(
         for key in runs[0]:
             row[key] = statistics.median(run[key] for run in runs)
         row["rps_range"] = [min(r["rps"] for r in runs), max(r["rps"] for r in runs)]
-        for ref, name in ((0, "ratio_to_bare"), (1, "ratio_to_ceiling")):
+        refs = [(0, "ratio_to_bare"), (1, "ratio_to_ceiling")]
+        names = [s.name for s in chosen]
+        if scenario.issuer == "jwt" and NODE_JOSE in names:
+            refs.append((names.index(NODE_JOSE), "ratio_to_node_jose"))
+        for ref, name in refs:
             ratios = [
                 run["rps"] / base["rps"] for run, base in zip(runs, samples[ref], strict=True)
             ]
@@ -370,7 +419,13 @@ def _server(scenario: Scenario, parts: Stack) -> Iterator[Server]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(parts.env, DPOP_GUARD_PUBLIC_URL=PUBLIC_URL, **scenario.env)
-    if scenario.launcher == "uvicorn":
+    cwd = None
+    if scenario.issuer == "jwt":
+        env.update(parts.jwt.guard_env(PUBLIC_URL), **parts.jwt.node_env(PUBLIC_URL))
+    if scenario.launcher == "node":
+        command = [*pin(0), node(), scenario.app, str(port)]
+        cwd = str(NODE_DIR)
+    elif scenario.launcher == "uvicorn":
         command = [
             *(pin(0) if scenario.workers == 1 else []),
             *uvicorn_command(scenario.app, port, scenario.workers),
@@ -388,20 +443,23 @@ def _server(scenario: Scenario, parts: Stack) -> Iterator[Server]:
             "--workers",
             str(scenario.workers),
         ]
-    with serve(command, env, f"{url}/health") as proc:
+    token = parts.token_for(scenario)
+    with serve(command, env, f"{url}/health", cwd=cwd) as proc:
         if scenario.guarded:
             for _ in range(2 * scenario.workers):  # warm every worker's cache
                 warm = parts.signer.sign(
-                    htm="GET", htu=PUBLIC_URL + scenario.path, access_token=parts.token
+                    htm="GET", htu=PUBLIC_URL + scenario.path, access_token=token
                 )
-                httpx.get(
+                answer = httpx.get(
                     url + scenario.path,
                     headers={
-                        "Authorization": f"DPoP {parts.token}",
+                        "Authorization": f"DPoP {token}",
                         "DPoP": warm,
                         "Connection": "close",
                     },
                 )
+                if answer.status_code != 200:
+                    raise SystemExit(f"{scenario.name}: answered {answer.status_code}")
         yield Server(url, proc.pid)
 
 
@@ -418,16 +476,15 @@ def _run(
     # bytes from a few hundred proofs, reused (nothing checks them there).
     count = max(500, rate * (duration + 1)) if scenario.guarded else 500
     htu = PUBLIC_URL + scenario.path
+    token = parts.token_for(scenario)
     proofs_file.write_text(
-        "\n".join(
-            parts.signer.sign(htm="GET", htu=htu, access_token=parts.token) for _ in range(count)
-        )
+        "\n".join(parts.signer.sign(htm="GET", htu=htu, access_token=token) for _ in range(count))
         + "\n"
     )
     try:
         calls = _calls(parts.simulator)
         cpu = tree_cpu(server.pid)
-        result = run_wrk(server.url, scenario.path, parts.token, proofs_file, duration)
+        result = run_wrk(server.url, scenario.path, token, proofs_file, duration)
         result["server_cpu_us_per_request"] = (
             (tree_cpu(server.pid) - cpu) / max(1, result["requests"]) * 1e6
         )
@@ -437,3 +494,38 @@ def _run(
         proofs_file.unlink()
         httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json={"latency": 0.0})
     return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.load [--jwt] [--rounds N] [--duration S]``: the load scenarios
+    alone (``--jwt``: the bare endpoint, the ceiling and the JWT-mode scenarios with the
+    Node peers), their table printed and written to ``results/load.*``."""
+    import argparse
+
+    from .micro import machine
+    from .report import markdown, save
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--jwt", action="store_true", help="JWT mode and the Node peers only")
+    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS)
+    parser.add_argument("--duration", type=int, default=5)
+    args = parser.parse_args(argv)
+    only = (lambda s: s.issuer == "jwt" or not s.guarded) if args.jwt else None
+    rows = load(
+        args.duration,
+        lambda label: print(label, file=sys.stderr),
+        rounds=args.rounds,
+        only=only,
+    )
+    result = {
+        "machine": machine(),
+        "micro": [],
+        "load": rows,
+        "load_duration_s": args.duration,
+        "load_rounds": args.rounds,
+    }
+    save("load-jwt" if args.jwt else "load", result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -33,6 +33,30 @@ def _ranged(row: dict[str, Any], key: str) -> str:
     return f"{row[key]:.2f}x ({low:.2f}-{high:.2f})"
 
 
+def jwt_markdown(load: list[dict[str, Any]]) -> list[str]:
+    """JWT mode against the Node.js peers (issue 24 section 1): req/s with its range, and
+    the ratio to the hand-written Node ``jose`` server taken within each round."""
+    rows = [row for row in load if "ratio_to_node_jose" in row]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "JWT access tokens (RFC 9068) with a fresh DPoP proof per request, same run: "
+        "dpop_guard in jwt mode (uvicorn) and the Node.js peers (node:http), one process each.",
+        "",
+        "| scenario | req/s (range) | vs Node jose | server CPU µs/req | p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        low, high = row["rps_range"]
+        lines.append(
+            f"| {row['scenario']} | {row['rps']:.0f} ({low:.0f}-{high:.0f}) | "
+            f"{_ranged(row, 'ratio_to_node_jose')} | {row['server_cpu_us_per_request']:.0f} | "
+            f"{row['p99_us'] / 1000:.1f} |"
+        )
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     info = result["machine"]
     lines = [
@@ -82,6 +106,11 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{row['authlete_calls']:.0f} | {row['server_cpu_us_per_request']:.0f} | "
                 f"{row['generator_cpu']:.0%} |"
             )
+        lines += jwt_markdown(result["load"])
+    if result.get("tail"):
+        from .tail import markdown as tail_markdown
+
+        lines += ["", tail_markdown(result["tail"]).rstrip()]
     if result.get("fleet"):
         from .fleet import markdown as fleet_markdown
 

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from dpop_guard import DPoPGuard, from_env
+from dpop_guard._env import ConfigurationError
 from dpop_guard.devtools.demo.accounts import create_app
 from dpop_guard.devtools.simulator import (
     DEFAULT_API_SECRET,
@@ -75,11 +76,26 @@ class TestModes:
         assert isinstance(guard.replay_store, MemoryReplayStore) and guard.simulator is None
         await guard.aclose()
 
-    async def test_jwt_is_not_cached(self) -> None:
-        """JWT access tokens are checked locally; no Authlete setting is needed."""
+    async def test_jwt_is_cached_in_memory(self) -> None:
+        """JWT access tokens are checked locally (no Authlete setting is needed), behind
+        the binding-safe cache, which has no shared level in this mode."""
         guard = from_env(environ=JWT)
+        assert isinstance(guard.introspector, CachingIntrospector)
+        assert isinstance(guard.upstream, JWTAccessTokenValidator)
+        assert guard.introspector.inner is guard.upstream and guard.introspector.shared is None
+        await guard.aclose()
+
+    async def test_jwt_without_cache(self) -> None:
+        """DPOP_GUARD_CACHE_TTL=0 verifies every JWT access token."""
+        guard = from_env(environ={**JWT, "DPOP_GUARD_CACHE_TTL": "0"})
         assert isinstance(guard.introspector, JWTAccessTokenValidator)
         await guard.aclose()
+
+    def test_jwt_refuses_a_shared_cache(self) -> None:
+        """A Redis introspection cache in jwt mode would do nothing: start-up says so."""
+        env = {**JWT, "DPOP_GUARD_INTROSPECTION_CACHE": "redis://127.0.0.1:6379/0"}
+        with pytest.raises(ConfigurationError, match="DPOP_GUARD_INTROSPECTION_CACHE"):
+            from_env(environ=env)
 
     async def test_cache_off(self) -> None:
         """DPOP_GUARD_CACHE_TTL=0 leaves the introspector uncached."""

@@ -54,6 +54,16 @@ while it already cuts a junk-token flood at 1000 requests/s to one round of call
 LRU, so junk tokens cannot evict real ones. They are kept per process (the shared level
 holds positive facts only), so a fleet of N processes makes at most N rounds per
 ``negative_ttl`` for one junk token.
+
+JWT access tokens (the inner introspector a
+:class:`~dpop_guard.introspection.jwt.JWTAccessTokenValidator`): what is cached is what the
+signature proved (the claims, ``cnf``), keyed by the token's digest, so a hit costs the proof's
+verification alone. Such an answer rests on a key as well as on the token: the validator is a
+:class:`KeyWithdrawals`, and when a JWKS refresh withdraws a key (removed, or replaced under
+its ``kid``) every positive entry is dropped, since any may rest on that key (the entries
+of the keys that stay cost one verification each to come back: at most what the next
+``ttl`` would have cost). An answer computed across a withdrawal is not stored. No shared
+level: a local verification is cheaper than a Redis round trip.
 """
 
 from __future__ import annotations
@@ -65,7 +75,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 
 import anyio
 
@@ -88,6 +98,7 @@ __all__ = [
     "DEFAULT_NEGATIVE_TTL",
     "DEFAULT_TOKEN_CONCURRENCY",
     "CachingIntrospector",
+    "KeyWithdrawals",
     "SharedTokenCache",
 ]
 
@@ -126,6 +137,19 @@ class SharedTokenCache(Protocol):
 
     async def set(self, key: bytes, info: TokenInfo, until: float, ttl: float) -> None:
         """Cache ``info`` under ``key`` until ``until``, which is ``ttl`` seconds away."""
+        ...
+
+
+@runtime_checkable
+class KeyWithdrawals(Protocol):
+    """An introspector whose answers hold only while the key that vouched for them is
+    published: the JWT validator, whose answers rest on the token's signing key in the
+    JWKS. It calls every subscriber when a key is withdrawn (gone from a refreshed key
+    set, or replaced under its ``kid``); a :class:`CachingIntrospector` subscribes and drops
+    the answers it holds."""
+
+    def subscribe_withdrawals(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (no arguments, synchronously) after each withdrawal."""
         ...
 
 
@@ -227,6 +251,10 @@ class _Expiring(Generic[_V]):
         """Forget ``key``."""
         self._data.pop(key, None)
 
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._data.clear()
+
 
 def _key(token: str) -> bytes:
     """The local cache key of ``token``: its SHA-256."""
@@ -302,6 +330,9 @@ class CachingIntrospector:
     - An inner introspector with a ``requires_fresh(request) -> bool`` method (the JWT
       validator on its revocation paths) is asked directly whenever that returns ``True``:
       no cached answer stands in for a revocation check.
+    - An inner introspector that is a :class:`KeyWithdrawals` (the JWT validator) has
+      every positive entry dropped when it withdraws a key, and an answer it gave across a
+      withdrawal is not stored.
 
     :param ttl: seconds a positive answer is reused (finite, above 0).
     :param negative_ttl: seconds an inactive-token answer is reused (finite, above 0, at
@@ -363,6 +394,9 @@ class CachingIntrospector:
         self._bindings: _Expiring[_Binding] = _Expiring(self._cache.maxsize, clock)
         self.contested = 0  # callers refused by the max_keys bound
         self.binding_refusals = 0  # callers refused locally for another token's key
+        self.withdrawals = 0  # key withdrawals seen (each dropped every positive entry)
+        if isinstance(inner, KeyWithdrawals):
+            inner.subscribe_withdrawals(self._withdrawn)
         fresh = getattr(inner, "requires_fresh", None)
         self._requires_fresh: Callable[[RequestFacts], bool] | None = (
             fresh if callable(fresh) else None
@@ -410,6 +444,11 @@ class CachingIntrospector:
         """Forget ``token`` (e.g. on a revocation event)."""
         self._cache.pop(_key(token))
         self._negative.pop(_key(token))
+
+    def _withdrawn(self) -> None:
+        """The inner introspector withdrew a key: every positive entry may rest on it."""
+        self.withdrawals += 1
+        self._cache.clear()
 
     def cached_sync(self, token: str, request: RequestFacts | None = None) -> TokenInfo | None:
         """The answer :meth:`introspect` would give from memory, without a coroutine: the
@@ -580,6 +619,7 @@ class CachingIntrospector:
                     led, info = await self._fleet_flight(key)
                     if info is not None:
                         return info
+                withdrawals = self.withdrawals
                 try:
                     info = await self.inner.introspect(token, request=request)
                 except InactiveToken as exc:
@@ -587,6 +627,8 @@ class CachingIntrospector:
                     if flight is not None:
                         flight.inactive = negative
                     raise
+            if self.withdrawals != withdrawals:
+                return info  # its key may be the one withdrawn meanwhile: not stored
             deadline = self._store(key, info)
             if deadline is not None and self.shared is not None:
                 await self._to_shared(key, info, deadline)

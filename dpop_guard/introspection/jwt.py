@@ -14,6 +14,15 @@ the route rules see it), never on the proof's ``htu``: ``/%70ayments`` is ``/pay
 a public URL with a path prefix changes nothing. :meth:`JWTAccessTokenValidator.requires_fresh`
 tells a :class:`~dpop_guard.introspection.cached.CachingIntrospector` to bypass its cache on
 those paths, so a revoked token is refused there on the first request after the revocation.
+
+Caching: wrapped in a :class:`~dpop_guard.introspection.cached.CachingIntrospector` (as
+:func:`dpop_guard.from_env` does unless ``DPOP_GUARD_CACHE_TTL=0``), a token verified once is
+answered from memory until the earliest of its ``exp``, the cache TTL and the withdrawal of a
+key from the key set: the validator is a
+:class:`~dpop_guard.introspection.cached.KeyWithdrawals`, and a refresh that drops a key (or
+replaces one under its ``kid``) tells the cache, which drops its entries. What is cached is
+what the signature proved (:meth:`JWTAccessTokenValidator._claims`), never a fact of the
+request: the binding, expiry, scopes and audience are checked again on every hit.
 """
 
 from __future__ import annotations
@@ -206,6 +215,14 @@ class JWTAccessTokenValidator:
         algorithms, audience) and checks again on every hit (the audience)."""
         self.fetches = 0  # successful fetches
         self.attempts = 0  # requests sent to the JWKS endpoint
+        self.withdrawn = 0  # keys withdrawn by refreshes (gone, or replaced under their kid)
+        self._subscribers: list[Callable[[], None]] = []
+
+    def subscribe_withdrawals(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each refresh that withdraws a key (it is gone from the
+        new key set, or another key now has its ``kid``): answers resting on it no longer
+        hold (:class:`~dpop_guard.introspection.cached.KeyWithdrawals`)."""
+        self._subscribers.append(callback)
 
     def _may_fetch(self, now: float, *, unknown_kid: bool) -> bool:
         """Whether a fetch may go out now (checked again under the lock, so concurrent
@@ -250,9 +267,29 @@ class JWTAccessTokenValidator:
                     self._failed = False
                     self.fetches += 1
                     self._fetched_at = now
-                    self._keys = {key.kid: key for key in key_set.keys if key.kid}
+                    self._replace_keys({key.kid: key for key in key_set.keys if key.kid})
             if not self._keys:
                 raise _unavailable("jwks_unavailable")
+
+    def _replace_keys(self, keys: dict[str, Any]) -> None:
+        """Hold ``keys`` from now on; tell the subscribers if a key held so far is withdrawn
+        (its ``kid`` gone, or naming another key: compared by RFC 7638 thumbprint)."""
+        old, self._keys = self._keys, keys
+        withdrawn = [
+            kid
+            for kid, key in old.items()
+            if kid not in keys or keys[kid].thumbprint() != key.thumbprint()
+        ]
+        if not withdrawn:
+            return
+        self.withdrawn += len(withdrawn)
+        logger.info(
+            "jwks refresh withdrew %d key(s): cached tokens dropped",
+            len(withdrawn),
+            extra={"dpop_guard_reason": "jwks_key_withdrawn"},
+        )
+        for callback in self._subscribers:
+            callback()
 
     async def _key(self, kid: str) -> Any:
         now = self._clock()

@@ -23,6 +23,7 @@ from dpop_guard.routes import Route
 from dpop_guard.settings import GuardSettings
 from dpop_guard.testing import make_proof
 from tests._support.harness import ORIGIN, Harness, assert_rejected
+from tests._support.jwt_issuer import JWTHarness, JWTIssuer
 
 SENT_ID = "7f3c2a4e-1b2d-4c5e-8f90-123456789abc"
 OTHER_ID = "00000000-1b2d-4c5e-8f90-123456789abc"
@@ -90,6 +91,41 @@ async def test_repeated_header_matrix(
             assert response.json()["state_interaction_id"] == SENT_ID
         else:
             assert_rejected(response, status, error, reason, reasons)
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["miss", "hit"])
+@pytest.mark.parametrize(("authorization", "dpop", "status", "error", "reason"), MATRIX)
+async def test_repeated_header_matrix_in_jwt_mode(
+    signer: ProofSigner,
+    reasons: list[str],
+    authorization: tuple[str, ...],
+    dpop: tuple[str, ...],
+    status: int,
+    error: str | None,
+    reason: str | None,
+    warm: bool,
+) -> None:
+    """The same answers in jwt mode (a JWT access token verified locally, behind the
+    cache), whether the token is cached already (hit) or not (miss)."""
+    jh = JWTHarness(JWTIssuer())
+    try:
+        token = jh.token(signer)
+        if warm:
+            assert (await jh.call(token, signer)).status_code == 200
+        auths = [("Authorization", v.replace(" B", f" {token}")) for v in authorization]
+        proofs = [
+            ("DPoP", make_proof(signer, htm="GET", htu=ORIGIN + "/accounts", access_token=token))
+            if v == "P"
+            else ("DPoP", v)
+            for v in dpop
+        ]
+        response = await jh.client.get("/accounts", headers=[*auths, *proofs])
+        if reason is None:
+            assert response.status_code == 200, response.text
+        else:
+            assert_rejected(response, status, error, reason, reasons)
+    finally:
+        await jh.aclose()
 
 
 async def _drive(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:

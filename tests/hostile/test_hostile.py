@@ -1,13 +1,15 @@
 """The hostile corpus: every case in corpus.json through the middleware (in process, with
-the Authlete simulator over real HTTP). Each asserts the status, the challenge error and
-the internal reason; none may be answered 5xx, and no answer may echo the token."""
+the Authlete simulator over real HTTP), in Authlete mode and in jwt mode (JWT access tokens
+verified locally behind the cache, ``tests/_support/jwt_issuer.py``). Each asserts the
+status, the challenge error and the internal reason; none may be answered 5xx, and no answer
+may echo the token."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -16,6 +18,7 @@ from dpop_guard.client import ProofSigner
 from dpop_guard.devtools.simulator import DEFAULT_SERVICE_TOKEN, SimulatorState
 from tests._support.harness import Harness
 from tests._support.hostile import CORPUS, Request
+from tests._support.jwt_issuer import JWTHarness, JWTIssuer
 
 
 @pytest.fixture(scope="module", name="keys")
@@ -26,8 +29,17 @@ def _keys() -> dict[str, ProofSigner]:
     } | {"other": ProofSigner.generate("ES256")}
 
 
-@pytest.fixture(name="harness")
-async def _harness(simulator: SimulatorState, simulator_url: str) -> AsyncIterator[Harness]:
+@pytest.fixture(name="harness", params=["authlete", "jwt"])
+async def _harness(
+    request: pytest.FixtureRequest, simulator: SimulatorState, simulator_url: str
+) -> AsyncIterator[Harness]:
+    """The guarded app in each mode; the JWT harness mints tokens through the same
+    ``create_token`` arguments as the simulator."""
+    if request.param == "jwt":
+        jwt = JWTHarness(JWTIssuer())
+        yield cast(Harness, jwt)
+        await jwt.aclose()
+        return
     harness = Harness(simulator, simulator_url)
     yield harness
     await harness.aclose()
@@ -56,7 +68,8 @@ async def test_hostile(
     caplog.set_level(logging.DEBUG)
     before = len(reasons)
     response = await request.send(proof)
-    expect = case["expect"]
+    jwt = isinstance(harness, JWTHarness)
+    expect = case.get("expect_jwt", case["expect"]) if jwt else case["expect"]
     logged = caplog.text + json.dumps([str(r.__dict__) for r in caplog.records])
     for secret in (request.token, proof, proof.split(".")[-1], DEFAULT_SERVICE_TOKEN):
         if len(secret) >= 8:
