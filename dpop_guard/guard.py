@@ -172,6 +172,8 @@ class StoreSettings:
         this late); ``0`` disables the cache.
     :param cache_maxsize: entries of the local introspection cache.
     :param start_degraded: start when a dependency fails its start-up probe.
+    :param freeze_heap: at start-up, freeze what the process has built out of the cyclic
+        GC (:func:`_freeze_heap`; process-wide).
     :param readiness_path: where :attr:`DPoPGuard.readiness` answers (``None``: nowhere).
     :param liveness_path: where :attr:`DPoPGuard.liveness` answers (``None``: nowhere).
     :param readiness_timeout: seconds a readiness answer may take, probes included.
@@ -184,6 +186,7 @@ class StoreSettings:
     cache_ttl: float = DEFAULT_CACHE_TTL
     cache_maxsize: int = DEFAULT_CACHE_MAXSIZE
     start_degraded: bool = False
+    freeze_heap: bool = True
     readiness_path: str | None = DEFAULT_READINESS_PATH
     liveness_path: str | None = DEFAULT_LIVENESS_PATH
     readiness_timeout: float = DEFAULT_READINESS_TIMEOUT
@@ -243,6 +246,7 @@ class StoreSettings:
                 cache_ttl=env.number("CACHE_TTL", DEFAULT_CACHE_TTL),
                 cache_maxsize=env.integer("CACHE_MAXSIZE", DEFAULT_CACHE_MAXSIZE),
                 start_degraded=env.flag("START_DEGRADED", False),
+                freeze_heap=env.flag("FREEZE_HEAP", True),
                 readiness_path=path("READINESS_PATH", DEFAULT_READINESS_PATH),
                 liveness_path=path("LIVENESS_PATH", DEFAULT_LIVENESS_PATH),
                 readiness_timeout=env.number("READINESS_TIMEOUT", DEFAULT_READINESS_TIMEOUT),
@@ -414,7 +418,8 @@ class DPoPGuard:
             from ._install import check_still_served
 
             check_still_served(*self._installed)
-        _freeze_heap()
+        if self.stores.freeze_heap:
+            _freeze_heap()
         ping = getattr(self.replay_store, "ping", None)
         if ping is not None:  # the store's own check logs an evicting Redis, once
             with contextlib.suppress(Exception):

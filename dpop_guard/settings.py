@@ -86,6 +86,7 @@ ENV_NAMES: Final[Mapping[str, str]] = {
     "CACHE_MAXSIZE": "entries of the local introspection cache",
     "RESOURCES": "this API's RFC 8707 resource identifiers",
     "START_DEGRADED": "start even when a dependency fails its start-up probe",
+    "FREEZE_HEAP": "freeze the heap built before serving out of the cyclic GC, at start-up",
     "READINESS_PATH": "where the readiness probe answers ('off': nowhere)",
     "LIVENESS_PATH": "where the liveness probe answers ('off': nowhere)",
     "READINESS_TIMEOUT": "seconds the readiness probe may take",

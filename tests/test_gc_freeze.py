@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import weakref
 
 from dpop_guard import from_env
@@ -29,3 +31,19 @@ async def test_startup_freezes_the_heap() -> None:
         assert ref() is None
     finally:
         await guard.aclose()
+
+
+def test_freeze_heap_off_leaves_the_gc_alone() -> None:
+    """``DPOP_GUARD_FREEZE_HEAP=0``: start-up freezes nothing (in a fresh interpreter, so
+    that no earlier start-up in this process has frozen the heap already)."""
+    code = (
+        "import asyncio, gc, dpop_guard\n"
+        "guard = dpop_guard.from_env(environ={'DPOP_GUARD_DEVELOPMENT_SIMULATOR': '1',"
+        " 'DPOP_GUARD_FREEZE_HEAP': '0'})\n"
+        "asyncio.run(guard.startup())\n"
+        "print(gc.get_freeze_count())\n"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter, a fixed program
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip().splitlines()[-1] == "0", result.stdout
