@@ -139,6 +139,10 @@ class SharedTokenCache(Protocol):
         """Cache ``info`` under ``key`` until ``until``, which is ``ttl`` seconds away."""
         ...
 
+    async def delete(self, key: bytes) -> None:
+        """Forget what is cached under ``key`` (a revocation)."""
+        ...
+
 
 @runtime_checkable
 class KeyWithdrawals(Protocol):
@@ -441,9 +445,21 @@ class CachingIntrospector:
         return self._cache.get(_key(token))
 
     def invalidate(self, token: str) -> None:
-        """Forget ``token`` (e.g. on a revocation event)."""
+        """Forget ``token`` in this process's memory. With a shared level, a revocation
+        event calls :meth:`revoke` instead, or another worker's answer is read back."""
         self._cache.pop(_key(token))
         self._negative.pop(_key(token))
+
+    async def revoke(self, token: str) -> None:
+        """Forget ``token`` here and in the fleet's shared level (on a revocation event):
+        no worker reads it from the shared level again. Each other worker's own memory
+        keeps it until that entry expires (at most the TTL), unless it is told as well.
+
+        :raises Exception: the shared level failed: the revocation is not complete (retry).
+        """
+        self.invalidate(token)
+        if self.shared is not None:
+            await self.shared.delete(self._namespace + _key(token))
 
     def _withdrawn(self) -> None:
         """The inner introspector withdrew a key: every positive entry may rest on it."""

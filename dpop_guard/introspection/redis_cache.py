@@ -306,6 +306,12 @@ class RedisTokenCache:
         if isinstance(reply, BaseException):
             raise reply
 
+    async def delete(self, key: bytes) -> None:
+        """Forget the entry under ``key`` (a revocation); raises on a Redis failure."""
+        (reply,) = await self.batcher.execute([("DEL", self._key(key))])
+        if isinstance(reply, BaseException):
+            raise reply
+
     def _lock(self, key: bytes) -> str:
         # Entry keys end in hex digits, so this name never collides with one.
         return self.prefix + "lock:" + key.hex()
