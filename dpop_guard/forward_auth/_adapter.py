@@ -32,7 +32,7 @@ MAX_TARGET_BYTES: Final = 8192
 _METHOD: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
 # In a raw path: path parameters, a backslash, an encoded separator, percent sign, "?" or
 # "#" (decoded and split again by some).
-_AMBIGUOUS: Final = re.compile(rb"[;\\]|%(?:2[fF]|5[cC]|25|3[fF]|23)")
+_AMBIGUOUS: Final = re.compile(rb"[;\\]|%(?:2[fF]|5[cC]|25|3[fF]|23)|%(?![0-9A-Fa-f]{2})")
 # A decoded segment that Windows servers trim: trailing dots or white space, leading white
 # space ("/admin." and "/admin%20" are "/admin" there, "/..%20" is "/.."). A leading dot
 # is a name (".well-known").
@@ -47,6 +47,10 @@ def _ambiguous(raw_path: bytes, path: str) -> bool:
     forms such as ``%C0%AE``); or characters that Unicode compatibility folding changes
     (``%EF%BC%8E``, a fullwidth ``.``, is ``.`` to a server that folds)."""
     if _AMBIGUOUS.search(raw_path) or "//" in path or has_dot_segments(path):
+        return True  # (a "%" without two hex digits too: IIS reads "%u002e" as ".")
+    try:
+        raw_path.decode("utf-8")
+    except UnicodeDecodeError:  # raw octets that are not UTF-8 ("\xc0\xae", an overlong ".")
         return True
     if b" " in raw_path or has_control_characters(path):
         return False  # refused by the middleware's own rules, with their own reasons

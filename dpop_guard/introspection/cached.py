@@ -399,7 +399,17 @@ class CachingIntrospector:
         self.contested = 0  # callers refused by the max_keys bound
         self.binding_refusals = 0  # callers refused locally for another token's key
         self.withdrawals = 0  # key withdrawals seen (each dropped every positive entry)
+        # Token: revoked here (revoke()) within the TTL: an answer to a call that was in
+        # flight at the time, or a shared entry written before it, is not taken in.
+        self._revoked: _Expiring[bool] = _Expiring(self._cache.maxsize, clock)
         if isinstance(inner, KeyWithdrawals):
+            if shared is not None:
+                # A withdrawal clears this process's memory, not the fleet's: the next miss
+                # would read the withdrawn key's answers back from the shared level.
+                raise ValueError(
+                    "an introspector whose answers rest on published keys (the JWT "
+                    "validator) cannot have a shared cache level"
+                )
             inner.subscribe_withdrawals(self._withdrawn)
         fresh = getattr(inner, "requires_fresh", None)
         self._requires_fresh: Callable[[RequestFacts], bool] | None = (
@@ -455,8 +465,12 @@ class CachingIntrospector:
         no worker reads it from the shared level again. Each other worker's own memory
         keeps it until that entry expires (at most the TTL), unless it is told as well.
 
+        An answer to a lookup of ``token`` still in flight, or an entry of the shared level,
+        is not taken into this process's memory for the TTL that follows.
+
         :raises Exception: the shared level failed: the revocation is not complete (retry).
         """
+        self._revoked.set(_key(token), True, self._clock() + self.ttl)
         self.invalidate(token)
         if self.shared is not None:
             await self.shared.delete(self._namespace + _key(token))
@@ -720,7 +734,10 @@ class CachingIntrospector:
         return negative
 
     def _store(self, key: bytes, info: TokenInfo, deadline: float | None = None) -> float | None:
-        """Cache ``info`` locally; returns the deadline, or ``None`` if not cached."""
+        """Cache ``info`` locally; returns the deadline, or ``None`` if not cached (a token
+        revoked here within the TTL included)."""
+        if self._revoked.get(key) is not None:
+            return None
         now = self._clock()
         deadline = now + self.ttl if deadline is None else min(deadline, now + self.ttl)
         if info.expires_at is not None:

@@ -111,7 +111,7 @@ def _adapter(proxy: str, public_url: str | None = None) -> tuple[ForwardAuth, Re
 async def _send(
     app: Any,
     proxy: str,
-    extra: Mapping[str, str] | list[tuple[str, str]] = (),  # type: ignore[assignment]
+    extra: Mapping[str, str | bytes] | list[tuple[str, str]] = (),  # type: ignore[assignment]
     *,
     peer: tuple[str, int] = PROXY_PEER,
     drop: tuple[str, ...] = (),
@@ -181,7 +181,7 @@ class TestRebuiltScope:
 
 
 # (proxy, headers to add, headers to drop, check-request path) -> (status, reason)
-REFUSALS: list[tuple[str, str, dict[str, str], tuple[str, ...], str | None, int, str]] = [
+REFUSALS: list[tuple[str, str, dict[str, str | bytes], tuple[str, ...], str | None, int, str]] = [
     ("missing URI", "caddy", {}, ("X-Forwarded-Uri",), None, 503, "forward_auth_header_missing"),
     ("missing method", "traefik", {}, ("X-Forwarded-Method",), None, 503, "forward_auth_header_missing"),
     ("missing host", "caddy", {}, ("X-Forwarded-Host",), None, 503, "forward_auth_header_missing"),
@@ -226,6 +226,9 @@ REFUSALS: list[tuple[str, str, dict[str, str], tuple[str, ...], str | None, int,
     ("dots and a space", "caddy", {"X-Forwarded-Uri": "/health/..%20/accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
     ("three dots", "caddy", {"X-Forwarded-Uri": "/health/.../accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
     ("overlong dots", "caddy", {"X-Forwarded-Uri": "/health/%C0%AE%C0%AE/accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
+    ("percent-u dots (IIS)", "caddy", {"X-Forwarded-Uri": "/health/%u002e%u002e/accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
+    ("a lone percent sign", "caddy", {"X-Forwarded-Uri": "/health%"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
+    ("raw octets not UTF-8", "caddy", {"X-Forwarded-Uri": b"/health/\xc0\xae\xc0\xae/accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
     ("fullwidth dots", "caddy", {"X-Forwarded-Uri": "/health/%EF%BC%8E%EF%BC%8E/accounts"}, ("X-Forwarded-Uri",), None, 400, "forward_auth_target_ambiguous"),
     ("host with a path", "caddy", {"X-Forwarded-Host": "evil.example/x", "Authorization": "DPoP t", "DPoP": "a.b.c"}, ("X-Forwarded-Host",), None, 400, "host_invalid"),
 ]  # fmt: skip
@@ -280,7 +283,7 @@ class TestRefusals:
         make_app: Callable[..., Any],
         reasons: list[str],
         proxy: str,
-        add: dict[str, str],
+        add: dict[str, str | bytes],
         drop: tuple[str, ...],
         path: str | None,
         status: int,

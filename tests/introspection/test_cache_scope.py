@@ -238,7 +238,21 @@ async def _modes(simulator: SimulatorState, simulator_url: str) -> AsyncIterator
     await jwt.http.aclose()
 
 
-MODES = ["authlete-v2", "authlete-v3", "authlete-standard", "rfc7662", "jwt"]
+# The modes a shared Redis level serves. JWT mode has none: its answers rest on keys a
+# JWKS refresh can withdraw, which the fleet's level would not hear of
+# (test_jwt_validator_refuses_a_shared_level).
+MODES = ["authlete-v2", "authlete-v3", "authlete-standard", "rfc7662"]
+
+
+async def test_jwt_validator_refuses_a_shared_level(
+    modes: dict[str, Mode], redis_url: str
+) -> None:
+    """Built in code as from_env refuses it from the environment: a JWT validator behind a
+    cache with a shared level is refused when the cache is made."""
+    shared = RedisTokenCache.from_url(redis_url, secret=SECRET)
+    with pytest.raises(ValueError, match="shared cache level"):
+        CachingIntrospector(modes["jwt"].introspector(A), ttl=60, shared=shared)
+    await shared.aclose()
 
 
 class TestTwoAPIsOneRedis:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+import anyio
 import httpx
 import pytest
 
@@ -81,3 +82,25 @@ async def test_invalidate_alone_is_this_process_only(
     first.invalidate(token)
     info = await workers().introspect(token, request=FACTS)
     assert info.subject == "alice"
+
+
+async def test_a_lookup_in_flight_does_not_undo_a_revocation(
+    workers: Callable[[], CachingIntrospector], simulator: SimulatorState
+) -> None:
+    """The authorization server answered "active" just before the revocation, and the
+    answer arrives after ``revoke``: it is returned to that one caller, but neither kept
+    in memory nor written to the shared level (a new worker asks Authlete again)."""
+    token = _bearer_token(simulator)
+    first = workers()
+    simulator.latency = 0.5  # the answer is still on its way when the revocation comes
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: first.introspect(token, request=FACTS))
+            await anyio.wait_all_tasks_blocked()
+            await first.revoke(token)
+    finally:
+        simulator.latency = 0.0
+    assert first.peek(token) is None
+    del simulator.tokens[token]
+    with pytest.raises(InactiveToken):
+        await workers().introspect(token, request=FACTS)
