@@ -244,9 +244,7 @@ async def _modes(simulator: SimulatorState, simulator_url: str) -> AsyncIterator
 MODES = ["authlete-v2", "authlete-v3", "authlete-standard", "rfc7662"]
 
 
-async def test_jwt_validator_refuses_a_shared_level(
-    modes: dict[str, Mode], redis_url: str
-) -> None:
+async def test_jwt_validator_refuses_a_shared_level(modes: dict[str, Mode], redis_url: str) -> None:
     """Built in code as from_env refuses it from the environment: a JWT validator behind a
     cache with a shared level is refused when the cache is made."""
     shared = RedisTokenCache.from_url(redis_url, secret=SECRET)
