@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from joserfc.jwk import ECKey
 from starlette.applications import Starlette
 from starlette.routing import Route as HTTPRoute
 
@@ -41,7 +40,7 @@ SIGNING = {
     "DPOP_GUARD_HTTPSIG": "/accounts=required /=off",
     "DPOP_GUARD_HTTPSIG_CLIENT_JWKS": json.dumps({"keys": [CLIENT.public_jwk()]}),
     "DPOP_GUARD_HTTPSIG_SIGNING_KEY": json.dumps(
-        {**ECKey.import_key(SERVER_EC).as_dict(private=True), "kid": SERVER.keyid}
+        {**_private_jwk(ProofSigner(SERVER_EC)), "kid": SERVER.keyid}
     ),
 }
 
@@ -140,7 +139,7 @@ async def test_the_command_line(
     signer = ProofSigner.generate("ES256")
     (tmp_path / "token").write_text(await mint(simulator_url, signer))
     (tmp_path / "dpop.json").write_text(json.dumps(_private_jwk(signer)))
-    private = {**ECKey.import_key(CLIENT_EC).as_dict(private=True), "kid": CLIENT.keyid}
+    private = {**_private_jwk(ProofSigner(CLIENT_EC)), "kid": CLIENT.keyid}
     (tmp_path / "sig.json").write_text(json.dumps(private))
     (tmp_path / "rs.json").write_text(json.dumps({"keys": [SERVER.public_jwk()]}))
     argv = [

@@ -34,9 +34,12 @@ def available() -> bool:
 
 
 def _private_jwk(key: SigningKey) -> dict[str, Any]:
-    from joserfc.jwk import ECKey
+    from ...client import ProofSigner
+    from ..conformance import _private_jwk as private_members
 
-    jwk: dict[str, Any] = ECKey.import_key(key.key).as_dict(private=True)  # type: ignore[arg-type]
+    # Built from the key's numbers, coordinates at full length (joserfc at its floor takes
+    # no key object, and may drop a leading zero byte).
+    jwk = private_members(ProofSigner(key.key))
     jwk.update(kid=key.keyid, alg=key.alg)
     return jwk
 
