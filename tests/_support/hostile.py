@@ -224,6 +224,21 @@ class Request:
             proof = _transform(case["transform"], proof, signer, other)
         return proof
 
+    async def prepare(self) -> str:
+        """The case's proof, after what its ``sequence`` sends first: the same proof once
+        (``replay``), it refused then a valid one accepted (``replay_after_binding_failure``),
+        or a valid proof that warms the cache (``warm_cache``)."""
+        sequence = self.case.get("sequence")
+        proof = self.proof()
+        if sequence == "replay":
+            assert (await self.send(proof)).status_code == 200
+        elif sequence == "replay_after_binding_failure":
+            assert (await self.send(proof)).status_code == 401
+            assert (await self.send(self.proof(self.owner, plain=True))).status_code == 200
+        elif sequence == "warm_cache":
+            assert (await self.send(self.proof(self.owner, plain=True))).status_code == 200
+        return proof
+
     async def send(self, proof: str) -> httpx.Response:
         case = self.case
         scheme = case.get("scheme", "DPoP")
