@@ -36,8 +36,9 @@ Scenarios (one ES256 key, ``GET /accounts``):
    (:class:`CachingIntrospector`, the memory replay store); the one miss that fills the
    cache is in the warm-up.
 4. ``miss``: the same without a cache: every request is introspected by the simulator over
-   real HTTP on loopback. The simulator is another process, not traced, so only the
-   guard's own process (its HTTP client included) is counted.
+   real HTTP on loopback, one call each (the check; the binding probe ran once, in the
+   warm-up, and its answer is remembered). The simulator is another process, not traced,
+   so only the guard's own process (its HTTP client included) is counted.
 
 And ``verify ES256``/``PS256``/``EdDSA``: a loop of raw ``cryptography`` verifies of proof
 signatures (the key imported once), the unit the middleware's own instructions are

@@ -221,7 +221,7 @@ def scenarios(redis_url: str, *, quick: bool = False) -> list[Scenario]:
             env={"DPOP_GUARD_REPLAY_STORE": redis_url},
         ),
         Scenario(
-            "cache miss every request, Authlete 20 ms",
+            "cache miss every request (token seen before: the check alone), Authlete 20 ms",
             "examples.accounts:app",
             env={"DPOP_GUARD_CACHE_TTL": "0"},
             latency=0.02,

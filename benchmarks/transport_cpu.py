@@ -1,7 +1,8 @@
 """CPU per introspection POST: our h11-framed ``AsyncioHTTPClient`` against httpx (and,
 optionally, another implementation of the same interface, e.g. the client this one replaced),
-and per cache miss through ``AuthleteIntrospector`` on the DPoP scheme (two POSTs, JSON both
-ways) on each client.
+and per cache miss through ``AuthleteIntrospector`` on the DPoP scheme, JSON both ways, on
+each client: a token seen for the first time (two POSTs side by side, the check and the
+binding probe) and one seen before (the check alone: the probe's answer is remembered).
 
 What is measured: the client process's CPU time (``time.process_time``, user + system, all
 threads) over ``--calls`` sequential POSTs on one kept-alive connection, divided by the
@@ -41,6 +42,7 @@ import httpx
 
 from dpop_guard import AsyncioHTTPClient, AuthleteIntrospector, AuthleteSettings
 from dpop_guard.introspection import RequestFacts
+from dpop_guard.introspection.authlete import Bindings
 
 ANSWER_BODY = json.dumps(
     {
@@ -71,7 +73,8 @@ HEADERS = (
     ("Content-Type", "application/json"),
     ("Accept", "application/json"),
 )
-# A cache miss on the DPoP scheme: the introspector makes two POSTs (check and probe).
+# A cache miss on the DPoP scheme: two POSTs (check and probe) for a token seen for the
+# first time, the check alone for one seen before.
 MISS = RequestFacts("GET", "https://rs.test/accounts", "p" * 800, "k" * 43, ("read:accounts",))
 BODY = json.dumps(
     {"token": "t" * 43, "dpop": "p" * 800, "htm": "GET", "htu": "https://rs.test/accounts"}
@@ -128,6 +131,12 @@ async def _cpu_per_call(post: Post, url: str, calls: int) -> float:
     return (time.process_time() - start) / calls
 
 
+def _first_sight(introspector: AuthleteIntrospector) -> AuthleteIntrospector:
+    """``introspector`` remembering no binding: every token is new, so every miss probes."""
+    introspector.bindings = Bindings(time.time, budget=0)
+    return introspector
+
+
 async def measure(
     url: str, calls: int, rounds: int, compare: Path | None
 ) -> dict[str, list[float]]:
@@ -141,15 +150,19 @@ async def measure(
     settings = AuthleteSettings(
         base_url=url.partition("/api/")[0], api_key="1", access_token="s" * 43
     )
-    ours_miss = AuthleteIntrospector(AsyncioHTTPClient(proxies={}), settings)
-    httpx_miss = AuthleteIntrospector(httpx.AsyncClient(trust_env=False), settings)
+    ours_miss = _first_sight(AuthleteIntrospector(AsyncioHTTPClient(proxies={}), settings))
+    httpx_miss = _first_sight(AuthleteIntrospector(httpx.AsyncClient(trust_env=False), settings))
+    ours_seen = AuthleteIntrospector(AsyncioHTTPClient(proxies={}), settings)
     clients["miss, 2 POSTs (ours)"] = lambda u: ours_miss.introspect("t" * 43, request=MISS)
     clients["miss, 2 POSTs (httpx)"] = lambda u: httpx_miss.introspect("t" * 43, request=MISS)
+    clients["miss, token seen, 1 POST (ours)"] = lambda u: ours_seen.introspect(
+        "t" * 43, request=MISS
+    )
     closers: list[Callable[[], Awaitable[None]]] = [ours.aclose, httpx_client.aclose]
     if compare is not None:
         other = _load(compare)()
         clients[f"compared ({compare.name})"] = lambda u: other.post(u, HEADERS, BODY)
-        other_miss = AuthleteIntrospector(_load(compare)(), settings)
+        other_miss = _first_sight(AuthleteIntrospector(_load(compare)(), settings))
         clients["miss, 2 POSTs (compared)"] = lambda u: other_miss.introspect(
             "t" * 43, request=MISS
         )

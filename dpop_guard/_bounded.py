@@ -92,3 +92,9 @@ class Memo(Generic[K, V]):
                 self._held = 0
             self._data[key] = value
             self._held += cost
+
+    def discard(self, key: K) -> None:
+        """Forget ``key`` (nothing happens when it is not remembered)."""
+        value = self._data.pop(key, None)
+        if value is not None:
+            self._held -= self._cost(key, value) + ENTRY_OVERHEAD

@@ -189,6 +189,17 @@ def test_memo_never_remembers_over_its_size() -> None:
     assert computed == [big, "ab"]
 
 
+def test_discard_gives_back_what_the_entry_was_charged() -> None:
+    memo: Memo[str, str] = Memo(str.upper, lambda k, v: sys.getsizeof(k) + sys.getsizeof(v))
+    memo.remember("ab", 2)
+    held = memo.held
+    memo.remember("cd", 2)
+    memo.discard("cd")
+    memo.discard("never-remembered")
+    assert memo.get("cd") is None and memo.get("ab") == "AB"
+    assert memo.held == held and len(memo) == 1
+
+
 # -- retained memory after a flood of maximal inputs (issue 19, section 3) ----------------
 
 FLOOD_BOUND = 2 * MEMO_BUDGET + 512 * 1024

@@ -3,8 +3,8 @@
 Authlete answers HTTP 200 with an ``action``; ``responseContent`` is a ready-made
 ``WWW-Authenticate`` value. Its response carries no ``cnf.jkt``: Authlete checks a DPoP
 binding itself, and only when it is sent ``dpop``, ``htm`` and ``htu``. It also accepts an
-*unbound* token sent with a proof. So on every call with a proof, two requests go out in
-parallel:
+*unbound* token sent with a proof. So on a token's first call with a proof, two requests go
+out in parallel:
 
 1. ``{token, scopes, dpop, htm, htu}``: Authlete validates the token, the scopes, and, if
    the token is bound, that the proof's key is the bound key.
@@ -16,6 +16,14 @@ Call 1 ``OK`` and probe ``UNAUTHORIZED``: the token is bound to the key of the p
 Authlete just accepted, so ``TokenInfo.jkt`` is that proof's verified thumbprint. Probe
 ``OK``: unbound, ``jkt=None``. Anything else from the probe: unavailable (fail closed).
 Both run concurrently, so a miss costs one round trip.
+
+Whether a token is DPoP-bound is fixed when it is issued, so the probe's answer is
+remembered (:class:`Bindings`), keyed by the token's SHA-256, until the token's own
+``expiresAt`` and within a byte budget: a token seen before (a cache entry past its TTL, a
+route that re-checks every request, a cache TTL of 0) costs the check call alone. Only the
+binding is remembered, never whether the token is active: every check still goes to
+Authlete. Any refusal of the token forgets it, and a token without ``expiresAt`` is not
+remembered.
 
 What else the check call carries (fixed configuration or the route's requirement, never
 something that makes a cached answer wrong for another request):
@@ -55,13 +63,16 @@ import binascii
 import json
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import anyio
 import httpx
 
+from .._bounded import MEMO_BUDGET, Memo
+from .._digest import sha256
 from .._env import EnvReader
 from .._reasons import IntrospectionReason
 from ..challenges import parse_challenge
@@ -98,7 +109,7 @@ from ._breaker import unavailable as _unavailable
 from ._endpoint import check_header_secret, check_service_url
 from ._http import PostTransport, as_transport
 
-__all__ = ["AuthleteIntrospector", "AuthleteSettings", "CircuitBreaker"]
+__all__ = ["AuthleteIntrospector", "AuthleteSettings", "Bindings", "CircuitBreaker"]
 
 logger = logging.getLogger("dpop_guard.introspection")
 
@@ -236,6 +247,63 @@ class AuthleteSettings:
             raise ValueError(f"AUTHLETE_*: {exc}") from None
 
 
+BINDINGS_BUDGET: Final = 4 * MEMO_BUDGET
+"""Bytes :class:`Bindings` holds at most before it starts over: about 9,000 tokens."""
+
+
+class Bindings:
+    """Whether each token seen is DPoP-bound (the binding probe's answer), remembered.
+
+    A token's binding is fixed when it is issued, so the answer holds for the token's whole
+    life. An entry is keyed by the token's SHA-256 (no token is kept), lives until the
+    token's ``expiresAt`` (``clock`` time) and is forgotten at any refusal of the token;
+    the memo is bounded in bytes (:class:`~dpop_guard._bounded.Memo`, ``budget``) and
+    starts over when full, which costs the probe again, nothing else.
+    """
+
+    __slots__ = ("_clock", "_memo")
+
+    def __init__(self, clock: Callable[[], float], *, budget: int = BINDINGS_BUDGET) -> None:
+        self._clock = clock
+        self._memo: Memo[bytes, tuple[bool, int]] = Memo(_unknown, _no_strings, budget=budget)
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    @staticmethod
+    def key(token: str) -> bytes:
+        return sha256(token.encode("utf-8")).digest()
+
+    def bound(self, key: bytes) -> bool | None:
+        """``True`` (bound to a DPoP key), ``False`` (not), ``None`` (not known, or the
+        token has expired since)."""
+        entry = self._memo.get(key)
+        if entry is None:
+            return None
+        bound, until = entry
+        if until <= self._clock():
+            self._memo.discard(key)
+            return None
+        return bound
+
+    def learn(self, key: bytes, bound: bool, expires_at: int | None) -> None:
+        """Remember the probe's answer until ``expires_at`` (a token with none, or one
+        already expired, is not remembered)."""
+        if expires_at is not None and expires_at > self._clock():
+            self._memo.put(key, (bound, expires_at), len(key))
+
+    def forget(self, key: bytes) -> None:
+        self._memo.discard(key)
+
+
+def _unknown(key: bytes) -> tuple[bool, int]:
+    raise LookupError("a binding is learned from the probe, never computed")
+
+
+def _no_strings(key: bytes, value: tuple[bool, int]) -> int:
+    return len(key)
+
+
 class AuthleteIntrospector:
     """Introspect access tokens with Authlete.
 
@@ -246,6 +314,8 @@ class AuthleteIntrospector:
     :param settings: endpoint, API version and credentials.
     :param breaker: a :class:`CircuitBreaker`; by default 5 outages in a row open it for
         2 s. Pass ``None`` to disable.
+    :param clock: seconds since the epoch, for the remembered bindings' expiry
+        (:class:`Bindings`).
 
     Every call is bounded by ``settings.timeout`` in total, retries included; retries
     happen only on a refused connection or a 429/502/503/504. Failures raise
@@ -261,8 +331,11 @@ class AuthleteIntrospector:
         settings: AuthleteSettings,
         *,
         breaker: BreakerOption = DEFAULT_BREAKER,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.breaker = breaker_from(breaker)
+        self.bindings = Bindings(clock)
+        """What the binding probe answered for each token seen (see the module docstring)."""
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
         self._url = settings.introspection_url
@@ -317,35 +390,46 @@ class AuthleteIntrospector:
                     data = await self._post(body)
                     return self._token_info(data, request, jkt=None)
                 body.update(dpop=request.proof, htm=request.method, htu=request.htu)
-                results: dict[str, dict[str, Any] | BaseException] = {}
-
-                async def run(name: str, payload: dict[str, Any]) -> None:
-                    try:
-                        results[name] = await self._post(payload)
-                    except IntrospectionUnavailable as exc:
-                        results[name] = exc
-
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(run, "check", body)
+                key = Bindings.key(token)
+                known = self.bindings.bound(key)
+                check: dict[str, Any] | BaseException
+                probe: dict[str, Any] | BaseException | None = None
+                if known is not None:  # the probe answered before: the check alone
+                    check = await self._post(body)
+                else:
                     # The probe differs from the check only by the missing proof: with the
                     # same certificate, its refusal can only mean "needs the DPoP proof".
-                    tg.start_soon(run, "probe", {"token": token, **certificate})
+                    check, probe = await self._both(body, {"token": token, **certificate})
         except TimeoutError as exc:
             raise _unavailable("authlete_timeout", exc) from exc
 
-        check, probe = results["check"], results["probe"]
         if isinstance(check, BaseException):
             raise check
         if check.get("action") != "OK":
+            self.bindings.forget(key)
             raise _failure(check, request)
-        if isinstance(probe, BaseException):
-            raise probe
-        probe_action = probe.get("action")
-        if probe_action == "UNAUTHORIZED":
-            return self._token_info(check, request, jkt=request.jkt)
-        if probe_action == "OK":
-            return self._token_info(check, request, jkt=None)
-        raise _unavailable("authlete_probe_inconclusive")
+        bound = known is True if probe is None else _bound_by(probe)
+        info = self._token_info(check, request, jkt=request.jkt if bound else None)
+        if probe is not None:
+            self.bindings.learn(key, bound, info.expires_at)
+        return info
+
+    async def _both(
+        self, check: dict[str, Any], probe: dict[str, Any]
+    ) -> tuple[dict[str, Any] | BaseException, dict[str, Any] | BaseException]:
+        """The check and the probe, concurrently; each one's answer or its outage."""
+        results: dict[str, dict[str, Any] | BaseException] = {}
+
+        async def run(name: str, payload: dict[str, Any]) -> None:
+            try:
+                results[name] = await self._post(payload)
+            except IntrospectionUnavailable as exc:
+                results[name] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "check", check)
+            tg.start_soon(run, "probe", probe)
+        return results["check"], results["probe"]
 
     async def _post(self, body: Mapping[str, Any]) -> dict[str, Any]:
         payload = json.dumps(body, separators=(",", ":")).encode()
@@ -373,6 +457,17 @@ class AuthleteIntrospector:
         if nonce is not None:
             request.lookup.dpop_nonce = _nonce(nonce)
         return info
+
+
+def _bound_by(probe: dict[str, Any] | BaseException) -> bool:
+    """What the probe's answer says: ``UNAUTHORIZED`` bound to a DPoP key, ``OK`` not;
+    anything else, or an outage, fails closed."""
+    if isinstance(probe, BaseException):
+        raise probe
+    action: object = probe.get("action")
+    if action not in ("UNAUTHORIZED", "OK"):
+        raise _unavailable("authlete_probe_inconclusive")
+    return action == "UNAUTHORIZED"
 
 
 def _failure(data: dict[str, Any], request: RequestFacts) -> DPoPGuardError:

@@ -22,7 +22,7 @@ from dpop_guard.errors import (
     UseDPoPNonce,
 )
 from dpop_guard.introspection import InactiveToken, RequestFacts, TokenInfo
-from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings
+from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings, Bindings
 
 V2 = AuthleteSettings(
     base_url="https://authlete.test",
@@ -566,3 +566,137 @@ class TestCircuitBreaker:
             with pytest.raises(IntrospectionUnavailable):
                 await intro.introspect("tok", request=BEARER_FACTS)
         assert len(calls) == 8
+
+
+# The binding probe's answer, remembered per token (authlete.Bindings): one call per
+# re-check of a token seen before, never a stale or wrong binding.
+
+EXPIRES = 1_900_000_000  # OK's expiresAt, in seconds
+WRONG_KEY = {
+    "action": "UNAUTHORIZED",
+    "resultCode": "A065304",
+    "responseContent": 'DPoP error="invalid_dpop_proof"',
+    "usable": True,
+}
+
+
+class Clock:
+    def __init__(self, now: float = EXPIRES - 3600) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Authlete:
+    """Answers the check (a call with ``dpop``) and the probe (without) from settable
+    answers, and counts both."""
+
+    def __init__(
+        self, check: dict[str, Any] = OK, probe: dict[str, Any] | None = NEEDS_PROOF
+    ) -> None:
+        self.check, self.probe = check, probe
+        self.checks = self.probes = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if "dpop" in json.loads(request.content):
+            self.checks += 1
+            return httpx.Response(200, json=self.check)
+        self.probes += 1
+        answer = self.probe
+        return httpx.Response(500) if answer is None else httpx.Response(200, json=answer)
+
+
+def make(authlete: Authlete, clock: Clock) -> AuthleteIntrospector:
+    client = httpx.AsyncClient(transport=httpx.MockTransport(authlete))
+    return AuthleteIntrospector(client, V3, clock=clock, breaker=None)
+
+
+@pytest.mark.parametrize(("probe", "jkt"), [(NEEDS_PROOF, "JKT"), (OK, None)])
+async def test_a_token_seen_before_costs_the_check_alone(probe: dict[str, Any], jkt: str) -> None:
+    """First sight: check and probe. Again: the check alone, with the same binding."""
+    authlete, clock = Authlete(probe=probe), Clock()
+    introspector = make(authlete, clock)
+    first = await introspector.introspect("tok", request=FACTS)
+    again = await introspector.introspect("tok", request=FACTS)
+    assert (authlete.checks, authlete.probes) == (2, 1)
+    assert first.jkt == again.jkt == jkt
+
+
+async def test_every_request_is_still_checked() -> None:
+    """Only the binding is remembered: a token Authlete now refuses is refused."""
+    authlete, clock = Authlete(), Clock()
+    introspector = make(authlete, clock)
+    await introspector.introspect("tok", request=FACTS)
+    authlete.check = WRONG_KEY
+    with pytest.raises(InvalidDPoPProof) as refused:
+        await introspector.introspect("tok", request=FACTS)
+    assert refused.value.reason == "authlete_unauthorized"
+    assert refused.value.error == "invalid_dpop_proof" and refused.value.status == 401
+    assert authlete.checks == 2
+
+
+async def test_a_refusal_forgets_the_binding() -> None:
+    """After any refusal of the token the probe runs again: a token deleted and issued
+    again with the same value is judged afresh."""
+    authlete, clock = Authlete(), Clock()
+    introspector = make(authlete, clock)
+    await introspector.introspect("tok", request=FACTS)
+    authlete.check = WRONG_KEY
+    with pytest.raises(InvalidDPoPProof):
+        await introspector.introspect("tok", request=FACTS)
+    authlete.check, authlete.probe = OK, OK  # now unbound
+    info = await introspector.introspect("tok", request=FACTS)
+    assert authlete.probes == 2 and info.jkt is None
+
+
+async def test_the_binding_is_forgotten_when_the_token_expires() -> None:
+    authlete, clock = Authlete(), Clock()
+    introspector = make(authlete, clock)
+    await introspector.introspect("tok", request=FACTS)
+    clock.now = EXPIRES
+    await introspector.introspect("tok", request=FACTS)
+    assert authlete.probes == 2
+    assert len(introspector.bindings) == 0  # the new answer's expiry has passed too
+
+
+async def test_a_token_without_expiry_is_not_remembered() -> None:
+    authlete, clock = Authlete(check={k: v for k, v in OK.items() if k != "expiresAt"}), Clock()
+    introspector = make(authlete, clock)
+    for _ in range(2):
+        await introspector.introspect("tok", request=FACTS)
+    assert authlete.probes == 2 and len(introspector.bindings) == 0
+
+
+async def test_a_failed_probe_teaches_nothing() -> None:
+    authlete, clock = Authlete(probe=None), Clock()  # the probe gets a 500
+    introspector = make(authlete, clock)
+    with pytest.raises(IntrospectionUnavailable):
+        await introspector.introspect("tok", request=FACTS)
+    authlete.probe = NEEDS_PROOF
+    await introspector.introspect("tok", request=FACTS)
+    assert authlete.probes == 2
+
+
+async def test_tokens_are_remembered_apart_and_never_kept() -> None:
+    """Each token has its own entry, keyed by its SHA-256: the memo holds no token."""
+    authlete, clock = Authlete(), Clock()
+    introspector = make(authlete, clock)
+    await introspector.introspect("tok-a", request=FACTS)
+    authlete.probe = OK
+    info = await introspector.introspect("tok-b", request=FACTS)
+    assert authlete.probes == 2 and info.jkt is None
+    assert introspector.bindings.bound(Bindings.key("tok-a")) is True
+    assert introspector.bindings.bound(Bindings.key("tok-b")) is False
+    assert set(introspector.bindings._memo._data) == {Bindings.key("tok-a"), Bindings.key("tok-b")}
+
+
+def test_the_memo_is_bounded_in_bytes() -> None:
+    """A flood of distinct tokens makes the memo start over; it never grows past its
+    budget."""
+    clock = Clock()
+    bindings = Bindings(clock, budget=10_000)
+    for n in range(1_000):
+        bindings.learn(Bindings.key(f"tok-{n}"), True, EXPIRES)
+        assert bindings._memo.held <= 10_000
+    assert 0 < len(bindings) < 1_000

@@ -24,7 +24,7 @@ from dpop_guard.introspection._http import AsyncioHTTPClient
 from dpop_guard.introspection.authlete import AuthleteIntrospector, AuthleteSettings
 from dpop_guard.introspection.cached import CachingIntrospector
 from dpop_guard.testing import make_proof
-from tests._support.harness import ORIGIN, inner_app
+from tests._support.harness import ORIGIN, authlete_settings, inner_app
 from tests._support.servers import ServerThread
 
 URL = ORIGIN + "/accounts"
@@ -176,3 +176,39 @@ class TestCertificateBoundThroughTheMiddleware:
                 assert error == "invalid_token"
         finally:
             await http.aclose()
+
+
+class TestBindingRemembered:
+    """Without a cache every request is introspected; the binding probe runs once per token
+    (``AuthleteIntrospector.bindings``), over real HTTP to the simulator."""
+
+    async def test_a_recheck_is_the_check_alone(
+        self, simulator: SimulatorState, simulator_url: str, signer: ProofSigner
+    ) -> None:
+        """First request: check and probe. Each later one: the check alone, which still
+        refuses a thief's key and a revoked token."""
+        http = AsyncioHTTPClient(proxies={})
+        app = DPoPGuardMiddleware(
+            inner_app(),
+            settings=GuardSettings(public_url=ORIGIN),
+            introspector=AuthleteIntrospector(http, authlete_settings(simulator_url)),
+        )
+        token = simulator.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=ORIGIN
+        ) as api:
+            for expected_calls in (2, 3, 4):
+                response = await get(api, signer, token)
+                assert response.status_code == 200, response.text
+                assert response.json()["jkt"] == signer.jkt
+                assert simulator.calls["auth/introspection"] == expected_calls
+            thief = await get(api, ProofSigner.generate("ES256"), token)
+            assert thief.status_code == 401
+            assert parse_challenge(thief.headers["www-authenticate"])[1]["error"] in (
+                "invalid_token",
+                "invalid_dpop_proof",
+            )
+            del simulator.tokens[token]  # revoked at the authorization server
+            revoked = await get(api, signer, token)
+            assert revoked.status_code == 401
+        await http.aclose()
