@@ -49,7 +49,13 @@ from typing import Any
 import httpx
 
 from dpop_guard.client import ProofSigner
-from dpop_guard.devtools.demo import free_port, mint_token, simulator_env
+from dpop_guard.devtools.demo import (
+    SERVICE_AUTH,
+    free_port,
+    mint_token,
+    simulator_env,
+    token_create,
+)
 from dpop_guard.devtools.demo import process as serve
 from dpop_guard.devtools.simulator import DEFAULT_SERVICE_TOKEN
 
@@ -73,7 +79,12 @@ request = function()
   if token == "-" then return wrk.format("GET", path) end
   i = i + 1
   if proofs[i] == nil then i = 1 end  -- out of proofs: the replays show up as non-2xx
-  return wrk.format("GET", path, {["Authorization"] = "DPoP " .. token, ["DPoP"] = proofs[i]})
+  local use, proof = token, proofs[i]
+  local space = string.find(proof, " ", 1, true)
+  if space then  -- "token proof": a token of its own for this request
+    use, proof = string.sub(proof, 1, space - 1), string.sub(proof, space + 1)
+  end
+  return wrk.format("GET", path, {["Authorization"] = "DPoP " .. use, ["DPoP"] = proof})
 end
 done = function(summary, latency, requests)
   io.write(string.format(
@@ -123,6 +134,7 @@ class Scenario:
     guarded: bool = True
     proofs_per_second: int = 4000  # proofs signed for the first round; then 1.5x the rate seen
     issuer: str = "authlete"  # or "jwt": the RFC 9068 token of the local JWKS
+    fresh_tokens: bool = False  # a token of its own per request: each miss is a first sight
 
 
 def run_wrk(
@@ -226,6 +238,14 @@ def scenarios(redis_url: str, *, quick: bool = False) -> list[Scenario]:
             env={"DPOP_GUARD_CACHE_TTL": "0"},
             latency=0.02,
             proofs_per_second=1500,
+        ),
+        Scenario(
+            "cache miss every request (a new token each: check and probe), Authlete 20 ms",
+            "examples.accounts:app",
+            env={"DPOP_GUARD_CACHE_TTL": "0"},
+            latency=0.02,
+            proofs_per_second=1000,
+            fresh_tokens=True,
         ),
         Scenario(
             "Authlete-delegated (no local check), 20 ms",
@@ -380,6 +400,19 @@ def load(
     return rows
 
 
+def _mint(parts: Stack, count: int) -> list[str]:
+    """``count`` tokens bound to the client's key, each from the simulator's
+    ``/auth/token/create`` (one kept-alive connection)."""
+    url, body = token_create(
+        parts.simulator, ["read:accounts"], lifetime=7200, jkt=parts.signer.jkt
+    )
+    with httpx.Client(headers=SERVICE_AUTH) as client:
+        return [
+            str(client.post(url, json=body).raise_for_status().json()["accessToken"])
+            for _ in range(count)
+        ]
+
+
 def _calls(simulator: str) -> int:
     calls = httpx.get(f"{simulator}/sim/stats", headers=ADMIN).json()["calls"]
     return int(calls.get("auth/introspection", 0))
@@ -468,7 +501,6 @@ def _run(
 ) -> dict[str, Any]:
     """One wrk run against a running server, with ``rate`` x (``duration`` + 1) fresh
     proofs of its own."""
-    httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json={"latency": scenario.latency})
     fd, name = tempfile.mkstemp(suffix=".txt")
     os.close(fd)
     proofs_file = Path(name)
@@ -477,11 +509,18 @@ def _run(
     count = max(500, rate * (duration + 1)) if scenario.guarded else 500
     htu = PUBLIC_URL + scenario.path
     token = parts.token_for(scenario)
-    proofs_file.write_text(
-        "\n".join(parts.signer.sign(htm="GET", htu=htu, access_token=token) for _ in range(count))
-        + "\n"
-    )
+    if scenario.fresh_tokens:
+        lines = [
+            f"{own} {parts.signer.sign(htm='GET', htu=htu, access_token=own)}"
+            for own in _mint(parts, count)
+        ]
+    else:
+        lines = [parts.signer.sign(htm="GET", htu=htu, access_token=token) for _ in range(count)]
+    proofs_file.write_text("\n".join(lines) + "\n")
     try:
+        # The latency is set once the tokens are minted (it slows every simulator API).
+        latency = {"latency": scenario.latency}
+        httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json=latency)
         calls = _calls(parts.simulator)
         cpu = tree_cpu(server.pid)
         result = run_wrk(server.url, scenario.path, token, proofs_file, duration)

@@ -87,6 +87,7 @@ class Memo(Generic[K, V]):
             cost = self._cost(key, value) + ENTRY_OVERHEAD
             if cost > self.budget:  # a budget of 0 remembers nothing
                 return
+            self.discard(key)  # a key put again is charged once
             if self._held + cost > self.budget:
                 self._data.clear()
                 self._held = 0

@@ -126,6 +126,7 @@ _AUTHLETE_FIELDS: Final = {
     "access_token": "AUTHLETE_SERVICE_ACCESSTOKEN",
     "timeout": ENV_PREFIX + "AUTHLETE_TIMEOUT",
     "resources": ENV_PREFIX + "RESOURCES",
+    "binding_ttl": ENV_PREFIX + "AUTHLETE_BINDING_TTL",
 }
 _RFC7662_FIELDS: Final = {
     "url": ENV_PREFIX + "INTROSPECTION_URL",

@@ -92,6 +92,7 @@ ENV_NAMES: Final[Mapping[str, str]] = {
     "READINESS_TIMEOUT": "seconds the readiness probe may take",
     # -- the introspectors
     "AUTHLETE_TIMEOUT": "seconds for one call to Authlete, retries included",
+    "AUTHLETE_BINDING_TTL": "seconds a token's binding probe answer is reused (0: never)",
     "INTROSPECTION_URL": "the RFC 7662 endpoint",
     "INTROSPECTION_CLIENT_ID": "our client id at the RFC 7662 endpoint",
     "INTROSPECTION_CLIENT_SECRET": "its secret (client_secret_basic)",

@@ -198,6 +198,8 @@ def test_discard_gives_back_what_the_entry_was_charged() -> None:
     memo.discard("never-remembered")
     assert memo.get("cd") is None and memo.get("ab") == "AB"
     assert memo.held == held and len(memo) == 1
+    memo.put("ab", "AB", 2)  # put again: charged once
+    assert memo.held == held
 
 
 # -- retained memory after a flood of maximal inputs (issue 19, section 3) ----------------

@@ -17,13 +17,15 @@ Authlete just accepted, so ``TokenInfo.jkt`` is that proof's verified thumbprint
 ``OK``: unbound, ``jkt=None``. Anything else from the probe: unavailable (fail closed).
 Both run concurrently, so a miss costs one round trip.
 
-Whether a token is DPoP-bound is fixed when it is issued, so the probe's answer is
-remembered (:class:`Bindings`), keyed by the token's SHA-256, until the token's own
-``expiresAt`` and within a byte budget: a token seen before (a cache entry past its TTL, a
-route that re-checks every request, a cache TTL of 0) costs the check call alone. Only the
-binding is remembered, never whether the token is active: every check still goes to
-Authlete. Any refusal of the token forgets it, and a token without ``expiresAt`` is not
-remembered.
+A token's binding rarely changes, so the probe's answer is remembered (:class:`Bindings`),
+keyed by the token's SHA-256, for ``binding_ttl`` seconds (5 minutes by default) and never
+past the token's ``expiresAt``: a token seen before (a cache entry past its TTL, a cache TTL
+of 0) costs the check call alone. Only the binding is remembered, never whether the token
+is active: every check still goes to Authlete, which still checks a bound token's proof
+against its key. A check that answers another ``expiresAt`` (a token deleted and issued
+again under the same value) runs the probe again before its answer is used; Authlete
+refusing the token itself (gone, expired, for another API) forgets it; a binding added
+later by ``/auth/token/update`` is seen within ``binding_ttl``.
 
 What else the check call carries (fixed configuration or the route's requirement, never
 something that makes a cached answer wrong for another request):
@@ -114,6 +116,10 @@ __all__ = ["AuthleteIntrospector", "AuthleteSettings", "Bindings", "CircuitBreak
 logger = logging.getLogger("dpop_guard.introspection")
 
 DEFAULT_AUTHLETE_TIMEOUT: Final = 5.0
+BINDINGS_BUDGET: Final = 4 * MEMO_BUDGET
+"""Bytes :class:`Bindings` holds at most before it starts over: about 9,000 tokens."""
+DEFAULT_BINDING_TTL: Final = 300.0
+"""Seconds a token's binding is remembered at most (``DPOP_GUARD_AUTHLETE_BINDING_TTL``)."""
 _ACTION_STATUS = {"BAD_REQUEST": 400, "UNAUTHORIZED": 401, "FORBIDDEN": 403}
 _ACTION_REASON: dict[str, IntrospectionReason] = {
     "BAD_REQUEST": "authlete_bad_request",
@@ -155,6 +161,9 @@ class AuthleteSettings:
 
     :param timeout: seconds for one introspection in total, retries included.
     :param retries: extra attempts after a connection failure or a 429/502/503/504.
+    :param binding_ttl: seconds a token's binding probe answer is used at most
+        (:class:`Bindings`): how long a binding added later by Authlete's
+        ``/auth/token/update`` may go unseen; ``0``: every miss probes.
     :param resources: this API's RFC 8707 resource identifiers, sent as ``resources`` on
         every miss so Authlete refuses tokens issued for another API (Authlete requires the
         token to cover each one sent, so list the one identifier tokens are issued for).
@@ -170,6 +179,7 @@ class AuthleteSettings:
     timeout: float = DEFAULT_AUTHLETE_TIMEOUT
     retries: int = 1
     resources: tuple[str, ...] = ()
+    binding_ttl: float = DEFAULT_BINDING_TTL
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resources", validate_resources(self.resources))
@@ -195,6 +205,8 @@ class AuthleteSettings:
             raise ValueError(f"timeout must be positive, got {self.timeout!r}")
         if self.retries < 0:
             raise ValueError("retries must not be negative")
+        if not 0 <= self.binding_ttl <= 86_400:  # also refuses nan
+            raise ValueError(f"binding_ttl must be 0-86400 seconds, got {self.binding_ttl!r}")
 
     @property
     def introspection_url(self) -> str:
@@ -218,7 +230,8 @@ class AuthleteSettings:
         """Read Authlete's own variable names: ``AUTHLETE_BASE_URL``,
         ``AUTHLETE_API_VERSION``, ``AUTHLETE_SERVICE_APIKEY``,
         ``AUTHLETE_SERVICE_APISECRET``, ``AUTHLETE_SERVICE_ACCESSTOKEN``, plus our
-        ``DPOP_GUARD_AUTHLETE_TIMEOUT`` and ``DPOP_GUARD_RESOURCES`` (unset:
+        ``DPOP_GUARD_AUTHLETE_TIMEOUT``, ``DPOP_GUARD_AUTHLETE_BINDING_TTL`` and
+        ``DPOP_GUARD_RESOURCES`` (unset:
         ``default_resources``, which the builder sets to the public URL). Values are read
         by :class:`~dpop_guard._env.EnvReader` (stripped; control characters and non-finite
         numbers refused).
@@ -228,9 +241,9 @@ class AuthleteSettings:
         env = EnvReader(environ, "AUTHLETE_")
         base_url = check_service_url("AUTHLETE_BASE_URL", env.required("BASE_URL"))
         api_key = env.required("SERVICE_APIKEY")
-        timeout = EnvReader(environ, "DPOP_GUARD_").number(
-            "AUTHLETE_TIMEOUT", DEFAULT_AUTHLETE_TIMEOUT
-        )
+        ours = EnvReader(environ, "DPOP_GUARD_")
+        timeout = ours.number("AUTHLETE_TIMEOUT", DEFAULT_AUTHLETE_TIMEOUT)
+        binding_ttl = ours.number("AUTHLETE_BINDING_TTL", DEFAULT_BINDING_TTL)
         version = env.text("API_VERSION", "V3")
         resources = resources_from_env(environ, default=default_resources)
         try:
@@ -242,30 +255,54 @@ class AuthleteSettings:
                 access_token=env.text("SERVICE_ACCESSTOKEN", secret=True),
                 timeout=timeout,
                 resources=resources,
+                binding_ttl=binding_ttl,
             )
         except ValueError as exc:
             raise ValueError(f"AUTHLETE_*: {exc}") from None
 
 
-BINDINGS_BUDGET: Final = 4 * MEMO_BUDGET
-"""Bytes :class:`Bindings` holds at most before it starts over: about 9,000 tokens."""
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """What the binding probe said about one token, and when."""
+
+    bound: bool
+    """Refused without a proof: bound to a DPoP key."""
+    expires_at: int
+    """The token's ``expiresAt`` (Authlete's milliseconds) when the probe ran: a check
+    answering another value is about a token issued again under the same value."""
+    until: float
+    """``clock`` time after which the answer is not used."""
 
 
 class Bindings:
     """Whether each token seen is DPoP-bound (the binding probe's answer), remembered.
 
-    A token's binding is fixed when it is issued, so the answer holds for the token's whole
-    life. An entry is keyed by the token's SHA-256 (no token is kept), lives until the
-    token's ``expiresAt`` (``clock`` time) and is forgotten at any refusal of the token;
-    the memo is bounded in bytes (:class:`~dpop_guard._bounded.Memo`, ``budget``) and
-    starts over when full, which costs the probe again, nothing else.
+    Authlete issues a token bound or unbound, but its ``/auth/token/update`` can bind a
+    token later, and a deleted token's value can be issued again. So an answer is used for
+    ``ttl`` seconds at most (and never past the token's ``expiresAt``), is dropped when a
+    check answers another ``expiresAt`` (a token issued again), and is forgotten when
+    Authlete refuses the token itself (it does not exist, has expired, or is not meant for
+    this API). An answer from a probe that ran while a token was forgotten is not
+    remembered (:attr:`generation`). Keys are the tokens' SHA-256 (no token is kept); the
+    memo is bounded in bytes (:class:`~dpop_guard._bounded.Memo`, ``budget``) and starts
+    over when full, which costs the probe again, nothing else. ``ttl=0`` remembers nothing.
     """
 
-    __slots__ = ("_clock", "_memo")
+    __slots__ = ("_clock", "_memo", "generation", "ttl")
 
-    def __init__(self, clock: Callable[[], float], *, budget: int = BINDINGS_BUDGET) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        ttl: float = DEFAULT_BINDING_TTL,
+        budget: int = BINDINGS_BUDGET,
+    ) -> None:
         self._clock = clock
-        self._memo: Memo[bytes, tuple[bool, int]] = Memo(_unknown, _no_strings, budget=budget)
+        self.ttl = ttl
+        self.generation = 0
+        """Counts :meth:`forget` calls; :meth:`learn` is given the value read before the
+        probe, and remembers nothing when a token was forgotten since."""
+        self._memo: Memo[bytes, Binding] = Memo(_unknown, _no_strings, budget=budget)
 
     def __len__(self) -> int:
         return len(self._memo)
@@ -274,33 +311,35 @@ class Bindings:
     def key(token: str) -> bytes:
         return sha256(token.encode("utf-8")).digest()
 
-    def bound(self, key: bytes) -> bool | None:
-        """``True`` (bound to a DPoP key), ``False`` (not), ``None`` (not known, or the
-        token has expired since)."""
+    def recall(self, key: bytes) -> Binding | None:
+        """The remembered answer, or ``None`` (never seen, or no longer to be used)."""
         entry = self._memo.get(key)
-        if entry is None:
-            return None
-        bound, until = entry
-        if until <= self._clock():
+        if entry is not None and entry.until <= self._clock():
             self._memo.discard(key)
             return None
-        return bound
+        return entry
 
-    def learn(self, key: bytes, bound: bool, expires_at: int | None) -> None:
-        """Remember the probe's answer until ``expires_at`` (a token with none, or one
-        already expired, is not remembered)."""
-        if expires_at is not None and expires_at > self._clock():
-            self._memo.put(key, (bound, expires_at), len(key))
+    def learn(self, key: bytes, bound: bool, expires_at: object, generation: int) -> None:
+        """Remember the probe's answer for the token whose check answered ``expires_at``
+        (Authlete's milliseconds): not when a token was forgotten since ``generation`` was
+        read, nor for a token without an expiry or one already expired."""
+        if generation != self.generation or type(expires_at) is not int:
+            return
+        now = self._clock()
+        until = min(expires_at / 1000, now + self.ttl)
+        if until > now:
+            self._memo.put(key, Binding(bound, expires_at, until), len(key))
 
     def forget(self, key: bytes) -> None:
+        self.generation += 1
         self._memo.discard(key)
 
 
-def _unknown(key: bytes) -> tuple[bool, int]:
+def _unknown(key: bytes) -> Binding:
     raise LookupError("a binding is learned from the probe, never computed")
 
 
-def _no_strings(key: bytes, value: tuple[bool, int]) -> int:
+def _no_strings(key: bytes, value: Binding) -> int:
     return len(key)
 
 
@@ -334,7 +373,7 @@ class AuthleteIntrospector:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.breaker = breaker_from(breaker)
-        self.bindings = Bindings(clock)
+        self.bindings = Bindings(clock, ttl=settings.binding_ttl)
         """What the binding probe answered for each token seen (see the module docstring)."""
         self._transport = as_transport(client, settings.timeout)
         self.settings = settings
@@ -391,27 +430,36 @@ class AuthleteIntrospector:
                     return self._token_info(data, request, jkt=None)
                 body.update(dpop=request.proof, htm=request.method, htu=request.htu)
                 key = Bindings.key(token)
-                known = self.bindings.bound(key)
+                generation = self.bindings.generation
+                known = self.bindings.recall(key)
+                probe_body = {"token": token, **certificate}
                 check: dict[str, Any] | BaseException
                 probe: dict[str, Any] | BaseException | None = None
-                if known is not None:  # the probe answered before: the check alone
-                    check = await self._post(body)
-                else:
+                if known is None:
                     # The probe differs from the check only by the missing proof: with the
                     # same certificate, its refusal can only mean "needs the DPoP proof".
-                    check, probe = await self._both(body, {"token": token, **certificate})
+                    check, probe = await self._both(body, probe_body)
+                else:  # the probe answered before: the check alone
+                    check = await self._post(body)
+                    reissued = check.get("expiresAt") != known.expires_at
+                    if check.get("action") == "OK" and reissued:  # under the same value
+                        self.bindings.forget(key)
+                        generation, known = self.bindings.generation, None
+                        probe = await self._post(probe_body)
         except TimeoutError as exc:
             raise _unavailable("authlete_timeout", exc) from exc
 
         if isinstance(check, BaseException):
             raise check
         if check.get("action") != "OK":
-            self.bindings.forget(key)
-            raise _failure(check, request)
-        bound = known is True if probe is None else _bound_by(probe)
+            error = _failure(check, request)
+            if isinstance(error, InactiveToken):  # the token itself: gone, expired, elsewhere
+                self.bindings.forget(key)
+            raise error
+        bound = known.bound if known is not None else _bound_by(probe)
         info = self._token_info(check, request, jkt=request.jkt if bound else None)
-        if probe is not None:
-            self.bindings.learn(key, bound, info.expires_at)
+        if known is None:
+            self.bindings.learn(key, bound, check.get("expiresAt"), generation)
         return info
 
     async def _both(
@@ -459,12 +507,12 @@ class AuthleteIntrospector:
         return info
 
 
-def _bound_by(probe: dict[str, Any] | BaseException) -> bool:
+def _bound_by(probe: dict[str, Any] | BaseException | None) -> bool:
     """What the probe's answer says: ``UNAUTHORIZED`` bound to a DPoP key, ``OK`` not;
     anything else, or an outage, fails closed."""
     if isinstance(probe, BaseException):
         raise probe
-    action: object = probe.get("action")
+    action: object = None if probe is None else probe.get("action")
     if action not in ("UNAUTHORIZED", "OK"):
         raise _unavailable("authlete_probe_inconclusive")
     return action == "UNAUTHORIZED"

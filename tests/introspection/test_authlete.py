@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -405,10 +406,11 @@ class TestSettings:
                 "AUTHLETE_SERVICE_APIKEY": "715948317",
                 "AUTHLETE_SERVICE_ACCESSTOKEN": "at",
                 "DPOP_GUARD_AUTHLETE_TIMEOUT": "2.5",
+                "DPOP_GUARD_AUTHLETE_BINDING_TTL": "0",
             }
         )
         assert s.introspection_url == "https://jp.authlete.com/api/715948317/auth/introspection"
-        assert s.authorization == "Bearer at" and s.timeout == 2.5
+        assert s.authorization == "Bearer at" and s.timeout == 2.5 and s.binding_ttl == 0
 
     def test_from_env_v2(self) -> None:
         """V2 uses Basic key:secret."""
@@ -578,6 +580,13 @@ WRONG_KEY = {
     "responseContent": 'DPoP error="invalid_dpop_proof"',
     "usable": True,
 }
+GONE = {
+    "action": "UNAUTHORIZED",
+    "resultCode": "A065304",
+    "responseContent": 'Bearer error="invalid_token"',
+    "existent": False,
+    "usable": False,
+}
 
 
 class Clock:
@@ -590,26 +599,29 @@ class Clock:
 
 class Authlete:
     """Answers the check (a call with ``dpop``) and the probe (without) from settable
-    answers, and counts both."""
+    answers, and counts both; ``during_probe`` runs while a probe is being answered."""
 
     def __init__(
         self, check: dict[str, Any] = OK, probe: dict[str, Any] | None = NEEDS_PROOF
     ) -> None:
         self.check, self.probe = check, probe
         self.checks = self.probes = 0
+        self.during_probe: Callable[[], None] = lambda: None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if "dpop" in json.loads(request.content):
             self.checks += 1
             return httpx.Response(200, json=self.check)
         self.probes += 1
+        self.during_probe()
         answer = self.probe
         return httpx.Response(500) if answer is None else httpx.Response(200, json=answer)
 
 
-def make(authlete: Authlete, clock: Clock) -> AuthleteIntrospector:
+def make(authlete: Authlete, clock: Clock, **changes: Any) -> AuthleteIntrospector:
     client = httpx.AsyncClient(transport=httpx.MockTransport(authlete))
-    return AuthleteIntrospector(client, V3, clock=clock, breaker=None)
+    settings = dataclasses.replace(V3, **changes)
+    return AuthleteIntrospector(client, settings, clock=clock, breaker=None)
 
 
 @pytest.mark.parametrize(("probe", "jkt"), [(NEEDS_PROOF, "JKT"), (OK, None)])
@@ -624,7 +636,8 @@ async def test_a_token_seen_before_costs_the_check_alone(probe: dict[str, Any], 
 
 
 async def test_every_request_is_still_checked() -> None:
-    """Only the binding is remembered: a token Authlete now refuses is refused."""
+    """Only the binding is remembered: a proof Authlete now refuses is refused, and the
+    owner's binding stays (a thief's refused proof costs the owner no probe)."""
     authlete, clock = Authlete(), Clock()
     introspector = make(authlete, clock)
     await introspector.introspect("tok", request=FACTS)
@@ -633,28 +646,67 @@ async def test_every_request_is_still_checked() -> None:
         await introspector.introspect("tok", request=FACTS)
     assert refused.value.reason == "authlete_unauthorized"
     assert refused.value.error == "invalid_dpop_proof" and refused.value.status == 401
-    assert authlete.checks == 2
+    authlete.check = OK
+    await introspector.introspect("tok", request=FACTS)
+    assert (authlete.checks, authlete.probes) == (3, 1)
 
 
-async def test_a_refusal_forgets_the_binding() -> None:
-    """After any refusal of the token the probe runs again: a token deleted and issued
-    again with the same value is judged afresh."""
+async def test_a_refusal_of_the_token_forgets_its_binding() -> None:
+    """Authlete says the token does not exist: its binding is forgotten, and a token
+    issued again under the same value is judged afresh."""
     authlete, clock = Authlete(), Clock()
     introspector = make(authlete, clock)
     await introspector.introspect("tok", request=FACTS)
-    authlete.check = WRONG_KEY
-    with pytest.raises(InvalidDPoPProof):
+    authlete.check = GONE
+    with pytest.raises(InactiveToken):
         await introspector.introspect("tok", request=FACTS)
-    authlete.check, authlete.probe = OK, OK  # now unbound
+    assert len(introspector.bindings) == 0
+    authlete.check, authlete.probe = OK, OK  # issued again, unbound
     info = await introspector.introspect("tok", request=FACTS)
     assert authlete.probes == 2 and info.jkt is None
 
 
-async def test_the_binding_is_forgotten_when_the_token_expires() -> None:
+async def test_a_token_issued_again_unseen_is_probed_again() -> None:
+    """A bound token deleted and issued again unbound under the same value while this
+    process saw nothing: the check answers another expiry, so the probe runs again before
+    the answer is used, and a thief's key is not taken for the binding."""
     authlete, clock = Authlete(), Clock()
     introspector = make(authlete, clock)
     await introspector.introspect("tok", request=FACTS)
-    clock.now = EXPIRES
+    authlete.check = {**OK, "expiresAt": (EXPIRES + 60) * 1000 + 123}
+    authlete.probe = OK  # unbound now
+    info = await introspector.introspect("tok", request=FACTS)
+    assert info.jkt is None and authlete.probes == 2
+    again = await introspector.introspect("tok", request=FACTS)
+    assert again.jkt is None and authlete.probes == 2  # the new answer is remembered
+
+
+async def test_an_answer_is_used_for_the_binding_ttl_at_most() -> None:
+    """A binding added later (Authlete's /auth/token/update) is seen within binding_ttl."""
+    authlete, clock = Authlete(probe=OK), Clock()
+    introspector = make(authlete, clock, binding_ttl=300)
+    await introspector.introspect("tok", request=FACTS)
+    authlete.probe = NEEDS_PROOF  # bound in place, same expiry
+    clock.now += 299
+    assert (await introspector.introspect("tok", request=FACTS)).jkt is None
+    clock.now += 1
+    assert (await introspector.introspect("tok", request=FACTS)).jkt == "JKT"
+    assert authlete.probes == 2
+
+
+async def test_a_binding_ttl_of_zero_probes_every_miss() -> None:
+    authlete, clock = Authlete(), Clock()
+    introspector = make(authlete, clock, binding_ttl=0)
+    for _ in range(3):
+        await introspector.introspect("tok", request=FACTS)
+    assert (authlete.checks, authlete.probes) == (3, 3)
+
+
+async def test_the_binding_is_forgotten_when_the_token_expires() -> None:
+    authlete, clock = Authlete(), Clock(now=EXPIRES - 10)
+    introspector = make(authlete, clock)
+    await introspector.introspect("tok", request=FACTS)
+    clock.now = EXPIRES + 1  # past expiresAt (1,900,000,000.123)
     await introspector.introspect("tok", request=FACTS)
     assert authlete.probes == 2
     assert len(introspector.bindings) == 0  # the new answer's expiry has passed too
@@ -678,6 +730,16 @@ async def test_a_failed_probe_teaches_nothing() -> None:
     assert authlete.probes == 2
 
 
+async def test_a_probe_racing_a_forget_teaches_nothing() -> None:
+    """A token forgotten while a probe is in flight: that probe's answer may predate what
+    made the token forgotten, so it is not remembered."""
+    authlete, clock = Authlete(), Clock()
+    introspector = make(authlete, clock)
+    authlete.during_probe = lambda: introspector.bindings.forget(Bindings.key("tok"))
+    info = await introspector.introspect("tok", request=FACTS)
+    assert info.jkt == "JKT" and len(introspector.bindings) == 0
+
+
 async def test_tokens_are_remembered_apart_and_never_kept() -> None:
     """Each token has its own entry, keyed by its SHA-256: the memo holds no token."""
     authlete, clock = Authlete(), Clock()
@@ -686,17 +748,25 @@ async def test_tokens_are_remembered_apart_and_never_kept() -> None:
     authlete.probe = OK
     info = await introspector.introspect("tok-b", request=FACTS)
     assert authlete.probes == 2 and info.jkt is None
-    assert introspector.bindings.bound(Bindings.key("tok-a")) is True
-    assert introspector.bindings.bound(Bindings.key("tok-b")) is False
+    a, b = (introspector.bindings.recall(Bindings.key(t)) for t in ("tok-a", "tok-b"))
+    assert a is not None and a.bound and b is not None and not b.bound
     assert set(introspector.bindings._memo._data) == {Bindings.key("tok-a"), Bindings.key("tok-b")}
 
 
 def test_the_memo_is_bounded_in_bytes() -> None:
     """A flood of distinct tokens makes the memo start over; it never grows past its
-    budget."""
-    clock = Clock()
-    bindings = Bindings(clock, budget=10_000)
+    budget, and the same token learned again is charged once."""
+    bindings = Bindings(Clock(), budget=10_000)
+    for _ in range(100):
+        bindings.learn(Bindings.key("tok"), True, OK["expiresAt"], bindings.generation)
+    assert bindings._memo.held < 1_000
     for n in range(1_000):
-        bindings.learn(Bindings.key(f"tok-{n}"), True, EXPIRES)
+        bindings.learn(Bindings.key(f"tok-{n}"), True, OK["expiresAt"], bindings.generation)
         assert bindings._memo.held <= 10_000
     assert 0 < len(bindings) < 1_000
+
+
+@pytest.mark.parametrize("value", [-1, 86_401, float("nan")])
+def test_binding_ttl_bounds(value: float) -> None:
+    with pytest.raises(ValueError, match="binding_ttl"):
+        dataclasses.replace(V3, binding_ttl=value)
