@@ -135,6 +135,7 @@ class Scenario:
     proofs_per_second: int = 4000  # proofs signed for the first round; then 1.5x the rate seen
     issuer: str = "authlete"  # or "jwt": the RFC 9068 token of the local JWKS
     fresh_tokens: bool = False  # a token of its own per request: each miss is a first sight
+    quick: bool = False  # in ``make bench-quick``: one scenario per section of issue 24
 
 
 def run_wrk(
@@ -200,16 +201,18 @@ def describe_stack(versions: dict[str, str]) -> str:
     )
 
 
+BARE = "bare endpoint (no middleware)"
+CEILING = "ceiling: bare + one raw ES256 verify"
 NODE_JOSE = "Node jose, RFC 9449 checks written out (peer)"
 JWT_SCENARIOS = (
-    Scenario("JWT mode, cache hit (one verify)", "examples.accounts:app", issuer="jwt"),
+    Scenario("JWT mode, cache hit (one verify)", "examples.accounts:app", issuer="jwt", quick=True),
     Scenario(
         "JWT mode, no cache (two verifies)",
         "examples.accounts:app",
         env={"DPOP_GUARD_CACHE_TTL": "0"},
         issuer="jwt",
     ),
-    Scenario(NODE_JOSE, PEERS["jose"], launcher="node", issuer="jwt"),
+    Scenario(NODE_JOSE, PEERS["jose"], launcher="node", issuer="jwt", quick=True),
     Scenario(
         "Node oauth4webapi.validateJwtAccessToken (peer)",
         PEERS["oauth4webapi"],
@@ -221,12 +224,13 @@ JWT_SCENARIOS = (
 
 def scenarios(redis_url: str, *, quick: bool = False) -> list[Scenario]:
     """Every load scenario; the first is the bare endpoint, the second the ceiling.
-    ``quick``: those two, the cache hits, the JWT-mode hit and the Node ``jose`` peer."""
+    ``quick``: the ceiling, the cache hit, the miss on a token seen before, the JWT-mode hit
+    and the Node ``jose`` peer (the scenarios marked ``quick``)."""
     fleet = {"DPOP_GUARD_REPLAY_STORE": redis_url, "DPOP_GUARD_INTROSPECTION_CACHE": redis_url}
     every = [
-        Scenario("bare endpoint (no middleware)", "benchmarks.apps:bare", guarded=False),
-        Scenario("ceiling: bare + one raw ES256 verify", "benchmarks.apps:ceiling", guarded=False),
-        Scenario("cache hit, memory replay store", "examples.accounts:app"),
+        Scenario(BARE, "benchmarks.apps:bare", guarded=False),
+        Scenario(CEILING, "benchmarks.apps:ceiling", guarded=False, quick=True),
+        Scenario("cache hit, memory replay store", "examples.accounts:app", quick=True),
         Scenario(
             "cache hit, Redis replay store",
             "examples.accounts:app",
@@ -238,6 +242,7 @@ def scenarios(redis_url: str, *, quick: bool = False) -> list[Scenario]:
             env={"DPOP_GUARD_CACHE_TTL": "0"},
             latency=0.02,
             proofs_per_second=1500,
+            quick=True,
         ),
         Scenario(
             "cache miss every request (a new token each: check and probe), Authlete 20 ms",
@@ -268,7 +273,7 @@ def scenarios(redis_url: str, *, quick: bool = False) -> list[Scenario]:
         ),
         *JWT_SCENARIOS,
     ]
-    return [*every[:4], *JWT_SCENARIOS[::2]] if quick else every
+    return [s for s in every if s.quick] if quick else every
 
 
 @dataclass(frozen=True)
@@ -281,6 +286,9 @@ class Stack:
     signer: ProofSigner
     token: str
     jwt: JWTIssuer
+    admin: httpx.Client
+    """The simulator's test hooks (``/sim/faults``, ``/sim/stats``), one kept-alive client:
+    a new ``httpx`` client per call costs about 30 ms (it loads the trust store)."""
 
     def token_for(self, scenario: Scenario) -> str:
         return self.jwt.token if scenario.issuer == "jwt" else self.token
@@ -325,7 +333,9 @@ def stack() -> Iterator[Stack]:
         ):
             token = mint_token(simulator, signer, ["read:accounts"], lifetime=7200)
             with jwt_issuer(free_port(), audience=PUBLIC_URL, jkt=signer.jkt) as jwt:
-                yield Stack(simulator, f"redis://127.0.0.1:{redis_port}/0", env, signer, token, jwt)
+                with httpx.Client(headers=ADMIN, trust_env=False) as admin:
+                    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+                    yield Stack(simulator, redis_url, env, signer, token, jwt, admin)
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
@@ -352,14 +362,15 @@ def load(
     only: Callable[[Scenario], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per scenario: medians over ``rounds`` interleaved rounds, each ratio's median
-    and range (``ratio_to_bare``, ``ratio_to_ceiling``), and every round's raw figures."""
+    and range (``ratio_to_bare``, ``ratio_to_ceiling``, ``ratio_to_node_jose``: to the
+    reference scenarios that ran), and every round's raw figures."""
     if rounds < MIN_ROUNDS:
         raise ValueError(f"at least {MIN_ROUNDS} rounds: a single run proves little")
     versions = fast_stack()
     with stack() as parts, contextlib.ExitStack() as servers:
         chosen = scenarios(parts.redis_url, quick=quick)
-        if only is not None:  # the bare endpoint and the ceiling stay: the ratios need them
-            chosen = chosen[:2] + [s for s in chosen[2:] if only(s)]
+        if only is not None:  # the references stay: the ratios need them
+            chosen = [s for s in chosen if s.name in (BARE, CEILING) or only(s)]
         urls = []
         for scenario in chosen:
             progress(f"start {scenario.name}")
@@ -386,10 +397,11 @@ def load(
         for key in runs[0]:
             row[key] = statistics.median(run[key] for run in runs)
         row["rps_range"] = [min(r["rps"] for r in runs), max(r["rps"] for r in runs)]
-        refs = [(0, "ratio_to_bare"), (1, "ratio_to_ceiling")]
         names = [s.name for s in chosen]
-        if scenario.issuer == "jwt" and NODE_JOSE in names:
-            refs.append((names.index(NODE_JOSE), "ratio_to_node_jose"))
+        references = [(BARE, "ratio_to_bare"), (CEILING, "ratio_to_ceiling")]
+        if scenario.issuer == "jwt":
+            references.append((NODE_JOSE, "ratio_to_node_jose"))
+        refs = [(names.index(ref), key) for ref, key in references if ref in names]
         for ref, name in refs:
             ratios = [
                 run["rps"] / base["rps"] for run, base in zip(runs, samples[ref], strict=True)
@@ -400,11 +412,11 @@ def load(
     return rows
 
 
-def _mint(parts: Stack, count: int) -> list[str]:
+def mint_tokens(parts: Stack, count: int, lifetime: int = 7200) -> list[str]:
     """``count`` tokens bound to the client's key, each from the simulator's
     ``/auth/token/create`` (one kept-alive connection)."""
     url, body = token_create(
-        parts.simulator, ["read:accounts"], lifetime=7200, jkt=parts.signer.jkt
+        parts.simulator, ["read:accounts"], lifetime=lifetime, jkt=parts.signer.jkt
     )
     with httpx.Client(headers=SERVICE_AUTH) as client:
         return [
@@ -413,8 +425,8 @@ def _mint(parts: Stack, count: int) -> list[str]:
         ]
 
 
-def _calls(simulator: str) -> int:
-    calls = httpx.get(f"{simulator}/sim/stats", headers=ADMIN).json()["calls"]
+def _calls(parts: Stack) -> int:
+    calls = parts.admin.get(f"{parts.simulator}/sim/stats").json()["calls"]
     return int(calls.get("auth/introspection", 0))
 
 
@@ -499,20 +511,21 @@ def _server(scenario: Scenario, parts: Stack) -> Iterator[Server]:
 def _run(
     scenario: Scenario, server: Server, parts: Stack, duration: int, rate: int
 ) -> dict[str, Any]:
-    """One wrk run against a running server, with ``rate`` x (``duration`` + 1) fresh
+    """One wrk run against a running server, with ``rate`` x (``duration`` + 1/4) fresh
     proofs of its own."""
     fd, name = tempfile.mkstemp(suffix=".txt")
     os.close(fd)
     proofs_file = Path(name)
     # A guarded scenario needs a fresh proof per request; the others get the same request
     # bytes from a few hundred proofs, reused (nothing checks them there).
-    count = max(500, rate * (duration + 1)) if scenario.guarded else 500
+    # ``rate`` has its margin (1.5x the rate seen); a quarter second more covers wrk's end.
+    count = max(500, rate * duration + rate // 4) if scenario.guarded else 500
     htu = PUBLIC_URL + scenario.path
     token = parts.token_for(scenario)
     if scenario.fresh_tokens:
         lines = [
             f"{own} {parts.signer.sign(htm='GET', htu=htu, access_token=own)}"
-            for own in _mint(parts, count)
+            for own in mint_tokens(parts, count)
         ]
     else:
         lines = [parts.signer.sign(htm="GET", htu=htu, access_token=token) for _ in range(count)]
@@ -520,18 +533,18 @@ def _run(
     try:
         # The latency is set once the tokens are minted (it slows every simulator API).
         latency = {"latency": scenario.latency}
-        httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json=latency)
-        calls = _calls(parts.simulator)
+        parts.admin.post(f"{parts.simulator}/sim/faults", json=latency)
+        calls = _calls(parts)
         cpu = tree_cpu(server.pid)
         result = run_wrk(server.url, scenario.path, token, proofs_file, duration)
         result["server_cpu_us_per_request"] = (
             (tree_cpu(server.pid) - cpu) / max(1, result["requests"]) * 1e6
         )
-        result["authlete_calls"] = _calls(parts.simulator) - calls
+        result["authlete_calls"] = _calls(parts) - calls
         result["proofs_available"] = count
     finally:
         proofs_file.unlink()
-        httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json={"latency": 0.0})
+        parts.admin.post(f"{parts.simulator}/sim/faults", json={"latency": 0.0})
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ def _fmt_ratio(row: dict[str, Any]) -> str:
 
 
 def _ranged(row: dict[str, Any], key: str) -> str:
-    """``0.45x (0.41-0.48)``: the median over the rounds and its range."""
+    """``0.45x (0.41-0.48)``: the median over the rounds and its range (``-``: the
+    reference did not run)."""
+    if key not in row:
+        return "-"
     low, high = row.get(f"{key}_range", (row[key], row[key]))
     return f"{row[key]:.2f}x ({low:.2f}-{high:.2f})"
 
@@ -53,6 +57,38 @@ def jwt_markdown(load: list[dict[str, Any]]) -> list[str]:
             f"| {row['scenario']} | {row['rps']:.0f} ({low:.0f}-{high:.0f}) | "
             f"{_ranged(row, 'ratio_to_node_jose')} | {row['server_cpu_us_per_request']:.0f} | "
             f"{row['p99_us'] / 1000:.1f} |"
+        )
+    return lines
+
+
+HIT = "cache hit, memory replay store"
+
+
+def miss_markdown(load: list[dict[str, Any]]) -> list[str]:
+    """What a cache miss costs (issue 24 section 2): server CPU per miss in hits of server
+    CPU, taken within each round, and Authlete calls per miss."""
+    hits = next((row for row in load if row["scenario"] == HIT), None)
+    misses = [row for row in load if row["scenario"].startswith("cache miss")]
+    if hits is None or not misses:
+        return []
+    lines = [
+        "",
+        "A cache miss in cache hits of server CPU (each round's miss CPU per request over the "
+        "same round's hit CPU per request; medians and ranges):",
+        "",
+        "| scenario | server CPU µs/miss | in hits | Authlete calls per miss |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in misses:
+        ratios = [
+            run["server_cpu_us_per_request"] / hit["server_cpu_us_per_request"]
+            for run, hit in zip(row["runs"], hits["runs"], strict=True)
+        ]
+        calls = [run["authlete_calls"] / max(1, run["requests"]) for run in row["runs"]]
+        lines.append(
+            f"| {row['scenario']} | {row['server_cpu_us_per_request']:.0f} | "
+            f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
+            f"{statistics.median(calls):.2f} |"
         )
     return lines
 
@@ -106,6 +142,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{row['authlete_calls']:.0f} | {row['server_cpu_us_per_request']:.0f} | "
                 f"{row['generator_cpu']:.0%} |"
             )
+        lines += miss_markdown(result["load"])
         lines += jwt_markdown(result["load"])
     if result.get("tail"):
         from .tail import markdown as tail_markdown
@@ -172,7 +209,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
             ax.text(
                 ranges[i][1],
                 i,
-                f" {r['rps']:.0f} ({r['ratio_to_bare']:.2f}x bare, "
+                f" {r['rps']:.0f} ({r.get('ratio_to_bare', float('nan')):.2f}x bare, "
                 f"{r.get('ratio_to_ceiling', float('nan')):.2f}x ceiling)",
                 va="center",
                 fontsize=7,

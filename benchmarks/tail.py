@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -36,12 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from dpop_guard.devtools.demo import SERVICE_AUTH, token_create
-
 from .load import (
-    ADMIN,
     MIN_ROUNDS,
     PUBLIC_URL,
     Scenario,
@@ -50,6 +46,7 @@ from .load import (
     _server,
     describe_stack,
     fast_stack,
+    mint_tokens,
     run_wrk,
     stack,
     tree_cpu,
@@ -116,22 +113,16 @@ async def _open_loop(port: int, requests: list[bytes], rate: float) -> Counter[i
 
 def _misses(parts: Stack, count: int) -> list[bytes]:
     """``count`` requests, each with a token of its own (a cache miss) and its proof."""
-    requests = []
-    url, body = token_create(parts.simulator, ["read:accounts"], lifetime=600, jkt=parts.signer.jkt)
-    with httpx.Client(headers=SERVICE_AUTH) as client:
-        for _ in range(count):
-            answer = client.post(url, json=body)
-            answer.raise_for_status()
-            token: str = answer.json()["accessToken"]
-            proof = parts.signer.sign(htm="GET", htu=PUBLIC_URL + PATH, access_token=token)
-            requests.append(_request(token, proof))
-    return requests
+    return [
+        _request(token, parts.signer.sign(htm="GET", htu=PUBLIC_URL + PATH, access_token=token))
+        for token in mint_tokens(parts, count, lifetime=600)
+    ]
 
 
 def _run(
     parts: Stack,
     server: Server,
-    control: Server,
+    control: Server | None,
     condition: str,
     duration: int,
     hit_rate: float | None,
@@ -143,11 +134,12 @@ def _run(
     rate = (hit_rate or 0.0) / 9
     misses = _misses(parts, int(rate * duration)) if storm else []  # before the faults
     body: dict[str, Any] = {"latency": latency if storm else 0.0, "fault": fault if storm else None}
-    httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json=body)
+    parts.admin.post(f"{parts.simulator}/sim/faults", json=body)
     fd, name = tempfile.mkstemp(suffix=".txt")
     os.close(fd)
     proofs = Path(name)
-    count = int(1.5 * (hit_rate or 4000)) * (duration + 1)
+    rate_margin = int(1.5 * (hit_rate or 4000))  # proofs per second, with a margin
+    count = rate_margin * duration + rate_margin // 4
     proofs.write_text(
         "\n".join(
             parts.signer.sign(htm="GET", htu=PUBLIC_URL + PATH, access_token=parts.token)
@@ -157,7 +149,7 @@ def _run(
     )
     statuses: Counter[int] = Counter()
     url = server.url
-    target = control if condition == CONDITIONS[3] else server
+    target = control if condition == CONDITIONS[3] and control is not None else server
     port = int(target.url.rsplit(":", 1)[1])
     cpu = tree_cpu(server.pid)
     generator = None
@@ -174,17 +166,24 @@ def _run(
         # The server's CPU share over the run (hits and misses): what the misses take.
         result["server_cpu"] = (tree_cpu(server.pid) - cpu) / duration
         proofs.unlink()
-        httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json={"fault": None})
-        httpx.post(f"{parts.simulator}/sim/faults", headers=ADMIN, json={"latency": 0.0})
+        parts.admin.post(f"{parts.simulator}/sim/faults", json={"fault": None})
+        parts.admin.post(f"{parts.simulator}/sim/faults", json={"latency": 0.0})
     result["misses_sent"] = len(misses)
     result["miss_rate"] = rate if misses else 0.0
     result["miss_statuses"] = dict(statuses)
     return result
 
 
-def tail(duration: int, rounds: int = MIN_ROUNDS, *, pace_ms: float = 0) -> dict[str, Any]:
-    """Every condition's runs, interleaved; per condition the medians and ranges of the hit
-    percentiles, and the ratio of hit p99 to hit p99 alone within each round.
+def tail(
+    duration: int,
+    rounds: int = MIN_ROUNDS,
+    *,
+    pace_ms: float = 0,
+    conditions: tuple[str, ...] = CONDITIONS,
+) -> dict[str, Any]:
+    """Each of ``conditions``' runs (hits alone first), interleaved; per condition the
+    medians and ranges of the hit percentiles, and the ratio of hit p99 to hit p99 alone
+    within each round.
 
     :param pace_ms: each hit connection's wait before each request: ``0`` saturates the
         server (hit latency is then mostly the queue, and grows with whatever CPU the
@@ -194,13 +193,20 @@ def tail(duration: int, rounds: int = MIN_ROUNDS, *, pace_ms: float = 0) -> dict
     scenario = Scenario(
         "tail", "examples.accounts:app", env={"DPOP_GUARD_AUTHLETE_TIMEOUT": TIMEOUT}
     )
-    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CONDITIONS}
-    with stack() as parts, _server(scenario, parts) as server, _server(scenario, parts) as control:
+    if conditions[0] != CONDITIONS[0]:
+        raise ValueError(f"the first condition is {CONDITIONS[0]!r}: the others' reference")
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}
+    with stack() as parts, contextlib.ExitStack() as servers:
+        server = servers.enter_context(_server(scenario, parts))
+        # The control server only where its condition runs.
+        control = (
+            servers.enter_context(_server(scenario, parts)) if CONDITIONS[3] in conditions else None
+        )
         hit_rate: float | None = None
         for r in range(rounds):
-            order = CONDITIONS if r % 2 == 0 else CONDITIONS[::-1]
+            order = conditions if r % 2 == 0 else conditions[::-1]
             if hit_rate is None:  # the first round starts with hits alone: the rate to match
-                order = CONDITIONS
+                order = conditions
             for condition in order:
                 print(f"round {r + 1}/{rounds}: {condition}", file=sys.stderr)
                 result = _run(parts, server, control, condition, duration, hit_rate, pace_ms)

@@ -40,6 +40,33 @@ def test_report(tmp_path: Path) -> None:
     plot(result, tmp_path / "plot.png")
 
 
+def test_miss_in_hits() -> None:
+    """A miss's server CPU is reported in hits of the same round, with calls per miss."""
+    from benchmarks.report import HIT, miss_markdown
+
+    def row(name: str, cpu: list[float], calls: int) -> dict[str, object]:
+        runs = [
+            {"server_cpu_us_per_request": c, "authlete_calls": calls * 100, "requests": 100}
+            for c in cpu
+        ]
+        return {"scenario": name, "server_cpu_us_per_request": sorted(cpu)[1], "runs": runs}
+
+    table = "\n".join(
+        miss_markdown([row(HIT, [100, 200, 300], 0), row("cache miss, x", [250, 400, 900], 2)])
+    )
+    assert "| cache miss, x | 400 | 2.50 (2.00-3.00) | 2.00 |" in table
+
+
+def test_quick_covers_each_section() -> None:
+    """make bench-quick: the ceiling, a hit, a miss, the JWT hit beside Node jose."""
+    from benchmarks.load import CEILING, NODE_JOSE, scenarios
+
+    names = [s.name for s in scenarios("redis://unused", quick=True)]
+    assert names[0] == CEILING and NODE_JOSE in names
+    assert sum(name.startswith("cache miss") for name in names) == 1
+    assert any(name.startswith("JWT mode, cache hit") for name in names)
+
+
 def test_interleaved_order() -> None:
     """Rounds alternate A B C and C B A, each scenario once per round."""
     from benchmarks.load import interleaved
