@@ -13,7 +13,8 @@ lasts less than the cache TTL (so "per TTL" is "per run"):
 
 - Authlete calls per token (the simulator's own count over the distinct tokens used), and
   the same as a multiple of one guard's (N = 1): the Authlete introspector makes two calls
-  per introspection today (its two-call protocol), so one guard's figure is "one round per
+  on a token's first introspection (check and binding probe) and one after, so one guard's
+  figure is "one round per
   token per TTL" and "x one guard" above 1.0 means concurrent misses on different guards
   each went to Authlete.
 - Redis commands per request: Redis's own ``INFO commandstats`` (this harness's

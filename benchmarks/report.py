@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .load import HIT
 from .micro import RESULTS
 
 
@@ -59,9 +60,6 @@ def jwt_markdown(load: list[dict[str, Any]]) -> list[str]:
             f"{row['p99_us'] / 1000:.1f} |"
         )
     return lines
-
-
-HIT = "cache hit, memory replay store"
 
 
 def miss_markdown(load: list[dict[str, Any]]) -> list[str]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib.util
 import json
 import platform
@@ -42,7 +43,6 @@ import httpx
 
 from dpop_guard import AsyncioHTTPClient, AuthleteIntrospector, AuthleteSettings
 from dpop_guard.introspection import RequestFacts
-from dpop_guard.introspection.authlete import Bindings
 
 ANSWER_BODY = json.dumps(
     {
@@ -131,12 +131,6 @@ async def _cpu_per_call(post: Post, url: str, calls: int) -> float:
     return (time.process_time() - start) / calls
 
 
-def _first_sight(introspector: AuthleteIntrospector) -> AuthleteIntrospector:
-    """``introspector`` remembering no binding: every token is new, so every miss probes."""
-    introspector.bindings = Bindings(time.time, budget=0)
-    return introspector
-
-
 async def measure(
     url: str, calls: int, rounds: int, compare: Path | None
 ) -> dict[str, list[float]]:
@@ -150,8 +144,10 @@ async def measure(
     settings = AuthleteSettings(
         base_url=url.partition("/api/")[0], api_key="1", access_token="s" * 43
     )
-    ours_miss = _first_sight(AuthleteIntrospector(AsyncioHTTPClient(proxies={}), settings))
-    httpx_miss = _first_sight(AuthleteIntrospector(httpx.AsyncClient(trust_env=False), settings))
+    # Nothing remembered: every token is new, so every miss makes the check and the probe.
+    first_sight = dataclasses.replace(settings, binding_ttl=0)
+    ours_miss = AuthleteIntrospector(AsyncioHTTPClient(proxies={}), first_sight)
+    httpx_miss = AuthleteIntrospector(httpx.AsyncClient(trust_env=False), first_sight)
     ours_seen = AuthleteIntrospector(AsyncioHTTPClient(proxies={}), settings)
     clients["miss, 2 POSTs (ours)"] = lambda u: ours_miss.introspect("t" * 43, request=MISS)
     clients["miss, 2 POSTs (httpx)"] = lambda u: httpx_miss.introspect("t" * 43, request=MISS)
@@ -162,7 +158,7 @@ async def measure(
     if compare is not None:
         other = _load(compare)()
         clients[f"compared ({compare.name})"] = lambda u: other.post(u, HEADERS, BODY)
-        other_miss = _first_sight(AuthleteIntrospector(_load(compare)(), settings))
+        other_miss = AuthleteIntrospector(_load(compare)(), first_sight)
         clients["miss, 2 POSTs (compared)"] = lambda u: other_miss.introspect(
             "t" * 43, request=MISS
         )

@@ -3,9 +3,10 @@
 Rules that live here: a value computed from client input is remembered only when that input
 is small (:data:`MAX_REMEMBERED`), each entry is charged the bytes it keeps, and a memo that
 would pass its budget (:data:`MEMO_BUDGET`) starts over. The request memos (request shapes,
-``Authorization`` parses), the verifier's header and ``ath`` memos and the introspection
-cache's token digests use it, so the worst a flood of distinct maximal inputs can pin is a
-few budgets per worker, whatever came.
+``Authorization`` parses), the verifier's header and ``ath`` memos, the introspection
+cache's token digests and Authlete's remembered bindings (four budgets, filled only by
+tokens Authlete accepted) use it, so the worst a flood of distinct maximal inputs can pin
+is a few budgets per worker, whatever came.
 """
 
 from __future__ import annotations

@@ -6,4 +6,9 @@ from __future__ import annotations
 
 from hashlib import sha256
 
-__all__ = ["sha256"]
+__all__ = ["sha256", "token_digest"]
+
+
+def token_digest(token: str) -> bytes:
+    """What a token is remembered by, never the token itself: its SHA-256 (32 bytes)."""
+    return sha256(token.encode("utf-8")).digest()

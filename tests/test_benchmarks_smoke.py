@@ -42,7 +42,8 @@ def test_report(tmp_path: Path) -> None:
 
 def test_miss_in_hits() -> None:
     """A miss's server CPU is reported in hits of the same round, with calls per miss."""
-    from benchmarks.report import HIT, miss_markdown
+    from benchmarks.load import HIT
+    from benchmarks.report import miss_markdown
 
     def row(name: str, cpu: list[float], calls: int) -> dict[str, object]:
         runs = [

@@ -1,7 +1,8 @@
 """A small HTTP/1.1 client for JSON POSTs to one API, and an adapter for httpx.
 
 Why not httpx on this path: one httpx call costs several times the CPU of this client
-(``benchmarks/transport_cpu.py`` measures both), and an introspection miss makes two calls.
+(``benchmarks/transport_cpu.py`` measures both), and an introspection miss makes one or two
+calls.
 This client does only what introspection needs: POST a body over a keep-alive pool of
 asyncio streams, with TLS and a bounded response size.
 

@@ -65,6 +65,7 @@ import binascii
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ import anyio
 import httpx
 
 from .._bounded import MEMO_BUDGET, Memo
-from .._digest import sha256
+from .._digest import token_digest
 from .._env import EnvReader
 from .._reasons import IntrospectionReason
 from ..challenges import parse_challenge
@@ -118,6 +119,9 @@ logger = logging.getLogger("dpop_guard.introspection")
 DEFAULT_AUTHLETE_TIMEOUT: Final = 5.0
 BINDINGS_BUDGET: Final = 4 * MEMO_BUDGET
 """Bytes :class:`Bindings` holds at most before it starts over: about 9,000 tokens."""
+FORGOTTEN_LIMIT: Final = 4096
+"""Tokens whose last forget :class:`Bindings` keeps, to refuse answers of probes that
+raced it; past this it starts over and refuses every probe then in flight (safe)."""
 DEFAULT_BINDING_TTL: Final = 300.0
 """Seconds a token's binding is remembered at most (``DPOP_GUARD_AUTHLETE_BINDING_TTL``)."""
 _ACTION_STATUS = {"BAD_REQUEST": 400, "UNAUTHORIZED": 401, "FORBIDDEN": 403}
@@ -282,13 +286,14 @@ class Bindings:
     ``ttl`` seconds at most (and never past the token's ``expiresAt``), is dropped when a
     check answers another ``expiresAt`` (a token issued again), and is forgotten when
     Authlete refuses the token itself (it does not exist, has expired, or is not meant for
-    this API). An answer from a probe that ran while a token was forgotten is not
-    remembered (:attr:`generation`). Keys are the tokens' SHA-256 (no token is kept); the
-    memo is bounded in bytes (:class:`~dpop_guard._bounded.Memo`, ``budget``) and starts
-    over when full, which costs the probe again, nothing else. ``ttl=0`` remembers nothing.
+    this API). A probe's answer is not remembered when its token was forgotten while the
+    probe ran (:meth:`moment`, :meth:`learn`). Keys are the tokens' SHA-256 (no token is
+    kept); the memo is bounded in bytes (:class:`~dpop_guard._bounded.Memo`, ``budget``)
+    and starts over when full, which costs the probe again, nothing else. ``ttl=0``
+    remembers nothing.
     """
 
-    __slots__ = ("_clock", "_memo", "generation", "ttl")
+    __slots__ = ("_clock", "_floor", "_forgotten", "_memo", "_moment", "ttl")
 
     def __init__(
         self,
@@ -299,17 +304,21 @@ class Bindings:
     ) -> None:
         self._clock = clock
         self.ttl = ttl
-        self.generation = 0
-        """Counts :meth:`forget` calls; :meth:`learn` is given the value read before the
-        probe, and remembers nothing when a token was forgotten since."""
-        self._memo: Memo[bytes, Binding] = Memo(_unknown, _no_strings, budget=budget)
+        self._memo: Memo[bytes, Binding] = Memo(_unknown, _key_cost, budget=budget)
+        # Forgets are numbered; a probe's answer is learned only if its token's last forget
+        # (or the floor, once the map of last forgets started over) came before the probe.
+        self._moment = 0
+        self._forgotten: dict[bytes, int] = {}
+        self._floor = 0
 
     def __len__(self) -> int:
         return len(self._memo)
 
-    @staticmethod
-    def key(token: str) -> bytes:
-        return sha256(token.encode("utf-8")).digest()
+    key = staticmethod(token_digest)
+
+    def moment(self) -> int:
+        """Read before a probe, given back to :meth:`learn`."""
+        return self._moment
 
     def recall(self, key: bytes) -> Binding | None:
         """The remembered answer, or ``None`` (never seen, or no longer to be used)."""
@@ -319,11 +328,14 @@ class Bindings:
             return None
         return entry
 
-    def learn(self, key: bytes, bound: bool, expires_at: object, generation: int) -> None:
+    def learn(self, key: bytes, bound: bool, expires_at: object, moment: int) -> None:
         """Remember the probe's answer for the token whose check answered ``expires_at``
-        (Authlete's milliseconds): not when a token was forgotten since ``generation`` was
-        read, nor for a token without an expiry or one already expired."""
-        if generation != self.generation or type(expires_at) is not int:
+        (Authlete's milliseconds): not when that token was forgotten since ``moment``
+        (:meth:`moment` read before the probe), nor for a token without an expiry or one
+        already expired."""
+        if max(self._forgotten.get(key, 0), self._floor) > moment:
+            return
+        if type(expires_at) is not int:
             return
         now = self._clock()
         until = min(expires_at / 1000, now + self.ttl)
@@ -331,7 +343,11 @@ class Bindings:
             self._memo.put(key, Binding(bound, expires_at, until), len(key))
 
     def forget(self, key: bytes) -> None:
-        self.generation += 1
+        self._moment += 1
+        if len(self._forgotten) >= FORGOTTEN_LIMIT:
+            self._forgotten.clear()
+            self._floor = self._moment  # every probe in flight now is refused
+        self._forgotten[key] = self._moment
         self._memo.discard(key)
 
 
@@ -339,8 +355,8 @@ def _unknown(key: bytes) -> Binding:
     raise LookupError("a binding is learned from the probe, never computed")
 
 
-def _no_strings(key: bytes, value: Binding) -> int:
-    return len(key)
+def _key_cost(key: bytes, value: Binding) -> int:
+    return sys.getsizeof(key)
 
 
 class AuthleteIntrospector:
@@ -430,7 +446,7 @@ class AuthleteIntrospector:
                     return self._token_info(data, request, jkt=None)
                 body.update(dpop=request.proof, htm=request.method, htu=request.htu)
                 key = Bindings.key(token)
-                generation = self.bindings.generation
+                moment = self.bindings.moment()
                 known = self.bindings.recall(key)
                 probe_body = {"token": token, **certificate}
                 check: dict[str, Any] | BaseException
@@ -444,7 +460,7 @@ class AuthleteIntrospector:
                     reissued = check.get("expiresAt") != known.expires_at
                     if check.get("action") == "OK" and reissued:  # under the same value
                         self.bindings.forget(key)
-                        generation, known = self.bindings.generation, None
+                        moment, known = self.bindings.moment(), None
                         probe = await self._post(probe_body)
         except TimeoutError as exc:
             raise _unavailable("authlete_timeout", exc) from exc
@@ -459,7 +475,7 @@ class AuthleteIntrospector:
         bound = known.bound if known is not None else _bound_by(probe)
         info = self._token_info(check, request, jkt=request.jkt if bound else None)
         if known is None:
-            self.bindings.learn(key, bound, check.get("expiresAt"), generation)
+            self.bindings.learn(key, bound, check.get("expiresAt"), moment)
         return info
 
     async def _both(

@@ -81,7 +81,7 @@ import anyio
 
 from .._binding import check_token_binding
 from .._bounded import Memo
-from .._digest import sha256
+from .._digest import token_digest
 from .._reasons import Reason
 from ..errors import DPoPGuardError, IntrospectionUnavailable, ServiceUnavailable
 from . import (
@@ -262,7 +262,7 @@ class _Expiring(Generic[_V]):
 
 def _key(token: str) -> bytes:
     """The local cache key of ``token``: its SHA-256."""
-    return sha256(token.encode("utf-8")).digest()
+    return token_digest(token)
 
 
 def _digest_cost(token: str, key: bytes) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -750,20 +751,58 @@ async def test_tokens_are_remembered_apart_and_never_kept() -> None:
     assert authlete.probes == 2 and info.jkt is None
     a, b = (introspector.bindings.recall(Bindings.key(t)) for t in ("tok-a", "tok-b"))
     assert a is not None and a.bound and b is not None and not b.bound
-    assert set(introspector.bindings._memo._data) == {Bindings.key("tok-a"), Bindings.key("tok-b")}
+    assert Bindings.key("tok-a") == hashlib.sha256(b"tok-a").digest()
+
+
+async def test_another_tokens_refusal_does_not_stop_learning() -> None:
+    """Refusals of other tokens (junk, expired) while a probe runs: its answer is still
+    remembered (only its own token's refusal discards it)."""
+    authlete, clock = Authlete(), Clock()
+    introspector = make(authlete, clock)
+    authlete.during_probe = lambda: introspector.bindings.forget(Bindings.key("junk"))
+    await introspector.introspect("tok", request=FACTS)
+    assert len(introspector.bindings) == 1
+
+
+async def test_an_outage_keeps_the_binding() -> None:
+    """A check that fails (503) says nothing about the token: its binding stays."""
+    authlete, clock = Authlete(), Clock()
+    introspector = make(authlete, clock)
+    await introspector.introspect("tok", request=FACTS)
+    authlete.check = {"action": "INTERNAL_SERVER_ERROR", "resultCode": "A001"}
+    with pytest.raises(IntrospectionUnavailable):
+        await introspector.introspect("tok", request=FACTS)
+    assert len(introspector.bindings) == 1
+
+
+async def test_a_token_for_another_api_forgets_its_binding() -> None:
+    authlete, clock = Authlete(), Clock()
+    introspector = make(authlete, clock)
+    await introspector.introspect("tok", request=FACTS)
+    authlete.check = {
+        "action": "BAD_REQUEST",
+        "resultCode": "A327605",
+        "responseContent": 'Bearer error="invalid_target"',
+    }
+    with pytest.raises(InactiveToken) as refused:
+        await introspector.introspect("tok", request=FACTS)
+    assert refused.value.reason == "authlete_resource_mismatch"
+    assert len(introspector.bindings) == 0
 
 
 def test_the_memo_is_bounded_in_bytes() -> None:
-    """A flood of distinct tokens makes the memo start over; it never grows past its
-    budget, and the same token learned again is charged once."""
-    bindings = Bindings(Clock(), budget=10_000)
+    """A flood of distinct tokens makes the memo start over; it never holds more than its
+    budget allows, and a token learned again is charged once."""
+    bindings = Bindings(Clock(), budget=10_000)  # 22 entries of 449 bytes
+    mine = Bindings.key("tok")
     for _ in range(100):
-        bindings.learn(Bindings.key("tok"), True, OK["expiresAt"], bindings.generation)
-    assert bindings._memo.held < 1_000
+        bindings.learn(mine, True, OK["expiresAt"], bindings.moment())
+    for n in range(21):
+        bindings.learn(Bindings.key(f"tok-{n}"), True, OK["expiresAt"], bindings.moment())
+    assert len(bindings) == 22 and bindings.recall(mine) is not None
     for n in range(1_000):
-        bindings.learn(Bindings.key(f"tok-{n}"), True, OK["expiresAt"], bindings.generation)
-        assert bindings._memo.held <= 10_000
-    assert 0 < len(bindings) < 1_000
+        bindings.learn(Bindings.key(f"more-{n}"), True, OK["expiresAt"], bindings.moment())
+        assert len(bindings) <= 22
 
 
 @pytest.mark.parametrize("value", [-1, 86_401, float("nan")])

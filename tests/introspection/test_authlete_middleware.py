@@ -194,21 +194,22 @@ class TestBindingRemembered:
             introspector=AuthleteIntrospector(http, authlete_settings(simulator_url)),
         )
         token = simulator.create_token(subject="alice", scopes=["read:accounts"], jkt=signer.jkt)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=ORIGIN
-        ) as api:
-            for expected_calls in (2, 3, 4):
-                response = await get(api, signer, token)
-                assert response.status_code == 200, response.text
-                assert response.json()["jkt"] == signer.jkt
-                assert simulator.calls["auth/introspection"] == expected_calls
-            thief = await get(api, ProofSigner.generate("ES256"), token)
-            assert thief.status_code == 401
-            assert parse_challenge(thief.headers["www-authenticate"])[1]["error"] in (
-                "invalid_token",
-                "invalid_dpop_proof",
-            )
-            del simulator.tokens[token]  # revoked at the authorization server
-            revoked = await get(api, signer, token)
-            assert revoked.status_code == 401
-        await http.aclose()
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as api:
+                for expected_calls in (2, 3, 4):
+                    response = await get(api, signer, token)
+                    assert response.status_code == 200, response.text
+                    assert response.json()["jkt"] == signer.jkt
+                    assert simulator.calls["auth/introspection"] == expected_calls
+                thief = await get(api, ProofSigner.generate("ES256"), token)
+                assert thief.status_code == 401
+                assert parse_challenge(thief.headers["www-authenticate"])[1]["error"] in (
+                    "invalid_token",
+                    "invalid_dpop_proof",
+                )
+                del simulator.tokens[token]  # revoked at the authorization server
+                revoked = await get(api, signer, token)
+                assert revoked.status_code == 401
+        finally:
+            await http.aclose()
