@@ -29,6 +29,10 @@ pytestmark = pytest.mark.slow  # starts tinyproxy
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = RequestFacts("GET", "https://rs.test/a", None, None)
+DEADLINE = 10.0
+"""Seconds for an introspection here: these tests assert what failed, not how fast, and a
+loaded machine must not turn a TLS or proxy failure into a timeout (a 2 s deadline did, once:
+the tunnel, the trust store and the handshake on a busy core)."""
 
 
 @dataclass
@@ -121,7 +125,7 @@ class TestThroughTinyproxy:
         ca = CA(tmp_path)
         client = AsyncioHTTPClient(proxies={"https": tinyproxy.url})  # system trust store
         async with await serve(replying(ok()), ssl_context=ca.server_context(LOOPBACK)) as url:
-            introspector = AuthleteIntrospector(client, authlete_settings(_base(url), 2.0))
+            introspector = AuthleteIntrospector(client, authlete_settings(_base(url), DEADLINE))
             with pytest.raises(IntrospectionUnavailable) as info:
                 await introspector.introspect("tok", request=FACTS)
         await client.aclose()
@@ -130,7 +134,7 @@ class TestThroughTinyproxy:
     async def test_connect_refused_by_the_proxy(self, tinyproxy: Tinyproxy) -> None:
         """The proxy cannot open the tunnel (nothing listens there): ``proxy``."""
         client = AsyncioHTTPClient(proxies={"https": tinyproxy.url})
-        settings = authlete_settings(f"https://127.0.0.1:{free_port()}", 2.0)
+        settings = authlete_settings(f"https://127.0.0.1:{free_port()}", DEADLINE)
         with pytest.raises(IntrospectionUnavailable) as info:
             await AuthleteIntrospector(client, settings).introspect("tok", request=FACTS)
         await client.aclose()
@@ -174,7 +178,7 @@ class TestGuardThroughTinyproxy:
     ) -> None:
         """A guarded request whose Authlete calls (check and probe) go through the proxy."""
         client = AsyncioHTTPClient(proxies={"http": tinyproxy.url})
-        introspector = AuthleteIntrospector(client, authlete_settings(simulator_url, 2.0))
+        introspector = AuthleteIntrospector(client, authlete_settings(simulator_url, DEADLINE))
         h = make_harness(introspector=introspector)
         signer = ProofSigner.generate("ES256")
         before = len(tinyproxy.requests())
@@ -198,7 +202,7 @@ class TestGuardThroughTinyproxy:
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
         client = AsyncioHTTPClient()
-        introspector = AuthleteIntrospector(client, authlete_settings(simulator_url, 2.0))
+        introspector = AuthleteIntrospector(client, authlete_settings(simulator_url, DEADLINE))
         h = make_harness(introspector=introspector)
         signer = ProofSigner.generate("ES256")
         response = await h.call(h.token(signer), signer)
