@@ -33,7 +33,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .load import Scenario, Server, Stack, _run, _server, describe_stack, fast_stack, stack
+from .load import (
+    Scenario,
+    Server,
+    Stack,
+    _run,
+    _server,
+    describe_stack,
+    fast_stack,
+    proofs_needed,
+    stack,
+)
 from .micro import machine
 from .report import save
 
@@ -90,7 +100,7 @@ def sample(
             stderr=subprocess.DEVNULL,
         )
         time.sleep(0.3)  # perf attached before the load starts
-        run = _run(scenario, server, parts, duration, 8000)
+        run = _run(scenario, server, parts, duration, proofs_needed(None, duration, 8000))
         recorder.wait(timeout=duration + 30)
         report = subprocess.run(  # noqa: S603
             [perf, "report", "-i", str(data), "--stdio", "--sort", "dso", "--no-children"],
@@ -118,7 +128,9 @@ def cpu_split(rounds: int, duration: int) -> dict[str, Any]:
         with contextlib.ExitStack() as servers:
             started = [servers.enter_context(_server(s, parts)) for s in chosen]
             for server, scenario in zip(started, chosen, strict=True):
-                _run(scenario, server, parts, 1, 8000)  # warm: imports, caches, the store
+                _run(
+                    scenario, server, parts, 1, proofs_needed(None, 1, 8000)
+                )  # warm: imports, caches
             for r in range(rounds):
                 order = range(len(chosen)) if r % 2 == 0 else range(len(chosen) - 1, -1, -1)
                 for i in order:

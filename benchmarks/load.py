@@ -379,12 +379,9 @@ def load(
         samples: list[list[dict[str, Any]]] = [[] for _ in chosen]
         for r, i in interleaved(len(chosen), rounds):
             progress(f"round {r + 1}/{rounds}: {chosen[i].name}")
-            # Proofs for 1.5x the rate seen so far (signing them is most of a short run's
-            # time); the first round signs for the scenario's nominal rate. Running out
-            # shows up as non-2xx answers, never as a silently faster figure.
-            seen = [run["rps"] for run in samples[i]]
-            rate = int(1.5 * max(seen)) if seen else chosen[i].proofs_per_second
-            samples[i].append(_run(chosen[i], urls[i], parts, duration, rate, first=not seen))
+            seen = max((run["rps"] for run in samples[i]), default=None)
+            proofs = proofs_needed(seen, duration, chosen[i].proofs_per_second)
+            samples[i].append(_run(chosen[i], urls[i], parts, duration, proofs))
     rows: list[dict[str, Any]] = []
     for scenario, runs in zip(chosen, samples, strict=True):
         row: dict[str, Any] = {
@@ -508,25 +505,28 @@ def _server(scenario: Scenario, parts: Stack) -> Iterator[Server]:
         yield Server(url, proc.pid)
 
 
+def proofs_needed(seen_rps: float | None, duration: int, nominal: int) -> int:
+    """Fresh proofs to sign for one run (signing them is most of a short run's time): for
+    1.5x the rate seen so far and a quarter second more; before any run, for the
+    ``nominal`` rate, a guess, and a second more. Running out shows up as non-2xx answers,
+    never as a silently faster figure."""
+    if seen_rps is None:
+        return nominal * (duration + 1)
+    rate = int(1.5 * seen_rps)
+    return rate * duration + rate // 4
+
+
 def _run(
-    scenario: Scenario,
-    server: Server,
-    parts: Stack,
-    duration: int,
-    rate: int,
-    *,
-    first: bool = True,
+    scenario: Scenario, server: Server, parts: Stack, duration: int, proofs: int
 ) -> dict[str, Any]:
-    """One wrk run against a running server, with ``rate`` x (``duration`` + a second on a
-    scenario's first run, whose rate is a guess; + a quarter second after, whose rate is
-    1.5x the rate seen) fresh proofs of its own."""
+    """One wrk run against a running server, with ``proofs`` fresh proofs of its own
+    (:func:`proofs_needed`)."""
     fd, name = tempfile.mkstemp(suffix=".txt")
     os.close(fd)
     proofs_file = Path(name)
     # A guarded scenario needs a fresh proof per request; the others get the same request
     # bytes from a few hundred proofs, reused (nothing checks them there).
-    spare = rate if first else rate // 4
-    count = max(500, rate * duration + spare) if scenario.guarded else 500
+    count = max(500, proofs) if scenario.guarded else 500
     htu = PUBLIC_URL + scenario.path
     token = parts.token_for(scenario)
     if scenario.fresh_tokens:

@@ -47,6 +47,7 @@ from .load import (
     describe_stack,
     fast_stack,
     mint_tokens,
+    proofs_needed,
     run_wrk,
     stack,
     tree_cpu,
@@ -138,10 +139,7 @@ def _run(
     fd, name = tempfile.mkstemp(suffix=".txt")
     os.close(fd)
     proofs = Path(name)
-    # Proofs for 1.5x the hit rate seen, plus a quarter second; the first run's rate is a
-    # guess (4,000/s), so it gets a second more.
-    per_second = int(1.5 * (hit_rate or 4000))
-    count = per_second * duration + (per_second if hit_rate is None else per_second // 4)
+    count = proofs_needed(hit_rate, duration, nominal=6000)
     proofs.write_text(
         "\n".join(
             parts.signer.sign(htm="GET", htu=PUBLIC_URL + PATH, access_token=parts.token)

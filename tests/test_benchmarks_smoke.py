@@ -68,6 +68,14 @@ def test_quick_covers_each_section() -> None:
     assert any(name.startswith("JWT mode, cache hit") for name in names)
 
 
+def test_proofs_needed() -> None:
+    """A run's proofs: a second spare on the nominal rate, a quarter on 1.5x the rate seen."""
+    from benchmarks.load import proofs_needed
+
+    assert proofs_needed(None, 5, 4000) == 24_000
+    assert proofs_needed(2000, 5, 4000) == 3000 * 5 + 750
+
+
 def test_interleaved_order() -> None:
     """Rounds alternate A B C and C B A, each scenario once per round."""
     from benchmarks.load import interleaved

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +18,7 @@ from joserfc import jwk as jose_jwk
 from joserfc import jws
 
 from dpop_guard._env import ConfigurationError
+from dpop_guard._reasons import IntrospectionReason
 from dpop_guard.errors import IntrospectionUnavailable, InvalidToken
 from dpop_guard.introspection import InactiveToken
 from dpop_guard.introspection._signed import (
@@ -391,19 +392,10 @@ class TestSettings:
 
 # -- Hypothesis: whatever the answer, a verdict or a 503 with a known reason -------------
 
-REASONS = {
-    "introspection_unsigned",
-    "introspection_jwt_too_large",
-    "introspection_jwt_malformed",
-    "introspection_jwt_typ",
-    "introspection_jwt_alg",
-    "introspection_jwt_unknown_key",
-    "introspection_jwt_signature",
-    "introspection_jwt_issuer",
-    "introspection_jwt_audience",
-    "introspection_jwt_iat",
-    "introspection_jwt_expired",
-    "introspection_jwt_content",
+REASONS = {  # the signed-answer reasons, from the one table of reasons
+    reason
+    for reason in get_args(IntrospectionReason)
+    if reason == "introspection_unsigned" or reason.startswith("introspection_jwt_")
 }
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
